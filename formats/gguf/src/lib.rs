@@ -1,0 +1,59 @@
+//! # modelconv-gguf
+//!
+//! The GGUF container (llama.cpp / ggml): magic `GGUF`, version (2 or 3 read,
+//! 3 written), tensor and metadata counts, typed key/value metadata (13 value
+//! types, nested arrays), tensor infos (name, dimensions innermost first,
+//! ggml type, offset), then the data section aligned to `general.alignment`.
+//!
+//! Every ggml type's shape and size is read, so any GGUF can be inspected;
+//! data of every type is copied as it is. Counts, lengths and offsets are
+//! checked against the file length before anything is allocated.
+
+mod read;
+mod types;
+mod write;
+
+use modelconv_ir::{Format, Model, Result, Writer};
+use std::path::Path;
+
+pub use read::{open, parse, Parsed};
+pub use types::{dtype_from_ggml, ggml_id};
+pub use write::GgufWriter;
+
+pub const NAME: &str = "gguf";
+pub const MAGIC: &[u8; 4] = b"GGUF";
+/// Data alignment when `general.alignment` is absent.
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// ggml's GGML_MAX_DIMS: the most dimensions written.
+pub const MAX_DIMS_WRITE: usize = 4;
+/// The most dimensions accepted when reading (other writers are laxer).
+pub const MAX_DIMS_READ: usize = 8;
+
+pub struct Gguf;
+
+pub static FORMAT: Gguf = Gguf;
+
+impl Format for Gguf {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn description(&self) -> &'static str {
+        "GGUF v2/v3 (llama.cpp); read any ggml type, write F32/F16/BF16/F64/int and existing blocks"
+    }
+    fn extensions(&self) -> &'static [&'static str] {
+        &["gguf"]
+    }
+    fn score(&self, head: &[u8], _path: &Path) -> u8 {
+        if head.starts_with(MAGIC) {
+            100
+        } else {
+            0
+        }
+    }
+    fn open(&self, path: &Path) -> Result<Model> {
+        open(path)
+    }
+    fn writer(&self) -> Option<&dyn Writer> {
+        Some(&GgufWriter)
+    }
+}

@@ -1,0 +1,295 @@
+//! Reading GGUF v2/v3: header, typed metadata, tensor infos; tensor data
+//! stays in the file and is read lazily.
+
+use crate::types::{dtype_from_ggml, min_value_size, value_type_from_id};
+use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_READ};
+use modelconv_ir::{
+    numel, padding, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor,
+    TensorInfo, Value, ValueType,
+};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Nesting depth of arrays of arrays accepted.
+const MAX_ARRAY_DEPTH: u32 = 8;
+
+/// A bounds-checked little-endian cursor over the mapped header.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::malformed(self.path, format!("at byte {}: {msg}", self.pos))
+    }
+    fn remaining(&self) -> u64 {
+        (self.buf.len() - self.pos) as u64
+    }
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(self.err(format!(
+                "{what} needs {n} bytes but only {} remain in the file",
+                self.remaining()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N as u64, what)?);
+        Ok(a)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    fn string(&mut self, what: &str) -> Result<String> {
+        let start = self.pos;
+        let n = self.u64(what)?;
+        let bytes = self.take(n, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| {
+            Error::malformed(
+                self.path,
+                format!("at byte {start}: {what} is not valid UTF-8 ({e})"),
+            )
+        })
+    }
+    fn value(&mut self, t: ValueType, depth: u32, what: &str) -> Result<Value> {
+        Ok(match t {
+            ValueType::U8 => Value::U8(self.array::<1>(what)?[0]),
+            ValueType::I8 => Value::I8(self.array::<1>(what)?[0] as i8),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array(what)?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array(what)?)),
+            ValueType::U32 => Value::U32(self.u32(what)?),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array(what)?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array(what)?)),
+            ValueType::U64 => Value::U64(self.u64(what)?),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(what)?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(what)?)),
+            ValueType::Bool => match self.array::<1>(what)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(self.err(format!("{what}: bool value {b}, expected 0 or 1"))),
+            },
+            ValueType::String => Value::String(self.string(what)?),
+            ValueType::Array => {
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(self.err(format!(
+                        "{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}"
+                    )));
+                }
+                let id = self.u32(what)?;
+                let et = value_type_from_id(id)
+                    .ok_or_else(|| self.err(format!("{what}: unknown array element type {id}")))?;
+                let n = self.u64(what)?;
+                let need = n.checked_mul(min_value_size(et));
+                if need.is_none_or(|b| b > self.remaining()) {
+                    return Err(self.err(format!(
+                        "{what}: array of {n} elements does not fit in the {} bytes that remain",
+                        self.remaining()
+                    )));
+                }
+                let mut items = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    items.push(self.value(et, depth + 1, what)?);
+                }
+                Value::Array(et, items)
+            }
+        })
+    }
+}
+
+/// What the header says, before tensors are attached to the file.
+pub struct Parsed {
+    pub version: u32,
+    pub metadata: Metadata,
+    pub alignment: u64,
+    pub data_start: u64,
+    /// Tensor info and offset relative to the data section.
+    pub tensors: Vec<(TensorInfo, u64)>,
+}
+
+/// Parses a whole GGUF header from `buf` (the mapped file).
+pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
+    let mut c = Cursor { buf, pos: 0, path };
+    let magic = c.take(4, "magic").map_err(|_| {
+        Error::malformed(
+            path,
+            format!("file is {} bytes, too short for a GGUF header", buf.len()),
+        )
+    })?;
+    if magic != MAGIC {
+        return Err(Error::malformed(
+            path,
+            format!("magic {magic:02x?} is not \"GGUF\""),
+        ));
+    }
+    let version = c.u32("version")?;
+    match version {
+        2 | 3 => {}
+        1 => return Err(c.err("GGUF version 1 is obsolete and not supported (use v2 or v3)")),
+        v if v.swap_bytes() <= 3 => return Err(c.err("big-endian GGUF files are not supported")),
+        v => return Err(c.err(format!("GGUF version {v}, expected 2 or 3"))),
+    }
+    let n_tensors = c.u64("tensor count")?;
+    let n_kv = c.u64("metadata count")?;
+    // A key/value pair takes at least 13 bytes, a tensor info at least 24.
+    if n_kv.checked_mul(13).is_none_or(|b| b > c.remaining()) {
+        return Err(c.err(format!("{n_kv} metadata entries cannot fit in the file")));
+    }
+    if n_tensors.checked_mul(24).is_none_or(|b| b > c.remaining()) {
+        return Err(c.err(format!("{n_tensors} tensor infos cannot fit in the file")));
+    }
+    let mut metadata = Metadata::new();
+    for _ in 0..n_kv {
+        let at = c.pos;
+        let key = c.string("metadata key")?;
+        let id = c.u32("metadata value type")?;
+        let t = value_type_from_id(id)
+            .ok_or_else(|| c.err(format!("key '{key}': unknown value type {id}")))?;
+        let v = c.value(t, 0, &format!("value of '{key}'"))?;
+        if metadata.contains(&key) {
+            return Err(Error::malformed(
+                path,
+                format!("at byte {at}: metadata key '{key}' appears twice"),
+            ));
+        }
+        metadata.set(key, v);
+    }
+    let alignment = match metadata.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
+        Some(v) => {
+            return Err(Error::malformed(
+                path,
+                format!("general.alignment is {v:?}, expected a power of two as u32"),
+            ))
+        }
+    };
+    let mut tensors = Vec::with_capacity(n_tensors as usize);
+    let mut names = HashSet::new();
+    for i in 0..n_tensors {
+        let name = c.string(&format!("name of tensor {i}"))?;
+        let n_dims = c.u32("dimension count")?;
+        if n_dims as usize > MAX_DIMS_READ {
+            return Err(c.err(format!(
+                "tensor '{name}' has {n_dims} dimensions, at most {MAX_DIMS_READ} are supported"
+            )));
+        }
+        let mut ne = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            ne.push(c.u64("dimension")?);
+        }
+        let id = c.u32("tensor type")?;
+        let dtype = dtype_from_ggml(id)
+            .ok_or_else(|| c.err(format!("tensor '{name}' has unknown ggml type {id}")))?;
+        let offset = c.u64("tensor offset")?;
+        if ne.first().is_some_and(|&n0| n0 % dtype.block_size() != 0) {
+            return Err(c.err(format!(
+                "tensor '{name}': row length {} is not a multiple of the {dtype} block size {}",
+                ne[0],
+                dtype.block_size()
+            )));
+        }
+        if offset % alignment != 0 {
+            return Err(c.err(format!(
+                "tensor '{name}': offset {offset} is not a multiple of the alignment {alignment}"
+            )));
+        }
+        numel(&ne).map_err(|e| c.err(format!("tensor '{name}': {e}")))?;
+        // GGUF stores the innermost dimension first.
+        ne.reverse();
+        let info = TensorInfo::new(name, dtype, ne).map_err(|e| e.in_file(path))?;
+        if !names.insert(info.name.clone()) {
+            return Err(c.err(format!("tensor name '{}' appears twice", info.name)));
+        }
+        tensors.push((info, offset));
+    }
+    let header_end = c.pos as u64;
+    let data_start = header_end + padding(header_end, alignment);
+    let data_len = (buf.len() as u64).saturating_sub(data_start);
+    let mut spans: Vec<(u64, u64, &str)> = Vec::with_capacity(tensors.len());
+    for (info, offset) in &tensors {
+        let end = offset.checked_add(info.byte_len);
+        if end.is_none_or(|e| e > data_len) {
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "tensor '{}': {} bytes at data offset {offset} run past the end of the file (data section is {data_len} bytes)",
+                    info.name, info.byte_len
+                ),
+            ));
+        }
+        spans.push((*offset, offset + info.byte_len, &info.name));
+    }
+    spans.sort();
+    for w in spans.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "tensors '{}' and '{}' overlap in the data section",
+                    w[0].2, w[1].2
+                ),
+            ));
+        }
+    }
+    Ok(Parsed {
+        version,
+        metadata,
+        alignment,
+        data_start,
+        tensors,
+    })
+}
+
+/// Opens a GGUF file; tensors are lazy ranges of it.
+pub fn open(path: &Path) -> Result<Model> {
+    let file = SharedFile::open(path)?;
+    if file.len < 24 {
+        return Err(Error::malformed(
+            path,
+            format!(
+                "file is {} bytes, too short for a GGUF header (24 bytes)",
+                file.len
+            ),
+        ));
+    }
+    // SAFETY: the map is read-only and dropped before this function returns;
+    // a file changed underneath us can give wrong values but every read is
+    // bounds-checked against the map's length.
+    let map = unsafe { memmap2::Mmap::map(&file.file) }.map_err(|e| Error::io(path, e))?;
+    let parsed = parse(&map, path)?;
+    drop(map);
+    let tensors = parsed
+        .tensors
+        .into_iter()
+        .map(|(info, offset)| {
+            let abs = parsed.data_start + offset;
+            let range = FileRange {
+                file: file.clone(),
+                offset: abs,
+                len: info.byte_len,
+            };
+            let mut t = Tensor::new(info, Arc::new(range)).map_err(|e| e.in_file(path))?;
+            t.location = Some(Location {
+                file: path.to_path_buf(),
+                offset: abs,
+            });
+            Ok(t)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Model {
+        format: crate::NAME,
+        path: path.to_path_buf(),
+        metadata: parsed.metadata,
+        tensors,
+    })
+}

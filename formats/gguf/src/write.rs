@@ -1,0 +1,153 @@
+//! Writing GGUF v3: metadata in model order, tensor infos, each tensor's data
+//! aligned to `general.alignment` (default 32) and padded after.
+
+use crate::types::{ggml_id, value_type_id};
+use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_WRITE};
+use modelconv_ir::{
+    padding, Error, Model, OutputFile, Progress, Result, Tensor, Value, WriteOptions, WritePlan,
+    Writer,
+};
+use std::path::{Path, PathBuf};
+
+pub struct GgufWriter;
+
+struct Plan {
+    dest: PathBuf,
+    header: Vec<u8>,
+    alignment: u64,
+    tensors: Vec<Tensor>,
+    data_bytes: u64,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_value(out: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
+    match v {
+        Value::U8(x) => out.push(*x),
+        Value::I8(x) => out.push(*x as u8),
+        Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::Bool(x) => out.push(u8::from(*x)),
+        Value::String(s) => put_str(out, s),
+        Value::Array(et, items) => {
+            out.extend_from_slice(&value_type_id(*et).to_le_bytes());
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                if item.value_type() != *et {
+                    return Err(Error::invalid(format!(
+                        "metadata '{key}': array of {et:?} holds a {:?}",
+                        item.value_type()
+                    )));
+                }
+                put_value(out, item, key)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Writer for GgufWriter {
+    fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
+        if opts.max_shard_size.is_some() {
+            return Err(Error::unsupported(
+                "--max-shard-size is not supported for GGUF output",
+            ));
+        }
+        model.check_unique_names()?;
+        let alignment = match model.metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
+            Some(v) => {
+                return Err(Error::invalid(format!(
+                    "general.alignment is {v:?}; GGUF needs a power of two as u32"
+                )))
+            }
+        };
+        let mut h = Vec::new();
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(&3u32.to_le_bytes());
+        h.extend_from_slice(&(model.tensors.len() as u64).to_le_bytes());
+        h.extend_from_slice(&(model.metadata.len() as u64).to_le_bytes());
+        for (k, v) in model.metadata.iter() {
+            put_str(&mut h, k);
+            h.extend_from_slice(&value_type_id(v.value_type()).to_le_bytes());
+            put_value(&mut h, v, k)?;
+        }
+        let mut offset = 0u64;
+        for t in &model.tensors {
+            let info = &t.info;
+            let id = ggml_id(info.dtype).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "GGUF has no {} type (tensor '{}'); convert it with --dtype F32, F16 or BF16, or leave it out with --exclude",
+                    info.dtype, info.name
+                ))
+            })?;
+            if info.shape.len() > MAX_DIMS_WRITE {
+                return Err(Error::unsupported(format!(
+                    "tensor '{}' has {} dimensions; GGUF (ggml) holds at most {MAX_DIMS_WRITE}",
+                    info.name,
+                    info.shape.len()
+                )));
+            }
+            if let Some(&row) = info.shape.last() {
+                if row % info.dtype.block_size() != 0 {
+                    return Err(Error::invalid(format!(
+                        "tensor '{}': row length {row} is not a multiple of the {} block size",
+                        info.name, info.dtype
+                    )));
+                }
+            }
+            put_str(&mut h, &info.name);
+            h.extend_from_slice(&(info.shape.len() as u32).to_le_bytes());
+            for d in info.shape.iter().rev() {
+                h.extend_from_slice(&d.to_le_bytes());
+            }
+            h.extend_from_slice(&id.to_le_bytes());
+            h.extend_from_slice(&offset.to_le_bytes());
+            offset = offset
+                .checked_add(info.byte_len)
+                .map(|o| o + padding(o, alignment))
+                .ok_or_else(|| Error::invalid("total tensor data overflows u64"))?;
+        }
+        let pad = padding(h.len() as u64, alignment) as usize;
+        h.resize(h.len() + pad, 0);
+        Ok(Box::new(Plan {
+            dest: dest.to_path_buf(),
+            header: h,
+            alignment,
+            tensors: model.tensors.clone(),
+            data_bytes: model.data_bytes(),
+        }))
+    }
+}
+
+impl WritePlan for Plan {
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.dest.clone()]
+    }
+    fn data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
+        let mut out = OutputFile::create(&self.dest)?;
+        out.write_all(&self.header)?;
+        for t in &self.tensors {
+            out.write_source(t.data.as_ref(), progress)
+                .map_err(|e| match e {
+                    Error::Invalid(m) => Error::Invalid(format!("tensor '{}': {m}", t.info.name)),
+                    other => other,
+                })?;
+            out.pad_to(self.alignment)?;
+        }
+        out.commit()
+    }
+}

@@ -1,0 +1,56 @@
+//! One error type for every format crate. All of them mean "bad input or
+//! usage" to the CLI (exit code 2); the message names the file and what was
+//! expected.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system error on a named file.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// The file breaks a rule of its format.
+    #[error("{}: {msg}", path.display())]
+    Malformed { path: PathBuf, msg: String },
+    /// Something the input or the request asks for that is not valid, not
+    /// tied to one file yet (the reader adds the path with [`Error::in_file`]).
+    #[error("{0}")]
+    Invalid(String),
+    /// A valid request this format or build cannot carry out.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The user interrupted the run (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+    pub fn unsupported(msg: impl Into<String>) -> Self {
+        Error::Unsupported(msg.into())
+    }
+    pub fn malformed(path: &Path, msg: impl Into<String>) -> Self {
+        Error::Malformed {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    /// Attaches a file to an error that has none yet.
+    pub fn in_file(self, path: &Path) -> Self {
+        match self {
+            Error::Invalid(msg) => Error::malformed(path, msg),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! # modelconv-ir
+//!
+//! The common tensor IR of modelconv and the contract every format plugin
+//! implements. It has no knowledge of any format.
+//!
+//! - [`DType`]: plain element types and ggml block types with their sizes.
+//! - [`TensorInfo`], [`Tensor`], [`DataSource`]: tensors are known by their
+//!   headers; their bytes are pulled lazily, chunk by chunk.
+//! - [`Metadata`], [`Value`]: ordered, typed metadata.
+//! - [`Model`]: metadata + ordered tensors.
+//! - [`Format`], [`Writer`], [`WritePlan`]: detect / open / plan / write.
+//! - [`OutputFile`]: atomic output (temp file, fsync, rename).
+
+mod cast;
+mod dtype;
+mod error;
+mod format;
+mod metadata;
+mod model;
+mod output;
+mod tensor;
+
+pub use cast::{can_cast, convert, decoded, f8_e4m3_to_f32, f8_e5m2_to_f32, CastSource};
+pub use dtype::{numel, DType, ALL_DTYPES};
+pub use error::{Error, Result};
+pub use format::{Format, NoProgress, Progress, WriteOptions, WritePlan, Writer, HEAD_LEN};
+pub use metadata::{Metadata, Value, ValueType};
+pub use model::Model;
+pub use output::{check_interrupt, commit_all, padding, request_interrupt, OutputFile};
+pub use tensor::{DataSource, FileRange, Location, MemSource, SharedFile, Tensor, TensorInfo};

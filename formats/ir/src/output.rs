@@ -1,0 +1,286 @@
+//! Output files: written to a temporary file beside the destination, synced,
+//! and renamed into place only after success. Dropping an uncommitted
+//! [`OutputFile`] deletes the temporary file, so a failure never leaves a
+//! partial output behind.
+
+use crate::{DataSource, Error, Progress, Result};
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks every running write to stop at its next chunk (called from the
+/// binary's Ctrl-C handler; only touches an atomic, so it is signal-safe).
+pub fn request_interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Returns [`Error::Interrupted`] once an interrupt was requested.
+pub fn check_interrupt() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+const BUF_LEN: usize = 1 << 20;
+/// Chunk of tensor data pulled from a source at a time.
+const CHUNK: u64 = 4 << 20;
+
+/// A file being written; becomes `dest` on [`OutputFile::commit`].
+pub struct OutputFile {
+    dest: PathBuf,
+    tmp: tempfile::NamedTempFile,
+    buf: Vec<u8>,
+    pos: u64,
+}
+
+impl OutputFile {
+    /// Creates the temporary file in `dest`'s directory.
+    pub fn create(dest: &Path) -> Result<Self> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dest, e))?;
+        Ok(OutputFile {
+            dest: dest.to_path_buf(),
+            tmp,
+            buf: Vec::with_capacity(BUF_LEN),
+            pos: 0,
+        })
+    }
+
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Bytes written so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.buf.len() + bytes.len() > BUF_LEN {
+            self.flush()?;
+        }
+        if bytes.len() >= BUF_LEN {
+            self.tmp
+                .as_file()
+                .write_all(bytes)
+                .map_err(|e| Error::io(&self.dest, e))?;
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes zero bytes until the position is a multiple of `align`.
+    pub fn pad_to(&mut self, align: u64) -> Result<()> {
+        let pad = padding(self.pos, align);
+        self.write_all(&vec![0u8; pad as usize])
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.tmp
+                .as_file()
+                .write_all(&self.buf)
+                .map_err(|e| Error::io(&self.dest, e))?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Streams all of `src` into the file: the kernel copies byte ranges of
+    /// input files; computed sources are produced in parallel chunks, a few
+    /// at a time, so memory stays bounded.
+    pub fn write_source(&mut self, src: &dyn DataSource, progress: &dyn Progress) -> Result<()> {
+        let len = src.len();
+        if let Some((file, offset)) = src.file_range() {
+            if len >= BUF_LEN as u64 {
+                self.flush()?;
+                if self.kernel_copy(file, offset, len, progress)? {
+                    return Ok(());
+                }
+            }
+        }
+        let granule = src.granule().max(1);
+        let chunk = (CHUNK / granule).max(1) * granule;
+        let window = (rayon::current_num_threads() as u64 * 2).max(2);
+        let mut start = 0u64;
+        while start < len {
+            check_interrupt()?;
+            let ranges: Vec<(u64, u64)> = (0..window)
+                .map(|i| start + i * chunk)
+                .take_while(|&s| s < len)
+                .map(|s| (s, chunk.min(len - s)))
+                .collect();
+            let bufs: Vec<Vec<u8>> = ranges
+                .par_iter()
+                .map(|&(s, n)| {
+                    let mut b = vec![0u8; n as usize];
+                    src.read_at(s, &mut b).map(|_| b)
+                })
+                .collect::<Result<_>>()?;
+            for b in bufs {
+                self.write_all(&b)?;
+                progress.advance(b.len() as u64);
+            }
+            start = ranges.last().map_or(len, |&(s, n)| s + n);
+        }
+        Ok(())
+    }
+
+    /// copy_file_range from `file` at `offset`; false when the kernel or
+    /// file system cannot (then nothing was written).
+    fn kernel_copy(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        progress: &dyn Progress,
+    ) -> Result<bool> {
+        let mut done = 0u64;
+        while done < len {
+            check_interrupt()?;
+            let mut off_in = libc::loff_t::try_from(offset + done)
+                .map_err(|_| Error::invalid("offset too large"))?;
+            let want = (len - done).min(CHUNK * 4) as usize;
+            // SAFETY: both descriptors are open for the duration of the call;
+            // off_in points to a live local; a null off_out uses the file position.
+            let n = unsafe {
+                libc::copy_file_range(
+                    file.as_raw_fd(),
+                    &mut off_in,
+                    self.tmp.as_file().as_raw_fd(),
+                    std::ptr::null_mut(),
+                    want,
+                    0,
+                )
+            };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                let fallback = matches!(
+                    err.raw_os_error(),
+                    Some(
+                        libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::EBADF
+                    )
+                );
+                if done == 0 && fallback {
+                    return Ok(false);
+                }
+                return Err(Error::io(&self.dest, err));
+            }
+            if n == 0 {
+                return Err(Error::invalid(format!(
+                    "input ended {} bytes early while copying tensor data",
+                    len - done
+                )));
+            }
+            done += n as u64;
+            self.pos += n as u64;
+            progress.advance(n as u64);
+        }
+        Ok(true)
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn commit(mut self) -> Result<()> {
+        self.flush()?;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&self.dest, e))?;
+        let dest = self.dest.clone();
+        self.tmp
+            .persist(&dest)
+            .map_err(|e| Error::io(&dest, e.error))?;
+        Ok(())
+    }
+}
+
+/// Commits several outputs once all of them are complete.
+pub fn commit_all(files: Vec<OutputFile>) -> Result<()> {
+    for f in files {
+        f.commit()?;
+    }
+    Ok(())
+}
+
+/// Bytes of padding that bring `pos` to a multiple of `align`.
+pub fn padding(pos: u64, align: u64) -> u64 {
+    if align <= 1 {
+        0
+    } else {
+        (align - pos % align) % align
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FileRange, MemSource, NoProgress, SharedFile};
+
+    #[test]
+    fn no_file_until_commit_and_none_after_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        let mut f = OutputFile::create(&dest).unwrap();
+        f.write_all(b"abc").unwrap();
+        assert!(!dest.exists());
+        drop(f);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let mut f = OutputFile::create(&dest).unwrap();
+        f.write_all(b"abc").unwrap();
+        f.pad_to(8).unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abc\0\0\0\0\0");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn streams_file_ranges_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.bin");
+        let data: Vec<u8> = (0..(3usize << 20) + 17)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        std::fs::write(&input, &data).unwrap();
+        let file = SharedFile::open(&input).unwrap();
+        let dest = dir.path().join("out.bin");
+        let mut f = OutputFile::create(&dest).unwrap();
+        f.write_all(b"hd").unwrap();
+        f.write_source(
+            &FileRange {
+                file: file.clone(),
+                offset: 5,
+                len: data.len() as u64 - 5,
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        f.write_source(&MemSource::new(data[..10].to_vec()), &NoProgress)
+            .unwrap();
+        f.commit().unwrap();
+        let out = std::fs::read(&dest).unwrap();
+        assert_eq!(&out[..2], b"hd");
+        assert_eq!(&out[2..data.len() - 3], &data[5..]);
+        assert_eq!(&out[data.len() - 3..], &data[..10]);
+    }
+}

@@ -1,0 +1,209 @@
+//! Tensors: what is known before any data is read ([`TensorInfo`]) and a lazy
+//! [`DataSource`] the writer pulls bytes from, chunk by chunk.
+
+use crate::{numel, DType, Error, Result};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Everything about a tensor except its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: DType,
+    /// Outermost dimension first (safetensors/torch/numpy order), for every format.
+    pub shape: Vec<u64>,
+    /// Bytes of the data, `dtype.byte_len(numel(shape))`.
+    pub byte_len: u64,
+}
+
+impl TensorInfo {
+    /// Builds an info, checking that the shape and type agree on a size.
+    pub fn new(name: impl Into<String>, dtype: DType, shape: Vec<u64>) -> Result<Self> {
+        let name = name.into();
+        let byte_len = numel(&shape)
+            .and_then(|n| dtype.byte_len(n))
+            .map_err(|e| Error::invalid(format!("tensor '{name}': {e}")))?;
+        Ok(TensorInfo {
+            name,
+            dtype,
+            shape,
+            byte_len,
+        })
+    }
+
+    pub fn numel(&self) -> u64 {
+        // Checked when the info was built.
+        self.shape.iter().product()
+    }
+}
+
+/// Where a tensor's bytes come from. Sources are shared between threads; a
+/// reader may be asked for any range, in any order.
+pub trait DataSource: Send + Sync {
+    /// Bytes this source yields.
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads must start and end on multiples of this many bytes (an element
+    /// or block of a computed source); 1 for raw bytes.
+    fn granule(&self) -> u64 {
+        1
+    }
+
+    /// Fills `buf` with the bytes at `offset..offset + buf.len()`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// When the bytes lie unchanged in a file: the file and the offset there,
+    /// so that writers can let the kernel copy them.
+    fn file_range(&self) -> Option<(&File, u64)> {
+        None
+    }
+}
+
+/// An open input file shared by the tensors that live in it.
+#[derive(Debug)]
+pub struct SharedFile {
+    pub file: File,
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+impl SharedFile {
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::malformed(path, "is a directory, expected a file"));
+        }
+        Ok(Arc::new(SharedFile {
+            file,
+            path: path.to_path_buf(),
+            len: meta.len(),
+        }))
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`, naming the file and
+    /// offset when the file is shorter.
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            Error::malformed(
+                &self.path,
+                format!("cannot read {} bytes at offset {offset}: {e}", buf.len()),
+            )
+        })
+    }
+}
+
+/// A byte range of an input file.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: Arc<SharedFile>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl DataSource for FileRange {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(Error::invalid(format!(
+                "read of {} bytes at {offset} past the end of a {}-byte tensor",
+                buf.len(),
+                self.len
+            )));
+        }
+        self.file.read_exact_at(self.offset + offset, buf)
+    }
+    fn file_range(&self) -> Option<(&File, u64)> {
+        Some((&self.file.file, self.offset))
+    }
+}
+
+/// Bytes held in memory.
+#[derive(Debug, Clone)]
+pub struct MemSource(pub Arc<[u8]>);
+
+impl MemSource {
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
+        MemSource(bytes.into())
+    }
+}
+
+impl DataSource for MemSource {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = usize::try_from(offset).map_err(|_| Error::invalid("offset out of range"))?;
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| self.0.get(start..end))
+            .ok_or_else(|| Error::invalid("read past the end of an in-memory tensor"))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// A tensor of a model: its info, where its data comes from, and where it
+/// lies in the input file (for `inspect`).
+#[derive(Clone)]
+pub struct Tensor {
+    pub info: TensorInfo,
+    pub data: Arc<dyn DataSource>,
+    pub location: Option<Location>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor")
+            .field("info", &self.info)
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+/// A tensor's place in its input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub offset: u64,
+}
+
+impl Tensor {
+    pub fn new(info: TensorInfo, data: Arc<dyn DataSource>) -> Result<Self> {
+        if data.len() != info.byte_len {
+            return Err(Error::invalid(format!(
+                "tensor '{}': data holds {} bytes, its dtype and shape need {}",
+                info.name,
+                data.len(),
+                info.byte_len
+            )));
+        }
+        Ok(Tensor {
+            info,
+            data,
+            location: None,
+        })
+    }
+
+    /// Reads the whole tensor into memory (for small tensors and tests).
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let len = usize::try_from(self.info.byte_len).map_err(|_| {
+            Error::invalid(format!(
+                "tensor '{}' is too large for memory",
+                self.info.name
+            ))
+        })?;
+        let mut buf = vec![0u8; len];
+        self.data.read_at(0, &mut buf)?;
+        Ok(buf)
+    }
+}

@@ -1,0 +1,79 @@
+//! # modelconv-safetensors
+//!
+//! The [safetensors](https://github.com/huggingface/safetensors) format for
+//! modelconv: an 8-byte little-endian header length, a JSON header, then the
+//! tensors' bytes back to back.
+//!
+//! Reading validates every rule of the `safetensors` crate (header size limit,
+//! UTF-8 JSON object, known dtypes, `data_offsets` that agree with dtype and
+//! shape and cover the data exactly with no gap or overlap, string-only
+//! `__metadata__`) and also refuses duplicate keys. Data stays in the file
+//! and is read lazily.
+//!
+//! Writing is deterministic: tensor order preserved, metadata keys sorted,
+//! header padded with spaces so the data starts 8-byte aligned. With a
+//! shard size it writes the Hugging Face layout
+//! (`model-00001-of-0000N.safetensors` + `model.safetensors.index.json`).
+
+pub mod header;
+mod read;
+mod write;
+
+use modelconv_ir::{Format, Model, Result, Writer};
+use std::path::Path;
+
+pub use read::{open, read_file};
+pub use write::SafetensorsWriter;
+
+pub const NAME: &str = "safetensors";
+
+/// The format descriptor the registry lists.
+pub struct Safetensors;
+
+pub static FORMAT: Safetensors = Safetensors;
+
+impl Format for Safetensors {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn description(&self) -> &'static str {
+        "Hugging Face safetensors (single file, sharded folder or index json); read + write"
+    }
+    fn extensions(&self) -> &'static [&'static str] {
+        &["safetensors"]
+    }
+    fn score(&self, head: &[u8], path: &Path) -> u8 {
+        if path.is_dir() {
+            return has_safetensors(path).then_some(50).unwrap_or(0);
+        }
+        if read::is_index_name(path)
+            && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        {
+            return 90;
+        }
+        if head.len() >= 9 {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&head[..8]);
+            let n = u64::from_le_bytes(n);
+            if n >= 2 && n <= header::MAX_HEADER_SIZE && head[8] == b'{' {
+                return 95;
+            }
+        }
+        0
+    }
+    fn open(&self, path: &Path) -> Result<Model> {
+        open(path)
+    }
+    fn writer(&self) -> Option<&dyn Writer> {
+        Some(&SafetensorsWriter)
+    }
+}
+
+fn has_safetensors(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let p = e.path();
+            p.extension().is_some_and(|x| x == "safetensors") || read::is_index_name(&p)
+        })
+    })
+}

@@ -1,0 +1,229 @@
+//! Reading: one `.safetensors` file, a Hugging Face index
+//! (`model.safetensors.index.json`), or a folder of shards.
+
+use crate::header::{self, MAX_HEADER_SIZE};
+use modelconv_ir::{
+    Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value,
+};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest index json accepted.
+const MAX_INDEX_SIZE: u64 = 64 << 20;
+
+/// Opens a file, an index json, or a folder.
+pub fn open(path: &Path) -> Result<Model> {
+    let mut model = if path.is_dir() {
+        open_dir(path)?
+    } else if is_index_name(path) {
+        open_index(path)?
+    } else {
+        let (metadata, tensors) = read_file(path)?;
+        Model {
+            format: crate::NAME,
+            path: path.to_path_buf(),
+            metadata,
+            tensors,
+        }
+    };
+    model.path = path.to_path_buf();
+    Ok(model)
+}
+
+pub(crate) fn is_index_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".safetensors.index.json"))
+}
+
+/// Reads and validates one file's header; tensors are lazy ranges of it.
+pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
+    let file = SharedFile::open(path)?;
+    if file.len < 8 {
+        return Err(Error::malformed(
+            path,
+            format!(
+                "file is {} bytes; a safetensors file starts with an 8-byte header length",
+                file.len
+            ),
+        ));
+    }
+    let mut len_bytes = [0u8; 8];
+    file.read_exact_at(0, &mut len_bytes)?;
+    let n = u64::from_le_bytes(len_bytes);
+    if n > MAX_HEADER_SIZE {
+        return Err(Error::malformed(
+            path,
+            format!("header length {n} exceeds the limit of {MAX_HEADER_SIZE} bytes"),
+        ));
+    }
+    if n > file.len - 8 {
+        return Err(Error::malformed(
+            path,
+            format!(
+                "header length {n} runs past the end of the file ({} bytes after the length field)",
+                file.len - 8
+            ),
+        ));
+    }
+    let mut json = vec![0u8; n as usize];
+    file.read_exact_at(8, &mut json)?;
+    let data_start = 8 + n;
+    let header = header::parse(&json, file.len - data_start).map_err(|e| e.in_file(path))?;
+    let mut metadata = Metadata::new();
+    for (k, v) in header.metadata {
+        metadata.set(k, Value::String(v));
+    }
+    let tensors = header
+        .entries
+        .into_iter()
+        .map(|e| {
+            let info =
+                TensorInfo::new(e.name, e.dtype, e.shape).map_err(|err| err.in_file(path))?;
+            let range = FileRange {
+                file: file.clone(),
+                offset: data_start + e.begin,
+                len: e.end - e.begin,
+            };
+            let mut t = Tensor::new(info, Arc::new(range)).map_err(|err| err.in_file(path))?;
+            t.location = Some(Location {
+                file: path.to_path_buf(),
+                offset: data_start + e.begin,
+            });
+            Ok(t)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((metadata, tensors))
+}
+
+/// A folder: its index json if it has one, otherwise every `.safetensors`
+/// file in name order.
+fn open_dir(dir: &Path) -> Result<Model> {
+    let mut indexes = Vec::new();
+    let mut shards = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in rd {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        if is_index_name(&p) {
+            indexes.push(p);
+        } else if p.extension().is_some_and(|e| e == "safetensors") && p.is_file() {
+            shards.push(p);
+        }
+    }
+    indexes.sort();
+    shards.sort();
+    let preferred = dir.join("model.safetensors.index.json");
+    if indexes.contains(&preferred) {
+        return open_index(&preferred);
+    }
+    match indexes.len() {
+        1 => return open_index(&indexes[0]),
+        n if n > 1 => {
+            return Err(Error::malformed(
+                dir,
+                format!("holds {n} index files; name the one to read"),
+            ));
+        }
+        _ => {}
+    }
+    if shards.is_empty() {
+        return Err(Error::malformed(
+            dir,
+            "holds no .safetensors files and no model.safetensors.index.json",
+        ));
+    }
+    let mut model = Model {
+        format: crate::NAME,
+        path: dir.to_path_buf(),
+        ..Default::default()
+    };
+    for (i, shard) in shards.iter().enumerate() {
+        let (metadata, tensors) = read_file(shard)?;
+        if i == 0 {
+            model.metadata = metadata;
+        }
+        model.tensors.extend(tensors);
+    }
+    model.check_unique_names().map_err(|e| e.in_file(dir))?;
+    Ok(model)
+}
+
+/// A Hugging Face index: `{"metadata": {...}, "weight_map": {tensor: shard file}}`.
+fn open_index(index: &Path) -> Result<Model> {
+    let file = SharedFile::open(index)?;
+    if file.len > MAX_INDEX_SIZE {
+        return Err(Error::malformed(
+            index,
+            format!(
+                "index is {} bytes, over the {MAX_INDEX_SIZE}-byte limit",
+                file.len
+            ),
+        ));
+    }
+    let mut text = vec![0u8; file.len as usize];
+    file.read_exact_at(0, &mut text)?;
+    let json: Json = serde_json::from_slice(&text)
+        .map_err(|e| Error::malformed(index, format!("index JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(Json::as_object)
+        .ok_or_else(|| Error::malformed(index, "no \"weight_map\" object"))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut by_shard: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (name, shard) in map {
+        let shard = shard.as_str().ok_or_else(|| {
+            Error::malformed(
+                index,
+                format!("weight_map entry '{name}' is not a file name"),
+            )
+        })?;
+        check_plain_name(index, shard)?;
+        by_shard.entry(shard.to_string()).or_default().push(name);
+    }
+    let mut model = Model {
+        format: crate::NAME,
+        path: index.to_path_buf(),
+        ..Default::default()
+    };
+    for (i, (shard, names)) in by_shard.iter().enumerate() {
+        let path: PathBuf = dir.join(shard);
+        let (metadata, tensors) = read_file(&path)?;
+        if i == 0 {
+            model.metadata = metadata;
+        }
+        let mut present: HashMap<&str, ()> =
+            tensors.iter().map(|t| (t.info.name.as_str(), ())).collect();
+        for n in names {
+            if present.remove(n).is_none() {
+                return Err(Error::malformed(
+                    index,
+                    format!("weight_map puts '{n}' in {shard}, which has no such tensor"),
+                ));
+            }
+        }
+        let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
+        model.tensors.extend(
+            tensors
+                .into_iter()
+                .filter(|t| wanted.contains(t.info.name.as_str())),
+        );
+    }
+    model.check_unique_names().map_err(|e| e.in_file(index))?;
+    Ok(model)
+}
+
+/// Shard names in an index must be plain file names beside it.
+fn check_plain_name(index: &Path, name: &str) -> Result<()> {
+    let p = Path::new(name);
+    let plain = p.components().count() == 1
+        && matches!(p.components().next(), Some(std::path::Component::Normal(_)));
+    if !plain {
+        return Err(Error::malformed(
+            index,
+            format!("shard '{name}' is not a plain file name in the index's folder"),
+        ));
+    }
+    Ok(())
+}
