@@ -1,1 +1,137 @@
-fn main() {}
+//! modelconv: read, inspect, convert and compare model files without running
+//! code they carry. This binary is thin: flags, output and exit codes; the
+//! formats live in their own crates under `formats/`.
+
+mod convert;
+mod diff;
+mod inspect;
+mod progress;
+mod registry;
+mod util;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes (DESIGN.md, CLI contract).
+pub const EXIT_CHECK_FAILED: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "modelconv",
+    version,
+    about = "Read, inspect, convert and compare ML model files (safetensors, GGUF) without running code they carry",
+    after_help = "Exit codes: 0 ok, 1 a check failed (diff over tolerance), 2 bad input or usage.\n\
+                  Formats are detected from magic bytes; `modelconv formats` lists them."
+)]
+struct Cli {
+    /// No progress bars and no informational messages on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show metadata and tensors (names, dtypes, shapes, sizes) without reading tensor data.
+    #[command(
+        after_help = "Examples:\n  modelconv inspect model.safetensors\n  modelconv inspect shards/ --json | jq '.tensors[].name'"
+    )]
+    Inspect(inspect::Args),
+    /// Convert between formats, optionally selecting, renaming and casting tensors.
+    #[command(
+        after_help = "Examples:\n  modelconv convert model.safetensors model.gguf\n  \
+                            modelconv convert model.gguf out.safetensors --dtype BF16 --exclude '^rope\\.'\n  \
+                            modelconv convert big.safetensors out/model.safetensors --max-shard-size 5GB"
+    )]
+    Convert(convert::Args),
+    /// Compare two models tensor by tensor: max |a-b|, RMSE, cosine similarity.
+    #[command(
+        after_help = "Exit 0 when every tensor is present in both, same shape, and within\n\
+                            |a-b| <= atol + rtol*|b|; 1 otherwise.\n\nExamples:\n  \
+                            modelconv diff a.safetensors b.gguf\n  modelconv diff model.safetensors model-f16.safetensors --atol 1e-3 --json"
+    )]
+    Diff(diff::Args),
+    /// List the formats this build reads and writes.
+    #[command(after_help = "Example:\n  modelconv formats --json")]
+    Formats {
+        /// Print one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    modelconv_ir::request_interrupt();
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        // Like other Unix tools: a closed pipe (`| head`) ends us quietly.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_signal_handlers();
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Convert(a) => convert::run(a, cli.quiet),
+        Command::Diff(a) => diff::run(a, cli.quiet),
+        Command::Formats { json } => formats(json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if matches!(
+                e.downcast_ref::<modelconv_ir::Error>(),
+                Some(modelconv_ir::Error::Interrupted)
+            ) {
+                eprintln!("modelconv: interrupted; no output was written");
+                return ExitCode::from(EXIT_INTERRUPTED);
+            }
+            eprintln!("modelconv: error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn formats(json: bool) -> anyhow::Result<u8> {
+    let list: Vec<_> = registry::FORMATS
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name(),
+                "extensions": f.extensions(),
+                "read": true,
+                "write": f.writer().is_some(),
+                "description": f.description(),
+            })
+        })
+        .collect();
+    if json {
+        util::print_json(&serde_json::json!({ "formats": list }));
+    } else {
+        for f in registry::FORMATS {
+            let rw = if f.writer().is_some() {
+                "read/write"
+            } else {
+                "read"
+            };
+            println!(
+                "{:<12} {:<10} .{:<14} {}",
+                f.name(),
+                rw,
+                f.extensions().join(", ."),
+                f.description()
+            );
+        }
+    }
+    Ok(0)
+}

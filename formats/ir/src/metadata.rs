@@ -69,7 +69,8 @@ impl Value {
             Value::I16(v) => json!(v),
             Value::U32(v) => json!(v),
             Value::I32(v) => json!(v),
-            Value::F32(v) => float_json(f64::from(*v)),
+            // The shortest decimal that reads back as this f32 (1e-5, not 9.99999974e-6).
+            Value::F32(v) => float_json(v.to_string().parse().unwrap_or(f64::from(*v))),
             Value::Bool(v) => json!(v),
             Value::String(v) => json!(v),
             Value::Array(_, items) => {

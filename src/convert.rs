@@ -1,0 +1,140 @@
+//! `modelconv convert`: reader → select/rename/cast → writer plan → write.
+
+use crate::{progress, registry, util};
+use anyhow::{anyhow, bail, Result};
+use modelconv_ir::{can_cast, CastSource, DType, Model, TensorInfo, WriteOptions};
+use regex::Regex;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input: a model file, an index json, or a folder of shards.
+    input: PathBuf,
+    /// Output file; its extension picks the format unless --to is given.
+    output: PathBuf,
+    /// Output format (see `modelconv formats`).
+    #[arg(long, value_name = "FORMAT")]
+    to: Option<String>,
+    /// Read the input as this format instead of detecting it.
+    #[arg(long, value_name = "FORMAT")]
+    from: Option<String>,
+    /// Cast floating-point tensors to F32, F16, BF16 or F64 (round to nearest even; integer tensors are kept).
+    #[arg(long, value_name = "TYPE")]
+    dtype: Option<String>,
+    /// Keep only tensors whose name matches (repeatable; any match keeps).
+    #[arg(long, value_name = "REGEX")]
+    include: Vec<Regex>,
+    /// Drop tensors whose name matches (repeatable; applied after --include).
+    #[arg(long, value_name = "REGEX")]
+    exclude: Vec<Regex>,
+    /// Rename tensors: REGEX=REPLACEMENT, with $1 for groups (repeatable, applied in order).
+    #[arg(long, value_name = "REGEX=REPLACEMENT")]
+    rename: Vec<String>,
+    /// Split the output into shards of at most this size (e.g. 5GB, 500MB, 2GiB): Hugging Face layout with an index json.
+    #[arg(long, value_name = "SIZE", value_parser = util::parse_size)]
+    max_shard_size: Option<u64>,
+}
+
+/// Selection, renaming and casting shared by the commands that write models.
+#[derive(Default)]
+pub struct Transforms {
+    pub include: Vec<Regex>,
+    pub exclude: Vec<Regex>,
+    pub rename: Vec<(Regex, String)>,
+    pub dtype: Option<DType>,
+}
+
+pub fn parse_renames(specs: &[String]) -> Result<Vec<(Regex, String)>> {
+    specs
+        .iter()
+        .map(|s| {
+            let (from, to) = s
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--rename '{s}': expected REGEX=REPLACEMENT"))?;
+            let re = Regex::new(from).map_err(|e| anyhow!("--rename '{s}': {e}"))?;
+            Ok((re, to.to_string()))
+        })
+        .collect()
+}
+
+pub fn parse_cast_dtype(s: &str) -> Result<DType> {
+    let d = DType::from_name(s)
+        .ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16 or F64)"))?;
+    if d.is_quantized() {
+        bail!("--dtype {s}: quantized types are written by the quantizer, which this build does not have yet");
+    }
+    if !matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+        bail!("--dtype {s}: casts go to F32, F16, BF16 or F64");
+    }
+    Ok(d)
+}
+
+impl Transforms {
+    pub fn apply(&self, model: &mut Model) -> Result<()> {
+        model.tensors.retain(|t| {
+            let name = &t.info.name;
+            (self.include.is_empty() || self.include.iter().any(|r| r.is_match(name)))
+                && !self.exclude.iter().any(|r| r.is_match(name))
+        });
+        for t in &mut model.tensors {
+            for (re, to) in &self.rename {
+                t.info.name = re.replace_all(&t.info.name, to.as_str()).into_owned();
+            }
+            if let Some(to) = self.dtype {
+                let from = t.info.dtype;
+                if from != to && can_cast(from, to) {
+                    let src = CastSource::new(t.data.clone(), from, to)?;
+                    t.info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
+                    t.data = Arc::new(src);
+                    t.location = None;
+                }
+            }
+        }
+        model
+            .check_unique_names()
+            .map_err(|e| anyhow!("after renaming: {e}"))?;
+        Ok(())
+    }
+}
+
+pub fn run(args: Args, quiet: bool) -> Result<u8> {
+    let transforms = Transforms {
+        include: args.include,
+        exclude: args.exclude,
+        rename: parse_renames(&args.rename)?,
+        dtype: args.dtype.as_deref().map(parse_cast_dtype).transpose()?,
+    };
+    let out_format = registry::output_format(&args.output, args.to.as_deref())?;
+    let mut model = registry::open(&args.input, args.from.as_deref())?;
+    let inputs = util::input_files(&model);
+    transforms.apply(&mut model)?;
+    if model.tensors.is_empty() && !transforms.include.is_empty() {
+        bail!("--include matched no tensor of {}", args.input.display());
+    }
+    let writer = out_format
+        .writer()
+        .ok_or_else(|| anyhow!("format {} cannot be written", out_format.name()))?;
+    let opts = WriteOptions {
+        max_shard_size: args.max_shard_size,
+    };
+    let plan = writer.plan(&model, &args.output, &opts)?;
+    let outputs = plan.outputs();
+    util::refuse_overwriting_inputs(&inputs, &outputs)?;
+    let bar = progress::Bar::new(plan.data_bytes(), quiet);
+    let n = model.tensors.len();
+    let bytes = plan.data_bytes();
+    plan.write(&bar)?;
+    bar.finish();
+    if !quiet {
+        for o in &outputs {
+            eprintln!("wrote {}", o.display());
+        }
+        eprintln!(
+            "{n} tensors, {} ({})",
+            util::human_bytes(bytes),
+            out_format.name()
+        );
+    }
+    Ok(0)
+}

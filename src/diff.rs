@@ -1,0 +1,266 @@
+//! `modelconv diff`: two models of any formats, compared by tensor name,
+//! element by element in f64, streaming in chunks on all cores.
+
+use crate::{registry, util, EXIT_CHECK_FAILED};
+use anyhow::Result;
+use modelconv_ir::{decoded, Model, Tensor};
+use rayon::prelude::*;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    a: PathBuf,
+    b: PathBuf,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Absolute tolerance: |a-b| <= atol + rtol*|b| passes.
+    #[arg(long, default_value_t = 0.0)]
+    atol: f64,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = 0.0)]
+    rtol: f64,
+}
+
+/// Elements compared per chunk.
+const CHUNK_ELEMS: u64 = 1 << 20;
+
+#[derive(Default, Clone, Copy)]
+struct Stats {
+    n: u64,
+    max_abs: f64,
+    sum_sq: f64,
+    dot: f64,
+    na: f64,
+    nb: f64,
+    over: u64,
+}
+
+impl Stats {
+    fn merge(mut self, o: Stats) -> Stats {
+        self.n += o.n;
+        self.max_abs = self.max_abs.max(o.max_abs);
+        self.sum_sq += o.sum_sq;
+        self.dot += o.dot;
+        self.na += o.na;
+        self.nb += o.nb;
+        self.over += o.over;
+        self
+    }
+    fn rmse(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            (self.sum_sq / self.n as f64).sqrt()
+        }
+    }
+    fn cosine(&self) -> f64 {
+        match (self.na == 0.0, self.nb == 0.0) {
+            (true, true) => 1.0,
+            (true, false) | (false, true) => 0.0,
+            _ => self.dot / (self.na.sqrt() * self.nb.sqrt()),
+        }
+    }
+}
+
+/// Compares elements `[start, start + n)` of two tensors.
+fn chunk_stats(
+    a: &Tensor,
+    b: &Tensor,
+    start: u64,
+    n: u64,
+    atol: f64,
+    rtol: f64,
+) -> modelconv_ir::Result<Stats> {
+    let read = |t: &Tensor| -> modelconv_ir::Result<Vec<u8>> {
+        let size = t.info.dtype.type_size();
+        let mut buf = vec![0u8; (n * size) as usize];
+        t.data.read_at(start * size, &mut buf)?;
+        Ok(buf)
+    };
+    let (ba, bb) = (read(a)?, read(b)?);
+    let mut s = Stats::default();
+    for (x, y) in decoded(a.info.dtype, &ba).zip(decoded(b.info.dtype, &bb)) {
+        s.n += 1;
+        let d = if x == y || (x.is_nan() && y.is_nan()) {
+            0.0
+        } else {
+            (x - y).abs()
+        };
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        if d > atol + rtol * y.abs() || (d.is_infinite() && d != 0.0) {
+            s.over += 1;
+        }
+        s.max_abs = s.max_abs.max(d);
+        s.sum_sq += d * d;
+        if x.is_finite() && y.is_finite() {
+            s.dot += x * y;
+            s.na += x * x;
+            s.nb += y * y;
+        }
+    }
+    Ok(s)
+}
+
+/// Why two same-named tensors cannot be compared element-wise, if they cannot.
+fn incomparable(a: &Tensor, b: &Tensor) -> Option<String> {
+    if a.info.shape != b.info.shape {
+        return Some(format!("shape {:?} vs {:?}", a.info.shape, b.info.shape));
+    }
+    for t in [a, b] {
+        if t.info.dtype.is_quantized() {
+            return Some(format!(
+                "dequantizing {} is not supported yet",
+                t.info.dtype
+            ));
+        }
+    }
+    None
+}
+
+pub fn run(args: Args, _quiet: bool) -> Result<u8> {
+    let ma = registry::open(&args.a, None)?;
+    let mb = registry::open(&args.b, None)?;
+    let report = compare(&ma, &mb, args.atol, args.rtol)?;
+    let ok = report["ok"].as_bool().unwrap_or(false);
+    if args.json {
+        util::print_json(&report);
+    } else {
+        print_text(&report, &args);
+    }
+    Ok(if ok { 0 } else { EXIT_CHECK_FAILED })
+}
+
+fn compare(ma: &Model, mb: &Model, atol: f64, rtol: f64) -> Result<serde_json::Value> {
+    let only_a: Vec<&str> = ma
+        .tensors
+        .iter()
+        .filter(|t| mb.tensor(&t.info.name).is_none())
+        .map(|t| t.info.name.as_str())
+        .collect();
+    let only_b: Vec<&str> = mb
+        .tensors
+        .iter()
+        .filter(|t| ma.tensor(&t.info.name).is_none())
+        .map(|t| t.info.name.as_str())
+        .collect();
+    let pairs: Vec<(&Tensor, &Tensor)> = ma
+        .tensors
+        .iter()
+        .filter_map(|a| mb.tensor(&a.info.name).map(|b| (a, b)))
+        .collect();
+    let jobs: Vec<(usize, u64, u64)> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, (a, b))| incomparable(a, b).is_none())
+        .flat_map(|(i, (a, _))| {
+            let n = a.info.numel();
+            (0..n.div_ceil(CHUNK_ELEMS))
+                .map(move |c| (i, c * CHUNK_ELEMS, CHUNK_ELEMS.min(n - c * CHUNK_ELEMS)))
+        })
+        .collect();
+    let partial: Vec<(usize, Stats)> = jobs
+        .par_iter()
+        .map(|&(i, start, n)| {
+            chunk_stats(pairs[i].0, pairs[i].1, start, n, atol, rtol).map(|s| (i, s))
+        })
+        .collect::<modelconv_ir::Result<_>>()?;
+    let mut stats = vec![Stats::default(); pairs.len()];
+    for (i, s) in partial {
+        stats[i] = stats[i].merge(s);
+    }
+    let mut ok = only_a.is_empty() && only_b.is_empty();
+    let tensors: Vec<_> = pairs
+        .iter()
+        .zip(&stats)
+        .map(|((a, b), s)| {
+            let mut o = json!({
+                "name": a.info.name,
+                "dtype_a": a.info.dtype.name(),
+                "dtype_b": b.info.dtype.name(),
+                "shape": a.info.shape,
+            });
+            if let Some(why) = incomparable(a, b) {
+                ok = false;
+                o["status"] = json!("incomparable");
+                o["reason"] = json!(why);
+            } else {
+                let within = s.over == 0;
+                ok &= within;
+                o["status"] = json!(if within { "ok" } else { "over_tolerance" });
+                o["max_abs"] = util::json_f64(s.max_abs);
+                o["rmse"] = util::json_f64(s.rmse());
+                o["cosine"] = util::json_f64(s.cosine());
+                o["elements_over_tolerance"] = json!(s.over);
+            }
+            o
+        })
+        .collect();
+    Ok(json!({
+        "a": ma.path.display().to_string(),
+        "b": mb.path.display().to_string(),
+        "atol": atol,
+        "rtol": rtol,
+        "tensors": tensors,
+        "only_in_a": only_a,
+        "only_in_b": only_b,
+        "ok": ok,
+    }))
+}
+
+fn print_text(r: &serde_json::Value, args: &Args) {
+    let empty = Vec::new();
+    let tensors = r["tensors"].as_array().unwrap_or(&empty);
+    let name_w = tensors
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 60);
+    println!(
+        "{:<name_w$}  {:<15} {:>12} {:>12} {:>10}  STATUS",
+        "NAME", "DTYPES", "MAX|A-B|", "RMSE", "COSINE"
+    );
+    let num = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) => format!("{:.4e}", n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => s.clone(),
+        _ => "-".into(),
+    };
+    for t in tensors {
+        let dtypes = format!(
+            "{}/{}",
+            t["dtype_a"].as_str().unwrap_or(""),
+            t["dtype_b"].as_str().unwrap_or("")
+        );
+        let cos = match &t["cosine"] {
+            serde_json::Value::Number(n) => format!("{:.6}", n.as_f64().unwrap_or(0.0)),
+            _ => "-".into(),
+        };
+        let status = match t["reason"].as_str() {
+            Some(why) => format!("incomparable: {why}"),
+            None => t["status"].as_str().unwrap_or("").to_string(),
+        };
+        println!(
+            "{:<name_w$}  {:<15} {:>12} {:>12} {:>10}  {status}",
+            t["name"].as_str().unwrap_or(""),
+            dtypes,
+            num(&t["max_abs"]),
+            num(&t["rmse"]),
+            cos
+        );
+    }
+    for (key, path) in [("only_in_a", &args.a), ("only_in_b", &args.b)] {
+        if let Some(names) = r[key].as_array().filter(|a| !a.is_empty()) {
+            let list: Vec<&str> = names.iter().filter_map(|n| n.as_str()).collect();
+            println!("only in {}: {}", path.display(), list.join(", "));
+        }
+    }
+    let verdict = if r["ok"].as_bool().unwrap_or(false) {
+        "same within tolerance"
+    } else {
+        "DIFFERENT"
+    };
+    println!("{verdict} (atol {}, rtol {})", args.atol, args.rtol);
+}

@@ -1,0 +1,128 @@
+//! Small helpers shared by the commands.
+
+use anyhow::{bail, Result};
+use modelconv_ir::Model;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// JSON for a float; JSON has no NaN/inf, so those become strings.
+pub fn json_f64(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or_else(
+        || serde_json::Value::String(v.to_string()),
+        serde_json::Value::Number,
+    )
+}
+
+/// `5GB`, `500MB`, `2GiB`, `123` (bytes). Decimal units are powers of 1000,
+/// binary ones of 1024, as Hugging Face reads them.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        u => {
+            return Err(format!(
+                "unknown size unit '{u}' (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 5GB"))?;
+    let bytes = n * mult as f64;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("size '{s}' out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Every input file a model was read from.
+pub fn input_files(model: &Model) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = model
+        .tensors
+        .iter()
+        .filter_map(|t| t.location.as_ref().map(|l| l.file.clone()))
+        .collect();
+    if model.path.is_file() {
+        v.push(model.path.clone());
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Refuses to write over any input: same path after resolving links, or
+/// the same file under another name (hard link).
+pub fn refuse_overwriting_inputs(inputs: &[PathBuf], outputs: &[PathBuf]) -> Result<()> {
+    let ids: Vec<(u64, u64)> = inputs
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    for out in outputs {
+        if let Ok(m) = std::fs::metadata(out) {
+            if ids.contains(&(m.dev(), m.ino())) {
+                bail!(
+                    "{}: the output is one of the input files; refusing to overwrite it",
+                    out.display()
+                );
+            }
+        }
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                bail!(
+                    "{}: output folder {} does not exist",
+                    out.display(),
+                    parent.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Human-readable byte count.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("5GB").unwrap(), 5_000_000_000);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1.5MB").unwrap(), 1_500_000);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("5XB").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}
