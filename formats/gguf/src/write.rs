@@ -86,8 +86,13 @@ impl Writer for GgufWriter {
         for t in &model.tensors {
             let info = &t.info;
             let id = ggml_id(info.dtype).ok_or_else(|| {
+                let fix = if info.dtype.is_float() {
+                    "cast it with --dtype F16 (or F32, BF16), or leave it out with --exclude"
+                } else {
+                    "leave it out with --exclude"
+                };
                 Error::unsupported(format!(
-                    "GGUF has no {} type (tensor '{}'); convert it with --dtype F32, F16 or BF16, or leave it out with --exclude",
+                    "GGUF has no {} type (tensor '{}'); {fix}",
                     info.dtype, info.name
                 ))
             })?;

@@ -48,7 +48,7 @@ impl DataSource for CastSource {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let (fs, ts) = (self.from.type_size(), self.to.type_size());
-        if offset % ts != 0 || buf.len() as u64 % ts != 0 {
+        if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
             return Err(Error::invalid("cast read not aligned to elements"));
         }
         let n = buf.len() / ts as usize;

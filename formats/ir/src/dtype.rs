@@ -224,7 +224,7 @@ impl DType {
     /// count must fill whole blocks and the product must not overflow.
     pub fn byte_len(self, n_elements: u64) -> Result<u64, Error> {
         let bs = self.block_size();
-        if n_elements % bs != 0 {
+        if !n_elements.is_multiple_of(bs) {
             return Err(Error::invalid(format!(
                 "{n_elements} elements is not a whole number of {} blocks of {bs}",
                 self.name()

@@ -44,7 +44,7 @@ impl Format for Safetensors {
     }
     fn score(&self, head: &[u8], path: &Path) -> u8 {
         if path.is_dir() {
-            return has_safetensors(path).then_some(50).unwrap_or(0);
+            return if has_safetensors(path) { 50 } else { 0 };
         }
         if read::is_index_name(path)
             && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -55,7 +55,7 @@ impl Format for Safetensors {
             let mut n = [0u8; 8];
             n.copy_from_slice(&head[..8]);
             let n = u64::from_le_bytes(n);
-            if n >= 2 && n <= header::MAX_HEADER_SIZE && head[8] == b'{' {
+            if (2..=header::MAX_HEADER_SIZE).contains(&n) && head[8] == b'{' {
                 return 95;
             }
         }

@@ -1,0 +1,279 @@
+//! End-to-end conversions between safetensors and GGUF, checked against
+//! files written by the real tools (safetensors, gguf-py, llama.cpp).
+
+mod common;
+use common::*;
+use modelconv_ir::Model;
+
+fn tensor_bytes(m: &Model) -> Vec<(String, String, Vec<u64>, Vec<u8>)> {
+    m.tensors
+        .iter()
+        .map(|t| {
+            (
+                t.info.name.clone(),
+                t.info.dtype.name().to_string(),
+                t.info.shape.clone(),
+                t.read_all().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn safetensors_copy_is_byte_identical_to_the_reference_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("safetensors/all_dtypes.safetensors");
+    let out = dir.path().join("a.safetensors");
+    ok(&["convert", p(&src), p(&out)]);
+    assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap());
+}
+
+#[test]
+fn gguf_copies_are_byte_identical_to_gguf_py_and_llama_cpp() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "gguf_py_types.gguf",
+        "in-f32.gguf",
+        "mix-Q4_K_M.gguf",
+        "pure-Q2_K.gguf",
+        "pure-Q6_K.gguf",
+    ] {
+        let src = fixture(&format!("gguf/{name}"));
+        let out = dir.path().join(name);
+        ok(&["convert", p(&src), p(&out)]);
+        assert_eq!(
+            std::fs::read(&src).unwrap(),
+            std::fs::read(&out).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn float_types_round_trip_safetensors_gguf_safetensors_bit_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("safetensors/floats.safetensors");
+    let g = dir.path().join("m.gguf");
+    let back = dir.path().join("back.safetensors");
+    ok(&["convert", p(&src), p(&g)]);
+    ok(&["convert", p(&g), p(&back)]);
+    let a = modelconv_safetensors::open(&src).unwrap();
+    let b = modelconv_safetensors::open(&back).unwrap();
+    assert_eq!(tensor_bytes(&a), tensor_bytes(&b));
+    // The GGUF holds the shapes innermost-first, as ggml does.
+    let gm = modelconv_gguf::open(&g).unwrap();
+    assert_eq!(tensor_bytes(&a), tensor_bytes(&gm));
+    // Metadata strings survive both ways.
+    assert_eq!(
+        b.metadata.get("format").and_then(|v| v.as_str()),
+        Some("pt")
+    );
+}
+
+#[test]
+fn every_gguf_type_round_trips_through_safetensors_where_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("gguf/gguf_py_types.gguf");
+    let st = dir.path().join("t.safetensors");
+    let back = dir.path().join("back.gguf");
+    ok(&["convert", p(&src), p(&st)]);
+    ok(&["convert", p(&st), p(&back)]);
+    let a = modelconv_gguf::open(&src).unwrap();
+    let b = modelconv_gguf::open(&back).unwrap();
+    assert_eq!(tensor_bytes(&a), tensor_bytes(&b));
+    // Typed metadata became text in safetensors.
+    let s = modelconv_safetensors::open(&st).unwrap();
+    assert_eq!(
+        s.metadata.get("t.arr_nested").unwrap().as_str(),
+        Some("[[1,2],[3]]")
+    );
+    assert_eq!(
+        s.metadata.get("t.u64").unwrap().as_str(),
+        Some("9223372036854775809")
+    );
+}
+
+#[test]
+fn converting_twice_gives_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("safetensors/floats.safetensors");
+    for (ext, extra) in [("gguf", vec![]), ("safetensors", vec!["--dtype", "BF16"])] {
+        let a = dir.path().join(format!("1.{ext}"));
+        let b = dir.path().join(format!("2.{ext}"));
+        for out in [&a, &b] {
+            let mut args = vec!["convert", p(&src), p(out)];
+            args.extend(&extra);
+            ok(&args);
+        }
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    }
+}
+
+#[test]
+fn types_gguf_cannot_hold_are_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("safetensors/all_dtypes.safetensors");
+    let out = dir.path().join("x.gguf");
+    let (code, err) = stderr_of(&["convert", p(&src), p(&out)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("GGUF has no U64 type (tensor 'u64')"), "{err}");
+    assert!(
+        dir_names(dir.path()).is_empty(),
+        "left {:?}",
+        dir_names(dir.path())
+    );
+    // Leaving them out works, and the rest is exact.
+    ok(&[
+        "convert",
+        p(&src),
+        p(&out),
+        "--exclude",
+        "^(u\\d+|bool|f8_.*)$",
+    ]);
+    let m = modelconv_gguf::open(&out).unwrap();
+    let names: Vec<_> = m.tensors.iter().map(|t| t.info.name.as_str()).collect();
+    assert!(names.contains(&"scalar") && names.contains(&"empty") && names.contains(&"bf16"));
+    assert_eq!(m.tensor("scalar").unwrap().info.shape, Vec::<u64>::new());
+    assert_eq!(m.tensor("empty").unwrap().info.shape, vec![0, 4]);
+}
+
+#[test]
+fn cast_rounds_like_torch_and_keeps_integers() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("safetensors/all_dtypes.safetensors");
+    let out = dir.path().join("h.safetensors");
+    ok(&["convert", p(&src), p(&out), "--dtype", "F16"]);
+    let a = modelconv_safetensors::open(&src).unwrap();
+    let b = modelconv_safetensors::open(&out).unwrap();
+    for (ta, tb) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(ta.info.name, tb.info.name);
+        assert_eq!(ta.info.shape, tb.info.shape);
+        let want = if ta.info.dtype.is_float() {
+            "F16"
+        } else {
+            ta.info.dtype.name()
+        };
+        assert_eq!(tb.info.dtype.name(), want, "{}", ta.info.name);
+    }
+    // f32 → f16 by round-to-nearest-even, checked element by element.
+    let f32s: Vec<f32> = a
+        .tensor("f32")
+        .unwrap()
+        .read_all()
+        .unwrap()
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let f16s = b.tensor("f32").unwrap().read_all().unwrap();
+    for (x, h) in f32s.iter().zip(f16s.chunks(2)) {
+        assert_eq!(
+            half::f16::from_f32(*x).to_bits(),
+            u16::from_le_bytes([h[0], h[1]])
+        );
+    }
+    // diff: not identical, but within f16 precision.
+    expect_code(&["diff", p(&src), p(&out)], 1);
+    ok(&["diff", p(&src), p(&out), "--rtol", "1e-3", "--atol", "1e-7"]);
+}
+
+#[test]
+fn select_and_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("safetensors/all_dtypes.safetensors");
+    let out = dir.path().join("s.safetensors");
+    ok(&[
+        "convert",
+        p(&src),
+        p(&out),
+        "--include",
+        "^(f32|i8|model\\..*)$",
+        "--exclude",
+        "^i8$",
+        "--rename",
+        "^model\\.layers\\.(\\d+)\\.=blk.$1.",
+    ]);
+    let m = modelconv_safetensors::open(&out).unwrap();
+    let names: Vec<_> = m.tensors.iter().map(|t| t.info.name.as_str()).collect();
+    assert_eq!(names, ["f32", "blk.0.attn.q_proj.weight"]);
+    let (code, err) = stderr_of(&["convert", p(&src), p(&out), "--rename", ".*=same"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("appears twice"), "{err}");
+}
+
+#[test]
+fn sharded_input_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = fixture("safetensors/sharded");
+    let via_dir = inspect_json(&shards);
+    let via_index = inspect_json(&shards.join("model.safetensors.index.json"));
+    assert_eq!(via_dir["tensors"].as_array().unwrap().len(), 4);
+    assert_eq!(via_dir["tensors"], via_index["tensors"]);
+
+    let out = dir.path().join("model.safetensors");
+    ok(&["convert", p(&shards), p(&out), "--max-shard-size", "200B"]);
+    let names = dir_names(dir.path());
+    // 160 B | 64 + 32 B | 160 B: a shard closes when the next tensor would pass 200 B.
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.contains(&"model-00002-of-00003.safetensors".to_string()));
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(index["metadata"]["total_size"], via_dir["bytes"]);
+    assert_eq!(
+        index["weight_map"]["lm_head.weight"],
+        "model-00003-of-00003.safetensors"
+    );
+    // Reading the written shards back gives the same tensors.
+    let a = modelconv_safetensors::open(&shards).unwrap();
+    let b = modelconv_safetensors::open(dir.path()).unwrap();
+    assert_eq!(tensor_bytes(&a), tensor_bytes(&b));
+    ok(&["diff", p(&shards), p(dir.path())]);
+}
+
+#[test]
+fn inspect_json_fields() {
+    let v = inspect_json(&fixture("gguf/mix-Q4_K_M.gguf"));
+    assert_eq!(v["format"], "gguf");
+    let t = &v["tensors"][0];
+    assert_eq!(t["name"], "output.weight");
+    assert_eq!(t["dtype"], "Q6_K");
+    assert_eq!(t["shape"], serde_json::json!([512, 256]));
+    assert_eq!(t["bytes"], 512 * 256 / 256 * 210);
+    assert!(t["offset"].is_u64());
+    assert_eq!(v["metadata"]["general.file_type"], 15);
+    let s = inspect_json(&fixture("safetensors/all_dtypes.safetensors"));
+    assert_eq!(s["parameters"], 201);
+    assert_eq!(s["metadata"]["format"], "pt");
+    let dtypes: Vec<&str> = s["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["dtype"].as_str().unwrap())
+        .collect();
+    for d in ["F8_E4M3", "F8_E5M2", "BOOL", "BF16", "U64"] {
+        assert!(dtypes.contains(&d), "{d}");
+    }
+}
+
+#[test]
+fn diff_reports_missing_and_changed_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("safetensors/floats.safetensors");
+    let part = dir.path().join("part.safetensors");
+    ok(&["convert", p(&src), p(&part), "--exclude", "ids"]);
+    let out = expect_code(&["diff", p(&src), p(&part), "--json"], 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["only_in_a"], serde_json::json!(["ids"]));
+    assert_eq!(v["ok"], false);
+    let same = ok(&["diff", p(&src), p(&src), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&same).unwrap();
+    for t in v["tensors"].as_array().unwrap() {
+        assert_eq!(t["max_abs"], 0.0);
+        assert_eq!(t["cosine"], 1.0);
+    }
+    // Across formats: the GGUF copy equals the source.
+    let g = dir.path().join("m.gguf");
+    ok(&["convert", p(&src), p(&g)]);
+    ok(&["diff", p(&src), p(&g)]);
+}
