@@ -34,6 +34,10 @@ pub struct Args {
     /// Split the output into shards of at most this size (e.g. 5GB, 500MB, 2GiB): Hugging Face layout with an index json.
     #[arg(long, value_name = "SIZE", value_parser = util::parse_size)]
     max_shard_size: Option<u64>,
+    /// Do not fsync the output before renaming it into place: faster, still
+    /// never a partial file, but not guaranteed to survive a power loss.
+    #[arg(long)]
+    no_fsync: bool,
 }
 
 /// Selection, renaming and casting shared by the commands that write models.
@@ -117,6 +121,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         .ok_or_else(|| anyhow!("format {} cannot be written", out_format.name()))?;
     let opts = WriteOptions {
         max_shard_size: args.max_shard_size,
+        no_fsync: args.no_fsync,
     };
     let plan = writer.plan(&model, &args.output, &opts)?;
     let outputs = plan.outputs();

@@ -13,6 +13,7 @@ pub struct GgufWriter;
 
 struct Plan {
     dest: PathBuf,
+    opts: WriteOptions,
     header: Vec<u8>,
     alignment: u64,
     tensors: Vec<Tensor>,
@@ -127,6 +128,7 @@ impl Writer for GgufWriter {
         h.resize(h.len() + pad, 0);
         Ok(Box::new(Plan {
             dest: dest.to_path_buf(),
+            opts: opts.clone(),
             header: h,
             alignment,
             tensors: model.tensors.clone(),
@@ -143,7 +145,7 @@ impl WritePlan for Plan {
         self.data_bytes
     }
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
-        let mut out = OutputFile::create(&self.dest)?;
+        let mut out = OutputFile::create(&self.dest, &self.opts)?;
         out.write_all(&self.header)?;
         for t in &self.tensors {
             out.write_source(t.data.as_ref(), progress)

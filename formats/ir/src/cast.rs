@@ -51,12 +51,22 @@ impl DataSource for CastSource {
         if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
             return Err(Error::invalid("cast read not aligned to elements"));
         }
-        let n = buf.len() / ts as usize;
-        let mut src = vec![0u8; n * fs as usize];
-        self.inner.read_at(offset / ts * fs, &mut src)?;
-        convert(self.from, &src, self.to, buf);
-        Ok(())
+        let n_bytes = buf.len() / ts as usize * fs as usize;
+        SCRATCH.with_borrow_mut(|scratch| {
+            // u64 words keep the source bytes aligned for any element type.
+            scratch.resize(n_bytes.div_ceil(8), 0);
+            let src = &mut bytemuck::cast_slice_mut::<u64, u8>(scratch)[..n_bytes];
+            self.inner.read_at(offset / ts * fs, src)?;
+            convert(self.from, src, self.to, buf);
+            Ok(())
+        })
     }
+}
+
+thread_local! {
+    /// Per-thread buffer for the source bytes of a cast chunk, reused so
+    /// that chunks do not allocate (and fault in) fresh memory each time.
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Converts elements of `from` in `src` to elements of `to` in `dst`
@@ -64,18 +74,12 @@ impl DataSource for CastSource {
 pub fn convert(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
     match (from, to) {
         (a, b) if a == b => dst.copy_from_slice(src),
-        (DType::F32, DType::F16) => {
-            let x = f32s(src);
-            let mut out = vec![f16::ZERO; x.len()];
-            out.convert_from_f32_slice(&x);
-            put_u16(dst, out.iter().map(|v| v.to_bits()));
-        }
-        (DType::F32, DType::BF16) => {
-            let x = f32s(src);
-            let mut out = vec![bf16::ZERO; x.len()];
-            out.convert_from_f32_slice(&x);
-            put_u16(dst, out.iter().map(|v| v.to_bits()));
-        }
+        (DType::F32, DType::F16) => with_f32(src, |x| {
+            with_u16_out(dst, |o: &mut [f16]| o.convert_from_f32_slice(x))
+        }),
+        (DType::F32, DType::BF16) => with_f32(src, |x| {
+            with_u16_out(dst, |o: &mut [bf16]| o.convert_from_f32_slice(x))
+        }),
         (DType::F64, DType::F16) => put_u16(dst, f64s(src).map(|v| f16::from_f64(v).to_bits())),
         (DType::F64, DType::BF16) => put_u16(dst, f64s(src).map(|v| bf16::from_f64(v).to_bits())),
         (DType::F64, DType::F32) => put_f32(dst, f64s(src).map(|v| v as f32)),
@@ -98,10 +102,31 @@ pub fn convert(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
     }
 }
 
-fn f32s(src: &[u8]) -> Vec<f32> {
-    src.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+/// `src` as f32s: borrowed when aligned, copied otherwise.
+fn with_f32(src: &[u8], f: impl FnOnce(&[f32])) {
+    match bytemuck::try_cast_slice::<u8, f32>(src) {
+        Ok(x) => f(x),
+        Err(_) => {
+            let x: Vec<f32> = src
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            f(&x)
+        }
+    }
+}
+
+/// Lets `f` fill `dst` as 16-bit floats: in place when aligned, through a
+/// copy otherwise.
+fn with_u16_out<T: bytemuck::Pod + Default>(dst: &mut [u8], f: impl FnOnce(&mut [T])) {
+    match bytemuck::try_cast_slice_mut::<u8, T>(dst) {
+        Ok(o) => f(o),
+        Err(_) => {
+            let mut tmp = vec![T::default(); dst.len() / 2];
+            f(&mut tmp);
+            dst.copy_from_slice(bytemuck::cast_slice(&tmp));
+        }
+    }
 }
 
 fn f64s(src: &[u8]) -> impl Iterator<Item = f64> + '_ {

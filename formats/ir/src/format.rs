@@ -33,6 +33,9 @@ pub struct WriteOptions {
     /// Split the output into shards of at most this many bytes of tensor
     /// data (formats that support sharding).
     pub max_shard_size: Option<u64>,
+    /// Skip the fsync before the rename: the output still appears only when
+    /// complete, but may not survive a power loss (what `cp` does).
+    pub no_fsync: bool,
 }
 
 /// The writing side of a format.

@@ -19,6 +19,7 @@ struct Plan {
     /// The index json (path and text) when sharded.
     index: Option<(PathBuf, String)>,
     data_bytes: u64,
+    opts: WriteOptions,
 }
 
 impl Writer for SafetensorsWriter {
@@ -112,6 +113,7 @@ impl Writer for SafetensorsWriter {
             shards,
             index,
             data_bytes,
+            opts: opts.clone(),
         }))
     }
 }
@@ -150,7 +152,7 @@ impl WritePlan for Plan {
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
         let mut files = Vec::new();
         for shard in &self.shards {
-            let mut out = OutputFile::create(&shard.path)?;
+            let mut out = OutputFile::create(&shard.path, &self.opts)?;
             out.write_all(&(shard.header.len() as u64).to_le_bytes())?;
             out.write_all(&shard.header)?;
             for t in &shard.tensors {
@@ -160,7 +162,7 @@ impl WritePlan for Plan {
             files.push(out);
         }
         if let Some((path, text)) = &self.index {
-            let mut out = OutputFile::create(path)?;
+            let mut out = OutputFile::create(path, &self.opts)?;
             out.write_all(text.as_bytes())?;
             files.push(out);
         }

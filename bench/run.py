@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Conversion benchmark: prints a Markdown table of wall time and peak RSS
+for modelconv conversions of a ~1 GB safetensors model that this script
+generates, next to `cp` of the same file in the same run.
+
+Usage: python3 bench/run.py [--size-mb 1024] [--runs 3]
+Needs Python 3, cargo (it builds the release binary) and GNU time.
+"""
+import argparse
+import array
+import json
+import os
+import random
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, "target", "bench")
+BIN = os.path.join(ROOT, "target", "release", "modelconv")
+TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
+
+
+def make_model(path, size_mb):
+    """F32 safetensors of 16 MiB tensors (normal values), written directly."""
+    n_tensors = max(1, size_mb // 16)
+    elems = 4 << 20
+    rnd = random.Random(1)
+    block = array.array("f", (rnd.gauss(0.0, 0.02) for _ in range(elems))).tobytes()
+    header, off = {"__metadata__": {"format": "pt"}}, 0
+    for i in range(n_tensors):
+        header[f"model.layers.{i}.weight"] = {"dtype": "F32", "shape": [2048, 2048], "data_offsets": [off, off + len(block)]}
+        off += len(block)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for _ in range(n_tensors):
+            f.write(block)
+
+
+def measure(cmd, out):
+    """Wall seconds and peak RSS (MiB) of one run of cmd, measured by GNU
+    time (a child of this Python process would inherit Python's own peak)."""
+    if os.path.exists(out):
+        os.remove(out)
+    subprocess.run(["sync"])
+    rss_file = os.path.join(WORK, "rss.txt")
+    t0 = time.perf_counter()
+    p = subprocess.run([TIME, "-f", "%M", "-o", rss_file, *cmd], stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"benchmark command failed: {' '.join(cmd)}")
+    with open(rss_file) as f:
+        return wall, int(f.read().split()[-1]) / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    if not os.path.exists(TIME):
+        sys.exit("needs GNU time: apt-get install time")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "modelconv"], cwd=ROOT, check=True)
+    os.makedirs(WORK, exist_ok=True)
+    src = os.path.join(WORK, f"model-{args.size_mb}mb.safetensors")
+    if not os.path.exists(src):
+        make_model(src, args.size_mb)
+    size = os.path.getsize(src)
+    with open(src, "rb") as f:  # warm the page cache for every contender alike
+        while f.read(64 << 20):
+            pass
+    o = lambda name: os.path.join(WORK, name)
+    rows = [
+        ("cp (reference)", ["cp", src, o("cp.out")], o("cp.out")),
+        ("cp + sync (reference, durable)", ["sh", "-c", f"cp {src} {o('cps.out')} && sync {o('cps.out')}"], o("cps.out")),
+        ("safetensors → safetensors, cast to F16", [BIN, "-q", "convert", src, o("f16.safetensors"), "--dtype", "F16"], o("f16.safetensors")),
+        ("safetensors → GGUF F32 (copy)", [BIN, "-q", "convert", src, o("f32.gguf")], o("f32.gguf")),
+        ("safetensors → GGUF F32 (copy), --no-fsync", [BIN, "-q", "convert", src, o("nf.gguf"), "--no-fsync"], o("nf.gguf")),
+        ("safetensors → GGUF F16", [BIN, "-q", "convert", src, o("f16.gguf"), "--dtype", "F16"], o("f16.gguf")),
+        ("safetensors → safetensors (copy)", [BIN, "-q", "convert", src, o("copy.safetensors")], o("copy.safetensors")),
+    ]
+    results = {}
+    for name, cmd, out in rows:
+        runs = [measure(cmd, out) for _ in range(args.runs)]
+        results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
+        os.remove(out)
+    cp_wall = results["cp (reference)"][0]
+    print(f"input: {size / 2**20:.0f} MiB F32 safetensors, {os.cpu_count()} cores, median of {args.runs} runs\n")
+    sync_wall = results["cp + sync (reference, durable)"][0]
+    print("| job | wall s | × cp | × (cp + sync) | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (wall, rss) in results.items():
+        print(f"| {name} | {wall:.2f} | {wall / cp_wall:.2f} | {wall / sync_wall:.2f} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
