@@ -9,7 +9,7 @@ mod progress;
 mod registry;
 mod util;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Exit codes (DESIGN.md, CLI contract).
@@ -21,9 +21,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "modelconv",
     version,
-    about = "Read, inspect, convert and compare ML model files (safetensors, GGUF) without running code they carry",
-    after_help = "Exit codes: 0 ok, 1 a check failed (diff over tolerance), 2 bad input or usage.\n\
-                  Formats are detected from magic bytes; `modelconv formats` lists them."
+    about = "Read, inspect, convert and compare ML model files (safetensors, GGUF) without running code they carry"
 )]
 struct Cli {
     /// No progress bars and no informational messages on stderr.
@@ -77,8 +75,31 @@ fn install_signal_handlers() {
     }
 }
 
+/// The text after `--help`: exit codes and the formats in the registry.
+fn after_help() -> String {
+    let mut s = String::from("Exit codes: 0 ok, 1 a check failed (diff over tolerance), 2 bad input or usage.\n\nFormats (detected from magic bytes; `modelconv formats --json` for scripts):\n");
+    for f in registry::FORMATS {
+        let rw = if f.writer().is_some() {
+            "read/write"
+        } else {
+            "read"
+        };
+        s.push_str(&format!(
+            "  {:<12} {:<10} .{}\n",
+            f.name(),
+            rw,
+            f.extensions().join(", .")
+        ));
+    }
+    s
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().after_help(after_help()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     install_signal_handlers();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
