@@ -1,0 +1,249 @@
+//! ggml block quantization: quantizers byte-identical to ggml's reference
+//! quantizers, dequantizers identical to ggml's `dequantize_row_*`, and
+//! lazy [`DataSource`]s that apply them chunk by chunk while a writer pulls.
+
+mod kquants;
+mod legacy;
+
+use modelconv_ir::{convert, DType, DataSource, Error, Result};
+use std::sync::Arc;
+
+pub use kquants::nearest_int;
+
+/// f32 → IEEE half bits, round to nearest even (ggml's GGML_FP32_TO_FP16).
+pub(crate) fn f16_bits(v: f32) -> u16 {
+    half::f16::from_f32(v).to_bits()
+}
+
+/// The f16 stored at `b[at..at + 2]`, as f32.
+pub(crate) fn f16_value(b: &[u8], at: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+type QuantFn = fn(&[f32], &mut [u8]);
+type DequantFn = fn(&[u8], &mut [f32]);
+
+fn codec(t: DType) -> Option<(QuantFn, DequantFn)> {
+    use DType::*;
+    Some(match t {
+        Q4_0 => (legacy::quantize_q4_0, legacy::dequantize_q4_0),
+        Q4_1 => (legacy::quantize_q4_1, legacy::dequantize_q4_1),
+        Q5_0 => (legacy::quantize_q5_0, legacy::dequantize_q5_0),
+        Q5_1 => (legacy::quantize_q5_1, legacy::dequantize_q5_1),
+        Q8_0 => (legacy::quantize_q8_0, legacy::dequantize_q8_0),
+        Q2_K => (kquants::quantize_q2_k, kquants::dequantize_q2_k),
+        Q3_K => (kquants::quantize_q3_k, kquants::dequantize_q3_k),
+        Q4_K => (kquants::quantize_q4_k, kquants::dequantize_q4_k),
+        Q5_K => (kquants::quantize_q5_k, kquants::dequantize_q5_k),
+        Q6_K => (kquants::quantize_q6_k, kquants::dequantize_q6_k),
+        Q8_K => (kquants::quantize_q8_k, kquants::dequantize_q8_k),
+        _ => return None,
+    })
+}
+
+/// Types this build can quantize to (and dequantize from).
+pub fn can_quantize(t: DType) -> bool {
+    codec(t).is_some()
+}
+
+/// Quantizes `x` (a whole number of blocks) into `out`.
+pub fn quantize(t: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
+    let (q, _) = codec(t)
+        .ok_or_else(|| Error::unsupported(format!("quantizing to {t} is not supported")))?;
+    let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
+    if x.len() % bs != 0 || out.len() != x.len() / bs * ts {
+        return Err(Error::invalid(format!(
+            "{} values do not fill whole {t} blocks",
+            x.len()
+        )));
+    }
+    for (xb, ob) in x.chunks_exact(bs).zip(out.chunks_exact_mut(ts)) {
+        q(xb, ob);
+    }
+    Ok(())
+}
+
+/// Dequantizes whole blocks of `data` into `out`.
+pub fn dequantize(t: DType, data: &[u8], out: &mut [f32]) -> Result<()> {
+    let (_, dq) =
+        codec(t).ok_or_else(|| Error::unsupported(format!("dequantizing {t} is not supported")))?;
+    let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
+    if data.len() % ts != 0 || out.len() != data.len() / ts * bs {
+        return Err(Error::invalid(format!(
+            "{} bytes are not whole {t} blocks",
+            data.len()
+        )));
+    }
+    for (b, y) in data.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {
+        dq(b, y);
+    }
+    Ok(())
+}
+
+/// The first non-finite value in `x`, if any: (index, value).
+pub fn first_non_finite(x: &[f32]) -> Option<(usize, f32)> {
+    x.iter().position(|v| !v.is_finite()).map(|i| (i, x[i]))
+}
+
+/// A computed source: a float source (F32, F16, BF16, F64) quantized to a
+/// block type, block by block as the writer asks for bytes. F16/BF16 are
+/// widened to f32 first, as llama.cpp does.
+pub struct QuantizeSource {
+    inner: Arc<dyn DataSource>,
+    from: DType,
+    to: DType,
+    len: u64,
+    allow_nonfinite: bool,
+}
+
+impl QuantizeSource {
+    pub fn new(
+        inner: Arc<dyn DataSource>,
+        from: DType,
+        to: DType,
+        allow_nonfinite: bool,
+    ) -> Result<Self> {
+        if !can_quantize(to) || !modelconv_ir::can_cast(from, DType::F32) {
+            return Err(Error::unsupported(format!(
+                "cannot quantize {from} to {to}"
+            )));
+        }
+        let n = inner.len() / from.type_size();
+        let len = to.byte_len(n)?;
+        Ok(QuantizeSource {
+            inner,
+            from,
+            to,
+            len,
+            allow_nonfinite,
+        })
+    }
+}
+
+impl DataSource for QuantizeSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn granule(&self) -> u64 {
+        self.to.type_size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let (bs, ts, fs) = (
+            self.to.block_size(),
+            self.to.type_size(),
+            self.from.type_size(),
+        );
+        if offset % ts != 0 || buf.len() as u64 % ts != 0 {
+            return Err(Error::invalid("quantized read not aligned to blocks"));
+        }
+        let first = offset / ts * bs;
+        let n = buf.len() as u64 / ts * bs;
+        let mut raw = vec![0u8; (n * fs) as usize];
+        self.inner.read_at(first * fs, &mut raw)?;
+        let mut x = vec![0f32; n as usize];
+        convert(self.from, &raw, DType::F32, bytemuck_f32_mut(&mut x));
+        if !self.allow_nonfinite {
+            if let Some((i, v)) = first_non_finite(&x) {
+                let at = first + i as u64;
+                return Err(Error::invalid(format!(
+                    "value {v} at element {at} (block {}); llama.cpp refuses non-finite weights (use --allow-nonfinite to quantize anyway)",
+                    at / bs
+                )));
+            }
+        }
+        quantize(self.to, &x, buf)
+    }
+}
+
+/// A computed source: a block-quantized source as F32.
+pub struct DequantizeSource {
+    inner: Arc<dyn DataSource>,
+    from: DType,
+    len: u64,
+}
+
+impl DequantizeSource {
+    pub fn new(inner: Arc<dyn DataSource>, from: DType) -> Result<Self> {
+        if !can_quantize(from) {
+            return Err(Error::unsupported(format!(
+                "dequantizing {from} is not supported"
+            )));
+        }
+        let blocks = inner.len() / from.type_size();
+        let len = blocks
+            .checked_mul(from.block_size() * 4)
+            .ok_or_else(|| Error::invalid("dequantized size overflows u64"))?;
+        Ok(DequantizeSource { inner, from, len })
+    }
+}
+
+impl DataSource for DequantizeSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn granule(&self) -> u64 {
+        self.from.block_size() * 4
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let g = self.granule();
+        if offset % g != 0 || buf.len() as u64 % g != 0 {
+            return Err(Error::invalid("dequantized read not aligned to blocks"));
+        }
+        let ts = self.from.type_size();
+        let mut raw = vec![0u8; (buf.len() as u64 / g * ts) as usize];
+        self.inner.read_at(offset / g * ts, &mut raw)?;
+        let mut y = vec![0f32; buf.len() / 4];
+        dequantize(self.from, &raw, &mut y)?;
+        for (o, v) in buf.chunks_exact_mut(4).zip(&y) {
+            o.copy_from_slice(&v.to_le_bytes());
+        }
+        Ok(())
+    }
+}
+
+/// A `&mut [f32]` as little-endian bytes (x86/ARM are little-endian).
+fn bytemuck_f32_mut(x: &mut [f32]) -> &mut [u8] {
+    // SAFETY: f32 has no padding or invalid bit patterns; the byte slice
+    // covers exactly the same memory and lifetime.
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(x)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        assert_eq!(nearest_int(0.5), 0);
+        assert_eq!(nearest_int(1.5), 2);
+        assert_eq!(nearest_int(2.5), 2);
+        assert_eq!(nearest_int(-0.5), 0);
+        assert_eq!(nearest_int(-1.5), -2);
+        assert_eq!(nearest_int(3.49), 3);
+        assert_eq!(nearest_int(-7.6), -8);
+    }
+
+    #[test]
+    fn zero_blocks_round_trip_to_zero() {
+        for t in [
+            DType::Q4_0,
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::Q8_0,
+            DType::Q2_K,
+            DType::Q3_K,
+            DType::Q4_K,
+            DType::Q5_K,
+            DType::Q6_K,
+            DType::Q8_K,
+        ] {
+            let x = vec![0f32; 256];
+            let mut q = vec![0u8; t.byte_len(256).unwrap() as usize];
+            quantize(t, &x, &mut q).unwrap();
+            let mut y = vec![1f32; 256];
+            dequantize(t, &q, &mut y).unwrap();
+            assert!(y.iter().all(|v| *v == 0.0), "{t}");
+        }
+    }
+}
