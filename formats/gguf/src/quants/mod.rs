@@ -51,7 +51,7 @@ pub fn quantize(t: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
     let (q, _) = codec(t)
         .ok_or_else(|| Error::unsupported(format!("quantizing to {t} is not supported")))?;
     let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
-    if x.len() % bs != 0 || out.len() != x.len() / bs * ts {
+    if !x.len().is_multiple_of(bs) || out.len() != x.len() / bs * ts {
         return Err(Error::invalid(format!(
             "{} values do not fill whole {t} blocks",
             x.len()
@@ -68,7 +68,7 @@ pub fn dequantize(t: DType, data: &[u8], out: &mut [f32]) -> Result<()> {
     let (_, dq) =
         codec(t).ok_or_else(|| Error::unsupported(format!("dequantizing {t} is not supported")))?;
     let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
-    if data.len() % ts != 0 || out.len() != data.len() / ts * bs {
+    if !data.len().is_multiple_of(ts) || out.len() != data.len() / ts * bs {
         return Err(Error::invalid(format!(
             "{} bytes are not whole {t} blocks",
             data.len()
@@ -133,7 +133,7 @@ impl DataSource for QuantizeSource {
             self.to.type_size(),
             self.from.type_size(),
         );
-        if offset % ts != 0 || buf.len() as u64 % ts != 0 {
+        if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
             return Err(Error::invalid("quantized read not aligned to blocks"));
         }
         let first = offset / ts * bs;
@@ -186,7 +186,7 @@ impl DataSource for DequantizeSource {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let g = self.granule();
-        if offset % g != 0 || buf.len() as u64 % g != 0 {
+        if !offset.is_multiple_of(g) || !(buf.len() as u64).is_multiple_of(g) {
             return Err(Error::invalid("dequantized read not aligned to blocks"));
         }
         let ts = self.from.type_size();
