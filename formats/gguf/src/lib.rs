@@ -9,6 +9,7 @@
 //! data of every type is copied as it is. Counts, lengths and offsets are
 //! checked against the file length before anything is allocated.
 
+pub mod mix;
 pub mod quants;
 mod read;
 mod types;
