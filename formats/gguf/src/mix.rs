@@ -294,11 +294,7 @@ impl Hparams {
         }
     }
     fn n_gqa(&self) -> u64 {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
     fn is_70b(&self) -> bool {
         self.arch == "llama" && self.n_layer == 80 && self.n_head != self.n_head_kv
