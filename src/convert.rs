@@ -63,8 +63,7 @@ pub fn parse_renames(specs: &[String]) -> Result<Vec<(Regex, String)>> {
 }
 
 pub fn parse_cast_dtype(s: &str) -> Result<DType> {
-    let d = DType::from_name(s)
-        .ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16 or F64)"))?;
+    let d = DType::from_name(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16 or F64)"))?;
     if d.is_quantized() {
         bail!("--dtype {s}: quantized types are written by the quantizer, which this build does not have yet");
     }
@@ -95,9 +94,7 @@ impl Transforms {
                 }
             }
         }
-        model
-            .check_unique_names()
-            .map_err(|e| anyhow!("after renaming: {e}"))?;
+        model.check_unique_names().map_err(|e| anyhow!("after renaming: {e}"))?;
         Ok(())
     }
 }
@@ -135,11 +132,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         for o in &outputs {
             eprintln!("wrote {}", o.display());
         }
-        eprintln!(
-            "{n} tensors, {} ({})",
-            util::human_bytes(bytes),
-            out_format.name()
-        );
+        eprintln!("{n} tensors, {} ({})", util::human_bytes(bytes), out_format.name());
     }
     Ok(0)
 }

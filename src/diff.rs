@@ -65,14 +65,7 @@ impl Stats {
 }
 
 /// Compares elements `[start, start + n)` of two tensors.
-fn chunk_stats(
-    a: &Tensor,
-    b: &Tensor,
-    start: u64,
-    n: u64,
-    atol: f64,
-    rtol: f64,
-) -> modelconv_ir::Result<Stats> {
+fn chunk_stats(a: &Tensor, b: &Tensor, start: u64, n: u64, atol: f64, rtol: f64) -> modelconv_ir::Result<Stats> {
     let read = |t: &Tensor| -> modelconv_ir::Result<Vec<u8>> {
         let size = t.info.dtype.type_size();
         let mut buf = vec![0u8; (n * size) as usize];
@@ -110,10 +103,7 @@ fn incomparable(a: &Tensor, b: &Tensor) -> Option<String> {
     }
     for t in [a, b] {
         if t.info.dtype.is_quantized() {
-            return Some(format!(
-                "dequantizing {} is not supported yet",
-                t.info.dtype
-            ));
+            return Some(format!("dequantizing {} is not supported yet", t.info.dtype));
         }
     }
     None
@@ -156,15 +146,12 @@ fn compare(ma: &Model, mb: &Model, atol: f64, rtol: f64) -> Result<serde_json::V
         .filter(|(_, (a, b))| incomparable(a, b).is_none())
         .flat_map(|(i, (a, _))| {
             let n = a.info.numel();
-            (0..n.div_ceil(CHUNK_ELEMS))
-                .map(move |c| (i, c * CHUNK_ELEMS, CHUNK_ELEMS.min(n - c * CHUNK_ELEMS)))
+            (0..n.div_ceil(CHUNK_ELEMS)).map(move |c| (i, c * CHUNK_ELEMS, CHUNK_ELEMS.min(n - c * CHUNK_ELEMS)))
         })
         .collect();
     let partial: Vec<(usize, Stats)> = jobs
         .par_iter()
-        .map(|&(i, start, n)| {
-            chunk_stats(pairs[i].0, pairs[i].1, start, n, atol, rtol).map(|s| (i, s))
-        })
+        .map(|&(i, start, n)| chunk_stats(pairs[i].0, pairs[i].1, start, n, atol, rtol).map(|s| (i, s)))
         .collect::<modelconv_ir::Result<_>>()?;
     let mut stats = vec![Stats::default(); pairs.len()];
     for (i, s) in partial {

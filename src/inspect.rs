@@ -109,10 +109,7 @@ fn print_text(model: &Model) {
     );
     for t in &model.tensors {
         let shape = format!("{:?}", t.info.shape);
-        let off = t
-            .location
-            .as_ref()
-            .map_or(String::new(), |l| l.offset.to_string());
+        let off = t.location.as_ref().map_or(String::new(), |l| l.offset.to_string());
         println!(
             "  {:<name_w$}  {:<8} {:<20} {:>12}  {:>12}",
             t.info.name,

@@ -6,6 +6,7 @@ mod convert;
 mod diff;
 mod inspect;
 mod progress;
+mod quantize;
 mod registry;
 mod util;
 
@@ -39,19 +40,22 @@ enum Command {
     )]
     Inspect(inspect::Args),
     /// Convert between formats, optionally selecting, renaming and casting tensors.
-    #[command(
-        after_help = "Examples:\n  modelconv convert model.safetensors model.gguf\n  \
+    #[command(after_help = "Examples:\n  modelconv convert model.safetensors model.gguf\n  \
                             modelconv convert model.gguf out.safetensors --dtype BF16 --exclude '^rope\\.'\n  \
-                            modelconv convert big.safetensors out/model.safetensors --max-shard-size 5GB"
-    )]
+                            modelconv convert big.safetensors out/model.safetensors --max-shard-size 5GB")]
     Convert(convert::Args),
     /// Compare two models tensor by tensor: max |a-b|, RMSE, cosine similarity.
-    #[command(
-        after_help = "Exit 0 when every tensor is present in both, same shape, and within\n\
+    #[command(after_help = "Exit 0 when every tensor is present in both, same shape, and within\n\
                             |a-b| <= atol + rtol*|b|; 1 otherwise.\n\nExamples:\n  \
-                            modelconv diff a.safetensors b.gguf\n  modelconv diff model.safetensors model-f16.safetensors --atol 1e-3 --json"
-    )]
+                            modelconv diff a.safetensors b.gguf\n  modelconv diff model.safetensors model-f16.safetensors --atol 1e-3 --json")]
     Diff(diff::Args),
+    /// Quantize to GGUF with llama.cpp's quantizers and mixes (byte-identical to llama-quantize).
+    #[command(
+        after_help = "Examples:\n  modelconv quantize model.safetensors -o model-Q4_K_M.gguf --type Q4_K_M\n  \
+                            modelconv quantize model-f16.gguf --q8_0\n  \
+                            modelconv quantize model.gguf -o out.gguf --type Q4_K_S --pure --tensor-type 'attn_v=Q8_0' --json"
+    )]
+    Quantize(quantize::Args),
     /// List the formats this build reads and writes.
     #[command(after_help = "Example:\n  modelconv formats --json")]
     Formats {
@@ -79,11 +83,7 @@ fn install_signal_handlers() {
 fn after_help() -> String {
     let mut s = String::from("Exit codes: 0 ok, 1 a check failed (diff over tolerance), 2 bad input or usage.\n\nFormats (detected from magic bytes; `modelconv formats --json` for scripts):\n");
     for f in registry::FORMATS {
-        let rw = if f.writer().is_some() {
-            "read/write"
-        } else {
-            "read"
-        };
+        let rw = if f.writer().is_some() { "read/write" } else { "read" };
         s.push_str(&format!(
             "  {:<12} {:<10} .{}\n",
             f.name(),
@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a, cli.quiet),
         Command::Diff(a) => diff::run(a, cli.quiet),
+        Command::Quantize(a) => quantize::run(a, cli.quiet),
         Command::Formats { json } => formats(json),
     };
     match result {
@@ -140,11 +141,7 @@ fn formats(json: bool) -> anyhow::Result<u8> {
         util::print_json(&serde_json::json!({ "formats": list }));
     } else {
         for f in registry::FORMATS {
-            let rw = if f.writer().is_some() {
-                "read/write"
-            } else {
-                "read"
-            };
+            let rw = if f.writer().is_some() { "read/write" } else { "read" };
             println!(
                 "{:<12} {:<10} .{:<14} {}",
                 f.name(),
@@ -155,4 +152,14 @@ fn formats(json: bool) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -16,9 +16,8 @@ impl Bar {
     pub fn new(total: u64, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-            if let Ok(style) = ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ) {
+            if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            {
                 b.set_style(style);
             }
             b
@@ -41,8 +40,7 @@ impl Progress for Bar {
     fn advance(&self, bytes: u64) {
         let Some(b) = &self.bar else { return };
         b.inc(bytes);
-        if self.start.elapsed() > Duration::from_secs(1)
-            && !self.shown.swap(true, std::sync::atomic::Ordering::Relaxed)
+        if self.start.elapsed() > Duration::from_secs(1) && !self.shown.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             b.set_draw_target(ProgressDrawTarget::stderr());
         }

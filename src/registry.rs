@@ -18,11 +18,7 @@ pub fn by_name(name: &str) -> Result<&'static dyn Format> {
 }
 
 pub fn names() -> String {
-    FORMATS
-        .iter()
-        .map(|f| f.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    FORMATS.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
 }
 
 fn ext_matches(f: &dyn Format, path: &Path) -> bool {
@@ -31,9 +27,7 @@ fn ext_matches(f: &dyn Format, path: &Path) -> bool {
         .and_then(|n| n.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    f.extensions()
-        .iter()
-        .any(|e| name.ends_with(&format!(".{e}")))
+    f.extensions().iter().any(|e| name.ends_with(&format!(".{e}")))
 }
 
 /// The first bytes of a file (empty for a directory).
@@ -95,17 +89,13 @@ pub fn open(path: &Path, from: Option<&str>) -> Result<Model> {
 pub fn output_format(dest: &Path, to: Option<&str>) -> Result<&'static dyn Format> {
     let f = match to {
         Some(name) => by_name(name)?,
-        None => FORMATS
-            .iter()
-            .copied()
-            .find(|f| ext_matches(*f, dest))
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: cannot tell the output format from the extension; use --to ({})",
-                    dest.display(),
-                    names()
-                )
-            })?,
+        None => FORMATS.iter().copied().find(|f| ext_matches(*f, dest)).ok_or_else(|| {
+            anyhow!(
+                "{}: cannot tell the output format from the extension; use --to ({})",
+                dest.display(),
+                names()
+            )
+        })?,
     };
     if f.writer().is_none() {
         bail!("format {} can be read but not written", f.name());

@@ -11,19 +11,14 @@ pub fn print_json(v: &serde_json::Value) {
 
 /// JSON for a float; JSON has no NaN/inf, so those become strings.
 pub fn json_f64(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or_else(
-        || serde_json::Value::String(v.to_string()),
-        serde_json::Value::Number,
-    )
+    serde_json::Number::from_f64(v).map_or_else(|| serde_json::Value::String(v.to_string()), serde_json::Value::Number)
 }
 
 /// `5GB`, `500MB`, `2GiB`, `123` (bytes). Decimal units are powers of 1000,
 /// binary ones of 1024, as Hugging Face reads them.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
@@ -35,15 +30,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MIB" => 1 << 20,
         "GIB" => 1 << 30,
         "TIB" => 1 << 40,
-        u => {
-            return Err(format!(
-                "unknown size unit '{u}' (use B, KB, MB, GB, KiB, MiB, GiB)"
-            ))
-        }
+        u => return Err(format!("unknown size unit '{u}' (use B, KB, MB, GB, KiB, MiB, GiB)")),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size like 5GB"))?;
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a size like 5GB"))?;
     let bytes = n * mult as f64;
     if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
         return Err(format!("size '{s}' out of range"));
@@ -85,11 +74,7 @@ pub fn refuse_overwriting_inputs(inputs: &[PathBuf], outputs: &[PathBuf]) -> Res
         }
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
-                bail!(
-                    "{}: output folder {} does not exist",
-                    out.display(),
-                    parent.display()
-                );
+                bail!("{}: output folder {} does not exist", out.display(), parent.display());
             }
         }
     }

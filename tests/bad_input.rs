@@ -52,11 +52,7 @@ fn random_bytes_and_empty_files() {
         refused(&["convert", p(&f), p(&o)], &[name], &out);
     }
     let empty = write(dir.path(), "empty.safetensors", b"");
-    refused(
-        &["inspect", p(&empty)],
-        &["empty.safetensors", "0 bytes"],
-        &out,
-    );
+    refused(&["inspect", p(&empty)], &["empty.safetensors", "0 bytes"], &out);
     let empty = write(dir.path(), "empty.gguf", b"");
     refused(&["inspect", p(&empty)], &["empty.gguf", "too short"], &out);
     refused(
@@ -93,10 +89,7 @@ fn lying_safetensors_headers() {
         ),
         (
             "past_eof",
-            safetensors_bytes(
-                r#"{"a":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]}}"#,
-                16,
-            ),
+            safetensors_bytes(r#"{"a":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]}}"#, 16),
             "tensors cover 4000 bytes",
         ),
         (
@@ -131,11 +124,7 @@ fn lying_safetensors_headers() {
     ];
     for (name, bytes, want) in cases {
         let f = write(dir.path(), &format!("{name}.safetensors"), &bytes);
-        refused(
-            &["inspect", p(&f)],
-            &[&format!("{name}.safetensors"), want],
-            &out,
-        );
+        refused(&["inspect", p(&f)], &[&format!("{name}.safetensors"), want], &out);
         refused(&["convert", p(&f), p(&o)], &[want], &out);
     }
 }
@@ -189,21 +178,9 @@ fn lying_gguf_headers() {
             gguf_bytes(u64::MAX, &[4], 0, 0, 16),
             "tensor infos cannot fit",
         ),
-        (
-            "past_eof",
-            gguf_bytes(1, &[1024], 0, 0, 16),
-            "run past the end",
-        ),
-        (
-            "huge_dims",
-            gguf_bytes(1, &[1 << 40, 1 << 40], 0, 0, 16),
-            "tensor 't'",
-        ),
-        (
-            "bad_type",
-            gguf_bytes(1, &[4], 4, 0, 16),
-            "unknown ggml type 4",
-        ),
+        ("past_eof", gguf_bytes(1, &[1024], 0, 0, 16), "run past the end"),
+        ("huge_dims", gguf_bytes(1, &[1 << 40, 1 << 40], 0, 0, 16), "tensor 't'"),
+        ("bad_type", gguf_bytes(1, &[4], 4, 0, 16), "unknown ggml type 4"),
         (
             "misaligned",
             gguf_bytes(1, &[4], 0, 3, 32),
@@ -251,11 +228,7 @@ fn output_may_not_be_an_input_and_input_is_untouched() {
     let src = dir.path().join("m.safetensors");
     std::fs::copy(fixture("safetensors/floats.safetensors"), &src).unwrap();
     let before = std::fs::read(&src).unwrap();
-    refused(
-        &["convert", p(&src), p(&src)],
-        &["one of the input files"],
-        dir.path(),
-    );
+    refused(&["convert", p(&src), p(&src)], &["one of the input files"], dir.path());
     refused(
         &["convert", p(&src), p(&src), "--dtype", "F16"],
         &["one of the input files"],
@@ -263,11 +236,7 @@ fn output_may_not_be_an_input_and_input_is_untouched() {
     );
     let link = dir.path().join("link.safetensors");
     std::fs::hard_link(&src, &link).unwrap();
-    refused(
-        &["convert", p(&src), p(&link)],
-        &["one of the input files"],
-        dir.path(),
-    );
+    refused(&["convert", p(&src), p(&link)], &["one of the input files"], dir.path());
     assert_eq!(std::fs::read(&src).unwrap(), before);
 }
 
@@ -288,14 +257,8 @@ fn data_that_vanishes_after_the_header_leaves_no_output() {
         .unwrap()
         .plan(&model, &dest, &Default::default())
         .unwrap();
-    let err = plan
-        .write(&modelconv_ir::NoProgress)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("m.safetensors") && err.contains("cannot read"),
-        "{err}"
-    );
+    let err = plan.write(&modelconv_ir::NoProgress).unwrap_err().to_string();
+    assert!(err.contains("m.safetensors") && err.contains("cannot read"), "{err}");
     assert!(dir_names(&out).is_empty());
 }
 
@@ -309,24 +272,12 @@ fn usage_errors_exit_2() {
         dir.path(),
     );
     refused(
-        &[
-            "convert",
-            p(&src),
-            p(&dir.path().join("x.gguf")),
-            "--dtype",
-            "Q4_K",
-        ],
+        &["convert", p(&src), p(&dir.path().join("x.gguf")), "--dtype", "Q4_K"],
         &["quantized"],
         dir.path(),
     );
     refused(
-        &[
-            "convert",
-            p(&src),
-            p(&dir.path().join("x.gguf")),
-            "--dtype",
-            "I8",
-        ],
+        &["convert", p(&src), p(&dir.path().join("x.gguf")), "--dtype", "I8"],
         &["F32, F16, BF16"],
         dir.path(),
     );
@@ -347,13 +298,7 @@ fn usage_errors_exit_2() {
         dir.path(),
     );
     refused(
-        &[
-            "convert",
-            p(&src),
-            p(&dir.path().join("x.gguf")),
-            "--include",
-            "(",
-        ],
+        &["convert", p(&src), p(&dir.path().join("x.gguf")), "--include", "("],
         &["regex"],
         dir.path(),
     );

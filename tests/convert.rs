@@ -41,11 +41,7 @@ fn gguf_copies_are_byte_identical_to_gguf_py_and_llama_cpp() {
         let src = fixture(&format!("gguf/{name}"));
         let out = dir.path().join(name);
         ok(&["convert", p(&src), p(&out)]);
-        assert_eq!(
-            std::fs::read(&src).unwrap(),
-            std::fs::read(&out).unwrap(),
-            "{name}"
-        );
+        assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap(), "{name}");
     }
 }
 
@@ -64,10 +60,7 @@ fn float_types_round_trip_safetensors_gguf_safetensors_bit_exactly() {
     let gm = modelconv_gguf::open(&g).unwrap();
     assert_eq!(tensor_bytes(&a), tensor_bytes(&gm));
     // Metadata strings survive both ways.
-    assert_eq!(
-        b.metadata.get("format").and_then(|v| v.as_str()),
-        Some("pt")
-    );
+    assert_eq!(b.metadata.get("format").and_then(|v| v.as_str()), Some("pt"));
 }
 
 #[test]
@@ -83,14 +76,8 @@ fn every_gguf_type_round_trips_through_safetensors_where_it_can() {
     assert_eq!(tensor_bytes(&a), tensor_bytes(&b));
     // Typed metadata became text in safetensors.
     let s = modelconv_safetensors::open(&st).unwrap();
-    assert_eq!(
-        s.metadata.get("t.arr_nested").unwrap().as_str(),
-        Some("[[1,2],[3]]")
-    );
-    assert_eq!(
-        s.metadata.get("t.u64").unwrap().as_str(),
-        Some("9223372036854775809")
-    );
+    assert_eq!(s.metadata.get("t.arr_nested").unwrap().as_str(), Some("[[1,2],[3]]"));
+    assert_eq!(s.metadata.get("t.u64").unwrap().as_str(), Some("9223372036854775809"));
 }
 
 #[test]
@@ -117,19 +104,9 @@ fn types_gguf_cannot_hold_are_refused_before_writing() {
     let (code, err) = stderr_of(&["convert", p(&src), p(&out)]);
     assert_eq!(code, 2);
     assert!(err.contains("GGUF has no U64 type (tensor 'u64')"), "{err}");
-    assert!(
-        dir_names(dir.path()).is_empty(),
-        "left {:?}",
-        dir_names(dir.path())
-    );
+    assert!(dir_names(dir.path()).is_empty(), "left {:?}", dir_names(dir.path()));
     // Leaving them out works, and the rest is exact.
-    ok(&[
-        "convert",
-        p(&src),
-        p(&out),
-        "--exclude",
-        "^(u\\d+|bool|f8_.*)$",
-    ]);
+    ok(&["convert", p(&src), p(&out), "--exclude", "^(u\\d+|bool|f8_.*)$"]);
     let m = modelconv_gguf::open(&out).unwrap();
     let names: Vec<_> = m.tensors.iter().map(|t| t.info.name.as_str()).collect();
     assert!(names.contains(&"scalar") && names.contains(&"empty") && names.contains(&"bf16"));
@@ -166,10 +143,7 @@ fn cast_rounds_like_torch_and_keeps_integers() {
         .collect();
     let f16s = b.tensor("f32").unwrap().read_all().unwrap();
     for (x, h) in f32s.iter().zip(f16s.chunks(2)) {
-        assert_eq!(
-            half::f16::from_f32(*x).to_bits(),
-            u16::from_le_bytes([h[0], h[1]])
-        );
+        assert_eq!(half::f16::from_f32(*x).to_bits(), u16::from_le_bytes([h[0], h[1]]));
     }
     // diff: not identical, but within f16 precision.
     expect_code(&["diff", p(&src), p(&out)], 1);
@@ -215,10 +189,8 @@ fn sharded_input_and_output() {
     // 160 B | 64 + 32 B | 160 B: a shard closes when the next tensor would pass 200 B.
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(names.contains(&"model-00002-of-00003.safetensors".to_string()));
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("model.safetensors.index.json")).unwrap(),
-    )
-    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("model.safetensors.index.json")).unwrap()).unwrap();
     assert_eq!(index["metadata"]["total_size"], via_dir["bytes"]);
     assert_eq!(
         index["weight_map"]["lm_head.weight"],

@@ -189,10 +189,7 @@ fn category(name: &str) -> Category {
         ("ffn_gate", FfnGate),
         ("ffn_down", FfnDown),
     ];
-    table
-        .iter()
-        .find(|(s, _)| name.contains(s))
-        .map_or(Other, |(_, c)| *c)
+    table.iter().find(|(s, _)| name.contains(s)).map_or(Other, |(_, c)| *c)
 }
 
 fn is_attn_v(c: Category) -> bool {
@@ -275,13 +272,9 @@ impl Hparams {
             m.get(&format!("{arch}.{k}"))
                 .and_then(|v| v.as_u64().or_else(|| first_u64(v)))
         };
-        let n_layer = get("block_count").map(|v| v as i64).unwrap_or_else(|| {
-            tensors
-                .iter()
-                .map(|t| layer_of(&t.name))
-                .max()
-                .map_or(0, |l| l + 1)
-        });
+        let n_layer = get("block_count")
+            .map(|v| v as i64)
+            .unwrap_or_else(|| tensors.iter().map(|t| layer_of(&t.name)).max().map_or(0, |l| l + 1));
         let n_head = get("attention.head_count").unwrap_or(0);
         let n_head_kv = get("attention.head_count_kv").unwrap_or(n_head);
         let n_expert = get("expert_count").unwrap_or(0);
@@ -521,11 +514,7 @@ fn fallback(t: &TensorDesc, ty: DType) -> Result<DType> {
             )))
         }
     };
-    Ok(if ncols % fb.block_size() == 0 {
-        fb
-    } else {
-        F16
-    })
+    Ok(if ncols % fb.block_size() == 0 { fb } else { F16 })
 }
 
 #[cfg(test)]
@@ -534,33 +523,18 @@ mod tests {
 
     #[test]
     fn order_is_by_layer_then_name() {
-        let mut v = vec![
-            "blk.10.a",
-            "output.weight",
-            "blk.2.b",
-            "blk.2.a",
-            "token_embd.weight",
-        ];
+        let mut v = vec!["blk.10.a", "output.weight", "blk.2.b", "blk.2.a", "token_embd.weight"];
         v.sort_by(|a, b| llama_order(a, b));
         assert_eq!(
             v,
-            [
-                "output.weight",
-                "token_embd.weight",
-                "blk.2.a",
-                "blk.2.b",
-                "blk.10.a"
-            ]
+            ["output.weight", "token_embd.weight", "blk.2.a", "blk.2.b", "blk.10.a"]
         );
     }
 
     #[test]
     fn more_bits_pattern() {
         let picks: Vec<i64> = (0..32).filter(|&i| use_more_bits(i, 32)).collect();
-        assert_eq!(
-            picks,
-            [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
-        );
+        assert_eq!(picks, [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]);
     }
 
     #[test]

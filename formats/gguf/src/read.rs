@@ -4,8 +4,8 @@
 use crate::types::{dtype_from_ggml, min_value_size, value_type_from_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_READ};
 use modelconv_ir::{
-    numel, padding, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor,
-    TensorInfo, Value, ValueType,
+    numel, padding, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value,
+    ValueType,
 };
 use std::collections::HashSet;
 use std::path::Path;
@@ -54,12 +54,8 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let n = self.u64(what)?;
         let bytes = self.take(n, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| {
-            Error::malformed(
-                self.path,
-                format!("at byte {start}: {what} is not valid UTF-8 ({e})"),
-            )
-        })
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| Error::malformed(self.path, format!("at byte {start}: {what} is not valid UTF-8 ({e})")))
     }
     fn value(&mut self, t: ValueType, depth: u32, what: &str) -> Result<Value> {
         Ok(match t {
@@ -81,9 +77,7 @@ impl<'a> Cursor<'a> {
             ValueType::String => Value::String(self.string(what)?),
             ValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.err(format!(
-                        "{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}"
-                    )));
+                    return Err(self.err(format!("{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}")));
                 }
                 let id = self.u32(what)?;
                 let et = value_type_from_id(id)
@@ -126,10 +120,7 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         )
     })?;
     if magic != MAGIC {
-        return Err(Error::malformed(
-            path,
-            format!("magic {magic:02x?} is not \"GGUF\""),
-        ));
+        return Err(Error::malformed(path, format!("magic {magic:02x?} is not \"GGUF\"")));
     }
     let version = c.u32("version")?;
     match version {
@@ -152,8 +143,7 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         let at = c.pos;
         let key = c.string("metadata key")?;
         let id = c.u32("metadata value type")?;
-        let t = value_type_from_id(id)
-            .ok_or_else(|| c.err(format!("key '{key}': unknown value type {id}")))?;
+        let t = value_type_from_id(id).ok_or_else(|| c.err(format!("key '{key}': unknown value type {id}")))?;
         let v = c.value(t, 0, &format!("value of '{key}'"))?;
         if metadata.contains(&key) {
             return Err(Error::malformed(
@@ -188,8 +178,7 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
             ne.push(c.u64("dimension")?);
         }
         let id = c.u32("tensor type")?;
-        let dtype = dtype_from_ggml(id)
-            .ok_or_else(|| c.err(format!("tensor '{name}' has unknown ggml type {id}")))?;
+        let dtype = dtype_from_ggml(id).ok_or_else(|| c.err(format!("tensor '{name}' has unknown ggml type {id}")))?;
         let offset = c.u64("tensor offset")?;
         if ne.first().is_some_and(|&n0| n0 % dtype.block_size() != 0) {
             return Err(c.err(format!(
@@ -234,10 +223,7 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         if w[1].0 < w[0].1 {
             return Err(Error::malformed(
                 path,
-                format!(
-                    "tensors '{}' and '{}' overlap in the data section",
-                    w[0].2, w[1].2
-                ),
+                format!("tensors '{}' and '{}' overlap in the data section", w[0].2, w[1].2),
             ));
         }
     }
@@ -256,10 +242,7 @@ pub fn open(path: &Path) -> Result<Model> {
     if file.len < 24 {
         return Err(Error::malformed(
             path,
-            format!(
-                "file is {} bytes, too short for a GGUF header (24 bytes)",
-                file.len
-            ),
+            format!("file is {} bytes, too short for a GGUF header (24 bytes)", file.len),
         ));
     }
     // SAFETY: the map is read-only and dropped before this function returns;

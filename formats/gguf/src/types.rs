@@ -48,10 +48,7 @@ pub fn dtype_from_ggml(id: u32) -> Option<DType> {
 /// The ggml id of a dtype; `None` for types GGUF cannot hold (unsigned
 /// integers, bool, float8).
 pub fn ggml_id(dtype: DType) -> Option<u32> {
-    GGML_TYPES
-        .iter()
-        .find(|(_, d)| *d == dtype)
-        .map(|(i, _)| *i)
+    GGML_TYPES.iter().find(|(_, d)| *d == dtype).map(|(i, _)| *i)
 }
 
 /// GGUF metadata value type ids (`gguf_type`).
@@ -76,10 +73,7 @@ pub fn value_type_from_id(id: u32) -> Option<ValueType> {
 }
 
 pub fn value_type_id(t: ValueType) -> u32 {
-    VALUE_TYPES
-        .iter()
-        .find(|(_, v)| *v == t)
-        .map_or(0, |(i, _)| *i)
+    VALUE_TYPES.iter().find(|(_, v)| *v == t).map_or(0, |(i, _)| *i)
 }
 
 /// Smallest encoded size of one value of a type (for bounding counts read

@@ -4,8 +4,7 @@
 use crate::types::{ggml_id, value_type_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_WRITE};
 use modelconv_ir::{
-    padding, Error, Model, OutputFile, Progress, Result, Tensor, Value, WriteOptions, WritePlan,
-    Writer,
+    padding, Error, Model, OutputFile, Progress, Result, Tensor, Value, WriteOptions, WritePlan, Writer,
 };
 use std::path::{Path, PathBuf};
 
@@ -59,9 +58,7 @@ fn put_value(out: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
 impl Writer for GgufWriter {
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
         if opts.max_shard_size.is_some() {
-            return Err(Error::unsupported(
-                "--max-shard-size is not supported for GGUF output",
-            ));
+            return Err(Error::unsupported("--max-shard-size is not supported for GGUF output"));
         }
         model.check_unique_names()?;
         let alignment = match model.metadata.get("general.alignment") {
@@ -148,11 +145,10 @@ impl WritePlan for Plan {
         let mut out = OutputFile::create(&self.dest, &self.opts)?;
         out.write_all(&self.header)?;
         for t in &self.tensors {
-            out.write_source(t.data.as_ref(), progress)
-                .map_err(|e| match e {
-                    Error::Invalid(m) => Error::Invalid(format!("tensor '{}': {m}", t.info.name)),
-                    other => other,
-                })?;
+            out.write_source(t.data.as_ref(), progress).map_err(|e| match e {
+                Error::Invalid(m) => Error::Invalid(format!("tensor '{}': {m}", t.info.name)),
+                other => other,
+            })?;
             out.pad_to(self.alignment)?;
         }
         out.commit()

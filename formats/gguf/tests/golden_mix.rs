@@ -34,10 +34,7 @@ fn mixes_match_llama_quantize() {
                 let want = expected[&t.name].as_str().unwrap();
                 checked += 1;
                 if ty.name() != want {
-                    failures.push(format!(
-                        "{kind} {ft_name}: {} is {ty}, llama.cpp chose {want}",
-                        t.name
-                    ));
+                    failures.push(format!("{kind} {ft_name}: {} is {ty}, llama.cpp chose {want}", t.name));
                 }
             }
         }

@@ -35,11 +35,7 @@ fn check(input: &Model, golden: &Path) -> (usize, Vec<String>) {
         quants::quantize(t_type, &x, &mut ours).unwrap();
         let theirs = t.read_all().unwrap();
         let ts = t_type.type_size() as usize;
-        let diff = ours
-            .chunks(ts)
-            .zip(theirs.chunks(ts))
-            .filter(|(a, b)| a != b)
-            .count();
+        let diff = ours.chunks(ts).zip(theirs.chunks(ts)).filter(|(a, b)| a != b).count();
         if diff > 0 {
             bad.push(format!(
                 "{} {}: {diff}/{} blocks differ",

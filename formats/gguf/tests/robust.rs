@@ -26,9 +26,7 @@ fn check(bytes: &[u8]) {
 fn truncations_and_bit_flips_never_panic() {
     for name in ["gguf_py_types.gguf", "mix-Q4_K_M.gguf", "pure-Q6_K.gguf"] {
         let bytes = std::fs::read(fixture(name)).unwrap();
-        let header_len = modelconv_gguf::parse(&bytes, Path::new(name))
-            .unwrap()
-            .data_start as usize;
+        let header_len = modelconv_gguf::parse(&bytes, Path::new(name)).unwrap().data_start as usize;
         // Every cut in the header, then strides through the data.
         let cuts = (0..=header_len).chain((header_len..bytes.len()).step_by(997));
         for cut in cuts {

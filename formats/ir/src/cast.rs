@@ -30,12 +30,7 @@ impl CastSource {
         let len = n
             .checked_mul(to.type_size())
             .ok_or_else(|| Error::invalid("cast result overflows u64"))?;
-        Ok(CastSource {
-            inner,
-            from,
-            to,
-            len,
-        })
+        Ok(CastSource { inner, from, to, len })
     }
 }
 
@@ -74,12 +69,8 @@ thread_local! {
 pub fn convert(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
     match (from, to) {
         (a, b) if a == b => dst.copy_from_slice(src),
-        (DType::F32, DType::F16) => with_f32(src, |x| {
-            with_u16_out(dst, |o: &mut [f16]| o.convert_from_f32_slice(x))
-        }),
-        (DType::F32, DType::BF16) => with_f32(src, |x| {
-            with_u16_out(dst, |o: &mut [bf16]| o.convert_from_f32_slice(x))
-        }),
+        (DType::F32, DType::F16) => with_f32(src, |x| with_u16_out(dst, |o: &mut [f16]| o.convert_from_f32_slice(x))),
+        (DType::F32, DType::BF16) => with_f32(src, |x| with_u16_out(dst, |o: &mut [bf16]| o.convert_from_f32_slice(x))),
         (DType::F64, DType::F16) => put_u16(dst, f64s(src).map(|v| f16::from_f64(v).to_bits())),
         (DType::F64, DType::BF16) => put_u16(dst, f64s(src).map(|v| bf16::from_f64(v).to_bits())),
         (DType::F64, DType::F32) => put_f32(dst, f64s(src).map(|v| v as f32)),
@@ -90,14 +81,8 @@ pub fn convert(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
             }
         }
         (_, DType::F32) => put_f32(dst, decoded(from, src).map(|v| v as f32)),
-        (_, DType::F16) => put_u16(
-            dst,
-            decoded(from, src).map(|v| f16::from_f32(v as f32).to_bits()),
-        ),
-        (_, DType::BF16) => put_u16(
-            dst,
-            decoded(from, src).map(|v| bf16::from_f32(v as f32).to_bits()),
-        ),
+        (_, DType::F16) => put_u16(dst, decoded(from, src).map(|v| f16::from_f32(v as f32).to_bits())),
+        (_, DType::BF16) => put_u16(dst, decoded(from, src).map(|v| bf16::from_f32(v as f32).to_bits())),
         _ => unreachable!("can_cast() was checked by the caller"),
     }
 }
@@ -179,45 +164,18 @@ pub fn decoded(dtype: DType, src: &[u8]) -> Box<dyn Iterator<Item = f64> + '_> {
     }
     match dtype {
         DType::F64 => Box::new(f64s(src)),
-        DType::F32 => Box::new(
-            src.chunks_exact(4)
-                .map(|c| f64::from(f32::from_le_bytes(le(c)))),
-        ),
-        DType::F16 => Box::new(
-            src.chunks_exact(2)
-                .map(|c| f16::from_le_bytes(le(c)).to_f64()),
-        ),
-        DType::BF16 => Box::new(
-            src.chunks_exact(2)
-                .map(|c| bf16::from_le_bytes(le(c)).to_f64()),
-        ),
+        DType::F32 => Box::new(src.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(le(c))))),
+        DType::F16 => Box::new(src.chunks_exact(2).map(|c| f16::from_le_bytes(le(c)).to_f64())),
+        DType::BF16 => Box::new(src.chunks_exact(2).map(|c| bf16::from_le_bytes(le(c)).to_f64())),
         DType::F8_E4M3 => Box::new(src.iter().map(|&b| f64::from(f8_e4m3_to_f32(b)))),
         DType::F8_E5M2 => Box::new(src.iter().map(|&b| f64::from(f8_e5m2_to_f32(b)))),
-        DType::I64 => Box::new(
-            src.chunks_exact(8)
-                .map(|c| i64::from_le_bytes(le(c)) as f64),
-        ),
-        DType::I32 => Box::new(
-            src.chunks_exact(4)
-                .map(|c| f64::from(i32::from_le_bytes(le(c)))),
-        ),
-        DType::I16 => Box::new(
-            src.chunks_exact(2)
-                .map(|c| f64::from(i16::from_le_bytes(le(c)))),
-        ),
+        DType::I64 => Box::new(src.chunks_exact(8).map(|c| i64::from_le_bytes(le(c)) as f64)),
+        DType::I32 => Box::new(src.chunks_exact(4).map(|c| f64::from(i32::from_le_bytes(le(c))))),
+        DType::I16 => Box::new(src.chunks_exact(2).map(|c| f64::from(i16::from_le_bytes(le(c))))),
         DType::I8 => Box::new(src.iter().map(|&b| f64::from(b as i8))),
-        DType::U64 => Box::new(
-            src.chunks_exact(8)
-                .map(|c| u64::from_le_bytes(le(c)) as f64),
-        ),
-        DType::U32 => Box::new(
-            src.chunks_exact(4)
-                .map(|c| f64::from(u32::from_le_bytes(le(c)))),
-        ),
-        DType::U16 => Box::new(
-            src.chunks_exact(2)
-                .map(|c| f64::from(u16::from_le_bytes(le(c)))),
-        ),
+        DType::U64 => Box::new(src.chunks_exact(8).map(|c| u64::from_le_bytes(le(c)) as f64)),
+        DType::U32 => Box::new(src.chunks_exact(4).map(|c| f64::from(u32::from_le_bytes(le(c))))),
+        DType::U16 => Box::new(src.chunks_exact(2).map(|c| f64::from(u16::from_le_bytes(le(c))))),
         DType::U8 | DType::Bool => Box::new(src.iter().map(|&b| f64::from(b))),
         _ => Box::new(std::iter::empty()),
     }
@@ -247,10 +205,7 @@ mod tests {
         ];
         let src: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         let out = cast(DType::F32, DType::F16, &src);
-        let h: Vec<f16> = out
-            .chunks(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]))
-            .collect();
+        let h: Vec<f16> = out.chunks(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
         assert_eq!(h[0], f16::from_f32(1.0));
         assert_eq!(h[1].to_f32(), 1.0 + 4.0 * 2f32.powi(-11));
         assert!(h[2].is_nan());

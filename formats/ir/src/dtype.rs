@@ -162,8 +162,8 @@ impl DType {
         use DType::*;
         match self {
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => 32,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ1_S
-            | IQ3_S | IQ2_S | IQ4_XS | IQ1_M | TQ1_0 | TQ2_0 => 256,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ1_S | IQ3_S | IQ2_S | IQ4_XS
+            | IQ1_M | TQ1_0 | TQ2_0 => 256,
             NVFP4 => 64,
             Q1_0 => 128,
             _ => 1,
@@ -245,9 +245,8 @@ impl fmt::Display for DType {
 /// Number of elements of a shape, overflow-checked. A 0-d shape has one.
 pub fn numel(shape: &[u64]) -> Result<u64, Error> {
     shape.iter().try_fold(1u64, |acc, &d| {
-        acc.checked_mul(d).ok_or_else(|| {
-            Error::invalid(format!("shape {shape:?} has more elements than fit in u64"))
-        })
+        acc.checked_mul(d)
+            .ok_or_else(|| Error::invalid(format!("shape {shape:?} has more elements than fit in u64")))
     })
 }
 

@@ -73,9 +73,7 @@ impl Value {
             Value::F32(v) => float_json(v.to_string().parse().unwrap_or(f64::from(*v))),
             Value::Bool(v) => json!(v),
             Value::String(v) => json!(v),
-            Value::Array(_, items) => {
-                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
-            }
+            Value::Array(_, items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
             Value::U64(v) => json!(v),
             Value::I64(v) => json!(v),
             Value::F64(v) => float_json(*v),

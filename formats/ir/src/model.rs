@@ -40,10 +40,7 @@ impl Model {
         let mut seen = HashSet::new();
         for t in &self.tensors {
             if !seen.insert(t.info.name.as_str()) {
-                return Err(Error::invalid(format!(
-                    "tensor name '{}' appears twice",
-                    t.info.name
-                )));
+                return Err(Error::invalid(format!("tensor name '{}' appears twice", t.info.name)));
             }
         }
         Ok(())

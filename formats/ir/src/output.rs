@@ -133,12 +133,7 @@ impl OutputFile {
         };
         // SAFETY: a plain syscall on an open descriptor, no pointers.
         unsafe {
-            libc::sync_file_range(
-                self.tmp.as_file().as_raw_fd(),
-                from,
-                len,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
+            libc::sync_file_range(self.tmp.as_file().as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE);
         }
         self.writeback_from = flushed;
     }
@@ -185,18 +180,11 @@ impl OutputFile {
 
     /// copy_file_range from `file` at `offset`; false when the kernel or
     /// file system cannot (then nothing was written).
-    fn kernel_copy(
-        &mut self,
-        file: &File,
-        offset: u64,
-        len: u64,
-        progress: &dyn Progress,
-    ) -> Result<bool> {
+    fn kernel_copy(&mut self, file: &File, offset: u64, len: u64, progress: &dyn Progress) -> Result<bool> {
         let mut done = 0u64;
         while done < len {
             check_interrupt()?;
-            let mut off_in = libc::loff_t::try_from(offset + done)
-                .map_err(|_| Error::invalid("offset too large"))?;
+            let mut off_in = libc::loff_t::try_from(offset + done).map_err(|_| Error::invalid("offset too large"))?;
             let want = (len - done).min(CHUNK * 4) as usize;
             // SAFETY: both descriptors are open for the duration of the call;
             // off_in points to a live local; a null off_out uses the file position.
@@ -214,9 +202,7 @@ impl OutputFile {
                 let err = std::io::Error::last_os_error();
                 let fallback = matches!(
                     err.raw_os_error(),
-                    Some(
-                        libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::EBADF
-                    )
+                    Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::EBADF)
                 );
                 if done == 0 && fallback {
                     return Ok(false);
@@ -241,15 +227,10 @@ impl OutputFile {
     pub fn commit(mut self) -> Result<()> {
         self.flush()?;
         if self.fsync {
-            self.tmp
-                .as_file()
-                .sync_all()
-                .map_err(|e| Error::io(&self.dest, e))?;
+            self.tmp.as_file().sync_all().map_err(|e| Error::io(&self.dest, e))?;
         }
         let dest = self.dest.clone();
-        self.tmp
-            .persist(&dest)
-            .map_err(|e| Error::io(&dest, e.error))?;
+        self.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         Ok(())
     }
 }
@@ -298,9 +279,7 @@ mod tests {
     fn streams_file_ranges_and_memory() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.bin");
-        let data: Vec<u8> = (0..(3usize << 20) + 17)
-            .map(|i| (i * 7 % 251) as u8)
-            .collect();
+        let data: Vec<u8> = (0..(3usize << 20) + 17).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&input, &data).unwrap();
         let file = SharedFile::open(&input).unwrap();
         let dest = dir.path().join("out.bin");

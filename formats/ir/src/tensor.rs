@@ -196,12 +196,8 @@ impl Tensor {
 
     /// Reads the whole tensor into memory (for small tensors and tests).
     pub fn read_all(&self) -> Result<Vec<u8>> {
-        let len = usize::try_from(self.info.byte_len).map_err(|_| {
-            Error::invalid(format!(
-                "tensor '{}' is too large for memory",
-                self.info.name
-            ))
-        })?;
+        let len = usize::try_from(self.info.byte_len)
+            .map_err(|_| Error::invalid(format!("tensor '{}' is too large for memory", self.info.name)))?;
         let mut buf = vec![0u8; len];
         self.data.read_at(0, &mut buf)?;
         Ok(buf)

@@ -43,10 +43,7 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<OrderedObject, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<OrderedObject, A::Error> {
                 let mut out: Vec<(String, Json)> = Vec::new();
                 let mut seen = std::collections::HashSet::new();
                 while let Some((k, v)) = map.next_entry::<String, Json>()? {
@@ -64,10 +61,7 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
 
 /// The safetensors spelling of a plain dtype.
 pub fn dtype_from_str(s: &str) -> Option<DType> {
-    ALL_DTYPES
-        .iter()
-        .copied()
-        .find(|d| !d.is_quantized() && d.name() == s)
+    ALL_DTYPES.iter().copied().find(|d| !d.is_quantized() && d.name() == s)
 }
 
 fn u64_of(v: &Json) -> Option<u64> {
@@ -87,8 +81,8 @@ pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
     if !text.starts_with('{') {
         return Err(Error::invalid("header does not start with '{'"));
     }
-    let obj: OrderedObject = serde_json::from_str(text.trim_end_matches(' '))
-        .map_err(|e| Error::invalid(format!("header JSON: {e}")))?;
+    let obj: OrderedObject =
+        serde_json::from_str(text.trim_end_matches(' ')).map_err(|e| Error::invalid(format!("header JSON: {e}")))?;
     let mut header = Header::default();
     for (name, value) in obj.0 {
         if name == "__metadata__" {
@@ -141,27 +135,18 @@ fn parse_metadata(value: &Json) -> Result<Vec<(String, String)>> {
 
 fn parse_entry(name: &str, value: &Json) -> Result<Entry> {
     let bad = |what: &str| Error::invalid(format!("tensor '{name}': {what}"));
-    let obj = value
-        .as_object()
-        .ok_or_else(|| bad("entry is not an object"))?;
+    let obj = value.as_object().ok_or_else(|| bad("entry is not an object"))?;
     let dtype_s = obj
         .get("dtype")
         .and_then(Json::as_str)
         .ok_or_else(|| bad("missing string 'dtype'"))?;
-    let dtype =
-        dtype_from_str(dtype_s).ok_or_else(|| bad(&format!("unknown dtype '{dtype_s}'")))?;
+    let dtype = dtype_from_str(dtype_s).ok_or_else(|| bad(&format!("unknown dtype '{dtype_s}'")))?;
     let shape = obj
         .get("shape")
         .and_then(Json::as_array)
         .ok_or_else(|| bad("missing array 'shape'"))?
         .iter()
-        .map(|d| {
-            u64_of(d).ok_or_else(|| {
-                bad(&format!(
-                    "shape dimension {d} is not a non-negative integer"
-                ))
-            })
-        })
+        .map(|d| u64_of(d).ok_or_else(|| bad(&format!("shape dimension {d} is not a non-negative integer"))))
         .collect::<Result<Vec<u64>>>()?;
     let offs = obj
         .get("data_offsets")
@@ -208,10 +193,8 @@ pub fn serialize(metadata: &[(String, String)], entries: &[Entry]) -> Vec<u8> {
     };
     if !metadata.is_empty() {
         sep(&mut out);
-        let sorted: std::collections::BTreeMap<&str, &str> = metadata
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let sorted: std::collections::BTreeMap<&str, &str> =
+            metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         out.push_str("\"__metadata__\":");
         out.push_str(
             &Json::from(serde_json::Map::from_iter(
@@ -296,11 +279,7 @@ mod tests {
                 9,
                 "cover 8 bytes",
             ),
-            (
-                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#,
-                16,
-                "gap",
-            ),
+            (r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, 16, "gap"),
             (
                 r#"{"a":{"dtype":"F31","shape":[2],"data_offsets":[0,8]}}"#,
                 8,

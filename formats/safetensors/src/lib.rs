@@ -46,9 +46,7 @@ impl Format for Safetensors {
         if path.is_dir() {
             return if has_safetensors(path) { 50 } else { 0 };
         }
-        if read::is_index_name(path)
-            && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-        {
+        if read::is_index_name(path) && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
             return 90;
         }
         if head.len() >= 9 {

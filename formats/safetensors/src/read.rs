@@ -2,9 +2,7 @@
 //! (`model.safetensors.index.json`), or a folder of shards.
 
 use crate::header::{self, MAX_HEADER_SIZE};
-use modelconv_ir::{
-    Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value,
-};
+use modelconv_ir::{Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -80,8 +78,7 @@ pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
         .entries
         .into_iter()
         .map(|e| {
-            let info =
-                TensorInfo::new(e.name, e.dtype, e.shape).map_err(|err| err.in_file(path))?;
+            let info = TensorInfo::new(e.name, e.dtype, e.shape).map_err(|err| err.in_file(path))?;
             let range = FileRange {
                 file: file.clone(),
                 offset: data_start + e.begin,
@@ -156,16 +153,12 @@ fn open_index(index: &Path) -> Result<Model> {
     if file.len > MAX_INDEX_SIZE {
         return Err(Error::malformed(
             index,
-            format!(
-                "index is {} bytes, over the {MAX_INDEX_SIZE}-byte limit",
-                file.len
-            ),
+            format!("index is {} bytes, over the {MAX_INDEX_SIZE}-byte limit", file.len),
         ));
     }
     let mut text = vec![0u8; file.len as usize];
     file.read_exact_at(0, &mut text)?;
-    let json: Json = serde_json::from_slice(&text)
-        .map_err(|e| Error::malformed(index, format!("index JSON: {e}")))?;
+    let json: Json = serde_json::from_slice(&text).map_err(|e| Error::malformed(index, format!("index JSON: {e}")))?;
     let map = json
         .get("weight_map")
         .and_then(Json::as_object)
@@ -173,12 +166,9 @@ fn open_index(index: &Path) -> Result<Model> {
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut by_shard: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (name, shard) in map {
-        let shard = shard.as_str().ok_or_else(|| {
-            Error::malformed(
-                index,
-                format!("weight_map entry '{name}' is not a file name"),
-            )
-        })?;
+        let shard = shard
+            .as_str()
+            .ok_or_else(|| Error::malformed(index, format!("weight_map entry '{name}' is not a file name")))?;
         check_plain_name(index, shard)?;
         by_shard.entry(shard.to_string()).or_default().push(name);
     }
@@ -193,8 +183,7 @@ fn open_index(index: &Path) -> Result<Model> {
         if i == 0 {
             model.metadata = metadata;
         }
-        let mut present: HashMap<&str, ()> =
-            tensors.iter().map(|t| (t.info.name.as_str(), ())).collect();
+        let mut present: HashMap<&str, ()> = tensors.iter().map(|t| (t.info.name.as_str(), ())).collect();
         for n in names {
             if present.remove(n).is_none() {
                 return Err(Error::malformed(
@@ -204,11 +193,9 @@ fn open_index(index: &Path) -> Result<Model> {
             }
         }
         let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
-        model.tensors.extend(
-            tensors
-                .into_iter()
-                .filter(|t| wanted.contains(t.info.name.as_str())),
-        );
+        model
+            .tensors
+            .extend(tensors.into_iter().filter(|t| wanted.contains(t.info.name.as_str())));
     }
     model.check_unique_names().map_err(|e| e.in_file(index))?;
     Ok(model)
@@ -217,8 +204,7 @@ fn open_index(index: &Path) -> Result<Model> {
 /// Shard names in an index must be plain file names beside it.
 fn check_plain_name(index: &Path, name: &str) -> Result<()> {
     let p = Path::new(name);
-    let plain = p.components().count() == 1
-        && matches!(p.components().next(), Some(std::path::Component::Normal(_)));
+    let plain = p.components().count() == 1 && matches!(p.components().next(), Some(std::path::Component::Normal(_)));
     if !plain {
         return Err(Error::malformed(
             index,

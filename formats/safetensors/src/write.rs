@@ -1,9 +1,7 @@
 //! Writing: deterministic single files, or Hugging Face shards plus index.
 
 use crate::header::{self, Entry};
-use modelconv_ir::{
-    commit_all, Error, Model, OutputFile, Progress, Result, Tensor, WriteOptions, WritePlan, Writer,
-};
+use modelconv_ir::{commit_all, Error, Model, OutputFile, Progress, Result, Tensor, WriteOptions, WritePlan, Writer};
 use std::path::{Path, PathBuf};
 
 pub struct SafetensorsWriter;
@@ -95,11 +93,7 @@ impl Writer for SafetensorsWriter {
             for t in &tensors {
                 weight_map.insert(t.info.name.clone(), file_name.clone().into());
             }
-            shards.push(Shard {
-                path,
-                header,
-                tensors,
-            });
+            shards.push(Shard { path, header, tensors });
         }
         let index = (n > 1).then(|| {
             let index = serde_json::json!({
@@ -133,9 +127,7 @@ fn stem(dest: &Path) -> String {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    name.strip_suffix(".safetensors")
-        .unwrap_or(&name)
-        .to_string()
+    name.strip_suffix(".safetensors").unwrap_or(&name).to_string()
 }
 
 impl WritePlan for Plan {

@@ -222,8 +222,7 @@ fn make_qkx2_quants(
 fn pack2(l: &[u8; QK_K], qs: &mut [u8]) {
     for j in (0..QK_K).step_by(128) {
         for k in 0..32 {
-            qs[j / 4 + k] =
-                l[j + k] | (l[j + k + 32] << 2) | (l[j + k + 64] << 4) | (l[j + k + 96] << 6);
+            qs[j / 4 + k] = l[j + k] | (l[j + k + 32] << 2) | (l[j + k + 64] << 4) | (l[j + k + 96] << 6);
         }
     }
 }
@@ -319,11 +318,7 @@ pub fn dequantize_q2_k(b: &[u8], y: &mut [f32]) {
 
 /// The j-th 6-bit scale of Q3_K's packed 12 bytes, minus its offset 32.
 fn q3_scale(scales: &[u8], j: usize) -> i8 {
-    let low = if j < 8 {
-        scales[j] & 0xf
-    } else {
-        scales[j - 8] >> 4
-    };
+    let low = if j < 8 { scales[j] & 0xf } else { scales[j - 8] >> 4 };
     ((low | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) as i8).wrapping_sub(32)
 }
 
@@ -460,11 +455,7 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u
             max_min = m;
         }
     }
-    let inv_scale = if max_scale > 0.0 {
-        63.0 / max_scale
-    } else {
-        0.0
-    };
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let sc = &mut head[4..16];
     sc.iter_mut().for_each(|b| *b = 0);
@@ -537,20 +528,12 @@ fn dequantize_k4(b: &[u8], y: &mut [f32], qh: Option<&[u8]>, qs: &[u8]) {
     for c in 0..4 {
         let (s1, m1) = scale_min_k4(2 * c, sc);
         let (s2, m2) = scale_min_k4(2 * c + 1, sc);
-        let (d1, mn1, d2, mn2) = (
-            d * s1 as f32,
-            min * m1 as f32,
-            d * s2 as f32,
-            min * m2 as f32,
-        );
+        let (d1, mn1, d2, mn2) = (d * s1 as f32, min * m1 as f32, d * s2 as f32, min * m2 as f32);
         let q = &qs[32 * c..32 * c + 32];
         let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
         for k in 0..32 {
             let (h1, h2) = match qh {
-                Some(h) => (
-                    if h[k] & u1 != 0 { 16 } else { 0 },
-                    if h[k] & u2 != 0 { 16 } else { 0 },
-                ),
+                Some(h) => (if h[k] & u1 != 0 { 16 } else { 0 }, if h[k] & u2 != 0 { 16 } else { 0 }),
                 None => (0, 0),
             };
             y[64 * c + k] = d1 * ((q[k] & 0xf) + h1) as f32 - mn1;
@@ -608,8 +591,7 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
             let v = |o: usize| l[j + k + o] as u8;
             ql[64 * c + k] = (v(0) & 0xf) | ((v(64) & 0xf) << 4);
             ql[64 * c + k + 32] = (v(32) & 0xf) | ((v(96) & 0xf) << 4);
-            qh[32 * c + k] =
-                (v(0) >> 4) | ((v(32) >> 4) << 2) | ((v(64) >> 4) << 4) | ((v(96) >> 4) << 6);
+            qh[32 * c + k] = (v(0) >> 4) | ((v(32) >> 4) << 2) | ((v(64) >> 4) << 4) | ((v(96) >> 4) << 6);
         }
     }
 }

@@ -6,7 +6,7 @@ mod kquants;
 mod legacy;
 
 use modelconv_ir::{convert, DType, DataSource, Error, Result};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use kquants::nearest_int;
 
@@ -48,8 +48,7 @@ pub fn can_quantize(t: DType) -> bool {
 
 /// Quantizes `x` (a whole number of blocks) into `out`.
 pub fn quantize(t: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
-    let (q, _) = codec(t)
-        .ok_or_else(|| Error::unsupported(format!("quantizing to {t} is not supported")))?;
+    let (q, _) = codec(t).ok_or_else(|| Error::unsupported(format!("quantizing to {t} is not supported")))?;
     let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
     if !x.len().is_multiple_of(bs) || out.len() != x.len() / bs * ts {
         return Err(Error::invalid(format!(
@@ -65,19 +64,67 @@ pub fn quantize(t: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
 
 /// Dequantizes whole blocks of `data` into `out`.
 pub fn dequantize(t: DType, data: &[u8], out: &mut [f32]) -> Result<()> {
-    let (_, dq) =
-        codec(t).ok_or_else(|| Error::unsupported(format!("dequantizing {t} is not supported")))?;
+    let (_, dq) = codec(t).ok_or_else(|| Error::unsupported(format!("dequantizing {t} is not supported")))?;
     let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
     if !data.len().is_multiple_of(ts) || out.len() != data.len() / ts * bs {
-        return Err(Error::invalid(format!(
-            "{} bytes are not whole {t} blocks",
-            data.len()
-        )));
+        return Err(Error::invalid(format!("{} bytes are not whole {t} blocks", data.len())));
     }
     for (b, y) in data.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {
         dq(b, y);
     }
     Ok(())
+}
+
+/// Byte offsets of the f16 scales in one block (Q8_K's is an f32 at 0).
+fn scale_offsets(t: DType) -> &'static [usize] {
+    use DType::*;
+    match t {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// The first block whose scale is not finite (an f16 scale overflows when
+/// the values are too large for the type), as llama.cpp's row validation
+/// would reject it.
+pub fn first_bad_block(t: DType, data: &[u8]) -> Option<usize> {
+    let ts = t.type_size() as usize;
+    data.chunks_exact(ts).position(|b| {
+        if t == DType::Q8_K {
+            return !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite();
+        }
+        scale_offsets(t).iter().any(|&o| !f16_value(b, o).is_finite())
+    })
+}
+
+/// Squared error of a quantization, gathered while it runs.
+#[derive(Debug, Default)]
+pub struct ErrorStats {
+    sums: Mutex<(f64, f64)>,
+}
+
+impl ErrorStats {
+    fn add(&self, err2: f64, ref2: f64) {
+        if let Ok(mut s) = self.sums.lock() {
+            s.0 += err2;
+            s.1 += ref2;
+        }
+    }
+    /// sqrt(Σ(x-q)² / Σx²); 0 for an all-zero source that stayed zero.
+    pub fn relative_rmse(&self) -> f64 {
+        let (e, r) = self.sums.lock().map(|s| *s).unwrap_or((0.0, 0.0));
+        if r > 0.0 {
+            (e / r).sqrt()
+        } else if e > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The first non-finite value in `x`, if any: (index, value).
@@ -94,19 +141,13 @@ pub struct QuantizeSource {
     to: DType,
     len: u64,
     allow_nonfinite: bool,
+    stats: Option<Arc<ErrorStats>>,
 }
 
 impl QuantizeSource {
-    pub fn new(
-        inner: Arc<dyn DataSource>,
-        from: DType,
-        to: DType,
-        allow_nonfinite: bool,
-    ) -> Result<Self> {
+    pub fn new(inner: Arc<dyn DataSource>, from: DType, to: DType, allow_nonfinite: bool) -> Result<Self> {
         if !can_quantize(to) || !modelconv_ir::can_cast(from, DType::F32) {
-            return Err(Error::unsupported(format!(
-                "cannot quantize {from} to {to}"
-            )));
+            return Err(Error::unsupported(format!("cannot quantize {from} to {to}")));
         }
         let n = inner.len() / from.type_size();
         let len = to.byte_len(n)?;
@@ -116,7 +157,14 @@ impl QuantizeSource {
             to,
             len,
             allow_nonfinite,
+            stats: None,
         })
+    }
+
+    /// Also measure the error against the source while quantizing.
+    pub fn with_stats(mut self, stats: Arc<ErrorStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 }
 
@@ -128,11 +176,7 @@ impl DataSource for QuantizeSource {
         self.to.type_size()
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let (bs, ts, fs) = (
-            self.to.block_size(),
-            self.to.type_size(),
-            self.from.type_size(),
-        );
+        let (bs, ts, fs) = (self.to.block_size(), self.to.type_size(), self.from.type_size());
         if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
             return Err(Error::invalid("quantized read not aligned to blocks"));
         }
@@ -151,7 +195,28 @@ impl DataSource for QuantizeSource {
                 )));
             }
         }
-        quantize(self.to, &x, buf)
+        quantize(self.to, &x, buf)?;
+        if !self.allow_nonfinite {
+            if let Some(b) = first_bad_block(self.to, buf) {
+                let block = offset / ts + b as u64;
+                return Err(Error::invalid(format!(
+                    "block {block}: its {} scale overflows (values too large for this type; use --allow-nonfinite to write it anyway)",
+                    self.to
+                )));
+            }
+        }
+        if let Some(stats) = &self.stats {
+            let mut y = vec![0f32; x.len()];
+            dequantize(self.to, buf, &mut y)?;
+            let (mut e2, mut r2) = (0f64, 0f64);
+            for (a, b) in x.iter().zip(&y) {
+                let d = f64::from(*a) - f64::from(*b);
+                e2 += d * d;
+                r2 += f64::from(*a) * f64::from(*a);
+            }
+            stats.add(e2, r2);
+        }
+        Ok(())
     }
 }
 
@@ -165,9 +230,7 @@ pub struct DequantizeSource {
 impl DequantizeSource {
     pub fn new(inner: Arc<dyn DataSource>, from: DType) -> Result<Self> {
         if !can_quantize(from) {
-            return Err(Error::unsupported(format!(
-                "dequantizing {from} is not supported"
-            )));
+            return Err(Error::unsupported(format!("dequantizing {from} is not supported")));
         }
         let blocks = inner.len() / from.type_size();
         let len = blocks
