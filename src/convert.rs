@@ -2,7 +2,8 @@
 
 use crate::{progress, registry, util};
 use anyhow::{anyhow, bail, Result};
-use modelconv_ir::{can_cast, CastSource, DType, Model, TensorInfo, WriteOptions};
+use modelconv_gguf::quants::{self, DequantizeSource, QuantizeSource};
+use modelconv_ir::{can_cast, CastSource, DType, DataSource, Model, Tensor, TensorInfo, WriteOptions};
 use regex::Regex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +20,9 @@ pub struct Args {
     /// Read the input as this format instead of detecting it.
     #[arg(long, value_name = "FORMAT")]
     from: Option<String>,
-    /// Cast floating-point tensors to F32, F16, BF16 or F64 (round to nearest even; integer tensors are kept).
+    /// Cast floating-point tensors to F32, F16, BF16 or F64 (round to nearest even; integer tensors are
+    /// kept; quantized tensors are dequantized), or quantize them to a ggml type (Q8_0, Q4_K, …: tensors of
+    /// 2+ dimensions whose rows fill whole blocks; GGUF output only).
     #[arg(long, value_name = "TYPE")]
     dtype: Option<String>,
     /// Keep only tensors whose name matches (repeatable; any match keeps).
@@ -63,14 +66,50 @@ pub fn parse_renames(specs: &[String]) -> Result<Vec<(Regex, String)>> {
 }
 
 pub fn parse_cast_dtype(s: &str) -> Result<DType> {
-    let d = DType::from_name(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16 or F64)"))?;
-    if d.is_quantized() {
-        bail!("--dtype {s}: quantized types are written by the quantizer, which this build does not have yet");
+    let d = DType::from_name(s)
+        .ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))?;
+    if d.is_quantized() && !(quants::can_quantize(d) && d != DType::Q8_K) {
+        bail!("--dtype {s}: quantizing to {d} is not supported (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K are)");
     }
-    if !matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+    if !d.is_quantized() && !matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
         bail!("--dtype {s}: casts go to F32, F16, BF16 or F64");
     }
     Ok(d)
+}
+
+/// The source of `t` converted to `to`, or `None` when `t` stays as it is
+/// (integer tensors; tensors too small or oddly shaped to quantize).
+fn converted(t: &Tensor, to: DType) -> Result<Option<Arc<dyn DataSource>>> {
+    let from = t.info.dtype;
+    if from == to {
+        return Ok(None);
+    }
+    if from.is_quantized() {
+        if to.is_quantized() {
+            bail!(
+                "tensor '{}' is {from}; requantizing is done by `modelconv quantize --allow-requantize`",
+                t.info.name
+            );
+        }
+        let f32s: Arc<dyn DataSource> = Arc::new(DequantizeSource::new(t.data.clone(), from)?);
+        return Ok(Some(if to == DType::F32 {
+            f32s
+        } else {
+            Arc::new(CastSource::new(f32s, DType::F32, to)?)
+        }));
+    }
+    if to.is_quantized() {
+        let row = t.info.shape.last().copied().unwrap_or(0);
+        let quantizable = t.info.shape.iter().filter(|&&d| d > 1).count() >= 2 && row % to.block_size() == 0;
+        if !quantizable || !can_cast(from, DType::F32) {
+            return Ok(None);
+        }
+        return Ok(Some(Arc::new(QuantizeSource::new(t.data.clone(), from, to, false)?)));
+    }
+    if !can_cast(from, to) {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(CastSource::new(t.data.clone(), from, to)?)))
 }
 
 impl Transforms {
@@ -85,11 +124,9 @@ impl Transforms {
                 t.info.name = re.replace_all(&t.info.name, to.as_str()).into_owned();
             }
             if let Some(to) = self.dtype {
-                let from = t.info.dtype;
-                if from != to && can_cast(from, to) {
-                    let src = CastSource::new(t.data.clone(), from, to)?;
+                if let Some(src) = converted(t, to)? {
                     t.info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
-                    t.data = Arc::new(src);
+                    t.data = src;
                     t.location = None;
                 }
             }

@@ -1,0 +1,285 @@
+//! `modelconv quantize` against llama-quantize's own outputs (fixtures/gguf,
+//! made by llama.cpp 0c1e57098): whole files byte for byte, per-tensor type
+//! choices for every file type in the manifest, and the guards.
+
+mod common;
+use common::*;
+use modelconv_ir::{Format, MemSource, Model, Tensor};
+use std::sync::Arc;
+
+fn quantize_json(args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["quantize", "--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&ok(&a)).expect("quantize --json prints JSON")
+}
+
+#[test]
+fn outputs_are_byte_identical_to_llama_quantize() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("gguf/in-f32.gguf");
+    let mut runs: Vec<(String, Vec<&str>)> = vec![
+        ("mix-Q4_K_M.gguf".into(), vec!["--type", "Q4_K_M"]),
+        ("mix-Q4_K_M.gguf".into(), vec!["--q4_k"]),
+        ("mix-Q2_K.gguf".into(), vec!["--q2_k"]),
+    ];
+    for t in [
+        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q4_K_S", "Q5_K_S", "Q6_K",
+    ] {
+        runs.push((format!("pure-{t}.gguf"), vec!["--type", t, "--pure"]));
+    }
+    for (golden, flags) in runs {
+        let out = dir.path().join("out.gguf");
+        let mut args = vec!["-q", "quantize", p(&input), "-o", p(&out)];
+        args.extend(&flags);
+        ok(&args);
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(fixture(&format!("gguf/{golden}"))).unwrap(),
+            "{golden} {flags:?}"
+        );
+    }
+}
+
+#[test]
+fn every_manifest_file_type_picks_llama_cpps_tensor_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("gguf/manifest.json")).unwrap()).unwrap();
+    let input = fixture("gguf/in-f32.gguf");
+    for (kind, pure) in [("mix", false), ("pure", true)] {
+        for (ft, expected) in manifest[kind].as_object().unwrap() {
+            let out = dir.path().join("o.gguf");
+            let mut args = vec![p(&input), "-o", p(&out), "--type", ft.as_str()];
+            if pure {
+                args.push("--pure");
+            }
+            let report = quantize_json(&args);
+            for t in report["tensors"].as_array().unwrap() {
+                let name = t["name"].as_str().unwrap();
+                assert_eq!(t["type"], expected[name], "{kind} {ft} {name}");
+            }
+            // The file holds what the report says.
+            let m = modelconv_gguf::open(&out).unwrap();
+            for t in &m.tensors {
+                assert_eq!(
+                    t.info.dtype.name(),
+                    expected[&t.info.name],
+                    "{kind} {ft} {}",
+                    t.info.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn report_has_sizes_errors_and_bits_per_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.gguf");
+    let r = quantize_json(&[p(&fixture("gguf/in-f32.gguf")), "-o", p(&out), "--q8_0"]);
+    assert_eq!(r["file_type"], "Q8_0");
+    let bpw = r["bits_per_weight"].as_f64().unwrap();
+    assert!((8.4..8.6).contains(&bpw), "{bpw}");
+    let q = r["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "blk.0.attn_q.weight")
+        .unwrap();
+    let e = q["relative_rmse"].as_f64().unwrap();
+    assert!(e > 0.0 && e < 0.01, "{e}");
+    let norm = r["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "output_norm.weight")
+        .unwrap();
+    assert!(norm["relative_rmse"].is_null());
+    let written = modelconv_gguf::open(&out).unwrap();
+    assert_eq!(r["bytes"].as_u64().unwrap(), written.data_bytes());
+    assert_eq!(r["parameters"].as_u64().unwrap(), written.parameters());
+}
+
+#[test]
+fn overrides_and_output_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.gguf");
+    let input = fixture("gguf/in-f32.gguf");
+    let types = |args: &[&str]| -> serde_json::Value {
+        let r = quantize_json(args);
+        r["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap().to_string(), t["type"].clone()))
+            .collect()
+    };
+    let t = types(&[
+        p(&input),
+        "-o",
+        p(&out),
+        "--q4_k",
+        "--tensor-type",
+        "attn_v=Q8_0",
+        "--tensor-type",
+        "ffn_.*=Q5_0",
+    ]);
+    assert_eq!(t["blk.1.attn_v.weight"], "Q8_0");
+    assert_eq!(t["blk.0.ffn_down.weight"], "Q5_0");
+    assert_eq!(t["blk.0.attn_q.weight"], "Q4_K");
+    let t = types(&[
+        p(&input),
+        "-o",
+        p(&out),
+        "--q4_k",
+        "--output-tensor-type",
+        "Q8_0",
+        "--token-embedding-type",
+        "Q4_0",
+    ]);
+    assert_eq!(t["output.weight"], "Q8_0");
+    assert_eq!(t["token_embd.weight"], "Q4_0");
+    let t = types(&[p(&input), "-o", p(&out), "--q4_k", "--leave-output-tensor"]);
+    assert_eq!(t["output.weight"], "F32");
+    let (code, err) = stderr_of(&["quantize", p(&input), "-o", p(&out), "--type", "Q9_K"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown type 'Q9_K'"), "{err}");
+}
+
+#[test]
+fn requantizing_needs_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.gguf");
+    let (code, err) = stderr_of(&["quantize", p(&fixture("gguf/pure-Q4_0.gguf")), "-o", p(&out), "--q8_0"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("already Q4_0") && err.contains("--allow-requantize"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    ok(&[
+        "-q",
+        "quantize",
+        p(&fixture("gguf/pure-Q4_0.gguf")),
+        "-o",
+        p(&out),
+        "--q8_0",
+        "--allow-requantize",
+    ]);
+    let m = modelconv_gguf::open(&out).unwrap();
+    assert_eq!(m.tensor("blk.0.attn_q.weight").unwrap().info.dtype.name(), "Q8_0");
+}
+
+/// in-f32.gguf with one value of one tensor replaced.
+fn with_value(dir: &std::path::Path, tensor: &str, index: usize, v: f32) -> std::path::PathBuf {
+    let mut m: Model = modelconv_gguf::open(&fixture("gguf/in-f32.gguf")).unwrap();
+    let t = m.tensors.iter_mut().find(|t| t.info.name == tensor).unwrap();
+    let mut bytes = t.read_all().unwrap();
+    bytes[index * 4..index * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    *t = Tensor::new(t.info.clone(), Arc::new(MemSource::new(bytes))).unwrap();
+    let path = dir.join("bad.gguf");
+    let plan = modelconv_gguf::FORMAT
+        .writer()
+        .unwrap()
+        .plan(&m, &path, &Default::default())
+        .unwrap();
+    plan.write(&modelconv_ir::NoProgress).unwrap();
+    path
+}
+
+#[test]
+fn non_finite_weights_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("o.gguf");
+    let bad = with_value(dir.path(), "blk.1.attn_k.weight", 1000, f32::NAN);
+    let (code, err) = stderr_of(&["quantize", p(&bad), "-o", p(&out), "--q4_k"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("blk.1.attn_k.weight") && err.contains("element 1000") && err.contains("block 3"),
+        "{err}"
+    );
+    assert!(dir_names(&out_dir).is_empty());
+    ok(&["-q", "quantize", p(&bad), "-o", p(&out), "--q4_k", "--allow-nonfinite"]);
+    // A value too large for an f16 scale.
+    let huge = with_value(dir.path(), "blk.0.attn_q.weight", 5, 3.0e38);
+    let (code, err) = stderr_of(&["quantize", p(&huge), "-o", p(&out_dir.join("h.gguf")), "--q8_0"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("blk.0.attn_q.weight") && err.contains("block 0") && err.contains("overflows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn safetensors_input_keeps_names_and_convert_quantizes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("m.safetensors");
+    ok(&["convert", p(&fixture("gguf/in-f32.gguf")), p(&st)]);
+    let q = dir.path().join("q.gguf");
+    ok(&["-q", "quantize", p(&st), "-o", p(&q), "--q8_0", "--pure"]);
+    // Same quantized bytes as llama.cpp's, tensor by tensor.
+    let ours = modelconv_gguf::open(&q).unwrap();
+    let theirs = modelconv_gguf::open(&fixture("gguf/pure-Q8_0.gguf")).unwrap();
+    for t in &theirs.tensors {
+        assert_eq!(
+            ours.tensor(&t.info.name).unwrap().read_all().unwrap(),
+            t.read_all().unwrap(),
+            "{}",
+            t.info.name
+        );
+    }
+    // convert --dtype Q8_0: every 2-D float tensor, same bytes again; 1-D stay F32.
+    let c = dir.path().join("c.gguf");
+    ok(&["convert", p(&st), p(&c), "--dtype", "Q8_0"]);
+    let conv = modelconv_gguf::open(&c).unwrap();
+    for t in &theirs.tensors {
+        assert_eq!(
+            conv.tensor(&t.info.name).unwrap().read_all().unwrap(),
+            t.read_all().unwrap(),
+            "{}",
+            t.info.name
+        );
+    }
+    // safetensors cannot hold Q8_0.
+    let (code, err) = stderr_of(&[
+        "convert",
+        p(&st),
+        p(&dir.path().join("x.safetensors")),
+        "--dtype",
+        "Q8_0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("safetensors has no Q8_0 type"), "{err}");
+}
+
+#[test]
+fn dequantized_output_matches_and_diff_orders_the_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mix = fixture("gguf/mix-Q4_K_M.gguf");
+    let f32 = dir.path().join("deq.safetensors");
+    ok(&["convert", p(&mix), p(&f32), "--dtype", "F32"]);
+    // Dequantizing is exact: the F32 file and the quantized one do not differ.
+    ok(&["diff", p(&f32), p(&mix)]);
+    let rmse = |golden: &str| -> f64 {
+        let out = expect_code(
+            &["diff", "--json", p(&fixture("gguf/in-f32.gguf")), p(&fixture(golden))],
+            1,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let r: Vec<f64> = v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["dtype_b"] != "F32")
+            .map(|t| t["rmse"].as_f64().unwrap())
+            .collect();
+        r.iter().sum::<f64>() / r.len() as f64
+    };
+    let (q8, q4, q2) = (
+        rmse("gguf/pure-Q8_0.gguf"),
+        rmse("gguf/mix-Q4_K_M.gguf"),
+        rmse("gguf/pure-Q2_K.gguf"),
+    );
+    assert!(q8 * 4.0 < q4 && q4 * 1.5 < q2, "Q8_0 {q8}, Q4_K_M {q4}, Q2_K {q2}");
+}
