@@ -247,6 +247,22 @@ def inspect_agrees_with_gguf_py_on_llama_cpp_k_quants():
         assert ours["parameters"] == sum(int(x.n_elements) for x in r.tensors), n
 
 
+@check
+def dequantization_agrees_with_gguf_py():
+    from gguf.quants import dequantize
+    for n in sorted(f for f in os.listdir(os.path.join(FIX, "gguf")) if f.startswith(("pure-", "mix-"))):
+        path = os.path.join(FIX, "gguf", n)
+        out = t(n + ".safetensors")
+        mc("convert", path, out, "--dtype", "F32")
+        ours, _ = read_st(out)
+        for x in GGUFReader(path).tensors:
+            theirs = dequantize(x.data, x.tensor_type).astype(np.float32).reshape(-1)
+            mine = ours[x.name].numpy().reshape(-1)
+            assert mine.shape == theirs.shape, (n, x.name)
+            same = (mine == theirs) | (np.isnan(mine) & np.isnan(theirs))
+            assert same.all(), (n, x.name, x.tensor_type.name, int((~same).sum()))
+
+
 failed = sum(1 for _, e in results if e)
 print(f"interop: {len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -71,6 +71,8 @@ pub fn convert(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
         (a, b) if a == b => dst.copy_from_slice(src),
         (DType::F32, DType::F16) => with_f32(src, |x| with_u16_out(dst, |o: &mut [f16]| o.convert_from_f32_slice(x))),
         (DType::F32, DType::BF16) => with_f32(src, |x| with_u16_out(dst, |o: &mut [bf16]| o.convert_from_f32_slice(x))),
+        (DType::F16, DType::F32) => with_u16_in::<f16>(src, |x| with_f32_out(dst, |o| x.convert_to_f32_slice(o))),
+        (DType::BF16, DType::F32) => with_u16_in::<bf16>(src, |x| with_f32_out(dst, |o| x.convert_to_f32_slice(o))),
         (DType::F64, DType::F16) => put_u16(dst, f64s(src).map(|v| f16::from_f64(v).to_bits())),
         (DType::F64, DType::BF16) => put_u16(dst, f64s(src).map(|v| bf16::from_f64(v).to_bits())),
         (DType::F64, DType::F32) => put_f32(dst, f64s(src).map(|v| v as f32)),
@@ -97,6 +99,29 @@ fn with_f32(src: &[u8], f: impl FnOnce(&[f32])) {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             f(&x)
+        }
+    }
+}
+
+/// `src` as 16-bit floats: borrowed when aligned, copied otherwise.
+fn with_u16_in<T: bytemuck::Pod>(src: &[u8], f: impl FnOnce(&[T])) {
+    match bytemuck::try_cast_slice::<u8, T>(src) {
+        Ok(x) => f(x),
+        Err(_) => f(&src
+            .chunks_exact(2)
+            .map(bytemuck::pod_read_unaligned)
+            .collect::<Vec<T>>()),
+    }
+}
+
+/// Lets `f` fill `dst` as f32s: in place when aligned, through a copy otherwise.
+fn with_f32_out(dst: &mut [u8], f: impl FnOnce(&mut [f32])) {
+    match bytemuck::try_cast_slice_mut::<u8, f32>(dst) {
+        Ok(o) => f(o),
+        Err(_) => {
+            let mut tmp = vec![0f32; dst.len() / 4];
+            f(&mut tmp);
+            dst.copy_from_slice(bytemuck::cast_slice(&tmp));
         }
     }
 }
