@@ -12,6 +12,7 @@ BENCHMARKS.md says how the llama-quantize used there was built.
 import argparse
 import filecmp
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -85,6 +86,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", type=int, default=9)
     ap.add_argument("--types", default="Q8_0,Q4_K_M")
+    ap.add_argument("--runs", type=int, default=3, help="runs per tool; the median wall time is reported")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "modelconv"], cwd=ROOT, check=True)
     os.makedirs(WORK, exist_ok=True)
@@ -95,13 +97,19 @@ def main():
         while f.read(64 << 20):
             pass
     n_elem = int(subprocess.run([BIN, "inspect", "--json", src], capture_output=True, text=True, check=True).stdout.split('"parameters": ')[1].split(",")[0])
-    print(f"input: {os.path.getsize(src) / 2**20:.0f} MiB F16 GGUF, {n_elem / 1e6:.0f} M elements, {args.threads} threads\n")
+    print(f"input: {os.path.getsize(src) / 2**20:.0f} MiB F16 GGUF, {n_elem / 1e6:.0f} M elements, {args.threads} threads, median of {args.runs} runs\n")
     print("| type | tool | wall s | M elem/s | peak RSS MiB | × llama-quantize | identical output |")
     print("|---|---|---:|---:|---:|---:|---|")
     for t in args.types.split(","):
         ref_out, our_out = os.path.join(WORK, f"ref-{t}.gguf"), os.path.join(WORK, f"ours-{t}.gguf")
-        ref = measure([args.llama_quantize, src, ref_out, t, str(args.threads)], ref_out)
-        ours = measure([BIN, "-q", "quantize", src, "-o", our_out, "--type", t, "--threads", str(args.threads)], our_out)
+        ref_cmd = [args.llama_quantize, src, ref_out, t, str(args.threads)]
+        our_cmd = [BIN, "-q", "quantize", src, "-o", our_out, "--type", t, "--threads", str(args.threads)]
+        ref_runs, our_runs = [], []
+        for _ in range(args.runs):  # interleaved, so both see the same machine
+            ref_runs.append(measure(ref_cmd, ref_out))
+            our_runs.append(measure(our_cmd, our_out))
+        median = lambda runs: (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
+        ref, ours = median(ref_runs), median(our_runs)
         same = "yes" if filecmp.cmp(ref_out, our_out, shallow=False) else "NO"
         for name, (wall, rss) in (("llama-quantize", ref), ("modelconv", ours)):
             ratio = wall / ref[0]

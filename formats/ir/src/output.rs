@@ -152,8 +152,11 @@ impl OutputFile {
             }
         }
         let granule = src.granule().max(1);
-        let chunk = (CHUNK / granule).max(1) * granule;
+        let want = src.preferred_chunk().unwrap_or(CHUNK);
+        let chunk = (want / granule).max(1) * granule;
         let window = (rayon::current_num_threads() as u64 * 2).max(2);
+        // Buffers reused from window to window (no fresh zeroed memory per chunk).
+        let mut pool: Vec<Vec<u8>> = Vec::new();
         let mut start = 0u64;
         while start < len {
             check_interrupt()?;
@@ -162,15 +165,16 @@ impl OutputFile {
                 .take_while(|&s| s < len)
                 .map(|s| (s, chunk.min(len - s)))
                 .collect();
-            let bufs: Vec<Vec<u8>> = ranges
+            pool.resize_with(ranges.len().max(pool.len()), Vec::new);
+            ranges
                 .par_iter()
-                .map(|&(s, n)| {
-                    let mut b = vec![0u8; n as usize];
-                    src.read_at(s, &mut b).map(|_| b)
-                })
-                .collect::<Result<_>>()?;
-            for b in bufs {
-                self.write_all(&b)?;
+                .zip(pool.par_iter_mut())
+                .try_for_each(|(&(s, n), b)| {
+                    b.resize(n as usize, 0);
+                    src.read_at(s, b)
+                })?;
+            for b in &pool[..ranges.len()] {
+                self.write_all(b)?;
                 progress.advance(b.len() as u64);
             }
             start = ranges.last().map_or(len, |&(s, n)| s + n);

@@ -55,6 +55,13 @@ pub trait DataSource: Send + Sync {
         1
     }
 
+    /// Bytes a writer should pull at a time, when the source knows better
+    /// than the default (a quantizer's output is small but costly to make).
+    /// A multiple of [`DataSource::granule`].
+    fn preferred_chunk(&self) -> Option<u64> {
+        None
+    }
+
     /// Fills `buf` with the bytes at `offset..offset + buf.len()`.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 

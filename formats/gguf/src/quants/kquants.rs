@@ -37,22 +37,35 @@ fn signed_absmax(x: &[f32]) -> (f32, f32) {
 /// Symmetric quantization of `x` to `l + nmax` with l in [-nmax, nmax-1],
 /// weights x² (ggml's rmse_type 1 without importance weights), searching
 /// 18 scales around -nmax/max for the best weighted fit. Returns the scale.
-fn make_qx_quants(nmax: i32, x: &[f32], ls: &mut [i8]) -> f32 {
+fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], ls: &mut [i8; N]) -> f32 {
     let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
-        ls.iter_mut().for_each(|l| *l = 0);
+        *ls = [0; N];
         return 0.0;
     }
-    let clamp = |l: i32| l.clamp(-nmax, nmax - 1);
+    let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1) as f32;
+    let mut w = [0f32; N];
+    for i in 0..N {
+        w[i] = x[i] * x[i];
+    }
     let nmaxf = nmax as f32;
     let mut iscale = -nmaxf / max;
-    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-    for (l_out, &xi) in ls.iter_mut().zip(x) {
-        let l = clamp(nearest_int(iscale * xi));
-        *l_out = (l + nmax) as i8;
-        let w = xi * xi;
-        sumlx += w * xi * l as f32;
-        suml2 += w * l as f32 * l as f32;
+    let mut lf = [0f32; N];
+    let sums = |iscale: f32, lf: &mut [f32; N]| {
+        for i in 0..N {
+            lf[i] = level(iscale, x[i]);
+        }
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for i in 0..N {
+            // ggml's w*x*l and w*l*l, in its order.
+            sumlx += w[i] * x[i] * lf[i];
+            suml2 += w[i] * lf[i] * lf[i];
+        }
+        (sumlx, suml2)
+    };
+    let (sumlx, suml2) = sums(iscale, &mut lf);
+    for i in 0..N {
+        ls[i] = (lf[i] as i32 + nmax) as i8;
     }
     let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
     let mut best = scale * sumlx;
@@ -61,17 +74,10 @@ fn make_qx_quants(nmax: i32, x: &[f32], ls: &mut [i8]) -> f32 {
             continue;
         }
         iscale = -(nmaxf + 0.1 * is as f32) / max;
-        sumlx = 0.0;
-        suml2 = 0.0;
-        for &xi in x {
-            let l = clamp(nearest_int(iscale * xi));
-            let w = xi * xi;
-            sumlx += w * xi * l as f32;
-            suml2 += w * l as f32 * l as f32;
-        }
+        let (sumlx, suml2) = sums(iscale, &mut lf);
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for (l_out, &xi) in ls.iter_mut().zip(x) {
-                *l_out = (nmax + clamp(nearest_int(iscale * xi))) as i8;
+            for i in 0..N {
+                ls[i] = (lf[i] as i32 + nmax) as i8;
             }
             scale = sumlx / suml2;
             best = scale * sumlx;
@@ -137,23 +143,25 @@ fn make_q3_quants(nmax: i32, x: &[f32], ls: &mut [i8]) -> f32 {
 /// candidate scales, each refined by weighted least squares for scale and
 /// min, keeping the one with the least weighted error (absolute when
 /// `use_mad`, squared otherwise). Returns (scale, -min).
+///
+/// This is the hot loop of Q2_K/Q4_K/Q5_K. The sums must run in ggml's
+/// order to give its bytes, so they stay sequential; the rest works on
+/// fixed-size arrays (no bounds checks) and keeps levels as f32.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(
+fn make_qkx2_quants<const N: usize>(
     nmax: i32,
-    x: &[f32],
-    weights: &[f32],
-    ls: &mut [u8],
-    laux: &mut [u8],
+    x: &[f32; N],
+    weights: &[f32; N],
+    ls: &mut [u8; N],
     rmin: f32,
     rdelta: f32,
     nstep: i32,
     use_mad: bool,
 ) -> (f32, f32) {
-    let n = x.len();
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
     let mut sum_x = sum_w * x[0];
-    for i in 1..n {
+    for i in 1..N {
         if x[i] < min {
             min = x[i];
         }
@@ -168,32 +176,36 @@ fn make_qkx2_quants(
         min = 0.0;
     }
     if max == min {
-        ls.iter_mut().for_each(|l| *l = 0);
+        *ls = [0; N];
         return (0.0, -min);
     }
     let nmaxf = nmax as f32;
     let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let level = |iscale: f32, v: f32, min: f32| nearest_int(iscale * (v - min)).clamp(0, nmax) as f32;
     let mut iscale = nmaxf / (max - min);
     let mut scale = 1.0 / iscale;
     let mut best_error = 0.0f32;
-    for i in 0..n {
-        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+    for i in 0..N {
+        let l = level(iscale, x[i], min);
         ls[i] = l as u8;
-        best_error += weights[i] * err(scale * l as f32 + min - x[i]);
+        best_error += weights[i] * err(scale * l + min - x[i]);
     }
     if nstep < 1 {
         return (scale, -min);
     }
+    let mut laux = [0f32; N];
     for is in 0..=nstep {
         iscale = (rmin + rdelta * is as f32 + nmaxf) / (max - min);
+        for i in 0..N {
+            laux[i] = level(iscale, x[i], min);
+        }
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
-        for i in 0..n {
-            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-            laux[i] = l as u8;
-            let (w, lf) = (weights[i], l as f32);
-            sum_l += w * lf;
-            sum_l2 += w * lf * lf;
-            sum_xl += w * lf * x[i];
+        for i in 0..N {
+            // ggml's w*l, w*l*l and w*l*x share the product w*l.
+            let wl = weights[i] * laux[i];
+            sum_l += wl;
+            sum_l2 += wl * laux[i];
+            sum_xl += wl * x[i];
         }
         let d = sum_w * sum_l2 - sum_l * sum_l;
         if d > 0.0 {
@@ -204,11 +216,13 @@ fn make_qkx2_quants(
                 this_scale = sum_xl / sum_l2;
             }
             let mut cur_error = 0.0f32;
-            for i in 0..n {
-                cur_error += weights[i] * err(this_scale * laux[i] as f32 + this_min - x[i]);
+            for i in 0..N {
+                cur_error += weights[i] * err(this_scale * laux[i] + this_min - x[i]);
             }
             if cur_error < best_error {
-                ls[..n].copy_from_slice(&laux[..n]);
+                for i in 0..N {
+                    ls[i] = laux[i] as u8;
+                }
                 best_error = cur_error;
                 scale = this_scale;
                 min = this_min;
@@ -216,6 +230,19 @@ fn make_qkx2_quants(
         }
     }
     (scale, -min)
+}
+
+/// `&s[at..at + N]` as an array reference.
+fn arr<const N: usize, T>(s: &[T], at: usize) -> &[T; N] {
+    s[at..at + N]
+        .try_into()
+        .expect("in-bounds sub-block of a fixed-size block")
+}
+
+fn arr_mut<const N: usize, T>(s: &mut [T], at: usize) -> &mut [T; N] {
+    (&mut s[at..at + N])
+        .try_into()
+        .expect("in-bounds sub-block of a fixed-size block")
 }
 
 /// Packs four 2-bit planes of 32 values each into 32 bytes per 128 values.
@@ -232,26 +259,15 @@ fn pack2(l: &[u8; QK_K], qs: &mut [u8]) {
 
 pub fn quantize_q2_k(x: &[f32], out: &mut [u8]) {
     let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 16];
     let mut weights = [0f32; 16];
     let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
     for j in 0..16 {
-        let xs = &x[16 * j..16 * j + 16];
+        let xs: &[f32; 16] = arr(x, 16 * j);
         for (w, v) in weights.iter_mut().zip(xs) {
             *w = v.abs();
         }
-        let (s, m) = make_qkx2_quants(
-            3,
-            xs,
-            &weights,
-            &mut l[16 * j..16 * j + 16],
-            &mut laux,
-            -0.5,
-            0.1,
-            15,
-            true,
-        );
+        let (s, m) = make_qkx2_quants(3, xs, &weights, arr_mut(&mut l, 16 * j), -0.5, 0.1, 15, true);
         scales[j] = s;
         mins[j] = m;
         max_scale = max_scale.max(s);
@@ -424,28 +440,17 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 /// and returns the levels.
 fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u8]) -> [u8; QK_K] {
     let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 32];
     let mut weights = [0f32; 32];
     let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
     for j in 0..8 {
-        let xs = &x[32 * j..32 * j + 32];
+        let xs: &[f32; 32] = arr(x, 32 * j);
         let sum_x2 = xs.iter().fold(0.0f32, |s, v| s + v * v);
         let av_x = (sum_x2 / 32.0).sqrt();
         for (w, v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        let (s, m) = make_qkx2_quants(
-            nmax,
-            xs,
-            &weights,
-            &mut l[32 * j..32 * j + 32],
-            &mut laux,
-            rmin,
-            0.1,
-            nstep,
-            false,
-        );
+        let (s, m) = make_qkx2_quants(nmax, xs, &weights, arr_mut(&mut l, 32 * j), rmin, 0.1, nstep, false);
         scales[j] = s;
         mins[j] = m;
         if s > max_scale {
@@ -558,7 +563,7 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
     let mut scales = [0f32; 16];
     let (mut max_scale, mut max_abs) = (0.0f32, 0.0f32);
     for ib in 0..16 {
-        let s = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+        let s = make_qx_quants(32, arr::<16, f32>(x, 16 * ib), arr_mut(&mut l, 16 * ib));
         scales[ib] = s;
         if s.abs() > max_abs {
             max_abs = s.abs();

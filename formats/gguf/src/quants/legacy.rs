@@ -53,6 +53,24 @@ fn cvtt(v: f32) -> i32 {
     }
 }
 
+/// `cvtt(roundf(v))`: round half away from zero, then convert, without a
+/// libm call. For |v| < 2³¹, v - trunc(v) is exact, so comparing it with
+/// ±0.5 decides exactly as roundf does.
+fn round_cvtt(v: f32) -> i32 {
+    if !(-2_147_483_648.0..2_147_483_648.0).contains(&v) {
+        return i32::MIN;
+    }
+    let t = v as i32;
+    let frac = v - t as f32;
+    if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
+    }
+}
+
 /// C's `(int8_t)(float)`: the 32-bit conversion, then the low 8 bits.
 fn trunc_i8(v: f32) -> i32 {
     cvtt(v) as i8 as i32
@@ -169,13 +187,13 @@ pub fn dequantize_q5_1(b: &[u8], y: &mut [f32]) {
 }
 
 pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
-    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let amax = x.iter().fold(0.0f32, |a, v| if v.abs() > a { v.abs() } else { a });
     let d = amax / 127.0;
     let id = inverse(d);
     out[0..2].copy_from_slice(&f16_bits(d).to_le_bytes());
     for (o, &v) in out[2..34].iter_mut().zip(x) {
         // roundf: halves away from zero.
-        *o = cvtt((v * id).round()) as u8;
+        *o = round_cvtt(v * id) as u8;
     }
 }
 
@@ -183,5 +201,38 @@ pub fn dequantize_q8_0(b: &[u8], y: &mut [f32]) {
     let d = f16_value(b, 0);
     for (o, &q) in y.iter_mut().zip(&b[2..34]) {
         *o = f32::from(q as i8) * d;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_cvtt_matches_roundf_then_cvtt() {
+        let mut v = -140.0f32;
+        while v < 140.0 {
+            for x in [
+                v,
+                v + 0.5,
+                v - 0.5,
+                f32::from_bits(v.to_bits() + 1),
+                f32::from_bits(v.to_bits().saturating_sub(1)),
+            ] {
+                assert_eq!(round_cvtt(x), cvtt(x.round()), "{x}");
+            }
+            v += 0.123;
+        }
+        for x in [
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            3e9,
+            -3e9,
+            0.49999997,
+            -0.49999997,
+        ] {
+            assert_eq!(round_cvtt(x), cvtt(x.round()), "{x}");
+        }
     }
 }

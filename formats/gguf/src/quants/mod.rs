@@ -20,6 +20,9 @@ pub(crate) fn f16_value(b: &[u8], at: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
 
+/// Elements quantized per chunk pulled by a writer.
+const QUANT_CHUNK_ELEMS: u64 = 1 << 18;
+
 type QuantFn = fn(&[f32], &mut [u8]);
 type DequantFn = fn(&[u8], &mut [f32]);
 
@@ -127,6 +130,30 @@ impl ErrorStats {
     }
 }
 
+/// Σ(x-y)² and Σx²: f32 sums over 8 lanes within 256-element groups,
+/// folded into f64 per group (accurate enough for a report, and it
+/// vectorises; one running f64 sum would serialise on the add latency).
+fn squared_error(x: &[f32], y: &[f32]) -> (f64, f64) {
+    let (mut e, mut r) = (0f64, 0f64);
+    for (xg, yg) in x.chunks(256).zip(y.chunks(256)) {
+        let (mut el, mut rl) = ([0f32; 8], [0f32; 8]);
+        let (xc, yc) = (xg.chunks_exact(8), yg.chunks_exact(8));
+        for (&a, &b) in xc.remainder().iter().zip(yc.remainder()) {
+            el[0] += (a - b) * (a - b);
+            rl[0] += a * a;
+        }
+        for (a, b) in xc.zip(yc) {
+            for k in 0..8 {
+                el[k] += (a[k] - b[k]) * (a[k] - b[k]);
+                rl[k] += a[k] * a[k];
+            }
+        }
+        e += el.iter().map(|&v| f64::from(v)).sum::<f64>();
+        r += rl.iter().map(|&v| f64::from(v)).sum::<f64>();
+    }
+    (e, r)
+}
+
 /// The first non-finite value in `x`, if any: (index, value).
 pub fn first_non_finite(x: &[f32]) -> Option<(usize, f32)> {
     x.iter().position(|v| !v.is_finite()).map(|i| (i, x[i]))
@@ -175,19 +202,49 @@ impl DataSource for QuantizeSource {
     fn granule(&self) -> u64 {
         self.to.type_size()
     }
+    fn preferred_chunk(&self) -> Option<u64> {
+        // 256K elements: ~1 MiB of f32 in flight per worker, and enough
+        // chunks that even small tensors keep every core busy.
+        Some(QUANT_CHUNK_ELEMS / self.to.block_size() * self.to.type_size())
+    }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let (bs, ts, fs) = (self.to.block_size(), self.to.type_size(), self.from.type_size());
+        let (bs, ts) = (self.to.block_size(), self.to.type_size());
         if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
             return Err(Error::invalid("quantized read not aligned to blocks"));
         }
         let first = offset / ts * bs;
         let n = buf.len() as u64 / ts * bs;
-        let mut raw = vec![0u8; (n * fs) as usize];
-        self.inner.read_at(first * fs, &mut raw)?;
-        let mut x = vec![0f32; n as usize];
-        convert(self.from, &raw, DType::F32, bytemuck_f32_mut(&mut x));
+        SCRATCH.with_borrow_mut(|sc| self.quantize_chunk(sc, first, n as usize, offset, buf))
+    }
+}
+
+/// Per-thread buffers reused from chunk to chunk (no fresh, zeroed memory
+/// per chunk): raw source bytes, the f32 values, their dequantized copy.
+#[derive(Default)]
+struct Scratch {
+    raw: Vec<u8>,
+    x: Vec<f32>,
+    y: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+impl QuantizeSource {
+    fn quantize_chunk(&self, sc: &mut Scratch, first: u64, n: usize, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let (bs, ts, fs) = (self.to.block_size(), self.to.type_size(), self.from.type_size());
+        sc.x.resize(n, 0.0);
+        let x = &mut sc.x;
+        if self.from == DType::F32 {
+            self.inner.read_at(first * fs, bytemuck_f32_mut(x))?;
+        } else {
+            sc.raw.resize(n * fs as usize, 0);
+            self.inner.read_at(first * fs, &mut sc.raw)?;
+            convert(self.from, &sc.raw, DType::F32, bytemuck_f32_mut(x));
+        }
         if !self.allow_nonfinite {
-            if let Some((i, v)) = first_non_finite(&x) {
+            if let Some((i, v)) = first_non_finite(x) {
                 let at = first + i as u64;
                 return Err(Error::invalid(format!(
                     "value {v} at element {at} (block {}); llama.cpp refuses non-finite weights (use --allow-nonfinite to quantize anyway)",
@@ -195,7 +252,7 @@ impl DataSource for QuantizeSource {
                 )));
             }
         }
-        quantize(self.to, &x, buf)?;
+        quantize(self.to, x, buf)?;
         if !self.allow_nonfinite {
             if let Some(b) = first_bad_block(self.to, buf) {
                 let block = offset / ts + b as u64;
@@ -206,14 +263,9 @@ impl DataSource for QuantizeSource {
             }
         }
         if let Some(stats) = &self.stats {
-            let mut y = vec![0f32; x.len()];
-            dequantize(self.to, buf, &mut y)?;
-            let (mut e2, mut r2) = (0f64, 0f64);
-            for (a, b) in x.iter().zip(&y) {
-                let d = f64::from(*a) - f64::from(*b);
-                e2 += d * d;
-                r2 += f64::from(*a) * f64::from(*a);
-            }
+            sc.y.resize(n, 0.0);
+            dequantize(self.to, buf, &mut sc.y)?;
+            let (e2, r2) = squared_error(&sc.x, &sc.y);
             stats.add(e2, r2);
         }
         Ok(())
