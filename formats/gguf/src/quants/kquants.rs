@@ -8,6 +8,9 @@
 //! same C integer conversions (truncation to 8 bits where ggml stores into
 //! an `int8_t`/`uint8_t`).
 
+// Index loops here follow ggml's block layouts position by position.
+#![allow(clippy::needless_range_loop)]
+
 use super::{f16_bits, f16_value};
 
 pub const QK_K: usize = 256;
