@@ -272,8 +272,8 @@ fn usage_errors_exit_2() {
         dir.path(),
     );
     refused(
-        &["convert", p(&src), p(&dir.path().join("x.gguf")), "--dtype", "Q4_K"],
-        &["quantized"],
+        &["convert", p(&src), p(&dir.path().join("x.gguf")), "--dtype", "IQ2_XXS"],
+        &["quantizing to IQ2_XXS is not supported"],
         dir.path(),
     );
     refused(
