@@ -113,7 +113,7 @@ fn incomparable(a: &Tensor, b: &Tensor) -> Option<String> {
         return Some(format!("shape {:?} vs {:?}", a.info.shape, b.info.shape));
     }
     for t in [a, b] {
-        if t.info.dtype.is_quantized() && !quants::can_quantize(t.info.dtype) {
+        if t.info.dtype.is_quantized() && !quants::can_dequantize(t.info.dtype) {
             return Some(format!("dequantizing {} is not supported yet", t.info.dtype));
         }
     }

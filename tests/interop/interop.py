@@ -263,6 +263,39 @@ def dequantization_agrees_with_gguf_py():
             assert same.all(), (n, x.name, x.tensor_type.name, int((~same).sum()))
 
 
+@check
+def dequantizers_agree_with_gguf_py_on_random_blocks():
+    """Random block bytes (any scale, incl. NaN/Inf/denormal f16) of every
+    type we dequantize, written by gguf-py; ours must equal gguf-py's."""
+    from gguf.quants import dequantize
+    from gguf.constants import GGML_QUANT_SIZES
+    names = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+             "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4"]
+    rng = np.random.default_rng(42)
+    path = t("random_blocks.gguf")
+    w = GGUFWriter(path, arch="test")
+    raw = {}
+    for n in names:
+        qt = GGMLQuantizationType[n]
+        bs, ts = GGML_QUANT_SIZES[qt]
+        data = rng.integers(0, 256, (8, 512 // bs * ts), dtype=np.uint8)
+        raw[n] = (qt, data)
+        w.add_tensor(n, data, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    out = t("random_blocks.safetensors")
+    mc("convert", path, out, "--dtype", "F32")
+    ours, _ = read_st(out)
+    for n, (qt, data) in raw.items():
+        with np.errstate(all="ignore"):  # random scales overflow, as they may
+            theirs = dequantize(data, qt).astype(np.float32).reshape(-1)
+        mine = ours[n].numpy().reshape(-1)
+        same = (mine == theirs) | (np.isnan(mine) & np.isnan(theirs))
+        assert same.all(), (n, int((~same).sum()), mine[~same][:4], theirs[~same][:4])
+
+
 failed = sum(1 for _, e in results if e)
 print(f"interop: {len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -2,6 +2,7 @@
 //! quantizers, dequantizers identical to ggml's `dequantize_row_*`, and
 //! lazy [`DataSource`]s that apply them chunk by chunk while a writer pulls.
 
+mod extra;
 mod kquants;
 mod legacy;
 
@@ -25,6 +26,24 @@ const QUANT_CHUNK_ELEMS: u64 = 1 << 18;
 
 type QuantFn = fn(&[f32], &mut [u8]);
 type DequantFn = fn(&[u8], &mut [f32]);
+
+/// Dequantizers of types we read but do not produce.
+fn dequant_only(t: DType) -> Option<DequantFn> {
+    use DType::*;
+    Some(match t {
+        IQ4_NL => extra::dequantize_iq4_nl,
+        IQ4_XS => extra::dequantize_iq4_xs,
+        TQ1_0 => extra::dequantize_tq1_0,
+        TQ2_0 => extra::dequantize_tq2_0,
+        MXFP4 => extra::dequantize_mxfp4,
+        _ => return None,
+    })
+}
+
+/// Types this build can dequantize (everything it quantizes, and more).
+pub fn can_dequantize(t: DType) -> bool {
+    codec(t).is_some() || dequant_only(t).is_some()
+}
 
 fn codec(t: DType) -> Option<(QuantFn, DequantFn)> {
     use DType::*;
@@ -67,7 +86,10 @@ pub fn quantize(t: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
 
 /// Dequantizes whole blocks of `data` into `out`.
 pub fn dequantize(t: DType, data: &[u8], out: &mut [f32]) -> Result<()> {
-    let (_, dq) = codec(t).ok_or_else(|| Error::unsupported(format!("dequantizing {t} is not supported")))?;
+    let dq = codec(t)
+        .map(|(_, dq)| dq)
+        .or_else(|| dequant_only(t))
+        .ok_or_else(|| Error::unsupported(format!("dequantizing {t} is not supported")))?;
     let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
     if !data.len().is_multiple_of(ts) || out.len() != data.len() / ts * bs {
         return Err(Error::invalid(format!("{} bytes are not whole {t} blocks", data.len())));
@@ -281,7 +303,7 @@ pub struct DequantizeSource {
 
 impl DequantizeSource {
     pub fn new(inner: Arc<dyn DataSource>, from: DType) -> Result<Self> {
-        if !can_quantize(from) {
+        if !can_dequantize(from) {
             return Err(Error::unsupported(format!("dequantizing {from} is not supported")));
         }
         let blocks = inner.len() / from.type_size();
