@@ -235,19 +235,6 @@ fn make_qkx2_quants<const N: usize>(
     (scale, -min)
 }
 
-/// `&s[at..at + N]` as an array reference.
-fn arr<const N: usize, T>(s: &[T], at: usize) -> &[T; N] {
-    s[at..at + N]
-        .try_into()
-        .expect("in-bounds sub-block of a fixed-size block")
-}
-
-fn arr_mut<const N: usize, T>(s: &mut [T], at: usize) -> &mut [T; N] {
-    (&mut s[at..at + N])
-        .try_into()
-        .expect("in-bounds sub-block of a fixed-size block")
-}
-
 /// Packs four 2-bit planes of 32 values each into 32 bytes per 128 values.
 fn pack2(l: &[u8; QK_K], qs: &mut [u8]) {
     for j in (0..QK_K).step_by(128) {
@@ -265,12 +252,12 @@ pub fn quantize_q2_k(x: &[f32], out: &mut [u8]) {
     let mut weights = [0f32; 16];
     let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for j in 0..16 {
-        let xs: &[f32; 16] = arr(x, 16 * j);
+    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
+    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
         for (w, v) in weights.iter_mut().zip(xs) {
             *w = v.abs();
         }
-        let (s, m) = make_qkx2_quants(3, xs, &weights, arr_mut(&mut l, 16 * j), -0.5, 0.1, 15, true);
+        let (s, m) = make_qkx2_quants(3, xs, &weights, ls, -0.5, 0.1, 15, true);
         scales[j] = s;
         mins[j] = m;
         max_scale = max_scale.max(s);
@@ -446,14 +433,14 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u
     let mut weights = [0f32; 32];
     let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for j in 0..8 {
-        let xs: &[f32; 32] = arr(x, 32 * j);
+    let (xb, lb) = (x.as_chunks::<32>().0, l.as_chunks_mut::<32>().0);
+    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
         let sum_x2 = xs.iter().fold(0.0f32, |s, v| s + v * v);
         let av_x = (sum_x2 / 32.0).sqrt();
         for (w, v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        let (s, m) = make_qkx2_quants(nmax, xs, &weights, arr_mut(&mut l, 32 * j), rmin, 0.1, nstep, false);
+        let (s, m) = make_qkx2_quants(nmax, xs, &weights, ls, rmin, 0.1, nstep, false);
         scales[j] = s;
         mins[j] = m;
         if s > max_scale {
@@ -565,8 +552,9 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
     let mut l = [0i8; QK_K];
     let mut scales = [0f32; 16];
     let (mut max_scale, mut max_abs) = (0.0f32, 0.0f32);
-    for ib in 0..16 {
-        let s = make_qx_quants(32, arr::<16, f32>(x, 16 * ib), arr_mut(&mut l, 16 * ib));
+    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
+    for (ib, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
+        let s = make_qx_quants(32, xs, ls);
         scales[ib] = s;
         if s.abs() > max_abs {
             max_abs = s.abs();
