@@ -3,13 +3,13 @@
 //! [`OutputFile`] deletes the temporary file, so a failure never leaves a
 //! partial output behind.
 
-use crate::{DataSource, Error, Progress, Result, WriteOptions};
+use crate::{DataSource, Error, Progress, Result, SharedFile, WriteOptions};
 use rayon::prelude::*;
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -41,6 +41,15 @@ pub struct OutputFile {
     /// Bytes up to here are flushed and their writeback has been started.
     writeback_from: u64,
     fsync: bool,
+    /// A kernel copy not issued yet, so that byte ranges that follow each
+    /// other in the input and the output become one large copy.
+    pending: Option<PendingCopy>,
+}
+
+struct PendingCopy {
+    source: Arc<SharedFile>,
+    offset: u64,
+    len: u64,
 }
 
 /// Start disk writeback every this many bytes, so the final fsync overlaps
@@ -70,6 +79,7 @@ impl OutputFile {
             pos: 0,
             writeback_from: 0,
             fsync: !opts.no_fsync,
+            pending: None,
         })
     }
 
@@ -83,6 +93,12 @@ impl OutputFile {
     }
 
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.pending.is_some() {
+            self.flush_pending()?;
+        }
         if self.buf.len() + bytes.len() > BUF_LEN {
             self.flush()?;
         }
@@ -105,6 +121,7 @@ impl OutputFile {
     }
 
     fn flush(&mut self) -> Result<()> {
+        self.flush_pending()?;
         if !self.buf.is_empty() {
             self.tmp
                 .as_file()
@@ -112,7 +129,7 @@ impl OutputFile {
                 .map_err(|e| Error::io(&self.dest, e))?;
             self.buf.clear();
         }
-        self.start_writeback();
+        self.start_writeback(self.pos);
         Ok(())
     }
 
@@ -120,8 +137,7 @@ impl OutputFile {
     /// without waiting, so that the fsync in [`OutputFile::commit`] overlaps
     /// with the copy instead of following it. Only an optimisation: write
     /// errors are still reported by that fsync.
-    fn start_writeback(&mut self) {
-        let flushed = self.pos - self.buf.len() as u64;
+    fn start_writeback(&mut self, flushed: u64) {
         if !self.fsync || flushed - self.writeback_from < WRITEBACK_STEP {
             return;
         }
@@ -145,10 +161,23 @@ impl OutputFile {
         let len = src.len();
         if let Some((file, offset)) = src.file_range() {
             if len >= BUF_LEN as u64 {
-                self.flush()?;
-                if self.kernel_copy(file, offset, len, progress)? {
-                    return Ok(());
+                let next = self
+                    .pending
+                    .as_mut()
+                    .filter(|p| Arc::ptr_eq(&p.source, &file) && p.offset + p.len == offset);
+                if let Some(p) = next {
+                    p.len += len;
+                } else {
+                    self.flush()?;
+                    self.pending = Some(PendingCopy {
+                        source: file,
+                        offset,
+                        len,
+                    });
                 }
+                self.pos += len;
+                progress.advance(len);
+                return Ok(());
             }
         }
         let granule = src.granule().max(1);
@@ -182,19 +211,46 @@ impl OutputFile {
         Ok(())
     }
 
+    /// Issues the pending kernel copy (or, where the kernel cannot, copies
+    /// through a buffer).
+    fn flush_pending(&mut self) -> Result<()> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        if self.kernel_copy(&p.source, p.offset, p.len)? {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; CHUNK.min(p.len) as usize];
+        let mut done = 0u64;
+        while done < p.len {
+            check_interrupt()?;
+            let n = (p.len - done).min(buf.len() as u64) as usize;
+            p.source.read_exact_at(p.offset + done, &mut buf[..n])?;
+            self.tmp
+                .as_file()
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io(&self.dest, e))?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
     /// copy_file_range from `file` at `offset`; false when the kernel or
     /// file system cannot (then nothing was written).
-    fn kernel_copy(&mut self, file: &File, offset: u64, len: u64, progress: &dyn Progress) -> Result<bool> {
+    fn kernel_copy(&mut self, source: &SharedFile, offset: u64, len: u64) -> Result<bool> {
+        // The pending copy is the last thing queued: it ends at `pos`.
+        let base = self.pos - len;
         let mut done = 0u64;
         while done < len {
             check_interrupt()?;
             let mut off_in = libc::loff_t::try_from(offset + done).map_err(|_| Error::invalid("offset too large"))?;
-            let want = (len - done).min(CHUNK * 4) as usize;
+            // Durable outputs copy in steps, so writeback can start behind
+            // each one; otherwise large calls cost the fewest syscalls.
+            let step = if self.fsync { CHUNK * 4 } else { CHUNK * 64 };
+            let want = (len - done).min(step) as usize;
             // SAFETY: both descriptors are open for the duration of the call;
             // off_in points to a live local; a null off_out uses the file position.
             let n = unsafe {
                 libc::copy_file_range(
-                    file.as_raw_fd(),
+                    source.file.as_raw_fd(),
                     &mut off_in,
                     self.tmp.as_file().as_raw_fd(),
                     std::ptr::null_mut(),
@@ -214,15 +270,17 @@ impl OutputFile {
                 return Err(Error::io(&self.dest, err));
             }
             if n == 0 {
-                return Err(Error::invalid(format!(
-                    "input ended {} bytes early while copying tensor data",
-                    len - done
-                )));
+                return Err(Error::malformed(
+                    &source.path,
+                    format!(
+                        "cannot read {} bytes at offset {}: the file ended early",
+                        len - done,
+                        offset + done
+                    ),
+                ));
             }
             done += n as u64;
-            self.pos += n as u64;
-            self.start_writeback();
-            progress.advance(n as u64);
+            self.start_writeback(base + done);
         }
         Ok(true)
     }
@@ -277,6 +335,61 @@ mod tests {
         f.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc\0\0\0\0\0");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn adjacent_ranges_merge_and_keep_order_with_other_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.bin");
+        let data: Vec<u8> = (0..(5usize << 20)).map(|i| (i * 13 % 241) as u8).collect();
+        std::fs::write(&input, &data).unwrap();
+        let file = SharedFile::open(&input).unwrap();
+        let range = |o: usize, n: usize| FileRange {
+            file: file.clone(),
+            offset: o as u64,
+            len: n as u64,
+        };
+        let dest = dir.path().join("out.bin");
+        let mut f = OutputFile::create(&dest, &WriteOptions::default()).unwrap();
+        f.write_source(&range(0, 2 << 20), &NoProgress).unwrap();
+        f.write_source(&range(2 << 20, 1 << 20), &NoProgress).unwrap(); // merges with the first
+        f.pad_to(1 << 10).unwrap(); // flushes the copy, then pads (nothing: aligned)
+        f.write_all(b"mid").unwrap();
+        f.write_source(&range(1 << 20, 2 << 20), &NoProgress).unwrap(); // not adjacent: a new copy
+        assert_eq!(f.position(), (3 << 20) + 3 + (2 << 20));
+        f.commit().unwrap();
+        let out = std::fs::read(&dest).unwrap();
+        assert_eq!(&out[..3 << 20], &data[..3 << 20]);
+        assert_eq!(&out[(3 << 20)..(3 << 20) + 3], b"mid");
+        assert_eq!(&out[(3 << 20) + 3..], &data[1 << 20..3 << 20]);
+    }
+
+    #[test]
+    fn a_file_that_shrinks_under_a_copy_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.bin");
+        std::fs::write(&input, vec![7u8; 4 << 20]).unwrap();
+        let file = SharedFile::open(&input).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&input)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let dest = dir.path().join("out.bin");
+        let mut f = OutputFile::create(&dest, &WriteOptions::default()).unwrap();
+        f.write_source(
+            &FileRange {
+                file,
+                offset: 0,
+                len: 4 << 20,
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        let err = f.commit().unwrap_err().to_string();
+        assert!(err.contains("in.bin") && err.contains("ended early"), "{err}");
+        assert!(!dest.exists());
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub trait DataSource: Send + Sync {
 
     /// When the bytes lie unchanged in a file: the file and the offset there,
     /// so that writers can let the kernel copy them.
-    fn file_range(&self) -> Option<(&File, u64)> {
+    fn file_range(&self) -> Option<(Arc<SharedFile>, u64)> {
         None
     }
 }
@@ -129,8 +129,8 @@ impl DataSource for FileRange {
         }
         self.file.read_exact_at(self.offset + offset, buf)
     }
-    fn file_range(&self) -> Option<(&File, u64)> {
-        Some((&self.file.file, self.offset))
+    fn file_range(&self) -> Option<(Arc<SharedFile>, u64)> {
+        Some((self.file.clone(), self.offset))
     }
 }
 
