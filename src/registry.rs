@@ -7,7 +7,11 @@ use modelconv_ir::{Format, Model, HEAD_LEN};
 use std::io::Read;
 use std::path::Path;
 
-pub static FORMATS: &[&dyn Format] = &[&modelconv_safetensors::FORMAT, &modelconv_gguf::FORMAT];
+pub static FORMATS: &[&dyn Format] = &[
+    &modelconv_safetensors::FORMAT,
+    &modelconv_gguf::FORMAT,
+    &modelconv_pickle::FORMAT,
+];
 
 pub fn by_name(name: &str) -> Result<&'static dyn Format> {
     FORMATS

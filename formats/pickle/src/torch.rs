@@ -1,0 +1,528 @@
+//! PyTorch checkpoint containers: the zip format (`<prefix>/data.pkl` +
+//! stored `<prefix>/data/<key>` entries) and the legacy format (five
+//! pickles, then each storage's element count and bytes). Tensors become
+//! lazy views of storages; nothing is read until a writer asks.
+
+use crate::value::{NdArray, StorageRef, TensorRef, Value};
+use crate::vm::{torch_dtype, PersistentLoad, Vm};
+use modelconv_ir::{
+    numel, DType, DataSource, Error, FileRange, Location, MemSource, Result, SharedFile, Tensor, TensorInfo,
+};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The legacy format's magic number (the first pickle's value).
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+/// Largest pickle read into memory.
+const MAX_PICKLE: u64 = 1 << 30;
+
+pub fn dtype_of(torch: &str) -> Option<DType> {
+    Some(match torch {
+        "float32" => DType::F32,
+        "float64" => DType::F64,
+        "float16" => DType::F16,
+        "bfloat16" => DType::BF16,
+        "float8_e4m3fn" => DType::F8_E4M3,
+        "float8_e5m2" => DType::F8_E5M2,
+        "int64" => DType::I64,
+        "int32" => DType::I32,
+        "int16" => DType::I16,
+        "int8" => DType::I8,
+        "uint8" => DType::U8,
+        "uint16" => DType::U16,
+        "uint32" => DType::U32,
+        "uint64" => DType::U64,
+        "bool" => DType::Bool,
+        _ => return None,
+    })
+}
+
+/// A numpy type descriptor (`<f4`, `|b1`, …) as a dtype; big-endian is refused.
+fn numpy_dtype(descr: &str) -> std::result::Result<DType, String> {
+    let (order, code) = descr.split_at(descr.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(0));
+    if order.contains('>') {
+        return Err(format!("big-endian numpy array ({descr}) is not supported yet"));
+    }
+    Ok(match code {
+        "f8" => DType::F64,
+        "f4" => DType::F32,
+        "f2" => DType::F16,
+        "i8" => DType::I64,
+        "i4" => DType::I32,
+        "i2" => DType::I16,
+        "i1" => DType::I8,
+        "u8" => DType::U64,
+        "u4" => DType::U32,
+        "u2" => DType::U16,
+        "u1" => DType::U8,
+        "b1" => DType::Bool,
+        other => return Err(format!("numpy type '{other}' has no tensor dtype")),
+    })
+}
+
+/// Storages as persistent ids name them: (`storage`, type, key, location, size[, view]).
+struct StorageIds;
+
+impl PersistentLoad for StorageIds {
+    fn load(&mut self, pid: &Value) -> std::result::Result<Value, String> {
+        let items = pid.items().ok_or("persistent id is not a tuple")?;
+        if items.first().and_then(Value::as_str) != Some("storage") {
+            return Err("persistent id is not a storage".into());
+        }
+        let ty = match items.get(1) {
+            Some(Value::Global(g)) => g.clone(),
+            _ => return Err("storage type is not a global".into()),
+        };
+        let dtype = if ty.1 == "UntypedStorage" {
+            None
+        } else {
+            Some(
+                torch_dtype(&ty.1)
+                    .ok_or(format!("unknown storage type torch.{}", ty.1))?
+                    .to_string(),
+            )
+        };
+        let key = match items.get(2) {
+            Some(Value::Str(s)) => s.to_string(),
+            Some(Value::Int(i)) => i.to_string(),
+            _ => return Err("storage key is not a string".into()),
+        };
+        // Legacy views: (view_key, offset, size) as the sixth item.
+        let view_offset = match items.get(5).and_then(Value::items).as_deref() {
+            Some([_, off, _]) => off
+                .as_int()
+                .and_then(|o| u64::try_from(o).ok())
+                .ok_or("bad view offset")?,
+            _ => 0,
+        };
+        Ok(Value::Storage(std::rc::Rc::new(StorageRef {
+            key,
+            dtype,
+            view_offset,
+        })))
+    }
+}
+
+/// Where each storage's bytes lie in the file.
+type StorageMap = HashMap<String, (u64, u64)>;
+
+/// Reads a zip checkpoint: the pickle and the byte ranges of its storages.
+fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap)> {
+    let path = &file.path;
+    let mut zip = zip::ZipArchive::new(&file.file).map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
+    let names: Vec<String> = zip.file_names().map(str::to_string).collect();
+    let pkl = names
+        .iter()
+        .filter(|n| n.ends_with("data.pkl"))
+        .min_by_key(|n| n.len())
+        .ok_or_else(|| Error::malformed(path, "zip holds no data.pkl: not a PyTorch checkpoint"))?
+        .clone();
+    let prefix = pkl.trim_end_matches("data.pkl").to_string();
+    if let Some(bo) = names.iter().find(|n| **n == format!("{prefix}byteorder")) {
+        let mut e = zip
+            .by_name(bo)
+            .map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(&mut e, 16), &mut s).ok();
+        if s.trim() == "big" {
+            return Err(Error::unsupported(format!(
+                "{}: big-endian checkpoints are not supported yet",
+                path.display()
+            )));
+        }
+    }
+    let mut storages = StorageMap::new();
+    let data_prefix = format!("{prefix}data/");
+    for i in 0..zip.len() {
+        let e = zip
+            .by_index_raw(i)
+            .map_err(|e| Error::malformed(path, format!("zip entry {i}: {e}")))?;
+        let name = e.name().to_string();
+        if let Some(key) = name.strip_prefix(&data_prefix) {
+            if e.compression() != zip::CompressionMethod::Stored {
+                return Err(Error::unsupported(format!(
+                    "{}: storage {name} is compressed; torch writes them stored",
+                    path.display()
+                )));
+            }
+            let start = e.data_start();
+            let end = start.checked_add(e.size()).filter(|&end| end <= file.len);
+            if end.is_none() {
+                return Err(Error::malformed(
+                    path,
+                    format!("zip entry {name} runs past the end of the file"),
+                ));
+            }
+            storages.insert(key.to_string(), (start, e.size()));
+        }
+    }
+    let mut e = zip
+        .by_name(&pkl)
+        .map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
+    if e.size() > MAX_PICKLE.min(file.len) {
+        return Err(Error::malformed(path, format!("{pkl} claims {} bytes", e.size())));
+    }
+    let mut data = Vec::with_capacity(e.size() as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut e, MAX_PICKLE), &mut data)
+        .map_err(|err| Error::io(path, err))?;
+    let mut ids = StorageIds;
+    let mut vm = Vm::new(&data, Some(&mut ids));
+    let value = vm.run().map_err(|e| pickle_error(path, &pkl, e))?;
+    check_trailing(path, &pkl, vm.position(), data.len())?;
+    Ok((value, storages))
+}
+
+/// Bytes after STOP are never read by Python's unpickler; a file that has
+/// them may hide a second pickle. Refused.
+fn check_trailing(path: &Path, part: &str, end: usize, len: usize) -> Result<()> {
+    if end < len {
+        return Err(Error::malformed(
+            path,
+            format!(
+                "{part}: {} bytes after the pickle's STOP at byte {end} (a hidden payload?)",
+                len - end
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn pickle_error(path: &Path, part: &str, e: crate::vm::PickleError) -> Error {
+    match &e.refused_global {
+        Some(_) => Error::Unsupported(format!("{}: {part}: {e}", path.display())),
+        None => Error::malformed(path, format!("{part}: {e}")),
+    }
+}
+
+/// True when the file starts like a legacy torch checkpoint.
+pub fn is_legacy(head: &[u8]) -> bool {
+    head.len() >= 14 && head[0] == 0x80 && head[2] == 0x8a && head[3] == 10 && head[4..14] == LEGACY_MAGIC
+}
+
+/// Reads a legacy checkpoint.
+fn read_legacy(
+    file: &SharedFile,
+    bytes: &[u8],
+    dtypes: &dyn Fn(&Value) -> HashMap<String, String>,
+) -> Result<(Value, StorageMap)> {
+    let path = &file.path;
+    let mut pos = 0usize;
+    let mut next = |ids: Option<&mut dyn PersistentLoad>, what: &str| -> Result<Value> {
+        let mut vm = Vm::new(&bytes[pos..], ids);
+        let v = vm.run().map_err(|e| pickle_error(path, what, e))?;
+        pos += vm.position();
+        Ok(v)
+    };
+    let magic = next(None, "magic number")?;
+    if !matches!(magic, Value::BigInt(_)) {
+        return Err(Error::malformed(path, "legacy magic number missing"));
+    }
+    if next(None, "protocol version")?.as_int() != Some(1001) {
+        return Err(Error::malformed(path, "legacy protocol version is not 1001"));
+    }
+    let _sys_info = next(None, "sys_info")?;
+    let mut ids = StorageIds;
+    let value = next(Some(&mut ids), "data pickle")?;
+    let keys = next(None, "storage keys")?;
+    let keys: Vec<String> = keys
+        .items()
+        .ok_or_else(|| Error::malformed(path, "storage key list is not a list"))?
+        .iter()
+        .map(|k| {
+            k.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::malformed(path, "storage key is not a string"))
+        })
+        .collect::<Result<_>>()?;
+    let types = dtypes(&value);
+    let mut storages = StorageMap::new();
+    let mut off = pos as u64;
+    for key in keys {
+        let count_end = off
+            .checked_add(8)
+            .filter(|&e| e <= file.len)
+            .ok_or_else(|| Error::malformed(path, format!("storage {key}: size header at byte {off} past the end")))?;
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&bytes[off as usize..count_end as usize]);
+        let count = u64::from_le_bytes(n);
+        let es = types.get(&key).and_then(|t| dtype_of(t)).map_or(1, |d| d.type_size());
+        let len = count
+            .checked_mul(es)
+            .ok_or_else(|| Error::malformed(path, format!("storage {key}: size overflows")))?;
+        let end = count_end.checked_add(len).filter(|&e| e <= file.len).ok_or_else(|| {
+            Error::malformed(
+                path,
+                format!("storage {key}: {len} bytes at byte {count_end} run past the end of the file"),
+            )
+        })?;
+        storages.insert(key, (count_end, len));
+        off = end;
+    }
+    Ok((value, storages))
+}
+
+/// A tensor or array found in the object, by dotted path.
+pub enum Found {
+    Tensor(TensorRef),
+    Array(NdArray),
+}
+
+/// Every tensor reachable from `v`, named by dotted path.
+pub fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, Found)>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        Value::Tensor(t) => out.push((prefix.to_string(), Found::Tensor(t.as_ref().clone()))),
+        Value::NdArray(a) => {
+            if let Some(a) = a.borrow().as_ref() {
+                out.push((prefix.to_string(), Found::Array(a.clone())));
+            }
+        }
+        Value::Dict(d) => {
+            for (k, val) in d.borrow().iter() {
+                let key = match k {
+                    Value::Str(s) => s.to_string(),
+                    Value::Int(i) => i.to_string(),
+                    _ => continue,
+                };
+                collect(val, &join(&key), out, depth + 1);
+            }
+        }
+        Value::List(_) | Value::Tuple(_) => {
+            for (i, item) in v.items().unwrap_or_default().iter().enumerate() {
+                collect(item, &join(&i.to_string()), out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// dtype of every storage, from the tensors that use it (legacy files store
+/// element counts, so the element size must be known).
+fn storage_dtypes(v: &Value) -> HashMap<String, String> {
+    let mut found = Vec::new();
+    collect(v, "", &mut found, 0);
+    found
+        .into_iter()
+        .filter_map(|(_, f)| match f {
+            Found::Tensor(t) => Some((t.storage.key, t.dtype)),
+            Found::Array(_) => None,
+        })
+        .collect()
+}
+
+/// A non-contiguous view: elements gathered from a storage by strides.
+struct Strided {
+    storage: Arc<dyn DataSource>,
+    es: u64,
+    offset: u64,
+    size: Vec<u64>,
+    stride: Vec<u64>,
+    len: u64,
+}
+
+impl DataSource for Strided {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn granule(&self) -> u64 {
+        self.es
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let es = self.es as usize;
+        let first = offset / self.es;
+        let mut idx = vec![0u64; self.size.len()];
+        let mut rem = first;
+        for d in (0..self.size.len()).rev() {
+            idx[d] = rem % self.size[d].max(1);
+            rem /= self.size[d].max(1);
+        }
+        let mut elem = vec![0u8; es];
+        for out in buf.chunks_exact_mut(es) {
+            let at = self.offset + idx.iter().zip(&self.stride).map(|(i, s)| i * s).sum::<u64>();
+            self.storage.read_at(at * self.es, &mut elem)?;
+            out.copy_from_slice(&elem);
+            for d in (0..idx.len()).rev() {
+                idx[d] += 1;
+                if idx[d] < self.size[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A view of `storage` (elements of `es` bytes): contiguous views are plain
+/// byte ranges, others gather by strides. Checks the view stays inside.
+fn view(
+    storage: Arc<dyn DataSource>,
+    es: u64,
+    offset: u64,
+    size: &[u64],
+    stride: &[i64],
+) -> std::result::Result<Arc<dyn DataSource>, String> {
+    let n = numel(size).map_err(|e| e.to_string())?;
+    let len = n.checked_mul(es).ok_or("tensor size overflows")?;
+    if n == 0 {
+        return Ok(Arc::new(MemSource::new(Vec::new())));
+    }
+    let stride: Vec<u64> = stride
+        .iter()
+        .map(|&s| u64::try_from(s).map_err(|_| "negative stride".to_string()))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut last = offset;
+    for (d, s) in size.iter().zip(&stride) {
+        last = (d - 1)
+            .checked_mul(*s)
+            .and_then(|x| last.checked_add(x))
+            .ok_or("view offset overflows")?;
+    }
+    let storage_elems = storage.len() / es;
+    if last >= storage_elems {
+        return Err(format!("view reaches element {last} of a storage of {storage_elems}"));
+    }
+    let mut expect = 1u64;
+    let contiguous = size.iter().zip(&stride).rev().all(|(d, s)| {
+        let ok = *d == 1 || *s == expect;
+        expect *= d;
+        ok
+    });
+    if contiguous {
+        return Ok(Arc::new(SubRange {
+            inner: storage,
+            start: offset * es,
+            len,
+        }));
+    }
+    Ok(Arc::new(Strided {
+        storage,
+        es,
+        offset,
+        size: size.to_vec(),
+        stride,
+        len,
+    }))
+}
+
+/// A byte range of another source.
+struct SubRange {
+    inner: Arc<dyn DataSource>,
+    start: u64,
+    len: u64,
+}
+
+impl DataSource for SubRange {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.inner.read_at(self.start + offset, buf)
+    }
+    fn file_range(&self) -> Option<(Arc<SharedFile>, u64)> {
+        self.inner.file_range().map(|(f, o)| (f, o + self.start))
+    }
+}
+
+/// Opens a checkpoint: the unpickled object, and a function that turns a
+/// found tensor into an IR tensor.
+pub struct Checkpoint {
+    pub file: Arc<SharedFile>,
+    pub root: Value,
+    storages: StorageMap,
+}
+
+impl Checkpoint {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = SharedFile::open(path)?;
+        let mut head = [0u8; 14];
+        let n = file.len.min(14) as usize;
+        file.read_exact_at(0, &mut head[..n])?;
+        let (root, storages) = if head.starts_with(b"PK\x03\x04") {
+            read_zip(&file)?
+        } else if is_legacy(&head[..n]) {
+            if file.len > MAX_PICKLE * 64 {
+                return Err(Error::unsupported(format!(
+                    "{}: legacy checkpoint over 64 GiB",
+                    path.display()
+                )));
+            }
+            let mut bytes = vec![0u8; file.len as usize];
+            file.read_exact_at(0, &mut bytes)?;
+            read_legacy(&file, &bytes, &storage_dtypes)?
+        } else {
+            // Anything else is tried as a bare pickle stream (any protocol):
+            // data only, no storages; the VM says where it is not one.
+            if file.len > MAX_PICKLE {
+                return Err(Error::unsupported(format!("{}: pickle over 1 GiB", path.display())));
+            }
+            let mut bytes = vec![0u8; file.len as usize];
+            file.read_exact_at(0, &mut bytes)?;
+            let mut vm = Vm::new(&bytes, None);
+            let root = vm.run().map_err(|e| pickle_error(path, "pickle", e))?;
+            check_trailing(path, "pickle", vm.position(), bytes.len())?;
+            (root, StorageMap::new())
+        };
+        Ok(Checkpoint { file, root, storages })
+    }
+
+    /// The IR tensor for a found tensor or array.
+    pub fn tensor(&self, name: &str, found: &Found) -> Result<Tensor> {
+        let path = &self.file.path;
+        let bad = |msg: String| Error::malformed(path, format!("tensor '{name}': {msg}"));
+        match found {
+            Found::Tensor(t) => {
+                let dtype = dtype_of(&t.dtype)
+                    .ok_or_else(|| bad(format!("dtype {} has no safetensors equivalent", t.dtype)))?;
+                let (start, len) = *self
+                    .storages
+                    .get(&t.storage.key)
+                    .ok_or_else(|| bad(format!("storage '{}' is missing", t.storage.key)))?;
+                let storage: Arc<dyn DataSource> = Arc::new(FileRange {
+                    file: self.file.clone(),
+                    offset: start,
+                    len,
+                });
+                let data = view(storage, dtype.type_size(), t.offset, &t.size, &t.stride).map_err(bad)?;
+                let info = TensorInfo::new(name, dtype, t.size.clone()).map_err(|e| e.in_file(path))?;
+                let location = data.file_range().map(|(_, o)| Location {
+                    file: path.clone(),
+                    offset: o,
+                });
+                let mut tensor = Tensor::new(info, data).map_err(|e| e.in_file(path))?;
+                tensor.location = location;
+                Ok(tensor)
+            }
+            Found::Array(a) => {
+                let dtype = numpy_dtype(&a.descr).map_err(bad)?;
+                let es = dtype.type_size();
+                let mem: Arc<dyn DataSource> = Arc::new(MemSource::new(a.data.as_ref().clone()));
+                // Fortran order: the strides of the transposed layout.
+                let mut stride = vec![0i64; a.shape.len()];
+                let mut acc = 1i64;
+                let order: Vec<usize> = if a.fortran {
+                    (0..a.shape.len()).collect()
+                } else {
+                    (0..a.shape.len()).rev().collect()
+                };
+                for d in order {
+                    stride[d] = acc;
+                    acc = acc.saturating_mul(a.shape[d] as i64);
+                }
+                let data = view(mem, es, 0, &a.shape, &stride).map_err(bad)?;
+                let info = TensorInfo::new(name, dtype, a.shape.clone()).map_err(|e| e.in_file(path))?;
+                Tensor::new(info, data).map_err(|e| e.in_file(path))
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The values a pickle stream can build in our VM: plain data, names of
+//! globals (never resolved to code), and the few results of allowlisted
+//! constructors (storages, tensors, numpy arrays).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// A PyTorch storage, as named by a persistent id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageRef {
+    /// Key of the storage's bytes in the container (`data/<key>` or the legacy key).
+    pub key: String,
+    /// Element type name (torch's, e.g. `float32`), or `None` for untyped bytes.
+    pub dtype: Option<String>,
+    /// For legacy views: the offset (in elements) into the root storage.
+    pub view_offset: u64,
+}
+
+/// A tensor: a strided view of a storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorRef {
+    pub storage: StorageRef,
+    /// Element type (torch name).
+    pub dtype: String,
+    /// Offset into the storage, in elements.
+    pub offset: u64,
+    pub size: Vec<u64>,
+    pub stride: Vec<i64>,
+}
+
+/// A numpy array pickled inline (dtype descriptor, shape, Fortran order, bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NdArray {
+    pub descr: String,
+    pub shape: Vec<u64>,
+    pub fortran: bool,
+    pub data: Rc<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An integer that does not fit in i64 (little-endian two's complement).
+    BigInt(Rc<Vec<u8>>),
+    Float(f64),
+    Str(Rc<str>),
+    Bytes(Rc<Vec<u8>>),
+    Tuple(Rc<Vec<Value>>),
+    List(Rc<RefCell<Vec<Value>>>),
+    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Set(Rc<RefCell<Vec<Value>>>),
+    /// `module.name`, only a name.
+    Global(Rc<(String, String)>),
+    /// What a persistent id resolved to.
+    Storage(Rc<StorageRef>),
+    Tensor(Rc<TensorRef>),
+    /// Filled in by BUILD after `_reconstruct` (shared through the memo).
+    NdArray(Rc<RefCell<Option<NdArray>>>),
+    /// A numpy dtype under construction (descriptor, byte order from BUILD).
+    NpDtype(Rc<RefCell<(String, String)>>),
+    /// An allowlisted object whose state we keep but do not interpret.
+    Opaque(Rc<(String, String)>),
+}
+
+impl Value {
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Items of a tuple or list.
+    pub fn items(&self) -> Option<Vec<Value>> {
+        match self {
+            Value::Tuple(t) => Some(t.as_ref().clone()),
+            Value::List(l) => Some(l.borrow().clone()),
+            _ => None,
+        }
+    }
+
+    /// A short name of the kind of value, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::BigInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Bytes(_) => "bytes",
+            Value::Tuple(_) => "tuple",
+            Value::List(_) => "list",
+            Value::Dict(_) => "dict",
+            Value::Set(_) => "set",
+            Value::Global(_) => "global",
+            Value::Storage(_) => "storage",
+            Value::Tensor(_) => "tensor",
+            Value::NdArray(_) => "ndarray",
+            Value::NpDtype(_) => "numpy dtype",
+            Value::Opaque(_) => "object",
+        }
+    }
+}

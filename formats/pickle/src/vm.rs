@@ -1,0 +1,746 @@
+//! A pickle interpreter that builds data and nothing else. `GLOBAL` and
+//! `STACK_GLOBAL` yield names; calling a name (REDUCE, NEWOBJ, INST, OBJ)
+//! is allowed only for a fixed list of constructors, which are interpreted
+//! here as data builders. Every length and count read is checked against
+//! the bytes that remain and against limits before anything is allocated.
+
+use crate::value::{NdArray, StorageRef, TensorRef, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Limits against hostile input.
+pub const MAX_STACK: usize = 1 << 20;
+pub const MAX_MEMO: usize = 1 << 22;
+pub const MAX_OPS: u64 = 1 << 28;
+
+/// What went wrong, with the byte offset of the opcode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PickleError {
+    pub offset: usize,
+    pub msg: String,
+    /// The global that was refused, when that is the reason.
+    pub refused_global: Option<String>,
+}
+
+impl std::fmt::Display for PickleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pickle byte {}: {}", self.offset, self.msg)
+    }
+}
+
+type R<T> = Result<T, PickleError>;
+
+/// Resolves a persistent id (the container's storage references).
+pub trait PersistentLoad {
+    fn load(&mut self, pid: &Value) -> Result<Value, String>;
+}
+
+/// The globals a checkpoint may name and how each is interpreted.
+pub fn is_allowed_global(module: &str, name: &str) -> bool {
+    match module {
+        "torch._utils" => matches!(
+            name,
+            "_rebuild_tensor"
+                | "_rebuild_tensor_v2"
+                | "_rebuild_tensor_v3"
+                | "_rebuild_parameter"
+                | "_rebuild_parameter_with_state"
+                | "_rebuild_from_type_v2"
+        ),
+        "torch" => name.ends_with("Storage") || torch_dtype(name).is_some() || name == "Size",
+        "torch.storage" => name == "UntypedStorage" || name == "TypedStorage",
+        "collections" => name == "OrderedDict",
+        "builtins" | "__builtin__" => matches!(name, "set" | "frozenset" | "slice"),
+        "_codecs" => name == "encode",
+        "numpy" => matches!(name, "dtype" | "ndarray"),
+        "numpy.core.multiarray" | "numpy._core.multiarray" => matches!(name, "_reconstruct" | "scalar"),
+        "torch._tensor" => name == "_rebuild_from_type_v2",
+        _ => false,
+    }
+}
+
+/// torch dtype names (as globals like `torch.float32`, or from storage
+/// classes) → our canonical torch name.
+pub fn torch_dtype(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "float32" | "float" | "FloatStorage" => "float32",
+        "float64" | "double" | "DoubleStorage" => "float64",
+        "float16" | "half" | "HalfStorage" => "float16",
+        "bfloat16" | "BFloat16Storage" => "bfloat16",
+        "float8_e4m3fn" | "Float8_e4m3fnStorage" => "float8_e4m3fn",
+        "float8_e5m2" | "Float8_e5m2Storage" => "float8_e5m2",
+        "int64" | "long" | "LongStorage" => "int64",
+        "int32" | "int" | "IntStorage" => "int32",
+        "int16" | "short" | "ShortStorage" => "int16",
+        "int8" | "CharStorage" => "int8",
+        "uint8" | "ByteStorage" => "uint8",
+        "uint16" | "UInt16Storage" => "uint16",
+        "uint32" | "UInt32Storage" => "uint32",
+        "uint64" | "UInt64Storage" => "uint64",
+        "bool" | "BoolStorage" => "bool",
+        _ => return None,
+    })
+}
+
+pub struct Vm<'a, 'p> {
+    data: &'a [u8],
+    pos: usize,
+    op_at: usize,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, Value>,
+    persistent: Option<&'p mut dyn PersistentLoad>,
+}
+
+fn bad_arg(what: &str, v: &Value) -> String {
+    format!("{what}: unexpected {}", v.kind())
+}
+
+impl<'a, 'p> Vm<'a, 'p> {
+    pub fn new(data: &'a [u8], persistent: Option<&'p mut dyn PersistentLoad>) -> Self {
+        Vm {
+            data,
+            pos: 0,
+            op_at: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            persistent,
+        }
+    }
+
+    fn err(&self, msg: impl Into<String>) -> PickleError {
+        PickleError {
+            offset: self.op_at,
+            msg: msg.into(),
+            refused_global: None,
+        }
+    }
+
+    fn take(&mut self, n: u64) -> R<&'a [u8]> {
+        let remaining = (self.data.len() - self.pos) as u64;
+        if n > remaining {
+            return Err(self.err(format!("needs {n} bytes but only {remaining} remain")));
+        }
+        let s = &self.data[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+    fn u8(&mut self) -> R<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn le<const N: usize>(&mut self) -> R<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N as u64)?);
+        Ok(a)
+    }
+    fn line(&mut self) -> R<&'a str> {
+        let rest = &self.data[self.pos..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| self.err("unterminated text argument"))?;
+        self.pos += end + 1;
+        std::str::from_utf8(&rest[..end]).map_err(|_| self.err("text argument is not UTF-8"))
+    }
+    fn pop(&mut self) -> R<Value> {
+        if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
+            return Err(self.err("pop across a MARK"));
+        }
+        self.stack.pop().ok_or_else(|| self.err("stack underflow"))
+    }
+    /// The top of the stack (a cheap clone: containers are shared and mutable).
+    fn top(&self) -> R<Value> {
+        self.stack.last().cloned().ok_or_else(|| self.err("stack underflow"))
+    }
+    fn push(&mut self, v: Value) -> R<()> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(self.err(format!("stack deeper than {MAX_STACK}")));
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+    fn pop_mark(&mut self) -> R<Vec<Value>> {
+        let m = self.marks.pop().ok_or_else(|| self.err("no MARK to pop to"))?;
+        if m > self.stack.len() {
+            return Err(self.err("MARK above the stack"));
+        }
+        Ok(self.stack.split_off(m))
+    }
+    fn memo_put(&mut self, key: u64) -> R<()> {
+        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
+            return Err(self.err(format!("memo larger than {MAX_MEMO}")));
+        }
+        let v = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or_else(|| self.err("PUT on an empty stack"))?;
+        self.memo.insert(key, v);
+        Ok(())
+    }
+    fn memo_get(&mut self, key: u64) -> R<()> {
+        let v = self
+            .memo
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| self.err(format!("memo key {key} was never stored")))?;
+        self.push(v)
+    }
+    fn global(&mut self, module: &str, name: &str) -> R<Value> {
+        if !is_allowed_global(module, name) {
+            let full = format!("{module}.{name}");
+            let why = if module == "__main__" || name.chars().next().is_some_and(char::is_uppercase) {
+                "this file pickles a Python class; it holds code, not just weights"
+            } else {
+                "loading it would run code named by the file"
+            };
+            return Err(PickleError {
+                offset: self.op_at,
+                msg: format!("refusing global '{full}': {why}"),
+                refused_global: Some(full),
+            });
+        }
+        Ok(Value::Global(Rc::new((module.to_string(), name.to_string()))))
+    }
+
+    /// Runs until STOP; returns the result.
+    pub fn run(&mut self) -> R<Value> {
+        let mut ops = 0u64;
+        loop {
+            ops += 1;
+            if ops > MAX_OPS {
+                return Err(self.err("too many opcodes"));
+            }
+            self.op_at = self.pos;
+            let op = self.u8()?;
+            match op {
+                b'.' => return self.pop(),
+                0x80 => {
+                    let p = self.u8()?;
+                    if p > 5 {
+                        return Err(self.err(format!("pickle protocol {p} is newer than 5")));
+                    }
+                }
+                0x95 => {
+                    let _frame_len = u64::from_le_bytes(self.le()?);
+                }
+                b'(' => self.marks.push(self.stack.len()),
+                b'0' => {
+                    if self.marks.last() == Some(&self.stack.len()) {
+                        self.marks.pop();
+                    } else {
+                        self.pop()?;
+                    }
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let v = self
+                        .stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| self.err("DUP on an empty stack"))?;
+                    self.push(v)?;
+                }
+                b'N' => self.push(Value::None)?,
+                0x88 => self.push(Value::Bool(true))?,
+                0x89 => self.push(Value::Bool(false))?,
+                b'I' => {
+                    let l = self.line()?;
+                    let v = match l {
+                        "00" => Value::Bool(false),
+                        "01" => Value::Bool(true),
+                        _ => Value::Int(l.trim().parse().map_err(|_| self.err(format!("bad INT '{l}'")))?),
+                    };
+                    self.push(v)?;
+                }
+                b'J' => {
+                    let v = i32::from_le_bytes(self.le()?);
+                    self.push(Value::Int(v.into()))?
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.push(Value::Int(v.into()))?
+                }
+                b'M' => {
+                    let v = u16::from_le_bytes(self.le()?);
+                    self.push(Value::Int(v.into()))?
+                }
+                b'L' => {
+                    let l = self.line()?.trim_end_matches('L');
+                    let v = l
+                        .parse::<i64>()
+                        .map(Value::Int)
+                        .unwrap_or_else(|_| Value::BigInt(Rc::new(l.as_bytes().to_vec())));
+                    self.push(v)?;
+                }
+                0x8a | 0x8b => {
+                    let n = if op == 0x8a {
+                        u64::from(self.u8()?)
+                    } else {
+                        u64::from(u32::from_le_bytes(self.le()?))
+                    };
+                    let b = self.take(n)?;
+                    let v = if n <= 8 {
+                        let mut a = if b.last().is_some_and(|&x| x & 0x80 != 0) {
+                            [0xffu8; 8]
+                        } else {
+                            [0u8; 8]
+                        };
+                        a[..b.len()].copy_from_slice(b);
+                        Value::Int(i64::from_le_bytes(a))
+                    } else {
+                        Value::BigInt(Rc::new(b.to_vec()))
+                    };
+                    self.push(v)?;
+                }
+                b'F' => {
+                    let l = self.line()?;
+                    let v = l
+                        .trim()
+                        .parse::<f64>()
+                        .map_err(|_| self.err(format!("bad FLOAT '{l}'")))?;
+                    self.push(Value::Float(v))?;
+                }
+                b'G' => {
+                    let v = f64::from_be_bytes(self.le()?);
+                    self.push(Value::Float(v))?
+                }
+                b'S' => {
+                    let l = self.line()?;
+                    let t = l.trim();
+                    let inner = t
+                        .strip_prefix('\'')
+                        .and_then(|s| s.strip_suffix('\''))
+                        .or_else(|| t.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+                        .ok_or_else(|| self.err("STRING argument is not quoted"))?;
+                    self.push(Value::Str(inner.into()))?;
+                }
+                b'V' => {
+                    let l = self.line()?;
+                    self.push(Value::Str(l.into()))?;
+                }
+                b'T' | b'U' | b'B' | b'C' | 0x8e | 0x96 => {
+                    let n = match op {
+                        b'T' => {
+                            u64::try_from(i32::from_le_bytes(self.le()?)).map_err(|_| self.err("negative length"))?
+                        }
+                        b'U' | b'C' => u64::from(self.u8()?),
+                        b'B' => u64::from(u32::from_le_bytes(self.le()?)),
+                        _ => u64::from_le_bytes(self.le()?),
+                    };
+                    let b = self.take(n)?;
+                    let v = if matches!(op, b'T' | b'U') {
+                        // Python 2 str: bytes; latin-1 as text is what numpy/torch expect.
+                        Value::Str(b.iter().map(|&c| c as char).collect::<String>().into())
+                    } else {
+                        Value::Bytes(Rc::new(b.to_vec()))
+                    };
+                    self.push(v)?;
+                }
+                b'X' | 0x8c | 0x8d => {
+                    let n = match op {
+                        b'X' => u64::from(u32::from_le_bytes(self.le()?)),
+                        0x8c => u64::from(self.u8()?),
+                        _ => u64::from_le_bytes(self.le()?),
+                    };
+                    let b = self.take(n)?;
+                    let s = std::str::from_utf8(b).map_err(|_| self.err("string is not valid UTF-8"))?;
+                    self.push(Value::Str(s.into()))?;
+                }
+                b')' => self.push(Value::Tuple(Rc::new(Vec::new())))?,
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::Tuple(Rc::new(items)))?;
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    if self.stack.len() < n || self.marks.last().is_some_and(|&m| m > self.stack.len() - n) {
+                        return Err(self.err("TUPLE needs more items"));
+                    }
+                    let items = self.stack.split_off(self.stack.len() - n);
+                    self.push(Value::Tuple(Rc::new(items)))?;
+                }
+                b']' => self.push(Value::List(Rc::new(RefCell::new(Vec::new()))))?,
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::List(Rc::new(RefCell::new(items))))?;
+                }
+                b'a' => {
+                    let v = self.pop()?;
+                    match self.top()? {
+                        Value::List(l) => l.borrow_mut().push(v),
+                        other => return Err(self.err(bad_arg("APPEND", &other))),
+                    }
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    match self.top()? {
+                        Value::List(l) => l.borrow_mut().extend(items),
+                        other => return Err(self.err(bad_arg("APPENDS", &other))),
+                    }
+                }
+                b'}' => self.push(Value::Dict(Rc::new(RefCell::new(Vec::new()))))?,
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    let d = self.pairs(items)?;
+                    self.push(Value::Dict(Rc::new(RefCell::new(d))))?;
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    self.set_items(vec![(k, v)])?;
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let pairs = self.pairs(items)?;
+                    self.set_items(pairs)?;
+                }
+                0x8f => self.push(Value::Set(Rc::new(RefCell::new(Vec::new()))))?,
+                0x90 => {
+                    let items = self.pop_mark()?;
+                    match self.top()? {
+                        Value::Set(s) => s.borrow_mut().extend(items),
+                        other => return Err(self.err(bad_arg("ADDITEMS", &other))),
+                    }
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::Set(Rc::new(RefCell::new(items))))?;
+                }
+                b'p' => {
+                    let l = self.line()?;
+                    let k = l.trim().parse().map_err(|_| self.err("bad PUT key"))?;
+                    self.memo_put(k)?;
+                }
+                b'q' => {
+                    let k = self.u8()?;
+                    self.memo_put(k.into())?
+                }
+                b'r' => {
+                    let k = u32::from_le_bytes(self.le()?);
+                    self.memo_put(k.into())?
+                }
+                0x94 => {
+                    let k = self.memo.len() as u64;
+                    self.memo_put(k)?;
+                }
+                b'g' => {
+                    let l = self.line()?;
+                    let k = l.trim().parse().map_err(|_| self.err("bad GET key"))?;
+                    self.memo_get(k)?;
+                }
+                b'h' => {
+                    let k = self.u8()?;
+                    self.memo_get(k.into())?
+                }
+                b'j' => {
+                    let k = u32::from_le_bytes(self.le()?);
+                    self.memo_get(k.into())?
+                }
+                b'c' => {
+                    let module = self.line()?.to_string();
+                    let name = self.line()?.to_string();
+                    let g = self.global(&module, &name)?;
+                    self.push(g)?;
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    match (module.as_str(), name.as_str()) {
+                        (Some(m), Some(n)) => {
+                            let g = self.global(m, n)?;
+                            self.push(g)?;
+                        }
+                        _ => return Err(self.err("STACK_GLOBAL needs two strings")),
+                    }
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let f = self.pop()?;
+                    let args = args
+                        .items()
+                        .ok_or_else(|| self.err(bad_arg("REDUCE arguments", &args)))?;
+                    let v = self.call(&f, args)?;
+                    self.push(v)?;
+                }
+                0x81 => {
+                    let args = self.pop()?;
+                    let cls = self.pop()?;
+                    let args = args
+                        .items()
+                        .ok_or_else(|| self.err(bad_arg("NEWOBJ arguments", &args)))?;
+                    let v = self.call(&cls, args)?;
+                    self.push(v)?;
+                }
+                0x92 => {
+                    let _kwargs = self.pop()?;
+                    let args = self.pop()?;
+                    let cls = self.pop()?;
+                    let args = args
+                        .items()
+                        .ok_or_else(|| self.err(bad_arg("NEWOBJ_EX arguments", &args)))?;
+                    let v = self.call(&cls, args)?;
+                    self.push(v)?;
+                }
+                b'i' => {
+                    let module = self.line()?.to_string();
+                    let name = self.line()?.to_string();
+                    let g = self.global(&module, &name)?;
+                    let args = self.pop_mark()?;
+                    let v = self.call(&g, args)?;
+                    self.push(v)?;
+                }
+                b'o' => {
+                    let mut items = self.pop_mark()?;
+                    if items.is_empty() {
+                        return Err(self.err("OBJ without a class"));
+                    }
+                    let cls = items.remove(0);
+                    let v = self.call(&cls, items)?;
+                    self.push(v)?;
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let target = self.pop()?;
+                    let v = self.build(target, state)?;
+                    self.push(v)?;
+                }
+                b'P' => {
+                    let l = self.line()?;
+                    let pid = Value::Str(l.into());
+                    let v = self.persistent_load(&pid)?;
+                    self.push(v)?;
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let v = self.persistent_load(&pid)?;
+                    self.push(v)?;
+                }
+                0x82..=0x84 => return Err(self.err("EXT opcodes (the copyreg extension registry) name code; refused")),
+                0x97 | 0x98 => return Err(self.err("out-of-band buffers (NEXT_BUFFER) are not supported")),
+                other => return Err(self.err(format!("unknown opcode 0x{other:02x}"))),
+            }
+        }
+    }
+
+    /// Bytes consumed so far (where the next pickle of a legacy file starts).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn pairs(&self, items: Vec<Value>) -> R<Vec<(Value, Value)>> {
+        if !items.len().is_multiple_of(2) {
+            return Err(self.err("odd number of dict items"));
+        }
+        let mut it = items.into_iter();
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> R<()> {
+        match self.top()? {
+            Value::Dict(d) => {
+                let mut d = d.borrow_mut();
+                for (k, v) in pairs {
+                    match d.iter_mut().find(|(ek, _)| same_key(ek, &k)) {
+                        Some(slot) => slot.1 = v,
+                        None => d.push((k, v)),
+                    }
+                }
+                Ok(())
+            }
+            other => Err(self.err(bad_arg("SETITEM(S)", &other))),
+        }
+    }
+
+    fn persistent_load(&mut self, pid: &Value) -> R<Value> {
+        let op_at = self.op_at;
+        match self.persistent.as_mut() {
+            Some(p) => p.load(pid).map_err(|msg| PickleError {
+                offset: op_at,
+                msg,
+                refused_global: None,
+            }),
+            None => Err(self.err("persistent id outside a checkpoint container")),
+        }
+    }
+
+    /// Calls an allowlisted constructor as a data builder.
+    fn call(&mut self, f: &Value, args: Vec<Value>) -> R<Value> {
+        let Value::Global(g) = f else {
+            return Err(self.err(bad_arg("call of", f)));
+        };
+        let (module, name) = (g.0.as_str(), g.1.as_str());
+        match (module, name) {
+            ("collections", "OrderedDict") => {
+                let mut d = Vec::new();
+                if let Some(items) = args.first().and_then(Value::items) {
+                    for it in items {
+                        match it.items().as_deref() {
+                            Some([k, v]) => d.push((k.clone(), v.clone())),
+                            _ => return Err(self.err("OrderedDict item is not a pair")),
+                        }
+                    }
+                }
+                Ok(Value::Dict(Rc::new(RefCell::new(d))))
+            }
+            ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3") => {
+                self.rebuild_tensor(name, &args)
+            }
+            ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => args
+                .into_iter()
+                .next()
+                .ok_or_else(|| self.err("_rebuild_parameter without data")),
+            ("torch._utils" | "torch._tensor", "_rebuild_from_type_v2") => {
+                // (func, new_type, args, state): rebuild with func(args), keep the tensor.
+                match args.as_slice() {
+                    [func, _ty, inner, ..] => {
+                        let inner = inner.items().ok_or_else(|| self.err("_rebuild_from_type_v2 args"))?;
+                        self.call(func, inner)
+                    }
+                    _ => Err(self.err("_rebuild_from_type_v2 needs (func, type, args, state)")),
+                }
+            }
+            ("torch", "Size") | ("builtins" | "__builtin__", "slice") => {
+                let items = args.first().and_then(Value::items).unwrap_or(args);
+                Ok(Value::Tuple(Rc::new(items)))
+            }
+            ("builtins" | "__builtin__", "set" | "frozenset") => {
+                let items = args.first().and_then(Value::items).unwrap_or_default();
+                Ok(Value::Set(Rc::new(RefCell::new(items))))
+            }
+            ("_codecs", "encode") => match args.first() {
+                Some(Value::Str(s)) => Ok(Value::Bytes(Rc::new(s.chars().map(|c| c as u32 as u8).collect()))),
+                _ => Err(self.err("_codecs.encode needs a string")),
+            },
+            ("numpy", "dtype") => {
+                let descr = args
+                    .first()
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| self.err("numpy.dtype needs a type code"))?;
+                Ok(Value::NpDtype(Rc::new(RefCell::new((
+                    descr.to_string(),
+                    "|".to_string(),
+                )))))
+            }
+            (_, "_reconstruct") => Ok(Value::NdArray(Rc::new(RefCell::new(None)))),
+            (_, "scalar") => match args.as_slice() {
+                [Value::NpDtype(d), Value::Bytes(b)] => {
+                    let (descr, order) = d.borrow().clone();
+                    Ok(Value::NdArray(Rc::new(RefCell::new(Some(NdArray {
+                        descr: format!("{order}{descr}"),
+                        shape: Vec::new(),
+                        fortran: false,
+                        data: b.clone(),
+                    })))))
+                }
+                _ => Err(self.err("numpy scalar needs (dtype, bytes)")),
+            },
+            _ => Ok(Value::Opaque(g.clone())),
+        }
+    }
+
+    fn rebuild_tensor(&self, which: &str, args: &[Value]) -> R<Value> {
+        let (storage, offset, size, stride) = match args {
+            [s, o, size, stride, ..] => (s, o, size, stride),
+            _ => return Err(self.err(format!("{which} needs (storage, offset, size, stride, ...)"))),
+        };
+        let Value::Storage(st) = storage else {
+            return Err(self.err(bad_arg(which, storage)));
+        };
+        let ints = |v: &Value| -> Option<Vec<i64>> { v.items()?.iter().map(Value::as_int).collect() };
+        let offset = offset
+            .as_int()
+            .and_then(|o| u64::try_from(o).ok())
+            .ok_or_else(|| self.err("bad storage offset"))?;
+        let size: Vec<u64> = ints(size)
+            .and_then(|v| v.into_iter().map(|d| u64::try_from(d).ok()).collect())
+            .ok_or_else(|| self.err("bad tensor size"))?;
+        let stride = ints(stride).ok_or_else(|| self.err("bad tensor stride"))?;
+        if stride.len() != size.len() {
+            return Err(self.err("size and stride differ in length"));
+        }
+        let dtype = if which == "_rebuild_tensor_v3" {
+            match args.get(6) {
+                Some(Value::Global(g)) => torch_dtype(&g.1).map(str::to_string),
+                _ => None,
+            }
+        } else {
+            st.dtype.clone()
+        };
+        let dtype = dtype.ok_or_else(|| self.err("tensor without a known dtype"))?;
+        let storage = StorageRef {
+            dtype: Some(dtype.clone()),
+            ..st.as_ref().clone()
+        };
+        Ok(Value::Tensor(Rc::new(TensorRef {
+            storage,
+            dtype,
+            offset: offset + st.view_offset,
+            size,
+            stride,
+        })))
+    }
+
+    /// BUILD: numpy arrays and dtypes get their state; other objects keep theirs opaque.
+    fn build(&self, target: Value, state: Value) -> R<Value> {
+        match &target {
+            Value::NdArray(cell) => {
+                let st = state.items().ok_or_else(|| self.err("ndarray state is not a tuple"))?;
+                let [_, shape, dtype, fortran, raw] = st.as_slice() else {
+                    return Err(self.err("ndarray state is not (version, shape, dtype, fortran, data)"));
+                };
+                let shape: Vec<u64> = shape
+                    .items()
+                    .and_then(|v| {
+                        v.iter()
+                            .map(|d| d.as_int().and_then(|d| u64::try_from(d).ok()))
+                            .collect()
+                    })
+                    .ok_or_else(|| self.err("bad ndarray shape"))?;
+                let Value::NpDtype(d) = dtype else {
+                    return Err(self.err(bad_arg("ndarray dtype", dtype)));
+                };
+                let (descr, order) = d.borrow().clone();
+                let data = match raw {
+                    Value::Bytes(b) => b.clone(),
+                    Value::Str(s) => Rc::new(s.chars().map(|c| c as u32 as u8).collect()),
+                    other => return Err(self.err(format!("ndarray of Python objects ({}); refused", other.kind()))),
+                };
+                let fortran = matches!(fortran, Value::Bool(true)) || fortran.as_int() == Some(1);
+                *cell.borrow_mut() = Some(NdArray {
+                    descr: format!("{order}{descr}"),
+                    shape,
+                    fortran,
+                    data,
+                });
+                Ok(target)
+            }
+            Value::NpDtype(d) => {
+                if let Some(items) = state.items() {
+                    if let Some(Value::Str(order)) = items.get(1) {
+                        d.borrow_mut().1 = order.to_string();
+                    }
+                }
+                Ok(target)
+            }
+            _ => Ok(target),
+        }
+    }
+}
+
+/// Dict keys compare as their Python values would (strings and ints).
+fn same_key(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        _ => false,
+    }
+}
