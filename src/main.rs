@@ -2,6 +2,7 @@
 //! code they carry. This binary is thin: flags, output and exit codes; the
 //! formats live in their own crates under `formats/`.
 
+mod ckpt;
 mod convert;
 mod diff;
 mod inspect;
@@ -22,7 +23,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "modelconv",
     version,
-    about = "Read, inspect, convert and compare ML model files (safetensors, GGUF) without running code they carry"
+    about = "Read, inspect, convert, quantize and compare ML model files (safetensors, GGUF, PyTorch) without running code they carry"
 )]
 struct Cli {
     /// No progress bars and no informational messages on stderr.
@@ -56,6 +57,14 @@ enum Command {
                             modelconv quantize model.gguf -o out.gguf --type Q4_K_S --pure --tensor-type 'attn_v=Q8_0' --json"
     )]
     Quantize(quantize::Args),
+    /// Convert a PyTorch checkpoint to safetensors without running code it carries.
+    #[command(
+        name = "ckpt-to-safetensors",
+        after_help = "Examples:\n  modelconv ckpt-to-safetensors model.ckpt                 # writes model.safetensors (the state dict)\n  \
+                            modelconv ckpt-to-safetensors pytorch_model.bin -o model.safetensors\n  \
+                            modelconv ckpt-to-safetensors last.ckpt --all -o everything.safetensors"
+    )]
+    CkptToSafetensors(ckpt::Args),
     /// List the formats this build reads and writes.
     #[command(after_help = "Example:\n  modelconv formats --json")]
     Formats {
@@ -106,6 +115,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a, cli.quiet),
         Command::Diff(a) => diff::run(a, cli.quiet),
         Command::Quantize(a) => quantize::run(a, cli.quiet),
+        Command::CkptToSafetensors(a) => ckpt::run(a, cli.quiet),
         Command::Formats { json } => formats(json),
     };
     match result {

@@ -296,6 +296,36 @@ def dequantizers_agree_with_gguf_py_on_random_blocks():
         assert same.all(), (n, int((~same).sum()), mine[~same][:4], theirs[~same][:4])
 
 
+@check
+def checkpoints_convert_to_what_torch_load_returns():
+    """Our safetensors from torch.save files (--all) equal torch.load(weights_only=True)."""
+    d = os.path.join(FIX, "torch")
+    manifest = json.load(open(os.path.join(d, "manifest.json")))
+    for name, entry in manifest.items():
+        if entry["expect"] != "ok":
+            continue
+        out = t(name.replace("/", "_") + ".safetensors")
+        mc("ckpt-to-safetensors", os.path.join(d, name), "-o", out, "--all")
+        ours, meta = read_st(out)
+        assert meta.get("format") == "pt", name
+        obj = torch.load(os.path.join(d, name), weights_only=True, map_location="cpu")
+        theirs = {}
+
+        def walk(v, prefix):
+            if isinstance(v, torch.Tensor):
+                theirs[prefix] = v
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    walk(x, f"{prefix}.{k}" if prefix else str(k))
+            elif isinstance(v, (list, tuple)):
+                for i, x in enumerate(v):
+                    walk(x, f"{prefix}.{i}" if prefix else str(i))
+        walk(obj, "")
+        assert set(ours) == set(theirs), (name, set(ours) ^ set(theirs))
+        for k, v in theirs.items():
+            assert ours[k].dtype == v.dtype and ours[k].shape == v.shape and raw(ours[k]) == raw(v), (name, k)
+
+
 failed = sum(1 for _, e in results if e)
 print(f"interop: {len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

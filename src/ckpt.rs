@@ -1,0 +1,70 @@
+//! `modelconv ckpt-to-safetensors`: the everyday conversion of a PyTorch
+//! checkpoint into safetensors, reading it without running any code.
+
+use crate::{progress, util};
+use anyhow::{anyhow, Result};
+use modelconv_ir::{Format, Value, WriteOptions};
+use modelconv_pickle::{open_with, Selection};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The checkpoint (.pt, .pth, .bin, .ckpt), zip or legacy format.
+    input: PathBuf,
+    /// Output file [default: the input with .safetensors].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Every tensor reachable (optimizer state too), named by dotted path,
+    /// instead of just the state dict.
+    #[arg(long)]
+    all: bool,
+    /// Do not fsync the output before renaming it into place.
+    #[arg(long)]
+    no_fsync: bool,
+}
+
+pub fn run(args: Args, quiet: bool) -> Result<u8> {
+    let sel = if args.all { Selection::All } else { Selection::StateDict };
+    let (mut model, key) = open_with(&args.input, sel)?;
+    if model.tensors.is_empty() {
+        return Err(anyhow!("{}: no tensors found", args.input.display()));
+    }
+    if !quiet {
+        match key {
+            Some(k) => eprintln!("state dict: the tensors under '{k}'"),
+            None if !args.all => eprintln!("state dict: the top-level tensors"),
+            None => {}
+        }
+    }
+    // transformers reads safetensors made from PyTorch weights by this key.
+    model.metadata.set("format", Value::String("pt".into()));
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.input.with_extension("safetensors"));
+    let inputs = util::input_files(&model);
+    let writer = modelconv_safetensors::FORMAT
+        .writer()
+        .ok_or_else(|| anyhow!("safetensors writer missing"))?;
+    let plan = writer.plan(
+        &model,
+        &output,
+        &WriteOptions {
+            max_shard_size: None,
+            no_fsync: args.no_fsync,
+        },
+    )?;
+    util::refuse_overwriting_inputs(&inputs, &plan.outputs())?;
+    let bar = progress::Bar::new(plan.data_bytes(), quiet);
+    plan.write(&bar)?;
+    bar.finish();
+    if !quiet {
+        eprintln!(
+            "wrote {} ({} tensors, {})",
+            output.display(),
+            model.tensors.len(),
+            util::human_bytes(model.data_bytes())
+        );
+    }
+    Ok(0)
+}

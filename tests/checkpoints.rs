@@ -1,0 +1,104 @@
+//! PyTorch checkpoints through the CLI: `ckpt-to-safetensors` and `convert`
+//! on real torch.save output, and refusal of everything that holds code.
+
+mod common;
+use common::*;
+
+fn names(path: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = modelconv_safetensors::open(path)
+        .unwrap()
+        .tensors
+        .iter()
+        .map(|t| t.info.name.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn ckpt_to_safetensors_writes_exactly_the_state_dict() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("l.safetensors");
+    ok(&[
+        "ckpt-to-safetensors",
+        p(&fixture("torch/lightning_7.ckpt")),
+        "-o",
+        p(&out),
+    ]);
+    assert_eq!(names(&out), ["model.enc7.bias", "model.enc7.weight"]);
+    let sd = dir.path().join("sd.safetensors");
+    ok(&["ckpt-to-safetensors", p(&fixture("torch/sdlike_7.ckpt")), "-o", p(&sd)]);
+    assert_eq!(
+        names(&sd),
+        [
+            "first_stage_model.decoder.conv_in.weight",
+            "model.diffusion_model.out.7.weight"
+        ]
+    );
+    let meta = modelconv_safetensors::open(&sd).unwrap().metadata;
+    assert_eq!(meta.get("format").and_then(|v| v.as_str()), Some("pt"));
+    // --all: optimizer state too, by dotted path.
+    let all = dir.path().join("all.safetensors");
+    ok(&[
+        "ckpt-to-safetensors",
+        p(&fixture("torch/lightning_7.ckpt")),
+        "-o",
+        p(&all),
+        "--all",
+    ]);
+    assert!(names(&all).contains(&"optimizer_states.0.state.0.exp_avg".to_string()));
+    // Default output name beside the input.
+    let copy = dir.path().join("m.pt");
+    std::fs::copy(fixture("torch/simple_f32_7_legacy.pt"), &copy).unwrap();
+    ok(&["-q", "ckpt-to-safetensors", p(&copy)]);
+    assert!(dir.path().join("m.safetensors").exists());
+}
+
+#[test]
+fn zip_and_legacy_give_the_same_tensors() {
+    for (a, b) in [
+        ("views_7.pt", "views_7_legacy.pt"),
+        ("simple_f32_7.pt", "simple_f32_7_legacy.pt"),
+        ("sdlike_7.ckpt", "sdlike_7_legacy.ckpt"),
+    ] {
+        ok(&[
+            "diff",
+            p(&fixture(&format!("torch/{a}"))),
+            p(&fixture(&format!("torch/{b}"))),
+        ]);
+    }
+}
+
+#[test]
+fn code_is_refused_and_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.safetensors");
+    let (code, err) = stderr_of(&["convert", p(&fixture("torch/whole_module_7.pt")), p(&out)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("__main__.Net") && err.contains("holds code"), "{err}");
+    for e in std::fs::read_dir(fixture("malicious")).unwrap() {
+        let f = e.unwrap().path();
+        if f.extension().is_some_and(|x| x == "json" || x == "py") {
+            continue;
+        }
+        let (code, err) = stderr_of(&["convert", p(&f), p(&out), "--from", "pytorch"]);
+        assert_eq!(code, 2, "{}: {err}", f.display());
+        assert!(!err.contains("panicked"), "{err}");
+        let (code, _) = stderr_of(&["ckpt-to-safetensors", p(&f), "-o", p(&out)]);
+        assert_eq!(code, 2);
+    }
+    assert!(dir_names(dir.path()).is_empty());
+    let canary = std::path::Path::new("/tmp/modelconv-canary");
+    assert!(!canary.exists() || std::fs::read_dir(canary).unwrap().next().is_none());
+}
+
+#[test]
+fn numpy_arrays_become_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("n.safetensors");
+    ok(&["convert", p(&fixture("torch/with_numpy_7.pt")), p(&out)]);
+    let m = modelconv_safetensors::open(&out).unwrap();
+    let np = m.tensor("np").unwrap();
+    assert_eq!(np.info.shape, vec![2, 3]);
+    assert_eq!(np.info.dtype.name(), "F32");
+}
