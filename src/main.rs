@@ -9,6 +9,7 @@ mod inspect;
 mod progress;
 mod quantize;
 mod registry;
+mod scan;
 mod util;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -57,6 +58,15 @@ enum Command {
                             modelconv quantize model.gguf -o out.gguf --type Q4_K_S --pure --tensor-type 'attn_v=Q8_0' --json"
     )]
     Quantize(quantize::Args),
+    /// Scan files for pickles that would run code: every global each pickle names, with a verdict.
+    #[command(
+        after_help = "Verdicts: safe (only tensor/container constructors), suspicious (other globals,\n\
+                            unreadable streams, data hidden after STOP), dangerous (code execution or system access:\n\
+                            os, subprocess, builtins.eval/exec, …, EXT opcodes).\n\
+                            Exit 0 when every file is safe, 1 otherwise, 2 when a path cannot be read.\n\nExamples:\n  \
+                            modelconv scan model.ckpt\n  modelconv scan -r downloads/ --json | jq '.files[] | select(.verdict != \"safe\")'"
+    )]
+    Scan(scan::Args),
     /// Convert a PyTorch checkpoint to safetensors without running code it carries.
     #[command(
         name = "ckpt-to-safetensors",
@@ -90,7 +100,7 @@ fn install_signal_handlers() {
 
 /// The text after `--help`: exit codes and the formats in the registry.
 fn after_help() -> String {
-    let mut s = String::from("Exit codes: 0 ok, 1 a check failed (diff over tolerance), 2 bad input or usage.\n\nFormats (detected from magic bytes; `modelconv formats --json` for scripts):\n");
+    let mut s = String::from("Exit codes: 0 ok, 1 a check failed (diff over tolerance, scan finding), 2 bad input or usage.\n\nFormats (detected from magic bytes; `modelconv formats --json` for scripts):\n");
     for f in registry::FORMATS {
         let rw = if f.writer().is_some() { "read/write" } else { "read" };
         s.push_str(&format!(
@@ -116,6 +126,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a, cli.quiet),
         Command::Quantize(a) => quantize::run(a, cli.quiet),
         Command::CkptToSafetensors(a) => ckpt::run(a, cli.quiet),
+        Command::Scan(a) => scan::run(a),
         Command::Formats { json } => formats(json),
     };
     match result {

@@ -51,7 +51,22 @@ pub fn is_allowed_global(module: &str, name: &str) -> bool {
         "torch" => name.ends_with("Storage") || torch_dtype(name).is_some() || name == "Size",
         "torch.storage" => name == "UntypedStorage" || name == "TypedStorage",
         "collections" => name == "OrderedDict",
-        "builtins" | "__builtin__" => matches!(name, "set" | "frozenset" | "slice"),
+        "builtins" | "__builtin__" => matches!(
+            name,
+            "set"
+                | "frozenset"
+                | "slice"
+                | "tuple"
+                | "list"
+                | "dict"
+                | "int"
+                | "float"
+                | "bool"
+                | "str"
+                | "bytes"
+                | "bytearray"
+                | "complex"
+        ),
         "_codecs" => name == "encode",
         "numpy" => matches!(name, "dtype" | "ndarray"),
         "numpy.core.multiarray" | "numpy._core.multiarray" => matches!(name, "_reconstruct" | "scalar"),
@@ -83,7 +98,22 @@ pub fn torch_dtype(name: &str) -> Option<&'static str> {
     })
 }
 
+/// What scan mode records about a pickle stream.
+#[derive(Debug, Default, Clone)]
+pub struct ScanLog {
+    /// Every global named (module, name, byte offset), in order.
+    pub globals: Vec<(String, String, usize)>,
+    /// Counts of opcodes of note: calls, builds, persistent ids, EXT, buffers.
+    pub calls: u64,
+    pub builds: u64,
+    pub persistent_ids: u64,
+    pub ext: u64,
+    pub buffers: u64,
+}
+
 pub struct Vm<'a, 'p> {
+    /// Some in scan mode: globals are recorded, never refused.
+    pub log: Option<ScanLog>,
     data: &'a [u8],
     pos: usize,
     op_at: usize,
@@ -100,6 +130,7 @@ fn bad_arg(what: &str, v: &Value) -> String {
 impl<'a, 'p> Vm<'a, 'p> {
     pub fn new(data: &'a [u8], persistent: Option<&'p mut dyn PersistentLoad>) -> Self {
         Vm {
+            log: None,
             data,
             pos: 0,
             op_at: 0,
@@ -188,7 +219,18 @@ impl<'a, 'p> Vm<'a, 'p> {
             .ok_or_else(|| self.err(format!("memo key {key} was never stored")))?;
         self.push(v)
     }
+    /// A VM that records what a stream names and calls instead of refusing.
+    pub fn scanner(data: &'a [u8]) -> Self {
+        let mut vm = Vm::new(data, None);
+        vm.log = Some(ScanLog::default());
+        vm
+    }
+
     fn global(&mut self, module: &str, name: &str) -> R<Value> {
+        if let Some(log) = self.log.as_mut() {
+            log.globals.push((module.to_string(), name.to_string(), self.op_at));
+            return Ok(Value::Global(Rc::new((module.to_string(), name.to_string()))));
+        }
         if !is_allowed_global(module, name) {
             let full = format!("{module}.{name}");
             let why = if module == "__main__" || name.chars().next().is_some_and(char::is_uppercase) {
@@ -373,14 +415,16 @@ impl<'a, 'p> Vm<'a, 'p> {
                     let v = self.pop()?;
                     match self.top()? {
                         Value::List(l) => l.borrow_mut().push(v),
-                        other => return Err(self.err(bad_arg("APPEND", &other))),
+                        other if self.log.is_none() => return Err(self.err(bad_arg("APPEND", &other))),
+                        _ => {}
                     }
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
                     match self.top()? {
                         Value::List(l) => l.borrow_mut().extend(items),
-                        other => return Err(self.err(bad_arg("APPENDS", &other))),
+                        other if self.log.is_none() => return Err(self.err(bad_arg("APPENDS", &other))),
+                        _ => {}
                     }
                 }
                 b'}' => self.push(Value::Dict(Rc::new(RefCell::new(Vec::new()))))?,
@@ -404,7 +448,8 @@ impl<'a, 'p> Vm<'a, 'p> {
                     let items = self.pop_mark()?;
                     match self.top()? {
                         Value::Set(s) => s.borrow_mut().extend(items),
-                        other => return Err(self.err(bad_arg("ADDITEMS", &other))),
+                        other if self.log.is_none() => return Err(self.err(bad_arg("ADDITEMS", &other))),
+                        _ => {}
                     }
                 }
                 0x91 => {
@@ -520,7 +565,23 @@ impl<'a, 'p> Vm<'a, 'p> {
                     let v = self.persistent_load(&pid)?;
                     self.push(v)?;
                 }
+                0x82..=0x84 if self.log.is_some() => {
+                    let n = [1u64, 2, 4][(op - 0x82) as usize];
+                    self.take(n)?;
+                    if let Some(log) = self.log.as_mut() {
+                        log.ext += 1;
+                    }
+                    self.push(Value::Opaque(Rc::new(("copyreg".into(), "extension".into()))))?;
+                }
                 0x82..=0x84 => return Err(self.err("EXT opcodes (the copyreg extension registry) name code; refused")),
+                0x97 | 0x98 if self.log.is_some() => {
+                    if let Some(log) = self.log.as_mut() {
+                        log.buffers += 1;
+                    }
+                    if op == 0x97 {
+                        self.push(Value::Bytes(Rc::new(Vec::new())))?;
+                    }
+                }
                 0x97 | 0x98 => return Err(self.err("out-of-band buffers (NEXT_BUFFER) are not supported")),
                 other => return Err(self.err(format!("unknown opcode 0x{other:02x}"))),
             }
@@ -556,11 +617,16 @@ impl<'a, 'p> Vm<'a, 'p> {
                 }
                 Ok(())
             }
-            other => Err(self.err(bad_arg("SETITEM(S)", &other))),
+            other if self.log.is_none() => Err(self.err(bad_arg("SETITEM(S)", &other))),
+            _ => Ok(()),
         }
     }
 
     fn persistent_load(&mut self, pid: &Value) -> R<Value> {
+        if let Some(log) = self.log.as_mut() {
+            log.persistent_ids += 1;
+            return Ok(Value::Opaque(Rc::new(("persistent".into(), "id".into()))));
+        }
         let op_at = self.op_at;
         match self.persistent.as_mut() {
             Some(p) => p.load(pid).map_err(|msg| PickleError {
@@ -572,8 +638,28 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
     }
 
-    /// Calls an allowlisted constructor as a data builder.
+    /// Calls an allowlisted constructor as a data builder (in scan mode:
+    /// counts the call; whatever the callee, the result is opaque data).
     fn call(&mut self, f: &Value, args: Vec<Value>) -> R<Value> {
+        if let Some(log) = self.log.as_mut() {
+            log.calls += 1;
+            // Allowlisted constructors still build data (so containers fill
+            // as in loading); anything else, or a failed build, is opaque.
+            let name = match f {
+                Value::Global(g) => g.clone(),
+                _ => Rc::new(("?".into(), "?".into())),
+            };
+            if is_allowed_global(&name.0, &name.1) {
+                if let Ok(v) = self.call_builder(f, args) {
+                    return Ok(v);
+                }
+            }
+            return Ok(Value::Opaque(name));
+        }
+        self.call_builder(f, args)
+    }
+
+    fn call_builder(&mut self, f: &Value, args: Vec<Value>) -> R<Value> {
         let Value::Global(g) = f else {
             return Err(self.err(bad_arg("call of", f)));
         };
@@ -603,7 +689,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 match args.as_slice() {
                     [func, _ty, inner, ..] => {
                         let inner = inner.items().ok_or_else(|| self.err("_rebuild_from_type_v2 args"))?;
-                        self.call(func, inner)
+                        self.call_builder(func, inner)
                     }
                     _ => Err(self.err("_rebuild_from_type_v2 needs (func, type, args, state)")),
                 }
@@ -612,6 +698,12 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let items = args.first().and_then(Value::items).unwrap_or(args);
                 Ok(Value::Tuple(Rc::new(items)))
             }
+            ("builtins" | "__builtin__", "tuple") => Ok(Value::Tuple(Rc::new(
+                args.first().and_then(Value::items).unwrap_or_default(),
+            ))),
+            ("builtins" | "__builtin__", "list") => Ok(Value::List(Rc::new(RefCell::new(
+                args.first().and_then(Value::items).unwrap_or_default(),
+            )))),
             ("builtins" | "__builtin__", "set" | "frozenset") => {
                 let items = args.first().and_then(Value::items).unwrap_or_default();
                 Ok(Value::Set(Rc::new(RefCell::new(items))))
@@ -690,7 +782,11 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 
     /// BUILD: numpy arrays and dtypes get their state; other objects keep theirs opaque.
-    fn build(&self, target: Value, state: Value) -> R<Value> {
+    fn build(&mut self, target: Value, state: Value) -> R<Value> {
+        if let Some(log) = self.log.as_mut() {
+            log.builds += 1;
+            return Ok(target);
+        }
         match &target {
             Value::NdArray(cell) => {
                 let st = state.items().ok_or_else(|| self.err("ndarray state is not a tuple"))?;

@@ -1,0 +1,123 @@
+//! `modelconv scan`: is any pickle in these files dangerous? Reads every
+//! pickle stream by content and reports the globals it names, with a verdict.
+
+use crate::{util, EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
+use anyhow::Result;
+use modelconv_pickle::scan::{files, scan_bytes, FileReport, Verdict};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files or folders (a folder's files; with -r everything below it).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Recurse into folders.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Files larger than this are scanned by their first bytes only when they
+/// are not containers (pickles are small; checkpoints are zips).
+const MAX_READ: u64 = 8 << 30;
+
+pub fn run(args: Args) -> Result<u8> {
+    let mut unreadable = Vec::new();
+    let mut list = Vec::new();
+    for p in &args.paths {
+        if let Err(e) = files(p, args.recursive, &mut list) {
+            unreadable.push(format!("{}: {e}", p.display()));
+        }
+    }
+    let mut reports: Vec<FileReport> = Vec::new();
+    for f in &list {
+        let read = std::fs::metadata(f).and_then(|m| {
+            if m.len() > MAX_READ {
+                return Err(std::io::Error::other(format!(
+                    "{} bytes is over the scan limit",
+                    m.len()
+                )));
+            }
+            std::fs::read(f)
+        });
+        match read {
+            Ok(bytes) => reports.push(scan_bytes(f, &bytes)),
+            Err(e) => unreadable.push(format!("{}: {e}", f.display())),
+        }
+    }
+    let worst = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Safe);
+    if args.json {
+        let files: Vec<_> = reports.iter().map(report_json).collect();
+        let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+        util::print_json(&json!({
+            "files": files,
+            "unreadable": unreadable,
+            "summary": {
+                "files": reports.len(),
+                "safe": count(Verdict::Safe),
+                "suspicious": count(Verdict::Suspicious),
+                "dangerous": count(Verdict::Dangerous),
+                "unreadable": unreadable.len(),
+            },
+            "verdict": worst.name(),
+        }));
+    } else {
+        for r in &reports {
+            print_report(r);
+        }
+        for u in &unreadable {
+            eprintln!("modelconv: error: {u}");
+        }
+    }
+    Ok(if !unreadable.is_empty() {
+        EXIT_BAD_INPUT
+    } else if worst != Verdict::Safe {
+        EXIT_CHECK_FAILED
+    } else {
+        0
+    })
+}
+
+fn report_json(r: &FileReport) -> serde_json::Value {
+    let streams: Vec<_> = r
+        .streams
+        .iter()
+        .map(|s| {
+            json!({
+                "part": s.part,
+                "verdict": s.verdict.name(),
+                "globals": s.globals.iter().map(|(m, n, at, v)| json!({"module": m, "name": n, "offset": at, "verdict": v.name()})).collect::<Vec<_>>(),
+                "opcodes": {"calls": s.log.calls, "builds": s.log.builds, "persistent_ids": s.log.persistent_ids, "ext": s.log.ext, "buffers": s.log.buffers},
+                "error": s.error,
+            })
+        })
+        .collect();
+    json!({"path": r.path.display().to_string(), "kind": r.kind, "verdict": r.verdict.name(), "streams": streams})
+}
+
+fn print_report(r: &FileReport) {
+    println!("{:<10} {} ({})", r.verdict.name(), r.path.display(), r.kind);
+    for s in &r.streams {
+        let flagged: Vec<String> = s
+            .globals
+            .iter()
+            .filter(|g| g.3 != Verdict::Safe)
+            .map(|(m, n, at, v)| format!("{m}.{n} at byte {at} ({})", v.name()))
+            .collect();
+        if !flagged.is_empty() || s.error.is_some() || s.log.ext > 0 {
+            println!("  {}: {} globals, {} calls", s.part, s.globals.len(), s.log.calls);
+            for f in flagged {
+                println!("    {f}");
+            }
+            if s.log.ext > 0 {
+                println!("    {} EXT opcodes (extension registry: code by number)", s.log.ext);
+            }
+            if let Some(e) = &s.error {
+                println!("    {e}");
+            }
+        }
+    }
+}
