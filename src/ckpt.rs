@@ -5,6 +5,7 @@ use crate::{progress, util};
 use anyhow::{anyhow, Result};
 use modelconv_ir::{Format, Value, WriteOptions};
 use modelconv_pickle::{open_with, Selection};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -18,6 +19,13 @@ pub struct Args {
     /// instead of just the state dict.
     #[arg(long)]
     all: bool,
+    /// Write tied weights (names sharing one storage region) once, under
+    /// the first name, instead of under every name.
+    #[arg(long)]
+    dedupe: bool,
+    /// List the aliases dropped by --dedupe.
+    #[arg(short, long)]
+    verbose: bool,
     /// Do not fsync the output before renaming it into place.
     #[arg(long)]
     no_fsync: bool,
@@ -34,6 +42,33 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             Some(k) => eprintln!("state dict: the tensors under '{k}'"),
             None if !args.all => eprintln!("state dict: the top-level tensors"),
             None => {}
+        }
+    }
+    if args.dedupe {
+        // Same file bytes, same dtype and shape: one tensor under two names.
+        let mut first: HashMap<(PathBuf, u64, &'static str, Vec<u64>), String> = HashMap::new();
+        let mut dropped = Vec::new();
+        model.tensors.retain(|t| {
+            let Some(loc) = &t.location else { return true };
+            let id = (loc.file.clone(), loc.offset, t.info.dtype.name(), t.info.shape.clone());
+            match first.get(&id) {
+                Some(kept) => {
+                    dropped.push(format!("{} (same storage as {kept})", t.info.name));
+                    false
+                }
+                None => {
+                    first.insert(id, t.info.name.clone());
+                    true
+                }
+            }
+        });
+        if !quiet && !dropped.is_empty() {
+            eprintln!("--dedupe: {} tied tensor(s) written once", dropped.len());
+            if args.verbose {
+                for d in &dropped {
+                    eprintln!("  dropped {d}");
+                }
+            }
         }
     }
     // transformers reads safetensors made from PyTorch weights by this key.

@@ -102,3 +102,33 @@ fn numpy_arrays_become_tensors() {
     assert_eq!(np.info.shape, vec![2, 3]);
     assert_eq!(np.info.dtype.name(), "F32");
 }
+
+#[test]
+fn sharded_checkpoints_and_tied_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.safetensors");
+    ok(&["ckpt-to-safetensors", p(&fixture("torch/sharded_7")), "-o", p(&out)]);
+    assert_eq!(names(&out), ["layers.0.w", "layers.1.w", "layers.2.w", "layers.3.w"]);
+    ok(&[
+        "diff",
+        p(&fixture("torch/sharded_7/pytorch_model.bin.index.json")),
+        p(&out),
+    ]);
+    // tied_7.bin: lm_head.weight and model.embed_tokens.weight share a storage.
+    let all = dir.path().join("t.safetensors");
+    ok(&["ckpt-to-safetensors", p(&fixture("torch/tied_7.bin")), "-o", p(&all)]);
+    assert_eq!(names(&all).len(), 3);
+    let once = dir.path().join("d.safetensors");
+    let out = run(&[
+        "ckpt-to-safetensors",
+        p(&fixture("torch/tied_7.bin")),
+        "-o",
+        p(&once),
+        "--dedupe",
+        "-v",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dropped") && err.contains("same storage as"), "{err}");
+    assert_eq!(names(&once).len(), 2);
+}

@@ -67,8 +67,100 @@ pub fn select(root: &Value, sel: Selection) -> (Option<&'static str>, Vec<(Strin
     (None, all)
 }
 
-/// Opens a checkpoint, taking the tensors `sel` picks.
+/// Largest index json accepted.
+const MAX_INDEX: u64 = 64 << 20;
+
+fn is_index(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".bin.index.json") || n.ends_with(".pt.index.json"))
+}
+
+/// The index json of a Hugging Face sharded checkpoint folder, if it has one.
+fn folder_index(dir: &Path) -> Option<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_index(p))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// A sharded checkpoint: `{"weight_map": {tensor: shard file}}`; the
+/// shards are read in name order, keeping the tensors the map lists.
+fn open_index(index: &Path, sel: Selection) -> Result<(Model, Option<&'static str>)> {
+    let meta = std::fs::metadata(index).map_err(|e| Error::io(index, e))?;
+    if meta.len() > MAX_INDEX {
+        return Err(Error::malformed(
+            index,
+            format!("index is {} bytes, over the limit", meta.len()),
+        ));
+    }
+    let text = std::fs::read(index).map_err(|e| Error::io(index, e))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| Error::malformed(index, format!("index JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::malformed(index, "no \"weight_map\" object"))?;
+    let mut shards: std::collections::BTreeMap<&str, std::collections::HashSet<&str>> = Default::default();
+    for (name, shard) in map {
+        let shard = shard.as_str().filter(|s| {
+            let p = Path::new(s);
+            p.components().count() == 1 && matches!(p.components().next(), Some(std::path::Component::Normal(_)))
+        });
+        let shard = shard.ok_or_else(|| {
+            Error::malformed(
+                index,
+                format!("weight_map entry '{name}' is not a plain file name beside the index"),
+            )
+        })?;
+        shards.entry(shard).or_default().insert(name.as_str());
+    }
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut model = Model {
+        format: NAME,
+        path: index.to_path_buf(),
+        metadata: Default::default(),
+        tensors: Vec::new(),
+    };
+    let mut key = None;
+    for (shard, names) in shards {
+        let (m, k) = open_file(&dir.join(shard), sel)?;
+        key = key.or(k);
+        for n in &names {
+            if m.tensor(n).is_none() {
+                return Err(Error::malformed(
+                    index,
+                    format!("weight_map puts '{n}' in {shard}, which has no such tensor"),
+                ));
+            }
+        }
+        model
+            .tensors
+            .extend(m.tensors.into_iter().filter(|t| names.contains(t.info.name.as_str())));
+    }
+    model.check_unique_names().map_err(|e| e.in_file(index))?;
+    Ok((model, key))
+}
+
+/// Opens a checkpoint file, a sharded checkpoint's index json, or a folder
+/// holding one, taking the tensors `sel` picks.
 pub fn open_with(path: &Path, sel: Selection) -> Result<(Model, Option<&'static str>)> {
+    if path.is_dir() {
+        let index =
+            folder_index(path).ok_or_else(|| Error::malformed(path, "holds no pytorch_model.bin.index.json"))?;
+        return open_index(&index, sel);
+    }
+    if is_index(path) {
+        return open_index(path, sel);
+    }
+    open_file(path, sel)
+}
+
+fn open_file(path: &Path, sel: Selection) -> Result<(Model, Option<&'static str>)> {
     let ckpt = Checkpoint::open(path)?;
     let (key, found) = select(&ckpt.root, sel);
     let tensors = found
@@ -99,7 +191,14 @@ impl Format for PyTorch {
     fn extensions(&self) -> &'static [&'static str] {
         &["pt", "pth", "bin", "ckpt", "pkl", "pickle"]
     }
-    fn score(&self, head: &[u8], _path: &Path) -> u8 {
+    fn score(&self, head: &[u8], path: &Path) -> u8 {
+        if path.is_dir() {
+            // Below safetensors (50): a folder with both is read as safetensors.
+            return if folder_index(path).is_some() { 40 } else { 0 };
+        }
+        if is_index(path) && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            return 90;
+        }
         if torch::is_legacy(head) {
             100
         } else if head.first() == Some(&0x80) && head.get(1).is_some_and(|&p| (2..=5).contains(&p)) {
