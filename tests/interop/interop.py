@@ -326,6 +326,31 @@ def checkpoints_convert_to_what_torch_load_returns():
             assert ours[k].dtype == v.dtype and ours[k].shape == v.shape and raw(ours[k]) == raw(v), (name, k)
 
 
+def zipfile_ok(path):
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        return z.testzip() is None
+
+
+@check
+def torch_load_reads_our_pt_files():
+    """safetensors (and GGUF) → .pt by modelconv; torch.load(weights_only=True) gives the same tensors."""
+    out = t("ours.pt")
+    mc("convert", REF_PATH, out)
+    assert zipfile_ok(out)
+    sd = torch.load(out, weights_only=True)
+    assert set(sd) == set(REF), set(sd) ^ set(REF)
+    for k, v in REF.items():
+        assert sd[k].dtype == v.dtype and sd[k].shape == v.shape and raw(sd[k]) == raw(v), k
+    g = os.path.join(FIX, "gguf", "in-f32.gguf")
+    out2 = t("from_gguf.pt")
+    mc("convert", g, out2)
+    sd2 = torch.load(out2, weights_only=True)
+    r = GGUFReader(g)
+    for x in r.tensors:
+        assert bytes(np.asarray(x.data).tobytes()) == raw(sd2[x.name]), x.name
+
+
 failed = sum(1 for _, e in results if e)
 print(f"interop: {len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

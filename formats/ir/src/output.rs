@@ -180,6 +180,28 @@ impl OutputFile {
                 return Ok(());
             }
         }
+        self.write_chunks(src, progress, &mut |_| {})
+    }
+
+    /// Like [`OutputFile::write_source`], showing every byte to `inspect`
+    /// on its way (for checksums); never a kernel copy.
+    pub fn write_source_inspected(
+        &mut self,
+        src: &dyn DataSource,
+        progress: &dyn Progress,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        self.write_chunks(src, progress, inspect)
+    }
+
+    /// Pulls `src` in parallel chunks, a window at a time, and writes them in order.
+    fn write_chunks(
+        &mut self,
+        src: &dyn DataSource,
+        progress: &dyn Progress,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        let len = src.len();
         let granule = src.granule().max(1);
         let want = src.preferred_chunk().unwrap_or(CHUNK);
         let chunk = (want / granule).max(1) * granule;
@@ -203,6 +225,7 @@ impl OutputFile {
                     src.read_at(s, b)
                 })?;
             for b in &pool[..ranges.len()] {
+                inspect(b);
                 self.write_all(b)?;
                 progress.advance(b.len() as u64);
             }

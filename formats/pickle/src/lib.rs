@@ -11,8 +11,11 @@ pub mod scan;
 pub mod torch;
 pub mod value;
 pub mod vm;
+mod write;
 
-use modelconv_ir::{Error, Format, Model, Result};
+pub use write::PtWriter;
+
+use modelconv_ir::{Error, Format, Model, Result, Writer};
 use std::path::Path;
 use torch::{collect, Checkpoint, Found};
 use value::Value;
@@ -186,7 +189,7 @@ impl Format for PyTorch {
         NAME
     }
     fn description(&self) -> &'static str {
-        "PyTorch checkpoints, zip and legacy (.pt .pth .bin .ckpt); read without running code"
+        "PyTorch checkpoints, zip and legacy (.pt .pth .bin .ckpt); read without running code, write zip .pt"
     }
     fn extensions(&self) -> &'static [&'static str] {
         &["pt", "pth", "bin", "ckpt", "pkl", "pickle"]
@@ -212,6 +215,9 @@ impl Format for PyTorch {
     }
     fn open(&self, path: &Path) -> Result<Model> {
         open_with(path, Selection::StateDict).map(|(m, _)| m)
+    }
+    fn writer(&self) -> Option<&dyn Writer> {
+        Some(&PtWriter)
     }
 }
 

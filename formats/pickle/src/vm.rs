@@ -326,13 +326,14 @@ impl<'a, 'p> Vm<'a, 'p> {
                         u64::from(u32::from_le_bytes(self.le()?))
                     };
                     let b = self.take(n)?;
-                    let v = if n <= 8 {
-                        let mut a = if b.last().is_some_and(|&x| x & 0x80 != 0) {
-                            [0xffu8; 8]
-                        } else {
-                            [0u8; 8]
-                        };
-                        a[..b.len()].copy_from_slice(b);
+                    let negative = b.last().is_some_and(|&x| x & 0x80 != 0);
+                    let ext = if negative { 0xffu8 } else { 0 };
+                    // Fits i64 when the bytes past the eighth only repeat the sign.
+                    let fits = b.len() <= 8 || (b[8..].iter().all(|&x| x == ext) && (b[7] & 0x80 != 0) == negative);
+                    let v = if fits {
+                        let mut a = [ext; 8];
+                        let k = b.len().min(8);
+                        a[..k].copy_from_slice(&b[..k]);
                         Value::Int(i64::from_le_bytes(a))
                     } else {
                         Value::BigInt(Rc::new(b.to_vec()))
