@@ -89,6 +89,32 @@ def main():
         runs = [measure(cmd, out) for _ in range(args.runs)]
         results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
         os.remove(out)
+    venv_py = os.path.join(ROOT, "target", "interop-venv", "bin", "python")
+    ckpt = os.path.join(WORK, f"model-{args.size_mb}mb.pt")
+    if os.path.exists(venv_py):
+        if not os.path.exists(ckpt):
+            subprocess.run([venv_py, "-c", (
+                "import torch, sys\n"
+                "from safetensors.torch import load_file\n"
+                "torch.save(load_file(sys.argv[1]), sys.argv[2])\n"
+            ), src, ckpt], check=True)
+        with open(ckpt, "rb") as f:
+            while f.read(64 << 20):
+                pass
+        py = ("import torch, sys\nfrom safetensors.torch import save_file\n"
+              "save_file(torch.load(sys.argv[1], weights_only=True), sys.argv[2])\n")
+        rows += [
+            ("cp of the torch.save checkpoint (reference)", ["cp", ckpt, o("ckpt.cp")], o("ckpt.cp")),
+            ("torch.save checkpoint → safetensors (ckpt-to-safetensors)", [BIN, "-q", "ckpt-to-safetensors", ckpt, "-o", o("ck.safetensors")], o("ck.safetensors")),
+            ("torch.save checkpoint → safetensors, --no-fsync", [BIN, "-q", "ckpt-to-safetensors", ckpt, "-o", o("ckn.safetensors"), "--no-fsync"], o("ckn.safetensors")),
+            ("Python: torch.load + safetensors save_file", [venv_py, "-c", py, ckpt, o("py.safetensors")], o("py.safetensors")),
+        ]
+        for name, cmd, out in rows[-4:]:
+            runs = [measure(cmd, out) for _ in range(args.runs)]
+            results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
+            os.remove(out)
+    else:
+        print("(no target/interop-venv: run tests/interop/run.sh first for the checkpoint rows)")
     cp_wall = results["cp (reference)"][0]
     print(f"input: {size / 2**20:.0f} MiB F32 safetensors, {os.cpu_count()} cores, median of {args.runs} runs\n")
     sync_wall = results["cp + sync (reference, durable)"][0]
