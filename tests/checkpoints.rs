@@ -55,7 +55,7 @@ fn ckpt_to_safetensors_writes_exactly_the_state_dict() {
 }
 
 #[test]
-fn zip_and_legacy_give_the_same_tensors() {
+fn zip_legacy_and_big_endian_give_the_same_tensors() {
     for (a, b) in [
         ("views_7.pt", "views_7_legacy.pt"),
         ("simple_f32_7.pt", "simple_f32_7_legacy.pt"),

@@ -108,7 +108,7 @@ impl PersistentLoad for StorageIds {
 type StorageMap = HashMap<String, (u64, u64)>;
 
 /// Reads a zip checkpoint: the pickle and the byte ranges of its storages.
-fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap)> {
+fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap, bool)> {
     let path = &file.path;
     let mut zip = zip::ZipArchive::new(&file.file).map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
@@ -119,18 +119,23 @@ fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap)> {
         .ok_or_else(|| Error::malformed(path, "zip holds no data.pkl: not a PyTorch checkpoint"))?
         .clone();
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
+    let mut big_endian = false;
     if let Some(bo) = names.iter().find(|n| **n == format!("{prefix}byteorder")) {
         let mut e = zip
             .by_name(bo)
             .map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::Read::take(&mut e, 16), &mut s).ok();
-        if s.trim() == "big" {
-            return Err(Error::unsupported(format!(
-                "{}: big-endian checkpoints are not supported yet",
-                path.display()
-            )));
-        }
+        big_endian = match s.trim() {
+            "little" => false,
+            "big" => true,
+            other => {
+                return Err(Error::malformed(
+                    path,
+                    format!("byteorder is '{other}', expected little or big"),
+                ))
+            }
+        };
     }
     let mut storages = StorageMap::new();
     let data_prefix = format!("{prefix}data/");
@@ -170,7 +175,7 @@ fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap)> {
     let mut vm = Vm::new(&data, Some(&mut ids));
     let value = vm.run().map_err(|e| pickle_error(path, &pkl, e))?;
     check_trailing(path, &pkl, vm.position(), data.len())?;
-    Ok((value, storages))
+    Ok((value, storages, big_endian))
 }
 
 /// Bytes after STOP are never read by Python's unpickler; a file that has
@@ -205,7 +210,7 @@ fn read_legacy(
     file: &SharedFile,
     bytes: &[u8],
     dtypes: &dyn Fn(&Value) -> HashMap<String, String>,
-) -> Result<(Value, StorageMap)> {
+) -> Result<(Value, StorageMap, bool)> {
     let path = &file.path;
     let mut pos = 0usize;
     let mut next = |ids: Option<&mut dyn PersistentLoad>, what: &str| -> Result<Value> {
@@ -221,7 +226,14 @@ fn read_legacy(
     if next(None, "protocol version")?.as_int() != Some(1001) {
         return Err(Error::malformed(path, "legacy protocol version is not 1001"));
     }
-    let _sys_info = next(None, "sys_info")?;
+    let sys_info = next(None, "sys_info")?;
+    let big_endian = match &sys_info {
+        Value::Dict(d) => d
+            .borrow()
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("little_endian") && matches!(v, Value::Bool(false))),
+        _ => false,
+    };
     let mut ids = StorageIds;
     let value = next(Some(&mut ids), "data pickle")?;
     let keys = next(None, "storage keys")?;
@@ -259,7 +271,7 @@ fn read_legacy(
         storages.insert(key, (count_end, len));
         off = end;
     }
-    Ok((value, storages))
+    Ok((value, storages, big_endian))
 }
 
 /// A tensor or array found in the object, by dotted path.
@@ -440,6 +452,31 @@ pub struct Checkpoint {
     pub file: Arc<SharedFile>,
     pub root: Value,
     storages: StorageMap,
+    /// Storages hold big-endian elements (converted on read).
+    pub big_endian: bool,
+}
+
+/// Big-endian elements of `es` bytes, read as little-endian.
+struct Swapped {
+    inner: Arc<dyn DataSource>,
+    es: u64,
+}
+
+impl DataSource for Swapped {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn granule(&self) -> u64 {
+        self.es
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if offset % self.es != 0 || buf.len() as u64 % self.es != 0 {
+            return Err(Error::invalid("big-endian read not aligned to elements"));
+        }
+        self.inner.read_at(offset, buf)?;
+        buf.chunks_exact_mut(self.es as usize).for_each(<[u8]>::reverse);
+        Ok(())
+    }
 }
 
 impl Checkpoint {
@@ -448,7 +485,7 @@ impl Checkpoint {
         let mut head = [0u8; 14];
         let n = file.len.min(14) as usize;
         file.read_exact_at(0, &mut head[..n])?;
-        let (root, storages) = if head.starts_with(b"PK\x03\x04") {
+        let (root, storages, big_endian) = if head.starts_with(b"PK\x03\x04") {
             read_zip(&file)?
         } else if is_legacy(&head[..n]) {
             if file.len > MAX_PICKLE * 64 {
@@ -471,9 +508,14 @@ impl Checkpoint {
             let mut vm = Vm::new(&bytes, None);
             let root = vm.run().map_err(|e| pickle_error(path, "pickle", e))?;
             check_trailing(path, "pickle", vm.position(), bytes.len())?;
-            (root, StorageMap::new())
+            (root, StorageMap::new(), false)
         };
-        Ok(Checkpoint { file, root, storages })
+        Ok(Checkpoint {
+            file,
+            root,
+            storages,
+            big_endian,
+        })
     }
 
     /// The IR tensor for a found tensor or array.
@@ -488,11 +530,17 @@ impl Checkpoint {
                     .storages
                     .get(&t.storage.key)
                     .ok_or_else(|| bad(format!("storage '{}' is missing", t.storage.key)))?;
-                let storage: Arc<dyn DataSource> = Arc::new(FileRange {
+                let mut storage: Arc<dyn DataSource> = Arc::new(FileRange {
                     file: self.file.clone(),
                     offset: start,
                     len,
                 });
+                if self.big_endian && dtype.type_size() > 1 {
+                    storage = Arc::new(Swapped {
+                        inner: storage,
+                        es: dtype.type_size(),
+                    });
+                }
                 let data = view(storage, dtype.type_size(), t.offset, &t.size, &t.stride).map_err(bad)?;
                 let info = TensorInfo::new(name, dtype, t.size.clone()).map_err(|e| e.in_file(path))?;
                 let location = data.file_range().map(|(_, o)| Location {
