@@ -470,7 +470,7 @@ impl DataSource for Swapped {
         self.es
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if offset % self.es != 0 || buf.len() as u64 % self.es != 0 {
+        if !offset.is_multiple_of(self.es) || !(buf.len() as u64).is_multiple_of(self.es) {
             return Err(Error::invalid("big-endian read not aligned to elements"));
         }
         self.inner.read_at(offset, buf)?;
