@@ -23,7 +23,7 @@ pub struct Args {
     /// the first name, instead of under every name.
     #[arg(long)]
     dedupe: bool,
-    /// List the aliases dropped by --dedupe.
+    /// List what is left out: non-tensor values, and aliases dropped by --dedupe.
     #[arg(short, long)]
     verbose: bool,
     /// Do not fsync the output before renaming it into place.
@@ -42,6 +42,11 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             Some(k) => eprintln!("state dict: the tensors under '{k}'"),
             None if !args.all => eprintln!("state dict: the top-level tensors"),
             None => {}
+        }
+    }
+    if args.verbose && !quiet {
+        for (path, what) in modelconv_pickle::non_tensor_values(&args.input).unwrap_or_default() {
+            eprintln!("  not a tensor, left out: {path} = {what}");
         }
     }
     if args.dedupe {

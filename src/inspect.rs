@@ -20,9 +20,29 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8> {
     let model = registry::open(&args.path, args.from.as_deref())?;
-    if args.json {
-        util::print_json(&to_json(&model));
+    // Checkpoints: what the pickle holds besides the state dict.
+    let structure = if model.format == modelconv_pickle::NAME && args.path.is_file() {
+        modelconv_pickle::structure(&args.path)?
     } else {
+        Vec::new()
+    };
+    if args.json {
+        let mut v = to_json(&model);
+        if !structure.is_empty() {
+            v["structure"] = structure
+                .iter()
+                .map(|(k, s)| (k.clone(), json!(s)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        util::print_json(&v);
+    } else {
+        if !structure.is_empty() {
+            println!("{}: top level", args.path.display());
+            for (k, s) in &structure {
+                println!("  {k}: {s}");
+            }
+        }
         print_text(&model);
     }
     Ok(0)

@@ -175,3 +175,22 @@ fn pt_output_round_trips_aligned_and_deterministic() {
         }
     }
 }
+
+#[test]
+fn inspect_shows_the_top_level_and_verbose_lists_what_is_left_out() {
+    let v = inspect_json(&fixture("torch/lightning_7.ckpt"));
+    assert_eq!(v["format"], "pytorch");
+    assert_eq!(v["structure"]["epoch"], "int 3");
+    assert_eq!(v["structure"]["state_dict"], "dict of 2 (2 tensors)");
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "ckpt-to-safetensors",
+        p(&fixture("torch/lightning_7.ckpt")),
+        "-o",
+        p(&dir.path().join("x.safetensors")),
+        "-v",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("left out: global_step = int 1200"), "{err}");
+}

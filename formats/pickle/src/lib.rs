@@ -225,3 +225,79 @@ impl Format for PyTorch {
 pub fn is_refusal(e: &Error) -> bool {
     matches!(e, Error::Unsupported(m) if m.contains("refusing global"))
 }
+
+/// A short description of a value: its kind, and what it holds.
+fn summary(v: &Value) -> String {
+    let mut found = Vec::new();
+    collect(v, "", &mut found, 0);
+    match v {
+        Value::Dict(d) => format!("dict of {} ({} tensors)", d.borrow().len(), found.len()),
+        Value::List(_) | Value::Tuple(_) => format!(
+            "{} of {} ({} tensors)",
+            v.kind(),
+            v.items().map_or(0, |i| i.len()),
+            found.len()
+        ),
+        Value::Tensor(t) => format!("tensor {} {:?}", t.dtype, t.size),
+        Value::Int(i) => format!("int {i}"),
+        Value::Float(f) => format!("float {f}"),
+        Value::Bool(b) => format!("bool {b}"),
+        Value::Str(s) if s.chars().count() <= 60 => format!("str {s:?}"),
+        Value::Global(g) => format!("global {}.{}", g.0, g.1),
+        Value::Opaque(g) => format!("object {}.{}", g.0, g.1),
+        other => other.kind().to_string(),
+    }
+}
+
+/// The top level of a checkpoint: each key of its top dict (or the root
+/// itself) with a summary. Reads only the pickle, never tensor data.
+pub fn structure(path: &Path) -> Result<Vec<(String, String)>> {
+    let ckpt = Checkpoint::open(path)?;
+    Ok(match &ckpt.root {
+        Value::Dict(d) => d
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.as_str().map_or_else(|| format!("{k:?}"), str::to_string), summary(v)))
+            .collect(),
+        other => vec![("(root)".to_string(), summary(other))],
+    })
+}
+
+/// Values that are not tensors (epoch counters, hyperparameters, …), by
+/// dotted path: what a conversion leaves out.
+pub fn non_tensor_values(path: &Path) -> Result<Vec<(String, String)>> {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<(String, String)>, depth: usize) {
+        if depth > 32 || out.len() > 10_000 {
+            return;
+        }
+        let join = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        match v {
+            Value::Tensor(_) | Value::NdArray(_) => {}
+            Value::Dict(d) => {
+                for (k, x) in d.borrow().iter() {
+                    let key = k.as_str().map_or_else(
+                        || k.as_int().map_or_else(|| "?".into(), |i| i.to_string()),
+                        str::to_string,
+                    );
+                    walk(x, &join(&key), out, depth + 1);
+                }
+            }
+            Value::List(_) | Value::Tuple(_) => {
+                for (i, x) in v.items().unwrap_or_default().iter().enumerate() {
+                    walk(x, &join(&i.to_string()), out, depth + 1);
+                }
+            }
+            other => out.push((prefix.to_string(), summary(other))),
+        }
+    }
+    let ckpt = Checkpoint::open(path)?;
+    let mut out = Vec::new();
+    walk(&ckpt.root, "", &mut out, 0);
+    Ok(out)
+}
