@@ -111,3 +111,42 @@ impl Value {
         }
     }
 }
+
+/// Moves the children of a container this handle owns alone onto `work`.
+fn take_children(v: &mut Value, work: &mut Vec<Value>) {
+    match v {
+        Value::List(rc) | Value::Set(rc) => {
+            if let Some(cell) = Rc::get_mut(rc) {
+                work.append(cell.get_mut());
+            }
+        }
+        Value::Tuple(rc) => {
+            if let Some(items) = Rc::get_mut(rc) {
+                work.append(items);
+            }
+        }
+        Value::Dict(rc) => {
+            if let Some(cell) = Rc::get_mut(rc) {
+                for (k, x) in cell.get_mut().drain(..) {
+                    work.push(k);
+                    work.push(x);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Dropping a value never recurses: a hostile pickle can nest containers
+/// a million deep, and a recursive drop would overflow the stack. Children
+/// of containers owned only here are moved to a worklist and dropped one
+/// by one (each then has no children left).
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut work = Vec::new();
+        take_children(self, &mut work);
+        while let Some(mut v) = work.pop() {
+            take_children(&mut v, &mut work);
+        }
+    }
+}

@@ -13,6 +13,10 @@ use std::rc::Rc;
 pub const MAX_STACK: usize = 1 << 20;
 pub const MAX_MEMO: usize = 1 << 22;
 pub const MAX_OPS: u64 = 1 << 28;
+/// Dicts up to this size overwrite repeated keys as Python does.
+const DEDUPE_KEYS: usize = 4096;
+/// Values created: bounds memory (a state dict needs ~20 per tensor).
+pub const MAX_OBJECTS: u64 = 1 << 25;
 
 /// What went wrong, with the byte offset of the opcode.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +125,7 @@ pub struct Vm<'a, 'p> {
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
     persistent: Option<&'p mut dyn PersistentLoad>,
+    objects: u64,
 }
 
 fn bad_arg(what: &str, v: &Value) -> String {
@@ -138,6 +143,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             marks: Vec::new(),
             memo: HashMap::new(),
             persistent,
+            objects: 0,
         }
     }
 
@@ -186,6 +192,10 @@ impl<'a, 'p> Vm<'a, 'p> {
         self.stack.last().cloned().ok_or_else(|| self.err("stack underflow"))
     }
     fn push(&mut self, v: Value) -> R<()> {
+        self.objects += 1;
+        if self.objects > MAX_OBJECTS {
+            return Err(self.err(format!("more than {MAX_OBJECTS} objects")));
+        }
         if self.stack.len() >= MAX_STACK {
             return Err(self.err(format!("stack deeper than {MAX_STACK}")));
         }
@@ -414,17 +424,17 @@ impl<'a, 'p> Vm<'a, 'p> {
                 }
                 b'a' => {
                     let v = self.pop()?;
-                    match self.top()? {
+                    match &self.top()? {
                         Value::List(l) => l.borrow_mut().push(v),
-                        other if self.log.is_none() => return Err(self.err(bad_arg("APPEND", &other))),
+                        other if self.log.is_none() => return Err(self.err(bad_arg("APPEND", other))),
                         _ => {}
                     }
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
-                    match self.top()? {
+                    match &self.top()? {
                         Value::List(l) => l.borrow_mut().extend(items),
-                        other if self.log.is_none() => return Err(self.err(bad_arg("APPENDS", &other))),
+                        other if self.log.is_none() => return Err(self.err(bad_arg("APPENDS", other))),
                         _ => {}
                     }
                 }
@@ -447,9 +457,9 @@ impl<'a, 'p> Vm<'a, 'p> {
                 0x8f => self.push(Value::Set(Rc::new(RefCell::new(Vec::new()))))?,
                 0x90 => {
                     let items = self.pop_mark()?;
-                    match self.top()? {
+                    match &self.top()? {
                         Value::Set(s) => s.borrow_mut().extend(items),
-                        other if self.log.is_none() => return Err(self.err(bad_arg("ADDITEMS", &other))),
+                        other if self.log.is_none() => return Err(self.err(bad_arg("ADDITEMS", other))),
                         _ => {}
                     }
                 }
@@ -607,18 +617,27 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 
     fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> R<()> {
-        match self.top()? {
+        match &self.top()? {
             Value::Dict(d) => {
                 let mut d = d.borrow_mut();
                 for (k, v) in pairs {
-                    match d.iter_mut().find(|(ek, _)| same_key(ek, &k)) {
+                    // Python overwrites a repeated key. The search is linear, so
+                    // it is done for small dicts only (a hostile million-key dict
+                    // would be quadratic); tensor names are checked for
+                    // uniqueness when the model is built.
+                    let existing = if d.len() <= DEDUPE_KEYS {
+                        d.iter_mut().find(|(ek, _)| same_key(ek, &k))
+                    } else {
+                        None
+                    };
+                    match existing {
                         Some(slot) => slot.1 = v,
                         None => d.push((k, v)),
                     }
                 }
                 Ok(())
             }
-            other if self.log.is_none() => Err(self.err(bad_arg("SETITEM(S)", &other))),
+            other if self.log.is_none() => Err(self.err(bad_arg("SETITEM(S)", other))),
             _ => Ok(()),
         }
     }

@@ -92,7 +92,17 @@ fn hostile_lengths_and_depth_are_bounded() {
     assert!(Vm::new(&long4, None).run().is_err());
     let mut deep = vec![0x80, 2];
     deep.extend(std::iter::repeat_n(b']', 3_000_000));
+    deep.push(b'.');
     assert!(Vm::new(&deep, None).run().unwrap_err().msg.contains("stack deeper"));
+    // A million nested lists: built within the limits, dropped without recursion.
+    let n = 1_000_000;
+    let mut nested = vec![0x80, 2];
+    nested.extend(std::iter::repeat_n(b']', n));
+    nested.extend(std::iter::repeat_n(b'a', n - 1));
+    nested.push(b'.');
+    let v = Vm::new(&nested, None).run().unwrap();
+    drop(v);
+    assert!(Vm::scanner(&nested).run().is_ok());
     let memo = [0x80, 2, b'h', 7, b'.'];
     assert!(Vm::new(&memo, None).run().unwrap_err().msg.contains("never stored"));
 }
