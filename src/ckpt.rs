@@ -1,9 +1,9 @@
 //! `modelconv ckpt-to-safetensors`: the everyday conversion of a PyTorch
 //! checkpoint into safetensors, reading it without running any code.
 
-use crate::{progress, util};
+use crate::util;
 use anyhow::{anyhow, Result};
-use modelconv_ir::{Format, Value, WriteOptions};
+use modelconv_ir::{Value, WriteOptions};
 use modelconv_pickle::{open_with, Selection};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -83,21 +83,11 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| args.input.with_extension("safetensors"));
     let inputs = util::input_files(&model);
-    let writer = modelconv_safetensors::FORMAT
-        .writer()
-        .ok_or_else(|| anyhow!("safetensors writer missing"))?;
-    let plan = writer.plan(
-        &model,
-        &output,
-        &WriteOptions {
-            max_shard_size: None,
-            no_fsync: args.no_fsync,
-        },
-    )?;
-    util::refuse_overwriting_inputs(&inputs, &plan.outputs())?;
-    let bar = progress::Bar::new(plan.data_bytes(), quiet);
-    plan.write(&bar)?;
-    bar.finish();
+    let opts = WriteOptions {
+        max_shard_size: None,
+        no_fsync: args.no_fsync,
+    };
+    util::write_model(&modelconv_safetensors::FORMAT, &model, &output, &opts, &inputs, quiet)?;
     if !quiet {
         eprintln!(
             "wrote {} ({} tensors, {})",

@@ -1,6 +1,6 @@
 //! `modelconv convert`: reader → select/rename/cast → writer plan → write.
 
-use crate::{progress, registry, util};
+use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
 use modelconv_gguf::quants::{self, DequantizeSource, QuantizeSource};
 use modelconv_ir::{can_cast, CastSource, DType, DataSource, Model, Tensor, TensorInfo, WriteOptions};
@@ -150,21 +150,12 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     if model.tensors.is_empty() && !transforms.include.is_empty() {
         bail!("--include matched no tensor of {}", args.input.display());
     }
-    let writer = out_format
-        .writer()
-        .ok_or_else(|| anyhow!("format {} cannot be written", out_format.name()))?;
     let opts = WriteOptions {
         max_shard_size: args.max_shard_size,
         no_fsync: args.no_fsync,
     };
-    let plan = writer.plan(&model, &args.output, &opts)?;
-    let outputs = plan.outputs();
-    util::refuse_overwriting_inputs(&inputs, &outputs)?;
-    let bar = progress::Bar::new(plan.data_bytes(), quiet);
-    let n = model.tensors.len();
-    let bytes = plan.data_bytes();
-    plan.write(&bar)?;
-    bar.finish();
+    let (n, bytes) = (model.tensors.len(), model.data_bytes());
+    let outputs = util::write_model(out_format, &model, &args.output, &opts, &inputs, quiet)?;
     if !quiet {
         for o in &outputs {
             eprintln!("wrote {}", o.display());

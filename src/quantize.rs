@@ -1,11 +1,11 @@
 //! `modelconv quantize`: llama.cpp's quantization, byte-identical to
 //! llama-quantize, from GGUF or any other format this build reads.
 
-use crate::{progress, registry, util};
+use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
 use modelconv_gguf::mix::{self, FileType, MixOptions, TensorDesc};
 use modelconv_gguf::quants::{can_quantize, DequantizeSource, ErrorStats, QuantizeSource};
-use modelconv_ir::{can_cast, CastSource, DType, DataSource, Format, Model, Tensor, TensorInfo, Value, WriteOptions};
+use modelconv_ir::{can_cast, CastSource, DType, DataSource, Model, Tensor, TensorInfo, Value, WriteOptions};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -239,21 +239,11 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         out.tensors.push(Tensor::new(info, data)?);
     }
 
-    let writer = modelconv_gguf::FORMAT
-        .writer()
-        .ok_or_else(|| anyhow!("GGUF writer missing"))?;
-    let plan = writer.plan(
-        &out,
-        &output,
-        &WriteOptions {
-            max_shard_size: None,
-            no_fsync: args.no_fsync,
-        },
-    )?;
-    util::refuse_overwriting_inputs(&inputs, &plan.outputs())?;
-    let bar = progress::Bar::new(plan.data_bytes(), quiet);
-    plan.write(&bar)?;
-    bar.finish();
+    let opts = WriteOptions {
+        max_shard_size: None,
+        no_fsync: args.no_fsync,
+    };
+    util::write_model(&modelconv_gguf::FORMAT, &out, &output, &opts, &inputs, quiet)?;
     report(&rows, &model, &output, ft, &args, quiet);
     Ok(0)
 }

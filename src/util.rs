@@ -1,7 +1,8 @@
 //! Small helpers shared by the commands.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use modelconv_ir::Model;
+use modelconv_ir::{Format, WriteOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -79,6 +80,28 @@ pub fn refuse_overwriting_inputs(inputs: &[PathBuf], outputs: &[PathBuf]) -> Res
         }
     }
     Ok(())
+}
+
+/// Plans `model` for `format`, refuses to overwrite any of `inputs`, and
+/// writes it with a progress bar. Returns the files written.
+pub fn write_model(
+    format: &dyn Format,
+    model: &Model,
+    dest: &std::path::Path,
+    opts: &WriteOptions,
+    inputs: &[PathBuf],
+    quiet: bool,
+) -> Result<Vec<PathBuf>> {
+    let writer = format
+        .writer()
+        .ok_or_else(|| anyhow!("format {} cannot be written", format.name()))?;
+    let plan = writer.plan(model, dest, opts)?;
+    let outputs = plan.outputs();
+    refuse_overwriting_inputs(inputs, &outputs)?;
+    let bar = crate::progress::Bar::new(plan.data_bytes(), quiet);
+    plan.write(&bar)?;
+    bar.finish();
+    Ok(outputs)
 }
 
 /// Human-readable byte count.

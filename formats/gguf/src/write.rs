@@ -145,10 +145,8 @@ impl WritePlan for Plan {
         let mut out = OutputFile::create(&self.dest, &self.opts)?;
         out.write_all(&self.header)?;
         for t in &self.tensors {
-            out.write_source(t.data.as_ref(), progress).map_err(|e| match e {
-                Error::Invalid(m) => Error::Invalid(format!("tensor '{}': {m}", t.info.name)),
-                other => other,
-            })?;
+            out.write_source(t.data.as_ref(), progress)
+                .map_err(|e| e.for_tensor(&t.info.name))?;
             out.pad_to(self.alignment)?;
         }
         out.commit()

@@ -46,6 +46,18 @@ impl Error {
             source,
         }
     }
+    /// Names the tensor in an error raised while pulling its data.
+    pub fn for_tensor(self, tensor: &str) -> Self {
+        match self {
+            Error::Invalid(msg) => Error::Invalid(format!("tensor '{tensor}': {msg}")),
+            Error::Malformed { path, msg } => Error::Malformed {
+                path,
+                msg: format!("tensor '{tensor}': {msg}"),
+            },
+            other => other,
+        }
+    }
+
     /// Attaches a file to an error that has none yet.
     pub fn in_file(self, path: &Path) -> Self {
         match self {

@@ -270,13 +270,7 @@ pub fn non_tensor_values(path: &Path) -> Result<Vec<(String, String)>> {
         if depth > 32 || out.len() > 10_000 {
             return;
         }
-        let join = |k: &str| {
-            if prefix.is_empty() {
-                k.to_string()
-            } else {
-                format!("{prefix}.{k}")
-            }
-        };
+        let join = |k: &str| torch::dotted(prefix, k);
         match v {
             Value::Tensor(_) | Value::NdArray(_) => {}
             Value::Dict(d) => {

@@ -280,18 +280,21 @@ pub enum Found {
     Array(NdArray),
 }
 
+/// `prefix.key`, or `key` at the top.
+pub(crate) fn dotted(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
 /// Every tensor reachable from `v`, named by dotted path.
 pub fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, Found)>, depth: usize) {
     if depth > 64 {
         return;
     }
-    let join = |k: &str| {
-        if prefix.is_empty() {
-            k.to_string()
-        } else {
-            format!("{prefix}.{k}")
-        }
-    };
+    let join = |k: &str| dotted(prefix, k);
     match v {
         Value::Tensor(t) => out.push((prefix.to_string(), Found::Tensor(t.as_ref().clone()))),
         Value::NdArray(a) => {

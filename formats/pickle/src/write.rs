@@ -364,10 +364,7 @@ impl WritePlan for Plan {
             out.write_all(&local_header(&name, offset, size, 0, true))?;
             let mut crc = crc32fast::Hasher::new();
             out.write_source_inspected(t.data.as_ref(), progress, &mut |b| crc.update(b))
-                .map_err(|e| match e {
-                    Error::Invalid(m) => Error::Invalid(format!("tensor '{}': {m}", t.info.name)),
-                    other => other,
-                })?;
+                .map_err(|e| e.for_tensor(&t.info.name))?;
             let crc = crc.finalize();
             let mut d = Vec::new();
             put32(&mut d, 0x0807_4b50);

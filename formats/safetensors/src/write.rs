@@ -149,7 +149,7 @@ impl WritePlan for Plan {
             out.write_all(&shard.header)?;
             for t in &shard.tensors {
                 out.write_source(t.data.as_ref(), progress)
-                    .map_err(|e| annotate(e, &t.info.name))?;
+                    .map_err(|e| e.for_tensor(&t.info.name))?;
             }
             files.push(out);
         }
@@ -159,17 +159,5 @@ impl WritePlan for Plan {
             files.push(out);
         }
         commit_all(files)
-    }
-}
-
-/// Names the tensor in an error raised while pulling its data.
-pub(crate) fn annotate(e: Error, tensor: &str) -> Error {
-    match e {
-        Error::Invalid(msg) => Error::Invalid(format!("tensor '{tensor}': {msg}")),
-        Error::Malformed { path, msg } => Error::Malformed {
-            path,
-            msg: format!("tensor '{tensor}': {msg}"),
-        },
-        other => other,
     }
 }
