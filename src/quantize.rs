@@ -198,14 +198,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     // llama-quantize visits and writes tensors by layer, then name.
     let mut tensors = model.tensors.clone();
     tensors.sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
-    let descs: Vec<TensorDesc> = tensors
-        .iter()
-        .map(|t| TensorDesc {
-            name: t.info.name.clone(),
-            ne: t.info.shape.iter().rev().copied().collect(),
-            dtype: t.info.dtype,
-        })
-        .collect();
+    let descs: Vec<TensorDesc> = tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
     let types = mix::choose_types(ft, &opts, &model.metadata, &descs)?;
 
     let mut out = Model {

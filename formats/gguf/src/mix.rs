@@ -139,6 +139,17 @@ pub struct TensorDesc {
     pub dtype: DType,
 }
 
+impl TensorDesc {
+    /// A tensor's description, with its shape in ggml order.
+    pub fn of(info: &modelconv_ir::TensorInfo) -> Self {
+        TensorDesc {
+            name: info.name.clone(),
+            ne: info.shape.iter().rev().copied().collect(),
+            dtype: info.dtype,
+        }
+    }
+}
+
 /// The layer of a `blk.N.` tensor, -1 for others.
 fn layer_of(name: &str) -> i64 {
     name.strip_prefix("blk.")

@@ -10,15 +10,7 @@ fn mixes_match_llama_quantize() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let model = modelconv_gguf::open(&dir.join("in-f32.gguf")).unwrap();
-    let mut tensors: Vec<TensorDesc> = model
-        .tensors
-        .iter()
-        .map(|t| TensorDesc {
-            name: t.info.name.clone(),
-            ne: t.info.shape.iter().rev().copied().collect(),
-            dtype: t.info.dtype,
-        })
-        .collect();
+    let mut tensors: Vec<TensorDesc> = model.tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
     tensors.sort_by(|a, b| llama_order(&a.name, &b.name));
     let mut failures = Vec::new();
     let mut checked = 0;

@@ -1,4 +1,5 @@
-//! Truncations and bit flips of every checkpoint fixture: an error or a
+//! Every checkpoint fixture truncated at each byte, and every bit of each
+//! fixture's pickle flipped: an error or a
 //! model whose tensors all read back; never a panic or a hang.
 
 use modelconv_pickle::value::Value;
@@ -34,8 +35,7 @@ fn truncated_files_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     for f in fixtures() {
         let bytes = std::fs::read(&f).unwrap();
-        let step = (bytes.len() / 400).max(1);
-        for cut in (0..bytes.len()).step_by(step) {
+        for cut in 0..bytes.len() {
             let p = dir.path().join(f.file_name().unwrap());
             std::fs::write(&p, &bytes[..cut]).unwrap();
             open_and_read(&p);
@@ -71,7 +71,7 @@ fn bit_flips_in_pickles_never_panic() {
             Err(_) => bytes.clone(),
         };
         let mut flipped = pkl.clone();
-        for i in 0..pkl.len().min(2048) {
+        for i in 0..pkl.len() {
             for bit in 0..8 {
                 flipped[i] ^= 1 << bit;
                 let mut ids = AnyStorage;
