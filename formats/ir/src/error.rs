@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operating-system error on a named file.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    /// (The OS error is part of the message, not a separate source, so that
+    /// `{:#}` does not print it twice.)
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: io::Error },
     /// The file breaks a rule of its format.
     #[error("{}: {msg}", path.display())]
     Malformed { path: PathBuf, msg: String },
@@ -40,10 +42,10 @@ impl Error {
             msg: msg.into(),
         }
     }
-    pub fn io(path: &Path, source: io::Error) -> Self {
+    pub fn io(path: &Path, err: io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            err,
         }
     }
     /// Names the tensor in an error raised while pulling its data.

@@ -70,6 +70,8 @@ impl OutputFile {
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
+            // What any new file gets (0666 less the umask), not tempfile's 0600.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| Error::io(dest, e))?;
         Ok(OutputFile {
