@@ -86,6 +86,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     let opts = WriteOptions {
         max_shard_size: None,
         no_fsync: args.no_fsync,
+        ..Default::default()
     };
     util::write_model(&modelconv_safetensors::FORMAT, &model, &output, &opts, &inputs, quiet)?;
     if !quiet {

@@ -41,6 +41,23 @@ pub struct Args {
     /// never a partial file, but not guaranteed to survive a power loss.
     #[arg(long)]
     no_fsync: bool,
+    /// ONNX output: the model whose graph the output takes; its initializers are replaced by name from the
+    /// input (same dtype and shape).
+    #[arg(long, value_name = "MODEL.onnx")]
+    template: Option<PathBuf>,
+    /// With --template: keep the template's value for initializers the input lacks.
+    #[arg(long)]
+    allow_missing: bool,
+    /// ONNX output: put tensors of 1 KiB or more in OUTPUT.data beside it, at 4096-byte aligned offsets
+    /// (always done when the model would pass protobuf's 2 GiB limit).
+    #[arg(long)]
+    external_data: bool,
+    /// ONNX input: also take the values of Constant nodes (named by their output).
+    #[arg(long)]
+    all: bool,
+    /// ONNX output with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    keep_io_types: bool,
 }
 
 /// Selection, renaming and casting shared by the commands that write models.
@@ -144,16 +161,48 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         dtype: args.dtype.as_deref().map(parse_cast_dtype).transpose()?,
     };
     let out_format = registry::output_format(&args.output, args.to.as_deref())?;
-    let mut model = registry::open(&args.input, args.from.as_deref())?;
-    let inputs = util::input_files(&model);
+    let opts = WriteOptions {
+        max_shard_size: args.max_shard_size,
+        no_fsync: args.no_fsync,
+        template: args.template.clone(),
+        allow_missing: args.allow_missing,
+        external_data: args.external_data,
+    };
+    if out_format.name() == modelconv_onnx::NAME && transforms.dtype.is_some() {
+        // An ONNX graph is typed: a cast is the fp16 rewrite of the graph.
+        if transforms.dtype != Some(DType::F16) || args.template.is_some() {
+            bail!("ONNX output takes --dtype F16 (the fp16 rewrite of an ONNX input) only; weight-only INT8/INT4 is `modelconv quantize MODEL.onnx --type INT8`");
+        }
+        let input_format = registry::open(&args.input, args.from.as_deref())?.format;
+        if input_format != modelconv_onnx::NAME {
+            bail!(
+                "--dtype F16 to ONNX rewrites an ONNX model; {} is {input_format}",
+                args.input.display()
+            );
+        }
+        if !(transforms.include.is_empty() && transforms.exclude.is_empty() && transforms.rename.is_empty()) {
+            bail!("the fp16 rewrite keeps every initializer: --include/--exclude/--rename do not apply");
+        }
+        return crate::onnx::fp16(&args.input, &args.output, args.keep_io_types, &opts, quiet);
+    }
+    let mut model = if args.all {
+        let from = registry::open(&args.input, args.from.as_deref())?.format;
+        if from != modelconv_onnx::NAME {
+            bail!(
+                "--all takes Constant values of an ONNX input; {} is {from}",
+                args.input.display()
+            );
+        }
+        modelconv_onnx::open_with(&args.input, true)?
+    } else {
+        registry::open(&args.input, args.from.as_deref())?
+    };
+    let mut inputs = util::input_files(&model);
+    inputs.extend(args.template.iter().cloned());
     transforms.apply(&mut model)?;
     if model.tensors.is_empty() && !transforms.include.is_empty() {
         bail!("--include matched no tensor of {}", args.input.display());
     }
-    let opts = WriteOptions {
-        max_shard_size: args.max_shard_size,
-        no_fsync: args.no_fsync,
-    };
     let (n, bytes) = (model.tensors.len(), model.data_bytes());
     let outputs = util::write_model(out_format, &model, &args.output, &opts, &inputs, quiet)?;
     if !quiet {

@@ -16,10 +16,25 @@ pub struct Args {
     /// Read as this format instead of detecting it.
     #[arg(long, value_name = "FORMAT")]
     from: Option<String>,
+    /// ONNX: list the values of Constant nodes with the initializers.
+    #[arg(long)]
+    all: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
     let model = registry::open(&args.path, args.from.as_deref())?;
+    if model.format == modelconv_onnx::NAME {
+        let f = modelconv_onnx::OnnxFile::open(&args.path)?;
+        let s = modelconv_onnx::summary::summarize(&f, args.all)?;
+        if args.json {
+            let mut v = to_json(&model);
+            v["onnx"] = crate::onnx::summary_json(&s);
+            util::print_json(&v);
+        } else {
+            crate::onnx::print_summary(&args.path, &s);
+        }
+        return Ok(0);
+    }
     // Checkpoints: what the pickle holds besides the state dict.
     let structure = if model.format == modelconv_pickle::NAME && args.path.is_file() {
         modelconv_pickle::structure(&args.path)?

@@ -6,6 +6,7 @@ mod ckpt;
 mod convert;
 mod diff;
 mod inspect;
+mod onnx;
 mod progress;
 mod quantize;
 mod registry;
@@ -24,7 +25,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "modelconv",
     version,
-    about = "Read, inspect, convert, quantize and compare ML model files (safetensors, GGUF, PyTorch) without running code they carry"
+    about = "Read, inspect, convert, quantize and compare ML model files (safetensors, GGUF, PyTorch, ONNX) without running code they carry"
 )]
 struct Cli {
     /// No progress bars and no informational messages on stderr.
@@ -44,17 +45,22 @@ enum Command {
     /// Convert between formats, optionally selecting, renaming and casting tensors.
     #[command(after_help = "Examples:\n  modelconv convert model.safetensors model.gguf\n  \
                             modelconv convert model.gguf out.safetensors --dtype BF16 --exclude '^rope\\.'\n  \
-                            modelconv convert big.safetensors out/model.safetensors --max-shard-size 5GB")]
+                            modelconv convert big.safetensors out/model.safetensors --max-shard-size 5GB\n  \
+                            modelconv convert model.onnx weights.safetensors\n  \
+                            modelconv convert weights.safetensors new.onnx --template model.onnx\n  \
+                            modelconv convert model.onnx model-fp16.onnx --dtype F16")]
     Convert(convert::Args),
     /// Compare two models tensor by tensor: max |a-b|, RMSE, cosine similarity.
     #[command(after_help = "Exit 0 when every tensor is present in both, same shape, and within\n\
                             |a-b| <= atol + rtol*|b|; 1 otherwise.\n\nExamples:\n  \
                             modelconv diff a.safetensors b.gguf\n  modelconv diff model.safetensors model-f16.safetensors --atol 1e-3 --json")]
     Diff(diff::Args),
-    /// Quantize to GGUF with llama.cpp's quantizers and mixes (byte-identical to llama-quantize).
+    /// Quantize to GGUF with llama.cpp's quantizers and mixes (byte-identical to llama-quantize), or an ONNX
+    /// model's weights to INT8/INT4 with DequantizeLinear.
     #[command(
         after_help = "Examples:\n  modelconv quantize model.safetensors -o model-Q4_K_M.gguf --type Q4_K_M\n  \
                             modelconv quantize model-f16.gguf --q8_0\n  \
+                            modelconv quantize model.onnx -o model-int4.onnx --type INT4 --block-size 32\n  \
                             modelconv quantize model.gguf -o out.gguf --type Q4_K_S --pure --tensor-type 'attn_v=Q8_0' --json"
     )]
     Quantize(quantize::Args),

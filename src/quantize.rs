@@ -86,6 +86,19 @@ pub struct Args {
     /// Do not fsync the output before renaming it into place.
     #[arg(long)]
     no_fsync: bool,
+    /// ONNX (--type INT8|INT4): elements per scale along the reduction axis (a power of two ≥ 16), or 0 for
+    /// one scale per output channel.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    block_size: u64,
+    /// ONNX: also quantize Gather data (embedding tables).
+    #[arg(long)]
+    embeddings: bool,
+    /// ONNX: never move the model to opset 21 (INT8 then uses per-channel scales, INT4 com.microsoft.MatMulNBits).
+    #[arg(long)]
+    keep_opset: bool,
+    /// ONNX: put tensors of 1 KiB or more in OUTPUT.data beside the model (always when it would pass 2 GiB).
+    #[arg(long)]
+    external_data: bool,
 }
 
 impl Args {
@@ -163,6 +176,33 @@ fn convert_source(t: &Tensor, to: DType, args: &Args, stats: &Option<Arc<ErrorSt
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {
+    let onnx_input = match &args.from {
+        Some(f) => f.eq_ignore_ascii_case(modelconv_onnx::NAME),
+        None => registry::detect(&args.input).is_ok_and(|f| f.name() == modelconv_onnx::NAME),
+    };
+    if onnx_input {
+        let ty = args
+            .ty
+            .clone()
+            .ok_or_else(|| anyhow!("say which type: --type INT8 or --type INT4 (ONNX weight-only quantization)"))?;
+        if args.output.as_ref().is_some_and(|o| !crate::onnx::is_onnx_path(o)) {
+            bail!("an ONNX model is quantized to ONNX: give -o a .onnx name");
+        }
+        return crate::onnx::quantize(
+            crate::onnx::QuantArgs {
+                input: args.input,
+                output: args.output,
+                ty,
+                block_size: args.block_size,
+                embeddings: args.embeddings,
+                keep_opset: args.keep_opset,
+                external_data: args.external_data,
+                json: args.json,
+                no_fsync: args.no_fsync,
+            },
+            quiet,
+        );
+    }
     let ft = args.file_type()?;
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
@@ -235,6 +275,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     let opts = WriteOptions {
         max_shard_size: None,
         no_fsync: args.no_fsync,
+        ..Default::default()
     };
     util::write_model(&modelconv_gguf::FORMAT, &out, &output, &opts, &inputs, quiet)?;
     report(&rows, &model, &output, ft, &args, quiet);

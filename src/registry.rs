@@ -11,6 +11,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_safetensors::FORMAT,
     &modelconv_gguf::FORMAT,
     &modelconv_pickle::FORMAT,
+    &modelconv_onnx::FORMAT,
 ];
 
 pub fn by_name(name: &str) -> Result<&'static dyn Format> {

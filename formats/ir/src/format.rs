@@ -36,6 +36,15 @@ pub struct WriteOptions {
     /// Skip the fsync before the rename: the output still appears only when
     /// complete, but may not survive a power loss (what `cp` does).
     pub no_fsync: bool,
+    /// A model whose structure the output takes, its weights replaced by
+    /// name (ONNX: the graph of this `.onnx`).
+    pub template: Option<PathBuf>,
+    /// With a template: keep the template's values for tensors the input
+    /// lacks instead of refusing.
+    pub allow_missing: bool,
+    /// Formats that can keep tensor data in a side file (ONNX external
+    /// data) put it there.
+    pub external_data: bool,
 }
 
 /// The writing side of a format.

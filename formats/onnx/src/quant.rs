@@ -1,0 +1,675 @@
+//! Weight-only quantization of an ONNX model: the weight initializers of
+//! MatMul and Gemm (and, optionally, Gather embeddings) become INT8 or INT4
+//! initializers with float scales, dequantized in the graph.
+//!
+//! - Blocked `DequantizeLinear` (`axis`, `block_size`; opset 21) when the
+//!   model is at opset 21, or can be moved there: every op it uses is
+//!   unchanged in meaning between its opset and 21 ([`UPGRADE_SAFE_SINCE`]).
+//! - Otherwise INT8 uses per-channel `DequantizeLinear` (opset 13) and INT4
+//!   uses `com.microsoft.MatMulNBits` (onnxruntime's contrib op) for MatMul.
+//!
+//! The scheme is symmetric: per block (or channel) `scale = max|w| / qmax`
+//! (qmax 127 or 7), `q = round_half_even(w / scale)`, zero point 0.
+
+use crate::graph::{self, attr_i, attr_int, node, op, Names};
+use crate::proto::{GraphProto, NodeProto, OperatorSetIdProto, TensorProto};
+use crate::read::OnnxFile;
+use crate::tensor::{dt, mem};
+use crate::write::{OnnxOut, OutInit};
+use half::f16;
+use modelconv_ir::{Error, Result};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QType {
+    Int8,
+    Int4,
+}
+
+impl QType {
+    pub fn name(self) -> &'static str {
+        match self {
+            QType::Int8 => "INT8",
+            QType::Int4 => "INT4",
+        }
+    }
+    fn qmax(self) -> f32 {
+        match self {
+            QType::Int8 => 127.0,
+            QType::Int4 => 7.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QuantOptions {
+    pub ty: QType,
+    /// Elements per scale along the reduction axis; 0 = one scale per
+    /// output channel.
+    pub block_size: u64,
+    /// Also quantize the data of Gather nodes (embeddings).
+    pub embeddings: bool,
+    /// Allow moving the default-domain opset to 21 for blocked quantization.
+    pub upgrade_opset: bool,
+    /// Leave initializers with fewer elements than this alone.
+    pub min_elements: u64,
+}
+
+impl Default for QuantOptions {
+    fn default() -> Self {
+        QuantOptions {
+            ty: QType::Int8,
+            block_size: 32,
+            embeddings: false,
+            upgrade_opset: true,
+            min_elements: 1024,
+        }
+    }
+}
+
+/// How one weight was quantized.
+#[derive(Debug, Clone)]
+pub struct QuantRow {
+    pub name: String,
+    pub consumer: String,
+    pub shape: Vec<u64>,
+    pub scheme: String,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub relative_rmse: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct QuantReport {
+    pub rows: Vec<QuantRow>,
+    /// Candidate weights left as they are, with the reason.
+    pub skipped: Vec<(String, String)>,
+    pub opset_before: i64,
+    pub opset_after: i64,
+}
+
+/// Default-domain ops and the opset from which their meaning is unchanged
+/// up to opset 21 (later versions only added types or optional inputs and
+/// attributes whose defaults keep the old behaviour). A model whose ops are
+/// all listed at or below its opset can be moved to opset 21.
+pub const UPGRADE_SAFE_SINCE: &[(&str, i64)] = &[
+    ("Abs", 6),
+    ("Acos", 7),
+    ("Add", 7),
+    ("And", 7),
+    ("ArgMax", 11),
+    ("ArgMin", 11),
+    ("Asin", 7),
+    ("Atan", 7),
+    ("AveragePool", 11),
+    ("BatchNormalization", 9),
+    ("Cast", 6),
+    ("CastLike", 15),
+    ("Ceil", 6),
+    ("Celu", 12),
+    ("Clip", 11),
+    ("Concat", 4),
+    ("Constant", 1),
+    ("ConstantOfShape", 9),
+    ("Conv", 11),
+    ("ConvTranspose", 11),
+    ("Cos", 7),
+    ("CumSum", 11),
+    ("DequantizeLinear", 13),
+    ("Div", 7),
+    ("Dropout", 7),
+    ("Einsum", 12),
+    ("Elu", 6),
+    ("Equal", 7),
+    ("Erf", 9),
+    ("Exp", 6),
+    ("Expand", 8),
+    ("Flatten", 11),
+    ("Floor", 6),
+    ("Gather", 11),
+    ("GatherElements", 11),
+    ("GatherND", 12),
+    ("Gelu", 20),
+    ("Gemm", 11),
+    ("GlobalAveragePool", 1),
+    ("GlobalMaxPool", 1),
+    ("Greater", 7),
+    ("GreaterOrEqual", 12),
+    ("HardSigmoid", 6),
+    ("HardSwish", 14),
+    ("Hardmax", 13),
+    ("Identity", 1),
+    ("If", 11),
+    ("InstanceNormalization", 6),
+    ("IsInf", 10),
+    ("IsNaN", 9),
+    ("LayerNormalization", 17),
+    ("LeakyRelu", 6),
+    ("Less", 7),
+    ("LessOrEqual", 12),
+    ("Log", 6),
+    ("LogSoftmax", 13),
+    ("Loop", 13),
+    ("MatMul", 1),
+    ("MatMulInteger", 10),
+    ("Max", 8),
+    ("MaxPool", 12),
+    ("Mean", 8),
+    ("Min", 8),
+    ("Mish", 18),
+    ("Mod", 10),
+    ("Mul", 7),
+    ("Neg", 6),
+    ("NonZero", 9),
+    ("Not", 1),
+    ("OneHot", 11),
+    ("Or", 7),
+    ("PRelu", 7),
+    ("Pad", 11),
+    ("Pow", 7),
+    ("QuantizeLinear", 13),
+    ("Range", 11),
+    ("Reciprocal", 6),
+    ("ReduceL2", 18),
+    ("ReduceMax", 18),
+    ("ReduceMean", 18),
+    ("ReduceMin", 18),
+    ("ReduceProd", 18),
+    ("ReduceSum", 13),
+    ("ReduceSumSquare", 18),
+    ("Relu", 6),
+    ("Reshape", 5),
+    ("Resize", 13),
+    ("Round", 11),
+    ("ScatterElements", 11),
+    ("ScatterND", 11),
+    ("Selu", 6),
+    ("Shape", 1),
+    ("Sigmoid", 6),
+    ("Sign", 9),
+    ("Sin", 7),
+    ("Size", 1),
+    ("Slice", 10),
+    ("Softmax", 13),
+    ("Softplus", 1),
+    ("Split", 13),
+    ("Sqrt", 6),
+    ("Squeeze", 13),
+    ("Sub", 7),
+    ("Sum", 8),
+    ("Tan", 7),
+    ("Tanh", 6),
+    ("Tile", 6),
+    ("TopK", 11),
+    ("Transpose", 1),
+    ("Trilu", 14),
+    ("Unsqueeze", 13),
+    ("Where", 9),
+    ("Xor", 7),
+];
+
+/// Why the default-domain opset `v` cannot move to 21, or `None` if it can.
+pub fn upgrade_blocker(g: &GraphProto, v: i64) -> Option<String> {
+    for n in &g.node {
+        if graph::is_default_domain(n) {
+            match UPGRADE_SAFE_SINCE.iter().find(|(o, _)| *o == op(n)) {
+                Some((_, since)) if *since <= v => {}
+                Some((o, since)) => return Some(format!("{o} changed meaning at opset {since}, after {v}")),
+                None => return Some(format!("op {} is not known to be unchanged up to opset 21", op(n))),
+            }
+        }
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                if let Some(r) = upgrade_blocker(sub, v) {
+                    return Some(r);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scheme {
+    /// Blocked DequantizeLinear along `axis`.
+    Blocked { axis: usize },
+    /// One scale per index of `axis`.
+    PerChannel { axis: usize },
+    /// com.microsoft.MatMulNBits (weights [K, N] of a MatMul).
+    MatMulNBits,
+}
+
+/// Quantized weight data: `q` (one i8 per element, row-major) and scales.
+struct Quantized {
+    q: Vec<i8>,
+    scales: Vec<f32>,
+    scale_dims: Vec<i64>,
+    sq_err: f64,
+    sq_ref: f64,
+}
+
+/// Quantizes `w` ([rows, cols]) with one scale per group; `group(r, c)`
+/// gives the index of the scale of element (r, c).
+fn quantize_groups(
+    w: &[f32],
+    cols: usize,
+    groups: usize,
+    group: impl Fn(usize, usize) -> usize,
+    ty: QType,
+    f16_scales: bool,
+) -> (Vec<i8>, Vec<f32>, f64, f64) {
+    let mut amax = vec![0f32; groups];
+    for (i, &x) in w.iter().enumerate() {
+        let g = group(i / cols, i % cols);
+        amax[g] = amax[g].max(x.abs());
+    }
+    let scales: Vec<f32> = amax
+        .iter()
+        .map(|&a| {
+            let s = if a > 0.0 && a.is_finite() { a / ty.qmax() } else { 1.0 };
+            if f16_scales {
+                f16::from_f32(s).to_f32().max(f32::MIN_POSITIVE)
+            } else {
+                s
+            }
+        })
+        .collect();
+    let (lo, hi) = (-ty.qmax() - 1.0, ty.qmax());
+    let (mut sq_err, mut sq_ref) = (0f64, 0f64);
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let s = scales[group(i / cols, i % cols)];
+            let q = (x / s).round_ties_even().clamp(lo, hi);
+            let d = (q * s - x) as f64;
+            sq_err += d * d;
+            sq_ref += (x as f64) * (x as f64);
+            q as i8
+        })
+        .collect();
+    (q, scales, sq_err, sq_ref)
+}
+
+/// The scale index of element (row, column).
+type GroupOf = Box<dyn Fn(usize, usize) -> usize>;
+
+fn quantize_weight(
+    w: &[f32],
+    shape: [usize; 2],
+    scheme: Scheme,
+    block: usize,
+    ty: QType,
+    f16_scales: bool,
+) -> Quantized {
+    let [rows, cols] = shape;
+    let (groups, dims, g): (usize, Vec<i64>, GroupOf) = match scheme {
+        Scheme::Blocked { axis: 0 } => {
+            let nb = rows.div_ceil(block);
+            (
+                nb * cols,
+                vec![nb as i64, cols as i64],
+                Box::new(move |r, c| (r / block) * cols + c),
+            )
+        }
+        Scheme::Blocked { .. } => {
+            let nb = cols.div_ceil(block);
+            (
+                rows * nb,
+                vec![rows as i64, nb as i64],
+                Box::new(move |r, c| r * nb + c / block),
+            )
+        }
+        Scheme::PerChannel { axis: 0 } => (rows, vec![rows as i64], Box::new(|r, _| r)),
+        Scheme::PerChannel { .. } => (cols, vec![cols as i64], Box::new(|_, c| c)),
+        // [K, N] weights, blocks along K for each column n: scales [N, nb].
+        Scheme::MatMulNBits => {
+            let nb = rows.div_ceil(block);
+            (
+                cols * nb,
+                vec![cols as i64, nb as i64],
+                Box::new(move |r, c| c * nb + r / block),
+            )
+        }
+    };
+    let (q, scales, sq_err, sq_ref) = quantize_groups(w, cols, groups, g, ty, f16_scales);
+    Quantized {
+        q,
+        scales,
+        scale_dims: dims,
+        sq_err,
+        sq_ref,
+    }
+}
+
+fn pack_int4(q: &[i8]) -> Vec<u8> {
+    q.chunks(2)
+        .map(|p| (p[0] as u8 & 0xF) | (p.get(1).map_or(0, |&h| h as u8 & 0xF) << 4))
+        .collect()
+}
+
+/// MatMulNBits' B: for each column n, K values in blocks of `block`
+/// (padded with the zero point), two unsigned 4-bit codes per byte.
+fn pack_matmulnbits(q: &[i8], k: usize, n: usize, block: usize) -> Vec<u8> {
+    let nb = k.div_ceil(block);
+    let mut out = Vec::with_capacity(n * nb * block / 2);
+    for c in 0..n {
+        let codes: Vec<u8> = (0..nb * block)
+            .map(|r| if r < k { (q[r * n + c] as i16 + 8) as u8 } else { 8 })
+            .collect();
+        out.extend(codes.chunks(2).map(|p| p[0] | (p[1] << 4)));
+    }
+    out
+}
+
+fn tensor(name: String, data_type: i32, dims: Vec<i64>) -> TensorProto {
+    TensorProto {
+        dims,
+        data_type: Some(data_type),
+        name: Some(name),
+        ..Default::default()
+    }
+}
+
+fn float_bytes(v: &[f32], f16_out: bool) -> Vec<u8> {
+    if f16_out {
+        v.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect()
+    } else {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+}
+
+/// The weight-only quantized version of `file`'s model.
+pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantReport)> {
+    if opts.block_size != 0 && (opts.block_size < 16 || !opts.block_size.is_power_of_two()) {
+        return Err(Error::invalid(format!(
+            "--block-size {}: use a power of two of at least 16, or 0 for one scale per channel",
+            opts.block_size
+        )));
+    }
+    let mut model = file.model.clone();
+    let mut g = model.graph.take().unwrap_or_default();
+    let mut report = QuantReport::default();
+    let opset_idx = model
+        .opset_import
+        .iter()
+        .position(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")));
+    let v = opset_idx.and_then(|i| model.opset_import[i].version).unwrap_or(1);
+    report.opset_before = v;
+    report.opset_after = v;
+
+    // Decide the scheme family for the whole model.
+    let blocked_ok = if opts.block_size == 0 && opts.ty == QType::Int8 {
+        false
+    } else if v >= 21 {
+        true
+    } else if !opts.upgrade_opset {
+        false
+    } else if let Some(why) = upgrade_blocker(&g, v) {
+        report.skipped.push((String::new(), format!("opset {v} kept: {why}")));
+        false
+    } else {
+        true
+    };
+    if blocked_ok && v < 21 {
+        report.opset_after = 21;
+        if let Some(i) = opset_idx {
+            model.opset_import[i].version = Some(21);
+        }
+        model.ir_version = Some(model.ir_version.unwrap_or(0).max(10));
+    }
+    if !blocked_ok && opts.ty == QType::Int8 && v < 13 {
+        return Err(Error::unsupported(format!(
+            "{}: opset {v} has no per-channel DequantizeLinear (needs 13) and cannot move to 21",
+            file.path.display()
+        )));
+    }
+
+    // Who reads each value.
+    let graph_inputs: std::collections::HashSet<&str> = g.input.iter().filter_map(|v| v.name.as_deref()).collect();
+    let mut uses: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+    for (ni, n) in g.node.iter().enumerate() {
+        for (ii, i) in n.input.iter().enumerate() {
+            uses.entry(i.clone()).or_default().push((ni, ii));
+        }
+    }
+    let mut names = Names::of(&g);
+    let mut new_inits = Vec::new();
+    let mut dq_nodes = Vec::new();
+    let mut rename: HashMap<String, String> = HashMap::new();
+    let mut nbits_nodes: HashMap<usize, NodeProto> = HashMap::new();
+    let block = opts.block_size as usize;
+
+    for proto in std::mem::take(&mut g.initializer) {
+        let name = proto.name.clone().unwrap_or_default();
+        let keep = |proto: TensorProto| -> Result<OutInit> {
+            let data = file.tensor(&proto, &name)?.map(|i| i.stored);
+            Ok(OutInit { proto, data })
+        };
+        let dtype = proto.data_type.unwrap_or(0);
+        let consumers = uses.get(&name).cloned().unwrap_or_default();
+        // The role of the weight: (reduction axis, consumer op).
+        let role = consumers.iter().find_map(|&(ni, ii)| {
+            let n = &g.node[ni];
+            match (graph::is_default_domain(n), op(n), ii) {
+                (true, "MatMul", 1) => Some((0usize, "MatMul")),
+                (true, "Gemm", 1) => Some((if attr_i(n, "transB") == Some(1) { 1 } else { 0 }, "Gemm")),
+                (true, "Gather", 0) if opts.embeddings => Some((1, "Gather")),
+                _ => None,
+            }
+        });
+        let Some((k_axis, consumer)) = role else {
+            new_inits.push(keep(proto)?);
+            continue;
+        };
+        let numel: u64 = proto.dims.iter().map(|&d| d.max(0) as u64).product();
+        let skip = |why: &str, report: &mut QuantReport| report.skipped.push((name.clone(), why.to_string()));
+        if !(dtype == dt::FLOAT || dtype == dt::FLOAT16) {
+            skip("not FLOAT or FLOAT16", &mut report);
+            new_inits.push(keep(proto)?);
+            continue;
+        }
+        if proto.dims.len() != 2 || graph_inputs.contains(name.as_str()) || numel < opts.min_elements {
+            let why = if proto.dims.len() != 2 {
+                "not 2-D"
+            } else if numel < opts.min_elements {
+                "too small"
+            } else {
+                "also a graph input (may be overridden at run time)"
+            };
+            skip(why, &mut report);
+            new_inits.push(keep(proto)?);
+            continue;
+        }
+        let shape = [proto.dims[0] as usize, proto.dims[1] as usize];
+        let k = shape[k_axis];
+        let scheme = if blocked_ok && block > 0 && k.is_multiple_of(block) {
+            Scheme::Blocked { axis: k_axis }
+        } else if opts.ty == QType::Int8 || blocked_ok {
+            // INT4 per-channel needs opset 21 too (the INT4 type).
+            Scheme::PerChannel { axis: 1 - k_axis }
+        } else if consumer == "MatMul" && consumers.iter().all(|&(ni, ii)| op(&g.node[ni]) == "MatMul" && ii == 1) {
+            Scheme::MatMulNBits
+        } else {
+            skip(
+                &format!("INT4 for {consumer} needs opset 21, and this model stays at {v}"),
+                &mut report,
+            );
+            new_inits.push(keep(proto)?);
+            continue;
+        };
+        let init = file
+            .tensor(&proto, &name)?
+            .ok_or_else(|| Error::invalid(format!("tensor '{name}' has no data")))?;
+        let raw = init.tensor.read_all()?;
+        let is_f16 = dtype == dt::FLOAT16;
+        let w: Vec<f32> = if is_f16 {
+            raw.chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect()
+        } else {
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        if let Some(i) = w.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "tensor '{name}': element {i} is {}; weights must be finite to quantize",
+                w[i]
+            ))
+            .in_file(&file.path));
+        }
+        let qd = quantize_weight(&w, shape, scheme, block.max(1), opts.ty, is_f16);
+        let qname = names.fresh(&format!("{name}_quantized"));
+        let sname = names.fresh(&format!("{name}_scale"));
+        let scales = mem(float_bytes(&qd.scales, is_f16));
+        let scale_proto = tensor(sname.clone(), dtype, qd.scale_dims.clone());
+        let (qproto, qdata, desc) = match scheme {
+            Scheme::MatMulNBits => {
+                let nb = k.div_ceil(block);
+                let p = tensor(
+                    qname.clone(),
+                    dt::UINT8,
+                    vec![shape[1] as i64, nb as i64, (block / 2) as i64],
+                );
+                (
+                    p,
+                    pack_matmulnbits(&qd.q, shape[0], shape[1], block),
+                    format!("MatMulNBits bits=4 block_size={block}"),
+                )
+            }
+            _ => {
+                let (ty, bytes) = match opts.ty {
+                    QType::Int8 => (dt::INT8, qd.q.iter().map(|&x| x as u8).collect()),
+                    QType::Int4 => (dt::INT4, pack_int4(&qd.q)),
+                };
+                let desc = match scheme {
+                    Scheme::Blocked { axis } => format!("DequantizeLinear axis={axis} block_size={block}"),
+                    Scheme::PerChannel { axis } => format!("DequantizeLinear per-channel axis={axis}"),
+                    Scheme::MatMulNBits => unreachable!(),
+                };
+                (tensor(qname.clone(), ty, proto.dims.clone()), bytes, desc)
+            }
+        };
+        let bytes_after = qdata.len() as u64 + scales.len();
+        match scheme {
+            Scheme::MatMulNBits => {
+                for &(ni, _) in &consumers {
+                    let m = &g.node[ni];
+                    let nname = names.fresh(&format!("{}_MatMulNBits", m.name.as_deref().unwrap_or(&name)));
+                    let mut n = node(
+                        "MatMulNBits",
+                        "com.microsoft",
+                        nname,
+                        vec![m.input[0].clone(), qname.clone(), sname.clone()],
+                        m.output.clone(),
+                    );
+                    n.attribute = vec![
+                        attr_int("K", shape[0] as i64),
+                        attr_int("N", shape[1] as i64),
+                        attr_int("bits", 4),
+                        attr_int("block_size", block as i64),
+                    ];
+                    nbits_nodes.insert(ni, n);
+                }
+            }
+            Scheme::Blocked { axis } | Scheme::PerChannel { axis } => {
+                let dq_out = names.fresh(&format!("{name}_dequantized"));
+                let mut n = node(
+                    "DequantizeLinear",
+                    "",
+                    names.fresh(&format!("{name}_DequantizeLinear")),
+                    vec![qname.clone(), sname.clone()],
+                    vec![dq_out.clone()],
+                );
+                n.attribute.push(attr_int("axis", axis as i64));
+                if matches!(scheme, Scheme::Blocked { .. }) {
+                    n.attribute.push(attr_int("block_size", block as i64));
+                }
+                dq_nodes.push(n);
+                rename.insert(name.clone(), dq_out);
+            }
+        }
+        report.rows.push(QuantRow {
+            name: name.clone(),
+            consumer: consumer.to_string(),
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            scheme: desc,
+            bytes_before: init.tensor.info.byte_len,
+            bytes_after,
+            relative_rmse: if qd.sq_ref > 0.0 {
+                (qd.sq_err / qd.sq_ref).sqrt()
+            } else {
+                0.0
+            },
+        });
+        new_inits.push(OutInit {
+            proto: qproto,
+            data: Some(mem(qdata)),
+        });
+        new_inits.push(OutInit {
+            proto: scale_proto,
+            data: Some(scales),
+        });
+    }
+
+    let mut nodes = dq_nodes;
+    for (ni, mut n) in std::mem::take(&mut g.node).into_iter().enumerate() {
+        if let Some(r) = nbits_nodes.remove(&ni) {
+            nodes.push(r);
+            continue;
+        }
+        for i in n.input.iter_mut() {
+            if let Some(r) = rename.get(i) {
+                *i = r.clone();
+            }
+        }
+        nodes.push(n);
+    }
+    g.node = nodes;
+    if report.rows.iter().any(|r| r.scheme.starts_with("MatMulNBits"))
+        && !model
+            .opset_import
+            .iter()
+            .any(|o| o.domain.as_deref() == Some("com.microsoft"))
+    {
+        model.opset_import.push(OperatorSetIdProto {
+            domain: Some("com.microsoft".into()),
+            version: Some(1),
+        });
+    }
+    model.graph = Some(g);
+    Ok((
+        OnnxOut {
+            model,
+            inits: new_inits,
+        },
+        report,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_int4_round_trips_within_half_a_step() {
+        let w: Vec<f32> = (0..64 * 8).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let q = quantize_weight(&w, [64, 8], Scheme::Blocked { axis: 0 }, 32, QType::Int4, false);
+        assert_eq!(q.scale_dims, vec![2, 8]);
+        for (i, &x) in w.iter().enumerate() {
+            let s = q.scales[(i / 8 / 32) * 8 + i % 8];
+            assert!((q.q[i] as f32 * s - x).abs() <= s / 2.0 + 1e-6);
+            assert!((-8..=7).contains(&q.q[i]));
+        }
+        assert_eq!(pack_int4(&[-1, 7, 3]), vec![0x7F, 0x03]);
+    }
+
+    #[test]
+    fn matmulnbits_layout_is_column_major_blocks() {
+        // K = 4, N = 2, block 2: column 0 holds q[0,0], q[1,0] | q[2,0], q[3,0].
+        let q = vec![1, -1, 2, -2, 3, -3, -8, 7];
+        let b = pack_matmulnbits(&q, 4, 2, 2);
+        assert_eq!(b, vec![9 | (10 << 4), 11, 7 | (6 << 4), 5 | (15 << 4)]);
+    }
+}
