@@ -206,7 +206,7 @@ pub fn quantize(a: QuantArgs, quiet: bool) -> Result<u8> {
             "tensors": report.rows.iter().map(|r| json!({
                 "name": r.name, "consumer": r.consumer, "shape": r.shape, "scheme": r.scheme,
                 "bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
-                "relative_rmse": util::json_f64(r.relative_rmse),
+                "relative_rmse": r.relative_rmse().map(util::json_f64),
             })).collect::<Vec<_>>(),
             "skipped": report.skipped.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
             "weight_bytes_before": before,
@@ -229,7 +229,7 @@ pub fn quantize(a: QuantArgs, quiet: bool) -> Result<u8> {
             format!("{:?}", r.shape),
             r.scheme,
             r.bytes_after,
-            r.relative_rmse
+            r.relative_rmse().unwrap_or(f64::NAN)
         );
     }
     for (n, why) in &report.skipped {

@@ -351,6 +351,206 @@ def torch_load_reads_our_pt_files():
         assert bytes(np.asarray(x.data).tobytes()) == raw(sd2[x.name]), x.name
 
 
+
+# ---------------------------------------------------------------- ONNX
+import onnx
+import onnxruntime as ort
+from onnx import helper as oh, numpy_helper as onh, TensorProto as OTP
+
+
+def export_gpt(path, seed, vocab=1024, dim=256, layers=3, heads=4, ctx=64):
+    """A GPT-2-shaped decoder exported by torch.onnx.export (TorchScript exporter, opset 17)."""
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(s):
+            super().__init__()
+            s.ln1, s.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            s.qkv, s.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+            s.fc, s.out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+        def forward(s, x):
+            B, T, D = x.shape
+            q, k, v = s.qkv(s.ln1(x)).split(D, dim=2)
+            q, k, v = (z.view(B, T, heads, D // heads).transpose(1, 2) for z in (q, k, v))
+            att = (q @ k.transpose(-2, -1)) / (D // heads) ** 0.5
+            att = att.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf")).softmax(-1)
+            x = x + s.proj((att @ v).transpose(1, 2).reshape(B, T, D))
+            return x + s.out(nn.functional.gelu(s.fc(s.ln2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(s):
+            super().__init__()
+            s.wte, s.wpe = nn.Embedding(vocab, dim), nn.Embedding(ctx, dim)
+            s.blocks = nn.ModuleList([Block() for _ in range(layers)])
+            s.lnf, s.head = nn.LayerNorm(dim), nn.Linear(dim, vocab, bias=False)
+
+        def forward(s, idx):
+            x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1]))
+            for b in s.blocks:
+                x = b(x)
+            return s.head(s.lnf(x))
+
+    import warnings
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    torch.manual_seed(seed)
+    m = GPT().eval()
+    with torch.no_grad():
+        torch.onnx.export(m, (torch.randint(0, vocab, (2, 16)),), path, input_names=["idx"], output_names=["logits"],
+                          dynamic_axes={"idx": {0: "b", 1: "t"}, "logits": {0: "b", 1: "t"}}, opset_version=17,
+                          dynamo=False)
+    return path
+
+
+GPT_A = export_gpt(t("gpt_a.onnx"), 0)
+GPT_B = export_gpt(t("gpt_b.onnx"), 1)
+IDX = np.random.default_rng(5).integers(0, 1024, (3, 24)).astype(np.int64)
+
+
+def ort_run(path, feed=None):
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return s.run(None, feed or {"idx": IDX})[0].astype(np.float32)
+
+
+def cosine(a, b):
+    a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def ir_array(a):
+    """numpy_helper.to_array's result as modelconv's IR holds it."""
+    import ml_dtypes as mld
+    if a.dtype in (mld.int4, mld.int2):
+        return a.astype(np.int8)
+    if a.dtype in (mld.uint4, mld.uint2):
+        return a.astype(np.uint8)
+    if a.dtype in (mld.float8_e4m3fnuz, mld.float8_e5m2fnuz, mld.float4_e2m1fn, mld.float8_e8m0fnu):
+        return a.astype(np.float32)
+    if np.iscomplexobj(a):
+        return a.view(np.float32 if a.dtype == np.complex64 else np.float64).reshape(a.shape + (2,))
+    return a
+
+
+@check
+def onnx_initializers_extract_as_numpy_helper_reads_them():
+    """Every initializer (raw, typed fields, external) → safetensors by modelconv == onnx.numpy_helper.to_array."""
+    files = [os.path.join(FIX, "onnx", f) for f in sorted(os.listdir(os.path.join(FIX, "onnx"))) if f.endswith(".onnx")]
+    files += [os.path.join(FIX, "onnx", "external", "fp32_ext.onnx"), GPT_A]
+    n = 0
+    for f in files:
+        out = t(os.path.basename(f) + ".safetensors")
+        mc("convert", f, out)
+        with safe_open(out, framework="pt") as st:
+            m = onnx.load(f)  # loads external data too
+            for init in m.graph.initializer:
+                if init.data_type == OTP.STRING:
+                    continue
+                want = ir_array(onh.to_array(init))
+                got = st.get_tensor(init.name)
+                assert tuple(got.shape) == want.shape, (f, init.name)
+                assert raw(got) == np.ascontiguousarray(want).tobytes(), (f, init.name)
+                n += 1
+    assert n > 80, n
+
+
+@check
+def onnx_round_trip_is_byte_identical_and_loads():
+    """An unchanged model written by modelconv re-encodes byte for byte; onnx and onnxruntime accept it."""
+    for f in [GPT_A, os.path.join(FIX, "onnx", "types.onnx"), os.path.join(FIX, "onnx", "mnb4.onnx")]:
+        out = t("rt_" + os.path.basename(f))
+        mc("convert", f, out)
+        assert open(out, "rb").read() == open(f, "rb").read(), f
+    ext = t("ext_dir")
+    os.makedirs(ext, exist_ok=True)
+    out = os.path.join(ext, "gpt.onnx")
+    mc("convert", GPT_A, out, "--external-data")
+    m = onnx.load(out)
+    onnx.checker.check_model(out, full_check=True)
+    for init in m.graph.initializer:
+        assert onh.to_array(init).tobytes() == onh.to_array(
+            next(i for i in onnx.load(GPT_A).graph.initializer if i.name == init.name)).tobytes()
+    assert np.array_equal(ort_run(out), ort_run(GPT_A))
+    loaded = onnx.load(out, load_external_data=False)
+    offsets = [int(e.value) for i in loaded.graph.initializer for e in i.external_data if e.key == "offset"]
+    assert offsets and all(o % 4096 == 0 for o in offsets), offsets
+
+
+@check
+def onnx_template_fill_gives_the_weights_models_outputs():
+    """Model B's weights (via safetensors) in model A's graph run exactly like model B."""
+    w = t("gpt_b.safetensors")
+    mc("convert", GPT_B, w)
+    out = t("a_with_b.onnx")
+    mc("convert", w, out, "--template", GPT_A)
+    onnx.checker.check_model(out, full_check=True)
+    assert np.array_equal(ort_run(out), ort_run(GPT_B))
+    assert not np.array_equal(ort_run(GPT_A), ort_run(GPT_B))
+
+
+@check
+def onnx_fp16_rewrite_runs_in_onnxruntime():
+    """--dtype F16: passes the checker, keeps float32 I/O, cosine ≥ 0.999 against float32, half the size."""
+    ref = ort_run(GPT_A)
+    for kio in ["true", "false"]:
+        out = t(f"gpt_f16_{kio}.onnx")
+        mc("convert", GPT_A, out, "--dtype", "F16", f"--keep-io-types={kio}")
+        onnx.checker.check_model(out, full_check=True)
+        m = onnx.load(out)
+        assert m.graph.output[0].type.tensor_type.elem_type == (OTP.FLOAT if kio == "true" else OTP.FLOAT16)
+        assert all(i.data_type != OTP.FLOAT for i in m.graph.initializer)
+        y = ort_run(out)
+        assert y.shape == ref.shape and cosine(y, ref) >= 0.999, cosine(y, ref)
+        assert os.path.getsize(out) < 0.55 * os.path.getsize(GPT_A)
+
+
+@check
+def onnx_weight_only_quantization_runs_in_onnxruntime():
+    """quantize --type INT8/INT4 (opset 21 blocked, per-channel, MatMulNBits): checker, onnxruntime, cosine, size."""
+    ref = ort_run(GPT_A)
+    size = os.path.getsize(GPT_A)
+    cases = [("INT8", [], 0.99, "DequantizeLinear"), ("INT4", [], 0.95, "DequantizeLinear"),
+             ("INT4", ["--embeddings"], 0.95, "DequantizeLinear"),
+             ("INT8", ["--keep-opset"], 0.99, "DequantizeLinear"), ("INT4", ["--keep-opset"], 0.95, "MatMulNBits"),
+             ("INT8", ["--block-size", "0"], 0.99, "DequantizeLinear"), ("INT4", ["--block-size", "128"], 0.95, "DequantizeLinear")]
+    for ty, extra, floor, op in cases:
+        out = t(f"gpt_{ty}_{'_'.join(extra)}.onnx")
+        rep = json.loads(mc("quantize", GPT_A, "-o", out, "--type", ty, "--json", *extra))
+        onnx.checker.check_model(out, full_check=True)
+        m = onnx.load(out)
+        assert any(n.op_type == op for n in m.graph.node), (ty, extra)
+        y = ort_run(out)
+        c = cosine(y, ref)
+        assert c >= floor, (ty, extra, c)
+        assert os.path.getsize(out) < 0.6 * size, (ty, extra, os.path.getsize(out), size)
+        assert rep["file_bytes_after"] == os.path.getsize(out)
+        print(f"        {ty} {' '.join(extra) or '(default)'}: cosine {c:.5f}, {os.path.getsize(out) / size:.0%} of fp32")
+
+
+@check
+def onnx_external_data_escapes_are_refused():
+    """External data pointing outside the model's folder (.., absolute, symlink) or past a file's end: exit 2."""
+    base = t("escape")
+    os.makedirs(os.path.join(base, "m"), exist_ok=True)
+    secret = os.path.join(base, "secret.bin")
+    np.arange(65536, dtype=np.float32).tofile(secret)
+    os.symlink(secret, os.path.join(base, "m", "link.bin"))
+    np.zeros(100, np.float32).tofile(os.path.join(base, "m", "short.bin"))
+    for loc, why in [("../secret.bin", "leaves"), (secret, "leaves"), ("link.bin", "outside"), ("short.bin", "past the end")]:
+        m = onnx.load(os.path.join(FIX, "onnx", "fp32.onnx"))
+        w = m.graph.initializer[0]
+        w.ClearField("raw_data")
+        w.data_location = OTP.EXTERNAL
+        for k, v in [("location", loc), ("offset", "0"), ("length", str(256 * 256 * 4))]:
+            e = w.external_data.add()
+            e.key, e.value = k, v
+        p = os.path.join(base, "m", "model.onnx")
+        onnx.save(m, p)
+        p2 = subprocess.run([MC, "convert", p, os.path.join(base, "out.safetensors")], capture_output=True, text=True)
+        assert p2.returncode == 2 and why in p2.stderr, (loc, p2.stderr)
+        assert not os.path.exists(os.path.join(base, "out.safetensors"))
+
 failed = sum(1 for _, e in results if e)
 print(f"interop: {len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

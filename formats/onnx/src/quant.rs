@@ -14,11 +14,13 @@
 use crate::graph::{self, attr_i, attr_int, node, op, Names};
 use crate::proto::{GraphProto, NodeProto, OperatorSetIdProto, TensorProto};
 use crate::read::OnnxFile;
-use crate::tensor::{dt, mem};
+use crate::tensor::dt;
 use crate::write::{OnnxOut, OutInit};
 use half::f16;
-use modelconv_ir::{Error, Result};
+use modelconv_ir::{DataSource, Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QType {
@@ -76,7 +78,15 @@ pub struct QuantRow {
     pub scheme: String,
     pub bytes_before: u64,
     pub bytes_after: u64,
-    pub relative_rmse: f64,
+    /// Filled in when the weight is quantized, as the output is written.
+    rmse: Arc<Mutex<Option<f64>>>,
+}
+
+impl QuantRow {
+    /// ‖dequantized − original‖ / ‖original‖, once the output is written.
+    pub fn relative_rmse(&self) -> Option<f64> {
+        *self.rmse.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -243,7 +253,6 @@ enum Scheme {
 struct Quantized {
     q: Vec<i8>,
     scales: Vec<f32>,
-    scale_dims: Vec<i64>,
     sq_err: f64,
     sq_ref: f64,
 }
@@ -294,16 +303,11 @@ fn quantize_groups(
 /// The scale index of element (row, column).
 type GroupOf = Box<dyn Fn(usize, usize) -> usize>;
 
-fn quantize_weight(
-    w: &[f32],
-    shape: [usize; 2],
-    scheme: Scheme,
-    block: usize,
-    ty: QType,
-    f16_scales: bool,
-) -> Quantized {
+/// The scales of a weight of `shape` under `scheme`: how many, their
+/// dims, and which one each element uses.
+fn grouping(shape: [usize; 2], scheme: Scheme, block: usize) -> (usize, Vec<i64>, GroupOf) {
     let [rows, cols] = shape;
-    let (groups, dims, g): (usize, Vec<i64>, GroupOf) = match scheme {
+    match scheme {
         Scheme::Blocked { axis: 0 } => {
             let nb = rows.div_ceil(block);
             (
@@ -331,14 +335,132 @@ fn quantize_weight(
                 Box::new(move |r, c| c * nb + r / block),
             )
         }
-    };
-    let (q, scales, sq_err, sq_ref) = quantize_groups(w, cols, groups, g, ty, f16_scales);
+    }
+}
+
+fn quantize_weight(
+    w: &[f32],
+    shape: [usize; 2],
+    scheme: Scheme,
+    block: usize,
+    ty: QType,
+    f16_scales: bool,
+) -> Quantized {
+    let (groups, _, g) = grouping(shape, scheme, block);
+    let (q, scales, sq_err, sq_ref) = quantize_groups(w, shape[1], groups, g, ty, f16_scales);
     Quantized {
         q,
         scales,
-        scale_dims: dims,
         sq_err,
         sq_ref,
+    }
+}
+
+/// A weight's quantized values and scales, as stored.
+type Encoded = Arc<(Vec<u8>, Vec<u8>)>;
+
+/// One weight's quantization, run when the writer first reads its output
+/// and dropped once both parts are written, so that only the weight being
+/// written is held in memory.
+struct LazyQuant {
+    src: Arc<dyn DataSource>,
+    name: String,
+    path: std::path::PathBuf,
+    is_f16: bool,
+    shape: [usize; 2],
+    scheme: Scheme,
+    block: usize,
+    ty: QType,
+    q_len: u64,
+    s_len: u64,
+    cell: Mutex<Option<Encoded>>,
+    served: AtomicU64,
+    rmse: Arc<Mutex<Option<f64>>>,
+}
+
+impl LazyQuant {
+    fn encoded(&self) -> Result<Encoded> {
+        let mut cell = self.cell.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = cell.as_ref() {
+            return Ok(e.clone());
+        }
+        let numel = self.shape[0] * self.shape[1];
+        let mut w = vec![0f32; numel];
+        if self.is_f16 {
+            let mut raw = vec![0u16; numel];
+            self.src.read_at(0, bytemuck::cast_slice_mut(&mut raw))?;
+            for (o, h) in w.iter_mut().zip(&raw) {
+                *o = f16::from_bits(u16::from_le(*h)).to_f32();
+            }
+        } else {
+            self.src.read_at(0, bytemuck::cast_slice_mut(&mut w))?;
+            for x in &mut w {
+                *x = f32::from_bits(u32::from_le(x.to_bits()));
+            }
+        }
+        if let Some(i) = w.iter().position(|x| !x.is_finite()) {
+            return Err(Error::malformed(
+                &self.path,
+                format!(
+                    "tensor '{}': element {i} is {}; weights must be finite to quantize",
+                    self.name, w[i]
+                ),
+            ));
+        }
+        let qd = quantize_weight(&w, self.shape, self.scheme, self.block, self.ty, self.is_f16);
+        drop(w);
+        let q = match (self.scheme, self.ty) {
+            (Scheme::MatMulNBits, _) => pack_matmulnbits(&qd.q, self.shape[0], self.shape[1], self.block),
+            (_, QType::Int8) => qd.q.iter().map(|&x| x as u8).collect(),
+            (_, QType::Int4) => pack_int4(&qd.q),
+        };
+        *self.rmse.lock().unwrap_or_else(|p| p.into_inner()) = Some(if qd.sq_ref > 0.0 {
+            (qd.sq_err / qd.sq_ref).sqrt()
+        } else {
+            0.0
+        });
+        let e = Arc::new((q, float_bytes(&qd.scales, self.is_f16)));
+        debug_assert_eq!((e.0.len() as u64, e.1.len() as u64), (self.q_len, self.s_len));
+        *cell = Some(e.clone());
+        Ok(e)
+    }
+
+    /// Counts bytes handed out; when both parts are out, frees them.
+    fn served(&self, n: u64) {
+        if self.served.fetch_add(n, Ordering::Relaxed) + n >= self.q_len + self.s_len {
+            self.served.store(0, Ordering::Relaxed);
+            *self.cell.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
+/// The quantized values (`scales == false`) or the scales of a weight.
+struct Part {
+    job: Arc<LazyQuant>,
+    scales: bool,
+}
+
+impl DataSource for Part {
+    fn len(&self) -> u64 {
+        if self.scales {
+            self.job.s_len
+        } else {
+            self.job.q_len
+        }
+    }
+    fn preferred_chunk(&self) -> Option<u64> {
+        Some(self.len().max(1))
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let e = self.job.encoded()?;
+        let bytes = if self.scales { &e.1 } else { &e.0 };
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|o| bytes.get(o..o.checked_add(buf.len())?))
+            .ok_or_else(|| Error::invalid("read past the end of a quantized tensor"))?;
+        buf.copy_from_slice(src);
+        self.job.served(buf.len() as u64);
+        Ok(())
     }
 }
 
@@ -501,30 +623,39 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
         let init = file
             .tensor(&proto, &name)?
             .ok_or_else(|| Error::invalid(format!("tensor '{name}' has no data")))?;
-        let raw = init.tensor.read_all()?;
         let is_f16 = dtype == dt::FLOAT16;
-        let w: Vec<f32> = if is_f16 {
-            raw.chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect()
-        } else {
-            raw.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
+        let (groups, scale_dims, _) = grouping(shape, scheme, block.max(1));
+        let numel = (shape[0] * shape[1]) as u64;
+        let q_len = match (scheme, opts.ty) {
+            (Scheme::MatMulNBits, _) => (shape[1] * k.div_ceil(block) * block / 2) as u64,
+            (_, QType::Int8) => numel,
+            (_, QType::Int4) => numel.div_ceil(2),
         };
-        if let Some(i) = w.iter().position(|x| !x.is_finite()) {
-            return Err(Error::invalid(format!(
-                "tensor '{name}': element {i} is {}; weights must be finite to quantize",
-                w[i]
-            ))
-            .in_file(&file.path));
-        }
-        let qd = quantize_weight(&w, shape, scheme, block.max(1), opts.ty, is_f16);
+        let rmse = Arc::new(Mutex::new(None));
+        let job = Arc::new(LazyQuant {
+            src: init.tensor.data.clone(),
+            name: name.clone(),
+            path: file.path.clone(),
+            is_f16,
+            shape,
+            scheme,
+            block: block.max(1),
+            ty: opts.ty,
+            q_len,
+            s_len: groups as u64 * if is_f16 { 2 } else { 4 },
+            cell: Mutex::new(None),
+            served: AtomicU64::new(0),
+            rmse: rmse.clone(),
+        });
         let qname = names.fresh(&format!("{name}_quantized"));
         let sname = names.fresh(&format!("{name}_scale"));
-        let scales = mem(float_bytes(&qd.scales, is_f16));
-        let scale_proto = tensor(sname.clone(), dtype, qd.scale_dims.clone());
-        let (qproto, qdata, desc) = match scheme {
+        let scales: Arc<dyn DataSource> = Arc::new(Part {
+            job: job.clone(),
+            scales: true,
+        });
+        let qdata: Arc<dyn DataSource> = Arc::new(Part { job, scales: false });
+        let scale_proto = tensor(sname.clone(), dtype, scale_dims);
+        let (qproto, desc) = match scheme {
             Scheme::MatMulNBits => {
                 let nb = k.div_ceil(block);
                 let p = tensor(
@@ -532,26 +663,22 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
                     dt::UINT8,
                     vec![shape[1] as i64, nb as i64, (block / 2) as i64],
                 );
-                (
-                    p,
-                    pack_matmulnbits(&qd.q, shape[0], shape[1], block),
-                    format!("MatMulNBits bits=4 block_size={block}"),
-                )
+                (p, format!("MatMulNBits bits=4 block_size={block}"))
             }
             _ => {
-                let (ty, bytes) = match opts.ty {
-                    QType::Int8 => (dt::INT8, qd.q.iter().map(|&x| x as u8).collect()),
-                    QType::Int4 => (dt::INT4, pack_int4(&qd.q)),
+                let ty = match opts.ty {
+                    QType::Int8 => dt::INT8,
+                    QType::Int4 => dt::INT4,
                 };
                 let desc = match scheme {
                     Scheme::Blocked { axis } => format!("DequantizeLinear axis={axis} block_size={block}"),
                     Scheme::PerChannel { axis } => format!("DequantizeLinear per-channel axis={axis}"),
                     Scheme::MatMulNBits => unreachable!(),
                 };
-                (tensor(qname.clone(), ty, proto.dims.clone()), bytes, desc)
+                (tensor(qname.clone(), ty, proto.dims.clone()), desc)
             }
         };
-        let bytes_after = qdata.len() as u64 + scales.len();
+        let bytes_after = qdata.len() + scales.len();
         match scheme {
             Scheme::MatMulNBits => {
                 for &(ni, _) in &consumers {
@@ -597,15 +724,11 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             scheme: desc,
             bytes_before: init.tensor.info.byte_len,
             bytes_after,
-            relative_rmse: if qd.sq_ref > 0.0 {
-                (qd.sq_err / qd.sq_ref).sqrt()
-            } else {
-                0.0
-            },
+            rmse,
         });
         new_inits.push(OutInit {
             proto: qproto,
-            data: Some(mem(qdata)),
+            data: Some(qdata),
         });
         new_inits.push(OutInit {
             proto: scale_proto,
@@ -656,7 +779,7 @@ mod tests {
     fn blocked_int4_round_trips_within_half_a_step() {
         let w: Vec<f32> = (0..64 * 8).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
         let q = quantize_weight(&w, [64, 8], Scheme::Blocked { axis: 0 }, 32, QType::Int4, false);
-        assert_eq!(q.scale_dims, vec![2, 8]);
+        assert_eq!(grouping([64, 8], Scheme::Blocked { axis: 0 }, 32).1, vec![2, 8]);
         for (i, &x) in w.iter().enumerate() {
             let s = q.scales[(i / 8 / 32) * 8 + i % 8];
             assert!((q.q[i] as f32 * s - x).abs() <= s / 2.0 + 1e-6);
