@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Interop suite: the real libraries (safetensors, gguf-py, torch, numpy) read
+# Interop suite: the real libraries (safetensors, gguf-py, torch, numpy, onnx,
+# onnxruntime) read
 # what modelconv writes and write what modelconv reads. Installs them into a
 # venv under target/ on first use.
 set -euo pipefail

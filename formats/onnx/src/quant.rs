@@ -584,7 +584,12 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             new_inits.push(keep(proto)?);
             continue;
         };
-        let numel: u64 = proto.dims.iter().map(|&d| d.max(0) as u64).product();
+        // Reading the tensor checks its dims against its data first.
+        let Some(init) = file.tensor(&proto, &name)? else {
+            new_inits.push(keep(proto)?);
+            continue;
+        };
+        let numel = init.tensor.info.numel();
         let skip = |why: &str, report: &mut QuantReport| report.skipped.push((name.clone(), why.to_string()));
         if !(dtype == dt::FLOAT || dtype == dt::FLOAT16) {
             skip("not FLOAT or FLOAT16", &mut report);
@@ -603,7 +608,13 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             new_inits.push(keep(proto)?);
             continue;
         }
-        let shape = [proto.dims[0] as usize, proto.dims[1] as usize];
+        let dims = &init.tensor.info.shape;
+        let (Ok(rows), Ok(cols)) = (usize::try_from(dims[0]), usize::try_from(dims[1])) else {
+            skip("too large for this machine", &mut report);
+            new_inits.push(keep(proto)?);
+            continue;
+        };
+        let shape = [rows, cols];
         let k = shape[k_axis];
         let scheme = if blocked_ok && block > 0 && k.is_multiple_of(block) {
             Scheme::Blocked { axis: k_axis }
@@ -620,9 +631,6 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             new_inits.push(keep(proto)?);
             continue;
         };
-        let init = file
-            .tensor(&proto, &name)?
-            .ok_or_else(|| Error::invalid(format!("tensor '{name}' has no data")))?;
         let is_f16 = dtype == dt::FLOAT16;
         let (groups, scale_dims, _) = grouping(shape, scheme, block.max(1));
         let numel = (shape[0] * shape[1]) as u64;
