@@ -505,6 +505,47 @@ def onnx_fp16_rewrite_runs_in_onnxruntime():
         assert os.path.getsize(out) < 0.55 * os.path.getsize(GPT_A)
 
 
+
+@check
+def onnx_fp16_rewrite_handles_subgraphs_constants_and_float32_ops():
+    """If branches, Constant(value_float), ConstantOfShape, Cast(to=FLOAT) and a Resize kept in float32: runs in onnxruntime."""
+    rng = np.random.default_rng(0)
+    then_g = oh.make_graph([oh.make_node("MatMul", ["X", "W"], ["t_out"])], "then", [],
+                           [oh.make_tensor_value_info("t_out", OTP.FLOAT, [4, 8])])
+    else_g = oh.make_graph([oh.make_node("Constant", [], ["c"], value_float=2.0), oh.make_node("Mul", ["X", "c"], ["e_out"])],
+                           "else", [], [oh.make_tensor_value_info("e_out", OTP.FLOAT, [4, 8])])
+    nodes = [
+        oh.make_node("ReduceSum", ["X"], ["s"], keepdims=0),
+        oh.make_node("Constant", [], ["zero"], value=onh.from_array(np.array(0, np.float32))),
+        oh.make_node("Greater", ["s", "zero"], ["cond"]),
+        oh.make_node("If", ["cond"], ["branch"], then_branch=then_g, else_branch=else_g),
+        oh.make_node("Shape", ["branch"], ["shp"]),
+        oh.make_node("ConstantOfShape", ["shp"], ["zeros"]),
+        oh.make_node("Add", ["branch", "zeros"], ["b2"]),
+        oh.make_node("Cast", ["b2"], ["b3"], to=OTP.FLOAT),
+        oh.make_node("Unsqueeze", ["b3", "ax"], ["b4"]),
+        oh.make_node("Resize", ["b4", "", "scales"], ["r"], mode="linear"),
+        oh.make_node("Squeeze", ["r", "ax"], ["Y"]),
+    ]
+    inits = [onh.from_array(rng.standard_normal((8, 8)).astype(np.float32), "W"),
+             onh.from_array(np.array([0], np.int64), "ax"), onh.from_array(np.array([1, 2, 2], np.float32), "scales")]
+    g = oh.make_graph(nodes, "sg", [oh.make_tensor_value_info("X", OTP.FLOAT, [4, 8])],
+                      [oh.make_tensor_value_info("Y", OTP.FLOAT, [8, 16])], initializer=inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m, full_check=True)
+    src, out = t("sg.onnx"), t("sg16.onnx")
+    onnx.save(m, src)
+    mc("convert", src, out, "--dtype", "F16")
+    onnx.checker.check_model(out, full_check=True)
+    m16 = onnx.load(out)
+    resize = next(n for n in m16.graph.node if n.op_type == "Resize")
+    assert all(i == "" or i.endswith("_fp32") for i in resize.input), list(resize.input)
+    for x in [rng.standard_normal((4, 8)).astype(np.float32) + 1, -np.ones((4, 8), np.float32)]:  # both branches
+        a = ort_run(src, {"X": x})
+        b = ort_run(out, {"X": x})
+        assert a.shape == b.shape and cosine(a, b) >= 0.999, cosine(a, b)
+
 @check
 def onnx_weight_only_quantization_runs_in_onnxruntime():
     """quantize --type INT8/INT4 (opset 21 blocked, per-channel, MatMulNBits): checker, onnxruntime, cosine, size."""

@@ -352,3 +352,67 @@ impl WritePlan for OnnxPlan {
         commit_all(files)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Claims to be `n` zero bytes; never asked for them here.
+    struct Zeros(u64);
+    impl DataSource for Zeros {
+        fn len(&self) -> u64 {
+            self.0
+        }
+        fn read_at(&self, _: u64, buf: &mut [u8]) -> Result<()> {
+            buf.fill(0);
+            Ok(())
+        }
+    }
+
+    fn out(sizes: &[u64]) -> OnnxOut {
+        let inits = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| OutInit {
+                proto: TensorProto {
+                    dims: vec![n as i64],
+                    data_type: Some(2),
+                    name: Some(format!("t{i}")),
+                    ..Default::default()
+                },
+                data: Some(Arc::new(Zeros(n))),
+            })
+            .collect();
+        OnnxOut {
+            model: ModelProto {
+                graph: Some(GraphProto::default()),
+                ..Default::default()
+            },
+            inits,
+        }
+    }
+
+    #[test]
+    fn past_two_gib_the_data_goes_external() {
+        let dest = Path::new("/nonexistent/m.onnx");
+        let opts = WriteOptions::default();
+        let small = plan(out(&[1 << 20, 100]), dest, false, &opts).unwrap();
+        assert!(!small.forced_external && small.outputs().len() == 1);
+        let big = plan(out(&[1 << 30, 1 << 30, 100]), dest, false, &opts).unwrap();
+        assert!(big.forced_external);
+        assert_eq!(
+            big.outputs(),
+            [dest.to_path_buf(), PathBuf::from("/nonexistent/m.onnx.data")]
+        );
+        // Offsets: page-aligned; the 100-byte tensor stays inline.
+        let offsets: Vec<Option<u64>> = big
+            .inits
+            .iter()
+            .map(|b| match b {
+                Body::Data { external, .. } => *external,
+                Body::Whole(_) => None,
+            })
+            .collect();
+        assert_eq!(offsets, [Some(0), Some(1 << 30), None]);
+    }
+}
