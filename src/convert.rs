@@ -168,6 +168,21 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         allow_missing: args.allow_missing,
         external_data: args.external_data,
     };
+    if out_format.name() != modelconv_onnx::NAME {
+        for (set, flag) in [
+            (args.template.is_some(), "--template"),
+            (args.allow_missing, "--allow-missing"),
+            (args.external_data, "--external-data"),
+        ] {
+            if set {
+                bail!(
+                    "{flag} applies to ONNX output; {} is {}",
+                    args.output.display(),
+                    out_format.name()
+                );
+            }
+        }
+    }
     if out_format.name() == modelconv_onnx::NAME && transforms.dtype.is_some() {
         // An ONNX graph is typed: a cast is the fp16 rewrite of the graph.
         if transforms.dtype != Some(DType::F16) || args.template.is_some() {

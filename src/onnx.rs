@@ -162,10 +162,22 @@ pub fn quantize(a: QuantArgs, quiet: bool) -> Result<u8> {
     };
     let (out, report) = quant::quantize(&f, &opts)?;
     if report.rows.is_empty() {
+        let why: Vec<String> = report
+            .skipped
+            .iter()
+            .map(|(n, why)| {
+                if n.is_empty() {
+                    format!("\n  {why}")
+                } else {
+                    format!("\n  {n}: {why}")
+                }
+            })
+            .collect();
         bail!(
-            "{}: no MatMul/Gemm weight initializer to quantize{}",
+            "{}: no MatMul/Gemm weight initializer to quantize{}{}",
             a.input.display(),
-            if a.embeddings { " (nor Gather data)" } else { "" }
+            if a.embeddings { " (nor Gather data)" } else { "" },
+            why.concat()
         );
     }
     let output = a.output.clone().unwrap_or_else(|| {

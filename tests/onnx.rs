@@ -72,6 +72,10 @@ fn template_mismatches_are_listed_and_nothing_is_written() {
         err.contains("not in the template") && err.contains("'wte.weight'"),
         "{err}"
     );
+    // ONNX-only flags elsewhere are a usage error.
+    let (code, err) = stderr_of(&["convert", p(&w), p(&tmp.path().join("z.gguf")), "--template", p(&fp32)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--template applies to ONNX output"), "{err}");
     // No template, no graph.
     let (code, err) = stderr_of(&["convert", p(&w), p(&tmp.path().join("y.onnx"))]);
     assert_eq!(code, 2);

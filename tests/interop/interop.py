@@ -569,6 +569,45 @@ def onnx_weight_only_quantization_runs_in_onnxruntime():
         print(f"        {ty} {' '.join(extra) or '(default)'}: cosine {c:.5f}, {os.path.getsize(out) / size:.0%} of fp32")
 
 
+
+@check
+def onnx_quantization_of_gemm_and_gather_runs_in_onnxruntime():
+    """Gemm with transB=1 (blocks along axis 1) and an embedding Gather, at opset 21 and kept at opset 13."""
+    rng = np.random.default_rng(2)
+    K, N, V = 128, 96, 200
+    inits = [onh.from_array(rng.standard_normal((V, K)).astype(np.float32), "emb"),
+             onh.from_array((rng.standard_normal((N, K)) * 0.1).astype(np.float32), "W"),
+             onh.from_array(rng.standard_normal(N).astype(np.float32), "C")]
+    nodes = [oh.make_node("Gather", ["emb", "ids"], ["x"]),
+             oh.make_node("Gemm", ["x", "W", "C"], ["Y"], transB=1, alpha=0.5, beta=2.0)]
+    g = oh.make_graph(nodes, "gemm", [oh.make_tensor_value_info("ids", OTP.INT64, [5])],
+                      [oh.make_tensor_value_info("Y", OTP.FLOAT, [5, N])], initializer=inits)
+    for opset in [21, 13]:
+        m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)])
+        m.ir_version = 10 if opset == 21 else 7
+        src = t(f"gemm{opset}.onnx")
+        onnx.save(m, src)
+        feed = {"ids": np.array([0, 5, 17, 199, 3], np.int64)}
+        ref = ort_run(src, feed)
+        for ty, floor in [("INT8", 0.99), ("INT4", 0.95)]:
+            out = t(f"gemm{opset}_{ty}.onnx")
+            args = ["quantize", src, "-o", out, "--type", ty, "--embeddings", "--keep-opset", "--json"]
+            if opset == 13 and ty == "INT4":
+                # INT4 needs opset 21 (or MatMulNBits, for MatMul only): nothing to do, and it says why.
+                p = subprocess.run([MC, *args], capture_output=True, text=True)
+                assert p.returncode == 2 and "W: INT4 for Gemm needs opset 21" in p.stderr, p.stderr
+                assert not os.path.exists(out)
+                continue
+            rep = json.loads(mc(*args))
+            onnx.checker.check_model(out, full_check=True)
+            schemes = {r["name"]: r["scheme"] for r in rep["tensors"]}
+            if opset == 21:
+                assert schemes == {"emb": "DequantizeLinear axis=1 block_size=32", "W": "DequantizeLinear axis=1 block_size=32"}, schemes
+            else:
+                assert schemes == {"emb": "DequantizeLinear per-channel axis=0", "W": "DequantizeLinear per-channel axis=0"}, schemes
+            c = cosine(ort_run(out, feed), ref)
+            assert c >= floor, (opset, ty, c)
+
 @check
 def onnx_external_data_escapes_are_refused():
     """External data pointing outside the model's folder (.., absolute, symlink) or past a file's end: exit 2."""
