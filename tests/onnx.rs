@@ -328,6 +328,23 @@ fn onnx_quantization_shrinks_the_model_and_says_how() {
         .all(|r| r["scheme"] == "DequantizeLinear per-channel axis=1"));
     assert_eq!(j["opset_after"], 17);
 
+    // Per-channel INT4 needs opset 21 (MatMulNBits is blocked only).
+    let x = tmp.path().join("x.onnx");
+    let args = [
+        "quantize",
+        p(&gpt),
+        "-o",
+        p(&x),
+        "--type",
+        "INT4",
+        "--block-size",
+        "0",
+        "--keep-opset",
+    ];
+    let (code, err) = stderr_of(&args);
+    assert_eq!(code, 2);
+    assert!(err.contains("INT4 for MatMul needs opset 21"), "{err}");
+    assert!(!x.exists());
     let (code, err) = stderr_of(&[
         "quantize",
         p(&gpt),

@@ -621,7 +621,10 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
         } else if opts.ty == QType::Int8 || blocked_ok {
             // INT4 per-channel needs opset 21 too (the INT4 type).
             Scheme::PerChannel { axis: 1 - k_axis }
-        } else if consumer == "MatMul" && consumers.iter().all(|&(ni, ii)| op(&g.node[ni]) == "MatMul" && ii == 1) {
+        } else if block > 0
+            && consumer == "MatMul"
+            && consumers.iter().all(|&(ni, ii)| op(&g.node[ni]) == "MatMul" && ii == 1)
+        {
             Scheme::MatMulNBits
         } else {
             skip(
