@@ -2,6 +2,7 @@
 //! onnxconverter-common (fixtures/onnx, see its README).
 
 use modelconv_ir::{NoProgress, WriteOptions, WritePlan};
+use modelconv_onnx::fp16;
 use modelconv_onnx::quant::{self, QType, QuantOptions};
 use modelconv_onnx::{fill, open_with, write, OnnxFile};
 use sha2::{Digest, Sha256};
@@ -180,5 +181,47 @@ fn truncated_and_bit_flipped_models_are_errors_not_panics() {
         let mut b = bytes.clone();
         b[i] ^= 1 << (i % 8);
         let _ = try_open(&b);
+    }
+}
+
+/// The graph rewrites and the writer on damaged models: errors, never panics.
+#[test]
+fn rewrites_of_damaged_models_are_errors_not_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("g.onnx");
+    let dest = tmp.path().join("out.onnx");
+    for fixture in ["gpt_tiny.onnx", "fp32.onnx", "types.onnx"] {
+        let bytes = std::fs::read(dir().join(fixture)).unwrap();
+        let step = (bytes.len() / 150).max(1);
+        for i in (0..bytes.len()).step_by(step) {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << (i % 8);
+            if i % 2 == 1 {
+                b.truncate(bytes.len() - i / 2);
+            }
+            std::fs::write(&p, &b).unwrap();
+            let Ok(f) = OnnxFile::open(&p) else { continue };
+            let opts = WriteOptions {
+                no_fsync: true,
+                ..Default::default()
+            };
+            if let Ok((out, _)) = fp16::to_fp16(&f, &Default::default()) {
+                if let Ok(plan) = write::plan(out, &dest, false, &opts) {
+                    let _ = Box::new(plan).write(&NoProgress);
+                }
+            }
+            for ty in [QType::Int8, QType::Int4] {
+                let q = QuantOptions {
+                    ty,
+                    upgrade_opset: i % 3 == 0,
+                    ..Default::default()
+                };
+                if let Ok((out, _)) = quant::quantize(&f, &q) {
+                    if let Ok(plan) = write::plan(out, &dest, i % 5 == 0, &opts) {
+                        let _ = Box::new(plan).write(&NoProgress);
+                    }
+                }
+            }
+        }
     }
 }
