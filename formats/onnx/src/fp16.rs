@@ -314,7 +314,8 @@ impl Ctx<'_> {
         let mut to_fp32: HashMap<String, String> = HashMap::new();
         for mut n in std::mem::take(&mut g.node) {
             rename_inputs(&mut n, &rename);
-            let blocked = self.blocked.contains(op(&n));
+            let ml = n.domain.as_deref() == Some("ai.onnx.ml");
+            let blocked = (graph::is_default_domain(&n) || ml) && self.blocked.contains(op(&n));
             if blocked {
                 self.report.blocked_nodes += 1;
                 let originals: Vec<String> = n.input.clone();

@@ -196,7 +196,12 @@ fn infer(n: &NodeProto, types: &HashMap<String, i32>) -> Vec<Option<i32>> {
         "DequantizeLinear" => all(input(1)),
         "DynamicQuantizeLinear" => vec![Some(dt::UINT8), Some(dt::FLOAT), Some(dt::UINT8)],
         "MatMulInteger" | "ConvInteger" => all(Some(dt::INT32)),
-        "If" | "Loop" | "Scan" | "SequenceConstruct" | "SequenceEmpty" | "SplitToSequence" => all(None),
+        // An If's outputs are its branches' outputs.
+        "If" => attr(n, "then_branch")
+            .and_then(|a| a.g.as_ref())
+            .map(|g| g.output.iter().map(elem_type).collect())
+            .unwrap_or_else(|| all(None)),
+        "Loop" | "Scan" | "SequenceConstruct" | "SequenceEmpty" | "SplitToSequence" => all(None),
         _ => all(input(0)),
     }
 }

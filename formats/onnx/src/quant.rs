@@ -474,12 +474,16 @@ fn pack_int4(q: &[i8]) -> Vec<u8> {
 /// (padded with the zero point), two unsigned 4-bit codes per byte.
 fn pack_matmulnbits(q: &[i8], k: usize, n: usize, block: usize) -> Vec<u8> {
     let nb = k.div_ceil(block);
-    let mut out = Vec::with_capacity(n * nb * block / 2);
-    for c in 0..n {
-        let codes: Vec<u8> = (0..nb * block)
-            .map(|r| if r < k { (q[r * n + c] as i16 + 8) as u8 } else { 8 })
-            .collect();
-        out.extend(codes.chunks(2).map(|p| p[0] | (p[1] << 4)));
+    let col_bytes = nb * block / 2;
+    // 0x88: both codes 8, the implied zero point (what padding holds).
+    let mut out = vec![0x88u8; n * col_bytes];
+    for (r, row) in q.chunks_exact(n).enumerate().take(k) {
+        let (offset, shift) = ((r / block) * (block / 2) + (r % block) / 2, 4 * (r % 2) as u32);
+        let keep = !(0xFu8 << shift);
+        for (c, &v) in row.iter().enumerate() {
+            let byte = &mut out[c * col_bytes + offset];
+            *byte = (*byte & keep) | (((v as i16 + 8) as u8) << shift);
+        }
     }
     out
 }
