@@ -25,13 +25,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+import timing  # bench/timing.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "bench-onnx")
 BIN = os.path.join(ROOT, "target", "release", "modelconv")
 PY = os.path.join(ROOT, "target", "interop-venv", "bin", "python")
-TIME = "/usr/bin/time"
 
 EXPORT = r'''
 import sys, warnings, torch, torch.nn as nn
@@ -97,17 +97,7 @@ for p in sys.argv[2:]:
 
 
 def measure(cmd, out):
-    if os.path.exists(out):
-        os.remove(out)
-    subprocess.run(["sync"])
-    rss_file = os.path.join(WORK, "rss.txt")
-    t0 = time.perf_counter()
-    p = subprocess.run([TIME, "-f", "%M", "-o", rss_file, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{p.stderr}")
-    with open(rss_file) as f:
-        return wall, int(f.read().split()[-1]) / 1024
+    return timing.measure(cmd, out, WORK)
 
 
 def main():

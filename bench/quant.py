@@ -15,15 +15,15 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 from gguf import GGUFWriter
 
+import timing  # bench/timing.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "bench")
 BIN = os.path.join(ROOT, "target", "release", "modelconv")
-TIME = "/usr/bin/time"
 
 
 def make_model(path, n_layer):
@@ -67,17 +67,7 @@ def make_model(path, n_layer):
 
 
 def measure(cmd, out):
-    if os.path.exists(out):
-        os.remove(out)
-    subprocess.run(["sync"])
-    rss_file = os.path.join(WORK, "rss.txt")
-    t0 = time.perf_counter()
-    p = subprocess.run([TIME, "-f", "%M", "-o", rss_file, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}")
-    with open(rss_file) as f:
-        return wall, int(f.read().split()[-1]) / 1024
+    return timing.measure(cmd, out, WORK)
 
 
 def main():

@@ -15,12 +15,12 @@ import statistics
 import struct
 import subprocess
 import sys
-import time
+
+import timing  # bench/timing.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "bench")
 BIN = os.path.join(ROOT, "target", "release", "modelconv")
-TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 
 
 def make_model(path, size_mb):
@@ -43,19 +43,7 @@ def make_model(path, size_mb):
 
 
 def measure(cmd, out):
-    """Wall seconds and peak RSS (MiB) of one run of cmd, measured by GNU
-    time (a child of this Python process would inherit Python's own peak)."""
-    if os.path.exists(out):
-        os.remove(out)
-    subprocess.run(["sync"])
-    rss_file = os.path.join(WORK, "rss.txt")
-    t0 = time.perf_counter()
-    p = subprocess.run([TIME, "-f", "%M", "-o", rss_file, *cmd], stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"benchmark command failed: {' '.join(cmd)}")
-    with open(rss_file) as f:
-        return wall, int(f.read().split()[-1]) / 1024
+    return timing.measure(cmd, out, WORK)
 
 
 def main():
@@ -63,7 +51,7 @@ def main():
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    if not os.path.exists(TIME):
+    if not os.path.exists(timing.TIME):
         sys.exit("needs GNU time: apt-get install time")
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "modelconv"], cwd=ROOT, check=True)
     os.makedirs(WORK, exist_ok=True)

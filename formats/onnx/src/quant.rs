@@ -18,6 +18,7 @@ use crate::tensor::dt;
 use crate::write::{OnnxOut, OutInit};
 use half::f16;
 use modelconv_ir::{DataSource, Error, Result};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -263,15 +264,31 @@ fn quantize_groups(
     w: &[f32],
     cols: usize,
     groups: usize,
-    group: impl Fn(usize, usize) -> usize,
+    group: &GroupOf,
     ty: QType,
     f16_scales: bool,
 ) -> (Vec<i8>, Vec<f32>, f64, f64) {
-    let mut amax = vec![0f32; groups];
-    for (i, &x) in w.iter().enumerate() {
-        let g = group(i / cols, i % cols);
-        amax[g] = amax[g].max(x.abs());
-    }
+    // Rows in parallel: per-worker maxima, merged.
+    let amax = w
+        .par_chunks(cols.max(1))
+        .enumerate()
+        .fold(
+            || vec![0f32; groups],
+            |mut acc, (r, row)| {
+                for (c, &x) in row.iter().enumerate() {
+                    let g = group(r, c);
+                    acc[g] = acc[g].max(x.abs());
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0f32; groups],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x = x.max(*y));
+                a
+            },
+        );
     let scales: Vec<f32> = amax
         .iter()
         .map(|&a| {
@@ -284,24 +301,29 @@ fn quantize_groups(
         })
         .collect();
     let (lo, hi) = (-ty.qmax() - 1.0, ty.qmax());
-    let (mut sq_err, mut sq_ref) = (0f64, 0f64);
-    let q = w
-        .iter()
+    let mut q = vec![0i8; w.len()];
+    let (sq_err, sq_ref) = w
+        .par_chunks(cols.max(1))
+        .zip(q.par_chunks_mut(cols.max(1)))
         .enumerate()
-        .map(|(i, &x)| {
-            let s = scales[group(i / cols, i % cols)];
-            let q = (x / s).round_ties_even().clamp(lo, hi);
-            let d = (q * s - x) as f64;
-            sq_err += d * d;
-            sq_ref += (x as f64) * (x as f64);
-            q as i8
+        .map(|(r, (row, out))| {
+            let (mut e, mut n) = (0f64, 0f64);
+            for (c, (&x, o)) in row.iter().zip(out.iter_mut()).enumerate() {
+                let s = scales[group(r, c)];
+                let v = (x / s).round_ties_even().clamp(lo, hi);
+                let d = (v * s - x) as f64;
+                e += d * d;
+                n += (x as f64) * (x as f64);
+                *o = v as i8;
+            }
+            (e, n)
         })
-        .collect();
+        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     (q, scales, sq_err, sq_ref)
 }
 
 /// The scale index of element (row, column).
-type GroupOf = Box<dyn Fn(usize, usize) -> usize>;
+type GroupOf = Box<dyn Fn(usize, usize) -> usize + Send + Sync>;
 
 /// The scales of a weight of `shape` under `scheme`: how many, their
 /// dims, and which one each element uses.
@@ -347,7 +369,7 @@ fn quantize_weight(
     f16_scales: bool,
 ) -> Quantized {
     let (groups, _, g) = grouping(shape, scheme, block);
-    let (q, scales, sq_err, sq_ref) = quantize_groups(w, shape[1], groups, g, ty, f16_scales);
+    let (q, scales, sq_err, sq_ref) = quantize_groups(w, shape[1], groups, &g, ty, f16_scales);
     Quantized {
         q,
         scales,
