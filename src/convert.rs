@@ -188,7 +188,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         if transforms.dtype != Some(DType::F16) || args.template.is_some() {
             bail!("ONNX output takes --dtype F16 (the fp16 rewrite of an ONNX input) only; weight-only INT8/INT4 is `modelconv quantize MODEL.onnx --type INT8`");
         }
-        let input_format = registry::open(&args.input, args.from.as_deref())?.format;
+        let input_format = registry::input_format(&args.input, args.from.as_deref())?.name();
         if input_format != modelconv_onnx::NAME {
             bail!(
                 "--dtype F16 to ONNX rewrites an ONNX model; {} is {input_format}",
@@ -201,7 +201,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         return crate::onnx::fp16(&args.input, &args.output, args.keep_io_types, &opts, quiet);
     }
     let mut model = if args.all {
-        let from = registry::open(&args.input, args.from.as_deref())?.format;
+        let from = registry::input_format(&args.input, args.from.as_deref())?.name();
         if from != modelconv_onnx::NAME {
             bail!(
                 "--all takes Constant values of an ONNX input; {} is {from}",

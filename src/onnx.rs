@@ -93,12 +93,7 @@ fn write_out(
 ) -> Result<(Vec<PathBuf>, bool)> {
     let plan = write::plan(out, output, opts.external_data, opts)?;
     let forced = plan.forced_external;
-    let outputs = modelconv_ir::WritePlan::outputs(&plan);
-    util::refuse_overwriting_inputs(inputs, &outputs)?;
-    let bar = crate::progress::Bar::new(modelconv_ir::WritePlan::data_bytes(&plan), quiet);
-    modelconv_ir::WritePlan::write(Box::new(plan), &bar)?;
-    bar.finish();
-    Ok((outputs, forced))
+    Ok((util::write_plan(Box::new(plan), inputs, quiet)?, forced))
 }
 
 /// `convert model.onnx out.onnx --dtype F16`.

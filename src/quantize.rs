@@ -176,10 +176,8 @@ fn convert_source(t: &Tensor, to: DType, args: &Args, stats: &Option<Arc<ErrorSt
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {
-    let onnx_input = match &args.from {
-        Some(f) => f.eq_ignore_ascii_case(modelconv_onnx::NAME),
-        None => registry::detect(&args.input).is_ok_and(|f| f.name() == modelconv_onnx::NAME),
-    };
+    let onnx_input =
+        registry::input_format(&args.input, args.from.as_deref()).is_ok_and(|f| f.name() == modelconv_onnx::NAME);
     if onnx_input {
         let ty = args
             .ty

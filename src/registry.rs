@@ -81,13 +81,17 @@ pub fn detect(path: &Path) -> Result<&'static dyn Format> {
     )
 }
 
+/// The format of `path`: `--from` if given, else by detection.
+pub fn input_format(path: &Path, from: Option<&str>) -> Result<&'static dyn Format> {
+    match from {
+        Some(name) => by_name(name),
+        None => detect(path),
+    }
+}
+
 /// Opens `path` with `--from` if given, else by detection.
 pub fn open(path: &Path, from: Option<&str>) -> Result<Model> {
-    let f = match from {
-        Some(name) => by_name(name)?,
-        None => detect(path)?,
-    };
-    Ok(f.open(path)?)
+    Ok(input_format(path, from)?.open(path)?)
 }
 
 /// The format to write `dest` in: `--to`, else its extension.

@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use modelconv_ir::Model;
-use modelconv_ir::{Format, WriteOptions};
+use modelconv_ir::{Format, WriteOptions, WritePlan};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -95,7 +95,12 @@ pub fn write_model(
     let writer = format
         .writer()
         .ok_or_else(|| anyhow!("format {} cannot be written", format.name()))?;
-    let plan = writer.plan(model, dest, opts)?;
+    write_plan(writer.plan(model, dest, opts)?, inputs, quiet)
+}
+
+/// Refuses to overwrite any of `inputs`, then writes `plan` with a
+/// progress bar. Returns the files written.
+pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> Result<Vec<PathBuf>> {
     let outputs = plan.outputs();
     refuse_overwriting_inputs(inputs, &outputs)?;
     let bar = crate::progress::Bar::new(plan.data_bytes(), quiet);
