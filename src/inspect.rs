@@ -22,9 +22,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let model = registry::open(&args.path, args.from.as_deref())?;
-    if model.format == modelconv_onnx::NAME {
+    if registry::input_format(&args.path, args.from.as_deref())?.name() == modelconv_onnx::NAME {
         let f = modelconv_onnx::OnnxFile::open(&args.path)?;
+        let model = modelconv_onnx::model_of(&f, args.all)?;
         let s = modelconv_onnx::summary::summarize(&f, args.all)?;
         if args.json {
             let mut v = to_json(&model);
@@ -35,6 +35,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         return Ok(0);
     }
+    let model = registry::open(&args.path, args.from.as_deref())?;
     // Checkpoints: what the pickle holds besides the state dict.
     let structure = if model.format == modelconv_pickle::NAME && args.path.is_file() {
         modelconv_pickle::structure(&args.path)?

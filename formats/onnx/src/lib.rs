@@ -42,7 +42,12 @@ pub static FORMAT: Onnx = Onnx;
 /// Opens `path`; with `constants`, the tensors of `Constant` nodes are
 /// listed after the initializers.
 pub fn open_with(path: &Path, constants: bool) -> Result<Model> {
-    let f = OnnxFile::open(path)?;
+    model_of(&OnnxFile::open(path)?, constants)
+}
+
+/// The IR model of an opened file (see [`open_with`]).
+pub fn model_of(f: &OnnxFile, constants: bool) -> Result<Model> {
+    let path = f.path.as_path();
     let (inits, _skipped) = f.tensors(constants)?;
     let m = &f.model;
     let mut metadata = Metadata::new();

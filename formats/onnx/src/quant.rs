@@ -17,7 +17,7 @@ use crate::read::OnnxFile;
 use crate::tensor::dt;
 use crate::write::{OnnxOut, OutInit};
 use half::f16;
-use modelconv_ir::{DataSource, Error, Result};
+use modelconv_ir::{DType, DataSource, Error, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -409,15 +409,13 @@ impl LazyQuant {
         let numel = self.shape[0] * self.shape[1];
         let mut w = vec![0f32; numel];
         if self.is_f16 {
-            let mut raw = vec![0u16; numel];
-            self.src.read_at(0, bytemuck::cast_slice_mut(&mut raw))?;
-            for (o, h) in w.iter_mut().zip(&raw) {
-                *o = f16::from_bits(u16::from_le(*h)).to_f32();
-            }
+            let mut raw = vec![0u8; numel * 2];
+            self.src.read_at(0, &mut raw)?;
+            modelconv_ir::convert(DType::F16, &raw, DType::F32, bytemuck::cast_slice_mut(&mut w));
         } else {
             self.src.read_at(0, bytemuck::cast_slice_mut(&mut w))?;
             for x in &mut w {
-                *x = f32::from_bits(u32::from_le(x.to_bits()));
+                *x = f32::from_le_bytes(x.to_ne_bytes());
             }
         }
         if let Some(i) = w.iter().position(|x| !x.is_finite()) {

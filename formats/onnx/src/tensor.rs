@@ -6,6 +6,7 @@
 //! IR lacks (FLOAT8 *FNUZ, FLOAT4E2M1, FLOAT8E8M0) are decoded exactly to
 //! F32; complex numbers become a trailing dimension of 2.
 
+use crate::proto::tensor_proto::DataType;
 use crate::proto::TensorProto;
 use modelconv_ir::{DType, DataSource, Error, MemSource, Result};
 use std::sync::Arc;
@@ -41,39 +42,12 @@ pub mod dt {
     pub const INT2: i32 = 26;
 }
 
-/// The ONNX name of a data type.
+/// The ONNX name of a data type (`FLOAT`, `INT4`, …), from the generated enum.
 pub fn type_name(t: i32) -> String {
-    let s = match t {
-        dt::UNDEFINED => "UNDEFINED",
-        dt::FLOAT => "FLOAT",
-        dt::UINT8 => "UINT8",
-        dt::INT8 => "INT8",
-        dt::UINT16 => "UINT16",
-        dt::INT16 => "INT16",
-        dt::INT32 => "INT32",
-        dt::INT64 => "INT64",
-        dt::STRING => "STRING",
-        dt::BOOL => "BOOL",
-        dt::FLOAT16 => "FLOAT16",
-        dt::DOUBLE => "DOUBLE",
-        dt::UINT32 => "UINT32",
-        dt::UINT64 => "UINT64",
-        dt::COMPLEX64 => "COMPLEX64",
-        dt::COMPLEX128 => "COMPLEX128",
-        dt::BFLOAT16 => "BFLOAT16",
-        dt::FLOAT8E4M3FN => "FLOAT8E4M3FN",
-        dt::FLOAT8E4M3FNUZ => "FLOAT8E4M3FNUZ",
-        dt::FLOAT8E5M2 => "FLOAT8E5M2",
-        dt::FLOAT8E5M2FNUZ => "FLOAT8E5M2FNUZ",
-        dt::UINT4 => "UINT4",
-        dt::INT4 => "INT4",
-        dt::FLOAT4E2M1 => "FLOAT4E2M1",
-        dt::FLOAT8E8M0 => "FLOAT8E8M0",
-        dt::UINT2 => "UINT2",
-        dt::INT2 => "INT2",
-        _ => return format!("type {t}"),
-    };
-    s.to_string()
+    match DataType::try_from(t) {
+        Ok(d) => d.as_str_name().to_string(),
+        Err(_) => format!("type {t}"),
+    }
 }
 
 /// The ONNX type whose bytes are exactly those of an IR type.
@@ -319,30 +293,28 @@ impl DataSource for Unpack {
     }
 }
 
-fn f8_e4m3fnuz(b: u8) -> f32 {
+/// A float8 "FNUZ" byte (no infinities, no negative zero; 0x80 is NaN)
+/// with `mbits` mantissa bits and exponent bias `bias`.
+fn f8_fnuz(b: u8, mbits: u32, bias: i32) -> f32 {
     if b == 0x80 {
         return f32::NAN;
     }
     let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
-    let (e, m) = (((b >> 3) & 0xF) as i32, (b & 7) as f32);
+    let e = ((b & 0x7F) >> mbits) as i32;
+    let m = (b & ((1 << mbits) - 1)) as f32 / (1 << mbits) as f32;
     sign * if e == 0 {
-        m * 2f32.powi(-10)
+        m * 2f32.powi(1 - bias)
     } else {
-        (1.0 + m / 8.0) * 2f32.powi(e - 8)
+        (1.0 + m) * 2f32.powi(e - bias)
     }
 }
 
+fn f8_e4m3fnuz(b: u8) -> f32 {
+    f8_fnuz(b, 3, 8)
+}
+
 fn f8_e5m2fnuz(b: u8) -> f32 {
-    if b == 0x80 {
-        return f32::NAN;
-    }
-    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
-    let (e, m) = (((b >> 2) & 0x1F) as i32, (b & 3) as f32);
-    sign * if e == 0 {
-        m * 2f32.powi(-17)
-    } else {
-        (1.0 + m / 4.0) * 2f32.powi(e - 16)
-    }
+    f8_fnuz(b, 2, 16)
 }
 
 fn f8_e8m0(b: u8) -> f32 {
