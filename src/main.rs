@@ -90,8 +90,36 @@ enum Command {
     },
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
+/// The signal that interrupted us (0: none yet).
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
     modelconv_ir::request_interrupt();
+}
+
+/// Exit status for an interrupt: 128 + the signal (130 for SIGINT, 143 for SIGTERM).
+fn interrupted_code() -> u8 {
+    let sig = SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+    if sig == 0 {
+        return EXIT_INTERRUPTED;
+    }
+    u8::try_from(128 + sig).unwrap_or(EXIT_INTERRUPTED)
+}
+
+/// Every phase checks for an interrupt often; should one not notice within
+/// a second (a long system call, a phase without checks), this ends the
+/// process anyway, removing the temporary files being written.
+fn start_watchdog() {
+    std::thread::spawn(|| loop {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        if SIGNAL.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            modelconv_ir::remove_live_temps();
+            eprintln!("modelconv: interrupted; no output was written");
+            std::process::exit(i32::from(interrupted_code()));
+        }
+    });
 }
 
 fn install_signal_handlers() {
@@ -126,6 +154,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     install_signal_handlers();
+    start_watchdog();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a, cli.quiet),
@@ -143,7 +172,7 @@ fn main() -> ExitCode {
                 Some(modelconv_ir::Error::Interrupted)
             ) {
                 eprintln!("modelconv: interrupted; no output was written");
-                return ExitCode::from(EXIT_INTERRUPTED);
+                return ExitCode::from(interrupted_code());
             }
             eprintln!("modelconv: error: {e:#}");
             ExitCode::from(EXIT_BAD_INPUT)

@@ -20,10 +20,6 @@ pub struct Args {
     json: bool,
 }
 
-/// Files larger than this are scanned by their first bytes only when they
-/// are not containers (pickles are small; checkpoints are zips).
-const MAX_READ: u64 = 8 << 30;
-
 pub fn run(args: Args) -> Result<u8> {
     let mut unreadable = Vec::new();
     let mut list = Vec::new();
@@ -34,18 +30,12 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let mut reports: Vec<FileReport> = Vec::new();
     for f in &list {
-        let read = std::fs::metadata(f).and_then(|m| {
-            if m.len() > MAX_READ {
-                return Err(std::io::Error::other(format!(
-                    "{} bytes is over the scan limit",
-                    m.len()
-                )));
-            }
-            std::fs::read(f)
-        });
-        match read {
-            Ok(bytes) => reports.push(scan_bytes(f, &bytes)),
-            Err(e) => unreadable.push(format!("{}: {e}", f.display())),
+        modelconv_ir::check_interrupt()?;
+        // Mapped, not read: a multi-GB shard costs address space, and only
+        // the pages the scanner looks at are read.
+        match modelconv_ir::SharedFile::open(f) {
+            Ok(file) => reports.push(scan_bytes(f, file.mapped().unwrap_or_default())),
+            Err(e) => unreadable.push(e.to_string()),
         }
     }
     let worst = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Safe);

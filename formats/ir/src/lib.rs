@@ -19,6 +19,7 @@ mod metadata;
 mod model;
 mod output;
 mod tensor;
+pub mod view;
 
 pub use cast::{can_cast, convert, decoded, f8_e4m3_to_f32, f8_e5m2_to_f32, CastSource};
 pub use dtype::{numel, DType, ALL_DTYPES};
@@ -26,5 +27,5 @@ pub use error::{Error, Result};
 pub use format::{Format, NoProgress, Progress, WriteOptions, WritePlan, Writer, HEAD_LEN};
 pub use metadata::{Metadata, Value, ValueType};
 pub use model::Model;
-pub use output::{check_interrupt, commit_all, padding, request_interrupt, OutputFile};
-pub use tensor::{DataSource, FileRange, Location, MemSource, SharedFile, Tensor, TensorInfo};
+pub use output::{check_interrupt, commit_all, padding, remove_live_temps, request_interrupt, OutputFile};
+pub use tensor::{open_regular, DataSource, FileRange, Location, MemSource, SharedFile, Tensor, TensorInfo};

@@ -13,6 +13,43 @@ use std::sync::Arc;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// Temporary files being written now, so that an interrupt that cannot wait
+/// for the writer to notice can still remove them ([`remove_live_temps`]).
+static LIVE_TEMPS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes every temporary output file still being written (for an
+/// interrupt that ends the process without unwinding).
+pub fn remove_live_temps() {
+    let list = match LIVE_TEMPS.try_lock() {
+        Ok(l) => l.clone(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().clone(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    for p in list {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Keeps a temporary file's path in [`LIVE_TEMPS`] while it lives.
+struct LiveTemp(PathBuf);
+
+impl LiveTemp {
+    fn new(path: &Path) -> Self {
+        if let Ok(mut l) = LIVE_TEMPS.lock() {
+            l.push(path.to_path_buf());
+        }
+        LiveTemp(path.to_path_buf())
+    }
+}
+
+impl Drop for LiveTemp {
+    fn drop(&mut self) {
+        if let Ok(mut l) = LIVE_TEMPS.lock() {
+            l.retain(|p| *p != self.0);
+        }
+    }
+}
+
 /// Asks every running write to stop at its next chunk (called from the
 /// binary's Ctrl-C handler; only touches an atomic, so it is signal-safe).
 pub fn request_interrupt() {
@@ -44,6 +81,7 @@ pub struct OutputFile {
     /// A kernel copy not issued yet, so that byte ranges that follow each
     /// other in the input and the output become one large copy.
     pending: Option<PendingCopy>,
+    _live: LiveTemp,
 }
 
 struct PendingCopy {
@@ -76,6 +114,7 @@ impl OutputFile {
             .map_err(|e| Error::io(dest, e))?;
         Ok(OutputFile {
             dest: dest.to_path_buf(),
+            _live: LiveTemp::new(tmp.path()),
             tmp,
             buf: Vec::with_capacity(BUF_LEN),
             pos: 0,

@@ -5,7 +5,7 @@ use crate::{numel, DType, Error, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Everything about a tensor except its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,20 +78,46 @@ pub struct SharedFile {
     pub file: File,
     pub path: PathBuf,
     pub len: u64,
+    /// A read-only mapping, made the first time a view gathers from it.
+    map: OnceLock<Option<memmap2::Mmap>>,
 }
 
 impl SharedFile {
     pub fn open(path: &Path) -> Result<Arc<Self>> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = open_regular(path)?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Err(Error::malformed(path, "is a directory, expected a file"));
+        }
+        if !meta.is_file() {
+            return Err(Error::malformed(
+                path,
+                "is not a regular file (a device, FIFO or socket is never read as a model)",
+            ));
         }
         Ok(Arc::new(SharedFile {
             file,
             path: path.to_path_buf(),
             len: meta.len(),
+            map: OnceLock::new(),
         }))
+    }
+
+    /// The whole file mapped read-only, or `None` when it cannot be mapped
+    /// (empty, or the system refuses). Pages are read on first touch, so a
+    /// mapping costs address space, not memory.
+    pub fn mapped(&self) -> Option<&[u8]> {
+        self.map
+            .get_or_init(|| {
+                if self.len == 0 {
+                    return None;
+                }
+                // SAFETY: the file is opened read-only; like every mmap-based
+                // reader we rely on inputs not being truncated while we run.
+                let m = unsafe { memmap2::Mmap::map(&self.file) }.ok()?;
+                (m.len() as u64 == self.len).then_some(m)
+            })
+            .as_deref()
     }
 
     /// Reads exactly `buf.len()` bytes at `offset`, naming the file and
@@ -104,6 +130,26 @@ impl SharedFile {
             )
         })
     }
+}
+
+/// Opens `path` for reading, refusing anything but a regular file or a
+/// folder before it can block: a FIFO or device named as a model (or as a
+/// shard, or external data) would otherwise hang in `open` or be read forever.
+pub fn open_regular(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !(meta.is_file() || meta.is_dir()) {
+        return Err(Error::malformed(
+            path,
+            "is not a regular file (a device, FIFO or socket is never read as a model)",
+        ));
+    }
+    // O_NONBLOCK: should the path become a FIFO after the check, open still returns.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
 }
 
 /// A byte range of an input file.

@@ -36,38 +36,31 @@ pub enum Selection {
 }
 
 /// Tensors found, and the key the state dict was taken from (if any).
-pub fn select(root: &Value, sel: Selection) -> (Option<&'static str>, Vec<(String, Found)>) {
-    let mut all = Vec::new();
+pub fn select(root: &Value, sel: Selection) -> Result<(Option<&'static str>, Vec<(String, Found)>)> {
     if sel == Selection::All {
-        collect(root, "", &mut all, 0);
-        return (None, all);
+        return Ok((None, collect(root, "")?));
     }
     if let Value::Dict(d) = root {
         let d = d.borrow();
-        let direct: Vec<(String, Found)> = d
-            .iter()
-            .filter(|(_, v)| matches!(v, Value::Tensor(_) | Value::NdArray(_)))
-            .filter_map(|(k, v)| {
-                let mut one = Vec::new();
-                collect(v, k.as_str()?, &mut one, 0);
-                one.pop()
-            })
-            .collect();
+        let mut direct = Vec::new();
+        for (k, v) in d.iter() {
+            if let (Some(k), Value::Tensor(_) | Value::NdArray(_)) = (k.as_str(), v) {
+                direct.extend(collect(v, k)?);
+            }
+        }
         if !direct.is_empty() {
-            return (None, direct);
+            return Ok((None, direct));
         }
         for key in STATE_DICT_KEYS {
             if let Some((_, v)) = d.iter().find(|(k, _)| k.as_str() == Some(key)) {
-                let mut found = Vec::new();
-                collect(v, "", &mut found, 0);
+                let found = collect(v, "")?;
                 if !found.is_empty() {
-                    return (Some(key), found);
+                    return Ok((Some(key), found));
                 }
             }
         }
     }
-    collect(root, "", &mut all, 0);
-    (None, all)
+    Ok((None, collect(root, "")?))
 }
 
 /// Largest index json accepted.
@@ -165,7 +158,7 @@ pub fn open_with(path: &Path, sel: Selection) -> Result<(Model, Option<&'static 
 
 fn open_file(path: &Path, sel: Selection) -> Result<(Model, Option<&'static str>)> {
     let ckpt = Checkpoint::open(path)?;
-    let (key, found) = select(&ckpt.root, sel);
+    let (key, found) = select(&ckpt.root, sel)?;
     let tensors = found
         .iter()
         .map(|(name, f)| ckpt.tensor(name, f))
@@ -227,10 +220,9 @@ pub fn is_refusal(e: &Error) -> bool {
 }
 
 /// A short description of a value: its kind, and what it holds.
-fn summary(v: &Value) -> String {
-    let mut found = Vec::new();
-    collect(v, "", &mut found, 0);
-    match v {
+fn summary(v: &Value) -> Result<String> {
+    let found = collect(v, "")?;
+    Ok(match v {
         Value::Dict(d) => format!("dict of {} ({} tensors)", d.borrow().len(), found.len()),
         Value::List(_) | Value::Tuple(_) => format!(
             "{} of {} ({} tensors)",
@@ -246,52 +238,37 @@ fn summary(v: &Value) -> String {
         Value::Global(g) => format!("global {}.{}", g.0, g.1),
         Value::Opaque(g) => format!("object {}.{}", g.0, g.1),
         other => other.kind().to_string(),
-    }
+    })
 }
 
 /// The top level of a checkpoint: each key of its top dict (or the root
 /// itself) with a summary. Reads only the pickle, never tensor data.
 pub fn structure(path: &Path) -> Result<Vec<(String, String)>> {
     let ckpt = Checkpoint::open(path)?;
-    Ok(match &ckpt.root {
+    match &ckpt.root {
         Value::Dict(d) => d
             .borrow()
             .iter()
-            .map(|(k, v)| (k.as_str().map_or_else(|| format!("{k:?}"), str::to_string), summary(v)))
+            .map(|(k, v)| Ok((k.as_str().map_or_else(|| format!("{k:?}"), str::to_string), summary(v)?)))
             .collect(),
-        other => vec![("(root)".to_string(), summary(other))],
-    })
+        other => Ok(vec![("(root)".to_string(), summary(other)?)]),
+    }
 }
 
 /// Values that are not tensors (epoch counters, hyperparameters, …), by
 /// dotted path: what a conversion leaves out.
 pub fn non_tensor_values(path: &Path) -> Result<Vec<(String, String)>> {
-    fn walk(v: &Value, prefix: &str, out: &mut Vec<(String, String)>, depth: usize) {
-        if depth > 32 || out.len() > 10_000 {
-            return;
-        }
-        let join = |k: &str| torch::dotted(prefix, k);
-        match v {
-            Value::Tensor(_) | Value::NdArray(_) => {}
-            Value::Dict(d) => {
-                for (k, x) in d.borrow().iter() {
-                    let key = k.as_str().map_or_else(
-                        || k.as_int().map_or_else(|| "?".into(), |i| i.to_string()),
-                        str::to_string,
-                    );
-                    walk(x, &join(&key), out, depth + 1);
-                }
-            }
-            Value::List(_) | Value::Tuple(_) => {
-                for (i, x) in v.items().unwrap_or_default().iter().enumerate() {
-                    walk(x, &join(&i.to_string()), out, depth + 1);
-                }
-            }
-            other => out.push((prefix.to_string(), summary(other))),
-        }
-    }
     let ckpt = Checkpoint::open(path)?;
     let mut out = Vec::new();
-    walk(&ckpt.root, "", &mut out, 0);
+    torch::walk(&ckpt.root, "", |p, v| {
+        let leaf = !matches!(
+            v,
+            Value::Tensor(_) | Value::NdArray(_) | Value::Dict(_) | Value::List(_) | Value::Tuple(_)
+        );
+        if leaf && out.len() < 10_000 {
+            // Kinds only: a leaf's summary never walks further.
+            out.push((p.to_string(), summary(v).unwrap_or_else(|_| v.kind().to_string())));
+        }
+    })?;
     Ok(out)
 }

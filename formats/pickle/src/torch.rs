@@ -6,7 +6,7 @@
 use crate::value::{NdArray, StorageRef, TensorRef, Value};
 use crate::vm::{torch_dtype, PersistentLoad, Vm};
 use modelconv_ir::{
-    numel, DType, DataSource, Error, FileRange, Location, MemSource, Result, SharedFile, Tensor, TensorInfo,
+    view, DType, DataSource, Error, FileRange, Location, MemSource, Result, SharedFile, Tensor, TensorInfo,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -194,6 +194,9 @@ fn check_trailing(path: &Path, part: &str, end: usize, len: usize) -> Result<()>
 }
 
 fn pickle_error(path: &Path, part: &str, e: crate::vm::PickleError) -> Error {
+    if modelconv_ir::check_interrupt().is_err() {
+        return Error::Interrupted;
+    }
     match &e.refused_global {
         Some(_) => Error::Unsupported(format!("{}: {part}: {e}", path.display())),
         None => Error::malformed(path, format!("{part}: {e}")),
@@ -209,7 +212,7 @@ pub fn is_legacy(head: &[u8]) -> bool {
 fn read_legacy(
     file: &SharedFile,
     bytes: &[u8],
-    dtypes: &dyn Fn(&Value) -> HashMap<String, String>,
+    dtypes: &dyn Fn(&Value) -> Result<HashMap<String, String>>,
 ) -> Result<(Value, StorageMap, bool)> {
     let path = &file.path;
     let mut pos = 0usize;
@@ -247,7 +250,7 @@ fn read_legacy(
                 .ok_or_else(|| Error::malformed(path, "storage key is not a string"))
         })
         .collect::<Result<_>>()?;
-    let types = dtypes(&value);
+    let types = dtypes(&value)?;
     let mut storages = StorageMap::new();
     let mut off = pos as u64;
     for key in keys {
@@ -289,97 +292,102 @@ pub(crate) fn dotted(prefix: &str, key: &str) -> String {
     }
 }
 
-/// Every tensor reachable from `v`, named by dotted path.
-pub fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, Found)>, depth: usize) {
-    if depth > 64 {
-        return;
+/// Containers nested deeper than this are not entered.
+const MAX_WALK_DEPTH: usize = 64;
+
+/// The key of a dict entry as a path segment (string and int keys only).
+fn key_segment(k: &Value) -> Option<String> {
+    match k {
+        Value::Str(s) => Some(s.to_string()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
     }
-    let join = |k: &str| dotted(prefix, k);
+}
+
+/// Identity of a container, so that one shared through the memo is
+/// entered once.
+fn container_id(v: &Value) -> Option<*const ()> {
     match v {
-        Value::Tensor(t) => out.push((prefix.to_string(), Found::Tensor(t.as_ref().clone()))),
+        Value::Dict(d) => Some(std::rc::Rc::as_ptr(d).cast()),
+        Value::List(l) => Some(std::rc::Rc::as_ptr(l).cast()),
+        Value::Tuple(t) => Some(std::rc::Rc::as_ptr(t).cast()),
+        _ => None,
+    }
+}
+
+/// Visits `root` and everything reachable from it, depth first in order,
+/// with its dotted path (`prefix` for the root). Linear in the size of the
+/// pickle: a container shared through the memo is entered once (a pickle
+/// can share one tuple 64 levels deep, 2^64 paths), no recursion, and an
+/// interrupt ends it.
+pub fn walk(root: &Value, prefix: &str, mut f: impl FnMut(&str, &Value)) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<(String, Value, usize)> = vec![(prefix.to_string(), root.clone(), 0)];
+    let mut visits = 0u64;
+    while let Some((path, v, depth)) = stack.pop() {
+        visits += 1;
+        if visits.is_multiple_of(4096) {
+            modelconv_ir::check_interrupt()?;
+        }
+        f(&path, &v);
+        if depth >= MAX_WALK_DEPTH || container_id(&v).is_some_and(|id| !seen.insert(id)) {
+            continue;
+        }
+        let first = stack.len();
+        match &v {
+            Value::Dict(d) => {
+                for (k, x) in d.borrow().iter() {
+                    if let Some(key) = key_segment(k) {
+                        stack.push((dotted(&path, &key), x.clone(), depth + 1));
+                    }
+                }
+            }
+            Value::List(l) => {
+                for (i, x) in l.borrow().iter().enumerate() {
+                    stack.push((dotted(&path, &i.to_string()), x.clone(), depth + 1));
+                }
+            }
+            Value::Tuple(t) => {
+                for (i, x) in t.iter().enumerate() {
+                    stack.push((dotted(&path, &i.to_string()), x.clone(), depth + 1));
+                }
+            }
+            _ => {}
+        }
+        stack[first..].reverse();
+    }
+    Ok(())
+}
+
+/// Every tensor reachable from `v`, named by dotted path.
+pub fn collect(v: &Value, prefix: &str) -> Result<Vec<(String, Found)>> {
+    let mut out = Vec::new();
+    walk(v, prefix, |path, x| match x {
+        Value::Tensor(t) => out.push((path.to_string(), Found::Tensor(t.as_ref().clone()))),
         Value::NdArray(a) => {
             if let Some(a) = a.borrow().as_ref() {
-                out.push((prefix.to_string(), Found::Array(a.clone())));
-            }
-        }
-        Value::Dict(d) => {
-            for (k, val) in d.borrow().iter() {
-                let key = match k {
-                    Value::Str(s) => s.to_string(),
-                    Value::Int(i) => i.to_string(),
-                    _ => continue,
-                };
-                collect(val, &join(&key), out, depth + 1);
-            }
-        }
-        Value::List(_) | Value::Tuple(_) => {
-            for (i, item) in v.items().unwrap_or_default().iter().enumerate() {
-                collect(item, &join(&i.to_string()), out, depth + 1);
+                out.push((path.to_string(), Found::Array(a.clone())));
             }
         }
         _ => {}
-    }
+    })?;
+    Ok(out)
 }
 
 /// dtype of every storage, from the tensors that use it (legacy files store
 /// element counts, so the element size must be known).
-fn storage_dtypes(v: &Value) -> HashMap<String, String> {
-    let mut found = Vec::new();
-    collect(v, "", &mut found, 0);
-    found
-        .into_iter()
-        .filter_map(|(_, f)| match f {
-            Found::Tensor(t) => Some((t.storage.key, t.dtype)),
-            Found::Array(_) => None,
-        })
-        .collect()
-}
-
-/// A non-contiguous view: elements gathered from a storage by strides.
-struct Strided {
-    storage: Arc<dyn DataSource>,
-    es: u64,
-    offset: u64,
-    size: Vec<u64>,
-    stride: Vec<u64>,
-    len: u64,
-}
-
-impl DataSource for Strided {
-    fn len(&self) -> u64 {
-        self.len
-    }
-    fn granule(&self) -> u64 {
-        self.es
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let es = self.es as usize;
-        let first = offset / self.es;
-        let mut idx = vec![0u64; self.size.len()];
-        let mut rem = first;
-        for d in (0..self.size.len()).rev() {
-            idx[d] = rem % self.size[d].max(1);
-            rem /= self.size[d].max(1);
+fn storage_dtypes(v: &Value) -> Result<HashMap<String, String>> {
+    let mut types = HashMap::new();
+    walk(v, "", |_, x| {
+        if let Value::Tensor(t) = x {
+            types.insert(t.storage.key.clone(), t.dtype.clone());
         }
-        let mut elem = vec![0u8; es];
-        for out in buf.chunks_exact_mut(es) {
-            let at = self.offset + idx.iter().zip(&self.stride).map(|(i, s)| i * s).sum::<u64>();
-            self.storage.read_at(at * self.es, &mut elem)?;
-            out.copy_from_slice(&elem);
-            for d in (0..idx.len()).rev() {
-                idx[d] += 1;
-                if idx[d] < self.size[d] {
-                    break;
-                }
-                idx[d] = 0;
-            }
-        }
-        Ok(())
-    }
+    })?;
+    Ok(types)
 }
 
-/// A view of `storage` (elements of `es` bytes): contiguous views are plain
-/// byte ranges, others gather by strides. Checks the view stays inside.
+/// A view of `storage` (elements of `es` bytes) by torch's offset, size and
+/// strides, through the IR's strided view; checks the view stays inside.
 fn view(
     storage: Arc<dyn DataSource>,
     es: u64,
@@ -387,66 +395,11 @@ fn view(
     size: &[u64],
     stride: &[i64],
 ) -> std::result::Result<Arc<dyn DataSource>, String> {
-    let n = numel(size).map_err(|e| e.to_string())?;
-    let len = n.checked_mul(es).ok_or("tensor size overflows")?;
-    if n == 0 {
-        return Ok(Arc::new(MemSource::new(Vec::new())));
-    }
     let stride: Vec<u64> = stride
         .iter()
         .map(|&s| u64::try_from(s).map_err(|_| "negative stride".to_string()))
         .collect::<std::result::Result<_, _>>()?;
-    let mut last = offset;
-    for (d, s) in size.iter().zip(&stride) {
-        last = (d - 1)
-            .checked_mul(*s)
-            .and_then(|x| last.checked_add(x))
-            .ok_or("view offset overflows")?;
-    }
-    let storage_elems = storage.len() / es;
-    if last >= storage_elems {
-        return Err(format!("view reaches element {last} of a storage of {storage_elems}"));
-    }
-    let mut expect = 1u64;
-    let contiguous = size.iter().zip(&stride).rev().all(|(d, s)| {
-        let ok = *d == 1 || *s == expect;
-        expect *= d;
-        ok
-    });
-    if contiguous {
-        return Ok(Arc::new(SubRange {
-            inner: storage,
-            start: offset * es,
-            len,
-        }));
-    }
-    Ok(Arc::new(Strided {
-        storage,
-        es,
-        offset,
-        size: size.to_vec(),
-        stride,
-        len,
-    }))
-}
-
-/// A byte range of another source.
-struct SubRange {
-    inner: Arc<dyn DataSource>,
-    start: u64,
-    len: u64,
-}
-
-impl DataSource for SubRange {
-    fn len(&self) -> u64 {
-        self.len
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_at(self.start + offset, buf)
-    }
-    fn file_range(&self) -> Option<(Arc<SharedFile>, u64)> {
-        self.inner.file_range().map(|(f, o)| (f, o + self.start))
-    }
+    view::strided(storage, es, offset, size, &stride).map_err(|e| e.to_string())
 }
 
 /// Opens a checkpoint: the unpickled object, and a function that turns a
@@ -459,29 +412,6 @@ pub struct Checkpoint {
     pub big_endian: bool,
 }
 
-/// Big-endian elements of `es` bytes, read as little-endian.
-struct Swapped {
-    inner: Arc<dyn DataSource>,
-    es: u64,
-}
-
-impl DataSource for Swapped {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn granule(&self) -> u64 {
-        self.es
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if !offset.is_multiple_of(self.es) || !(buf.len() as u64).is_multiple_of(self.es) {
-            return Err(Error::invalid("big-endian read not aligned to elements"));
-        }
-        self.inner.read_at(offset, buf)?;
-        buf.chunks_exact_mut(self.es as usize).for_each(<[u8]>::reverse);
-        Ok(())
-    }
-}
-
 impl Checkpoint {
     pub fn open(path: &Path) -> Result<Self> {
         let file = SharedFile::open(path)?;
@@ -491,24 +421,14 @@ impl Checkpoint {
         let (root, storages, big_endian) = if head.starts_with(b"PK\x03\x04") {
             read_zip(&file)?
         } else if is_legacy(&head[..n]) {
-            if file.len > MAX_PICKLE * 64 {
-                return Err(Error::unsupported(format!(
-                    "{}: legacy checkpoint over 64 GiB",
-                    path.display()
-                )));
-            }
-            let mut bytes = vec![0u8; file.len as usize];
-            file.read_exact_at(0, &mut bytes)?;
-            read_legacy(&file, &bytes, &storage_dtypes)?
+            // Mapped, not read: only the pickles' pages are touched.
+            let bytes = file.mapped().unwrap_or_default();
+            read_legacy(&file, bytes, &storage_dtypes)?
         } else {
             // Anything else is tried as a bare pickle stream (any protocol):
             // data only, no storages; the VM says where it is not one.
-            if file.len > MAX_PICKLE {
-                return Err(Error::unsupported(format!("{}: pickle over 1 GiB", path.display())));
-            }
-            let mut bytes = vec![0u8; file.len as usize];
-            file.read_exact_at(0, &mut bytes)?;
-            let mut vm = Vm::new(&bytes, None);
+            let bytes = file.mapped().unwrap_or_default();
+            let mut vm = Vm::new(bytes, None);
             let root = vm.run().map_err(|e| pickle_error(path, "pickle", e))?;
             check_trailing(path, "pickle", vm.position(), bytes.len())?;
             (root, StorageMap::new(), false)
@@ -533,20 +453,18 @@ impl Checkpoint {
                     .storages
                     .get(&t.storage.key)
                     .ok_or_else(|| bad(format!("storage '{}' is missing", t.storage.key)))?;
-                let mut storage: Arc<dyn DataSource> = Arc::new(FileRange {
+                let storage: Arc<dyn DataSource> = Arc::new(FileRange {
                     file: self.file.clone(),
                     offset: start,
                     len,
                 });
+                let mut data = view(storage, dtype.type_size(), t.offset, &t.size, &t.stride).map_err(bad)?;
+                // Swapped after the gather, so the gather can read the file's mapping.
                 if self.big_endian && dtype.type_size() > 1 {
-                    storage = Arc::new(Swapped {
-                        inner: storage,
-                        es: dtype.type_size(),
-                    });
+                    data = Arc::new(view::ByteSwap::new(data, dtype.type_size()).map_err(|e| bad(e.to_string()))?);
                 }
-                let data = view(storage, dtype.type_size(), t.offset, &t.size, &t.stride).map_err(bad)?;
                 let info = TensorInfo::new(name, dtype, t.size.clone()).map_err(|e| e.in_file(path))?;
-                let location = data.file_range().map(|(_, o)| Location {
+                let location = data.file_range().filter(|_| !self.big_endian).map(|(_, o)| Location {
                     file: path.clone(),
                     offset: o,
                 });
@@ -559,18 +477,13 @@ impl Checkpoint {
                 let es = dtype.type_size();
                 let mem: Arc<dyn DataSource> = Arc::new(MemSource::new(a.data.as_ref().clone()));
                 // Fortran order: the strides of the transposed layout.
-                let mut stride = vec![0i64; a.shape.len()];
-                let mut acc = 1i64;
-                let order: Vec<usize> = if a.fortran {
-                    (0..a.shape.len()).collect()
+                let stride = if a.fortran {
+                    let rev: Vec<u64> = a.shape.iter().rev().copied().collect();
+                    view::contiguous_strides(&rev).into_iter().rev().collect()
                 } else {
-                    (0..a.shape.len()).rev().collect()
+                    view::contiguous_strides(&a.shape)
                 };
-                for d in order {
-                    stride[d] = acc;
-                    acc = acc.saturating_mul(a.shape[d] as i64);
-                }
-                let data = view(mem, es, 0, &a.shape, &stride).map_err(bad)?;
+                let data = view::strided(mem, es, 0, &a.shape, &stride).map_err(|e| bad(e.to_string()))?;
                 let info = TensorInfo::new(name, dtype, a.shape.clone()).map_err(|e| e.in_file(path))?;
                 Tensor::new(info, data).map_err(|e| e.in_file(path))
             }

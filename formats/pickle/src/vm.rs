@@ -265,6 +265,9 @@ impl<'a, 'p> Vm<'a, 'p> {
             if ops > MAX_OPS {
                 return Err(self.err("too many opcodes"));
             }
+            if ops.is_multiple_of(1 << 16) && modelconv_ir::check_interrupt().is_err() {
+                return Err(self.err("interrupted"));
+            }
             self.op_at = self.pos;
             let op = self.u8()?;
             match op {
