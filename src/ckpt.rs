@@ -3,9 +3,8 @@
 
 use crate::util;
 use anyhow::{anyhow, Result};
-use modelconv_ir::{Value, WriteOptions};
-use modelconv_pickle::{open_with, Selection};
-use std::collections::HashMap;
+use modelconv_ir::{Format, OpenOptions, WriteOptions};
+use modelconv_pipeline::Request;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -32,16 +31,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {
-    let sel = if args.all { Selection::All } else { Selection::StateDict };
-    let (mut model, key) = open_with(&args.input, sel)?;
+    let format: &dyn Format = &modelconv_pickle::FORMAT;
+    let opts = OpenOptions {
+        all: args.all,
+        ..Default::default()
+    };
+    let mut model = format.open(&args.input, &opts)?;
     if model.tensors.is_empty() {
         return Err(anyhow!("{}: no tensors found", args.input.display()));
     }
     if !quiet {
-        match key {
-            Some(k) => eprintln!("state dict: the tensors under '{k}'"),
-            None if !args.all => eprintln!("state dict: the top-level tensors"),
-            None => {}
+        for n in &model.notes {
+            eprintln!("{n}");
         }
     }
     if args.verbose && !quiet {
@@ -49,46 +50,29 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             eprintln!("  not a tensor, left out: {path} = {what}");
         }
     }
-    if args.dedupe {
-        // Same file bytes, same dtype and shape: one tensor under two names.
-        let mut first: HashMap<(PathBuf, u64, &'static str, Vec<u64>), String> = HashMap::new();
-        let mut dropped = Vec::new();
-        model.tensors.retain(|t| {
-            let Some(loc) = &t.location else { return true };
-            let id = (loc.file.clone(), loc.offset, t.info.dtype.name(), t.info.shape.clone());
-            match first.get(&id) {
-                Some(kept) => {
-                    dropped.push(format!("{} (same storage as {kept})", t.info.name));
-                    false
-                }
-                None => {
-                    first.insert(id, t.info.name.clone());
-                    true
-                }
-            }
-        });
-        if !quiet && !dropped.is_empty() {
-            eprintln!("--dedupe: {} tied tensor(s) written once", dropped.len());
-            if args.verbose {
-                for d in &dropped {
-                    eprintln!("  dropped {d}");
-                }
+    let request = Request {
+        dedupe: args.dedupe,
+        ..Default::default()
+    };
+    let inputs = util::input_files(&model);
+    let outcome = request.apply(&mut model)?;
+    if !quiet && !outcome.deduped.is_empty() {
+        eprintln!("--dedupe: {} tied tensor(s) written once", outcome.deduped.len());
+        if args.verbose {
+            for (dropped, kept) in &outcome.deduped {
+                eprintln!("  dropped {dropped} (same storage as {kept})");
             }
         }
     }
-    // transformers reads safetensors made from PyTorch weights by this key.
-    model.metadata.set("format", Value::String("pt".into()));
     let output = args
         .output
         .clone()
         .unwrap_or_else(|| args.input.with_extension("safetensors"));
-    let inputs = util::input_files(&model);
-    let opts = WriteOptions {
-        max_shard_size: None,
+    let wopts = WriteOptions {
         no_fsync: args.no_fsync,
         ..Default::default()
     };
-    util::write_model(&modelconv_safetensors::FORMAT, &model, &output, &opts, &inputs, quiet)?;
+    util::write_model(&modelconv_safetensors::FORMAT, &model, &output, &wopts, &inputs, quiet)?;
     if !quiet {
         eprintln!(
             "wrote {} ({} tensors, {})",

@@ -2,11 +2,10 @@
 
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
-use modelconv_gguf::quants::{self, DequantizeSource, QuantizeSource};
-use modelconv_ir::{can_cast, CastSource, DType, DataSource, Model, Tensor, TensorInfo, WriteOptions};
+use modelconv_ir::{DType, OpenOptions, Options, RewriteRequest, Stage, WriteOptions};
+use modelconv_pipeline::{self as pipeline, Request, TypeOptions};
 use regex::Regex;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,8 +20,8 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT")]
     from: Option<String>,
     /// Cast floating-point tensors to F32, F16, BF16 or F64 (round to nearest even; integer tensors are
-    /// kept; quantized tensors are dequantized), or quantize them to a ggml type (Q8_0, Q4_K, …: tensors of
-    /// 2+ dimensions whose rows fill whole blocks; GGUF output only).
+    /// kept; quantized tensors are dequantized), or quantize them to a ggml type (Q8_0, Q4_K, …: exactly
+    /// `quantize --type TYPE --pure`, llama.cpp's eligibility rules; GGUF output only).
     #[arg(long, value_name = "TYPE")]
     dtype: Option<String>,
     /// Keep only tensors whose name matches (repeatable; any match keeps).
@@ -52,171 +51,119 @@ pub struct Args {
     /// (always done when the model would pass protobuf's 2 GiB limit).
     #[arg(long)]
     external_data: bool,
-    /// ONNX input: also take the values of Constant nodes (named by their output).
+    /// Every tensor the input holds, by dotted path: checkpoints beyond the state dict (optimizer state…),
+    /// ONNX Constant values too. `inspect --all` lists the same names.
     #[arg(long)]
     all: bool,
-    /// ONNX output with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges.
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    keep_io_types: bool,
+    /// ONNX output with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges
+    /// [default: true].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    keep_io_types: Option<bool>,
+    /// Write tied weights (names sharing one storage region) once, under the first name.
+    #[arg(long)]
+    dedupe: bool,
+    /// With a ggml --dtype: quantize tensors that are already quantized (dequantized first).
+    #[arg(long)]
+    allow_requantize: bool,
+    /// With a ggml --dtype: quantize NaN/Inf values and overflowing scales instead of refusing.
+    #[arg(long)]
+    allow_nonfinite: bool,
 }
 
-/// Selection, renaming and casting shared by the commands that write models.
-#[derive(Default)]
-pub struct Transforms {
-    pub include: Vec<Regex>,
-    pub exclude: Vec<Regex>,
-    pub rename: Vec<(Regex, String)>,
-    pub dtype: Option<DType>,
-}
-
-pub fn parse_renames(specs: &[String]) -> Result<Vec<(Regex, String)>> {
-    specs
-        .iter()
-        .map(|s| {
-            let (from, to) = s
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--rename '{s}': expected REGEX=REPLACEMENT"))?;
-            let re = Regex::new(from).map_err(|e| anyhow!("--rename '{s}': {e}"))?;
-            Ok((re, to.to_string()))
-        })
-        .collect()
-}
-
-pub fn parse_cast_dtype(s: &str) -> Result<DType> {
-    let d = DType::from_name(s)
-        .ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))?;
-    if d.is_quantized() && !(quants::can_quantize(d) && d != DType::Q8_K) {
-        bail!("--dtype {s}: quantizing to {d} is not supported (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K are)");
-    }
-    if !d.is_quantized() && !matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
-        bail!("--dtype {s}: casts go to F32, F16, BF16 or F64");
-    }
-    Ok(d)
-}
-
-/// The source of `t` converted to `to`, or `None` when `t` stays as it is
-/// (integer tensors; tensors too small or oddly shaped to quantize).
-fn converted(t: &Tensor, to: DType) -> Result<Option<Arc<dyn DataSource>>> {
-    let from = t.info.dtype;
-    if from == to {
-        return Ok(None);
-    }
-    if from.is_quantized() {
-        if to.is_quantized() {
-            bail!(
-                "tensor '{}' is {from}; requantizing is done by `modelconv quantize --allow-requantize`",
-                t.info.name
-            );
+impl Args {
+    /// The format-specific flags given, as format options.
+    fn format_options(&self) -> Options {
+        let mut o = Options::default();
+        if let Some(t) = &self.template {
+            o.set("template", t.display().to_string());
         }
-        let f32s: Arc<dyn DataSource> = Arc::new(DequantizeSource::new(t.data.clone(), from)?);
-        return Ok(Some(if to == DType::F32 {
-            f32s
-        } else {
-            Arc::new(CastSource::new(f32s, DType::F32, to)?)
-        }));
-    }
-    if to.is_quantized() {
-        let row = t.info.shape.last().copied().unwrap_or(0);
-        let quantizable = t.info.shape.iter().filter(|&&d| d > 1).count() >= 2 && row % to.block_size() == 0;
-        if !quantizable || !can_cast(from, DType::F32) {
-            return Ok(None);
+        if self.allow_missing {
+            o.set("allow-missing", "true");
         }
-        return Ok(Some(Arc::new(QuantizeSource::new(t.data.clone(), from, to, false)?)));
+        if self.external_data {
+            o.set("external-data", "true");
+        }
+        if let Some(k) = self.keep_io_types {
+            o.set("keep-io-types", k.to_string());
+        }
+        o
     }
-    if !can_cast(from, to) {
-        return Ok(None);
-    }
-    Ok(Some(Arc::new(CastSource::new(t.data.clone(), from, to)?)))
 }
 
-impl Transforms {
-    pub fn apply(&self, model: &mut Model) -> Result<()> {
-        model.tensors.retain(|t| {
-            let name = &t.info.name;
-            (self.include.is_empty() || self.include.iter().any(|r| r.is_match(name)))
-                && !self.exclude.iter().any(|r| r.is_match(name))
-        });
-        for t in &mut model.tensors {
-            for (re, to) in &self.rename {
-                t.info.name = re.replace_all(&t.info.name, to.as_str()).into_owned();
-            }
-            if let Some(to) = self.dtype {
-                if let Some(src) = converted(t, to)? {
-                    t.info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
-                    t.data = src;
-                    t.location = None;
-                }
-            }
-        }
-        model.check_unique_names().map_err(|e| anyhow!("after renaming: {e}"))?;
-        Ok(())
-    }
+pub fn parse_dtype(s: &str) -> Result<DType> {
+    DType::from_name(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {
-    let transforms = Transforms {
-        include: args.include,
-        exclude: args.exclude,
-        rename: parse_renames(&args.rename)?,
-        dtype: args.dtype.as_deref().map(parse_cast_dtype).transpose()?,
-    };
+    let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
     let out_format = registry::output_format(&args.output, args.to.as_deref())?;
+    let in_format = registry::input_format(&args.input, args.from.as_deref())?;
     let opts = WriteOptions {
         max_shard_size: args.max_shard_size,
         no_fsync: args.no_fsync,
-        template: args.template.clone(),
-        allow_missing: args.allow_missing,
-        external_data: args.external_data,
+        options: args.format_options(),
     };
-    if out_format.name() != modelconv_onnx::NAME {
-        for (set, flag) in [
-            (args.template.is_some(), "--template"),
-            (args.allow_missing, "--allow-missing"),
-            (args.external_data, "--external-data"),
-        ] {
-            if set {
+    // A format that rewrites its own graph for this dtype (ONNX fp16).
+    if let (Some(dtype), Some(rw)) = (dtype, out_format.rewriter()) {
+        if in_format.name() == out_format.name() && opts.options.get("template").is_none() {
+            if !(args.include.is_empty() && args.exclude.is_empty() && args.rename.is_empty()) {
                 bail!(
-                    "{flag} applies to ONNX output; {} is {}",
-                    args.output.display(),
+                    "the {} rewrite keeps every tensor: --include/--exclude/--rename do not apply",
                     out_format.name()
                 );
             }
+            registry::check_options(
+                &opts.options,
+                out_format,
+                &[Stage::Write, Stage::Rewrite],
+                "output",
+                &args.output,
+            )?;
+            if let Some(rewrite) = rw.rewrite(&args.input, &RewriteRequest::Cast(dtype), Some(&args.output), &opts)? {
+                let written = util::write_plan(rewrite.plan, &[args.input.clone()], quiet)?;
+                let report = (rewrite.report)();
+                if !quiet {
+                    for o in &written {
+                        eprintln!("wrote {}", o.display());
+                    }
+                    for n in &report.notes {
+                        eprintln!("{n}");
+                    }
+                }
+                print!("{}", report.text);
+                return Ok(0);
+            }
         }
     }
-    if out_format.name() == modelconv_onnx::NAME && transforms.dtype.is_some() {
-        // An ONNX graph is typed: a cast is the fp16 rewrite of the graph.
-        if transforms.dtype != Some(DType::F16) || args.template.is_some() {
-            bail!("ONNX output takes --dtype F16 (the fp16 rewrite of an ONNX input) only; weight-only INT8/INT4 is `modelconv quantize MODEL.onnx --type INT8`");
-        }
-        let input_format = registry::input_format(&args.input, args.from.as_deref())?.name();
-        if input_format != modelconv_onnx::NAME {
-            bail!(
-                "--dtype F16 to ONNX rewrites an ONNX model; {} is {input_format}",
-                args.input.display()
-            );
-        }
-        if !(transforms.include.is_empty() && transforms.exclude.is_empty() && transforms.rename.is_empty()) {
-            bail!("the fp16 rewrite keeps every initializer: --include/--exclude/--rename do not apply");
-        }
-        return crate::onnx::fp16(&args.input, &args.output, args.keep_io_types, &opts, quiet);
-    }
-    let mut model = if args.all {
-        let from = registry::input_format(&args.input, args.from.as_deref())?.name();
-        if from != modelconv_onnx::NAME {
-            bail!(
-                "--all takes Constant values of an ONNX input; {} is {from}",
-                args.input.display()
-            );
-        }
-        modelconv_onnx::open_with(&args.input, true)?
-    } else {
-        registry::open(&args.input, args.from.as_deref())?
+    registry::check_options(&opts.options, out_format, &[Stage::Write], "output", &args.output)?;
+    let mut request = Request {
+        include: args.include,
+        exclude: args.exclude,
+        rename: pipeline::parse_renames(&args.rename)?,
+        dedupe: args.dedupe,
+        ..Default::default()
     };
-    let mut inputs = util::input_files(&model);
-    inputs.extend(args.template.iter().cloned());
-    transforms.apply(&mut model)?;
-    if model.tensors.is_empty() && !transforms.include.is_empty() {
-        bail!("--include matched no tensor of {}", args.input.display());
+    if let Some(d) = dtype {
+        let types = TypeOptions {
+            allow_requantize: args.allow_requantize,
+            allow_nonfinite: args.allow_nonfinite,
+        };
+        request.to_dtype(d, types)?;
+    }
+    let open = OpenOptions {
+        all: args.all,
+        ..Default::default()
+    };
+    let mut model = in_format.open(&args.input, &open)?;
+    let inputs = util::input_files(&model);
+    let outcome = request.apply(&mut model)?;
+    if !quiet {
+        for n in &model.notes {
+            eprintln!("{n}");
+        }
+        if !outcome.deduped.is_empty() {
+            eprintln!("--dedupe: {} tied tensor(s) written once", outcome.deduped.len());
+        }
     }
     let (n, bytes) = (model.tensors.len(), model.data_bytes());
     let outputs = util::write_model(out_format, &model, &args.output, &opts, &inputs, quiet)?;

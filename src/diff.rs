@@ -3,8 +3,8 @@
 
 use crate::{registry, util, EXIT_CHECK_FAILED};
 use anyhow::Result;
-use modelconv_gguf::quants;
-use modelconv_ir::{decoded, Model, Tensor};
+use modelconv_ir::{Model, OpenOptions, Tensor};
+use modelconv_pipeline::{read_f64, readable_as_numbers};
 use rayon::prelude::*;
 use serde_json::json;
 use std::path::PathBuf;
@@ -65,22 +65,6 @@ impl Stats {
     }
 }
 
-/// Elements `[start, start + n)` of `t` as f64; block types are dequantized
-/// (`start` and `n` are multiples of the block size).
-fn read_f64(t: &Tensor, start: u64, n: u64) -> modelconv_ir::Result<Vec<f64>> {
-    let d = t.info.dtype;
-    let (bs, ts) = (d.block_size(), d.type_size());
-    let mut buf = vec![0u8; (n / bs * ts) as usize];
-    t.data.read_at(start / bs * ts, &mut buf)?;
-    if d.is_quantized() {
-        let mut y = vec![0f32; n as usize];
-        quants::dequantize(d, &buf, &mut y)?;
-        Ok(y.into_iter().map(f64::from).collect())
-    } else {
-        Ok(decoded(d, &buf).collect())
-    }
-}
-
 /// Compares elements `[start, start + n)` of two tensors.
 fn chunk_stats(a: &Tensor, b: &Tensor, start: u64, n: u64, atol: f64, rtol: f64) -> modelconv_ir::Result<Stats> {
     let (xa, xb) = (read_f64(a, start, n)?, read_f64(b, start, n)?);
@@ -113,7 +97,7 @@ fn incomparable(a: &Tensor, b: &Tensor) -> Option<String> {
         return Some(format!("shape {:?} vs {:?}", a.info.shape, b.info.shape));
     }
     for t in [a, b] {
-        if t.info.dtype.is_quantized() && !quants::can_dequantize(t.info.dtype) {
+        if !readable_as_numbers(t.info.dtype) {
             return Some(format!("dequantizing {} is not supported yet", t.info.dtype));
         }
     }
@@ -121,8 +105,8 @@ fn incomparable(a: &Tensor, b: &Tensor) -> Option<String> {
 }
 
 pub fn run(args: Args, _quiet: bool) -> Result<u8> {
-    let ma = registry::open(&args.a, None)?;
-    let mb = registry::open(&args.b, None)?;
+    let (_, ma) = registry::open(&args.a, None, &OpenOptions::default())?;
+    let (_, mb) = registry::open(&args.b, None, &OpenOptions::default())?;
     let report = compare(&ma, &mb, args.atol, args.rtol)?;
     let ok = report["ok"].as_bool().unwrap_or(false);
     if args.json {

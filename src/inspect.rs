@@ -2,7 +2,7 @@
 
 use crate::{registry, util};
 use anyhow::Result;
-use modelconv_ir::{Model, Value};
+use modelconv_ir::{Model, OpenOptions, Value};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -16,47 +16,30 @@ pub struct Args {
     /// Read as this format instead of detecting it.
     #[arg(long, value_name = "FORMAT")]
     from: Option<String>,
-    /// ONNX: list the values of Constant nodes with the initializers.
+    /// Every tensor the file holds, by dotted path: checkpoints beyond the state dict (optimizer state…),
+    /// ONNX Constant values too. The names are those `convert --all` writes.
     #[arg(long)]
     all: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    if registry::input_format(&args.path, args.from.as_deref())?.name() == modelconv_onnx::NAME {
-        let f = modelconv_onnx::OnnxFile::open(&args.path)?;
-        let model = modelconv_onnx::model_of(&f, args.all)?;
-        let s = modelconv_onnx::summary::summarize(&f, args.all)?;
-        if args.json {
-            let mut v = to_json(&model);
-            v["onnx"] = crate::onnx::summary_json(&s);
-            util::print_json(&v);
-        } else {
-            crate::onnx::print_summary(&args.path, &s);
-        }
-        return Ok(0);
-    }
-    let model = registry::open(&args.path, args.from.as_deref())?;
-    // Checkpoints: what the pickle holds besides the state dict.
-    let structure = if model.format == modelconv_pickle::NAME && args.path.is_file() {
-        modelconv_pickle::structure(&args.path)?
-    } else {
-        Vec::new()
+    let opts = OpenOptions {
+        all: args.all,
+        ..Default::default()
     };
+    let (format, model) = registry::open(&args.path, args.from.as_deref(), &opts)?;
+    let details = format.details(&model, &opts)?;
     if args.json {
         let mut v = to_json(&model);
-        if !structure.is_empty() {
-            v["structure"] = structure
-                .iter()
-                .map(|(k, s)| (k.clone(), json!(s)))
-                .collect::<serde_json::Map<_, _>>()
-                .into();
+        if let Some(d) = &details {
+            v[d.key] = d.json.clone();
         }
         util::print_json(&v);
     } else {
-        if !structure.is_empty() {
-            println!("{}: top level", args.path.display());
-            for (k, s) in &structure {
-                println!("  {k}: {s}");
+        if let Some(d) = &details {
+            print!("{}", d.text);
+            if d.replaces_table {
+                return Ok(0);
             }
         }
         print_text(&model);

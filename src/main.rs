@@ -6,7 +6,6 @@ mod ckpt;
 mod convert;
 mod diff;
 mod inspect;
-mod onnx;
 mod progress;
 mod quantize;
 mod registry;

@@ -3,12 +3,12 @@
 
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
-use modelconv_gguf::mix::{self, FileType, MixOptions, TensorDesc};
-use modelconv_gguf::quants::{can_quantize, DequantizeSource, ErrorStats, QuantizeSource};
-use modelconv_ir::{can_cast, CastSource, DType, DataSource, Model, Tensor, TensorInfo, Value, WriteOptions};
+use modelconv_ggml::mix::{self, FileType, MixOptions};
+use modelconv_ggml::quants::can_quantize;
+use modelconv_ir::{DType, Format, Model, OpenOptions, Options, RewriteRequest, Stage, WriteOptions};
+use modelconv_pipeline::{Quantization, Request, Row, TypeOptions};
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("ftype").args([
@@ -87,9 +87,9 @@ pub struct Args {
     #[arg(long)]
     no_fsync: bool,
     /// ONNX (--type INT8|INT4): elements per scale along the reduction axis (a power of two ≥ 16), or 0 for
-    /// one scale per output channel.
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    block_size: u64,
+    /// one scale per output channel [default: 32].
+    #[arg(long, value_name = "N")]
+    block_size: Option<u64>,
     /// ONNX: also quantize Gather data (embedding tables).
     #[arg(long)]
     embeddings: bool,
@@ -134,73 +134,97 @@ fn tensor_type(s: &str) -> Result<DType> {
     Ok(d)
 }
 
-struct Row {
-    name: String,
-    from: DType,
-    to: DType,
-    shape: Vec<u64>,
-    bytes: u64,
-    stats: Option<Arc<ErrorStats>>,
+impl Args {
+    /// The format-specific flags given, as format options.
+    fn format_options(&self) -> Options {
+        let mut o = Options::default();
+        if let Some(b) = self.block_size {
+            o.set("block-size", b.to_string());
+        }
+        for (on, name) in [
+            (self.embeddings, "embeddings"),
+            (self.keep_opset, "keep-opset"),
+            (self.external_data, "external-data"),
+        ] {
+            if on {
+                o.set(name, "true");
+            }
+        }
+        o
+    }
 }
 
-/// The source of `t` converted to `to`: quantized, cast, or dequantized first.
-fn convert_source(t: &Tensor, to: DType, args: &Args, stats: &Option<Arc<ErrorStats>>) -> Result<Arc<dyn DataSource>> {
-    let from = t.info.dtype;
-    let mut src = t.data.clone();
-    let mut cur = from;
-    if from.is_quantized() {
-        if !args.allow_requantize {
-            bail!(
-                "tensor '{}' is already {from}; quantizing it again to {to} compounds the error of both. Start from F32/F16/BF16 weights, or pass --allow-requantize",
-                t.info.name
+/// A rewrite the input's own format offers (ONNX INT8/INT4), if it takes this type.
+fn try_rewrite(args: &Args, wopts: &WriteOptions, quiet: bool) -> Result<Option<u8>> {
+    let (Some(ty), Ok(format)) = (&args.ty, registry::input_format(&args.input, args.from.as_deref())) else {
+        return Ok(None);
+    };
+    let Some(rw) = format.rewriter() else { return Ok(None) };
+    let request = RewriteRequest::Quantize(ty.clone());
+    let Some(rewrite) = rw.rewrite(&args.input, &request, args.output.as_deref(), wopts)? else {
+        return Ok(None);
+    };
+    registry::check_options(
+        &wopts.options,
+        format,
+        &[Stage::Write, Stage::Rewrite],
+        "input",
+        &args.input,
+    )?;
+    let inputs = rewrite.plan.inputs();
+    let outputs = util::write_plan(rewrite.plan, &[args.input.clone()], quiet)?;
+    let mut report = (rewrite.report)();
+    let size = |files: &[PathBuf]| -> u64 {
+        files
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let (before, after) = (size(&inputs), size(&outputs));
+    if args.json {
+        if let Some(o) = report.json.as_object_mut() {
+            o.insert("input".into(), json!(args.input.display().to_string()));
+            o.insert(
+                "outputs".into(),
+                json!(outputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()),
             );
+            o.insert("file_bytes_before".into(), json!(before));
+            o.insert("file_bytes_after".into(), json!(after));
         }
-        src = Arc::new(DequantizeSource::new(src, from)?);
-        cur = DType::F32;
+        util::print_json(&report.json);
+    } else {
+        print!("{}", report.text);
+        println!(
+            "{}: file {} → {} ({:.0}%)",
+            outputs.first().map_or(String::new(), |p| p.display().to_string()),
+            util::human_bytes(before),
+            util::human_bytes(after),
+            100.0 * after as f64 / before.max(1) as f64
+        );
     }
-    if to.is_quantized() {
-        let mut q = QuantizeSource::new(src, cur, to, args.allow_nonfinite)
-            .map_err(|e| anyhow!("tensor '{}': {e}", t.info.name))?;
-        if let Some(s) = stats {
-            q = q.with_stats(s.clone());
+    if !quiet {
+        for n in &report.notes {
+            eprintln!("{n}");
         }
-        return Ok(Arc::new(q));
+        for p in &outputs {
+            eprintln!("wrote {}", p.display());
+        }
     }
-    if cur == to {
-        return Ok(src);
-    }
-    if !can_cast(cur, to) {
-        bail!("tensor '{}': cannot convert {from} to {to}", t.info.name);
-    }
-    Ok(Arc::new(CastSource::new(src, cur, to)?))
+    Ok(Some(0))
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {
-    let onnx_input =
-        registry::input_format(&args.input, args.from.as_deref()).is_ok_and(|f| f.name() == modelconv_onnx::NAME);
-    if onnx_input {
-        let ty = args
-            .ty
-            .clone()
-            .ok_or_else(|| anyhow!("say which type: --type INT8 or --type INT4 (ONNX weight-only quantization)"))?;
-        if args.output.as_ref().is_some_and(|o| !crate::onnx::is_onnx_path(o)) {
-            bail!("an ONNX model is quantized to ONNX: give -o a .onnx name");
-        }
-        return crate::onnx::quantize(
-            crate::onnx::QuantArgs {
-                input: args.input,
-                output: args.output,
-                ty,
-                block_size: args.block_size,
-                embeddings: args.embeddings,
-                keep_opset: args.keep_opset,
-                external_data: args.external_data,
-                json: args.json,
-                no_fsync: args.no_fsync,
-            },
-            quiet,
-        );
+    let wopts = WriteOptions {
+        max_shard_size: None,
+        no_fsync: args.no_fsync,
+        options: args.format_options(),
+    };
+    if let Some(code) = try_rewrite(&args, &wopts, quiet)? {
+        return Ok(code);
     }
+    let gguf: &dyn Format = &modelconv_gguf::FORMAT;
+    registry::check_options(&wopts.options, gguf, &[Stage::Write], "input", &args.input)?;
     let ft = args.file_type()?;
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
@@ -208,7 +232,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             .build_global()
             .ok();
     }
-    let mut opts = MixOptions {
+    let mut mix = MixOptions {
         pure: args.pure,
         leave_output_tensor: args.leave_output_tensor,
         output_tensor_type: args.output_tensor_type.as_deref().map(tensor_type).transpose()?,
@@ -220,10 +244,8 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             .split_once('=')
             .ok_or_else(|| anyhow!("--tensor-type '{spec}': expected REGEX=TYPE"))?;
         let re = regex::Regex::new(re).map_err(|e| anyhow!("--tensor-type '{spec}': {e}"))?;
-        opts.overrides.push((re, tensor_type(ty)?));
+        mix.overrides.push((re, tensor_type(ty)?));
     }
-    let model = registry::open(&args.input, args.from.as_deref())?;
-    let inputs = util::input_files(&model);
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = args
             .input
@@ -232,51 +254,31 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             .unwrap_or_else(|| "model".into());
         args.input.with_file_name(format!("{stem}-{}.gguf", ft.name))
     });
-
-    // llama-quantize visits and writes tensors by layer, then name.
-    let mut tensors = model.tensors.clone();
-    tensors.sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
-    let descs: Vec<TensorDesc> = tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
-    let types = mix::choose_types(ft, &opts, &model.metadata, &descs)?;
-
-    let mut out = Model {
-        format: modelconv_gguf::NAME,
-        path: output.clone(),
-        metadata: model.metadata.clone(),
-        tensors: Vec::new(),
-    };
-    // As llama.cpp's gguf_set_val: an existing key is removed and appended.
-    for (key, value) in [("general.quantization_version", 2), ("general.file_type", ft.id)] {
-        out.metadata.remove(key);
-        out.metadata.set(key, Value::U32(value));
+    if registry::output_format(&output, None).ok().map(|f| f.name()) != Some(gguf.name()) {
+        bail!(
+            "{}: quantize writes GGUF (llama.cpp's format); give -o a .gguf name",
+            output.display()
+        );
     }
-    let mut rows = Vec::new();
-    for (t, &to) in tensors.iter().zip(&types) {
-        let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
-        let data = if to == t.info.dtype {
-            t.data.clone()
-        } else {
-            convert_source(t, to, &args, &stats)?
-        };
-        let info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
-        rows.push(Row {
-            name: info.name.clone(),
-            from: t.info.dtype,
-            to,
-            shape: info.shape.clone(),
-            bytes: info.byte_len,
-            stats,
-        });
-        out.tensors.push(Tensor::new(info, data)?);
-    }
-
-    let opts = WriteOptions {
-        max_shard_size: None,
-        no_fsync: args.no_fsync,
+    let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
+    let source = model.clone();
+    let inputs = util::input_files(&model);
+    let request = Request {
+        quantize: Some(Quantization {
+            file_type: ft,
+            mix,
+            types: TypeOptions {
+                allow_requantize: args.allow_requantize,
+                allow_nonfinite: args.allow_nonfinite,
+            },
+        }),
         ..Default::default()
     };
-    util::write_model(&modelconv_gguf::FORMAT, &out, &output, &opts, &inputs, quiet)?;
-    report(&rows, &model, &output, ft, &args, quiet);
+    let rows = request.apply(&mut model)?.rows;
+    model.format = gguf.name();
+    model.path = output.clone();
+    util::write_model(gguf, &model, &output, &wopts, &inputs, quiet)?;
+    report(&rows, &source, &output, ft, &args, quiet);
     Ok(0)
 }
 
@@ -288,7 +290,7 @@ fn report(rows: &[Row], source: &Model, output: &std::path::Path, ft: FileType, 
     } else {
         0.0
     };
-    let rmse = |r: &Row| r.stats.as_ref().map(|s| s.relative_rmse());
+    let rmse = |r: &Row| r.relative_rmse();
     if args.json {
         let tensors: Vec<_> = rows
             .iter()

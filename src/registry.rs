@@ -1,10 +1,13 @@
-//! The one place that lists the formats. Readers are picked by magic bytes;
-//! the extension only breaks ties (or names the format of a file too damaged
-//! to recognise, so that its reader can say what is wrong).
+//! The one place that lists the formats. Readers are picked by probing:
+//! each format scores what the registry read of the input (head and tail
+//! bytes, zip entry names, the path itself, which may be a folder or a
+//! prefix naming no file); the extension only breaks ties (or names the
+//! format of a file too damaged to recognise, so that its reader can say
+//! what is wrong).
 
 use anyhow::{anyhow, bail, Result};
-use modelconv_ir::{Format, Model, HEAD_LEN};
-use std::io::Read;
+use modelconv_ir::{Format, Model, OpenOptions, Probe, Stage, HEAD_LEN};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub static FORMATS: &[&dyn Format] = &[
@@ -13,6 +16,9 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_pickle::FORMAT,
     &modelconv_onnx::FORMAT,
 ];
+
+/// Zip entry names listed for a probe.
+const MAX_ZIP_ENTRIES: usize = 4096;
 
 pub fn by_name(name: &str) -> Result<&'static dyn Format> {
     FORMATS
@@ -35,26 +41,74 @@ fn ext_matches(f: &dyn Format, path: &Path) -> bool {
     f.extensions().iter().any(|e| name.ends_with(&format!(".{e}")))
 }
 
-/// The first bytes of a file (empty for a directory).
-fn head(path: &Path) -> Result<Vec<u8>> {
-    if path.is_dir() {
-        return Ok(Vec::new());
+/// What the probe reads of an input.
+struct Probed {
+    is_dir: bool,
+    is_file: bool,
+    len: u64,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    zip_entries: Vec<String>,
+}
+
+fn probe(path: &Path) -> Result<Probed> {
+    let mut p = Probed {
+        is_dir: false,
+        is_file: false,
+        len: 0,
+        head: Vec::new(),
+        tail: Vec::new(),
+        zip_entries: Vec::new(),
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // A prefix naming no file (a TF checkpoint): formats look beside it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(p),
+        Err(e) => bail!("{}: {e}", path.display()),
+    };
+    if meta.is_dir() {
+        p.is_dir = true;
+        return Ok(p);
     }
-    let mut f = std::fs::File::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let mut buf = Vec::with_capacity(HEAD_LEN);
+    // Never opened when not a regular file: a FIFO would block, a device
+    // could be read forever.
+    let mut f = modelconv_ir::open_regular(path)?;
+    p.is_file = true;
+    p.len = meta.len();
     f.by_ref()
         .take(HEAD_LEN as u64)
-        .read_to_end(&mut buf)
+        .read_to_end(&mut p.head)
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(buf)
+    if p.len > HEAD_LEN as u64 {
+        f.seek(SeekFrom::Start(p.len - HEAD_LEN as u64))
+            .and_then(|_| f.by_ref().take(HEAD_LEN as u64).read_to_end(&mut p.tail))
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    } else {
+        p.tail = p.head.clone();
+    }
+    if p.head.starts_with(b"PK\x03\x04") || p.tail.windows(4).any(|w| w == b"PK\x05\x06") {
+        if let Ok(zip) = zip::ZipArchive::new(&f) {
+            p.zip_entries = zip.file_names().take(MAX_ZIP_ENTRIES).map(str::to_string).collect();
+        }
+    }
+    Ok(p)
 }
 
 /// Picks the reader for `path`.
 pub fn detect(path: &Path) -> Result<&'static dyn Format> {
-    let head = head(path)?;
+    let p = probe(path)?;
+    let view = Probe {
+        path,
+        is_dir: p.is_dir,
+        is_file: p.is_file,
+        len: p.len,
+        head: &p.head,
+        tail: &p.tail,
+        zip_entries: &p.zip_entries,
+    };
     let mut best: Option<(u8, bool, &'static dyn Format)> = None;
     for &f in FORMATS {
-        let s = f.score(&head, path);
+        let s = f.score(&view);
         let e = ext_matches(f, path);
         if s > 0 && best.is_none_or(|(bs, be, _)| (s, e) > (bs, be)) {
             best = Some((s, e, f));
@@ -66,17 +120,20 @@ pub fn detect(path: &Path) -> Result<&'static dyn Format> {
     if let Some(&f) = FORMATS.iter().find(|f| ext_matches(**f, path)) {
         return Ok(f);
     }
-    if path.is_dir() {
+    if p.is_dir {
         bail!(
             "{}: no model files recognised in this folder (known formats: {})",
             path.display(),
             names()
         );
     }
+    if !p.is_file {
+        bail!("{}: no such file, and no model files with this prefix", path.display());
+    }
     bail!(
         "{}: not a recognised model file (first bytes {:02x?}; known formats: {})",
         path.display(),
-        &head[..head.len().min(16)],
+        &p.head[..p.head.len().min(16)],
         names()
     )
 }
@@ -90,8 +147,9 @@ pub fn input_format(path: &Path, from: Option<&str>) -> Result<&'static dyn Form
 }
 
 /// Opens `path` with `--from` if given, else by detection.
-pub fn open(path: &Path, from: Option<&str>) -> Result<Model> {
-    Ok(input_format(path, from)?.open(path)?)
+pub fn open(path: &Path, from: Option<&str>, opts: &OpenOptions) -> Result<(&'static dyn Format, Model)> {
+    let f = input_format(path, from)?;
+    Ok((f, f.open(path, opts)?))
 }
 
 /// The format to write `dest` in: `--to`, else its extension.
@@ -110,4 +168,35 @@ pub fn output_format(dest: &Path, to: Option<&str>) -> Result<&'static dyn Forma
         bail!("format {} can be read but not written", f.name());
     }
     Ok(f)
+}
+
+/// Refuses format options given on the command line that `format` does
+/// not take at any of `stages`, naming the formats that do.
+pub fn check_options(
+    given: &modelconv_ir::Options,
+    format: &dyn Format,
+    stages: &[Stage],
+    role: &str,
+    path: &Path,
+) -> Result<()> {
+    for (name, _) in &given.0 {
+        let takes = format
+            .options()
+            .iter()
+            .any(|o| o.name == *name && stages.contains(&o.stage));
+        if !takes {
+            let owners: Vec<&str> = FORMATS
+                .iter()
+                .filter(|f| f.options().iter().any(|o| o.name == *name))
+                .map(|f| f.name())
+                .collect();
+            bail!(
+                "--{name} applies to {} {role}; {} is {}",
+                owners.join("/"),
+                path.display(),
+                format.name()
+            );
+        }
+    }
+    Ok(())
 }

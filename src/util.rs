@@ -102,7 +102,9 @@ pub fn write_model(
 /// progress bar. Returns the files written.
 pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> Result<Vec<PathBuf>> {
     let outputs = plan.outputs();
-    refuse_overwriting_inputs(inputs, &outputs)?;
+    let mut inputs = inputs.to_vec();
+    inputs.extend(plan.inputs());
+    refuse_overwriting_inputs(&inputs, &outputs)?;
     let bar = crate::progress::Bar::new(plan.data_bytes(), quiet);
     plan.write(&bar)?;
     bar.finish();

@@ -9,13 +9,11 @@
 //! data of every type is copied as it is. Counts, lengths and offsets are
 //! checked against the file length before anything is allocated.
 
-pub mod mix;
-pub mod quants;
 mod read;
 mod types;
 mod write;
 
-use modelconv_ir::{Format, Model, Result, Writer};
+use modelconv_ir::{Format, Model, OpenOptions, Probe, Result, Writer};
 use std::path::Path;
 
 pub use read::{open, parse, Parsed};
@@ -45,14 +43,14 @@ impl Format for Gguf {
     fn extensions(&self) -> &'static [&'static str] {
         &["gguf"]
     }
-    fn score(&self, head: &[u8], _path: &Path) -> u8 {
-        if head.starts_with(MAGIC) {
+    fn score(&self, probe: &Probe) -> u8 {
+        if probe.head.starts_with(MAGIC) {
             100
         } else {
             0
         }
     }
-    fn open(&self, path: &Path) -> Result<Model> {
+    fn open(&self, path: &Path, _opts: &OpenOptions) -> Result<Model> {
         open(path)
     }
     fn writer(&self) -> Option<&dyn Writer> {

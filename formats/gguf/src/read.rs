@@ -274,5 +274,6 @@ pub fn open(path: &Path) -> Result<Model> {
         path: path.to_path_buf(),
         metadata: parsed.metadata,
         tensors,
+        ..Default::default()
     })
 }

@@ -1,11 +1,110 @@
 //! The plugin contract. Each format crate exports one [`Format`] value; the
-//! binary lists them in one registry and picks a reader by magic bytes.
+//! binary lists them in one registry, probes every input with each
+//! ([`Format::score`]) and drives the best through this trait. No command
+//! knows a format by name: what is particular to a format arrives as
+//! options ([`OpenOptions`], [`WriteOptions`]) the format declares
+//! ([`Format::options`]), leaves as an inspect section ([`Details`]), or is a
+//! rewrite of the format's own graph ([`Rewriter`]).
 
-use crate::{Model, Result};
+use crate::{DType, Model, Result};
 use std::path::{Path, PathBuf};
 
-/// How many leading bytes of a file the registry hands to [`Format::score`].
-pub const HEAD_LEN: usize = 64;
+/// How many leading (and trailing) bytes of a file the registry reads for
+/// [`Format::score`].
+pub const HEAD_LEN: usize = 4096;
+
+/// What the registry knows of an input before choosing its reader.
+#[derive(Debug)]
+pub struct Probe<'a> {
+    /// The path as given: a file, a folder, or a prefix naming no file
+    /// (TF checkpoints: `model.ckpt` for `model.ckpt.index` + data shards).
+    pub path: &'a Path,
+    /// The path is a folder.
+    pub is_dir: bool,
+    /// The path names an existing regular file.
+    pub is_file: bool,
+    /// File length (0 for folders and prefixes).
+    pub len: u64,
+    /// The first bytes (up to [`HEAD_LEN`]).
+    pub head: &'a [u8],
+    /// The last bytes (up to [`HEAD_LEN`]; the same as `head` for short files).
+    pub tail: &'a [u8],
+    /// Entry names when the file is a zip archive (central directory order,
+    /// at most a few thousand).
+    pub zip_entries: &'a [String],
+}
+
+impl Probe<'_> {
+    /// The file name's extension, lowercase.
+    pub fn extension(&self) -> Option<String> {
+        self.path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+    }
+}
+
+/// Where a format option applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading (`open`): e.g. which tensors a file offers.
+    Open,
+    /// Writing (`plan`): layout choices of the output format.
+    Write,
+    /// A rewrite of the format's own graph ([`Rewriter`]).
+    Rewrite,
+}
+
+/// An option a format understands, so that the CLI can pass it through and
+/// refuse it where it does not apply.
+#[derive(Debug, Clone, Copy)]
+pub struct FormatOption {
+    /// `--NAME` on the command line, and the key in the options.
+    pub name: &'static str,
+    pub stage: Stage,
+    pub help: &'static str,
+}
+
+/// Format-specific options: `name → value` (`"true"` for flags), in the
+/// order given.
+#[derive(Debug, Clone, Default)]
+pub struct Options(pub Vec<(String, String)>);
+
+impl Options {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    /// A flag: set and not `false`.
+    pub fn flag(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| v != "false")
+    }
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.0.push((name.to_string(), value.into()));
+    }
+}
+
+/// What a reader is asked at open.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Every tensor the file holds, by dotted path (checkpoints: beyond the
+    /// state dict, e.g. optimizer state; ONNX: Constant values too), not only
+    /// the model's weights.
+    pub all: bool,
+    /// Options of the format ([`Stage::Open`]).
+    pub options: Options,
+}
+
+/// A format's own section of `inspect`.
+#[derive(Debug, Clone)]
+pub struct Details {
+    /// Key of the section in `inspect --json`.
+    pub key: &'static str,
+    pub json: serde_json::Value,
+    /// Lines for people, printed before the tensor table.
+    pub text: String,
+    /// The text says everything the tensor table would (no table printed).
+    pub replaces_table: bool,
+}
 
 /// A file format: how to recognise it, read it, and (optionally) write it.
 pub trait Format: Sync {
@@ -16,18 +115,31 @@ pub trait Format: Sync {
     /// File extensions, without the dot. Used only to break ties and to
     /// pick an output format.
     fn extensions(&self) -> &'static [&'static str];
-    /// Confidence 0..=100 that `path` (whose first bytes are `head`, empty
-    /// for a directory) is in this format. 0 means "not mine".
-    fn score(&self, head: &[u8], path: &Path) -> u8;
+    /// Confidence 0..=100 that the probed input is in this format. 0 means
+    /// "not mine".
+    fn score(&self, probe: &Probe) -> u8;
     /// Reads the headers and returns a model whose tensors are lazy.
-    fn open(&self, path: &Path) -> Result<Model>;
+    fn open(&self, path: &Path, opts: &OpenOptions) -> Result<Model>;
+    /// Options this format understands.
+    fn options(&self) -> &'static [FormatOption] {
+        &[]
+    }
+    /// The format's own section of `inspect`, for a model it opened.
+    fn details(&self, _model: &Model, _opts: &OpenOptions) -> Result<Option<Details>> {
+        Ok(None)
+    }
     /// The writer, if this format can be written.
     fn writer(&self) -> Option<&dyn Writer> {
         None
     }
+    /// Rewrites of this format's own files that are more than a tensor
+    /// pipeline (a typed graph: ONNX fp16, INT8/INT4).
+    fn rewriter(&self) -> Option<&dyn Rewriter> {
+        None
+    }
 }
 
-/// Options every writer understands.
+/// Options every writer understands, and the format's own.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     /// Split the output into shards of at most this many bytes of tensor
@@ -36,15 +148,8 @@ pub struct WriteOptions {
     /// Skip the fsync before the rename: the output still appears only when
     /// complete, but may not survive a power loss (what `cp` does).
     pub no_fsync: bool,
-    /// A model whose structure the output takes, its weights replaced by
-    /// name (ONNX: the graph of this `.onnx`).
-    pub template: Option<PathBuf>,
-    /// With a template: keep the template's values for tensors the input
-    /// lacks instead of refusing.
-    pub allow_missing: bool,
-    /// Formats that can keep tensor data in a side file (ONNX external
-    /// data) put it there.
-    pub external_data: bool,
+    /// Options of the format ([`Stage::Write`] and [`Stage::Rewrite`]).
+    pub options: Options,
 }
 
 /// The writing side of a format.
@@ -58,11 +163,57 @@ pub trait Writer: Sync {
 pub trait WritePlan {
     /// Every file this plan will create.
     fn outputs(&self) -> Vec<PathBuf>;
+    /// Files read besides the model's own (a template, external data),
+    /// which the output must not replace.
+    fn inputs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Tensor bytes to be written (for progress).
     fn data_bytes(&self) -> u64;
     /// Writes all outputs to temporary files and renames them into place
     /// only when every one of them is complete and synced.
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()>;
+}
+
+/// A rewrite a format offers for its own files.
+#[derive(Debug, Clone)]
+pub enum RewriteRequest {
+    /// Every float of the model to this type (`convert --dtype`).
+    Cast(DType),
+    /// Quantization to a type named by the user (`quantize --type`).
+    Quantize(String),
+}
+
+/// A planned rewrite; its report is made once the plan is written (some
+/// counts are gathered while the data streams).
+pub struct Rewrite {
+    pub plan: Box<dyn WritePlan>,
+    pub report: Box<dyn FnOnce() -> Report>,
+}
+
+/// What a rewrite did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The report as JSON (`--json`): an object.
+    pub json: serde_json::Value,
+    /// The report for people (stdout).
+    pub text: String,
+    /// Informational lines (stderr, unless quiet).
+    pub notes: Vec<String>,
+}
+
+/// The rewriting side of a format.
+pub trait Rewriter: Sync {
+    /// Plans `request` on the model at `input`, written to `dest` (or a
+    /// name the format derives from the input). `Ok(None)`: not a rewrite
+    /// of this format; the generic pipeline handles the request.
+    fn rewrite(
+        &self,
+        input: &Path,
+        request: &RewriteRequest,
+        dest: Option<&Path>,
+        opts: &WriteOptions,
+    ) -> Result<Option<Rewrite>>;
 }
 
 /// Receives progress in bytes of tensor data.

@@ -15,6 +15,7 @@ mod cast;
 mod dtype;
 mod error;
 mod format;
+pub mod hf_index;
 mod metadata;
 mod model;
 mod output;
@@ -24,7 +25,10 @@ pub mod view;
 pub use cast::{can_cast, convert, decoded, f8_e4m3_to_f32, f8_e5m2_to_f32, CastSource};
 pub use dtype::{numel, DType, ALL_DTYPES};
 pub use error::{Error, Result};
-pub use format::{Format, NoProgress, Progress, WriteOptions, WritePlan, Writer, HEAD_LEN};
+pub use format::{
+    Details, Format, FormatOption, NoProgress, OpenOptions, Options, Probe, Progress, Report, Rewrite, RewriteRequest,
+    Rewriter, Stage, WriteOptions, WritePlan, Writer, HEAD_LEN,
+};
 pub use metadata::{Metadata, Value, ValueType};
 pub use model::Model;
 pub use output::{check_interrupt, commit_all, padding, remove_live_temps, request_interrupt, OutputFile};

@@ -12,6 +12,12 @@ pub struct Model {
     pub path: PathBuf,
     pub metadata: Metadata,
     pub tensors: Vec<Tensor>,
+    /// What the reader wants the user to know (which state dict it took,
+    /// what it left out); printed on stderr unless quiet.
+    pub notes: Vec<String>,
+    /// The reader's own parse of the input, for its [`crate::Format::details`]
+    /// and rewrites (so the file is decoded once).
+    pub source: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Model {

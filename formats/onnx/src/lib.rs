@@ -24,6 +24,7 @@ pub mod fp16;
 mod graph;
 pub mod quant;
 mod read;
+pub mod report;
 pub mod summary;
 pub mod tensor;
 pub mod write;
@@ -31,7 +32,10 @@ pub mod write;
 pub use fill::fill;
 pub use read::{constant_values, Initializer, OnnxFile};
 
-use modelconv_ir::{Error, Format, Metadata, Model, Result, Value, WriteOptions, WritePlan, Writer};
+use modelconv_ir::{
+    DType, Details, Error, Format, FormatOption, Metadata, Model, OpenOptions, Probe, Progress, Result, Rewrite,
+    RewriteRequest, Rewriter, Stage, Value, WriteOptions, WritePlan, Writer,
+};
 use std::path::{Path, PathBuf};
 
 pub const NAME: &str = "onnx";
@@ -42,7 +46,10 @@ pub static FORMAT: Onnx = Onnx;
 /// Opens `path`; with `constants`, the tensors of `Constant` nodes are
 /// listed after the initializers.
 pub fn open_with(path: &Path, constants: bool) -> Result<Model> {
-    model_of(&OnnxFile::open(path)?, constants)
+    let f = std::sync::Arc::new(OnnxFile::open(path)?);
+    let mut model = model_of(&f, constants)?;
+    model.source = Some(f);
+    Ok(model)
 }
 
 /// The IR model of an opened file (see [`open_with`]).
@@ -84,10 +91,50 @@ pub fn model_of(f: &OnnxFile, constants: bool) -> Result<Model> {
         path: path.to_path_buf(),
         metadata,
         tensors: inits.into_iter().map(|i| i.tensor).collect(),
+        ..Default::default()
     };
     model.check_unique_names().map_err(|e| e.in_file(path))?;
     Ok(model)
 }
+
+/// The options the ONNX plugin takes (`--NAME` on the command line).
+const OPTIONS: &[FormatOption] = &[
+    FormatOption {
+        name: "template",
+        stage: Stage::Write,
+        help: "the model whose graph the output takes; its initializers are replaced by name",
+    },
+    FormatOption {
+        name: "allow-missing",
+        stage: Stage::Write,
+        help: "with a template: keep its values for initializers the input lacks",
+    },
+    FormatOption {
+        name: "external-data",
+        stage: Stage::Write,
+        help: "tensors of 1 KiB or more go to OUTPUT.data",
+    },
+    FormatOption {
+        name: "keep-io-types",
+        stage: Stage::Rewrite,
+        help: "fp16: keep FLOAT graph inputs and outputs behind Cast nodes",
+    },
+    FormatOption {
+        name: "block-size",
+        stage: Stage::Rewrite,
+        help: "INT8/INT4: elements per scale (0: per output channel)",
+    },
+    FormatOption {
+        name: "embeddings",
+        stage: Stage::Rewrite,
+        help: "INT8/INT4: also quantize Gather data",
+    },
+    FormatOption {
+        name: "keep-opset",
+        stage: Stage::Rewrite,
+        help: "INT8/INT4: never move the model to opset 21",
+    },
+];
 
 impl Format for Onnx {
     fn name(&self) -> &'static str {
@@ -99,21 +146,39 @@ impl Format for Onnx {
     fn extensions(&self) -> &'static [&'static str] {
         &["onnx"]
     }
-    fn score(&self, head: &[u8], path: &Path) -> u8 {
+    fn score(&self, probe: &Probe) -> u8 {
         // No magic: a ModelProto normally opens with ir_version (field 1,
         // varint, 3..=20) followed by another ModelProto field key.
         let keys = [0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72];
-        match head {
+        match probe.head {
             [0x08, v, k, ..] if (3..=20).contains(v) && keys.contains(k) => 45,
-            _ if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) && !path.is_dir() => 5,
+            _ if probe.extension().as_deref() == Some("onnx") && probe.is_file => 5,
             _ => 0,
         }
     }
-    fn open(&self, path: &Path) -> Result<Model> {
-        open_with(path, false)
+    fn open(&self, path: &Path, opts: &OpenOptions) -> Result<Model> {
+        open_with(path, opts.all)
+    }
+    fn options(&self) -> &'static [FormatOption] {
+        OPTIONS
+    }
+    fn details(&self, model: &Model, opts: &OpenOptions) -> Result<Option<Details>> {
+        let Some(f) = model.source.as_ref().and_then(|s| s.downcast_ref::<OnnxFile>()) else {
+            return Ok(None);
+        };
+        let s = summary::summarize(f, opts.all)?;
+        Ok(Some(Details {
+            key: NAME,
+            json: report::summary_json(&s),
+            text: report::summary_text(&model.path, &s),
+            replaces_table: true,
+        }))
     }
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&OnnxWriter)
+    }
+    fn rewriter(&self) -> Option<&dyn Rewriter> {
+        Some(&OnnxRewriter)
     }
 }
 
@@ -122,8 +187,8 @@ struct OnnxWriter;
 /// The template of an ONNX output: `--template`, else the input itself
 /// when it is ONNX.
 pub fn template_of(model: &Model, opts: &WriteOptions) -> Result<PathBuf> {
-    match (&opts.template, model.format) {
-        (Some(t), _) => Ok(t.clone()),
+    match (opts.options.get("template"), model.format) {
+        (Some(t), _) => Ok(PathBuf::from(t)),
         (None, NAME) => Ok(model.path.clone()),
         (None, _) => Err(Error::invalid(
             "ONNX output needs a graph: pass --template model.onnx (its initializers are replaced by name)",
@@ -131,10 +196,132 @@ pub fn template_of(model: &Model, opts: &WriteOptions) -> Result<PathBuf> {
     }
 }
 
+/// A plan that also names the files it reads (template, external data).
+struct WithInputs {
+    plan: write::OnnxPlan,
+    inputs: Vec<PathBuf>,
+}
+
+impl WritePlan for WithInputs {
+    fn outputs(&self) -> Vec<PathBuf> {
+        self.plan.outputs()
+    }
+    fn inputs(&self) -> Vec<PathBuf> {
+        self.inputs.clone()
+    }
+    fn data_bytes(&self) -> u64 {
+        self.plan.data_bytes()
+    }
+    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
+        Box::new(self.plan).write(progress)
+    }
+}
+
 impl Writer for OnnxWriter {
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
         let template = OnnxFile::open(&template_of(model, opts)?)?;
-        let out = fill(&template, model, opts.allow_missing)?;
-        Ok(Box::new(write::plan(out, dest, opts.external_data, opts)?))
+        let out = fill(&template, model, opts.options.flag("allow-missing"))?;
+        let plan = write::plan(out, dest, opts.options.flag("external-data"), opts)?;
+        Ok(Box::new(WithInputs {
+            plan,
+            inputs: template.input_files(),
+        }))
+    }
+}
+
+struct OnnxRewriter;
+
+fn is_onnx_path(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+impl Rewriter for OnnxRewriter {
+    fn rewrite(
+        &self,
+        input: &Path,
+        request: &RewriteRequest,
+        dest: Option<&Path>,
+        opts: &WriteOptions,
+    ) -> Result<Option<Rewrite>> {
+        let o = &opts.options;
+        match request {
+            RewriteRequest::Cast(DType::F16) => {
+                let dest = dest.ok_or_else(|| Error::invalid("the fp16 rewrite needs an output path"))?;
+                let f = OnnxFile::open(input)?;
+                let fo = fp16::Fp16Options {
+                    keep_io_types: o.get("keep-io-types") != Some("false"),
+                    ..Default::default()
+                };
+                let (out, report) = fp16::to_fp16(&f, &fo)?;
+                let plan = write::plan(out, dest, o.flag("external-data"), opts)?;
+                let forced = plan.forced_external;
+                Ok(Some(Rewrite {
+                    plan: Box::new(WithInputs {
+                        plan,
+                        inputs: f.input_files(),
+                    }),
+                    report: Box::new(move || report::fp16_report(&report, forced)),
+                }))
+            }
+            RewriteRequest::Cast(other) => Err(Error::invalid(format!(
+                "an ONNX graph is typed: --dtype F16 is its fp16 rewrite; {other} is not offered (weight-only INT8/INT4 is `modelconv quantize MODEL.onnx --type INT8`)"
+            ))),
+            RewriteRequest::Quantize(ty) => {
+                let qty = match ty.to_ascii_uppercase().as_str() {
+                    "INT8" | "Q8" => quant::QType::Int8,
+                    "INT4" | "Q4" => quant::QType::Int4,
+                    _ => return Ok(None),
+                };
+                if dest.is_some_and(|d| !is_onnx_path(d)) {
+                    return Err(Error::invalid("an ONNX model is quantized to ONNX: give -o a .onnx name"));
+                }
+                let block_size = match o.get("block-size") {
+                    Some(v) => v
+                        .parse()
+                        .map_err(|_| Error::invalid(format!("--block-size {v}: expected a number")))?,
+                    None => 32,
+                };
+                let f = OnnxFile::open(input)?;
+                let qo = quant::QuantOptions {
+                    ty: qty,
+                    block_size,
+                    embeddings: o.flag("embeddings"),
+                    upgrade_opset: !o.flag("keep-opset"),
+                    ..Default::default()
+                };
+                let (out, report) = quant::quantize(&f, &qo)?;
+                if report.rows.is_empty() {
+                    let why: String = report
+                        .skipped
+                        .iter()
+                        .map(|(n, why)| if n.is_empty() { format!("\n  {why}") } else { format!("\n  {n}: {why}") })
+                        .collect();
+                    return Err(Error::invalid(format!(
+                        "{}: no MatMul/Gemm weight initializer to quantize{}{why}",
+                        input.display(),
+                        if qo.embeddings { " (nor Gather data)" } else { "" },
+                    )));
+                }
+                let dest = dest.map_or_else(
+                    || {
+                        let stem = input
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "model".into());
+                        input.with_file_name(format!("{stem}-{}.onnx", qty.name().to_ascii_lowercase()))
+                    },
+                    Path::to_path_buf,
+                );
+                let plan = write::plan(out, &dest, o.flag("external-data"), opts)?;
+                let name = qty.name();
+                Ok(Some(Rewrite {
+                    plan: Box::new(WithInputs {
+                        plan,
+                        inputs: f.input_files(),
+                    }),
+                    report: Box::new(move || report::quant_report(&report, name)),
+                }))
+            }
+        }
     }
 }

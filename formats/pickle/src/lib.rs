@@ -15,8 +15,11 @@ mod write;
 
 pub use write::PtWriter;
 
-use modelconv_ir::{Error, Format, Model, Result, Writer};
+use modelconv_ir::{
+    hf_index, Details, Error, Format, Metadata, Model, OpenOptions, Probe, Result, Value as MetaValue, Writer,
+};
 use std::path::Path;
+use std::sync::Arc;
 use torch::{collect, Checkpoint, Found};
 use value::Value;
 
@@ -63,9 +66,6 @@ pub fn select(root: &Value, sel: Selection) -> Result<(Option<&'static str>, Vec
     Ok((None, collect(root, "")?))
 }
 
-/// Largest index json accepted.
-const MAX_INDEX: u64 = 64 << 20;
-
 fn is_index(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
@@ -84,94 +84,52 @@ fn folder_index(dir: &Path) -> Option<std::path::PathBuf> {
     found.into_iter().next()
 }
 
-/// A sharded checkpoint: `{"weight_map": {tensor: shard file}}`; the
-/// shards are read in name order, keeping the tensors the map lists.
-fn open_index(index: &Path, sel: Selection) -> Result<(Model, Option<&'static str>)> {
-    let meta = std::fs::metadata(index).map_err(|e| Error::io(index, e))?;
-    if meta.len() > MAX_INDEX {
-        return Err(Error::malformed(
-            index,
-            format!("index is {} bytes, over the limit", meta.len()),
-        ));
-    }
-    let text = std::fs::read(index).map_err(|e| Error::io(index, e))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| Error::malformed(index, format!("index JSON: {e}")))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::malformed(index, "no \"weight_map\" object"))?;
-    let mut shards: std::collections::BTreeMap<&str, std::collections::HashSet<&str>> = Default::default();
-    for (name, shard) in map {
-        let shard = shard.as_str().filter(|s| {
-            let p = Path::new(s);
-            p.components().count() == 1 && matches!(p.components().next(), Some(std::path::Component::Normal(_)))
-        });
-        let shard = shard.ok_or_else(|| {
-            Error::malformed(
-                index,
-                format!("weight_map entry '{name}' is not a plain file name beside the index"),
-            )
-        })?;
-        shards.entry(shard).or_default().insert(name.as_str());
-    }
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let mut model = Model {
-        format: NAME,
-        path: index.to_path_buf(),
-        metadata: Default::default(),
-        tensors: Vec::new(),
-    };
-    let mut key = None;
-    for (shard, names) in shards {
-        let (m, k) = open_file(&dir.join(shard), sel)?;
-        key = key.or(k);
-        for n in &names {
-            if m.tensor(n).is_none() {
-                return Err(Error::malformed(
-                    index,
-                    format!("weight_map puts '{n}' in {shard}, which has no such tensor"),
-                ));
-            }
-        }
-        model
-            .tensors
-            .extend(m.tensors.into_iter().filter(|t| names.contains(t.info.name.as_str())));
-    }
-    model.check_unique_names().map_err(|e| e.in_file(index))?;
-    Ok((model, key))
-}
-
 /// Opens a checkpoint file, a sharded checkpoint's index json, or a folder
-/// holding one, taking the tensors `sel` picks.
-pub fn open_with(path: &Path, sel: Selection) -> Result<(Model, Option<&'static str>)> {
-    if path.is_dir() {
-        let index =
-            folder_index(path).ok_or_else(|| Error::malformed(path, "holds no pytorch_model.bin.index.json"))?;
-        return open_index(&index, sel);
-    }
-    if is_index(path) {
-        return open_index(path, sel);
-    }
-    open_file(path, sel)
+/// holding one, taking the tensors `sel` picks. The model's notes say which
+/// state dict was taken; its metadata has `format: pt`, the key
+/// transformers reads safetensors made from PyTorch weights by.
+pub fn open_with(path: &Path, sel: Selection) -> Result<Model> {
+    let index = if path.is_dir() {
+        Some(folder_index(path).ok_or_else(|| Error::malformed(path, "holds no pytorch_model.bin.index.json"))?)
+    } else {
+        is_index(path).then(|| path.to_path_buf())
+    };
+    let mut model = match index {
+        Some(index) => hf_index::open_sharded(&index, NAME, |shard| open_file(shard, sel))?,
+        None => open_file(path, sel)?,
+    };
+    model.path = path.to_path_buf();
+    Ok(model)
 }
 
-fn open_file(path: &Path, sel: Selection) -> Result<(Model, Option<&'static str>)> {
+fn open_file(path: &Path, sel: Selection) -> Result<Model> {
     let ckpt = Checkpoint::open(path)?;
     let (key, found) = select(&ckpt.root, sel)?;
     let tensors = found
         .iter()
         .map(|(name, f)| ckpt.tensor(name, f))
         .collect::<Result<Vec<_>>>()?;
+    let mut metadata = Metadata::new();
+    metadata.set("format", MetaValue::String("pt".into()));
+    let notes = match (sel, key) {
+        (Selection::All, _) => vec!["every tensor the checkpoint holds, by dotted path".to_string()],
+        (_, Some(k)) => vec![format!("state dict: the tensors under '{k}'")],
+        (_, None) => vec!["state dict: the top-level tensors".to_string()],
+    };
     let model = Model {
         format: NAME,
         path: path.to_path_buf(),
-        metadata: Default::default(),
+        metadata,
         tensors,
+        notes,
+        source: Some(Arc::new(Structure(structure_of(&ckpt)?))),
     };
     model.check_unique_names().map_err(|e| e.in_file(path))?;
-    Ok((model, key))
+    Ok(model)
 }
+
+/// The top level of a single checkpoint file, kept for `inspect`.
+struct Structure(Vec<(String, String)>);
 
 pub struct PyTorch;
 
@@ -187,8 +145,9 @@ impl Format for PyTorch {
     fn extensions(&self) -> &'static [&'static str] {
         &["pt", "pth", "bin", "ckpt", "pkl", "pickle"]
     }
-    fn score(&self, head: &[u8], path: &Path) -> u8 {
-        if path.is_dir() {
+    fn score(&self, probe: &Probe) -> u8 {
+        let (head, path) = (probe.head, probe.path);
+        if probe.is_dir {
             // Below safetensors (50): a folder with both is read as safetensors.
             return if folder_index(path).is_some() { 40 } else { 0 };
         }
@@ -199,15 +158,36 @@ impl Format for PyTorch {
             100
         } else if head.first() == Some(&0x80) && head.get(1).is_some_and(|&p| (2..=5).contains(&p)) {
             40
-        } else if head.starts_with(b"PK\x03\x04") {
-            // A zip; the registry's extension tie-break and open() decide.
-            50
+        } else if probe.zip_entries.iter().any(|e| e.ends_with("data.pkl")) {
+            // torch.save's zip (any archive name); other zips are not ours.
+            95
         } else {
             0
         }
     }
-    fn open(&self, path: &Path) -> Result<Model> {
-        open_with(path, Selection::StateDict).map(|(m, _)| m)
+    fn open(&self, path: &Path, opts: &OpenOptions) -> Result<Model> {
+        let sel = if opts.all { Selection::All } else { Selection::StateDict };
+        open_with(path, sel)
+    }
+    fn details(&self, model: &Model, _opts: &OpenOptions) -> Result<Option<Details>> {
+        // A single checkpoint: what its pickle holds besides tensors.
+        let Some(Structure(structure)) = model.source.as_ref().and_then(|s| s.downcast_ref::<Structure>()) else {
+            return Ok(None);
+        };
+        let mut text = format!("{}: top level\n", model.path.display());
+        for (k, s) in structure {
+            text.push_str(&format!("  {k}: {s}\n"));
+        }
+        let json = structure
+            .iter()
+            .map(|(k, s)| (k.clone(), serde_json::Value::String(s.clone())))
+            .collect::<serde_json::Map<_, _>>();
+        Ok(Some(Details {
+            key: "structure",
+            json: json.into(),
+            text,
+            replaces_table: false,
+        }))
     }
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&PtWriter)
@@ -244,7 +224,10 @@ fn summary(v: &Value) -> Result<String> {
 /// The top level of a checkpoint: each key of its top dict (or the root
 /// itself) with a summary. Reads only the pickle, never tensor data.
 pub fn structure(path: &Path) -> Result<Vec<(String, String)>> {
-    let ckpt = Checkpoint::open(path)?;
+    structure_of(&Checkpoint::open(path)?)
+}
+
+fn structure_of(ckpt: &Checkpoint) -> Result<Vec<(String, String)>> {
     match &ckpt.root {
         Value::Dict(d) => d
             .borrow()

@@ -23,7 +23,7 @@ fn fixtures() -> Vec<PathBuf> {
 }
 
 fn open_and_read(path: &Path) {
-    if let Ok((m, _)) = open_with(path, Selection::All) {
+    if let Ok(m) = open_with(path, Selection::All) {
         for t in &m.tensors {
             let _ = t.read_all();
         }

@@ -26,7 +26,7 @@ fn every_fixture_matches_the_manifest() {
                 );
             }
             "ok" | "numpy" => {
-                let (model, _) = open_with(&path, Selection::All).unwrap_or_else(|e| panic!("{file}: {e}"));
+                let model = open_with(&path, Selection::All).unwrap_or_else(|e| panic!("{file}: {e}"));
                 let want = entry["tensors"].as_object().unwrap();
                 let names: Vec<&str> = model.tensors.iter().map(|t| t.info.name.as_str()).collect();
                 let mut want_names: Vec<&str> = want.keys().map(String::as_str).collect();
@@ -62,16 +62,16 @@ fn every_fixture_matches_the_manifest() {
 
 #[test]
 fn state_dict_selection() {
-    let (m, key) = open_with(&dir().join("lightning_7.ckpt"), Selection::StateDict).unwrap();
-    assert_eq!(key, Some("state_dict"));
+    let m = open_with(&dir().join("lightning_7.ckpt"), Selection::StateDict).unwrap();
+    assert_eq!(m.notes, ["state dict: the tensors under 'state_dict'"]);
     let mut names: Vec<_> = m.tensors.iter().map(|t| t.info.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["model.enc7.bias", "model.enc7.weight"]);
-    let (m, key) = open_with(&dir().join("sdlike_7_legacy.ckpt"), Selection::StateDict).unwrap();
-    assert_eq!(key, Some("state_dict"));
+    let m = open_with(&dir().join("sdlike_7_legacy.ckpt"), Selection::StateDict).unwrap();
+    assert_eq!(m.notes, ["state dict: the tensors under 'state_dict'"]);
     assert_eq!(m.tensors.len(), 2);
-    let (m, key) = open_with(&dir().join("tied_7.bin"), Selection::StateDict).unwrap();
-    assert_eq!(key, None);
+    let m = open_with(&dir().join("tied_7.bin"), Selection::StateDict).unwrap();
+    assert_eq!(m.notes, ["state dict: the top-level tensors"]);
     assert_eq!(m.tensors.len(), 3);
 }
 

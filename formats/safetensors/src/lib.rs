@@ -19,7 +19,7 @@ pub mod header;
 mod read;
 mod write;
 
-use modelconv_ir::{Format, Model, Result, Writer};
+use modelconv_ir::{Format, Model, OpenOptions, Probe, Result, Writer};
 use std::path::Path;
 
 pub use read::{open, read_file};
@@ -42,8 +42,9 @@ impl Format for Safetensors {
     fn extensions(&self) -> &'static [&'static str] {
         &["safetensors"]
     }
-    fn score(&self, head: &[u8], path: &Path) -> u8 {
-        if path.is_dir() {
+    fn score(&self, probe: &Probe) -> u8 {
+        let (head, path) = (probe.head, probe.path);
+        if probe.is_dir {
             return if has_safetensors(path) { 50 } else { 0 };
         }
         if read::is_index_name(path) && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
@@ -59,7 +60,7 @@ impl Format for Safetensors {
         }
         0
     }
-    fn open(&self, path: &Path) -> Result<Model> {
+    fn open(&self, path: &Path, _opts: &OpenOptions) -> Result<Model> {
         open(path)
     }
     fn writer(&self) -> Option<&dyn Writer> {

@@ -2,14 +2,11 @@
 //! (`model.safetensors.index.json`), or a folder of shards.
 
 use crate::header::{self, MAX_HEADER_SIZE};
-use modelconv_ir::{Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value};
-use serde_json::Value as Json;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use modelconv_ir::{
+    hf_index, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value,
+};
+use std::path::Path;
 use std::sync::Arc;
-
-/// Largest index json accepted.
-const MAX_INDEX_SIZE: u64 = 64 << 20;
 
 /// Opens a file, an index json, or a folder.
 pub fn open(path: &Path) -> Result<Model> {
@@ -24,6 +21,7 @@ pub fn open(path: &Path) -> Result<Model> {
             path: path.to_path_buf(),
             metadata,
             tensors,
+            ..Default::default()
         }
     };
     model.path = path.to_path_buf();
@@ -149,67 +147,14 @@ fn open_dir(dir: &Path) -> Result<Model> {
 
 /// A Hugging Face index: `{"metadata": {...}, "weight_map": {tensor: shard file}}`.
 fn open_index(index: &Path) -> Result<Model> {
-    let file = SharedFile::open(index)?;
-    if file.len > MAX_INDEX_SIZE {
-        return Err(Error::malformed(
-            index,
-            format!("index is {} bytes, over the {MAX_INDEX_SIZE}-byte limit", file.len),
-        ));
-    }
-    let mut text = vec![0u8; file.len as usize];
-    file.read_exact_at(0, &mut text)?;
-    let json: Json = serde_json::from_slice(&text).map_err(|e| Error::malformed(index, format!("index JSON: {e}")))?;
-    let map = json
-        .get("weight_map")
-        .and_then(Json::as_object)
-        .ok_or_else(|| Error::malformed(index, "no \"weight_map\" object"))?;
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let mut by_shard: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (name, shard) in map {
-        let shard = shard
-            .as_str()
-            .ok_or_else(|| Error::malformed(index, format!("weight_map entry '{name}' is not a file name")))?;
-        check_plain_name(index, shard)?;
-        by_shard.entry(shard.to_string()).or_default().push(name);
-    }
-    let mut model = Model {
-        format: crate::NAME,
-        path: index.to_path_buf(),
-        ..Default::default()
-    };
-    for (i, (shard, names)) in by_shard.iter().enumerate() {
-        let path: PathBuf = dir.join(shard);
-        let (metadata, tensors) = read_file(&path)?;
-        if i == 0 {
-            model.metadata = metadata;
-        }
-        let mut present: HashMap<&str, ()> = tensors.iter().map(|t| (t.info.name.as_str(), ())).collect();
-        for n in names {
-            if present.remove(n).is_none() {
-                return Err(Error::malformed(
-                    index,
-                    format!("weight_map puts '{n}' in {shard}, which has no such tensor"),
-                ));
-            }
-        }
-        let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
-        model
-            .tensors
-            .extend(tensors.into_iter().filter(|t| wanted.contains(t.info.name.as_str())));
-    }
-    model.check_unique_names().map_err(|e| e.in_file(index))?;
-    Ok(model)
-}
-
-/// Shard names in an index must be plain file names beside it.
-fn check_plain_name(index: &Path, name: &str) -> Result<()> {
-    let p = Path::new(name);
-    let plain = p.components().count() == 1 && matches!(p.components().next(), Some(std::path::Component::Normal(_)));
-    if !plain {
-        return Err(Error::malformed(
-            index,
-            format!("shard '{name}' is not a plain file name in the index's folder"),
-        ));
-    }
-    Ok(())
+    hf_index::open_sharded(index, crate::NAME, |shard| {
+        let (metadata, tensors) = read_file(shard)?;
+        Ok(Model {
+            format: crate::NAME,
+            path: shard.to_path_buf(),
+            metadata,
+            tensors,
+            ..Default::default()
+        })
+    })
 }

@@ -1,7 +1,7 @@
 //! llama.cpp's per-tensor type choice for every file type in the golden
 //! manifest (recorded from llama-quantize runs on in-f32.gguf).
 
-use modelconv_gguf::mix::{choose_types, file_type, llama_order, MixOptions, TensorDesc};
+use modelconv_ggml::mix::{choose_types, file_type, llama_order, MixOptions, TensorDesc};
 use std::path::Path;
 
 #[test]

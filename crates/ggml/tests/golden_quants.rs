@@ -2,7 +2,7 @@
 //! `pure-*.gguf` / `mix-*.gguf` (made by llama-quantize from `in-f32.gguf`)
 //! must be reproduced byte for byte from the F32 input.
 
-use modelconv_gguf::quants;
+use modelconv_ggml::quants;
 use modelconv_ir::Model;
 use std::path::{Path, PathBuf};
 

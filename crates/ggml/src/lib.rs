@@ -1,0 +1,13 @@
+//! # modelconv-ggml
+//!
+//! ggml's tensor blocks, apart from any container (as ggml is apart from
+//! GGUF in llama.cpp):
+//!
+//! - [`quants`]: quantizers byte-identical to ggml's reference quantizers
+//!   (`quantize_row_*_ref`), dequantizers identical to `dequantize_row_*`,
+//!   and lazy sources that apply them chunk by chunk while a writer pulls.
+//! - [`mix`]: llama.cpp's quantization file types and per-tensor rules
+//!   (`llama_tensor_get_type`), tensor order and fallbacks.
+
+pub mod mix;
+pub mod quants;

@@ -1,0 +1,336 @@
+//! # modelconv-pipeline
+//!
+//! The transforms between a reader and a writer, as `Model → Model` stages
+//! every command that writes or compares models uses: [`select`],
+//! [`rename`], [`dedupe`], [`cast`] (floats to F32/F16/BF16/F64, block
+//! types dequantized first), [`quantize`] (llama.cpp's file types, mixes,
+//! eligibility rules and tensor order, byte-identical to llama-quantize),
+//! and [`source_as`], the one chain dequantize → cast → quantize they share.
+//! Stages only wrap lazy sources; no tensor data is read until a writer
+//! pulls it.
+
+use modelconv_ggml::mix::{self, FileType, MixOptions, TensorDesc};
+use modelconv_ggml::quants::{self, DequantizeSource, ErrorStats, QuantizeSource};
+use modelconv_ir::{can_cast, decoded, CastSource, DType, DataSource, Error, Model, Result, Tensor, TensorInfo, Value};
+use regex::Regex;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Keeps the tensors whose name matches any of `include` (all when empty)
+/// and none of `exclude`.
+pub fn select(model: &mut Model, include: &[Regex], exclude: &[Regex]) {
+    model.tensors.retain(|t| {
+        let name = &t.info.name;
+        (include.is_empty() || include.iter().any(|r| r.is_match(name))) && !exclude.iter().any(|r| r.is_match(name))
+    });
+}
+
+/// Applies `REGEX → REPLACEMENT` rules in order to every name; refuses a
+/// result where two tensors share a name.
+pub fn rename(model: &mut Model, rules: &[(Regex, String)]) -> Result<()> {
+    for t in &mut model.tensors {
+        for (re, to) in rules {
+            t.info.name = re.replace_all(&t.info.name, to.as_str()).into_owned();
+        }
+    }
+    model
+        .check_unique_names()
+        .map_err(|e| Error::invalid(format!("after renaming: {e}")))
+}
+
+/// Parses `REGEX=REPLACEMENT` rename rules.
+pub fn parse_renames(specs: &[String]) -> Result<Vec<(Regex, String)>> {
+    specs
+        .iter()
+        .map(|s| {
+            let (from, to) = s
+                .split_once('=')
+                .ok_or_else(|| Error::invalid(format!("--rename '{s}': expected REGEX=REPLACEMENT")))?;
+            let re = Regex::new(from).map_err(|e| Error::invalid(format!("--rename '{s}': {e}")))?;
+            Ok((re, to.to_string()))
+        })
+        .collect()
+}
+
+/// Drops tensors that are another name for bytes already kept (tied
+/// weights: same file, offset, dtype and shape). Returns `(dropped, kept)`.
+pub fn dedupe(model: &mut Model) -> Vec<(String, String)> {
+    let mut first: HashMap<(PathBuf, u64, DType, Vec<u64>), String> = HashMap::new();
+    let mut dropped = Vec::new();
+    model.tensors.retain(|t| {
+        let Some(loc) = &t.location else { return true };
+        let id = (loc.file.clone(), loc.offset, t.info.dtype, t.info.shape.clone());
+        match first.get(&id) {
+            Some(kept) => {
+                dropped.push((t.info.name.clone(), kept.clone()));
+                false
+            }
+            None => {
+                first.insert(id, t.info.name.clone());
+                true
+            }
+        }
+    });
+    dropped
+}
+
+/// How a stage that changes types treats what it meets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TypeOptions {
+    /// Quantize tensors that are already quantized (dequantized first).
+    pub allow_requantize: bool,
+    /// Quantize NaN/Inf values and overflowing scales instead of refusing.
+    pub allow_nonfinite: bool,
+}
+
+/// The one chain every command uses to turn a tensor's data into `to`:
+/// block types are dequantized to F32, floats cast, and the result
+/// quantized when `to` is a block type. `stats` gathers the quantization
+/// error.
+pub fn source_as(
+    t: &Tensor,
+    to: DType,
+    opts: TypeOptions,
+    stats: Option<Arc<ErrorStats>>,
+) -> Result<Arc<dyn DataSource>> {
+    let name = &t.info.name;
+    let from = t.info.dtype;
+    if from == to {
+        return Ok(t.data.clone());
+    }
+    let mut src = t.data.clone();
+    let mut cur = from;
+    if from.is_quantized() {
+        if to.is_quantized() && !opts.allow_requantize {
+            return Err(Error::invalid(format!(
+                "tensor '{name}' is already {from}; quantizing it again to {to} compounds the error of both. Start from F32/F16/BF16 weights, or pass --allow-requantize"
+            )));
+        }
+        src = Arc::new(DequantizeSource::new(src, from).map_err(|e| e.for_tensor(name))?);
+        cur = DType::F32;
+    }
+    if to.is_quantized() {
+        let mut q = QuantizeSource::new(src, cur, to, opts.allow_nonfinite).map_err(|e| e.for_tensor(name))?;
+        if let Some(s) = stats {
+            q = q.with_stats(s);
+        }
+        return Ok(Arc::new(q));
+    }
+    if cur == to {
+        return Ok(src);
+    }
+    if !can_cast(cur, to) {
+        return Err(Error::unsupported(format!(
+            "tensor '{name}': cannot convert {from} to {to}"
+        )));
+    }
+    Ok(Arc::new(CastSource::new(src, cur, to)?))
+}
+
+/// Replaces `t`'s type and data.
+fn retype(t: &mut Tensor, to: DType, data: Arc<dyn DataSource>) -> Result<()> {
+    t.info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
+    t.data = data;
+    t.location = None;
+    Ok(())
+}
+
+/// Casts every floating-point tensor to `to` (F32, F16, BF16 or F64);
+/// block-quantized tensors are dequantized; integer tensors are kept.
+pub fn cast(model: &mut Model, to: DType) -> Result<()> {
+    if !matches!(to, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+        return Err(Error::invalid(format!("casts go to F32, F16, BF16 or F64, not {to}")));
+    }
+    for t in &mut model.tensors {
+        let from = t.info.dtype;
+        if from != to && (from.is_quantized() || can_cast(from, to)) {
+            let data = source_as(t, to, TypeOptions::default(), None)?;
+            retype(t, to, data)?;
+        }
+    }
+    Ok(())
+}
+
+/// The llama.cpp file type of a plain quantization to `ty` (what
+/// `quantize --type TY --pure` means), if `ty` is a type we quantize to.
+pub fn file_type_for(ty: DType) -> Option<FileType> {
+    mix::file_type(ty.name()).filter(|f| f.default == ty && quants::can_quantize(ty) && ty != DType::Q8_K)
+}
+
+/// One tensor of a quantization, for the report.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    pub from: DType,
+    pub to: DType,
+    pub shape: Vec<u64>,
+    pub bytes: u64,
+    /// The quantization error against the source, once the data was written.
+    pub stats: Option<Arc<ErrorStats>>,
+}
+
+impl Row {
+    pub fn relative_rmse(&self) -> Option<f64> {
+        self.stats.as_ref().map(|s| s.relative_rmse())
+    }
+}
+
+/// A quantization request: a llama.cpp file type and its options.
+#[derive(Debug, Clone)]
+pub struct Quantization {
+    pub file_type: FileType,
+    pub mix: MixOptions,
+    pub types: TypeOptions,
+}
+
+/// Quantizes `model` as llama-quantize does: tensors in llama.cpp's order,
+/// each given the type the mix rules choose (eligibility, fallbacks,
+/// overrides), `general.quantization_version` and `general.file_type`
+/// set. Fails when the request would change no tensor.
+pub fn quantize(model: &mut Model, q: &Quantization) -> Result<Vec<Row>> {
+    model
+        .tensors
+        .sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
+    let descs: Vec<TensorDesc> = model.tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
+    let types = mix::choose_types(q.file_type, &q.mix, &model.metadata, &descs)?;
+    let wants_blocks = q.file_type.default.is_quantized();
+    if wants_blocks
+        && !types
+            .iter()
+            .zip(&model.tensors)
+            .any(|(to, t)| to.is_quantized() && *to != t.info.dtype)
+    {
+        return Err(Error::invalid(format!(
+            "no tensor can be quantized to {}: llama.cpp quantizes 2-D '*.weight' tensors (not norms or position embeddings) whose rows fill whole blocks; {} tensors, none eligible",
+            q.file_type.name,
+            model.tensors.len()
+        )));
+    }
+    // As llama.cpp's gguf_set_val: an existing key is removed and appended.
+    for (key, value) in [
+        ("general.quantization_version", 2),
+        ("general.file_type", q.file_type.id),
+    ] {
+        model.metadata.remove(key);
+        model.metadata.set(key, Value::U32(value));
+    }
+    let mut rows = Vec::with_capacity(model.tensors.len());
+    for (t, &to) in model.tensors.iter_mut().zip(&types) {
+        modelconv_ir::check_interrupt()?;
+        let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
+        let from = t.info.dtype;
+        if to != from {
+            let data = source_as(t, to, q.types, stats.clone())?;
+            retype(t, to, data)?;
+        }
+        rows.push(Row {
+            name: t.info.name.clone(),
+            from,
+            to,
+            shape: t.info.shape.clone(),
+            bytes: t.info.byte_len,
+            stats,
+        });
+    }
+    Ok(rows)
+}
+
+/// What a command asks of the pipeline; stages run in this order.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub include: Vec<Regex>,
+    pub exclude: Vec<Regex>,
+    pub rename: Vec<(Regex, String)>,
+    pub dedupe: bool,
+    /// Cast floats to this type (`None`: keep types).
+    pub cast: Option<DType>,
+    /// Quantize with llama.cpp's rules.
+    pub quantize: Option<Quantization>,
+}
+
+/// What the pipeline did besides transforming the model.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Tensors dropped by `dedupe`, with the name they were kept under.
+    pub deduped: Vec<(String, String)>,
+    /// Per-tensor rows of a quantization.
+    pub rows: Vec<Row>,
+}
+
+impl Request {
+    /// A request to convert everything to `dtype`: a cast for float types,
+    /// for block types the quantization `quantize --type DTYPE --pure` does.
+    pub fn to_dtype(&mut self, dtype: DType, types: TypeOptions) -> Result<()> {
+        if dtype.is_quantized() {
+            let file_type = file_type_for(dtype).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "quantizing to {dtype} is not supported (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K are)"
+                ))
+            })?;
+            self.quantize = Some(Quantization {
+                file_type,
+                mix: MixOptions {
+                    pure: true,
+                    ..Default::default()
+                },
+                types,
+            });
+        } else {
+            if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+                return Err(Error::invalid(format!(
+                    "--dtype {dtype}: casts go to F32, F16, BF16 or F64"
+                )));
+            }
+            self.cast = Some(dtype);
+        }
+        Ok(())
+    }
+
+    /// Runs the stages on `model`.
+    pub fn apply(&self, model: &mut Model) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        let had = model.tensors.len();
+        select(model, &self.include, &self.exclude);
+        if model.tensors.is_empty() && had > 0 && !self.include.is_empty() {
+            return Err(Error::invalid(format!(
+                "--include matched no tensor of {}",
+                model.path.display()
+            )));
+        }
+        rename(model, &self.rename)?;
+        if self.dedupe {
+            out.deduped = dedupe(model);
+        }
+        if let Some(to) = self.cast {
+            cast(model, to)?;
+        }
+        if let Some(q) = &self.quantize {
+            out.rows = quantize(model, q)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `t`'s elements can be read as numbers (floats, integers, and
+/// block types this build dequantizes).
+pub fn readable_as_numbers(dtype: DType) -> bool {
+    !dtype.is_quantized() || quants::can_dequantize(dtype)
+}
+
+/// Elements `start..start + n` of `t` as f64 (block types dequantized;
+/// `start` and `n` are multiples of the block size).
+pub fn read_f64(t: &Tensor, start: u64, n: u64) -> Result<Vec<f64>> {
+    let d = t.info.dtype;
+    let (bs, ts) = (d.block_size(), d.type_size());
+    let bytes = usize::try_from(n / bs * ts).map_err(|_| Error::invalid("chunk too large"))?;
+    let mut buf = vec![0u8; bytes];
+    t.data.read_at(start / bs * ts, &mut buf)?;
+    if d.is_quantized() {
+        let mut y = vec![0f32; n as usize];
+        quants::dequantize(d, &buf, &mut y)?;
+        Ok(y.into_iter().map(f64::from).collect())
+    } else {
+        Ok(decoded(d, &buf).collect())
+    }
+}
