@@ -120,7 +120,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
                 &args.output,
             )?;
             if let Some(rewrite) = rw.rewrite(&args.input, &RewriteRequest::Cast(dtype), Some(&args.output), &opts)? {
-                let written = util::write_plan(rewrite.plan, &[args.input.clone()], quiet)?;
+                let written = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
                 let report = (rewrite.report)();
                 if !quiet {
                     for o in &written {

@@ -81,9 +81,9 @@ pub fn to_json(model: &Model) -> serde_json::Value {
 /// Metadata values for people: long arrays shortened.
 fn short_value(v: &Value) -> String {
     match v {
-        Value::Array(t, items) if items.len() > 8 => {
-            let head: Vec<String> = items.iter().take(4).map(short_value).collect();
-            format!("[{}, ... ] ({} × {:?})", head.join(", "), items.len(), t)
+        Value::Array(a) if a.len() > 8 => {
+            let head: Vec<String> = a.iter().take(4).map(|v| short_value(&v)).collect();
+            format!("[{}, ... ] ({} × {:?})", head.join(", "), a.len(), a.element_type())
         }
         Value::String(s) if s.chars().count() > 120 => {
             format!(

@@ -172,7 +172,7 @@ fn try_rewrite(args: &Args, wopts: &WriteOptions, quiet: bool) -> Result<Option<
         &args.input,
     )?;
     let inputs = rewrite.plan.inputs();
-    let outputs = util::write_plan(rewrite.plan, &[args.input.clone()], quiet)?;
+    let outputs = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
     let mut report = (rewrite.report)();
     let size = |files: &[PathBuf]| -> u64 {
         files

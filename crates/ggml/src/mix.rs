@@ -311,7 +311,7 @@ impl Hparams {
 /// Per-layer arrays store the first layer's value.
 fn first_u64(v: &Value) -> Option<u64> {
     match v {
-        Value::Array(_, items) => items.first().and_then(Value::as_u64),
+        Value::Array(a) => a.get(0).as_ref().and_then(Value::as_u64),
         _ => None,
     }
 }

@@ -4,8 +4,8 @@
 use crate::types::{dtype_from_ggml, min_value_size, value_type_from_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_READ};
 use modelconv_ir::{
-    numel, padding, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value,
-    ValueType,
+    numel, padding, Array, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Strings, Tensor,
+    TensorInfo, Value, ValueType,
 };
 use std::collections::HashSet;
 use std::path::Path;
@@ -57,6 +57,67 @@ impl<'a> Cursor<'a> {
         String::from_utf8(bytes.to_vec())
             .map_err(|e| Error::malformed(self.path, format!("at byte {start}: {what} is not valid UTF-8 ({e})")))
     }
+    /// `n` elements of type `et` (already checked to fit in what remains),
+    /// stored by type: a u8 array costs one byte an element.
+    fn array_of(&mut self, et: ValueType, n: u64, depth: u32, what: &str) -> Result<Array> {
+        let n = usize::try_from(n).map_err(|_| self.err(format!("{what}: array too long")))?;
+        macro_rules! fixed {
+            ($variant:ident, $t:ty) => {{
+                const SIZE: usize = std::mem::size_of::<$t>();
+                let mut v = Vec::with_capacity(n);
+                for i in 0..n {
+                    if i % (1 << 20) == 0 {
+                        modelconv_ir::check_interrupt()?;
+                    }
+                    v.push(<$t>::from_le_bytes(self.array::<SIZE>(what)?));
+                }
+                Array::$variant(v)
+            }};
+        }
+        Ok(match et {
+            ValueType::U8 => fixed!(U8, u8),
+            ValueType::I8 => fixed!(I8, i8),
+            ValueType::U16 => fixed!(U16, u16),
+            ValueType::I16 => fixed!(I16, i16),
+            ValueType::U32 => fixed!(U32, u32),
+            ValueType::I32 => fixed!(I32, i32),
+            ValueType::F32 => fixed!(F32, f32),
+            ValueType::U64 => fixed!(U64, u64),
+            ValueType::I64 => fixed!(I64, i64),
+            ValueType::F64 => fixed!(F64, f64),
+            ValueType::Bool => {
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    match self.value(ValueType::Bool, depth + 1, what)? {
+                        Value::Bool(b) => v.push(b),
+                        _ => return Err(self.err(format!("{what}: bad bool"))),
+                    }
+                }
+                Array::Bool(v)
+            }
+            ValueType::String => {
+                let mut v = Strings::default();
+                for i in 0..n {
+                    if i % (1 << 20) == 0 {
+                        modelconv_ir::check_interrupt()?;
+                    }
+                    v.push(&self.string(what)?);
+                }
+                Array::String(v)
+            }
+            ValueType::Array => {
+                let mut v = Vec::new();
+                for _ in 0..n {
+                    match self.value(ValueType::Array, depth + 1, what)? {
+                        Value::Array(a) => v.push(a),
+                        _ => return Err(self.err(format!("{what}: bad nested array"))),
+                    }
+                }
+                Array::Array(v)
+            }
+        })
+    }
+
     fn value(&mut self, t: ValueType, depth: u32, what: &str) -> Result<Value> {
         Ok(match t {
             ValueType::U8 => Value::U8(self.array::<1>(what)?[0]),
@@ -90,11 +151,7 @@ impl<'a> Cursor<'a> {
                         self.remaining()
                     )));
                 }
-                let mut items = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    items.push(self.value(et, depth + 1, what)?);
-                }
-                Value::Array(et, items)
+                Value::Array(self.array_of(et, n, depth, what)?)
             }
         })
     }

@@ -4,7 +4,7 @@
 use crate::types::{ggml_id, value_type_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_WRITE};
 use modelconv_ir::{
-    padding, Error, Model, OutputFile, Progress, Result, Tensor, Value, WriteOptions, WritePlan, Writer,
+    padding, Array, Error, Model, OutputFile, Progress, Result, Tensor, Value, WriteOptions, WritePlan, Writer,
 };
 use std::path::{Path, PathBuf};
 
@@ -24,7 +24,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_value(out: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
+fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::U8(x) => out.push(*x),
         Value::I8(x) => out.push(*x as u8),
@@ -38,21 +38,30 @@ fn put_value(out: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
         Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => out.push(u8::from(*x)),
         Value::String(s) => put_str(out, s),
-        Value::Array(et, items) => {
-            out.extend_from_slice(&value_type_id(*et).to_le_bytes());
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                if item.value_type() != *et {
-                    return Err(Error::invalid(format!(
-                        "metadata '{key}': array of {et:?} holds a {:?}",
-                        item.value_type()
-                    )));
+        Value::Array(a) => {
+            out.extend_from_slice(&value_type_id(a.element_type()).to_le_bytes());
+            out.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            match a {
+                Array::U8(v) => out.extend_from_slice(v),
+                Array::I8(v) => out.extend(v.iter().map(|&x| x as u8)),
+                Array::U16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::I16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::U32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::U64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                Array::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+                Array::String(v) => v.iter().for_each(|s| put_str(out, s)),
+                Array::Array(v) => {
+                    for inner in v {
+                        put_value(out, &Value::Array(inner.clone()));
+                    }
                 }
-                put_value(out, item, key)?;
             }
         }
     }
-    Ok(())
 }
 
 impl Writer for GgufWriter {
@@ -78,7 +87,7 @@ impl Writer for GgufWriter {
         for (k, v) in model.metadata.iter() {
             put_str(&mut h, k);
             h.extend_from_slice(&value_type_id(v.value_type()).to_le_bytes());
-            put_value(&mut h, v, k)?;
+            put_value(&mut h, v);
         }
         let mut offset = 0u64;
         for t in &model.tensors {

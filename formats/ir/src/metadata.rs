@@ -34,8 +34,9 @@ pub enum Value {
     F32(f32),
     Bool(bool),
     String(String),
-    /// A homogeneous array: its element type and the elements.
-    Array(ValueType, Vec<Value>),
+    /// A homogeneous array, stored by element type (one byte per element
+    /// for a `u8` array, not one `Value` each).
+    Array(Array),
     U64(u64),
     I64(i64),
     F64(f64),
@@ -73,7 +74,7 @@ impl Value {
             Value::F32(v) => float_json(v.to_string().parse().unwrap_or(f64::from(*v))),
             Value::Bool(v) => json!(v),
             Value::String(v) => json!(v),
-            Value::Array(_, items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Array(a) => serde_json::Value::Array(a.iter().map(|v| v.to_json()).collect()),
             Value::U64(v) => json!(v),
             Value::I64(v) => json!(v),
             Value::F64(v) => float_json(*v),
@@ -111,15 +112,148 @@ impl Value {
     }
 }
 
+/// Strings packed into one buffer: a million short strings cost their
+/// bytes and one offset each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Strings {
+    bytes: String,
+    ends: Vec<usize>,
+}
+
+impl Strings {
+    pub fn push(&mut self, s: &str) {
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+    }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.bytes.get(start..end)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Strings {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut s = Strings::default();
+        for x in iter {
+            s.push(x.as_ref());
+        }
+        s
+    }
+}
+
+/// A homogeneous metadata array, one vector of its element type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    Bool(Vec<bool>),
+    String(Strings),
+    /// Arrays of arrays (each inner array typed on its own).
+    Array(Vec<Array>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+}
+
+impl Array {
+    pub fn element_type(&self) -> ValueType {
+        match self {
+            Array::U8(_) => ValueType::U8,
+            Array::I8(_) => ValueType::I8,
+            Array::U16(_) => ValueType::U16,
+            Array::I16(_) => ValueType::I16,
+            Array::U32(_) => ValueType::U32,
+            Array::I32(_) => ValueType::I32,
+            Array::F32(_) => ValueType::F32,
+            Array::Bool(_) => ValueType::Bool,
+            Array::String(_) => ValueType::String,
+            Array::Array(_) => ValueType::Array,
+            Array::U64(_) => ValueType::U64,
+            Array::I64(_) => ValueType::I64,
+            Array::F64(_) => ValueType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Array::U8(v) => v.len(),
+            Array::I8(v) => v.len(),
+            Array::U16(v) => v.len(),
+            Array::I16(v) => v.len(),
+            Array::U32(v) => v.len(),
+            Array::I32(v) => v.len(),
+            Array::F32(v) => v.len(),
+            Array::Bool(v) => v.len(),
+            Array::String(v) => v.len(),
+            Array::Array(v) => v.len(),
+            Array::U64(v) => v.len(),
+            Array::I64(v) => v.len(),
+            Array::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as a value (made on demand).
+    pub fn get(&self, i: usize) -> Option<Value> {
+        Some(match self {
+            Array::U8(v) => Value::U8(*v.get(i)?),
+            Array::I8(v) => Value::I8(*v.get(i)?),
+            Array::U16(v) => Value::U16(*v.get(i)?),
+            Array::I16(v) => Value::I16(*v.get(i)?),
+            Array::U32(v) => Value::U32(*v.get(i)?),
+            Array::I32(v) => Value::I32(*v.get(i)?),
+            Array::F32(v) => Value::F32(*v.get(i)?),
+            Array::Bool(v) => Value::Bool(*v.get(i)?),
+            Array::String(v) => Value::String(v.get(i)?.to_string()),
+            Array::Array(v) => Value::Array(v.get(i)?.clone()),
+            Array::U64(v) => Value::U64(*v.get(i)?),
+            Array::I64(v) => Value::I64(*v.get(i)?),
+            Array::F64(v) => Value::F64(*v.get(i)?),
+        })
+    }
+
+    /// The elements as values, one at a time.
+    pub fn iter(&self) -> impl Iterator<Item = Value> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
 /// JSON has no NaN or infinity: those become strings.
 fn float_json(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or_else(|| json!(v.to_string()), serde_json::Value::Number)
 }
 
-/// Ordered key → value metadata. Keys are unique; insertion order is kept.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Ordered key → value metadata. Keys are unique; insertion order is kept;
+/// look-ups and inserts are hashed (a file with a million keys is read in
+/// linear time).
+#[derive(Debug, Clone, Default)]
 pub struct Metadata {
     entries: Vec<(String, Value)>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
 }
 
 impl Metadata {
@@ -130,14 +264,17 @@ impl Metadata {
     /// Sets `key`, replacing an existing value in place (keeping its position).
     pub fn set(&mut self, key: impl Into<String>, value: Value) {
         let key = key.into();
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.entries.push((key, value)),
+        match self.index.get(&key) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                self.index.insert(key.clone(), self.entries.len());
+                self.entries.push((key, value));
+            }
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.index.get(key).map(|&i| &self.entries[i].1)
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -145,8 +282,14 @@ impl Metadata {
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let i = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(i).1)
+        let i = self.index.remove(key)?;
+        let (_, v) = self.entries.remove(i);
+        for slot in self.index.values_mut() {
+            if *slot > i {
+                *slot -= 1;
+            }
+        }
+        Some(v)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
@@ -184,10 +327,7 @@ mod tests {
         let keys: Vec<_> = m.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(m.get("a").unwrap().to_text(), "x");
-        assert_eq!(
-            Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(-2)]).to_text(),
-            "[1,-2]"
-        );
+        assert_eq!(Value::Array(Array::I32(vec![1, -2])).to_text(), "[1,-2]");
         assert_eq!(Value::F32(f32::NAN).to_json(), json!("NaN"));
     }
 }

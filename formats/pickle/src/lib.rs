@@ -38,8 +38,11 @@ pub enum Selection {
     All,
 }
 
+/// Tensors found by dotted path.
+pub type FoundTensors = Vec<(String, Found)>;
+
 /// Tensors found, and the key the state dict was taken from (if any).
-pub fn select(root: &Value, sel: Selection) -> Result<(Option<&'static str>, Vec<(String, Found)>)> {
+pub fn select(root: &Value, sel: Selection) -> Result<(Option<&'static str>, FoundTensors)> {
     if sel == Selection::All {
         return Ok((None, collect(root, "")?));
     }
