@@ -22,6 +22,13 @@ pub enum Error {
     /// A valid request this format or build cannot carry out.
     #[error("{0}")]
     Unsupported(String),
+    /// A pickle names a global outside the allowlist: it would run code in
+    /// Python. Never executed; the name is given.
+    #[error("{}: {msg}", path.display())]
+    RefusedGlobal { path: PathBuf, global: String, msg: String },
+    /// A limit on sizes, counts or depth was exceeded.
+    #[error("{}: {msg}", path.display())]
+    LimitExceeded { path: PathBuf, msg: String },
     /// The user interrupted the run (Ctrl-C).
     #[error("interrupted")]
     Interrupted,

@@ -199,7 +199,7 @@ impl Format for PyTorch {
 
 /// A refused global, for callers that want to say more (exit code 2 either way).
 pub fn is_refusal(e: &Error) -> bool {
-    matches!(e, Error::Unsupported(m) if m.contains("refusing global"))
+    matches!(e, Error::RefusedGlobal { .. })
 }
 
 /// A short description of a value: its kind, and what it holds.

@@ -198,7 +198,11 @@ fn pickle_error(path: &Path, part: &str, e: crate::vm::PickleError) -> Error {
         return Error::Interrupted;
     }
     match &e.refused_global {
-        Some(_) => Error::Unsupported(format!("{}: {part}: {e}", path.display())),
+        Some(g) => Error::RefusedGlobal {
+            path: path.to_path_buf(),
+            global: g.clone(),
+            msg: format!("{part}: {e}"),
+        },
         None => Error::malformed(path, format!("{part}: {e}")),
     }
 }
