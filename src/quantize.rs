@@ -5,7 +5,7 @@ use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
 use modelconv_ggml::mix::{self, FileType, MixOptions};
 use modelconv_ggml::quants::can_quantize;
-use modelconv_ir::{DType, Format, Model, OpenOptions, Options, RewriteRequest, Stage, WriteOptions};
+use modelconv_ir::{DType, Format, OpenOptions, Options, RewriteRequest, Stage, WriteOptions};
 use modelconv_pipeline::{Quantization, Request, Row, TypeOptions};
 use serde_json::json;
 use std::path::PathBuf;
@@ -261,7 +261,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         );
     }
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
-    let source = model.clone();
+    let source_bytes = model.data_bytes();
     let inputs = util::input_files(&model);
     let request = Request {
         quantize: Some(Quantization {
@@ -278,11 +278,11 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     model.format = gguf.name();
     model.path = output.clone();
     util::write_model(gguf, &model, &output, &wopts, &inputs, quiet)?;
-    report(&rows, &source, &output, ft, &args, quiet);
+    report(&rows, source_bytes, &output, ft, &args, quiet);
     Ok(0)
 }
 
-fn report(rows: &[Row], source: &Model, output: &std::path::Path, ft: FileType, args: &Args, quiet: bool) {
+fn report(rows: &[Row], source_bytes: u64, output: &std::path::Path, ft: FileType, args: &Args, quiet: bool) {
     let params: u64 = rows.iter().map(|r| r.shape.iter().product::<u64>()).sum();
     let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
     let bpw = if params > 0 {
@@ -302,14 +302,14 @@ fn report(rows: &[Row], source: &Model, output: &std::path::Path, ft: FileType, 
             })
             .collect();
         util::print_json(&json!({
-            "input": source.path.display().to_string(),
+            "input": args.input.display().to_string(),
             "output": output.display().to_string(),
             "file_type": ft.name,
             "pure": args.pure,
             "tensors": tensors,
             "parameters": params,
             "bytes": bytes,
-            "source_bytes": source.data_bytes(),
+            "source_bytes": source_bytes,
             "bits_per_weight": bpw,
         }));
         return;
@@ -334,7 +334,7 @@ fn report(rows: &[Row], source: &Model, output: &std::path::Path, ft: FileType, 
         output.display(),
         ft.name,
         if args.pure { "pure" } else { "llama.cpp mix" },
-        util::human_bytes(source.data_bytes()),
+        util::human_bytes(source_bytes),
         util::human_bytes(bytes)
     );
     if !quiet {

@@ -10,10 +10,7 @@ pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-/// JSON for a float; JSON has no NaN/inf, so those become strings.
-pub fn json_f64(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or_else(|| serde_json::Value::String(v.to_string()), serde_json::Value::Number)
-}
+pub use modelconv_ir::{float_json as json_f64, human_bytes};
 
 /// `5GB`, `500MB`, `2GiB`, `123` (bytes). Decimal units are powers of 1000,
 /// binary ones of 1024, as Hugging Face reads them.
@@ -109,22 +106,6 @@ pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> 
     plan.write(&bar)?;
     bar.finish();
     Ok(outputs)
-}
-
-/// Human-readable byte count.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]

@@ -236,8 +236,8 @@ impl Array {
     }
 }
 
-/// JSON has no NaN or infinity: those become strings.
-fn float_json(v: f64) -> serde_json::Value {
+/// A float as JSON; JSON has no NaN or infinity: those become strings.
+pub fn float_json(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or_else(|| json!(v.to_string()), serde_json::Value::Number)
 }
 
@@ -311,6 +311,22 @@ impl Metadata {
             map.insert(k.clone(), v.to_json());
         }
         serde_json::Value::Object(map)
+    }
+}
+
+/// A byte count for people: `512 B`, `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 

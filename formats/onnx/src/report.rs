@@ -4,28 +4,10 @@
 use crate::fp16::Fp16Report;
 use crate::quant::QuantReport;
 use crate::summary::{self, Summary};
+use modelconv_ir::{float_json, human_bytes};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn float_json(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or_else(|| json!(v.to_string()), serde_json::Value::Number)
-}
 
 pub fn summary_json(s: &Summary) -> serde_json::Value {
     let io = |v: &[summary::Io]| -> Vec<serde_json::Value> {
