@@ -18,7 +18,8 @@ size, and cosine of the outputs against fp32 in onnxruntime.
 
 Usage: python3 bench/onnx.py [--layers 5] [--runs 3]
 Needs tests/interop/run.sh to have made target/interop-venv (torch, onnx,
-onnxruntime); installs onnxconverter-common==1.16.0 there.
+onnxruntime); installs onnxconverter-common==1.16.0 and onnx-ir==1.1.0
+(which onnxruntime 1.32's MatMulNBitsQuantizer imports) there.
 """
 import argparse
 import os
@@ -107,7 +108,7 @@ def main():
     args = ap.parse_args()
     if not os.path.exists(PY):
         sys.exit("run tests/interop/run.sh first (it makes target/interop-venv)")
-    subprocess.run([PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "onnxconverter-common==1.16.0"], check=True)
+    subprocess.run([PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "onnxconverter-common==1.16.0", "onnx-ir==1.1.0"], check=True)
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "modelconv"], cwd=ROOT, check=True)
     os.makedirs(WORK, exist_ok=True)
     src = os.path.join(WORK, f"gpt-{args.layers}l.onnx")

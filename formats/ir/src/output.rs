@@ -68,6 +68,8 @@ pub fn check_interrupt() -> Result<()> {
 const BUF_LEN: usize = 1 << 20;
 /// Chunk of tensor data pulled from a source at a time.
 const CHUNK: u64 = 4 << 20;
+/// Smallest chunk a source without a preferred chunk is pulled in.
+const MIN_CHUNK: u64 = 256 << 10;
 
 /// A file being written; becomes `dest` on [`OutputFile::commit`].
 pub struct OutputFile {
@@ -244,9 +246,14 @@ impl OutputFile {
     ) -> Result<()> {
         let len = src.len();
         let granule = src.granule().max(1);
-        let want = src.preferred_chunk().unwrap_or(CHUNK);
-        let chunk = (want / granule).max(1) * granule;
         let window = (rayon::current_num_threads() as u64 * 2).max(2);
+        // Without a preference, a tensor is pulled in at least four windows
+        // (chunks of 256 KiB to 4 MiB), so the buffers are reused within it
+        // rather than all fresh pages.
+        let want = src
+            .preferred_chunk()
+            .unwrap_or_else(|| (len / (window * 4)).clamp(MIN_CHUNK, CHUNK));
+        let chunk = (want / granule).max(1) * granule;
         // Buffers reused from window to window (no fresh zeroed memory per chunk).
         let mut pool: Vec<Vec<u8>> = Vec::new();
         let mut start = 0u64;
