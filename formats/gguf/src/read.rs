@@ -25,12 +25,16 @@ impl<'a> Cursor<'a> {
     fn err(&self, msg: impl std::fmt::Display) -> Error {
         Error::malformed(self.path, format!("at byte {}: {msg}", self.pos))
     }
+    /// The file ends before what the header declares.
+    fn short(&self, msg: impl std::fmt::Display) -> Error {
+        Error::truncated(self.path, self.pos as u64, format!("at byte {}: {msg}", self.pos))
+    }
     fn remaining(&self) -> u64 {
         (self.buf.len() - self.pos) as u64
     }
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(self.err(format!(
+            return Err(self.short(format!(
                 "{what} needs {n} bytes but only {} remain in the file",
                 self.remaining()
             )));
@@ -138,7 +142,13 @@ impl<'a> Cursor<'a> {
             ValueType::String => Value::String(self.string(what)?),
             ValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.err(format!("{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}")));
+                    return Err(Error::limit(
+                        self.path,
+                        format!(
+                            "at byte {}: {what}: arrays nested deeper than {MAX_ARRAY_DEPTH}",
+                            self.pos
+                        ),
+                    ));
                 }
                 let id = self.u32(what)?;
                 let et = value_type_from_id(id)
@@ -146,7 +156,7 @@ impl<'a> Cursor<'a> {
                 let n = self.u64(what)?;
                 let need = n.checked_mul(min_value_size(et));
                 if need.is_none_or(|b| b > self.remaining()) {
-                    return Err(self.err(format!(
+                    return Err(self.short(format!(
                         "{what}: array of {n} elements does not fit in the {} bytes that remain",
                         self.remaining()
                     )));
@@ -171,8 +181,9 @@ pub struct Parsed {
 pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     let mut c = Cursor { buf, pos: 0, path };
     let magic = c.take(4, "magic").map_err(|_| {
-        Error::malformed(
+        Error::truncated(
             path,
+            0,
             format!("file is {} bytes, too short for a GGUF header", buf.len()),
         )
     })?;
@@ -190,10 +201,10 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     let n_kv = c.u64("metadata count")?;
     // A key/value pair takes at least 13 bytes, a tensor info at least 24.
     if n_kv.checked_mul(13).is_none_or(|b| b > c.remaining()) {
-        return Err(c.err(format!("{n_kv} metadata entries cannot fit in the file")));
+        return Err(c.short(format!("{n_kv} metadata entries cannot fit in the file")));
     }
     if n_tensors.checked_mul(24).is_none_or(|b| b > c.remaining()) {
-        return Err(c.err(format!("{n_tensors} tensor infos cannot fit in the file")));
+        return Err(c.short(format!("{n_tensors} tensor infos cannot fit in the file")));
     }
     let mut metadata = Metadata::new();
     for _ in 0..n_kv {
@@ -226,9 +237,13 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         let name = c.string(&format!("name of tensor {i}"))?;
         let n_dims = c.u32("dimension count")?;
         if n_dims as usize > MAX_DIMS_READ {
-            return Err(c.err(format!(
-                "tensor '{name}' has {n_dims} dimensions, at most {MAX_DIMS_READ} are supported"
-            )));
+            return Err(Error::limit(
+                path,
+                format!(
+                    "at byte {}: tensor '{name}' has {n_dims} dimensions, at most {MAX_DIMS_READ} are supported",
+                    c.pos
+                ),
+            ));
         }
         let mut ne = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -265,8 +280,9 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     for (info, offset) in &tensors {
         let end = offset.checked_add(info.byte_len);
         if end.is_none_or(|e| e > data_len) {
-            return Err(Error::malformed(
+            return Err(Error::truncated(
                 path,
+                data_start.saturating_add(*offset),
                 format!(
                     "tensor '{}': {} bytes at data offset {offset} run past the end of the file (data section is {data_len} bytes)",
                     info.name, info.byte_len
@@ -297,8 +313,9 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
 pub fn open(path: &Path) -> Result<Model> {
     let file = SharedFile::open(path)?;
     if file.len < 24 {
-        return Err(Error::malformed(
+        return Err(Error::truncated(
             path,
+            0,
             format!("file is {} bytes, too short for a GGUF header (24 bytes)", file.len),
         ));
     }

@@ -60,5 +60,10 @@ fn truncated_files_open_with_errors_not_panics() {
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let err = modelconv_gguf::open(&path).expect_err("a cut file is incomplete");
         assert!(err.to_string().contains("t.gguf"), "{err}");
+        // Named by its variant, with where the missing part starts.
+        match err {
+            modelconv_ir::Error::Truncated { offset, .. } => assert!(offset <= end, "cut {cut}: offset {offset}"),
+            other => panic!("cut at {cut}: expected Truncated, got {other:?}"),
+        }
     }
 }

@@ -26,6 +26,12 @@ pub enum Error {
     /// Python. Never executed; the name is given.
     #[error("{}: {msg}", path.display())]
     RefusedGlobal { path: PathBuf, global: String, msg: String },
+    /// The file ends (or a declared length runs past its end) where the
+    /// format needs more bytes. `offset` is where the missing part starts:
+    /// in the file, or within the part the message names (a pickle inside
+    /// a zip entry); the message says which.
+    #[error("{}: {msg}", path.display())]
+    Truncated { path: PathBuf, offset: u64, msg: String },
     /// A limit on sizes, counts or depth was exceeded.
     #[error("{}: {msg}", path.display())]
     LimitExceeded { path: PathBuf, msg: String },
@@ -45,6 +51,19 @@ impl Error {
     }
     pub fn malformed(path: &Path, msg: impl Into<String>) -> Self {
         Error::Malformed {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub fn truncated(path: &Path, offset: u64, msg: impl Into<String>) -> Self {
+        Error::Truncated {
+            path: path.to_path_buf(),
+            offset,
+            msg: msg.into(),
+        }
+    }
+    pub fn limit(path: &Path, msg: impl Into<String>) -> Self {
+        Error::LimitExceeded {
             path: path.to_path_buf(),
             msg: msg.into(),
         }

@@ -14,10 +14,10 @@ pub const MAX_INDEX_SIZE: u64 = 64 << 20;
 pub fn read_index(index: &Path) -> Result<BTreeMap<String, HashSet<String>>> {
     let file = SharedFile::open(index)?;
     if file.len > MAX_INDEX_SIZE {
-        return Err(Error::LimitExceeded {
-            path: index.to_path_buf(),
-            msg: format!("index is {} bytes, over the {MAX_INDEX_SIZE}-byte limit", file.len),
-        });
+        return Err(Error::limit(
+            index,
+            format!("index is {} bytes, over the {MAX_INDEX_SIZE}-byte limit", file.len),
+        ));
     }
     let mut text = vec![0u8; file.len as usize];
     file.read_exact_at(0, &mut text)?;

@@ -154,9 +154,14 @@ fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap, bool)> {
             let start = e.data_start();
             let end = start.checked_add(e.size()).filter(|&end| end <= file.len);
             if end.is_none() {
-                return Err(Error::malformed(
+                return Err(Error::truncated(
                     path,
-                    format!("zip entry {name} runs past the end of the file"),
+                    start,
+                    format!(
+                        "zip entry {name}: {} bytes at byte {start} run past the end of the {}-byte file",
+                        e.size(),
+                        file.len
+                    ),
                 ));
             }
             storages.insert(key.to_string(), (start, e.size()));
@@ -166,7 +171,13 @@ fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap, bool)> {
         .by_name(&pkl)
         .map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
     if e.size() > MAX_PICKLE.min(file.len) {
-        return Err(Error::malformed(path, format!("{pkl} claims {} bytes", e.size())));
+        return Err(Error::limit(
+            path,
+            format!(
+                "{pkl} claims {} bytes, over the file's size or the {MAX_PICKLE}-byte pickle limit",
+                e.size()
+            ),
+        ));
     }
     let mut data = Vec::with_capacity(e.size() as usize);
     std::io::Read::read_to_end(&mut std::io::Read::take(&mut e, MAX_PICKLE), &mut data)
@@ -194,16 +205,21 @@ fn check_trailing(path: &Path, part: &str, end: usize, len: usize) -> Result<()>
 }
 
 fn pickle_error(path: &Path, part: &str, e: crate::vm::PickleError) -> Error {
-    if modelconv_ir::check_interrupt().is_err() {
-        return Error::Interrupted;
-    }
-    match &e.refused_global {
-        Some(g) => Error::RefusedGlobal {
+    use crate::vm::PickleErrorKind as K;
+    let msg = format!("{part}: {e}");
+    match e.kind {
+        K::Interrupted => Error::Interrupted,
+        _ if modelconv_ir::check_interrupt().is_err() => Error::Interrupted,
+        K::RefusedGlobal(global) => Error::RefusedGlobal {
             path: path.to_path_buf(),
-            global: g.clone(),
-            msg: format!("{part}: {e}"),
+            global,
+            msg,
         },
-        None => Error::malformed(path, format!("{part}: {e}")),
+        K::Limit => Error::limit(path, msg),
+        // The pickle's own bytes end early; where in the file depends on the
+        // container, so the offset given is the opcode's within the pickle.
+        K::Truncated => Error::truncated(path, e.offset as u64, msg),
+        K::Malformed => Error::malformed(path, msg),
     }
 }
 
@@ -258,10 +274,13 @@ fn read_legacy(
     let mut storages = StorageMap::new();
     let mut off = pos as u64;
     for key in keys {
-        let count_end = off
-            .checked_add(8)
-            .filter(|&e| e <= file.len)
-            .ok_or_else(|| Error::malformed(path, format!("storage {key}: size header at byte {off} past the end")))?;
+        let count_end = off.checked_add(8).filter(|&e| e <= file.len).ok_or_else(|| {
+            Error::truncated(
+                path,
+                off,
+                format!("storage {key}: size header at byte {off} past the end"),
+            )
+        })?;
         let mut n = [0u8; 8];
         n.copy_from_slice(&bytes[off as usize..count_end as usize]);
         let count = u64::from_le_bytes(n);
@@ -270,8 +289,9 @@ fn read_legacy(
             .checked_mul(es)
             .ok_or_else(|| Error::malformed(path, format!("storage {key}: size overflows")))?;
         let end = count_end.checked_add(len).filter(|&e| e <= file.len).ok_or_else(|| {
-            Error::malformed(
+            Error::truncated(
                 path,
+                count_end,
                 format!("storage {key}: {len} bytes at byte {count_end} run past the end of the file"),
             )
         })?;

@@ -23,8 +23,22 @@ pub const MAX_OBJECTS: u64 = 1 << 25;
 pub struct PickleError {
     pub offset: usize,
     pub msg: String,
-    /// The global that was refused, when that is the reason.
-    pub refused_global: Option<String>,
+    pub kind: PickleErrorKind,
+}
+
+/// Why a pickle was not read; the readers map each onto an IR error variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PickleErrorKind {
+    /// The pickle breaks a rule of the format.
+    Malformed,
+    /// The data ends before the pickle does.
+    Truncated,
+    /// A limit on opcodes, objects, stack or memo was reached.
+    Limit,
+    /// The pickle names this global, which is not on the allowlist.
+    RefusedGlobal(String),
+    /// The run was interrupted.
+    Interrupted,
 }
 
 impl std::fmt::Display for PickleError {
@@ -148,17 +162,26 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 
     fn err(&self, msg: impl Into<String>) -> PickleError {
+        self.err_of(PickleErrorKind::Malformed, msg)
+    }
+    fn err_of(&self, kind: PickleErrorKind, msg: impl Into<String>) -> PickleError {
         PickleError {
             offset: self.op_at,
             msg: msg.into(),
-            refused_global: None,
+            kind,
         }
+    }
+    fn limit(&self, msg: impl Into<String>) -> PickleError {
+        self.err_of(PickleErrorKind::Limit, msg)
     }
 
     fn take(&mut self, n: u64) -> R<&'a [u8]> {
         let remaining = (self.data.len() - self.pos) as u64;
         if n > remaining {
-            return Err(self.err(format!("needs {n} bytes but only {remaining} remain")));
+            return Err(self.err_of(
+                PickleErrorKind::Truncated,
+                format!("needs {n} bytes but only {remaining} remain"),
+            ));
         }
         let s = &self.data[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -177,7 +200,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         let end = rest
             .iter()
             .position(|&b| b == b'\n')
-            .ok_or_else(|| self.err("unterminated text argument"))?;
+            .ok_or_else(|| self.err_of(PickleErrorKind::Truncated, "unterminated text argument"))?;
         self.pos += end + 1;
         std::str::from_utf8(&rest[..end]).map_err(|_| self.err("text argument is not UTF-8"))
     }
@@ -194,10 +217,10 @@ impl<'a, 'p> Vm<'a, 'p> {
     fn push(&mut self, v: Value) -> R<()> {
         self.objects += 1;
         if self.objects > MAX_OBJECTS {
-            return Err(self.err(format!("more than {MAX_OBJECTS} objects")));
+            return Err(self.limit(format!("more than {MAX_OBJECTS} objects")));
         }
         if self.stack.len() >= MAX_STACK {
-            return Err(self.err(format!("stack deeper than {MAX_STACK}")));
+            return Err(self.limit(format!("stack deeper than {MAX_STACK}")));
         }
         self.stack.push(v);
         Ok(())
@@ -211,7 +234,7 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
     fn memo_put(&mut self, key: u64) -> R<()> {
         if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
-            return Err(self.err(format!("memo larger than {MAX_MEMO}")));
+            return Err(self.limit(format!("memo larger than {MAX_MEMO}")));
         }
         let v = self
             .stack
@@ -248,11 +271,8 @@ impl<'a, 'p> Vm<'a, 'p> {
             } else {
                 "loading it would run code named by the file"
             };
-            return Err(PickleError {
-                offset: self.op_at,
-                msg: format!("refusing global '{full}': {why}"),
-                refused_global: Some(full),
-            });
+            let msg = format!("refusing global '{full}': {why}");
+            return Err(self.err_of(PickleErrorKind::RefusedGlobal(full), msg));
         }
         Ok(Value::Global(Rc::new((module.to_string(), name.to_string()))))
     }
@@ -263,10 +283,10 @@ impl<'a, 'p> Vm<'a, 'p> {
         loop {
             ops += 1;
             if ops > MAX_OPS {
-                return Err(self.err("too many opcodes"));
+                return Err(self.limit(format!("more than {MAX_OPS} opcodes")));
             }
             if ops.is_multiple_of(1 << 16) && modelconv_ir::check_interrupt().is_err() {
-                return Err(self.err("interrupted"));
+                return Err(self.err_of(PickleErrorKind::Interrupted, "interrupted"));
             }
             self.op_at = self.pos;
             let op = self.u8()?;
@@ -655,7 +675,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             Some(p) => p.load(pid).map_err(|msg| PickleError {
                 offset: op_at,
                 msg,
-                refused_global: None,
+                kind: PickleErrorKind::Malformed,
             }),
             None => Err(self.err("persistent id outside a checkpoint container")),
         }

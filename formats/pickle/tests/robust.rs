@@ -43,6 +43,26 @@ fn truncated_files_never_panic() {
     }
 }
 
+#[test]
+fn truncated_legacy_checkpoints_are_named_truncated() {
+    // A legacy checkpoint cut anywhere: the pickles or the storages end
+    // early, and the error says so by its variant.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/torch");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["simple_f32_7_legacy.pt", "dtypes_7_legacy.pth", "views_7_legacy.pt"] {
+        let bytes = std::fs::read(root.join(name)).unwrap();
+        // From byte 2 on the file starts like a pickle (a cut before is not recognizably one).
+        for cut in 2..bytes.len() {
+            let p = dir.path().join(name);
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            match open_with(&p, Selection::All) {
+                Err(modelconv_ir::Error::Truncated { .. }) => {}
+                other => panic!("{name} cut at {cut}: expected Truncated, got {:?}", other.err()),
+            }
+        }
+    }
+}
+
 /// Resolves every persistent id to a storage, so flipped pickles get far.
 struct AnyStorage;
 impl PersistentLoad for AnyStorage {

@@ -107,6 +107,14 @@ pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
         }
         expected = e.end;
     }
+    if expected > data_len {
+        // The file ends inside the data: offset counted from the data's start.
+        return Err(Error::Truncated {
+            path: Default::default(),
+            offset: data_len,
+            msg: format!("tensors cover {expected} bytes of data but the file holds {data_len} bytes after the header"),
+        });
+    }
     if expected != data_len {
         return Err(Error::invalid(format!(
             "tensors cover {expected} bytes of data but the file holds {data_len} bytes after the header"

@@ -38,8 +38,9 @@ pub(crate) fn is_index_name(path: &Path) -> bool {
 pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
     let file = SharedFile::open(path)?;
     if file.len < 8 {
-        return Err(Error::malformed(
+        return Err(Error::truncated(
             path,
+            0,
             format!(
                 "file is {} bytes; a safetensors file starts with an 8-byte header length",
                 file.len
@@ -50,14 +51,15 @@ pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
     file.read_exact_at(0, &mut len_bytes)?;
     let n = u64::from_le_bytes(len_bytes);
     if n > MAX_HEADER_SIZE {
-        return Err(Error::malformed(
+        return Err(Error::limit(
             path,
             format!("header length {n} exceeds the limit of {MAX_HEADER_SIZE} bytes"),
         ));
     }
     if n > file.len - 8 {
-        return Err(Error::malformed(
+        return Err(Error::truncated(
             path,
+            8,
             format!(
                 "header length {n} runs past the end of the file ({} bytes after the length field)",
                 file.len - 8
@@ -67,7 +69,10 @@ pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
     let mut json = vec![0u8; n as usize];
     file.read_exact_at(8, &mut json)?;
     let data_start = 8 + n;
-    let header = header::parse(&json, file.len - data_start).map_err(|e| e.in_file(path))?;
+    let header = header::parse(&json, file.len - data_start).map_err(|e| match e {
+        Error::Truncated { offset, msg, .. } => Error::truncated(path, data_start + offset, msg),
+        e => e.in_file(path),
+    })?;
     let mut metadata = Metadata::new();
     for (k, v) in header.metadata {
         metadata.set(k, Value::String(v));

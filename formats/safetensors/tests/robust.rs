@@ -27,6 +27,10 @@ fn truncations_never_panic_and_name_the_file() {
             std::fs::write(&path, &bytes[..cut]).unwrap();
             let err = modelconv_safetensors::open(&path).expect_err("a cut file is incomplete");
             assert!(err.to_string().contains("t.safetensors"), "{err}");
+            match err {
+                modelconv_ir::Error::Truncated { offset, .. } => assert!(offset <= cut as u64, "cut {cut}: {offset}"),
+                other => panic!("{name} cut at {cut}: expected Truncated, got {other:?}"),
+            }
         }
     }
 }
