@@ -3,7 +3,7 @@
 
 use crate::util;
 use anyhow::{anyhow, Result};
-use modelconv_ir::{Format, OpenOptions, WriteOptions};
+use modelconv_ir::{Format, WriteOptions};
 use modelconv_pipeline::Request;
 use std::path::PathBuf;
 
@@ -14,10 +14,8 @@ pub struct Args {
     /// Output file [default: the input with .safetensors].
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Every tensor reachable (optimizer state too), named by dotted path,
-    /// instead of just the state dict.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    open: crate::registry::OpenArgs,
     /// Write tied weights (names sharing one storage region) once, under
     /// the first name, instead of under every name.
     #[arg(long)]
@@ -32,11 +30,7 @@ pub struct Args {
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {
     let format: &dyn Format = &modelconv_pickle::FORMAT;
-    let opts = OpenOptions {
-        all: args.all,
-        ..Default::default()
-    };
-    let mut model = format.open(&args.input, &opts)?;
+    let mut model = crate::registry::open_as(format, &args.input, &args.open.options())?;
     if model.tensors.is_empty() {
         return Err(anyhow!("{}: no tensors found", args.input.display()));
     }

@@ -2,7 +2,7 @@
 
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
-use modelconv_ir::{DType, OpenOptions, Options, RewriteRequest, Stage, WriteOptions};
+use modelconv_ir::{DType, Options, RewriteRequest, Stage, WriteOptions};
 use modelconv_pipeline::{self as pipeline, Request, TypeOptions};
 use regex::Regex;
 use std::path::PathBuf;
@@ -51,10 +51,8 @@ pub struct Args {
     /// (always done when the model would pass protobuf's 2 GiB limit).
     #[arg(long)]
     external_data: bool,
-    /// Every tensor the input holds, by dotted path: checkpoints beyond the state dict (optimizer state…),
-    /// ONNX Constant values too. `inspect --all` lists the same names.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    open: registry::OpenArgs,
     /// ONNX output with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges
     /// [default: true].
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -150,11 +148,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         };
         request.to_dtype(d, types)?;
     }
-    let open = OpenOptions {
-        all: args.all,
-        ..Default::default()
-    };
-    let mut model = in_format.open(&args.input, &open)?;
+    let mut model = registry::open_as(in_format, &args.input, &args.open.options())?;
     let inputs = util::input_files(&model);
     let outcome = request.apply(&mut model)?;
     if !quiet {

@@ -2,7 +2,7 @@
 
 use crate::{registry, util};
 use anyhow::Result;
-use modelconv_ir::{Model, OpenOptions, Value};
+use modelconv_ir::{Model, Value};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -16,17 +16,12 @@ pub struct Args {
     /// Read as this format instead of detecting it.
     #[arg(long, value_name = "FORMAT")]
     from: Option<String>,
-    /// Every tensor the file holds, by dotted path: checkpoints beyond the state dict (optimizer state…),
-    /// ONNX Constant values too. The names are those `convert --all` writes.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    open: registry::OpenArgs,
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let opts = OpenOptions {
-        all: args.all,
-        ..Default::default()
-    };
+    let opts = args.open.options();
     let (format, model) = registry::open(&args.path, args.from.as_deref(), &opts)?;
     let details = format.details(&model, &opts)?;
     if args.json {

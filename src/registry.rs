@@ -146,10 +146,43 @@ pub fn input_format(path: &Path, from: Option<&str>) -> Result<&'static dyn Form
     }
 }
 
+/// Flags that say how an input is read: `--all` and the formats' options
+/// of the open stage.
+#[derive(clap::Args, Debug, Default)]
+pub struct OpenArgs {
+    /// Every tensor the input holds, by dotted path: checkpoints beyond the state dict (optimizer state…),
+    /// ONNX Constant values too. inspect, convert and ckpt-to-safetensors take the same names.
+    #[arg(long)]
+    pub all: bool,
+    /// Checkpoints: take the tensors under this key instead of the detected state dict, named relative
+    /// to it (a dotted path as --all names it, e.g. state_dict_ema).
+    #[arg(long, value_name = "KEY", conflicts_with = "all")]
+    pub state_dict: Option<String>,
+}
+
+impl OpenArgs {
+    pub fn options(&self) -> OpenOptions {
+        let mut o = OpenOptions {
+            all: self.all,
+            ..Default::default()
+        };
+        if let Some(k) = &self.state_dict {
+            o.options.set("state-dict", k.clone());
+        }
+        o
+    }
+}
+
+/// Opens `path` as `format`, refusing open options the format does not take.
+pub fn open_as(format: &dyn Format, path: &Path, opts: &OpenOptions) -> Result<Model> {
+    check_options(&opts.options, format, &[Stage::Open], "input", path)?;
+    Ok(format.open(path, opts)?)
+}
+
 /// Opens `path` with `--from` if given, else by detection.
 pub fn open(path: &Path, from: Option<&str>, opts: &OpenOptions) -> Result<(&'static dyn Format, Model)> {
     let f = input_format(path, from)?;
-    Ok((f, f.open(path, opts)?))
+    Ok((f, open_as(f, path, opts)?))
 }
 
 /// The format to write `dest` in: `--to`, else its extension.

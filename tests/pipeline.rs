@@ -91,6 +91,53 @@ fn all_means_the_same_in_every_command() {
     assert!(checked >= 20, "{checked}");
 }
 
+#[test]
+fn state_dict_key_is_an_open_option() {
+    // --state-dict picks a sub-tree by the dotted path --all names it by;
+    // the names are relative to it, the same in inspect, convert and
+    // ckpt-to-safetensors.
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = fixture("torch/lightning_7.ckpt");
+    let all = names(&serde_json::from_slice(&run(&["inspect", "--json", "--all", p(&ckpt)]).stdout).unwrap());
+    let key = "optimizer_states.0";
+    let want: Vec<String> = all
+        .iter()
+        .filter_map(|n| n.strip_prefix(&format!("{key}.")).map(str::to_string))
+        .collect();
+    assert_eq!(want.len(), 2, "{all:?}");
+    let out = run(&["inspect", "--json", "--state-dict", key, p(&ckpt)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(names(&serde_json::from_slice(&out.stdout).unwrap()), want);
+    let conv = tmp.path().join("c.safetensors");
+    ok(&["-q", "convert", p(&ckpt), p(&conv), "--state-dict", key]);
+    assert_eq!(names(&inspect_json(&conv)), want);
+    let k = tmp.path().join("k.safetensors");
+    ok(&["-q", "ckpt-to-safetensors", p(&ckpt), "-o", p(&k), "--state-dict", key]);
+    assert_eq!(names(&inspect_json(&k)), want);
+    // A key that is not there names what is; a key without tensors, a
+    // format without the option and --all with it are refused, nothing written.
+    let missing = run(&["inspect", "--state-dict", "nope", p(&ckpt)]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("optimizer_states"));
+    assert_eq!(
+        run(&["inspect", "--state-dict", "epoch", p(&ckpt)]).status.code(),
+        Some(2)
+    );
+    let gguf = fixture("gguf/in-f32.gguf");
+    let refused = tmp.path().join("r.safetensors");
+    assert_eq!(
+        run(&["convert", p(&gguf), p(&refused), "--state-dict", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert!(!refused.exists());
+    assert_eq!(
+        run(&["inspect", "--all", "--state-dict", key, p(&ckpt)]).status.code(),
+        Some(2)
+    );
+}
+
 /// A pickle that shares one tuple through the memo 64 levels deep: 2^64
 /// paths, a few hundred bytes.
 fn memo_bomb() -> Vec<u8> {

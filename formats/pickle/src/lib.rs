@@ -16,7 +16,8 @@ mod write;
 pub use write::PtWriter;
 
 use modelconv_ir::{
-    hf_index, Details, Error, Format, Metadata, Model, OpenOptions, Probe, Result, Value as MetaValue, Writer,
+    hf_index, Details, Error, Format, FormatOption, Metadata, Model, OpenOptions, Probe, Result, Stage,
+    Value as MetaValue, Writer,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -30,21 +31,47 @@ const STATE_DICT_KEYS: &[&str] = &["state_dict", "model", "module", "model_state
 
 /// Which tensors to take from the unpickled object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Selection {
+pub enum Selection<'a> {
     /// The state dict: the top-level tensors, or those under `state_dict`,
     /// `model`, `module` or `model_state_dict`.
     StateDict,
     /// Every tensor reachable, named by its dotted path.
     All,
+    /// The tensors under this dotted path (as `All` names them: e.g.
+    /// `state_dict_ema`, `optimizer.state`), named relative to it.
+    Key(&'a str),
 }
+
+/// The format option that picks [`Selection::Key`].
+pub const STATE_DICT_OPTION: &str = "state-dict";
 
 /// Tensors found by dotted path.
 pub type FoundTensors = Vec<(String, Found)>;
 
 /// Tensors found, and the key the state dict was taken from (if any).
-pub fn select(root: &Value, sel: Selection) -> Result<(Option<&'static str>, FoundTensors)> {
-    if sel == Selection::All {
-        return Ok((None, collect(root, "")?));
+pub fn select(root: &Value, sel: Selection) -> Result<(Option<String>, FoundTensors)> {
+    match sel {
+        Selection::All => return Ok((None, collect(root, "")?)),
+        Selection::Key(key) => {
+            let mut hit = None;
+            torch::walk(root, "", |path, v| {
+                if hit.is_none() && path == key {
+                    hit = Some(v.clone());
+                }
+            })?;
+            let v = hit.ok_or_else(|| {
+                Error::invalid(format!(
+                    "no value at '{key}' (the top level holds: {})",
+                    top_keys(root).join(", ")
+                ))
+            })?;
+            let found = collect(&v, "")?;
+            if found.is_empty() {
+                return Err(Error::invalid(format!("'{key}' holds no tensors ({})", v.kind())));
+            }
+            return Ok((Some(key.to_string()), found));
+        }
+        Selection::StateDict => {}
     }
     if let Value::Dict(d) = root {
         let d = d.borrow();
@@ -61,12 +88,24 @@ pub fn select(root: &Value, sel: Selection) -> Result<(Option<&'static str>, Fou
             if let Some((_, v)) = d.iter().find(|(k, _)| k.as_str() == Some(key)) {
                 let found = collect(v, "")?;
                 if !found.is_empty() {
-                    return Ok((Some(key), found));
+                    return Ok((Some(key.to_string()), found));
                 }
             }
         }
     }
     Ok((None, collect(root, "")?))
+}
+
+/// The keys of a top-level dict, for messages.
+fn top_keys(root: &Value) -> Vec<String> {
+    match root {
+        Value::Dict(d) => d
+            .borrow()
+            .iter()
+            .filter_map(|(k, _)| k.as_str().map(str::to_string))
+            .collect(),
+        other => vec![format!("no keys: a {}", other.kind())],
+    }
 }
 
 fn is_index(path: &Path) -> bool {
@@ -107,7 +146,7 @@ pub fn open_with(path: &Path, sel: Selection) -> Result<Model> {
 
 fn open_file(path: &Path, sel: Selection) -> Result<Model> {
     let ckpt = Checkpoint::open(path)?;
-    let (key, found) = select(&ckpt.root, sel)?;
+    let (key, found) = select(&ckpt.root, sel).map_err(|e| e.in_file(path))?;
     let tensors = found
         .iter()
         .map(|(name, f)| ckpt.tensor(name, f))
@@ -169,8 +208,24 @@ impl Format for PyTorch {
         }
     }
     fn open(&self, path: &Path, opts: &OpenOptions) -> Result<Model> {
-        let sel = if opts.all { Selection::All } else { Selection::StateDict };
+        let sel = match (opts.all, opts.options.get(STATE_DICT_OPTION)) {
+            (true, Some(_)) => {
+                return Err(Error::invalid(
+                    "--all takes every tensor; it does not combine with a state dict key",
+                ))
+            }
+            (true, None) => Selection::All,
+            (false, Some(key)) => Selection::Key(key),
+            (false, None) => Selection::StateDict,
+        };
         open_with(path, sel)
+    }
+    fn options(&self) -> &'static [FormatOption] {
+        &[FormatOption {
+            name: STATE_DICT_OPTION,
+            stage: Stage::Open,
+            help: "take the tensors under this key (a dotted path as --all names it, e.g. state_dict_ema)",
+        }]
     }
     fn details(&self, model: &Model, _opts: &OpenOptions) -> Result<Option<Details>> {
         // A single checkpoint: what its pickle holds besides tensors.
