@@ -101,9 +101,10 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         no_fsync: args.no_fsync,
         options: args.format_options(),
     };
-    // A format that rewrites its own graph for this dtype (ONNX fp16).
+    // A format that rewrites its own graph for this dtype (ONNX fp16), when
+    // input and output are the same format (the same registry entry).
     if let (Some(dtype), Some(rw)) = (dtype, out_format.rewriter()) {
-        if in_format.name() == out_format.name() && opts.options.get("template").is_none() {
+        if std::ptr::addr_eq(in_format, out_format) && opts.options.get("template").is_none() {
             if !(args.include.is_empty() && args.exclude.is_empty() && args.rename.is_empty()) {
                 bail!(
                     "the {} rewrite keeps every tensor: --include/--exclude/--rename do not apply",
