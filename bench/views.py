@@ -5,7 +5,7 @@
    sliced (`y[:, 1024:3072]`) 2048x2048 F32 tensor in torch.save's zip
    format, each converted to safetensors; the ratio is to the contiguous one
    (target: within 1.5x).
-2. Peak RSS of `inspect` on inputs whose size is claimed in metadata or in
+2. Peak RSS of `inspect` and `inspect --json` on inputs whose size is claimed in metadata or in
    storages: a GGUF with one 40 MB u8 array, one with 8 M one-letter
    strings (72 MB), and a sparse 3 GiB legacy torch checkpoint (target:
    under 256 MiB, or exit 2 naming a limit).
@@ -160,9 +160,10 @@ def main():
     print("|---|---|---|---|")
     for name, path in [("GGUF, one 40 MB u8 array", u8), ("GGUF, 8 M one-letter strings", strs),
                        ("sparse 3 GiB legacy checkpoint", legacy)]:
-        wall, rss = measure([BIN, "inspect", path], os.path.join(scratch, "none"), scratch)
         size = os.path.getsize(path) / (1 << 20)
-        print(f"| {name} | {size:.0f} MiB | {wall:.2f} s | {rss:.0f} MiB |")
+        for flags in ([], ["--json"]):
+            wall, rss = measure([BIN, "inspect", *flags, path], os.path.join(scratch, "none"), scratch)
+            print(f"| {name} {' '.join(flags)} | {size:.0f} MiB | {wall:.2f} s | {rss:.0f} MiB |")
 
 
 if __name__ == "__main__":

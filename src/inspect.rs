@@ -2,7 +2,7 @@
 
 use crate::{registry, util};
 use anyhow::Result;
-use modelconv_ir::{Model, Value};
+use modelconv_ir::{Details, Model, Value};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -25,11 +25,10 @@ pub fn run(args: Args) -> Result<u8> {
     let (format, model) = registry::open(&args.path, args.from.as_deref(), &opts)?;
     let details = format.details(&model, &opts)?;
     if args.json {
-        let mut v = to_json(&model);
-        if let Some(d) = &details {
-            v[d.key] = d.json.clone();
-        }
-        util::print_json(&v);
+        util::print_json(&Doc {
+            model: &model,
+            details: details.as_ref(),
+        });
     } else {
         if let Some(d) = &details {
             print!("{}", d.text);
@@ -42,9 +41,35 @@ pub fn run(args: Args) -> Result<u8> {
     Ok(0)
 }
 
-pub fn to_json(model: &Model) -> serde_json::Value {
+/// The `inspect --json` document, serialized as it is written: metadata
+/// arrays stream element by element (a tokenizer's million strings never
+/// become a JSON tree in memory).
+struct Doc<'a> {
+    model: &'a Model,
+    details: Option<&'a Details>,
+}
+
+impl serde::Serialize for Doc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = self.model;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("format", m.format)?;
+        map.serialize_entry("path", &m.path.display().to_string())?;
+        map.serialize_entry("metadata", &m.metadata)?;
+        map.serialize_entry("tensors", &tensors_json(m))?;
+        map.serialize_entry("parameters", &m.parameters())?;
+        map.serialize_entry("bytes", &m.data_bytes())?;
+        if let Some(d) = self.details {
+            map.serialize_entry(d.key, &d.json)?;
+        }
+        map.end()
+    }
+}
+
+fn tensors_json(model: &Model) -> Vec<serde_json::Value> {
     let sharded = util::input_files(model).len() > 1;
-    let tensors: Vec<_> = model
+    model
         .tensors
         .iter()
         .map(|t| {
@@ -62,15 +87,7 @@ pub fn to_json(model: &Model) -> serde_json::Value {
             }
             o
         })
-        .collect();
-    json!({
-        "format": model.format,
-        "path": model.path.display().to_string(),
-        "metadata": model.metadata.to_json(),
-        "tensors": tensors,
-        "parameters": model.parameters(),
-        "bytes": model.data_bytes(),
-    })
+        .collect()
 }
 
 /// Metadata values for people: long arrays shortened.

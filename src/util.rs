@@ -6,8 +6,15 @@ use modelconv_ir::{Format, WriteOptions, WritePlan};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-pub fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// Writes `v` as pretty JSON on stdout, streamed (never built as one
+/// string). A closed pipe ends the output quietly.
+pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    if serde_json::to_writer_pretty(&mut out, v).is_ok() {
+        let _ = writeln!(out);
+        let _ = out.flush();
+    }
 }
 
 pub use modelconv_ir::{float_json as json_f64, human_bytes};

@@ -61,24 +61,11 @@ impl Value {
         }
     }
 
-    /// The value as JSON (numbers, strings, booleans, arrays).
+    /// The value as JSON (numbers, strings, booleans, arrays): what its
+    /// [`serde::Serialize`] writes, built in memory. Streaming a large
+    /// array through `Serialize` never builds it.
     pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Value::U8(v) => json!(v),
-            Value::I8(v) => json!(v),
-            Value::U16(v) => json!(v),
-            Value::I16(v) => json!(v),
-            Value::U32(v) => json!(v),
-            Value::I32(v) => json!(v),
-            // The shortest decimal that reads back as this f32 (1e-5, not 9.99999974e-6).
-            Value::F32(v) => float_json(v.to_string().parse().unwrap_or(f64::from(*v))),
-            Value::Bool(v) => json!(v),
-            Value::String(v) => json!(v),
-            Value::Array(a) => serde_json::Value::Array(a.iter().map(|v| v.to_json()).collect()),
-            Value::U64(v) => json!(v),
-            Value::I64(v) => json!(v),
-            Value::F64(v) => float_json(*v),
-        }
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
     /// The value as text: strings as they are, everything else as JSON.
@@ -237,6 +224,42 @@ impl Array {
 }
 
 /// A float as JSON; JSON has no NaN or infinity: those become strings.
+/// JSON: numbers, strings, booleans, arrays (non-finite floats as strings).
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::U8(v) => s.serialize_u8(*v),
+            Value::I8(v) => s.serialize_i8(*v),
+            Value::U16(v) => s.serialize_u16(*v),
+            Value::I16(v) => s.serialize_i16(*v),
+            Value::U32(v) => s.serialize_u32(*v),
+            Value::I32(v) => s.serialize_i32(*v),
+            // The shortest decimal that reads back as this f32 (1e-5, not 9.99999974e-6).
+            Value::F32(v) => float_json(v.to_string().parse().unwrap_or(f64::from(*v))).serialize(s),
+            Value::Bool(v) => s.serialize_bool(*v),
+            Value::String(v) => s.serialize_str(v),
+            Value::Array(a) => a.serialize(s),
+            Value::U64(v) => s.serialize_u64(*v),
+            Value::I64(v) => s.serialize_i64(*v),
+            Value::F64(v) => float_json(*v).serialize(s),
+        }
+    }
+}
+
+/// A JSON array, element by element.
+impl serde::Serialize for Array {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+/// One JSON object, in order.
+impl serde::Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.entries.iter().map(|(k, v)| (k, v)))
+    }
+}
+
 pub fn float_json(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or_else(|| json!(v.to_string()), serde_json::Value::Number)
 }
@@ -304,13 +327,9 @@ impl Metadata {
         self.entries.is_empty()
     }
 
-    /// The metadata as one JSON object, in order.
+    /// The metadata as one JSON object, in order (see [`Value::to_json`]).
     pub fn to_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        for (k, v) in &self.entries {
-            map.insert(k.clone(), v.to_json());
-        }
-        serde_json::Value::Object(map)
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 }
 
