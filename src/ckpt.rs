@@ -36,7 +36,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     }
     if !quiet {
         for n in &model.notes {
-            eprintln!("{n}");
+            eprintln!("{}", util::printable(n));
         }
     }
     if args.verbose && !quiet {

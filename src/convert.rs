@@ -126,7 +126,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
                         eprintln!("wrote {}", o.display());
                     }
                     for n in &report.notes {
-                        eprintln!("{n}");
+                        eprintln!("{}", util::printable(n));
                     }
                 }
                 print!("{}", report.text);
@@ -154,7 +154,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     let outcome = request.apply(&mut model)?;
     if !quiet {
         for n in &model.notes {
-            eprintln!("{n}");
+            eprintln!("{}", util::printable(n));
         }
         if !outcome.deduped.is_empty() {
             eprintln!("--dedupe: {} tied tensor(s) written once", outcome.deduped.len());

@@ -31,7 +31,9 @@ pub fn run(args: Args) -> Result<u8> {
         });
     } else {
         if let Some(d) = &details {
-            print!("{}", d.text);
+            for line in d.text.lines() {
+                println!("{}", util::printable(line));
+            }
             if d.replaces_table {
                 return Ok(0);
             }
@@ -110,7 +112,7 @@ fn short_value(v: &Value) -> String {
 }
 
 fn print_text(model: &Model) {
-    println!("{}: {}", model.path.display(), model.format);
+    println!("{}: {}", util::shown(&model.path), model.format);
     println!(
         "  {} tensors, {} parameters, {}",
         model.tensors.len(),
@@ -120,7 +122,7 @@ fn print_text(model: &Model) {
     if !model.metadata.is_empty() {
         println!("metadata:");
         for (k, v) in model.metadata.iter() {
-            println!("  {k} = {}", short_value(v));
+            println!("  {} = {}", util::printable(k), util::printable(&short_value(v)));
         }
     }
     if model.tensors.is_empty() {
@@ -129,7 +131,7 @@ fn print_text(model: &Model) {
     let name_w = model
         .tensors
         .iter()
-        .map(|t| t.info.name.len())
+        .map(|t| util::printable(&t.info.name).chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 60);
@@ -143,7 +145,7 @@ fn print_text(model: &Model) {
         let off = t.location.as_ref().map_or(String::new(), |l| l.offset.to_string());
         println!(
             "  {:<name_w$}  {:<8} {:<20} {:>12}  {:>12}",
-            t.info.name,
+            util::printable(&t.info.name),
             t.info.dtype.name(),
             shape,
             t.info.byte_len,

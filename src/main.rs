@@ -173,7 +173,7 @@ fn main() -> ExitCode {
                 eprintln!("modelconv: interrupted; no output was written");
                 return ExitCode::from(interrupted_code());
             }
-            eprintln!("modelconv: error: {e:#}");
+            eprintln!("modelconv: error: {}", util::printable(&format!("{e:#}")));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

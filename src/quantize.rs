@@ -205,7 +205,7 @@ fn try_rewrite(args: &Args, wopts: &WriteOptions, quiet: bool) -> Result<Option<
     }
     if !quiet {
         for n in &report.notes {
-            eprintln!("{n}");
+            eprintln!("{}", util::printable(n));
         }
         for p in &outputs {
             eprintln!("wrote {}", p.display());

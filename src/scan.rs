@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<u8> {
             print_report(r);
         }
         for u in &unreadable {
-            eprintln!("modelconv: error: {u}");
+            eprintln!("modelconv: error: {}", util::printable(u));
         }
     }
     Ok(if !unreadable.is_empty() {
@@ -89,16 +89,28 @@ fn report_json(r: &FileReport) -> serde_json::Value {
 }
 
 fn print_report(r: &FileReport) {
-    println!("{:<10} {} ({})", r.verdict.name(), r.path.display(), r.kind);
+    println!("{:<10} {} ({})", r.verdict.name(), util::shown(&r.path), r.kind);
     for s in &r.streams {
         let flagged: Vec<String> = s
             .globals
             .iter()
             .filter(|g| g.3 != Verdict::Safe)
-            .map(|(m, n, at, v)| format!("{m}.{n} at byte {at} ({})", v.name()))
+            .map(|(m, n, at, v)| {
+                format!(
+                    "{}.{} at byte {at} ({})",
+                    util::printable(m),
+                    util::printable(n),
+                    v.name()
+                )
+            })
             .collect();
         if !flagged.is_empty() || s.error.is_some() || s.log.ext > 0 {
-            println!("  {}: {} globals, {} calls", s.part, s.globals.len(), s.log.calls);
+            println!(
+                "  {}: {} globals, {} calls",
+                util::printable(&s.part),
+                s.globals.len(),
+                s.log.calls
+            );
             for f in flagged {
                 println!("    {f}");
             }
@@ -106,7 +118,7 @@ fn print_report(r: &FileReport) {
                 println!("    {} EXT opcodes (extension registry: code by number)", s.log.ext);
             }
             if let Some(e) = &s.error {
-                println!("    {e}");
+                println!("    {}", util::printable(e));
             }
         }
     }

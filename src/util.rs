@@ -17,7 +17,12 @@ pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
     }
 }
 
-pub use modelconv_ir::{float_json as json_f64, human_bytes};
+pub use modelconv_ir::{float_json as json_f64, human_bytes, printable};
+
+/// A path as text, made safe for a terminal ([`printable`]).
+pub fn shown(p: &std::path::Path) -> String {
+    printable(&p.display().to_string()).into_owned()
+}
 
 /// `5GB`, `500MB`, `2GiB`, `123` (bytes). Decimal units are powers of 1000,
 /// binary ones of 1024, as Hugging Face reads them.

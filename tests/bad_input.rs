@@ -304,3 +304,47 @@ fn usage_errors_exit_2() {
     );
     refused(&["nonsense"], &[], dir.path());
 }
+
+/// Makes a character device like /dev/null (1:3) at `path`, privately; false
+/// when not permitted (not root). Never touches the real /dev.
+fn private_char_device(path: &Path) -> bool {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path in a private temp folder.
+    unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) == 0 }
+}
+
+#[test]
+fn outputs_never_replace_special_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("safetensors/floats.safetensors");
+    let fifo = dir.path().join("out.safetensors");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    refused(
+        &["convert", p(&input), p(&fifo)],
+        &["FIFO", "out.safetensors"],
+        dir.path(),
+    );
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let dev = dir.path().join("null.gguf");
+    if private_char_device(&dev) {
+        refused(&["convert", p(&input), p(&dev)], &["character device"], dir.path());
+        refused(
+            &[
+                "quantize",
+                p(&fixture("gguf/in-f32.gguf")),
+                "-o",
+                p(&dev),
+                "--type",
+                "Q8_0",
+            ],
+            &["character device"],
+            dir.path(),
+        );
+        assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+    } else {
+        eprintln!("not root: the character-device case is skipped (the FIFO case ran)");
+    }
+}

@@ -107,3 +107,24 @@ fn missing_paths_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/model.pt"), "{err}");
 }
+
+#[test]
+fn control_characters_in_names_are_escaped() {
+    // A global whose name carries terminal escapes (cursor up, erase line)
+    // cannot rewrite the report; the same for tensor names in inspect.
+    let dir = tempfile::tempdir().unwrap();
+    let evil = write(dir.path(), "evil.pkl", b"cos\x1b[1A\x1b[2K\nsystem\n(S'id'\ntR.");
+    let out = run(&["scan", p(&evil)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('\x1b'), "{text}");
+    assert!(text.contains("os\\u{1b}[1A\\u{1b}[2K.system"), "{text}");
+    let header = r#"{"a\u001b[2Kb\u202e":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header.as_bytes());
+    st.extend_from_slice(&[0; 4]);
+    let f = write(dir.path(), "n.safetensors", &st);
+    let text = ok(&["inspect", p(&f)]);
+    assert!(!text.contains('\x1b') && !text.contains('\u{202e}'), "{text}");
+    assert!(text.contains("a\\u{1b}[2Kb\\u{202e}"), "{text}");
+}

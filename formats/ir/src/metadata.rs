@@ -333,6 +333,26 @@ impl Metadata {
     }
 }
 
+/// Text from a file made safe for a terminal: control characters (C0, DEL,
+/// C1) and the bidirectional overrides that can reorder or hide what
+/// follows are shown escaped (`\u{1b}`), so a name cannot rewrite the
+/// lines around it. Everything else is kept as it is.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A byte count for people: `512 B`, `1.5 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -96,9 +96,44 @@ struct PendingCopy {
 /// with the copy instead of following it.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
+/// Refuses a destination that exists and is not a regular file: a device,
+/// FIFO, socket, folder or symbolic link is never unlinked or replaced
+/// (as root, replacing `/dev/null` would break the machine).
+pub fn check_replaceable(dest: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = match std::fs::symlink_metadata(dest) {
+        Ok(m) => m.file_type(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dest, e)),
+    };
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(Error::invalid(format!(
+        "{}: the output exists and is {what}; only a regular file is ever replaced (choose another path)",
+        dest.display()
+    )))
+}
+
 impl OutputFile {
-    /// Creates the temporary file in `dest`'s directory.
+    /// Creates the temporary file in `dest`'s directory. A destination that
+    /// exists and is not a regular file is refused ([`check_replaceable`]).
     pub fn create(dest: &Path, opts: &WriteOptions) -> Result<Self> {
+        check_replaceable(dest)?;
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -363,6 +398,8 @@ impl OutputFile {
             self.tmp.as_file().sync_all().map_err(|e| Error::io(&self.dest, e))?;
         }
         let dest = self.dest.clone();
+        // Again, just before the rename: the path may have changed meanwhile.
+        check_replaceable(&dest)?;
         self.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         Ok(())
     }
@@ -389,6 +426,33 @@ pub fn padding(pos: u64, align: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::{FileRange, MemSource, NoProgress, SharedFile};
+
+    #[test]
+    fn only_regular_files_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path in a private temp folder.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
+        for dest in [&fifo, &link, &dir.path().to_path_buf()] {
+            let err = OutputFile::create(dest, &WriteOptions::default())
+                .err()
+                .expect("refused");
+            assert!(matches!(err, Error::Invalid(_)), "{err}");
+        }
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        // A regular file is replaced.
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"old").unwrap();
+        let mut f = OutputFile::create(&file, &WriteOptions::default()).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+    }
 
     #[test]
     fn no_file_until_commit_and_none_after_drop() {
