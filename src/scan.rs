@@ -79,7 +79,7 @@ fn report_json(r: &FileReport) -> serde_json::Value {
             json!({
                 "part": s.part,
                 "verdict": s.verdict.name(),
-                "globals": s.globals.iter().map(|(m, n, at, v)| json!({"module": m, "name": n, "offset": at, "verdict": v.name()})).collect::<Vec<_>>(),
+                "globals": s.globals.iter().map(|g| json!({"module": g.module, "name": g.name, "offset": g.offset, "verdict": g.verdict.name(), "reason": g.reason})).collect::<Vec<_>>(),
                 "opcodes": {"calls": s.log.calls, "builds": s.log.builds, "persistent_ids": s.log.persistent_ids, "ext": s.log.ext, "buffers": s.log.buffers},
                 "error": s.error,
             })
@@ -94,13 +94,15 @@ fn print_report(r: &FileReport) {
         let flagged: Vec<String> = s
             .globals
             .iter()
-            .filter(|g| g.3 != Verdict::Safe)
-            .map(|(m, n, at, v)| {
+            .filter(|g| g.verdict != Verdict::Safe)
+            .map(|g| {
                 format!(
-                    "{}.{} at byte {at} ({})",
-                    util::printable(m),
-                    util::printable(n),
-                    v.name()
+                    "{}.{} at byte {} ({}: {})",
+                    util::printable(&g.module),
+                    util::printable(&g.name),
+                    g.offset,
+                    g.verdict.name(),
+                    g.reason
                 )
             })
             .collect();

@@ -128,3 +128,203 @@ fn control_characters_in_names_are_escaped() {
     assert!(!text.contains('\x1b') && !text.contains('\u{202e}'), "{text}");
     assert!(text.contains("a\\u{1b}[2Kb\\u{202e}"), "{text}");
 }
+
+/// CRC-32 (zip's), bit by bit: test data only.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// A zip of stored entries, written by hand so that names may repeat and
+/// each entry may carry an extra field of any id.
+fn stored_zip(entries: &[(&str, &[u8], &[u8])]) -> Vec<u8> {
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    for (name, data, extra) in entries {
+        let offset = out.len() as u32;
+        let (crc, n) = (crc32(data), data.len() as u32);
+        let common = |v: &mut Vec<u8>| {
+            v.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            v.extend_from_slice(&crc.to_le_bytes());
+            v.extend_from_slice(&n.to_le_bytes());
+            v.extend_from_slice(&n.to_le_bytes());
+            v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            v.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+        };
+        out.extend_from_slice(b"PK\x03\x04");
+        common(&mut out);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(extra);
+        out.extend_from_slice(data);
+        central.extend_from_slice(b"PK\x01\x02\x14\x00");
+        common(&mut central);
+        central.extend_from_slice(&[0; 10]);
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+        central.extend_from_slice(extra);
+    }
+    let (at, len, n) = (out.len() as u32, central.len() as u32, entries.len() as u16);
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0");
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// One tar member in a ustar archive.
+fn tar_member(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    h.extend_from_slice(data);
+    h.resize(h.len().div_ceil(512) * 512, 0);
+    h
+}
+
+const TAIL: &[u8] = b"(S'id'\ntR.";
+
+#[test]
+fn every_differential_class_is_found() {
+    // Each file runs os.system (or another dangerous call) under Python's
+    // loaders; each must be reported dangerous, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let payload = [b"cos\nsystem\n".as_slice(), TAIL].concat();
+    let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+    // Text-protocol arguments CPython parses and a strict parser rejects.
+    for (name, prefix) in [
+        ("int_hex.pkl", b"I0x10\n0".as_slice()),
+        ("int_underscore.pkl", b"I1_000\n0"),
+        ("int_long.pkl", b"I99999999999999999999999999999999\n0"),
+        ("int_nul.pkl", b"I12\x00\xff\n0"),
+        ("long_prefix.pkl", b"L0o17L\n0"),
+        ("float_forms.pkl", b"F1.e5\n0F-Infinity\n0"),
+        ("put_underscore.pkl", b"Np1_0\n0g1_0\n0"),
+    ] {
+        files.push((name, [prefix, &payload].concat()));
+    }
+    // Names spelled with escapes, assembled by STACK_GLOBAL.
+    files.push((
+        "s_escapes.pkl",
+        b"\x80\x04S'o\\x73'\nS'sys\\164em'\n\x93(S'id'\ntR.".to_vec(),
+    ));
+    files.push((
+        "v_escapes.pkl",
+        b"\x80\x04Vo\\u0073\nVsyst\\u0065m\n\x93(Vid\ntR.".to_vec(),
+    ));
+    files.push(("binstring.pkl", b"\x80\x02U\x02osU\x06system\x93(U\x02idtR.".to_vec()));
+    // Protocol-4 attribute chains and newer dangerous entries.
+    files.push((
+        "dotted.pkl",
+        b"\x80\x04\x8c\x05torch\x8c\x17serialization.os.system\x93(Vid\ntR.".to_vec(),
+    ));
+    files.push((
+        "load_from_bytes.pkl",
+        [b"ctorch.storage\n_load_from_bytes\n".as_slice(), TAIL].concat(),
+    ));
+    files.push(("timeit.pkl", [b"ctimeit\ntimeit\n".as_slice(), TAIL].concat()));
+    // A file that starts like GGUF is still a pickle to torch.load.
+    files.push((
+        "fake.gguf",
+        [b"GGUF\x03\x00\x00\x00\x000".as_slice(), &payload].concat(),
+    ));
+    // Old torch's tar container.
+    let mut tar = tar_member("sys_info", b"\x80\x02}q\x00.");
+    tar.extend(tar_member("pickle", &payload));
+    tar.resize(tar.len() + 1024, 0);
+    files.push(("old.tar", tar));
+    // A frame Python reads whole: the next pickle.load starts after it.
+    let mut framed = b"\x80\x04\x95".to_vec();
+    let inner = [b"K\x07.".as_slice(), &[0xff; 40]].concat();
+    framed.extend_from_slice(&(inner.len() as u64).to_le_bytes());
+    framed.extend_from_slice(&inner);
+    framed.extend_from_slice(&payload);
+    files.push(("frame.pt", framed));
+    // Zips: duplicate names (torch takes the first), an unknown extra field,
+    // a top-level data.pkl beside archive/data.pkl.
+    let benign: &[u8] = b"\x80\x02}q\x00.";
+    files.push((
+        "dup.pt",
+        stored_zip(&[("archive/data.pkl", &payload, b""), ("archive/data.pkl", benign, b"")]),
+    ));
+    files.push((
+        "extra.pt",
+        stored_zip(&[("archive/data.pkl", &payload, b"\xfe\xca\x04\x00abcd")]),
+    ));
+    files.push((
+        "shadow.pt",
+        stored_zip(&[("data.pkl", &payload, b""), ("archive/data.pkl", benign, b"")]),
+    ));
+    // .npy object arrays in other spellings numpy accepts.
+    for (name, descr) in [
+        ("dq.npy", "\"|O\""),
+        ("o8.npy", "'|O8'"),
+        ("object.npy", "'object'"),
+        ("struct.npy", "[('a', '<f4'), ('b', '|O')]"),
+    ] {
+        let h = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (1,), }}");
+        let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+        npy.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        npy.extend_from_slice(h.as_bytes());
+        npy.extend_from_slice(&payload);
+        files.push((name, npy));
+    }
+    for (name, bytes) in &files {
+        write(d, name, bytes);
+    }
+    let r = scan_json(&[p(d)], 1);
+    let found = r["files"].as_array().unwrap();
+    assert_eq!(found.len(), files.len());
+    for f in found {
+        assert_eq!(f["verdict"], "dangerous", "{f:#}");
+    }
+    // A member numpy would inflate but we cannot is never safe.
+    let mut lzma = stored_zip(&[("arr.npy", &payload, b"")]);
+    for sig in [b"PK\x03\x04".as_slice(), b"PK\x01\x02"] {
+        let at = lzma.windows(4).position(|w| w == sig).unwrap();
+        let method_at = at + if sig == b"PK\x03\x04" { 8 } else { 10 };
+        lzma[method_at] = 14;
+    }
+    let z = write(d, "lzma.npz", &lzma);
+    let r = scan_json(&[p(&z)], 1);
+    assert_eq!(r["verdict"], "suspicious", "{r:#}");
+}
+
+#[test]
+fn benign_torch_globals_are_safe() {
+    // What torch.load(weights_only=True) accepts: sparse layouts, quantized
+    // tensors, devices, every dtype.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p4 = b"\x80\x02".to_vec();
+    for (m, n) in [
+        ("torch.serialization", "_get_layout"),
+        ("torch._utils", "_rebuild_sparse_tensor"),
+        ("torch._utils", "_rebuild_qtensor"),
+        ("torch", "device"),
+        ("torch", "float8_e4m3fnuz"),
+        ("torch", "float8_e5m2fnuz"),
+        ("torch", "per_channel_affine"),
+        ("torch", "QUInt8Storage"),
+        ("collections", "Counter"),
+    ] {
+        p4.extend_from_slice(format!("c{m}\n{n}\n0").as_bytes());
+    }
+    p4.extend_from_slice(b"N.");
+    let f = write(dir.path(), "benign.pkl", &p4);
+    let r = scan_json(&[p(&f)], 0);
+    assert_eq!(r["verdict"], "safe", "{r:#}");
+}

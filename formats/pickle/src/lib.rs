@@ -7,11 +7,16 @@
 //! refused with its name. Tensors are lazy views of the checkpoint's
 //! storages (zip entries or legacy storage blocks), strided views included.
 
+mod npy;
 pub mod scan;
+mod tar;
+pub mod text;
 pub mod torch;
 pub mod value;
+mod verdicts;
 pub mod vm;
 mod write;
+mod zipscan;
 
 pub use write::PtWriter;
 

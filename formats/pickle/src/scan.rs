@@ -4,8 +4,8 @@
 //! `.npy` object arrays, and streams hidden after a STOP.
 
 use crate::torch::is_legacy;
-use crate::vm::{is_allowed_global, ScanLog, Vm};
-use std::io::Read;
+use crate::vm::{Framing, ScanLog, Vm};
+use crate::{npy, tar, zipscan};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,83 +25,16 @@ impl Verdict {
     }
 }
 
-/// Modules whose globals run code or reach the system.
-const DANGEROUS_MODULES: &[&str] = &[
-    "os",
-    "posix",
-    "nt",
-    "subprocess",
-    "_posixsubprocess",
-    "runpy",
-    "pty",
-    "socket",
-    "shutil",
-    "ctypes",
-    "importlib",
-    "pickle",
-    "_pickle",
-    "cPickle",
-    "webbrowser",
-    "pip",
-    "sys",
-    "marshal",
-    "code",
-    "codeop",
-    "multiprocessing",
-    "asyncio",
-    "signal",
-    "commands",
-    "platform",
-    "tempfile",
-    "glob",
-    "requests",
-    "urllib",
-    "http",
-    "ftplib",
-    "smtplib",
-    "telnetlib",
-    "zipimport",
-    "imp",
-];
-/// Names in builtins that evaluate, import, open or reach attributes.
-const DANGEROUS_BUILTINS: &[&str] = &[
-    "eval",
-    "exec",
-    "execfile",
-    "compile",
-    "getattr",
-    "setattr",
-    "delattr",
-    "__import__",
-    "open",
-    "apply",
-    "globals",
-    "locals",
-    "vars",
-    "input",
-    "breakpoint",
-    "memoryview",
-];
+pub use crate::verdicts::classify;
 
-/// The verdict for one global.
-pub fn classify(module: &str, name: &str) -> Verdict {
-    if is_allowed_global(module, name) {
-        return Verdict::Safe;
-    }
-    let root = module.split('.').next().unwrap_or(module);
-    let dangerous = DANGEROUS_MODULES.contains(&root)
-        || (matches!(module, "builtins" | "__builtin__") && DANGEROUS_BUILTINS.contains(&name))
-        || (module == "operator" && matches!(name, "attrgetter" | "methodcaller"))
-        || module.starts_with("torch.hub")
-        || (module == "torch" && matches!(name, "load" | "hub"))
-        || module == "torch.serialization"
-        || (root == "numpy" && (name == "load" || module.contains("npyio")))
-        || (module == "functools" && name == "partial");
-    if dangerous {
-        Verdict::Dangerous
-    } else {
-        Verdict::Suspicious
-    }
+/// A global a stream names, with its verdict.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub module: String,
+    pub name: String,
+    pub offset: usize,
+    pub verdict: Verdict,
+    pub reason: &'static str,
 }
 
 /// One pickle stream's findings.
@@ -109,7 +42,8 @@ pub fn classify(module: &str, name: &str) -> Verdict {
 pub struct Stream {
     /// Where it is: `data.pkl`, `pickle 4 of the legacy file`, `after STOP at byte N`.
     pub part: String,
-    pub globals: Vec<(String, String, usize, Verdict)>,
+    /// Every global named: module, name, byte offset, verdict and why.
+    pub globals: Vec<Global>,
     pub log: ScanLog,
     /// Why the stream could not be read to its STOP, if it could not.
     pub error: Option<String>,
@@ -119,22 +53,51 @@ pub struct Stream {
 #[derive(Debug, Clone)]
 pub struct FileReport {
     pub path: PathBuf,
-    pub kind: &'static str,
+    /// What the file is: `zip`, `pytorch-legacy`, `tar`, `npy`, `gguf`,
+    /// `safetensors`, `pickle`, `no pickle`, or a container that is also a
+    /// pickle to Python (`gguf, and a pickle to Python`).
+    pub kind: String,
     pub streams: Vec<Stream>,
     pub verdict: Verdict,
 }
 
-/// Scans one stream; returns it and where it stopped (None on error).
-fn scan_stream(bytes: &[u8], part: String) -> (Stream, Option<usize>) {
+/// Scans one stream; returns it, where it stopped (None on error), and
+/// where a file reader would stand after it if that differs (a STOP
+/// inside a frame: Python read the whole frame).
+fn scan_stream(bytes: &[u8], part: String) -> (Stream, Option<usize>, Option<usize>) {
     let mut vm = Vm::scanner(bytes);
     let result = vm.run();
-    let log = vm.log.take().unwrap_or_default();
+    let mut log = vm.log.take().unwrap_or_default();
+    let mut file_end = None;
+    if log.frames > 0 {
+        // Read from a file object (torch.load's BytesIO), frames change how
+        // Python reads: the globals it reaches that way count too.
+        let mut file = Vm::scanner(bytes).with_framing(Framing::File);
+        if file.run().is_ok() {
+            file_end = Some(file.file_position()).filter(|&e| Some(e) != result.as_ref().ok().map(|_| vm.position()));
+        }
+        let mut known: std::collections::HashSet<_> = log.globals.iter().cloned().collect();
+        for g in file.log.take().unwrap_or_default().globals {
+            if known.insert(g.clone()) {
+                log.globals.push(g);
+            }
+        }
+    }
     let globals: Vec<_> = log
         .globals
         .iter()
-        .map(|(m, n, at)| (m.clone(), n.clone(), *at, classify(m, n)))
+        .map(|(m, n, at)| {
+            let (verdict, reason) = classify(m, n);
+            Global {
+                module: m.clone(),
+                name: n.clone(),
+                offset: *at,
+                verdict,
+                reason,
+            }
+        })
         .collect();
-    let mut verdict = globals.iter().map(|g| g.3).max().unwrap_or(Verdict::Safe);
+    let mut verdict = globals.iter().map(|g| g.verdict).max().unwrap_or(Verdict::Safe);
     if log.ext > 0 {
         verdict = Verdict::Dangerous;
     }
@@ -154,28 +117,44 @@ fn scan_stream(bytes: &[u8], part: String) -> (Stream, Option<usize>) {
             verdict,
         },
         end,
+        file_end,
     )
 }
 
 /// Scans a pickle and whatever follows its STOP (up to 16 streams).
 fn scan_pickle(bytes: &[u8], part: &str, out: &mut Vec<Stream>) {
-    let mut start = 0usize;
-    for i in 0..16 {
-        let name = if i == 0 {
-            part.to_string()
-        } else {
-            format!("{part}: bytes after STOP at byte {start}")
+    scan_pickles(bytes, part, 1, true, out);
+}
+
+/// Scans the `expected` pickles a loader reads one after another (torch's
+/// legacy format: five), and whatever follows them. Python reads the next
+/// pickle from where the file stands: after the STOP, or past a frame it
+/// read whole; both are followed. With `after`, streams past the expected
+/// ones are scanned too: data Python never reads, hidden on purpose, so
+/// suspicious (without it: what follows is not pickles, like the legacy
+/// format's raw storages).
+fn scan_pickles(bytes: &[u8], part: &str, expected: usize, after: bool, out: &mut Vec<Stream>) {
+    let mut work = vec![(0usize, 0usize)];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((start, i)) = work.pop() {
+        if (i >= expected && !after) || !seen.insert(start) || seen.len() > 16 + expected {
+            continue;
+        }
+        let name = match (i, expected) {
+            (0, 1) => part.to_string(),
+            (i, _) if i < expected => format!("{part} {} of {expected} (at byte {start})", i + 1),
+            _ => format!("{part}: bytes after STOP at byte {start}"),
         };
-        let (mut s, end) = scan_stream(&bytes[start..], name);
-        if i > 0 {
-            // Python never reads past STOP: data there is hidden on purpose.
+        let (mut s, end, file_end) = scan_stream(&bytes[start..], name);
+        if i >= expected {
             s.verdict = s.verdict.max(Verdict::Suspicious);
             s.error.get_or_insert_with(|| "data after the pickle's STOP".into());
         }
         out.push(s);
-        match end {
-            Some(e) if start + e < bytes.len() => start += e,
-            _ => return,
+        for e in [file_end, end].into_iter().flatten() {
+            if start + e < bytes.len() {
+                work.push((start + e, i + 1));
+            }
         }
     }
 }
@@ -185,67 +164,73 @@ fn looks_like_pickle(b: &[u8]) -> bool {
     b.len() >= 2 && b[0] == 0x80 && (2..=5).contains(&b[1])
 }
 
-/// A `.npy` holding Python objects: its pickle starts after the header.
+/// A `.npy` whose data numpy unpickles: the bytes after its header.
 fn npy_pickle(b: &[u8]) -> Option<&[u8]> {
-    if !b.starts_with(b"\x93NUMPY") || b.len() < 10 {
-        return None;
-    }
-    let (hlen, hstart) = if b[6] == 1 {
-        (u16::from_le_bytes([b[8], b[9]]) as usize, 10usize)
-    } else {
-        (
-            u32::from_le_bytes([*b.get(8)?, *b.get(9)?, *b.get(10)?, *b.get(11)?]) as usize,
-            12,
-        )
-    };
-    let header = b.get(hstart..hstart.checked_add(hlen)?)?;
-    let text = String::from_utf8_lossy(header);
-    (text.contains("'|O'") || text.contains("'O'")).then(|| &b[hstart + hlen..])
+    npy::pickled_data(b).map(|at| &b[at..])
 }
 
-/// Scans one file's bytes.
+/// What a pickle scan of a whole file found: a pickle to Python when the
+/// stream reads to its STOP, names any global (Python would look it up), or
+/// starts with a protocol header; otherwise Python's unpickler stops at
+/// once with nothing run.
+fn is_pickle(bytes: &[u8], streams: &[Stream]) -> bool {
+    looks_like_pickle(bytes) || runs_as_pickle(streams)
+}
+
+/// The stream reads to its STOP, or names a global or calls something
+/// before Python's unpickler would stop (a member of a zip whose bytes
+/// only start like a pickle, such as a raw storage, is not one).
+fn runs_as_pickle(streams: &[Stream]) -> bool {
+    streams
+        .first()
+        .is_some_and(|f| f.error.is_none() || !f.globals.is_empty() || f.log.calls > 0)
+}
+
+/// Scans one file's bytes. Never by magic alone: `torch.load` unpickles
+/// any file that is not a zip from its first byte (the legacy format's
+/// magic number is itself a pickle), so every file but a zip is also read
+/// as a pickle, whatever it starts like.
 pub fn scan_bytes(path: &Path, bytes: &[u8]) -> FileReport {
     let mut streams = Vec::new();
-    let kind = if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+    let container = if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         scan_zip(bytes, &mut streams);
-        "zip"
+        return report(path, "zip".into(), streams);
     } else if is_legacy(bytes) {
-        let mut start = 0usize;
-        for i in 0..5 {
-            let (s, end) = scan_stream(&bytes[start..], format!("legacy pickle {} of 5", i + 1));
-            streams.push(s);
-            match end {
-                Some(e) => start += e,
-                None => break,
-            }
+        // The magic number, protocol, sys_info, the data and the storage keys.
+        scan_pickles(bytes, "legacy pickle", 5, false, &mut streams);
+        return report(path, "pytorch-legacy".into(), streams);
+    } else if let Some(members) = tar::members(bytes) {
+        for (name, data) in members {
+            scan_pickle(data, &format!("tar member {name}"), &mut streams);
         }
-        "pytorch-legacy"
+        "tar"
     } else if let Some(p) = npy_pickle(bytes) {
         scan_pickle(p, "npy object array", &mut streams);
         "npy"
-    } else if bytes.starts_with(b"\x93NUMPY") || bytes.starts_with(b"GGUF") || is_safetensors(bytes) {
-        "no pickle"
+    } else if bytes.starts_with(b"\x93NUMPY") {
+        "npy"
+    } else if bytes.starts_with(b"GGUF") {
+        "gguf"
+    } else if is_safetensors(bytes) {
+        "safetensors"
     } else {
-        // Maybe a pickle of any protocol: it is one if it reads to STOP or names globals.
-        let mut s = Vec::new();
-        scan_pickle(bytes, "pickle", &mut s);
-        // (A text file that happens to start with an opcode letter names no
-        // identifier-like global and does not reach a STOP.)
-        let identifier = |t: &str| {
-            !t.is_empty()
-                && t.split('.')
-                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
-        };
-        let is_pickle = looks_like_pickle(bytes)
-            || s.first()
-                .is_some_and(|f| f.error.is_none() || f.globals.iter().any(|g| identifier(&g.0) && identifier(&g.1)));
-        if is_pickle {
-            streams = s;
-            "pickle"
-        } else {
-            "no pickle"
-        }
+        ""
     };
+    let mut bare = Vec::new();
+    scan_pickle(bytes, "pickle (as torch.load and pickle.load read the file)", &mut bare);
+    let kind = match (is_pickle(bytes, &bare), container) {
+        (true, "") => "pickle".to_string(),
+        (true, c) => format!("{c}, and a pickle to Python"),
+        (false, "") => "no pickle".to_string(),
+        (false, c) => c.to_string(),
+    };
+    if is_pickle(bytes, &bare) {
+        streams.extend(bare);
+    }
+    report(path, kind, streams)
+}
+
+fn report(path: &Path, kind: String, streams: Vec<Stream>) -> FileReport {
     let verdict = streams.iter().map(|s| s.verdict).max().unwrap_or(Verdict::Safe);
     FileReport {
         path: path.to_path_buf(),
@@ -259,51 +244,49 @@ fn is_safetensors(b: &[u8]) -> bool {
     b.len() >= 9 && b[8] == b'{' && u64::from_le_bytes(b[..8].try_into().unwrap_or([0xff; 8])) < 100_000_000
 }
 
-/// Every pickle in a zip: entries named `*.pkl` or starting like a pickle,
-/// and `.npy` object arrays, except PyTorch's raw storages under `data/`.
+/// Every pickle in a zip, read as Python's loaders read zips: every
+/// central-directory record (duplicates too), each member scanned as a
+/// pickle when it is one to Python (`*.pkl`, any member that reads as a
+/// pickle, `.npy` object arrays). A member that cannot be read (another
+/// compression method, data outside the file) is reported, never skipped.
 fn scan_zip(bytes: &[u8], out: &mut Vec<Stream>) {
-    let mut zip = match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
-        Ok(z) => z,
-        Err(e) => {
-            out.push(Stream {
-                part: "zip".into(),
-                globals: Vec::new(),
-                log: ScanLog::default(),
-                error: Some(format!("unreadable zip: {e}")),
-                verdict: Verdict::Suspicious,
-            });
+    let Some(entries) = zipscan::entries(bytes) else {
+        out.push(unreadable("zip", "no readable central directory".into()));
+        return;
+    };
+    let mut budget = zipscan::inflation_budget(bytes.len() as u64);
+    for (i, e) in entries.iter().enumerate() {
+        if i % 256 == 0 && modelconv_ir::check_interrupt().is_err() {
             return;
         }
-    };
-    let torch_prefix = zip
-        .file_names()
-        .find(|n| n.ends_with("data.pkl"))
-        .map(|n| n.trim_end_matches("data.pkl").to_string());
-    for i in 0..zip.len().min(100_000) {
-        let Ok(mut e) = zip.by_index(i) else { continue };
-        let name = e.name().to_string();
-        if torch_prefix
-            .as_ref()
-            .is_some_and(|p| name.starts_with(&format!("{p}data/")))
-        {
+        let content = e.content(bytes, &mut budget);
+        let data: &[u8] = match &content {
+            zipscan::Content::Stored(d) => d,
+            zipscan::Content::Inflated(d) => d,
+            zipscan::Content::Unreadable(why) => {
+                out.push(unreadable(&e.name, why.clone()));
+                continue;
+            }
+        };
+        if let Some(p) = npy_pickle(data) {
+            scan_pickle(p, &format!("{} (npy object array)", e.name), out);
             continue;
         }
-        let mut data = Vec::new();
-        if let Err(err) = e.by_ref().take(1 << 30).read_to_end(&mut data) {
-            out.push(Stream {
-                part: name,
-                globals: Vec::new(),
-                log: ScanLog::default(),
-                error: Some(format!("unreadable entry: {err}")),
-                verdict: Verdict::Suspicious,
-            });
-            continue;
+        let mut s = Vec::new();
+        scan_pickle(data, &e.name, &mut s);
+        if e.name.ends_with(".pkl") || runs_as_pickle(&s) {
+            out.extend(s);
         }
-        if name.ends_with(".pkl") || looks_like_pickle(&data) {
-            scan_pickle(&data, &name, out);
-        } else if let Some(p) = npy_pickle(&data) {
-            scan_pickle(p, &format!("{name} (npy object array)"), out);
-        }
+    }
+}
+
+fn unreadable(part: &str, why: String) -> Stream {
+    Stream {
+        part: part.to_string(),
+        globals: Vec::new(),
+        log: ScanLog::default(),
+        error: Some(format!("not inspected: {why}")),
+        verdict: Verdict::Suspicious,
     }
 }
 

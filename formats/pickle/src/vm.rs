@@ -4,6 +4,7 @@
 //! here as data builders. Every length and count read is checked against
 //! the bytes that remain and against limits before anything is allocated.
 
+use crate::text;
 use crate::value::{NdArray, StorageRef, TensorRef, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -48,6 +49,23 @@ impl std::fmt::Display for PickleError {
 }
 
 type R<T> = Result<T, PickleError>;
+
+fn int_value(v: text::PyInt) -> Value {
+    match v {
+        text::PyInt::Small(i) => Value::Int(i),
+        text::PyInt::Big(digits) => Value::BigInt(Rc::new(digits.into_bytes())),
+    }
+}
+
+/// A Python 2 `str` (STRING, BINSTRING): Python 3 decodes it with the
+/// unpickler's encoding (ASCII by default, UTF-8 under torch.load, latin-1
+/// for numpy's Python 2 files): UTF-8 where it is valid, else latin-1.
+fn py2_str(b: &[u8]) -> Rc<str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.into(),
+        Err(_) => b.iter().map(|&c| char::from(c)).collect::<String>().into(),
+    }
+}
 
 /// Resolves a persistent id (the container's storage references).
 pub trait PersistentLoad {
@@ -127,6 +145,8 @@ pub struct ScanLog {
     pub persistent_ids: u64,
     pub ext: u64,
     pub buffers: u64,
+    /// FRAME opcodes executed.
+    pub frames: u64,
 }
 
 pub struct Vm<'a, 'p> {
@@ -140,6 +160,21 @@ pub struct Vm<'a, 'p> {
     memo: HashMap<u64, Value>,
     persistent: Option<&'p mut dyn PersistentLoad>,
     objects: u64,
+    /// How frames are read: see [`Framing`].
+    framing: Framing,
+    /// File framing: the end of the buffered frame, while reads come from it.
+    buf_end: Option<usize>,
+}
+
+/// How reads cross the end of a FRAME. Python's unpickler differs by input:
+/// from bytes (`pickle.loads`) frames change nothing; from a file object
+/// without `peek` (the `io.BytesIO` torch.load wraps a zip's `data.pkl` in)
+/// a FRAME buffers its bytes, and a read that runs past the buffer's end
+/// drops what is left of it and reads on from the file after the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Bytes,
+    File,
 }
 
 fn bad_arg(what: &str, v: &Value) -> String {
@@ -158,6 +193,28 @@ impl<'a, 'p> Vm<'a, 'p> {
             memo: HashMap::new(),
             persistent,
             objects: 0,
+            framing: Framing::Bytes,
+            buf_end: None,
+        }
+    }
+
+    /// Reads frames as Python does from a file object ([`Framing::File`]).
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// File framing: a read of `n` bytes (or of a line, `n` None) that does
+    /// not fit in the buffered frame drops the rest of it.
+    fn leave_frame_if_short(&mut self, n: Option<usize>) {
+        let Some(end) = self.buf_end else { return };
+        let fits = match n {
+            Some(n) => self.pos.checked_add(n).is_some_and(|e| e <= end),
+            None => self.data[self.pos..end.min(self.data.len())].contains(&b'\n'),
+        };
+        if !fits {
+            self.pos = end.max(self.pos);
+            self.buf_end = None;
         }
     }
 
@@ -176,6 +233,9 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 
     fn take(&mut self, n: u64) -> R<&'a [u8]> {
+        if self.framing == Framing::File {
+            self.leave_frame_if_short(usize::try_from(n).ok());
+        }
         let remaining = (self.data.len() - self.pos) as u64;
         if n > remaining {
             return Err(self.err_of(
@@ -195,14 +255,31 @@ impl<'a, 'p> Vm<'a, 'p> {
         a.copy_from_slice(self.take(N as u64)?);
         Ok(a)
     }
-    fn line(&mut self) -> R<&'a str> {
+    /// A text-protocol argument: the bytes up to the newline (which is consumed).
+    fn line_bytes(&mut self) -> R<&'a [u8]> {
+        if self.framing == Framing::File {
+            self.leave_frame_if_short(None);
+        }
         let rest = &self.data[self.pos..];
         let end = rest
             .iter()
             .position(|&b| b == b'\n')
             .ok_or_else(|| self.err_of(PickleErrorKind::Truncated, "unterminated text argument"))?;
         self.pos += end + 1;
-        std::str::from_utf8(&rest[..end]).map_err(|_| self.err("text argument is not UTF-8"))
+        Ok(&rest[..end])
+    }
+    /// A text argument Python decodes as UTF-8 (GLOBAL/INST names).
+    fn line(&mut self) -> R<&'a str> {
+        let b = self.line_bytes()?;
+        std::str::from_utf8(b).map_err(|_| self.err("text argument is not UTF-8"))
+    }
+    /// A memo key of PUT/GET: `int(s, 10)`, not negative.
+    fn text_key(&mut self, what: &str) -> R<u64> {
+        let l = self.line_bytes()?;
+        match text::py_int(l, 10) {
+            Some(text::PyInt::Small(k)) if k >= 0 => Ok(k as u64),
+            _ => Err(self.err(format!("bad {what} key {:?}", String::from_utf8_lossy(l)))),
+        }
     }
     fn pop(&mut self) -> R<Value> {
         if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
@@ -299,7 +376,21 @@ impl<'a, 'p> Vm<'a, 'p> {
                     }
                 }
                 0x95 => {
-                    let _frame_len = u64::from_le_bytes(self.le()?);
+                    let len = u64::from_le_bytes(self.le()?);
+                    if let Some(log) = self.log.as_mut() {
+                        log.frames += 1;
+                    }
+                    if self.framing == Framing::File {
+                        // Python reads the frame's bytes (leaving a buffered
+                        // frame they do not fit in), then rewinds to its start.
+                        let at = self.pos;
+                        self.take(len)?;
+                        let start = self.pos - len as usize;
+                        if self.buf_end.is_none() || start != at {
+                            self.buf_end = Some(self.pos);
+                        }
+                        self.pos = start;
+                    }
                 }
                 b'(' => self.marks.push(self.stack.len()),
                 b'0' => {
@@ -324,11 +415,14 @@ impl<'a, 'p> Vm<'a, 'p> {
                 0x88 => self.push(Value::Bool(true))?,
                 0x89 => self.push(Value::Bool(false))?,
                 b'I' => {
-                    let l = self.line()?;
+                    let l = self.line_bytes()?;
                     let v = match l {
-                        "00" => Value::Bool(false),
-                        "01" => Value::Bool(true),
-                        _ => Value::Int(l.trim().parse().map_err(|_| self.err(format!("bad INT '{l}'")))?),
+                        b"00" => Value::Bool(false),
+                        b"01" => Value::Bool(true),
+                        _ => int_value(
+                            text::int_arg(l)
+                                .ok_or_else(|| self.err(format!("bad INT {:?}", String::from_utf8_lossy(l))))?,
+                        ),
                     };
                     self.push(v)?;
                 }
@@ -345,12 +439,10 @@ impl<'a, 'p> Vm<'a, 'p> {
                     self.push(Value::Int(v.into()))?
                 }
                 b'L' => {
-                    let l = self.line()?.trim_end_matches('L');
-                    let v = l
-                        .parse::<i64>()
-                        .map(Value::Int)
-                        .unwrap_or_else(|_| Value::BigInt(Rc::new(l.as_bytes().to_vec())));
-                    self.push(v)?;
+                    let l = self.line_bytes()?;
+                    let v = text::long_arg(l)
+                        .ok_or_else(|| self.err(format!("bad LONG {:?}", String::from_utf8_lossy(l))))?;
+                    self.push(int_value(v))?;
                 }
                 0x8a | 0x8b => {
                     let n = if op == 0x8a {
@@ -374,11 +466,9 @@ impl<'a, 'p> Vm<'a, 'p> {
                     self.push(v)?;
                 }
                 b'F' => {
-                    let l = self.line()?;
-                    let v = l
-                        .trim()
-                        .parse::<f64>()
-                        .map_err(|_| self.err(format!("bad FLOAT '{l}'")))?;
+                    let l = self.line_bytes()?;
+                    let v = text::float_arg(l)
+                        .ok_or_else(|| self.err(format!("bad FLOAT {:?}", String::from_utf8_lossy(l))))?;
                     self.push(Value::Float(v))?;
                 }
                 b'G' => {
@@ -386,18 +476,15 @@ impl<'a, 'p> Vm<'a, 'p> {
                     self.push(Value::Float(v))?
                 }
                 b'S' => {
-                    let l = self.line()?;
-                    let t = l.trim();
-                    let inner = t
-                        .strip_prefix('\'')
-                        .and_then(|s| s.strip_suffix('\''))
-                        .or_else(|| t.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
-                        .ok_or_else(|| self.err("STRING argument is not quoted"))?;
-                    self.push(Value::Str(inner.into()))?;
+                    let l = self.line_bytes()?;
+                    let b = text::string_arg(l)
+                        .ok_or_else(|| self.err("STRING argument is not a quoted, escaped string"))?;
+                    self.push(Value::Str(py2_str(&b)))?;
                 }
                 b'V' => {
-                    let l = self.line()?;
-                    self.push(Value::Str(l.into()))?;
+                    let l = self.line_bytes()?;
+                    let s = text::unicode_arg(l).ok_or_else(|| self.err("UNICODE argument: bad raw-unicode-escape"))?;
+                    self.push(Value::Str(s.into()))?;
                 }
                 b'T' | b'U' | b'B' | b'C' | 0x8e | 0x96 => {
                     let n = match op {
@@ -410,8 +497,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     };
                     let b = self.take(n)?;
                     let v = if matches!(op, b'T' | b'U') {
-                        // Python 2 str: bytes; latin-1 as text is what numpy/torch expect.
-                        Value::Str(b.iter().map(|&c| c as char).collect::<String>().into())
+                        Value::Str(py2_str(b))
                     } else {
                         Value::Bytes(Rc::new(b.to_vec()))
                     };
@@ -491,8 +577,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     self.push(Value::Set(Rc::new(RefCell::new(items))))?;
                 }
                 b'p' => {
-                    let l = self.line()?;
-                    let k = l.trim().parse().map_err(|_| self.err("bad PUT key"))?;
+                    let k = self.text_key("PUT")?;
                     self.memo_put(k)?;
                 }
                 b'q' => {
@@ -508,8 +593,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     self.memo_put(k)?;
                 }
                 b'g' => {
-                    let l = self.line()?;
-                    let k = l.trim().parse().map_err(|_| self.err("bad GET key"))?;
+                    let k = self.text_key("GET")?;
                     self.memo_get(k)?;
                 }
                 b'h' => {
@@ -566,6 +650,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                     self.push(v)?;
                 }
                 b'i' => {
+                    // Python's C unpickler finds the MARK before it reads the
+                    // names (a text file starting "import" names nothing).
+                    if self.marks.is_empty() {
+                        return Err(self.err("INST without a MARK"));
+                    }
                     let module = self.line()?.to_string();
                     let name = self.line()?.to_string();
                     let g = self.global(&module, &name)?;
@@ -625,6 +714,16 @@ impl<'a, 'p> Vm<'a, 'p> {
     /// Bytes consumed so far (where the next pickle of a legacy file starts).
     pub fn position(&self) -> usize {
         self.pos
+    }
+
+    /// Where a file object would stand after this pickle: with file
+    /// framing, past the whole buffered frame (Python read all of it), so
+    /// a following `pickle.load` starts there, not after the STOP.
+    pub fn file_position(&self) -> usize {
+        match (self.framing, self.buf_end) {
+            (Framing::File, Some(end)) => end.max(self.pos),
+            _ => self.pos,
+        }
     }
 
     fn pairs(&self, items: Vec<Value>) -> R<Vec<(Value, Value)>> {

@@ -1,0 +1,317 @@
+//! What `scan` says of a global a pickle names, and why: taken from what
+//! CPython would call when it unpickles the file.
+//!
+//! - **safe**: what our loader builds as data, and everything
+//!   `torch.load(weights_only=True)` accepts (its allowlist, listed in
+//!   `weights_only.txt`: tensors, storages, every dtype, sparse and
+//!   quantized tensors, `torch.device`, layouts, qschemes).
+//! - **dangerous**: known code execution, file, network, import and
+//!   pickle-loading entries, wherever reached: a module on the list (any
+//!   submodule too), a listed function, or a protocol-4 dotted name whose
+//!   attribute chain passes through a listed module or ends at a listed
+//!   function (`torch.serialization.os.system`).
+//! - **suspicious**: anything else: an unknown class or function runs its
+//!   own code when called or built.
+
+use crate::scan::Verdict;
+use crate::vm::is_allowed_global;
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+/// Whole modules (and their submodules) whose globals reach code, files,
+/// the network, imports or other unpicklers, with why.
+const DANGEROUS_MODULES: &[(&str, &str)] = &[
+    ("os", "runs commands and touches files"),
+    ("posix", "runs commands and touches files"),
+    ("nt", "runs commands and touches files"),
+    ("subprocess", "runs commands"),
+    ("_posixsubprocess", "runs commands"),
+    ("pty", "runs commands"),
+    ("commands", "runs commands"),
+    ("platform", "runs commands (popen)"),
+    ("multiprocessing", "runs code in processes"),
+    ("concurrent", "runs code in workers"),
+    ("asyncio", "runs commands and opens connections"),
+    ("signal", "changes process signal handling"),
+    ("sys", "reaches the interpreter's state and modules"),
+    ("ctypes", "calls native code"),
+    ("_ctypes", "calls native code"),
+    ("cffi", "calls native code"),
+    ("runpy", "runs code"),
+    ("code", "runs code"),
+    ("codeop", "compiles code"),
+    ("timeit", "runs a code string"),
+    ("pdb", "runs code"),
+    ("bdb", "runs code"),
+    ("trace", "runs code"),
+    ("profile", "runs code"),
+    ("cProfile", "runs code"),
+    ("doctest", "runs code"),
+    ("types", "builds functions and code objects"),
+    ("importlib", "imports modules"),
+    ("imp", "imports modules"),
+    ("pkgutil", "imports modules"),
+    ("zipimport", "imports modules"),
+    ("pydoc", "imports modules by name"),
+    ("pickle", "unpickles more data"),
+    ("_pickle", "unpickles more data"),
+    ("cPickle", "unpickles more data"),
+    ("pickletools", "unpickles more data"),
+    ("copyreg", "reaches the pickle extension registry"),
+    ("copy_reg", "reaches the pickle extension registry"),
+    ("dill", "unpickles more data"),
+    ("cloudpickle", "unpickles more data"),
+    ("joblib", "unpickles more data"),
+    ("jsonpickle", "unpickles more data"),
+    ("marshal", "loads code objects"),
+    ("shelve", "unpickles more data"),
+    ("shutil", "copies, moves and deletes files"),
+    ("tempfile", "creates files"),
+    ("glob", "lists files"),
+    ("pathlib", "reads and writes files"),
+    ("fileinput", "reads files"),
+    ("io", "opens files"),
+    ("_io", "opens files"),
+    ("socket", "opens network connections"),
+    ("ssl", "opens network connections"),
+    ("urllib", "opens network connections"),
+    ("urllib2", "opens network connections"),
+    ("urllib3", "opens network connections"),
+    ("http", "opens network connections"),
+    ("httplib", "opens network connections"),
+    ("requests", "opens network connections"),
+    ("ftplib", "opens network connections"),
+    ("smtplib", "opens network connections"),
+    ("telnetlib", "opens network connections"),
+    ("xmlrpc", "opens network connections"),
+    ("webbrowser", "opens URLs"),
+    ("pip", "installs packages"),
+    ("setuptools", "runs setup code"),
+    ("distutils", "runs setup code"),
+    ("ensurepip", "installs packages"),
+    ("venv", "creates environments"),
+    ("torch.hub", "downloads and runs code"),
+    ("torch.package", "loads packaged code"),
+    ("torch.jit", "loads TorchScript programs"),
+    ("torch.serialization", "loads further checkpoints"),
+    ("torch._C", "calls native torch internals"),
+    ("torch._dynamo", "compiles and runs code"),
+    ("torch.utils.cpp_extension", "compiles and loads native code"),
+    ("numpy.lib.npyio", "loads files that may hold pickles"),
+    ("numpy.f2py", "compiles and runs code"),
+    ("numpy.testing", "runs commands"),
+    ("numpy.distutils", "runs setup code"),
+    ("pandas.io.pickle", "unpickles more data"),
+    ("keras.models", "loads models that may run code"),
+];
+
+/// Single functions (module, name) that run or load code.
+const DANGEROUS_FUNCTIONS: &[(&str, &str, &str)] = &[
+    ("builtins", "eval", "evaluates code"),
+    ("builtins", "exec", "runs code"),
+    ("builtins", "execfile", "runs a file"),
+    ("builtins", "compile", "compiles code"),
+    ("builtins", "__import__", "imports modules"),
+    ("builtins", "breakpoint", "starts a debugger"),
+    ("builtins", "input", "reads the terminal"),
+    ("builtins", "open", "opens files"),
+    ("builtins", "file", "opens files"),
+    ("builtins", "getattr", "reaches any attribute (any function)"),
+    ("builtins", "setattr", "changes any attribute"),
+    ("builtins", "delattr", "deletes any attribute"),
+    ("builtins", "globals", "reaches the interpreter's state"),
+    ("builtins", "locals", "reaches the interpreter's state"),
+    ("builtins", "vars", "reaches any object's state"),
+    ("builtins", "apply", "calls any function"),
+    ("builtins", "memoryview", "exposes raw memory"),
+    ("builtins", "type", "builds classes"),
+    ("builtins", "object.__reduce_ex__", "reaches pickling internals"),
+    ("operator", "attrgetter", "reaches any attribute"),
+    ("operator", "methodcaller", "calls any method"),
+    ("_operator", "attrgetter", "reaches any attribute"),
+    ("_operator", "methodcaller", "calls any method"),
+    ("functools", "partial", "calls any function"),
+    ("functools", "reduce", "calls any function"),
+    ("_functools", "partial", "calls any function"),
+    ("_functools", "reduce", "calls any function"),
+    ("torch", "load", "unpickles more data"),
+    ("torch", "hub", "downloads and runs code"),
+    ("torch", "compile", "compiles and runs code"),
+    (
+        "torch.storage",
+        "_load_from_bytes",
+        "calls torch.load on embedded bytes",
+    ),
+    ("numpy", "load", "loads files that may hold pickles"),
+    ("numpy", "loads", "unpickles more data"),
+    ("numpy", "fromfile", "reads files"),
+    ("numpy.core.multiarray", "fromfile", "reads files"),
+    ("pandas", "read_pickle", "unpickles more data"),
+    ("pandas", "eval", "evaluates code"),
+];
+
+/// Last attributes of a dotted name that run or load code whatever object
+/// they are reached through.
+const DANGEROUS_ATTRIBUTES: &[&str] = &[
+    "system",
+    "popen",
+    "Popen",
+    "spawn",
+    "spawnl",
+    "spawnv",
+    "execl",
+    "execv",
+    "execve",
+    "execvp",
+    "fork",
+    "eval",
+    "exec",
+    "compile",
+    "__import__",
+    "import_module",
+    "getattr",
+    "setattr",
+    "load",
+    "loads",
+    "open",
+    "run",
+    "call",
+    "check_call",
+    "check_output",
+    "remove",
+    "unlink",
+    "rmtree",
+    "write_text",
+    "write_bytes",
+    "urlopen",
+    "_load_from_bytes",
+    "__reduce__",
+    "__reduce_ex__",
+    "__getattribute__",
+    "__globals__",
+    "__builtins__",
+    "__subclasses__",
+    "__code__",
+];
+
+fn weights_only() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| {
+        include_str!("weights_only.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+/// Python 2 names that Python 3's unpickler maps (protocol < 3).
+fn python3_module(module: &str) -> &str {
+    match module {
+        "__builtin__" | "exceptions" => "builtins",
+        "copy_reg" => "copyreg",
+        "cPickle" => "pickle",
+        "commands" => "subprocess",
+        "urllib2" => "urllib.request",
+        "httplib" => "http.client",
+        other => other,
+    }
+}
+
+fn module_reason(module: &str) -> Option<&'static str> {
+    DANGEROUS_MODULES
+        .iter()
+        .find(|(m, _)| module == *m || module.strip_prefix(m).is_some_and(|rest| rest.starts_with('.')))
+        .map(|(_, why)| *why)
+}
+
+fn function_reason(module: &str, name: &str) -> Option<&'static str> {
+    DANGEROUS_FUNCTIONS
+        .iter()
+        .find(|(m, n, _)| *m == module && *n == name)
+        .map(|(_, _, why)| *why)
+}
+
+/// The verdict for one global, and the reason.
+pub fn classify(module: &str, name: &str) -> (Verdict, &'static str) {
+    if is_allowed_global(module, name) || weights_only().contains(format!("{module}.{name}").as_str()) {
+        return (
+            Verdict::Safe,
+            "data: tensors, storages, dtypes and containers (torch's weights_only allowlist)",
+        );
+    }
+    let m3 = python3_module(module);
+    if let Some(why) = module_reason(module).or_else(|| module_reason(m3)) {
+        return (Verdict::Dangerous, why);
+    }
+    if let Some(why) = function_reason(m3, name) {
+        return (Verdict::Dangerous, why);
+    }
+    if name.contains('.') {
+        // Protocol 4 resolves a dotted name attribute by attribute: any
+        // module or function along the chain is reached.
+        let parts: Vec<&str> = m3.split('.').chain(name.split('.')).collect();
+        for i in 1..parts.len() {
+            let (head, next) = (parts[..i].join("."), parts[i]);
+            if let Some(why) = function_reason(&head, next).or_else(|| module_reason(next)) {
+                return (Verdict::Dangerous, why);
+            }
+        }
+        if parts.last().is_some_and(|last| DANGEROUS_ATTRIBUTES.contains(last)) {
+            return (
+                Verdict::Dangerous,
+                "an attribute chain ending at a function that runs or loads code",
+            );
+        }
+        return (
+            Verdict::Suspicious,
+            "an attribute chain through an object that is not data",
+        );
+    }
+    (
+        Verdict::Suspicious,
+        "not data: a class or function that runs its own code when called or built",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_by_what_python_would_call() {
+        for (m, n) in [
+            ("torch.storage", "_load_from_bytes"),
+            ("timeit", "timeit"),
+            ("torch", "load"),
+            ("torch.serialization", "load"),
+            ("__builtin__", "eval"),
+            ("builtins", "getattr"),
+            ("torch", "serialization.os.system"),
+            ("builtins", "__import__.__self__"),
+            ("collections", "OrderedDict.__reduce__"),
+            ("copy_reg", "_reconstructor"),
+            ("os.path", "join"),
+            ("pydoc", "locate"),
+            ("numpy.lib.npyio", "load"),
+        ] {
+            assert_eq!(classify(m, n).0, Verdict::Dangerous, "{m}.{n}");
+        }
+        for (m, n) in [
+            ("torch.serialization", "_get_layout"),
+            ("torch._utils", "_rebuild_sparse_tensor"),
+            ("torch._utils", "_rebuild_qtensor"),
+            ("torch", "device"),
+            ("torch", "float8_e4m3fnuz"),
+            ("torch", "per_channel_affine"),
+            ("torch", "QUInt8Storage"),
+            ("collections", "Counter"),
+            ("collections", "OrderedDict"),
+            ("torch.nn.parameter", "Parameter"),
+        ] {
+            assert_eq!(classify(m, n).0, Verdict::Safe, "{m}.{n}");
+        }
+        assert_eq!(classify("__main__", "Net").0, Verdict::Suspicious);
+        assert_eq!(classify("mylib", "Thing.attr").0, Verdict::Suspicious);
+    }
+}

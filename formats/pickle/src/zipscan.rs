@@ -1,0 +1,174 @@
+//! Zip entries for `scan`, read the way Python's loaders see them: every
+//! record of the central directory (duplicate names included: torch's
+//! reader and numpy's `zipfile` may each take a different one), no cap on
+//! the number of entries (each record takes 46 bytes of the file, which
+//! bounds them), extra fields skipped whatever they hold, zip64 sizes and
+//! offsets followed. Stored and deflated members are returned inflated
+//! (bounded by their declared size and a ratio); members in other methods
+//! are returned as such, to be reported.
+
+use std::io::Read;
+
+/// Largest member inflated for scanning.
+pub const MAX_INFLATED: u64 = 1 << 30;
+/// Largest inflated-to-compressed ratio believed (deflate tops out near 1032).
+pub const MAX_RATIO: u64 = 1100;
+
+/// Most bytes all the members of one zip may inflate to, together: the
+/// larger of 4 GiB and 8 times the file (overlapping entries can share one
+/// deflate stream; each would otherwise inflate it again).
+pub fn inflation_budget(file_len: u64) -> u64 {
+    (4u64 << 30).max(file_len.saturating_mul(8))
+}
+
+pub enum Content<'a> {
+    Stored(&'a [u8]),
+    Inflated(Vec<u8>),
+    /// Could not be read: why.
+    Unreadable(String),
+}
+
+/// A central-directory record: where its member lies and how it is stored.
+pub struct Entry {
+    pub name: String,
+    method: u16,
+    local: u64,
+    csize: u64,
+    usize_: u64,
+}
+
+impl Entry {
+    /// The member's bytes (inflated, bounded by its declared size, the
+    /// ratio cap and what is left of `budget`, which it spends).
+    pub fn content<'a>(&self, b: &'a [u8], budget: &mut u64) -> Content<'a> {
+        member(b, self, budget)
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+/// The central directory's offset and record count (zip64 if marked).
+fn directory(b: &[u8]) -> Option<(usize, u64)> {
+    let from = b.len().saturating_sub(22 + 65535);
+    let eocd = (from..=b.len().checked_sub(22)?)
+        .rev()
+        .find(|&i| b[i..].starts_with(b"PK\x05\x06"))?;
+    let mut count = u64::from(u16_at(b, eocd + 10)?);
+    let mut offset = u64::from(u32_at(b, eocd + 16)?);
+    if count == 0xffff || offset == 0xffff_ffff {
+        // Zip64 end of central directory, through its locator.
+        let loc = eocd.checked_sub(20)?;
+        if b.get(loc..loc + 4)? == b"PK\x06\x07" {
+            let z = usize::try_from(u64_at(b, loc + 8)?).ok()?;
+            if b.get(z..z.checked_add(4)?)? == b"PK\x06\x06" {
+                count = u64_at(b, z + 32)?;
+                offset = u64_at(b, z + 48)?;
+            }
+        }
+    }
+    Some((usize::try_from(offset).ok()?, count))
+}
+
+/// Zip64 extended information: replaces the fields saturated at 0xFFFFFFFF.
+fn zip64_fields(extra: &[u8], mut usize_: u64, mut csize: u64, mut local: u64) -> (u64, u64, u64) {
+    let mut i = 0;
+    while let (Some(id), Some(len)) = (u16_at(extra, i), u16_at(extra, i + 2)) {
+        let body = i + 4;
+        if id == 1 {
+            let mut at = body;
+            for field in [&mut usize_, &mut csize, &mut local] {
+                if *field == 0xffff_ffff {
+                    if let Some(v) = u64_at(extra, at) {
+                        *field = v;
+                        at += 8;
+                    }
+                }
+            }
+        }
+        i = body + usize::from(len);
+    }
+    (usize_, csize, local)
+}
+
+/// Every entry of the central directory, in order; None when `b` has no
+/// readable end of central directory.
+pub fn entries(b: &[u8]) -> Option<Vec<Entry>> {
+    let (mut at, count) = directory(b)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        if b.get(at..at.checked_add(4)?)? != b"PK\x01\x02" {
+            break;
+        }
+        let method = u16_at(b, at + 10)?;
+        let csize = u64::from(u32_at(b, at + 20)?);
+        let usize_ = u64::from(u32_at(b, at + 24)?);
+        let (nlen, xlen, clen) = (
+            usize::from(u16_at(b, at + 28)?),
+            usize::from(u16_at(b, at + 30)?),
+            usize::from(u16_at(b, at + 32)?),
+        );
+        let local = u64::from(u32_at(b, at + 42)?);
+        let name_at = at + 46;
+        let name = String::from_utf8_lossy(b.get(name_at..name_at + nlen)?).into_owned();
+        let extra = b.get(name_at + nlen..name_at + nlen + xlen).unwrap_or_default();
+        let (usize_, csize, local) = zip64_fields(extra, usize_, csize, local);
+        at = name_at + nlen + xlen + clen;
+        out.push(Entry {
+            name,
+            method,
+            local,
+            csize,
+            usize_,
+        });
+    }
+    Some(out)
+}
+
+fn member<'a>(b: &'a [u8], e: &Entry, budget: &mut u64) -> Content<'a> {
+    let (method, csize, usize_) = (e.method, e.csize, e.usize_);
+    let data = (|| {
+        let l = usize::try_from(e.local).ok()?;
+        if b.get(l..l.checked_add(4)?)? != b"PK\x03\x04" {
+            return None;
+        }
+        let start = l + 30 + usize::from(u16_at(b, l + 26)?) + usize::from(u16_at(b, l + 28)?);
+        let end = start.checked_add(usize::try_from(csize).ok()?)?;
+        b.get(start..end)
+    })();
+    let Some(data) = data else {
+        return Content::Unreadable("its local header or data lie outside the file".into());
+    };
+    match method {
+        0 => Content::Stored(data),
+        8 => {
+            let cap = usize_.min(MAX_INFLATED).min((csize.max(1)).saturating_mul(MAX_RATIO));
+            if cap > *budget {
+                return Content::Unreadable(format!(
+                    "inflating it would pass the {} bytes this file may inflate to (entries overlapping one stream?)",
+                    *budget
+                ));
+            }
+            let mut out = Vec::new();
+            let mut z = flate2::read::DeflateDecoder::new(data).take(cap);
+            match z.read_to_end(&mut out) {
+                Ok(_) => {
+                    *budget -= out.len() as u64;
+                    Content::Inflated(out)
+                }
+                Err(e) => Content::Unreadable(format!("deflate: {e}")),
+            }
+        }
+        12 => Content::Unreadable("compressed with bzip2 (numpy and Python's zipfile read it; not inspected)".into()),
+        14 => Content::Unreadable("compressed with LZMA (numpy and Python's zipfile read it; not inspected)".into()),
+        93 => Content::Unreadable("compressed with zstd (Python 3.14's zipfile reads it; not inspected)".into()),
+        m => Content::Unreadable(format!("compression method {m}")),
+    }
+}
