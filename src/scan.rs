@@ -23,8 +23,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     let mut unreadable = Vec::new();
     let mut list = Vec::new();
+    let mut skipped = Vec::new();
     for p in &args.paths {
-        if let Err(e) = files(p, args.recursive, &mut list) {
+        if let Err(e) = files(p, args.recursive, &mut list, &mut skipped) {
             unreadable.push(format!("{}: {e}", p.display()));
         }
     }
@@ -45,6 +46,7 @@ pub fn run(args: Args) -> Result<u8> {
         util::print_json(&json!({
             "files": files,
             "unreadable": unreadable,
+            "skipped": skipped.iter().map(|(p, why)| json!({"path": p.display().to_string(), "why": why})).collect::<Vec<_>>(),
             "summary": {
                 "files": reports.len(),
                 "safe": count(Verdict::Safe),
@@ -57,6 +59,9 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         for r in &reports {
             print_report(r);
+        }
+        for (p, why) in &skipped {
+            eprintln!("skipped {}: {why}", util::shown(p));
         }
         for u in &unreadable {
             eprintln!("modelconv: error: {}", util::printable(u));
@@ -79,7 +84,7 @@ fn report_json(r: &FileReport) -> serde_json::Value {
             json!({
                 "part": s.part,
                 "verdict": s.verdict.name(),
-                "globals": s.globals.iter().map(|g| json!({"module": g.module, "name": g.name, "offset": g.offset, "verdict": g.verdict.name(), "reason": g.reason})).collect::<Vec<_>>(),
+                "globals": s.globals.iter().map(|g| json!({"module": g.module, "name": g.name, "offset": g.offset, "uses": g.uses, "verdict": g.verdict.name(), "reason": g.reason})).collect::<Vec<_>>(),
                 "opcodes": {"calls": s.log.calls, "builds": s.log.builds, "persistent_ids": s.log.persistent_ids, "ext": s.log.ext, "buffers": s.log.buffers},
                 "error": s.error,
             })
@@ -96,8 +101,13 @@ fn print_report(r: &FileReport) {
             .iter()
             .filter(|g| g.verdict != Verdict::Safe)
             .map(|g| {
+                let times = if g.uses > 1 {
+                    format!(", named {} times", g.uses)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{}.{} at byte {} ({}: {})",
+                    "{}.{} at byte {}{times} ({}: {})",
                     util::printable(&g.module),
                     util::printable(&g.name),
                     g.offset,

@@ -149,29 +149,6 @@ fn memo_bomb() -> Vec<u8> {
     b
 }
 
-/// Runs modelconv, killing it if it has not finished in `limit` (a guard
-/// against hangs, not a timing assertion).
-fn run_bounded(args: &[&str], limit: Duration) -> Option<i32> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelconv"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code();
-        }
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn shared_memo_pickles_end() {
     let tmp = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
@@ -56,4 +57,27 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Runs modelconv, killing it if it has not finished in `limit` (a guard
+/// against hangs, not a timing assertion).
+pub fn run_bounded(args: &[&str], limit: Duration) -> Option<i32> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelconv"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

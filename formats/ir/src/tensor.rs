@@ -145,11 +145,45 @@ pub fn open_regular(path: &Path) -> Result<File> {
         ));
     }
     // O_NONBLOCK: should the path become a FIFO after the check, open still returns.
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::io(path, e))
+        .map_err(|e| Error::io(path, e))?;
+    // The opened file again: still not a device, and not a kernel
+    // pseudo-file (/proc, /sys: their sizes say nothing of what reads return).
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !(meta.is_file() || meta.is_dir()) || on_pseudo_fs(&file) {
+        return Err(Error::malformed(
+            path,
+            "is not a regular file on disk (a device, FIFO, socket or /proc, /sys entry is never read as a model)",
+        ));
+    }
+    Ok(file)
+}
+
+/// True for files of the kernel's pseudo file systems (proc, sysfs,
+/// debugfs, tracefs, securityfs, cgroup, bpf, devpts).
+fn on_pseudo_fs(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    const PSEUDO: [i64; 10] = [
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+        0x7363_6673, // securityfs
+        0x0027_e0eb, // cgroup
+        0x6367_7270, // cgroup2
+        0xcafe_4a11, // bpf
+        0x1cd1,      // devpts
+        0x4249_4e4d, // binfmt_misc
+    ];
+    // SAFETY: fstatfs fills the zeroed struct for an open descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let kind = i64::from(st.f_type as i64);
+    rc == 0 && PSEUDO.contains(&kind)
 }
 
 /// A byte range of an input file.

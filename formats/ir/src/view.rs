@@ -77,6 +77,11 @@ impl DataSource for SubRange {
     }
 }
 
+/// Most a strided view may repeat its storage (stride 0, overlapping
+/// strides), beyond the first GiB: a broadcast of a row to a batch is a
+/// few times, not millions.
+pub const MAX_EXPANSION: u64 = 64;
+
 /// Output rows gathered together by a blocked strided copy.
 const ROW_BLOCK: usize = 16;
 /// Units per row in one tile of a blocked strided copy.
@@ -154,6 +159,18 @@ impl Strided {
             if last >= have {
                 return Err(Error::invalid(format!(
                     "view reaches element {last} of a storage of {have}"
+                )));
+            }
+            // Repeating strides (0, or overlapping) can claim far more bytes
+            // than the storage holds: a few bytes would expand to terabytes.
+            let bound = inner
+                .len()
+                .saturating_mul(MAX_EXPANSION)
+                .max(inner.len().saturating_add(1 << 30));
+            if len > bound {
+                return Err(Error::invalid(format!(
+                    "view of {len} bytes over a storage of {} bytes repeats it more than the {MAX_EXPANSION}x limit (plus 1 GiB)",
+                    inner.len()
                 )));
             }
         }

@@ -295,7 +295,15 @@ fn structure_of(ckpt: &Checkpoint) -> Result<Vec<(String, String)>> {
         Value::Dict(d) => d
             .borrow()
             .iter()
-            .map(|(k, v)| Ok((k.as_str().map_or_else(|| format!("{k:?}"), str::to_string), summary(v)?)))
+            .map(|(k, v)| {
+                // Never the key's Debug form: a key can nest 100 000 tuples deep.
+                let key = match k {
+                    Value::Str(s) => s.to_string(),
+                    Value::Int(i) => i.to_string(),
+                    other => format!("({} key)", other.kind()),
+                };
+                Ok((key, summary(v)?))
+            })
             .collect(),
         other => Ok(vec![("(root)".to_string(), summary(other)?)]),
     }

@@ -32,7 +32,10 @@ pub use crate::verdicts::classify;
 pub struct Global {
     pub module: String,
     pub name: String,
+    /// Offset of the first use.
     pub offset: usize,
+    /// How many times the stream names it.
+    pub uses: u64,
     pub verdict: Verdict,
     pub reason: &'static str,
 }
@@ -76,22 +79,22 @@ fn scan_stream(bytes: &[u8], part: String) -> (Stream, Option<usize>, Option<usi
         if file.run().is_ok() {
             file_end = Some(file.file_position()).filter(|&e| Some(e) != result.as_ref().ok().map(|_| vm.position()));
         }
-        let mut known: std::collections::HashSet<_> = log.globals.iter().cloned().collect();
-        for g in file.log.take().unwrap_or_default().globals {
-            if known.insert(g.clone()) {
-                log.globals.push(g);
-            }
+        let other = file.log.take().unwrap_or_default();
+        for (m, n, at) in &other.globals {
+            log.record(m, n, *at, 0);
         }
     }
     let globals: Vec<_> = log
         .globals
         .iter()
-        .map(|(m, n, at)| {
+        .zip(&log.uses)
+        .map(|((m, n, at), &uses)| {
             let (verdict, reason) = classify(m, n);
             Global {
                 module: m.clone(),
                 name: n.clone(),
                 offset: *at,
+                uses: uses.max(1),
                 verdict,
                 reason,
             }
@@ -290,8 +293,16 @@ fn unreadable(part: &str, why: String) -> Stream {
     }
 }
 
-/// Files to scan under `path` (folders: their files; `recursive`: all below).
-pub fn files(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Files to scan under `path` (folders: their files; `recursive`: all
+/// below). What is not scanned is said in `skipped` (path, why): symbolic
+/// links to folders (not followed, so a link cannot loop or leave the
+/// tree), devices, FIFOs and sockets.
+pub fn files(
+    path: &Path,
+    recursive: bool,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<(PathBuf, &'static str)>,
+) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_dir() {
         out.push(path.to_path_buf());
@@ -302,13 +313,24 @@ pub fn files(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::R
         .collect();
     entries.sort();
     for p in entries {
-        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            skipped.push((p, "cannot be read"));
+            continue;
+        };
         if m.is_dir() {
             if recursive {
-                files(&p, true, out)?;
+                files(&p, true, out, skipped)?;
+            } else {
+                skipped.push((p, "a folder (use -r)"));
             }
         } else if m.is_file() || (m.file_type().is_symlink() && p.is_file()) {
             out.push(p);
+        } else if m.file_type().is_symlink() && p.is_dir() {
+            skipped.push((p, "a symbolic link to a folder (not followed)"));
+        } else if m.file_type().is_symlink() {
+            skipped.push((p, "a symbolic link to no regular file"));
+        } else {
+            skipped.push((p, "not a regular file (device, FIFO or socket)"));
         }
     }
     Ok(())

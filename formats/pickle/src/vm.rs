@@ -50,6 +50,13 @@ impl std::fmt::Display for PickleError {
 
 type R<T> = Result<T, PickleError>;
 
+/// A text argument for a message: at most 40 bytes of it.
+fn arg_text(l: &[u8]) -> String {
+    let cut = &l[..l.len().min(40)];
+    let more = if l.len() > 40 { "…" } else { "" };
+    format!("{:?}{more}", String::from_utf8_lossy(cut))
+}
+
 fn int_value(v: text::PyInt) -> Value {
     match v {
         text::PyInt::Small(i) => Value::Int(i),
@@ -137,8 +144,13 @@ pub fn torch_dtype(name: &str) -> Option<&'static str> {
 /// What scan mode records about a pickle stream.
 #[derive(Debug, Default, Clone)]
 pub struct ScanLog {
-    /// Every global named (module, name, byte offset), in order.
+    /// Every distinct global named (module, name, offset of the first
+    /// use), in order of first use. A pickle naming one global a million
+    /// times costs one entry.
     pub globals: Vec<(String, String, usize)>,
+    /// How many times each entry of `globals` is named.
+    pub uses: Vec<u64>,
+    index: HashMap<(String, String), usize>,
     /// Counts of opcodes of note: calls, builds, persistent ids, EXT, buffers.
     pub calls: u64,
     pub builds: u64,
@@ -147,6 +159,21 @@ pub struct ScanLog {
     pub buffers: u64,
     /// FRAME opcodes executed.
     pub frames: u64,
+}
+
+impl ScanLog {
+    /// Counts `uses` more uses of a global, first seen at `offset`.
+    pub fn record(&mut self, module: &str, name: &str, offset: usize, uses: u64) {
+        let key = (module.to_string(), name.to_string());
+        match self.index.get(&key) {
+            Some(&i) => self.uses[i] += uses,
+            None => {
+                self.index.insert(key, self.globals.len());
+                self.globals.push((module.to_string(), name.to_string(), offset));
+                self.uses.push(uses);
+            }
+        }
+    }
 }
 
 pub struct Vm<'a, 'p> {
@@ -278,7 +305,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         let l = self.line_bytes()?;
         match text::py_int(l, 10) {
             Some(text::PyInt::Small(k)) if k >= 0 => Ok(k as u64),
-            _ => Err(self.err(format!("bad {what} key {:?}", String::from_utf8_lossy(l)))),
+            _ => Err(self.err(format!("bad {what} key {}", arg_text(l)))),
         }
     }
     fn pop(&mut self) -> R<Value> {
@@ -338,7 +365,7 @@ impl<'a, 'p> Vm<'a, 'p> {
 
     fn global(&mut self, module: &str, name: &str) -> R<Value> {
         if let Some(log) = self.log.as_mut() {
-            log.globals.push((module.to_string(), name.to_string(), self.op_at));
+            log.record(module, name, self.op_at, 1);
             return Ok(Value::Global(Rc::new((module.to_string(), name.to_string()))));
         }
         if !is_allowed_global(module, name) {
@@ -419,10 +446,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     let v = match l {
                         b"00" => Value::Bool(false),
                         b"01" => Value::Bool(true),
-                        _ => int_value(
-                            text::int_arg(l)
-                                .ok_or_else(|| self.err(format!("bad INT {:?}", String::from_utf8_lossy(l))))?,
-                        ),
+                        _ => int_value(text::int_arg(l).ok_or_else(|| self.err(format!("bad INT {}", arg_text(l))))?),
                     };
                     self.push(v)?;
                 }
@@ -440,8 +464,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 }
                 b'L' => {
                     let l = self.line_bytes()?;
-                    let v = text::long_arg(l)
-                        .ok_or_else(|| self.err(format!("bad LONG {:?}", String::from_utf8_lossy(l))))?;
+                    let v = text::long_arg(l).ok_or_else(|| self.err(format!("bad LONG {}", arg_text(l))))?;
                     self.push(int_value(v))?;
                 }
                 0x8a | 0x8b => {
@@ -467,8 +490,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 }
                 b'F' => {
                     let l = self.line_bytes()?;
-                    let v = text::float_arg(l)
-                        .ok_or_else(|| self.err(format!("bad FLOAT {:?}", String::from_utf8_lossy(l))))?;
+                    let v = text::float_arg(l).ok_or_else(|| self.err(format!("bad FLOAT {}", arg_text(l))))?;
                     self.push(Value::Float(v))?;
                 }
                 b'G' => {

@@ -1,0 +1,189 @@
+//! Inputs built to hang, exhaust memory or confuse: each ends quickly with
+//! exit 0, 1 or 2 (never a hang, never a crash), in every command that
+//! reads it. Memory is measured by the benchmark, not here.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Every command that reads `path` ends within a bound with a clean code.
+fn ends(path: &Path, out_dir: &Path) {
+    let out = out_dir.join("out.safetensors");
+    for args in [
+        vec!["inspect", p(path)],
+        vec!["inspect", "--json", "--all", p(path)],
+        vec!["scan", "--json", p(path)],
+        vec!["convert", p(path), p(&out)],
+    ] {
+        let code = run_bounded(&args, Duration::from_secs(5));
+        assert!(matches!(code, Some(0..=2)), "{args:?}: {code:?}");
+    }
+    let _ = std::fs::remove_file(&out);
+}
+
+#[test]
+fn small_pickles_that_explode_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut files = vec![
+        // A list appended to itself; a dict holding itself.
+        write(d, "selfref.pkl", b"\x80\x02]q\x00h\x00ah\x00a."),
+        write(d, "selfdict.pkl", b"\x80\x02}q\x00X\x01\x00\x00\x00ah\x00s."),
+        // A dict key nested 200 000 tuples deep (printing or dropping it recursively overflows).
+        write(
+            d,
+            "deepkey.pkl",
+            &[b"\x80\x02}".as_slice(), b")", &[0x85; 200_000], b"Ns."].concat(),
+        ),
+        // A list nested 200 000 deep.
+        write(
+            d,
+            "deeplist.pkl",
+            &[
+                b"\x80\x02".as_slice(),
+                b"]",
+                &b"]\x85"[..].repeat(100_000),
+                b".",
+            ]
+            .concat(),
+        ),
+    ];
+    // A dict of 300 000 keys, and one key set 300 000 times.
+    let mut many = b"\x80\x02}(".to_vec();
+    let mut dup = many.clone();
+    for i in 0..300_000 {
+        let k = format!("k{i}");
+        many.extend_from_slice(&[0x8c, k.len() as u8]);
+        many.extend_from_slice(k.as_bytes());
+        many.push(b'N');
+        dup.extend_from_slice(b"\x8c\x01kN");
+    }
+    many.extend_from_slice(b"u.");
+    dup.extend_from_slice(b"u.");
+    files.push(write(d, "manykeys.pkl", &many));
+    files.push(write(d, "dupkeys.pkl", &dup));
+    // One tuple shared through the memo 64 levels deep: 2^64 paths.
+    let mut dag = b"\x80\x02]q\x00".to_vec();
+    for _ in 0..64 {
+        dag.extend_from_slice(b"h\x00h\x00\x86q\x00");
+    }
+    dag.push(b'.');
+    files.push(write(d, "dag.pkl", &dag));
+    for f in &files {
+        ends(f, d);
+    }
+}
+
+#[test]
+fn a_global_named_a_million_times_is_one_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = [b"\x80\x02".as_slice(), &b"cos\nsystem\n0"[..].repeat(1_000_000), b"N."].concat();
+    let f = write(dir.path(), "many.pkl", &body);
+    let r: serde_json::Value = serde_json::from_str(&expect_code(&["scan", "--json", p(&f)], 1)).unwrap();
+    let globals = &r["files"][0]["streams"][0]["globals"];
+    assert_eq!(globals.as_array().unwrap().len(), 1, "{globals}");
+    assert_eq!(globals[0]["uses"], 1_000_000);
+}
+
+#[test]
+fn metadata_with_many_keys_is_read_in_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Vec<String> = (0..300_000).map(|i| format!("\"k{i}\":\"v\"")).collect();
+    let h = format!(
+        "{{\"__metadata__\":{{{}}},\"a\":{{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}}}",
+        meta.join(",")
+    );
+    let mut st = (h.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(h.as_bytes());
+    st.extend_from_slice(&[0; 4]);
+    ends(&write(dir.path(), "meta.safetensors", &st), dir.path());
+    let mut g = b"GGUF".to_vec();
+    g.extend_from_slice(&3u32.to_le_bytes());
+    g.extend_from_slice(&0u64.to_le_bytes());
+    g.extend_from_slice(&300_000u64.to_le_bytes());
+    for i in 0..300_000 {
+        let k = format!("k.{i}");
+        g.extend_from_slice(&(k.len() as u64).to_le_bytes());
+        g.extend_from_slice(k.as_bytes());
+        g.extend_from_slice(&4u32.to_le_bytes()); // u32
+        g.extend_from_slice(&7u32.to_le_bytes());
+    }
+    ends(&write(dir.path(), "meta.gguf", &g), dir.path());
+}
+
+#[test]
+fn fifos_named_as_shards_or_external_data_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("model-00001-of-00001.safetensors");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path in a private temp folder.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let index = write(
+        d,
+        "model.safetensors.index.json",
+        br#"{"metadata":{},"weight_map":{"a":"model-00001-of-00001.safetensors"}}"#,
+    );
+    let code = run_bounded(&["inspect", p(&index)], Duration::from_secs(5));
+    assert_eq!(code, Some(2));
+    // The FIFO itself, named as input or scanned in a folder.
+    assert_eq!(run_bounded(&["inspect", p(&fifo)], Duration::from_secs(5)), Some(2));
+    let out = run(&["scan", "--json", p(d)]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["skipped"].to_string().contains("model-00001"), "{r}");
+}
+
+#[test]
+fn symlinked_folders_are_reported_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::os::unix::fs::symlink(d, d.join("sub/loop")).unwrap();
+    write(&d.join("sub"), "a.pkl", b"\x80\x02N.");
+    let out = run(&["scan", "-r", "--json", p(d)]);
+    assert_eq!(out.status.code(), Some(0));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["summary"]["files"], 1);
+    assert!(
+        r["skipped"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("symbolic link to a folder"),
+        "{r}"
+    );
+    let text = run(&["scan", "-r", p(d)]);
+    assert!(String::from_utf8_lossy(&text.stderr).contains("not followed"));
+}
+
+#[test]
+fn a_broadcast_view_cannot_expand_without_bound() {
+    // A torch tensor of 2^40 elements with stride 0 over a 4-byte storage.
+    let dir = tempfile::tempdir().unwrap();
+    let mut pkl = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00".to_vec();
+    pkl.extend_from_slice(b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85K\x00\x85\x89ccollections\nOrderedDict\n)RtRs.");
+    let path = dir.path().join("bcast.pt");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        z.start_file("bcast/data.pkl", o).unwrap();
+        z.write_all(&pkl).unwrap();
+        z.start_file("bcast/data/0", o).unwrap();
+        z.write_all(&[0; 4]).unwrap();
+        z.start_file("bcast/version", o).unwrap();
+        z.write_all(b"3\n").unwrap();
+        z.finish().unwrap();
+    }
+    let out = dir.path().join("o.safetensors");
+    let (code, err) = stderr_of(&["convert", p(&path), p(&out)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("limit") && err.contains("bcast.pt"), "{err}");
+    assert!(!out.exists());
+}
