@@ -47,13 +47,7 @@ fn small_pickles_that_explode_end() {
         write(
             d,
             "deeplist.pkl",
-            &[
-                b"\x80\x02".as_slice(),
-                b"]",
-                &b"]\x85"[..].repeat(100_000),
-                b".",
-            ]
-            .concat(),
+            &[b"\x80\x02".as_slice(), b"]", &b"]\x85"[..].repeat(100_000), b"."].concat(),
         ),
     ];
     // A dict of 300 000 keys, and one key set 300 000 times.
@@ -186,4 +180,38 @@ fn a_broadcast_view_cannot_expand_without_bound() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("limit") && err.contains("bcast.pt"), "{err}");
     assert!(!out.exists());
+}
+
+#[test]
+fn one_array_named_many_times_is_held_once() {
+    // An 8 MiB numpy array in a pickle, shared through the memo under 1000
+    // names: held once (a copy per name would be 8 GiB).
+    let n: u32 = 2 << 20;
+    let mut b = b"\x80\x02}(X\x01\x00\x00\x00a".to_vec();
+    b.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R(K\x01");
+    b.extend_from_slice(b"J");
+    b.extend_from_slice(&(n as i32).to_le_bytes());
+    b.extend_from_slice(b"\x85cnumpy\ndtype\nX\x02\x00\x00\x00f4\x89\x88\x87R(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89B");
+    b.extend_from_slice(&(n * 4).to_le_bytes());
+    b.extend(std::iter::repeat_n(0u8, (n * 4) as usize));
+    b.extend_from_slice(b"tbq\x01");
+    for i in 0..1000 {
+        let k = format!("b{i}");
+        b.push(b'X');
+        b.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        b.extend_from_slice(k.as_bytes());
+        b.extend_from_slice(b"h\x01");
+    }
+    b.extend_from_slice(b"u.");
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "shared.pkl", &b);
+    let out = run(&["inspect", "--json", p(&f)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 1001);
+    assert_eq!(run_bounded(&["inspect", p(&f)], Duration::from_secs(5)), Some(0));
+    // --dedupe writes it once.
+    let out = dir.path().join("o.safetensors");
+    ok(&["-q", "convert", p(&f), p(&out), "--dedupe"]);
+    assert_eq!(inspect_json(&out)["tensors"].as_array().unwrap().len(), 1);
 }

@@ -56,11 +56,21 @@ pub fn parse_renames(specs: &[String]) -> Result<Vec<(Regex, String)>> {
 /// Drops tensors that are another name for bytes already kept (tied
 /// weights: same file, offset, dtype and shape). Returns `(dropped, kept)`.
 pub fn dedupe(model: &mut Model) -> Vec<(String, String)> {
-    let mut first: HashMap<(PathBuf, u64, DType, Vec<u64>), String> = HashMap::new();
+    // Tied: the same bytes of the same file, or (data held in memory, such
+    // as a numpy array shared through a pickle's memo) the same source.
+    #[derive(PartialEq, Eq, Hash)]
+    enum Place {
+        File(PathBuf, u64),
+        Source(usize),
+    }
+    let mut first: HashMap<(Place, DType, Vec<u64>), String> = HashMap::new();
     let mut dropped = Vec::new();
     model.tensors.retain(|t| {
-        let Some(loc) = &t.location else { return true };
-        let id = (loc.file.clone(), loc.offset, t.info.dtype, t.info.shape.clone());
+        let place = match &t.location {
+            Some(loc) => Place::File(loc.file.clone(), loc.offset),
+            None => Place::Source(Arc::as_ptr(&t.data).cast::<()>() as usize),
+        };
+        let id = (place, t.info.dtype, t.info.shape.clone());
         match first.get(&id) {
             Some(kept) => {
                 dropped.push((t.info.name.clone(), kept.clone()));

@@ -16,7 +16,7 @@ pub mod value;
 mod verdicts;
 pub mod vm;
 mod write;
-mod zipscan;
+pub mod zipscan;
 
 pub use write::PtWriter;
 
@@ -291,7 +291,7 @@ pub fn structure(path: &Path) -> Result<Vec<(String, String)>> {
 }
 
 fn structure_of(ckpt: &Checkpoint) -> Result<Vec<(String, String)>> {
-    match &ckpt.root {
+    match &*ckpt.root {
         Value::Dict(d) => d
             .borrow()
             .iter()

@@ -236,21 +236,21 @@ fn read_legacy(
 ) -> Result<(Value, StorageMap, bool)> {
     let path = &file.path;
     let mut pos = 0usize;
-    let mut next = |ids: Option<&mut dyn PersistentLoad>, what: &str| -> Result<Value> {
+    let mut next = |ids: Option<&mut dyn PersistentLoad>, what: &str| -> Result<crate::value::Root> {
         let mut vm = Vm::new(&bytes[pos..], ids);
         let v = vm.run().map_err(|e| pickle_error(path, what, e))?;
         pos += vm.position();
-        Ok(v)
+        Ok(crate::value::Root(v))
     };
     let magic = next(None, "magic number")?;
-    if !matches!(magic, Value::BigInt(_)) {
+    if !matches!(*magic, Value::BigInt(_)) {
         return Err(Error::malformed(path, "legacy magic number missing"));
     }
     if next(None, "protocol version")?.as_int() != Some(1001) {
         return Err(Error::malformed(path, "legacy protocol version is not 1001"));
     }
     let sys_info = next(None, "sys_info")?;
-    let big_endian = match &sys_info {
+    let big_endian = match &*sys_info {
         Value::Dict(d) => d
             .borrow()
             .iter()
@@ -298,7 +298,7 @@ fn read_legacy(
         storages.insert(key, (count_end, len));
         off = end;
     }
-    Ok((value, storages, big_endian))
+    Ok((value.into_inner(), storages, big_endian))
 }
 
 /// A tensor or array found in the object, by dotted path.
@@ -430,10 +430,12 @@ fn view(
 /// found tensor into an IR tensor.
 pub struct Checkpoint {
     pub file: Arc<SharedFile>,
-    pub root: Value,
+    pub root: crate::value::Root,
     storages: StorageMap,
     /// Storages hold big-endian elements (converted on read).
     pub big_endian: bool,
+    /// numpy arrays from the pickle, in memory once each (by identity).
+    arrays: std::cell::RefCell<HashMap<usize, Arc<dyn DataSource>>>,
 }
 
 impl Checkpoint {
@@ -459,9 +461,10 @@ impl Checkpoint {
         };
         Ok(Checkpoint {
             file,
-            root,
+            root: crate::value::Root(root),
             storages,
             big_endian,
+            arrays: Default::default(),
         })
     }
 
@@ -499,15 +502,26 @@ impl Checkpoint {
             Found::Array(a) => {
                 let dtype = numpy_dtype(&a.descr).map_err(bad)?;
                 let es = dtype.type_size();
-                let mem: Arc<dyn DataSource> = Arc::new(MemSource::new(a.data.as_ref().clone()));
-                // Fortran order: the strides of the transposed layout.
-                let stride = if a.fortran {
-                    let rev: Vec<u64> = a.shape.iter().rev().copied().collect();
-                    view::contiguous_strides(&rev).into_iter().rev().collect()
-                } else {
-                    view::contiguous_strides(&a.shape)
+                // One copy per array, however many names share it through the
+                // memo: the same data source for each (so --dedupe ties them).
+                let key = std::rc::Rc::as_ptr(&a.data) as usize;
+                let cached = self.arrays.borrow().get(&key).cloned();
+                let data = match cached {
+                    Some(d) => d,
+                    None => {
+                        let mem: Arc<dyn DataSource> = Arc::new(MemSource::new(a.data.as_ref().clone()));
+                        // Fortran order: the strides of the transposed layout.
+                        let stride = if a.fortran {
+                            let rev: Vec<u64> = a.shape.iter().rev().copied().collect();
+                            view::contiguous_strides(&rev).into_iter().rev().collect()
+                        } else {
+                            view::contiguous_strides(&a.shape)
+                        };
+                        let d = view::strided(mem, es, 0, &a.shape, &stride).map_err(|e| bad(e.to_string()))?;
+                        self.arrays.borrow_mut().insert(key, d.clone());
+                        d
+                    }
                 };
-                let data = view::strided(mem, es, 0, &a.shape, &stride).map_err(|e| bad(e.to_string()))?;
                 let info = TensorInfo::new(name, dtype, a.shape.clone()).map_err(|e| e.in_file(path))?;
                 Tensor::new(info, data).map_err(|e| e.in_file(path))
             }

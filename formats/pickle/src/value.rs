@@ -112,6 +112,89 @@ impl Value {
     }
 }
 
+/// Identity of a mutable container (the only values a cycle can pass through).
+fn mutable_id(v: &Value) -> Option<*const ()> {
+    match v {
+        Value::List(l) | Value::Set(l) => Some(Rc::as_ptr(l).cast()),
+        Value::Dict(d) => Some(Rc::as_ptr(d).cast()),
+        _ => None,
+    }
+}
+
+/// Every mutable container (list, dict, set) reachable from `roots`, each
+/// once, by an iterative walk (linear in what is reachable).
+pub fn reachable_containers<'a>(roots: impl IntoIterator<Item = &'a Value>) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    let mut tuples = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let mut work: Vec<Value> = roots.into_iter().cloned().collect();
+    while let Some(v) = work.pop() {
+        match &v {
+            Value::Tuple(t) if tuples.insert(Rc::as_ptr(t)) => work.extend(t.iter().cloned()),
+            Value::List(l) | Value::Set(l) if seen.insert(Rc::as_ptr(l).cast::<()>()) => {
+                work.extend(l.borrow().iter().cloned());
+                out.push(v.clone());
+            }
+            Value::Dict(d) if seen.insert(Rc::as_ptr(d).cast::<()>()) => {
+                for (k, x) in d.borrow().iter() {
+                    work.push(k.clone());
+                    work.push(x.clone());
+                }
+                out.push(v.clone());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Empties containers, breaking any reference cycle through them (a list
+/// appended to itself would otherwise never be freed).
+pub fn clear_containers(containers: Vec<Value>) {
+    for c in &containers {
+        match c {
+            Value::List(l) | Value::Set(l) => drop(std::mem::take(&mut *l.borrow_mut())),
+            Value::Dict(d) => drop(std::mem::take(&mut *d.borrow_mut())),
+            _ => {}
+        }
+    }
+}
+
+/// Breaks the cycles of containers reachable from `drop_roots` that are not
+/// reachable from `keep`.
+pub fn break_cycles<'a>(drop_roots: impl IntoIterator<Item = &'a Value>, keep: Option<&Value>) {
+    let kept: std::collections::HashSet<_> = reachable_containers(keep).iter().filter_map(mutable_id).collect();
+    let gone = reachable_containers(drop_roots)
+        .into_iter()
+        .filter(|c| mutable_id(c).is_some_and(|id| !kept.contains(&id)))
+        .collect();
+    clear_containers(gone);
+}
+
+/// An unpickled object that frees its containers with it: a cyclic
+/// pickle's lists and dicts are emptied on drop, not leaked.
+pub struct Root(pub Value);
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        break_cycles([&self.0], None);
+    }
+}
+
+impl Root {
+    /// The value, now owned by the caller (who frees its cycles).
+    pub fn into_inner(mut self) -> Value {
+        std::mem::replace(&mut self.0, Value::None)
+    }
+}
+
+impl std::ops::Deref for Root {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
 /// Moves the children of a container this handle owns alone onto `work`.
 fn take_children(v: &mut Value, work: &mut Vec<Value>) {
     match v {

@@ -191,6 +191,23 @@ pub struct Vm<'a, 'p> {
     framing: Framing,
     /// File framing: the end of the buffered frame, while reads come from it.
     buf_end: Option<usize>,
+    /// What `run` returned: its containers outlive the VM.
+    result: Option<Value>,
+}
+
+/// Containers only the VM still reaches (in its memo or stack, not in the
+/// result) are emptied, so reference cycles among them are freed.
+impl Drop for Vm<'_, '_> {
+    fn drop(&mut self) {
+        let memo = std::mem::take(&mut self.memo);
+        let stack = std::mem::take(&mut self.stack);
+        // A scan's result is thrown away: nothing needs to outlive the VM.
+        let keep = if self.log.is_some() { None } else { self.result.as_ref() };
+        crate::value::break_cycles(memo.values().chain(stack.iter()), keep);
+        if let (Some(r), None) = (&self.result, keep) {
+            crate::value::break_cycles([r], None);
+        }
+    }
 }
 
 /// How reads cross the end of a FRAME. Python's unpickler differs by input:
@@ -222,6 +239,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             objects: 0,
             framing: Framing::Bytes,
             buf_end: None,
+            result: None,
         }
     }
 
@@ -395,7 +413,11 @@ impl<'a, 'p> Vm<'a, 'p> {
             self.op_at = self.pos;
             let op = self.u8()?;
             match op {
-                b'.' => return self.pop(),
+                b'.' => {
+                    let v = self.pop()?;
+                    self.result = Some(v.clone());
+                    return Ok(v);
+                }
                 0x80 => {
                     let p = self.u8()?;
                     if p > 5 {

@@ -1,0 +1,136 @@
+//! The fuzz targets' bodies, one function per parser. Each takes arbitrary
+//! bytes and must return: never panic, hang or allocate beyond the limits.
+//! `fuzz/fuzz_targets/*.rs` wrap them for cargo-fuzz; `tests/replay.rs`
+//! runs them over the fixtures and the saved corpus in plain `cargo test`.
+
+use modelconv_ir::Model;
+use modelconv_pickle::value::{StorageRef, Value};
+use modelconv_pickle::vm::{Framing, PersistentLoad, Vm};
+use std::path::{Path, PathBuf};
+
+/// The targets by name, as cargo-fuzz knows them.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("pickle_vm", pickle_vm),
+    ("scan", scan),
+    ("torch", torch),
+    ("zip", zip),
+    ("safetensors", safetensors),
+    ("gguf", gguf),
+    ("onnx", onnx),
+];
+
+struct AnyStorage;
+impl PersistentLoad for AnyStorage {
+    fn load(&mut self, _pid: &Value) -> Result<Value, String> {
+        Ok(Value::Storage(std::rc::Rc::new(StorageRef {
+            key: "0".into(),
+            dtype: Some("float32".into()),
+            view_offset: 0,
+        })))
+    }
+}
+
+/// The restricted VM in load mode and in both scan framings.
+pub fn pickle_vm(data: &[u8]) {
+    let mut ids = AnyStorage;
+    // The caller of a load owns the result: as a Root, its cycles are freed.
+    if let Ok(v) = Vm::new(data, Some(&mut ids)).run() {
+        drop(modelconv_pickle::value::Root(v));
+    }
+    let _ = Vm::scanner(data).run();
+    let _ = Vm::scanner(data).with_framing(Framing::File).run();
+}
+
+/// `scan` of one file's bytes: zip, tar, legacy, npy and bare pickles.
+pub fn scan(data: &[u8]) {
+    let _ = modelconv_pickle::scan::scan_bytes(Path::new("fuzz"), data);
+}
+
+/// Zip central directories and members, as scan reads them.
+pub fn zip(data: &[u8]) {
+    if let Some(entries) = modelconv_pickle::zipscan::entries(data) {
+        let mut budget = modelconv_pickle::zipscan::inflation_budget(data.len() as u64);
+        for e in &entries {
+            let _ = e.content(data, &mut budget);
+        }
+    }
+}
+
+/// The bytes in a file of the given name, in a private temp folder.
+struct TempInput {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn temp_input(name: &str, data: &[u8]) -> Option<TempInput> {
+    let dir = tempfile::tempdir().ok()?;
+    let path = dir.path().join(name);
+    std::fs::write(&path, data).ok()?;
+    Some(TempInput { _dir: dir, path })
+}
+
+/// Every tensor of a model that opened, read (small ones: the point is the
+/// readers' bounds, not copying gigabytes a file claims).
+fn read_tensors(model: &Model) {
+    for t in &model.tensors {
+        if t.info.byte_len <= 1 << 20 {
+            let _ = t.read_all();
+        }
+    }
+}
+
+/// The checkpoint loader: torch zip, legacy and bare pickles.
+pub fn torch(data: &[u8]) {
+    let Some(f) = temp_input("fuzz.pt", data) else { return };
+    for sel in [modelconv_pickle::Selection::StateDict, modelconv_pickle::Selection::All] {
+        if let Ok(m) = modelconv_pickle::open_with(&f.path, sel) {
+            read_tensors(&m);
+        }
+    }
+}
+
+/// safetensors: the header parser on its own, then the file reader.
+pub fn safetensors(data: &[u8]) {
+    if data.len() >= 8 {
+        let n = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+        if let Some(json) = usize::try_from(n)
+            .ok()
+            .and_then(|n| data.get(8..8usize.saturating_add(n)))
+        {
+            let _ = modelconv_safetensors::header::parse(json, (data.len() - 8 - json.len()) as u64);
+        }
+    }
+    let Some(f) = temp_input("fuzz.safetensors", data) else {
+        return;
+    };
+    if let Ok(m) = modelconv_safetensors::open(&f.path) {
+        read_tensors(&m);
+    }
+}
+
+/// GGUF: the header parser in memory, then the file reader.
+pub fn gguf(data: &[u8]) {
+    let _ = modelconv_gguf::parse(data, Path::new("fuzz.gguf"));
+    let Some(f) = temp_input("fuzz.gguf", data) else { return };
+    if let Ok(m) = modelconv_gguf::open(&f.path) {
+        read_tensors(&m);
+    }
+}
+
+/// ONNX: protobuf decode, tensor checks, data of every type, the fp16 and
+/// quantization rewrites.
+pub fn onnx(data: &[u8]) {
+    use modelconv_onnx::{fp16, quant, OnnxFile};
+    let Some(f) = temp_input("m.onnx", data) else { return };
+    let Ok(file) = OnnxFile::open(&f.path) else { return };
+    if let Ok((inits, _)) = file.tensors(true) {
+        for i in inits {
+            if i.tensor.info.byte_len < 1 << 20 {
+                let _ = i.tensor.read_all();
+            }
+        }
+    }
+    let _ = modelconv_onnx::summary::summarize(&file, true);
+    let _ = fp16::to_fp16(&file, &fp16::Fp16Options::default());
+    let _ = quant::quantize(&file, &quant::QuantOptions::default());
+}
