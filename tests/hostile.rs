@@ -215,3 +215,33 @@ fn one_array_named_many_times_is_held_once() {
     ok(&["-q", "convert", p(&f), p(&out), "--dedupe"]);
     assert_eq!(inspect_json(&out)["tensors"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn zip_entries_sharing_one_deflate_stream_are_bounded() {
+    // 300 central-directory records pointing at one deflated member of
+    // 8 MiB of zeros (a few KB): scan inflates each one's head, not 2.4 GB.
+    let mut one = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut one);
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("weights.bin", o).unwrap();
+        z.write_all(&vec![0u8; 8 << 20]).unwrap();
+        z.finish().unwrap();
+    }
+    let b = one.into_inner();
+    let cd = b.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    let eocd = b.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+    let record = b[cd..eocd].to_vec();
+    let mut out = b[..cd].to_vec();
+    for _ in 0..300 {
+        out.extend_from_slice(&record);
+    }
+    let mut end = b[eocd..].to_vec();
+    end[8..10].copy_from_slice(&300u16.to_le_bytes());
+    end[10..12].copy_from_slice(&300u16.to_le_bytes());
+    end[12..16].copy_from_slice(&((record.len() * 300) as u32).to_le_bytes());
+    out.extend_from_slice(&end);
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "overlap.npz", &out);
+    assert_eq!(run_bounded(&["scan", p(&f)], Duration::from_secs(5)), Some(0));
+}

@@ -8,8 +8,11 @@ use modelconv_pickle::value::{StorageRef, Value};
 use modelconv_pickle::vm::{Framing, PersistentLoad, Vm};
 use std::path::{Path, PathBuf};
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as cargo-fuzz knows them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pickle_vm", pickle_vm),
     ("scan", scan),
     ("torch", torch),

@@ -27,6 +27,9 @@ impl Verdict {
 
 pub use crate::verdicts::classify;
 
+/// Bytes of a zip member inflated first, to tell whether it can be a pickle.
+const HEAD_BYTES: u64 = 64 << 10;
+
 /// A global a stream names, with its verdict.
 #[derive(Debug, Clone)]
 pub struct Global {
@@ -50,6 +53,8 @@ pub struct Stream {
     pub log: ScanLog,
     /// Why the stream could not be read to its STOP, if it could not.
     pub error: Option<String>,
+    /// The bytes ended before the stream did (it may go on past them).
+    pub ended_early: bool,
     pub verdict: Verdict,
 }
 
@@ -104,11 +109,15 @@ fn scan_stream(bytes: &[u8], part: String) -> (Stream, Option<usize>, Option<usi
     if log.ext > 0 {
         verdict = Verdict::Dangerous;
     }
-    let (error, end) = match result {
-        Ok(_) => (None, Some(vm.position())),
+    let (error, end, ended_early) = match result {
+        Ok(_) => (None, Some(vm.position()), false),
         Err(e) => {
             verdict = verdict.max(Verdict::Suspicious);
-            (Some(e.to_string()), None)
+            (
+                Some(e.to_string()),
+                None,
+                e.kind == crate::vm::PickleErrorKind::Truncated,
+            )
         }
     };
     (
@@ -117,6 +126,7 @@ fn scan_stream(bytes: &[u8], part: String) -> (Stream, Option<usize>, Option<usi
             globals,
             log,
             error,
+            ended_early,
             verdict,
         },
         end,
@@ -262,7 +272,31 @@ fn scan_zip(bytes: &[u8], out: &mut Vec<Stream>) {
         if i % 256 == 0 && modelconv_ir::check_interrupt().is_err() {
             return;
         }
-        let content = e.content(bytes, &mut budget);
+        // The first bytes say whether the member can be a pickle to Python
+        // (numpy reads a plain .npy as data; a stream that fails before its
+        // first bytes end is no pickle): only then is all of it inflated.
+        let head = e.head(bytes, HEAD_BYTES, &mut budget);
+        let head_bytes: Option<&[u8]> = match &head {
+            zipscan::Content::Stored(d) => Some(d),
+            zipscan::Content::Inflated(d) => Some(d),
+            zipscan::Content::Unreadable(_) => None,
+        };
+        let whole = match head_bytes {
+            Some(d) if (d.len() as u64) < e.size() => {
+                let may_be_pickle = if d.starts_with(b"\x93NUMPY") {
+                    npy::pickled_data(d).is_some()
+                } else {
+                    let (s, _, _) = scan_stream(d, String::new());
+                    e.name.ends_with(".pkl") || s.ended_early || runs_as_pickle(std::slice::from_ref(&s))
+                };
+                if !may_be_pickle {
+                    continue;
+                }
+                e.content(bytes, &mut budget)
+            }
+            _ => head,
+        };
+        let content = whole;
         let data: &[u8] = match &content {
             zipscan::Content::Stored(d) => d,
             zipscan::Content::Inflated(d) => d,
@@ -289,6 +323,7 @@ fn unreadable(part: &str, why: String) -> Stream {
         globals: Vec::new(),
         log: ScanLog::default(),
         error: Some(format!("not inspected: {why}")),
+        ended_early: false,
         verdict: Verdict::Suspicious,
     }
 }

@@ -15,10 +15,11 @@ pub const MAX_INFLATED: u64 = 1 << 30;
 pub const MAX_RATIO: u64 = 1100;
 
 /// Most bytes all the members of one zip may inflate to, together: the
-/// larger of 4 GiB and 8 times the file (overlapping entries can share one
-/// deflate stream; each would otherwise inflate it again).
+/// larger of 1 GiB and 4 times the file (overlapping entries can share one
+/// deflate stream; each would otherwise inflate it again). Only members
+/// that may be pickles are inflated whole; the others, their first bytes.
 pub fn inflation_budget(file_len: u64) -> u64 {
-    (4u64 << 30).max(file_len.saturating_mul(8))
+    (1u64 << 30).max(file_len.saturating_mul(4))
 }
 
 pub enum Content<'a> {
@@ -41,7 +42,24 @@ impl Entry {
     /// The member's bytes (inflated, bounded by its declared size, the
     /// ratio cap and what is left of `budget`, which it spends).
     pub fn content<'a>(&self, b: &'a [u8], budget: &mut u64) -> Content<'a> {
-        member(b, self, budget)
+        member(b, self, budget, u64::MAX)
+    }
+
+    /// At most the first `n` bytes of the member (spending them from `budget`).
+    pub fn head<'a>(&self, b: &'a [u8], n: u64, budget: &mut u64) -> Content<'a> {
+        match member(b, self, budget, n) {
+            Content::Stored(d) => Content::Stored(&d[..d.len().min(usize::try_from(n).unwrap_or(usize::MAX))]),
+            other => other,
+        }
+    }
+
+    /// The size the member declares once inflated.
+    pub fn size(&self) -> u64 {
+        if self.method == 0 {
+            self.csize
+        } else {
+            self.usize_
+        }
     }
 }
 
@@ -132,7 +150,7 @@ pub fn entries(b: &[u8]) -> Option<Vec<Entry>> {
     Some(out)
 }
 
-fn member<'a>(b: &'a [u8], e: &Entry, budget: &mut u64) -> Content<'a> {
+fn member<'a>(b: &'a [u8], e: &Entry, budget: &mut u64, limit: u64) -> Content<'a> {
     let (method, csize, usize_) = (e.method, e.csize, e.usize_);
     let data = (|| {
         let l = usize::try_from(e.local).ok()?;
@@ -149,7 +167,10 @@ fn member<'a>(b: &'a [u8], e: &Entry, budget: &mut u64) -> Content<'a> {
     match method {
         0 => Content::Stored(data),
         8 => {
-            let cap = usize_.min(MAX_INFLATED).min((csize.max(1)).saturating_mul(MAX_RATIO));
+            let cap = usize_
+                .min(MAX_INFLATED)
+                .min((csize.max(1)).saturating_mul(MAX_RATIO))
+                .min(limit);
             if cap > *budget {
                 return Content::Unreadable(format!(
                     "inflating it would pass the {} bytes this file may inflate to (entries overlapping one stream?)",
