@@ -245,3 +245,37 @@ fn zip_entries_sharing_one_deflate_stream_are_bounded() {
     let f = write(dir.path(), "overlap.npz", &out);
     assert_eq!(run_bounded(&["scan", p(&f)], Duration::from_secs(5)), Some(0));
 }
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[test]
+fn onnx_with_too_many_initializers_is_refused_before_decoding() {
+    // 70 000 empty initializers: a 1 MB file that would decode into ~1 KB each.
+    let mut graph = Vec::new();
+    for i in 0..70_000 {
+        let name = format!("t{i}");
+        let mut t = vec![0x08, 0x00, 0x10, 0x01, 0x42];
+        varint(name.len() as u64, &mut t);
+        t.extend_from_slice(name.as_bytes());
+        graph.push(0x2a);
+        varint(t.len() as u64, &mut graph);
+        graph.extend_from_slice(&t);
+    }
+    let mut model = vec![0x08, 0x08, 0x3a];
+    varint(graph.len() as u64, &mut model);
+    model.extend_from_slice(&graph);
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "many.onnx", &model);
+    let (code, err) = stderr_of(&["inspect", p(&f)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("over the limit of 65536") && err.contains("many.onnx"),
+        "{err}"
+    );
+}

@@ -36,6 +36,73 @@ pub struct Initializer {
     pub storage: &'static str,
 }
 
+/// Most initializers (dense and sparse, in the main graph) a model may
+/// have: decoding costs about a kilobyte each whatever their size, so a
+/// small file of empty initializers could otherwise take gigabytes.
+pub const MAX_INITIALIZERS: u64 = 1 << 16;
+
+/// A protobuf varint at `*i`, advancing past it.
+fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Calls `f(field, bytes)` for each length-delimited field of a message
+/// (other wire types skipped); stops at the first malformed field (the
+/// decoder then says what is wrong).
+fn for_each_bytes_field<'a>(b: &'a [u8], mut f: impl FnMut(u64, &'a [u8])) {
+    let mut i = 0;
+    while i < b.len() {
+        let Some(key) = varint(b, &mut i) else { return };
+        let ok = match key & 7 {
+            0 => varint(b, &mut i).is_some(),
+            1 => {
+                i += 8;
+                true
+            }
+            5 => {
+                i += 4;
+                true
+            }
+            2 => match varint(b, &mut i)
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| b.get(i..i.checked_add(n)?))
+            {
+                Some(body) => {
+                    i += body.len();
+                    f(key >> 3, body);
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+/// Initializers (GraphProto fields 5 and 15) of the model's graph
+/// (ModelProto field 7), counted without decoding them.
+fn count_initializers(model: &[u8]) -> u64 {
+    let mut n = 0u64;
+    for_each_bytes_field(model, |field, graph| {
+        if field == 7 {
+            for_each_bytes_field(graph, |f, _| n += u64::from(f == 5 || f == 15));
+        }
+    });
+    n
+}
+
 impl OnnxFile {
     pub fn open(path: &Path) -> Result<OnnxFile> {
         let file = SharedFile::open(path)?;
@@ -47,6 +114,13 @@ impl OnnxFile {
             let map = unsafe { memmap2::Mmap::map(&file.file) }.map_err(|e| Error::io(path, e))?;
             Bytes::from_owner(map)
         };
+        let n = count_initializers(&bytes);
+        if n > MAX_INITIALIZERS {
+            return Err(Error::limit(
+                path,
+                format!("{n} initializers, over the limit of {MAX_INITIALIZERS} (each costs memory to decode)"),
+            ));
+        }
         let model = ModelProto::decode(bytes.clone())
             .map_err(|e| Error::malformed(path, format!("not a valid ONNX protobuf (ModelProto): {e}")))?;
         if model.graph.is_none() {
