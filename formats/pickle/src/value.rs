@@ -196,11 +196,15 @@ impl std::ops::Deref for Root {
 }
 
 /// Moves the children of a container this handle owns alone onto `work`.
+/// Mutable containers are emptied through their cell whenever this is the
+/// last strong handle, weak handles or not (the VM keeps weak ones to every
+/// container it makes; `Rc::get_mut` would refuse then, and the drop
+/// would recurse).
 fn take_children(v: &mut Value, work: &mut Vec<Value>) {
     match v {
-        Value::List(rc) | Value::Set(rc) => {
-            if let Some(cell) = Rc::get_mut(rc) {
-                work.append(cell.get_mut());
+        Value::List(rc) | Value::Set(rc) if Rc::strong_count(rc) == 1 => {
+            if let Ok(mut items) = rc.try_borrow_mut() {
+                work.append(&mut items);
             }
         }
         Value::Tuple(rc) => {
@@ -208,9 +212,9 @@ fn take_children(v: &mut Value, work: &mut Vec<Value>) {
                 work.append(items);
             }
         }
-        Value::Dict(rc) => {
-            if let Some(cell) = Rc::get_mut(rc) {
-                for (k, x) in cell.get_mut().drain(..) {
+        Value::Dict(rc) if Rc::strong_count(rc) == 1 => {
+            if let Ok(mut items) = rc.try_borrow_mut() {
+                for (k, x) in items.drain(..) {
                     work.push(k);
                     work.push(x);
                 }

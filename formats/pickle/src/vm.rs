@@ -193,20 +193,52 @@ pub struct Vm<'a, 'p> {
     buf_end: Option<usize>,
     /// What `run` returned: its containers outlive the VM.
     result: Option<Value>,
+    /// Every list, set and dict the VM made, weakly.
+    created: Vec<Created>,
 }
 
-/// Containers only the VM still reaches (in its memo or stack, not in the
-/// result) are emptied, so reference cycles among them are freed.
+/// A container the VM made, held weakly.
+enum Created {
+    Seq(std::rc::Weak<RefCell<Vec<Value>>>),
+    Map(std::rc::Weak<RefCell<Vec<(Value, Value)>>>),
+}
+
+/// Every container the VM made that is still alive and not part of the
+/// result is emptied when the VM ends: reference cycles among them (a list
+/// appended to itself, dicts holding each other, even ones an error left
+/// off the stack) are freed, not leaked. A scan's result is thrown away,
+/// so a scanner empties everything.
 impl Drop for Vm<'_, '_> {
     fn drop(&mut self) {
-        let memo = std::mem::take(&mut self.memo);
-        let stack = std::mem::take(&mut self.stack);
-        // A scan's result is thrown away: nothing needs to outlive the VM.
-        let keep = if self.log.is_some() { None } else { self.result.as_ref() };
-        crate::value::break_cycles(memo.values().chain(stack.iter()), keep);
-        if let (Some(r), None) = (&self.result, keep) {
-            crate::value::break_cycles([r], None);
+        self.memo.clear();
+        self.stack.clear();
+        let keep = if self.log.is_some() { None } else { self.result.take() };
+        let kept: std::collections::HashSet<*const ()> = crate::value::reachable_containers(keep.as_ref())
+            .iter()
+            .filter_map(|c| match c {
+                Value::List(l) | Value::Set(l) => Some(Rc::as_ptr(l).cast()),
+                Value::Dict(d) => Some(Rc::as_ptr(d).cast()),
+                _ => None,
+            })
+            .collect();
+        for c in std::mem::take(&mut self.created) {
+            match c {
+                Created::Seq(w) => {
+                    if let Some(l) = w.upgrade().filter(|l| !kept.contains(&Rc::as_ptr(l).cast())) {
+                        let items = std::mem::take(&mut *l.borrow_mut());
+                        drop(items);
+                    }
+                }
+                Created::Map(w) => {
+                    if let Some(d) = w.upgrade().filter(|d| !kept.contains(&Rc::as_ptr(d).cast())) {
+                        let items = std::mem::take(&mut *d.borrow_mut());
+                        drop(items);
+                    }
+                }
+            }
         }
+        drop(keep);
+        self.result = None;
     }
 }
 
@@ -240,6 +272,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             framing: Framing::Bytes,
             buf_end: None,
             result: None,
+            created: Vec::new(),
         }
     }
 
@@ -343,6 +376,15 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         if self.stack.len() >= MAX_STACK {
             return Err(self.limit(format!("stack deeper than {MAX_STACK}")));
+        }
+        // A container made here (nothing else holds it yet): remembered, so
+        // that it can be emptied when the VM ends (see `Drop`).
+        match &v {
+            Value::List(l) | Value::Set(l) if Rc::strong_count(l) == 1 => {
+                self.created.push(Created::Seq(Rc::downgrade(l)));
+            }
+            Value::Dict(d) if Rc::strong_count(d) == 1 => self.created.push(Created::Map(Rc::downgrade(d))),
+            _ => {}
         }
         self.stack.push(v);
         Ok(())

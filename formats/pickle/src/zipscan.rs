@@ -3,9 +3,10 @@
 //! reader and numpy's `zipfile` may each take a different one), no cap on
 //! the number of entries (each record takes 46 bytes of the file, which
 //! bounds them), extra fields skipped whatever they hold, zip64 sizes and
-//! offsets followed. Stored and deflated members are returned inflated
-//! (bounded by their declared size and a ratio); members in other methods
-//! are returned as such, to be reported.
+//! offsets followed. Stored, deflated, bzip2 and LZMA members (what numpy
+//! and Python's zipfile read) are returned inflated, bounded by their
+//! declared size, a ratio and a budget per file; members in other methods
+//! are reported.
 
 use std::io::Read;
 
@@ -116,6 +117,66 @@ fn zip64_fields(extra: &[u8], mut usize_: u64, mut csize: u64, mut local: u64) -
     (usize_, csize, local)
 }
 
+/// At most `cap` bytes of a member compressed with `method` (8 deflate,
+/// 12 bzip2, 14 LZMA as zip stores it: version, properties size, properties,
+/// then the raw stream), as numpy's and Python's zipfile read them.
+fn decompress(method: u16, data: &[u8], cap: u64, declared: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    match method {
+        8 => {
+            flate2::read::DeflateDecoder::new(data)
+                .take(cap)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("deflate: {e}"))?;
+        }
+        12 => {
+            bzip2::read::BzDecoder::new(data)
+                .take(cap)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("bzip2: {e}"))?;
+        }
+        _ => {
+            let props_len = usize::from(u16_at(data, 2).ok_or("LZMA: no header")?);
+            let stream = data.get(4..).ok_or("LZMA: no header")?;
+            if props_len != 5 {
+                return Err(format!("LZMA: {props_len}-byte properties, expected 5"));
+            }
+            let opts = lzma_rs::decompress::Options {
+                unpacked_size: lzma_rs::decompress::UnpackedSize::UseProvided(Some(declared.min(cap))),
+                // The dictionary size comes from the file: bound what it may allocate.
+                memlimit: Some(64 << 20),
+                allow_incomplete: true,
+            };
+            let mut w = Capped {
+                out: &mut out,
+                left: cap,
+            };
+            lzma_rs::lzma_decompress_with_options(&mut std::io::BufReader::new(stream), &mut w, &opts)
+                .map_err(|e| format!("LZMA: {e}"))?;
+        }
+    }
+    Ok(out)
+}
+
+/// A writer that takes at most `left` bytes (the rest is dropped).
+struct Capped<'a> {
+    out: &'a mut Vec<u8>,
+    left: u64,
+}
+
+impl std::io::Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        self.out.extend_from_slice(&buf[..n]);
+        self.left -= n as u64;
+        // Claim all of it: the decoder stops on its own at the declared size.
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Every entry of the central directory, in order; None when `b` has no
 /// readable end of central directory.
 pub fn entries(b: &[u8]) -> Option<Vec<Entry>> {
@@ -166,10 +227,13 @@ fn member<'a>(b: &'a [u8], e: &Entry, budget: &mut u64, limit: u64) -> Content<'
     };
     match method {
         0 => Content::Stored(data),
-        8 => {
+        8 | 12 | 14 => {
+            // Deflate tops out near 1032:1; bzip2 and LZMA can go far beyond,
+            // so for them the declared size and the budget are the bounds.
+            let ratio = if method == 8 { MAX_RATIO } else { u64::MAX };
             let cap = usize_
                 .min(MAX_INFLATED)
-                .min((csize.max(1)).saturating_mul(MAX_RATIO))
+                .min((csize.max(1)).saturating_mul(ratio))
                 .min(limit);
             if cap > *budget {
                 return Content::Unreadable(format!(
@@ -177,18 +241,14 @@ fn member<'a>(b: &'a [u8], e: &Entry, budget: &mut u64, limit: u64) -> Content<'
                     *budget
                 ));
             }
-            let mut out = Vec::new();
-            let mut z = flate2::read::DeflateDecoder::new(data).take(cap);
-            match z.read_to_end(&mut out) {
-                Ok(_) => {
+            match decompress(method, data, cap, usize_) {
+                Ok(out) => {
                     *budget -= out.len() as u64;
                     Content::Inflated(out)
                 }
-                Err(e) => Content::Unreadable(format!("deflate: {e}")),
+                Err(e) => Content::Unreadable(e),
             }
         }
-        12 => Content::Unreadable("compressed with bzip2 (numpy and Python's zipfile read it; not inspected)".into()),
-        14 => Content::Unreadable("compressed with LZMA (numpy and Python's zipfile read it; not inspected)".into()),
         93 => Content::Unreadable("compressed with zstd (Python 3.14's zipfile reads it; not inspected)".into()),
         m => Content::Unreadable(format!("compression method {m}")),
     }

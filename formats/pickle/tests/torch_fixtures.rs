@@ -83,6 +83,10 @@ fn malicious_fixtures_are_refused_and_nothing_runs() {
         }
         let err = open_with(&path, Selection::All).expect_err(&format!("{} must be refused", path.display()));
         let msg = err.to_string();
+        if path.extension().is_some_and(|e| e == "npz") {
+            // numpy archives are no checkpoint (scan is what reads them).
+            continue;
+        }
         assert!(
             matches!(err, modelconv_ir::Error::RefusedGlobal { .. }) || msg.contains("after the pickle's STOP"),
             "{}: {msg}",
