@@ -199,6 +199,15 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     }
     let n_tensors = c.u64("tensor count")?;
     let n_kv = c.u64("metadata count")?;
+    if n_kv > modelconv_ir::MAX_METADATA_ENTRIES {
+        return Err(Error::limit(
+            path,
+            format!(
+                "{n_kv} metadata entries, over the limit of {}",
+                modelconv_ir::MAX_METADATA_ENTRIES
+            ),
+        ));
+    }
     // A key/value pair takes at least 13 bytes, a tensor info at least 24.
     if n_kv.checked_mul(13).is_none_or(|b| b > c.remaining()) {
         return Err(c.short(format!("{n_kv} metadata entries cannot fit in the file")));

@@ -29,7 +29,9 @@ pub use format::{
     Details, Format, FormatOption, NoProgress, OpenOptions, Options, Probe, Progress, Report, Rewrite, RewriteRequest,
     Rewriter, Stage, WriteOptions, WritePlan, Writer, HEAD_LEN,
 };
-pub use metadata::{float_json, human_bytes, printable, Array, Metadata, Strings, Value, ValueType};
+pub use metadata::{
+    float_json, human_bytes, printable, Array, Metadata, Strings, Value, ValueType, MAX_METADATA_ENTRIES,
+};
 pub use model::Model;
 pub use output::{
     check_interrupt, check_replaceable, commit_all, padding, remove_live_temps, request_interrupt, OutputFile,

@@ -264,6 +264,11 @@ pub fn float_json(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or_else(|| json!(v.to_string()), serde_json::Value::Number)
 }
 
+/// Most metadata entries a reader accepts (GGUF key/values, safetensors
+/// `__metadata__`): real files have tens; each entry costs a few hundred
+/// bytes of memory whatever its size in the file.
+pub const MAX_METADATA_ENTRIES: u64 = 1 << 16;
+
 /// Ordered key → value metadata. Keys are unique; insertion order is kept;
 /// look-ups and inserts are hashed (a file with a million keys is read in
 /// linear time).

@@ -18,6 +18,14 @@ pub const MAX_OPS: u64 = 1 << 28;
 const DEDUPE_KEYS: usize = 4096;
 /// Values created: bounds memory (a state dict needs ~20 per tensor).
 pub const MAX_OBJECTS: u64 = 1 << 25;
+/// Tuples, lists, dicts and sets one stream may make: each costs about a
+/// hundred bytes or more, and a checkpoint has about seven per tensor
+/// (size, stride, argument and storage tuples, hooks dict, optimizer
+/// state), so two million is far beyond any real one.
+pub const MAX_CONTAINERS: u64 = 1 << 21;
+/// Of those, lists, dicts and sets (a few hundred bytes each; about two per
+/// tensor in a checkpoint: its hooks dict and its optimizer state).
+pub const MAX_MUTABLE: u64 = 1 << 19;
 
 /// What went wrong, with the byte offset of the opcode.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +203,8 @@ pub struct Vm<'a, 'p> {
     result: Option<Value>,
     /// Every list, set and dict the VM made, weakly.
     created: Vec<Created>,
+    /// Containers made (tuples too), against `MAX_CONTAINERS`.
+    containers: u64,
 }
 
 /// A container the VM made, held weakly.
@@ -273,6 +283,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             buf_end: None,
             result: None,
             created: Vec::new(),
+            containers: 0,
         }
     }
 
@@ -379,12 +390,23 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         // A container made here (nothing else holds it yet): remembered, so
         // that it can be emptied when the VM ends (see `Drop`).
-        match &v {
-            Value::List(l) | Value::Set(l) if Rc::strong_count(l) == 1 => {
-                self.created.push(Created::Seq(Rc::downgrade(l)));
+        let (new, made) = match &v {
+            Value::List(l) | Value::Set(l) if Rc::strong_count(l) == 1 => (true, Some(Created::Seq(Rc::downgrade(l)))),
+            Value::Dict(d) if Rc::strong_count(d) == 1 => (true, Some(Created::Map(Rc::downgrade(d)))),
+            Value::Tuple(t) if Rc::strong_count(t) == 1 => (true, None),
+            _ => (false, None),
+        };
+        if new {
+            self.containers += 1;
+            if self.containers > MAX_CONTAINERS {
+                return Err(self.limit(format!("more than {MAX_CONTAINERS} tuples, lists, dicts and sets")));
             }
-            Value::Dict(d) if Rc::strong_count(d) == 1 => self.created.push(Created::Map(Rc::downgrade(d))),
-            _ => {}
+        }
+        if let Some(c) = made {
+            if self.created.len() as u64 >= MAX_MUTABLE {
+                return Err(self.limit(format!("more than {MAX_MUTABLE} lists, dicts and sets")));
+            }
+            self.created.push(c);
         }
         self.stack.push(v);
         Ok(())

@@ -116,9 +116,15 @@ fn hostile_lengths_and_depth_are_bounded() {
     let mut deep = vec![0x80, 2];
     deep.extend(std::iter::repeat_n(b']', 3_000_000));
     deep.push(b'.');
-    assert!(Vm::new(&deep, None).run().unwrap_err().msg.contains("stack deeper"));
-    // A million nested lists: built within the limits, dropped without recursion.
-    let n = 1_000_000;
+    // Three million lists: past the limit on lists made (before the stack's).
+    let err = Vm::new(&deep, None).run().unwrap_err();
+    assert_eq!(err.kind, modelconv_pickle::vm::PickleErrorKind::Limit, "{err}");
+    let mut items = vec![0x80, 2];
+    items.extend(std::iter::repeat_n(b'N', 3_000_000));
+    items.push(b'.');
+    assert!(Vm::new(&items, None).run().unwrap_err().msg.contains("stack deeper"));
+    // Half a million nested lists: built within the limits, dropped without recursion.
+    let n = 500_000;
     let mut nested = vec![0x80, 2];
     nested.extend(std::iter::repeat_n(b']', n));
     nested.extend(std::iter::repeat_n(b'a', n - 1));

@@ -126,6 +126,14 @@ pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
 fn parse_metadata(value: &Json) -> Result<Vec<(String, String)>> {
     match value {
         Json::Null => Ok(Vec::new()),
+        Json::Object(map) if map.len() as u64 > modelconv_ir::MAX_METADATA_ENTRIES => Err(Error::LimitExceeded {
+            path: Default::default(),
+            msg: format!(
+                "__metadata__ has {} entries, over the limit of {}",
+                map.len(),
+                modelconv_ir::MAX_METADATA_ENTRIES
+            ),
+        }),
         Json::Object(map) => map
             .iter()
             .map(|(k, v)| match v {

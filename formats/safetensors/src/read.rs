@@ -71,6 +71,7 @@ pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
     let data_start = 8 + n;
     let header = header::parse(&json, file.len - data_start).map_err(|e| match e {
         Error::Truncated { offset, msg, .. } => Error::truncated(path, data_start + offset, msg),
+        Error::LimitExceeded { msg, .. } => Error::limit(path, msg),
         e => e.in_file(path),
     })?;
     let mut metadata = Metadata::new();
