@@ -409,3 +409,19 @@ fn outputs_get_the_usual_permissions() {
     let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o666 & !(mask as u32));
 }
+
+#[test]
+fn a_fifo_named_as_external_data_is_refused_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("weights.bin");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path in a private temp folder.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let m = with_external(tmp.path(), "weights.bin", 0, 262144);
+    let out = tmp.path().join("o.safetensors");
+    for args in [vec!["inspect", p(&m)], vec!["convert", p(&m), p(&out)]] {
+        let code = run_bounded(&args, std::time::Duration::from_secs(5));
+        assert_eq!(code, Some(2), "{args:?}");
+    }
+    assert!(!out.exists());
+}
