@@ -205,6 +205,8 @@ pub struct Vm<'a, 'p> {
     created: Vec<Created>,
     /// Containers made (tuples too), against `MAX_CONTAINERS`.
     containers: u64,
+    /// Made by [`Vm::scanner`]: the result is thrown away.
+    scanning: bool,
 }
 
 /// A container the VM made, held weakly.
@@ -222,7 +224,8 @@ impl Drop for Vm<'_, '_> {
     fn drop(&mut self) {
         self.memo.clear();
         self.stack.clear();
-        let keep = if self.log.is_some() { None } else { self.result.take() };
+        // (Not `log`: a scanner's caller takes the log before the VM ends.)
+        let keep = if self.scanning { None } else { self.result.take() };
         let kept: std::collections::HashSet<*const ()> = crate::value::reachable_containers(keep.as_ref())
             .iter()
             .filter_map(|c| match c {
@@ -284,6 +287,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             result: None,
             created: Vec::new(),
             containers: 0,
+            scanning: false,
         }
     }
 
@@ -442,6 +446,7 @@ impl<'a, 'p> Vm<'a, 'p> {
     pub fn scanner(data: &'a [u8]) -> Self {
         let mut vm = Vm::new(data, None);
         vm.log = Some(ScanLog::default());
+        vm.scanning = true;
         vm
     }
 
