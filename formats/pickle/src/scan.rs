@@ -231,13 +231,14 @@ pub fn scan_bytes(path: &Path, bytes: &[u8]) -> FileReport {
     };
     let mut bare = Vec::new();
     scan_pickle(bytes, "pickle (as torch.load and pickle.load read the file)", &mut bare);
-    let kind = match (is_pickle(bytes, &bare), container) {
+    let pickle = is_pickle(bytes, &bare);
+    let kind = match (pickle, container) {
         (true, "") => "pickle".to_string(),
         (true, c) => format!("{c}, and a pickle to Python"),
         (false, "") => "no pickle".to_string(),
         (false, c) => c.to_string(),
     };
-    if is_pickle(bytes, &bare) {
+    if pickle {
         streams.extend(bare);
     }
     report(path, kind, streams)
