@@ -113,7 +113,7 @@ impl Value {
 }
 
 /// Identity of a mutable container (the only values a cycle can pass through).
-fn mutable_id(v: &Value) -> Option<*const ()> {
+pub(crate) fn mutable_id(v: &Value) -> Option<*const ()> {
     match v {
         Value::List(l) | Value::Set(l) => Some(Rc::as_ptr(l).cast()),
         Value::Dict(d) => Some(Rc::as_ptr(d).cast()),

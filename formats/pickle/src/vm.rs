@@ -228,28 +228,17 @@ impl Drop for Vm<'_, '_> {
         let keep = if self.scanning { None } else { self.result.take() };
         let kept: std::collections::HashSet<*const ()> = crate::value::reachable_containers(keep.as_ref())
             .iter()
-            .filter_map(|c| match c {
-                Value::List(l) | Value::Set(l) => Some(Rc::as_ptr(l).cast()),
-                Value::Dict(d) => Some(Rc::as_ptr(d).cast()),
-                _ => None,
-            })
+            .filter_map(crate::value::mutable_id)
             .collect();
-        for c in std::mem::take(&mut self.created) {
-            match c {
-                Created::Seq(w) => {
-                    if let Some(l) = w.upgrade().filter(|l| !kept.contains(&Rc::as_ptr(l).cast())) {
-                        let items = std::mem::take(&mut *l.borrow_mut());
-                        drop(items);
-                    }
-                }
-                Created::Map(w) => {
-                    if let Some(d) = w.upgrade().filter(|d| !kept.contains(&Rc::as_ptr(d).cast())) {
-                        let items = std::mem::take(&mut *d.borrow_mut());
-                        drop(items);
-                    }
-                }
-            }
-        }
+        let gone: Vec<Value> = std::mem::take(&mut self.created)
+            .into_iter()
+            .filter_map(|c| match c {
+                Created::Seq(w) => w.upgrade().map(Value::List),
+                Created::Map(w) => w.upgrade().map(Value::Dict),
+            })
+            .filter(|c| crate::value::mutable_id(c).is_some_and(|id| !kept.contains(&id)))
+            .collect();
+        crate::value::clear_containers(gone);
         drop(keep);
         self.result = None;
     }
