@@ -51,6 +51,10 @@ pub struct Args {
     /// (always done when the model would pass protobuf's 2 GiB limit).
     #[arg(long)]
     external_data: bool,
+    /// GGUF output from a single weights file: the Hugging Face config.json that describes it (tokenizer
+    /// files are read beside it). A model folder with config.json needs none.
+    #[arg(long, value_name = "config.json")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     open: registry::OpenArgs,
     /// ONNX output with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges
@@ -135,6 +139,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         }
     }
     registry::check_options(&opts.options, out_format, &[Stage::Write], "output", &args.output)?;
+    let hf = util::hf_model(&args.input, args.config.as_deref(), out_format)?;
     let mut request = Request {
         include: args.include,
         exclude: args.exclude,
@@ -142,7 +147,14 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         dedupe: args.dedupe,
         ..Default::default()
     };
-    if let Some(d) = dtype {
+    // A Hugging Face model takes its float type per tensor, as convert_hf_to_gguf.py gives it.
+    let mut hf_type = modelconv_llama::OutType::Source;
+    if let Some(d) = dtype.filter(|d| hf.is_some() && !d.is_quantized()) {
+        if !matches!(d, DType::F32 | DType::F16 | DType::BF16) {
+            bail!("--dtype {d}: a Hugging Face model converts to F32, F16, BF16 or a ggml type");
+        }
+        hf_type = modelconv_llama::OutType::Float(d);
+    } else if let Some(d) = dtype {
         let types = TypeOptions {
             allow_requantize: args.allow_requantize,
             allow_nonfinite: args.allow_nonfinite,
@@ -151,6 +163,9 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     }
     let mut model = registry::open_as(in_format, &args.input, &args.open.options())?;
     let inputs = util::input_files(&model);
+    if let Some(f) = &hf {
+        modelconv_llama::apply(&mut model, f, hf_type)?;
+    }
     let outcome = request.apply(&mut model)?;
     if !quiet {
         for n in &model.notes {

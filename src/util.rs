@@ -120,6 +120,23 @@ pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> 
     Ok(outputs)
 }
 
+/// The Hugging Face model `input` is, when the output format follows
+/// llama.cpp's conventions (a folder with config.json, or a weights file
+/// with `--config`); `None` keeps tensor names as they are.
+pub fn hf_model(
+    input: &std::path::Path,
+    config: Option<&std::path::Path>,
+    out: &dyn Format,
+) -> anyhow::Result<Option<modelconv_llama::Folder>> {
+    if !out.writer().is_some_and(|w| w.llama_conventions()) {
+        if config.is_some() {
+            anyhow::bail!("--config maps a Hugging Face model to llama.cpp's conventions: GGUF output only");
+        }
+        return Ok(None);
+    }
+    Ok(modelconv_llama::Folder::detect(input, config)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 import torch
@@ -14,21 +13,11 @@ from gguf import GGUFReader, GGUFWriter, GGUFValueType, GGMLQuantizationType
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from harness import check, finish
+
 MC = os.environ["MODELCONV"]
 FIX = os.environ["FIXTURES"]
 TMP = tempfile.mkdtemp(prefix="modelconv-interop-")
-results = []
-
-
-def check(fn):
-    try:
-        fn()
-        results.append((fn.__name__, None))
-        print(f"ok      {fn.__name__}")
-    except Exception:  # noqa: BLE001 - report every failure, keep going
-        results.append((fn.__name__, traceback.format_exc()))
-        print(f"FAILED  {fn.__name__}\n{traceback.format_exc()}")
-    return fn
 
 
 def mc(*args, code=0):
@@ -694,6 +683,4 @@ def scan_calls_what_weights_only_loads_safe():
     assert r["verdict"] == "dangerous", r
 
 
-failed = sum(1 for _, e in results if e)
-print(f"interop: {len(results) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(finish("interop"))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Interop suite: the real libraries (safetensors, gguf-py, torch, numpy, onnx,
-# onnxruntime) read
-# what modelconv writes and write what modelconv reads. Installs them into a
-# venv under target/ on first use.
+# onnxruntime, transformers, sentence-transformers) read what modelconv
+# writes and write what modelconv reads, and llama.cpp (built from the
+# llama-cpp-python source package) converts, quantizes and runs the same
+# Hugging Face folders. Installs them into a venv under target/ on first use.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv="$root/target/interop-venv"
@@ -15,4 +16,22 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
   cp "$req" "$venv/requirements.txt"
 fi
 cargo build --quiet --manifest-path "$root/Cargo.toml" --bin modelconv
-MODELCONV="$root/target/debug/modelconv" FIXTURES="$root/fixtures" "$venv/bin/python" "$root/tests/interop/interop.py"
+status=0
+MODELCONV="$root/target/debug/modelconv" FIXTURES="$root/fixtures" "$venv/bin/python" "$root/tests/interop/interop.py" || status=1
+# Hugging Face folders → GGUF against llama.cpp's converter and tools (built
+# once from the llama-cpp-python source package, cached under target/).
+llama=$(bash "$root/tests/interop/llama_cpp.sh")
+models="$root/target/hf-models"
+stamp="$(sha256sum "$root/tests/interop/hf_models.py" | cut -c1-16)"
+if [ "$(cat "$models/stamp" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$models"
+  mkdir -p "$models"
+  if ! "$venv/bin/python" "$root/tests/interop/hf_models.py" "$llama" "$models" >"$models.log" 2>&1; then
+    tail -40 "$models.log"
+    exit 1
+  fi
+  echo "$stamp" > "$models/stamp"
+fi
+MODELCONV="$root/target/debug/modelconv" "$venv/bin/python" "$root/tests/interop/hf_gguf.py" \
+  "$llama" "$(dirname "$llama")/../../build/bin" "$models" || status=1
+exit $status

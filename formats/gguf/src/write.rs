@@ -65,6 +65,10 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 }
 
 impl Writer for GgufWriter {
+    fn llama_conventions(&self) -> bool {
+        true
+    }
+
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
         if opts.max_shard_size.is_some() {
             return Err(Error::unsupported("--max-shard-size is not supported for GGUF output"));

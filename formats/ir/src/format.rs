@@ -157,6 +157,11 @@ pub trait Writer: Sync {
     /// Checks that `model` can be written and fixes the whole layout, before
     /// any byte is written.
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>>;
+    /// The format is llama.cpp's: a Hugging Face model written to it takes
+    /// llama.cpp's tensor names, hyper-parameter keys and tokenizer.
+    fn llama_conventions(&self) -> bool {
+        false
+    }
 }
 
 /// A fully planned output.

@@ -12,15 +12,7 @@ pub const MAX_INDEX_SIZE: u64 = 64 << 20;
 
 /// Shard file → the tensors the index puts there, shards in name order.
 pub fn read_index(index: &Path) -> Result<BTreeMap<String, HashSet<String>>> {
-    let file = SharedFile::open(index)?;
-    if file.len > MAX_INDEX_SIZE {
-        return Err(Error::limit(
-            index,
-            format!("index is {} bytes, over the {MAX_INDEX_SIZE}-byte limit", file.len),
-        ));
-    }
-    let mut text = vec![0u8; file.len as usize];
-    file.read_exact_at(0, &mut text)?;
+    let text = SharedFile::read_whole(index, MAX_INDEX_SIZE)?;
     let json: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| Error::malformed(index, format!("index JSON: {e}")))?;
     let map = json

@@ -120,6 +120,21 @@ impl SharedFile {
             .as_deref()
     }
 
+    /// The whole of a small side file (an index, a config, a tokenizer),
+    /// refused before any allocation when it is over `limit` bytes.
+    pub fn read_whole(path: &Path, limit: u64) -> Result<Vec<u8>> {
+        let file = SharedFile::open(path)?;
+        if file.len > limit {
+            return Err(Error::limit(
+                path,
+                format!("{} bytes, over the {limit}-byte limit for this file", file.len),
+            ));
+        }
+        let mut buf = vec![0u8; file.len as usize];
+        file.read_exact_at(0, &mut buf)?;
+        Ok(buf)
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`, naming the file and
     /// offset when the file is shorter.
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -1,0 +1,631 @@
+//! # modelconv-llama
+//!
+//! A Hugging Face model folder in llama.cpp's conventions, as
+//! `convert_hf_to_gguf.py` writes it: tensor names (`token_embd`,
+//! `blk.N.attn_q`, …), the weight transforms llama.cpp expects as lazy
+//! views (LLaMA's Q/K row permutation), the tensor types it picks (norms
+//! and 1-D tensors F32, the rest the output type), and the metadata:
+//! `general.*`, the architecture's hyper-parameters, the tokenizer and its
+//! special tokens. [`apply`] rewrites a [`Model`] opened from the folder's
+//! weights; no tensor data is read.
+//!
+//! One table per architecture lives in [`arch`]; tokenizers in [`spm`] and
+//! [`special`]; `general.*` heuristics in [`meta`].
+
+pub mod arch;
+pub mod bpe;
+pub mod card;
+pub mod config;
+pub mod meta;
+mod sha256;
+pub mod special;
+pub mod spm;
+
+use arch::{Arch, Transform, Vocab};
+use config::{read_json, read_limited, u32_of, Hparams};
+use modelconv_ir::view::RowGather;
+use modelconv_ir::{Array, CastSource, DType, Error, Metadata, Model, Result, Strings, Tensor, TensorInfo, Value};
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A Hugging Face model: the folder its side files are in, its
+/// hyper-parameters and the architecture table that covers it.
+pub struct Folder {
+    pub dir: PathBuf,
+    pub hparams: Hparams,
+    pub arch: &'static Arch,
+    pub hf_arch: String,
+}
+
+impl Folder {
+    /// The model `input` is, when it is a folder with a `config.json`, or
+    /// when `config` names one (its folder holds the tokenizer files).
+    /// `Ok(None)`: not a Hugging Face model (names are kept as they are).
+    pub fn detect(input: &Path, config: Option<&Path>) -> Result<Option<Folder>> {
+        let config_path = match config {
+            Some(c) => c.to_path_buf(),
+            None if input.is_dir() && input.join("config.json").is_file() => input.join("config.json"),
+            None => return Ok(None),
+        };
+        let json = read_json(&config_path)?
+            .ok_or_else(|| Error::invalid(format!("{}: no such file", config_path.display())))?;
+        let hparams = Hparams::from_json(&config_path, json)?;
+        let hf_arch = hparams
+            .architecture()
+            .map(str::to_string)
+            .ok_or_else(|| Error::malformed(&config_path, "no \"architectures\" list naming the model class"))?;
+        let arch = arch::find(&hf_arch).ok_or_else(|| {
+            Error::unsupported(format!(
+                "{}: architecture {hf_arch} is not supported for GGUF conversion (supported: {})",
+                config_path.display(),
+                arch::supported().join(", ")
+            ))
+        })?;
+        let dir = match config {
+            Some(c) => c.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+            None => input.to_path_buf(),
+        };
+        Ok(Some(Folder {
+            dir,
+            hparams,
+            arch,
+            hf_arch,
+        }))
+    }
+}
+
+/// The tensor type of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutType {
+    /// Each weight in its own float type (F32, F16 or BF16), as
+    /// `convert_hf_to_gguf.py --outtype` matching the weights does.
+    Source,
+    Float(DType),
+}
+
+/// llama.cpp's file type id of a float output type.
+fn file_type_id(d: DType) -> u32 {
+    match d {
+        DType::F32 => 0,
+        DType::BF16 => 32,
+        _ => 1,
+    }
+}
+
+/// Names `convert_hf_to_gguf.py` drops before mapping.
+fn skipped(name: &str) -> bool {
+    name.ends_with(".attention.masked_bias")
+        || name.ends_with(".attention.bias")
+        || name.ends_with(".rotary_emb.inv_freq")
+}
+
+/// Rows `0..rows` of a Q or K weight in llama.cpp's rotary order: per head,
+/// the two halves interleaved (`reshape(n_head, 2, d/2, …).swapaxes(1, 2)`).
+fn permute_rows(rows: u64, n_head: u64) -> Result<Vec<u64>> {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
+        return Err(Error::invalid(format!(
+            "{rows} rows do not split into {n_head} heads of two rotary halves"
+        )));
+    }
+    let half = rows / n_head / 2;
+    let mut out = Vec::with_capacity(rows as usize);
+    for h in 0..n_head {
+        for i in 0..half {
+            for j in 0..2 {
+                out.push(h * 2 * half + j * half + i);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn transform(f: &Folder, hf_name: &str, t: &mut Tensor) -> Result<()> {
+    if f.arch.transform != Transform::PermuteQk {
+        return Ok(());
+    }
+    let n_head = f.hparams.uint(&["n_heads", "num_attention_heads"])?;
+    let heads = if hf_name.ends_with("q_proj.weight") || hf_name.ends_with("q_proj.bias") {
+        n_head
+    } else if hf_name.ends_with("k_proj.weight") || hf_name.ends_with("k_proj.bias") {
+        f.hparams
+            .opt_uint(&["n_kv_heads", "num_key_value_heads"])?
+            .unwrap_or(n_head)
+    } else {
+        return Ok(());
+    };
+    let rows = t.info.shape.first().copied().unwrap_or(0);
+    let order = permute_rows(rows, heads).map_err(|e| e.for_tensor(hf_name))?;
+    let row_bytes = t.info.byte_len / rows.max(1);
+    t.data = Arc::new(RowGather::new(t.data.clone(), row_bytes, order)?);
+    t.location = None;
+    Ok(())
+}
+
+/// The type `convert_hf_to_gguf.py` gives tensor `name`: F32 for 1-D
+/// tensors, norms, biases and the tensors llama.cpp keeps in F32; `out`
+/// otherwise.
+fn tensor_type(name: &str, n_dims: usize, out: DType) -> DType {
+    const F32_ALWAYS: &[&str] = &["position_embd.weight", "token_types.weight"];
+    if n_dims <= 1
+        || name.ends_with("_norm.weight")
+        || !name.ends_with(".weight")
+        || F32_ALWAYS.contains(&name)
+        || name.ends_with(".ffn_gate_inp.weight")
+    {
+        DType::F32
+    } else {
+        out
+    }
+}
+
+/// Rewrites `model` (opened from the folder's weights) into llama.cpp's
+/// conventions. Returns notes for the user.
+pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>> {
+    let notes = Vec::new();
+    let block_count = f
+        .hparams
+        .uint(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])?;
+    check_supported_options(f)?;
+    // convert_hf_to_gguf.py's order: files in order, names sorted in each.
+    let mut files: Vec<Option<PathBuf>> = Vec::new();
+    for t in &model.tensors {
+        let file = t.location.as_ref().map(|l| l.file.clone());
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    let file_index = |t: &Tensor| {
+        let file = t.location.as_ref().map(|l| l.file.clone());
+        files.iter().position(|x| *x == file).unwrap_or(0)
+    };
+    model
+        .tensors
+        .sort_by(|a, b| (file_index(a), &a.info.name).cmp(&(file_index(b), &b.info.name)));
+    // The output type when it follows the weights: the first 2-D float tensor's.
+    let source_type = model
+        .tensors
+        .iter()
+        .find(|t| t.info.shape.len() >= 2 && matches!(t.info.dtype, DType::F16 | DType::BF16))
+        .map_or(DType::F32, |t| t.info.dtype);
+    let out_type = match out {
+        OutType::Source => source_type,
+        OutType::Float(d) => d,
+    };
+    let mut tensors = Vec::with_capacity(model.tensors.len());
+    for mut t in std::mem::take(&mut model.tensors) {
+        let Some(mut hf) = (f.arch.filter)(&t.info.name) else {
+            continue;
+        };
+        if skipped(&hf) {
+            continue;
+        }
+        if f.arch.bare.contains(&f.hf_arch.as_str()) {
+            hf = format!("model.{hf}");
+        }
+        let name = f
+            .arch
+            .map(&hf)
+            .filter(|n| {
+                n.split('.')
+                    .nth(1)
+                    .and_then(|b| b.parse::<u64>().ok())
+                    .is_none_or(|b| !n.starts_with("blk.") || b < block_count)
+            })
+            .ok_or_else(|| {
+                Error::unsupported(format!(
+                    "tensor '{}' has no place in llama.cpp's {} architecture",
+                    t.info.name, f.arch.name
+                ))
+            })?;
+        if !matches!(t.info.dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(Error::unsupported(format!(
+                "tensor '{}' is {}; GGUF conversion takes F32, F16 and BF16 weights",
+                t.info.name, t.info.dtype
+            )));
+        }
+        transform(f, &hf, &mut t)?;
+        let to = tensor_type(&name, t.info.shape.len(), out_type);
+        if to != t.info.dtype {
+            t.data = Arc::new(CastSource::new(t.data.clone(), t.info.dtype, to)?);
+            t.location = None;
+        }
+        t.info = TensorInfo::new(name, to, t.info.shape.clone())?;
+        tensors.push(t);
+    }
+    model.tensors = tensors;
+    model.check_unique_names()?;
+    let total: u64 = model.parameters();
+    let mut md = Metadata::new();
+    md.set("general.architecture", Value::String(f.arch.name.into()));
+    let general = meta::General::for_folder(&f.dir, &f.hparams.map, total);
+    meta::write_general(&mut md, &f.dir, &general)?;
+    common_params(f, block_count, &mut md)?;
+    md.set("general.file_type", Value::U32(file_type_id(out_type)));
+    (f.arch.params)(f, &mut md)?;
+    md.set("general.quantization_version", Value::U32(2));
+    vocab(f, &mut md)?;
+    model.metadata = md;
+    model.notes.clear();
+    Ok(notes)
+}
+
+/// What this build does not convert yet, refused instead of written wrong.
+fn check_supported_options(f: &Folder) -> Result<()> {
+    let rope = rope_parameters(&f.hparams);
+    let rope = rope.get("full_attention").cloned().unwrap_or(Json::Object(rope));
+    if rope
+        .get("rope_type")
+        .and_then(Json::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("llama3"))
+    {
+        return Err(Error::unsupported(
+            "config.json: rope_type llama3 (Llama 3.1+ rope_freqs tensor) is not supported yet",
+        ));
+    }
+    if f.hparams.get("quantization_config").is_some() {
+        return Err(Error::unsupported(
+            "config.json: the weights are pre-quantized (quantization_config); GGUF conversion takes float weights",
+        ));
+    }
+    Ok(())
+}
+
+/// `rope_parameters` (or `rope_scaling`) with the top-level rope keys
+/// mirrored in, as TextModel's constructor does.
+fn rope_parameters(h: &Hparams) -> serde_json::Map<String, Json> {
+    let mut rope = match h.get("rope_parameters").or_else(|| h.get("rope_scaling")) {
+        Some(Json::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    if !rope.contains_key("full_attention") && !rope.contains_key("sliding_attention") {
+        let find = |keys: &[&str]| h.find(keys).filter(|v| !v.is_null()).cloned();
+        if let Some(local) = find(&[
+            "local_rope_theta",
+            "rope_local_theta",
+            "rope_theta_local",
+            "swa_rope_theta",
+            "rope_local_base_freq",
+        ]) {
+            rope.insert("sliding_attention".into(), serde_json::json!({ "rope_theta": local }));
+        }
+        if !rope.contains_key("rope_theta") {
+            if let Some(t) = find(&[
+                "global_rope_theta",
+                "rope_global_theta",
+                "rope_theta_global",
+                "rope_theta",
+                "rotary_emb_base",
+            ]) {
+                rope.insert("rope_theta".into(), t);
+            }
+        }
+        if !rope.contains_key("rope_type") {
+            if let Some(t) = rope.get("type").cloned() {
+                rope.insert("rope_type".into(), t);
+            }
+        }
+        if !rope.contains_key("partial_rotary_factor") {
+            if let Some(p) = find(&["partial_rotary_factor", "rope_pct", "rope_percent"]) {
+                rope.insert("partial_rotary_factor".into(), p);
+            }
+        }
+        if !rope.contains_key("original_max_position_embeddings") {
+            if let Some(p) = find(&["original_max_position_embeddings"]) {
+                rope.insert("original_max_position_embeddings".into(), p);
+            }
+        }
+    }
+    rope
+}
+
+fn f32_value(what: &str, v: &Json) -> Result<Value> {
+    v.as_f64()
+        .map(|x| Value::F32(x as f32))
+        .ok_or_else(|| Error::invalid(format!("config.json: {what} is {v}, expected a number")))
+}
+
+/// The hyper-parameters every text model writes (TextModel.set_gguf_parameters).
+fn common_params(f: &Folder, block_count: u64, md: &mut Metadata) -> Result<()> {
+    let h = &f.hparams;
+    let a = f.arch.name;
+    let u = |md: &mut Metadata, key: &str, v: u64| -> Result<()> {
+        md.set(format!("{a}.{key}"), Value::U32(u32_of(key, v)?));
+        Ok(())
+    };
+    u(md, "block_count", block_count)?;
+    let lookups: [(&str, &[&str]); 5] = [
+        (
+            "context_length",
+            &[
+                "max_position_embeddings",
+                "n_ctx",
+                "n_positions",
+                "max_length",
+                "max_sequence_length",
+                "model_max_length",
+            ],
+        ),
+        ("embedding_length", &["hidden_size", "n_embd", "dim"]),
+        (
+            "feed_forward_length",
+            &[
+                "prefix_dense_intermediate_size",
+                "dense_intermediate_size",
+                "intermediate_size",
+                "n_inner",
+                "hidden_dim",
+            ],
+        ),
+        ("attention.head_count", &["num_attention_heads", "n_head", "n_heads"]),
+        ("attention.head_count_kv", &["num_key_value_heads", "n_kv_heads"]),
+    ];
+    for (key, names) in lookups {
+        if let Some(v) = h.opt_uint(names)? {
+            u(md, key, v)?;
+        }
+    }
+    if h.map.get("is_causal") == Some(&Json::Bool(false)) {
+        md.set(format!("{a}.attention.causal"), Value::Bool(false));
+    }
+    let rope_all = rope_parameters(h);
+    let rope = match rope_all.get("full_attention") {
+        Some(Json::Object(m)) => m.clone(),
+        _ => rope_all.clone(),
+    };
+    if let Some(ty) = rope.get("rope_type").and_then(Json::as_str) {
+        let factor = rope.get("factor").filter(|v| !v.is_null());
+        match (ty, factor) {
+            ("linear", Some(fac)) => {
+                md.set(format!("{a}.rope.scaling.type"), Value::String("linear".into()));
+                md.set(format!("{a}.rope.scaling.factor"), f32_value("rope factor", fac)?);
+            }
+            ("yarn", Some(fac)) => {
+                md.set(format!("{a}.rope.scaling.type"), Value::String("yarn".into()));
+                md.set(format!("{a}.rope.scaling.factor"), f32_value("rope factor", fac)?);
+                let orig = rope
+                    .get("original_max_position_embeddings")
+                    .and_then(Json::as_u64)
+                    .ok_or_else(|| Error::invalid("config.json: yarn rope without original_max_position_embeddings"))?;
+                u(md, "rope.scaling.original_context_length", orig)?;
+                for (key, names) in [
+                    ("rope.scaling.yarn_ext_factor", &["extrapolation_factor"][..]),
+                    (
+                        "rope.scaling.yarn_attn_factor",
+                        &["attention_factor", "attn_factor"][..],
+                    ),
+                    ("rope.scaling.yarn_beta_fast", &["beta_fast"][..]),
+                    ("rope.scaling.yarn_beta_slow", &["beta_slow"][..]),
+                ] {
+                    if let Some(v) = names.iter().find_map(|n| rope.get(*n).filter(|v| !v.is_null())) {
+                        md.set(format!("{a}.{key}"), f32_value(key, v)?);
+                    }
+                }
+            }
+            ("su" | "longrope", _) => {
+                md.set(format!("{a}.rope.scaling.type"), Value::String("longrope".into()));
+            }
+            _ => {}
+        }
+    }
+    if let Some(Json::Array(sections)) = rope_all.get("mrope_section") {
+        let mut s: Vec<i32> = sections.iter().filter_map(|v| v.as_i64().map(|x| x as i32)).collect();
+        s.resize(4.max(s.len()), 0);
+        s.truncate(4);
+        md.set(format!("{a}.rope.dimension_sections"), Value::Array(Array::I32(s)));
+    }
+    if let Some(theta) = rope.get("rope_theta").filter(|v| !v.is_null()) {
+        md.set(format!("{a}.rope.freq_base"), f32_value("rope_theta", theta)?);
+    }
+    if let Some(Json::Object(swa)) = rope_all.get("sliding_attention") {
+        if let Some(theta) = swa.get("rope_theta").filter(|v| !v.is_null()) {
+            md.set(format!("{a}.rope.freq_base_swa"), f32_value("rope_theta", theta)?);
+        }
+    }
+    if let Some(eps) = h.opt_f64(&["rms_norm_eps", "norm_eps"])? {
+        md.set(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(eps as f32));
+    }
+    if let Some(eps) = h.opt_f64(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"])? {
+        md.set(format!("{a}.attention.layer_norm_epsilon"), Value::F32(eps as f32));
+    }
+    if let Some(n) = h.opt_uint(&["num_local_experts", "num_experts", "n_routed_experts"])? {
+        u(md, "expert_count", n)?;
+    }
+    if let Some(n) = h.opt_uint(&["num_experts_per_tok", "num_experts_per_token", "top_k_experts"])? {
+        u(md, "expert_used_count", n)?;
+    }
+    if let Some(d) = h.opt_uint(&["head_dim"])? {
+        u(md, "attention.key_length", d)?;
+        u(md, "attention.value_length", d)?;
+    }
+    Ok(())
+}
+
+/// The tokenizer keys.
+fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
+    if let Some(Json::Object(tc)) = read_json(&f.dir.join("tokenizer_config.json"))? {
+        if let Some(Json::Bool(b)) = tc.get("add_prefix_space") {
+            md.set("tokenizer.ggml.add_space_prefix", Value::Bool(*b));
+        }
+    }
+    for v in f.arch.vocab {
+        let done = match v {
+            Vocab::SentencePiece => sentencepiece(f, md)?,
+            Vocab::Bpe => gpt2(f, md)?,
+            Vocab::WordPiece => wordpiece(f, md)?,
+        };
+        if done {
+            return Ok(());
+        }
+    }
+    Err(Error::unsupported(format!(
+        "{}: no tokenizer this build converts for {} (looked for {})",
+        f.dir.display(),
+        f.hf_arch,
+        f.arch
+            .vocab
+            .iter()
+            .map(|v| match v {
+                Vocab::SentencePiece => "tokenizer.model",
+                Vocab::Bpe => "tokenizer.json (BPE)",
+                Vocab::WordPiece => "tokenizer.json (WordPiece)",
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// The tokenizer keys every vocabulary writes, in gguf-py's order.
+fn put_vocab(md: &mut Metadata, model: &str, pre: &str, tokens: Strings, scores: Option<Vec<f32>>, types: Vec<i32>) {
+    md.set("tokenizer.ggml.model", Value::String(model.into()));
+    md.set("tokenizer.ggml.pre", Value::String(pre.into()));
+    md.set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)));
+    if let Some(s) = scores {
+        md.set("tokenizer.ggml.scores", Value::Array(Array::F32(s)));
+    }
+    md.set("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
+}
+
+/// `tokenizer.json` loaded with HF's tokenizer and its base vocabulary,
+/// when the folder has one.
+fn hf_vocab(f: &Folder) -> Result<Option<bpe::Bpe>> {
+    let path = f.dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let tok = bpe::load(&path)?;
+    Ok(Some(bpe::vocab(&path, &tok, f.hparams.opt_uint(&["vocab_size"])?)?))
+}
+
+/// A byte-level BPE `tokenizer.json` as llama.cpp's `gpt2` model
+/// (`_set_vocab_gpt2`). `false` when the folder has none.
+fn gpt2(f: &Folder, md: &mut Metadata) -> Result<bool> {
+    let Some(v) = hf_vocab(f)? else { return Ok(false) };
+    put_vocab(md, "gpt2", &v.pre, v.tokens.iter().collect(), None, v.types);
+    let sv = special::SpecialVocab::load(&f.dir, true, special::DEFAULT_TYPES, None)?;
+    sv.add_to(md);
+    Ok(true)
+}
+
+/// A WordPiece `tokenizer.json` as llama.cpp's `bert` model: word-initial
+/// tokens marked with a phantom space (U+2581), `##` continuations bare.
+fn wordpiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
+    let Some(v) = hf_vocab(f)? else { return Ok(false) };
+    let type_count = f.hparams.opt_uint(&["type_vocab_size"])?.unwrap_or(1);
+    md.set(
+        "tokenizer.ggml.token_type_count",
+        Value::U32(u32_of("type_vocab_size", type_count)?),
+    );
+    let tokens: Strings = v
+        .tokens
+        .iter()
+        .zip(&v.types)
+        .map(|(t, &ty)| match t.strip_prefix("##") {
+            _ if ty == bpe::CONTROL => t.clone(),
+            Some(rest) => rest.to_string(),
+            None => format!("\u{2581}{t}"),
+        })
+        .collect();
+    let n = tokens.len();
+    put_vocab(md, "bert", &v.pre, tokens, None, v.types);
+    let sv = special::SpecialVocab::load(&f.dir, false, special::DEFAULT_TYPES, Some(n))?;
+    sv.add_to(md);
+    Ok(true)
+}
+
+/// A SentencePiece vocabulary (`tokenizer.model`) with added tokens and
+/// padding, as `_create_vocab_sentencepiece` builds it. `false` when the
+/// folder has none.
+fn sentencepiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
+    let path = f.dir.join("tokenizer.model");
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let pieces = spm::pieces(&path, &read_limited(&path, spm::MAX_MODEL)?)?;
+    let vocab_size = match f.hparams.opt_uint(&["vocab_size_per_layer_input", "vocab_size"])? {
+        Some(0) | None => pieces.len() as u64,
+        Some(v) => v,
+    };
+    let n = usize::try_from(vocab_size)
+        .ok()
+        .filter(|&n| n <= pieces.len().saturating_add(1 << 20))
+        .ok_or_else(|| {
+            Error::limit(
+                &path,
+                format!("vocab_size {vocab_size} is far beyond the {} pieces", pieces.len()),
+            )
+        })?;
+    let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
+    let mut scores = vec![-10000.0f32; n];
+    let mut types = vec![spm::UNUSED; n];
+    for (id, p) in pieces.iter().enumerate().take(n) {
+        tokens[id] = p.piece.clone();
+        scores[id] = p.score;
+        types[id] = match p.kind {
+            spm::UNKNOWN | spm::CONTROL | spm::UNUSED | spm::BYTE => p.kind,
+            _ => spm::NORMAL,
+        };
+    }
+    if let Some(Json::Object(added)) = read_json(&f.dir.join("added_tokens.json"))? {
+        for (text, id) in added {
+            let Some(id) = id.as_u64().map(|i| i as usize).filter(|&i| i < n) else {
+                continue;
+            };
+            tokens[id] = text.clone();
+            scores[id] = -1000.0;
+            types[id] = spm::USER_DEFINED;
+        }
+    }
+    if let Some(Json::Object(tc)) = read_json(&f.dir.join("tokenizer_config.json"))? {
+        if let Some(Json::Object(dec)) = tc.get("added_tokens_decoder") {
+            for (id, data) in dec {
+                let Some(id) = id.parse::<usize>().ok().filter(|&i| i < n) else {
+                    continue;
+                };
+                let Some(content) = data.get("content").and_then(Json::as_str) else {
+                    continue;
+                };
+                let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
+                if special || bpe::looks_special(content) {
+                    types[id] = spm::CONTROL;
+                    tokens[id] = content.to_string();
+                } else {
+                    types[id] = spm::USER_DEFINED;
+                    tokens[id] = content.replace('\u{2581}', " ");
+                }
+                scores[id] = -1000.0;
+            }
+        }
+    }
+    put_vocab(md, "llama", "default", tokens.iter().collect(), Some(scores), types);
+    let sv = special::SpecialVocab::load(&f.dir, false, special::DEFAULT_TYPES, Some(n))?;
+    sv.add_to(md);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_interleaves_rotary_halves_per_head() {
+        // 2 heads of 4 rows: halves (0,1 | 2,3) interleave to 0,2,1,3.
+        assert_eq!(permute_rows(8, 2).unwrap(), vec![0, 2, 1, 3, 4, 6, 5, 7]);
+        assert!(permute_rows(6, 2).is_err());
+        assert!(permute_rows(8, 0).is_err());
+    }
+
+    #[test]
+    fn names_map_through_the_table() {
+        let a = arch::find("LlamaForCausalLM").unwrap();
+        assert_eq!(
+            a.map("model.layers.11.self_attn.q_proj.weight").as_deref(),
+            Some("blk.11.attn_q.weight")
+        );
+        assert_eq!(a.map("lm_head.weight").as_deref(), Some("output.weight"));
+        assert_eq!(a.map("model.layers.0.mlp.experts.0.w1.weight"), None);
+        assert_eq!(tensor_type("blk.0.attn_norm.weight", 1, DType::F16), DType::F32);
+        assert_eq!(tensor_type("blk.0.attn_q.weight", 2, DType::F16), DType::F16);
+        assert_eq!(tensor_type("blk.0.attn_q.bias", 1, DType::F16), DType::F32);
+    }
+}

@@ -1,0 +1,152 @@
+//! Hugging Face folder → GGUF against llama.cpp's own outputs
+//! (fixtures/hf, made by convert_hf_to_gguf.py and llama-quantize from the
+//! llama.cpp in llama-cpp-python 0.3.36): whole files byte for byte, and
+//! the refusals (unknown architecture, broken tokenizer, stray flags).
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn same(a: &Path, golden: &str) {
+    assert!(
+        std::fs::read(a).unwrap() == std::fs::read(fixture(golden)).unwrap(),
+        "{} differs from {golden}",
+        a.display()
+    );
+}
+
+/// Exit 2 and the message on stderr.
+fn refused(args: &[&str]) -> String {
+    let (code, err) = stderr_of(args);
+    assert_eq!(code, 2, "{args:?}: {err}");
+    err
+}
+
+/// A copy of the tiny LLaMA folder to break.
+fn copy_model(dir: &Path) -> std::path::PathBuf {
+    let to = dir.join("tiny-llama");
+    std::fs::create_dir(&to).unwrap();
+    for e in std::fs::read_dir(fixture("hf/tiny-llama")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    to
+}
+
+#[test]
+fn folder_converts_to_the_file_convert_hf_to_gguf_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("hf/tiny-llama");
+    for (flags, golden) in [
+        (vec!["--dtype", "F16"], "hf/tiny-llama.F16.gguf"),
+        (vec!["--dtype", "BF16"], "hf/tiny-llama.BF16.gguf"),
+        // No --dtype: the weights' own type, as --outtype auto picks for BF16 weights.
+        (vec![], "hf/tiny-llama.BF16.gguf"),
+    ] {
+        let out = dir.path().join("out.gguf");
+        let mut args = vec!["-q", "convert", p(&model), p(&out)];
+        args.extend(&flags);
+        ok(&args);
+        same(&out, golden);
+    }
+}
+
+#[test]
+fn q4_k_m_equals_convert_then_llama_quantize() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.gguf");
+    let model = fixture("hf/tiny-llama");
+    ok(&["-q", "quantize", p(&model), "--q4_k", "-o", p(&out)]);
+    same(&out, "hf/tiny-llama.Q4_K_M.gguf");
+    // The mix rules saw llama.cpp's names: attn_v and ffn_down are raised to Q6_K.
+    let j = inspect_json(&out);
+    let ty = |n: &str| {
+        j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .map(|t| t["dtype"].as_str().unwrap().to_string())
+    };
+    assert_eq!(ty("blk.0.attn_v.weight").as_deref(), Some("Q6_K"));
+    assert_eq!(ty("blk.0.attn_q.weight").as_deref(), Some("Q4_K"));
+}
+
+#[test]
+fn a_weights_file_with_config_converts_like_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.gguf");
+    let weights = fixture("hf/tiny-llama/model.safetensors");
+    let config = fixture("hf/tiny-llama/config.json");
+    ok(&[
+        "-q",
+        "convert",
+        p(&weights),
+        p(&out),
+        "--config",
+        p(&config),
+        "--dtype",
+        "F16",
+    ]);
+    same(&out, "hf/tiny-llama.F16.gguf");
+    // Without --config the file keeps its names.
+    ok(&["-q", "convert", p(&weights), p(&out)]);
+    let j = inspect_json(&out);
+    assert!(j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "model.norm.weight"));
+    // --config means nothing for other outputs.
+    let st = dir.path().join("out.safetensors");
+    let err = refused(&["convert", p(&weights), p(&st), "--config", p(&config)]);
+    assert!(err.contains("GGUF output only"), "{err}");
+    assert!(!st.exists());
+}
+
+#[test]
+fn unknown_architectures_are_refused_listing_the_supported_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_model(dir.path());
+    let cfg = std::fs::read_to_string(model.join("config.json")).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        cfg.replace("LlamaForCausalLM", "FalconForCausalLM"),
+    )
+    .unwrap();
+    let out = dir.path().join("out.gguf");
+    let err = refused(&["convert", p(&model), p(&out)]);
+    assert!(
+        err.contains("FalconForCausalLM") && err.contains("LlamaForCausalLM") && err.contains("BertModel"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // Safetensors output is still a plain copy with HF names.
+    let st = dir.path().join("out.safetensors");
+    ok(&["-q", "convert", p(&model), p(&st)]);
+}
+
+#[test]
+fn broken_tokenizers_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_model(dir.path());
+    let spm = std::fs::read(model.join("tokenizer.model")).unwrap();
+    let out = dir.path().join("out.gguf");
+    for cut in [1usize, 7, spm.len() / 2, spm.len() - 1] {
+        std::fs::write(model.join("tokenizer.model"), &spm[..cut]).unwrap();
+        let err = refused(&["convert", p(&model), p(&out)]);
+        assert!(err.contains("tokenizer.model"), "cut {cut}: {err}");
+        assert!(!out.exists());
+    }
+    std::fs::remove_file(model.join("tokenizer.model")).unwrap();
+    let err = refused(&["quantize", p(&model), "--q4_k", "-o", p(&out)]);
+    assert!(err.contains("tokenizer"), "{err}");
+    assert!(!out.exists());
+    std::fs::write(
+        model.join("config.json"),
+        b"{\"architectures\": [\"LlamaForCausalLM\"], ",
+    )
+    .unwrap();
+    let err = refused(&["convert", p(&model), p(&out)]);
+    assert!(err.contains("config.json"), "{err}");
+}

@@ -1,0 +1,183 @@
+"""Builds tiny Hugging Face model folders with transformers (random weights),
+for the HF → GGUF checks. Widths are multiples of 256 so K-quant blocks are
+really used.
+
+    python hf_models.py LLAMA_CPP_DIR OUT_DIR
+
+llama-spm: LlamaForCausalLM, SentencePiece tokenizer.model rebuilt from
+llama.cpp's models/ggml-vocab-llama-spm.gguf (pieces, scores, types), F32
+weights; llama-spm-bf16: the same model saved as BF16.
+qwen2-bpe: Qwen2ForCausalLM (tied embeddings, BF16), a byte-level BPE
+tokenizer.json rebuilt with HF tokenizers from models/ggml-vocab-qwen2.gguf
+(tokens, merges, control tokens) and Qwen2's pre-tokenizer split pattern.
+bert-wordpiece: BertModel (F32) as a sentence-transformers model (mean
+pooling: modules.json, 1_Pooling/), a WordPiece tokenizer.json rebuilt from
+models/ggml-vocab-bert-bge.gguf (phantom-space tokens turned back into
+WordPiece: "\u2581word" → "word", "piece" → "##piece").
+"""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+LLAMA_CPP = Path(sys.argv[1])
+OUT = Path(sys.argv[2])
+sys.path.insert(0, str(LLAMA_CPP / "gguf-py"))
+import gguf  # noqa: E402
+from sentencepiece import sentencepiece_model_pb2 as spm_pb2  # noqa: E402
+
+
+def vocab_gguf(name):
+    return gguf.GGUFReader(LLAMA_CPP / "models" / f"ggml-vocab-{name}.gguf")
+
+
+def field(r, key):
+    f = r.fields[key]
+    return [f.contents(i) for i in range(len(f.data))] if f.types[0] == gguf.GGUFValueType.ARRAY else f.contents()
+
+
+def spm_model_from_gguf(name, out):
+    """A SentencePiece BPE model with the pieces, scores and types of a llama.cpp vocab."""
+    r = vocab_gguf(name)
+    tokens = r.fields["tokenizer.ggml.tokens"].contents()
+    scores = r.fields["tokenizer.ggml.scores"].contents()
+    types = r.fields["tokenizer.ggml.token_type"].contents()
+    m = spm_pb2.ModelProto()
+    m.trainer_spec.model_type = spm_pb2.TrainerSpec.BPE
+    m.trainer_spec.vocab_size = len(tokens)
+    m.trainer_spec.byte_fallback = True
+    m.trainer_spec.unk_id = 0
+    m.trainer_spec.bos_id = 1
+    m.trainer_spec.eos_id = 2
+    m.trainer_spec.pad_id = -1
+    m.normalizer_spec.name = "identity"
+    m.normalizer_spec.add_dummy_prefix = True
+    m.normalizer_spec.remove_extra_whitespaces = False
+    m.normalizer_spec.escape_whitespaces = True
+    # gguf token types: 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte
+    to_spm = {1: spm_pb2.ModelProto.SentencePiece.NORMAL, 2: spm_pb2.ModelProto.SentencePiece.UNKNOWN,
+              3: spm_pb2.ModelProto.SentencePiece.CONTROL, 4: spm_pb2.ModelProto.SentencePiece.USER_DEFINED,
+              5: spm_pb2.ModelProto.SentencePiece.UNUSED, 6: spm_pb2.ModelProto.SentencePiece.BYTE}
+    for t, s, ty in zip(tokens, scores, types):
+        p = m.pieces.add()
+        p.piece = t
+        p.score = s
+        p.type = to_spm[int(ty)]
+    out.write_bytes(m.SerializeToString())
+    return len(tokens)
+
+
+def llama_spm(dtype, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    n_vocab = spm_model_from_gguf("llama-spm", folder / "tokenizer.model")
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=n_vocab, hidden_size=256, intermediate_size=768, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:  # norms: not all ones, so a wrong norm is seen
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "pad_token": None, "tokenizer_class": "LlamaTokenizer",
+        "model_max_length": 512, "legacy": False,
+        "chat_template": "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}",
+    }, indent=2))
+    (folder / "special_tokens_map.json").write_text(json.dumps({
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, indent=2))
+
+
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def bpe_tokenizer_from_gguf(name, split):
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    r = vocab_gguf(name)
+    tokens = r.fields["tokenizer.ggml.tokens"].contents()
+    types = r.fields["tokenizer.ggml.token_type"].contents()
+    merges = [tuple(m.split(" ")) for m in r.fields["tokenizer.ggml.merges"].contents()]
+    vocab = {t: i for i, (t, ty) in enumerate(zip(tokens, types)) if int(ty) == 1}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=False))
+    tk.normalizer = normalizers.NFC()
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tk.decoder = decoders.ByteLevel()
+    tk.post_processor = processors.ByteLevel(trim_offsets=False)
+    control = [(i, t) for i, (t, ty) in enumerate(zip(tokens, types)) if int(ty) == 3]
+    tk.add_special_tokens([AddedToken(t, special=True, normalized=False) for _, t in control])
+    for i, t in control:
+        assert tk.token_to_id(t) == i, (t, tk.token_to_id(t), i)
+    return tk
+
+
+def qwen2_bpe(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    tk = bpe_tokenizer_from_gguf("qwen2", QWEN2_SPLIT)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   model_max_length=32768)
+    fast.chat_template = vocab_gguf("qwen2").fields["tokenizer.chat_template"].contents()
+    fast.save_pretrained(folder)
+    torch.manual_seed(1)
+    cfg = Qwen2Config(vocab_size=151936, hidden_size=256, intermediate_size=768, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
+                      rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+                      bos_token_id=151643, eos_token_id=151643)
+    model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def bert_wordpiece(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    r = vocab_gguf("bert-bge")
+    tokens = r.fields["tokenizer.ggml.tokens"].contents()
+    types = r.fields["tokenizer.ggml.token_type"].contents()
+    vocab = {}
+    for i, (t, ty) in enumerate(zip(tokens, types)):
+        word = t if int(ty) == 3 else (t[1:] if t.startswith("\u2581") else "##" + t)
+        vocab[word] = i
+    tk = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                               lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tk.decoder = decoders.WordPiece(prefix="##")
+    fast = BertTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                             cls_token="[CLS]", mask_token="[MASK]", model_max_length=512)
+    hf = folder / "hf"
+    fast.save_pretrained(hf)
+    torch.manual_seed(2)
+    cfg = BertConfig(vocab_size=len(tokens), hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
+                     num_attention_heads=4, max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12,
+                     pad_token_id=0)
+    BertModel(cfg, add_pooling_layer=True).save_pretrained(hf, safe_serialization=True)
+    word = st_models.Transformer(str(hf), max_seq_length=512)
+    pool = st_models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[word, pool]).save(str(folder))
+    shutil.rmtree(hf)
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    llama_spm(torch.float32, OUT / "llama-spm")
+    llama_spm(torch.bfloat16, OUT / "llama-spm-bf16")
+    qwen2_bpe(OUT / "qwen2-bpe")
+    bert_wordpiece(OUT / "bert-wordpiece")
