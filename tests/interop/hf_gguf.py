@@ -25,7 +25,9 @@ MC = os.environ["MODELCONV"]
 TMP = Path(tempfile.mkdtemp(prefix="modelconv-hf-gguf-"))
 HERE = Path(__file__).parent
 # folder, the weights' float type (convert_hf_to_gguf.py --outtype)
-MODELS_TYPES = [("llama-spm", "f32"), ("llama-spm-bf16", "bf16"), ("qwen2-bpe", "bf16"), ("bert-wordpiece", "f32")]
+MODELS_TYPES = [("llama-spm", "f32"), ("llama-spm-bf16", "bf16"), ("qwen2-bpe", "bf16"), ("qwen3-bpe", "f32"),
+                ("gpt2-bpe", "f32"), ("gemma2-spm", "bf16"),
+                ("gemma2-spm-f16", "f16"), ("bert-wordpiece", "f32")]
 
 
 def run(*args, stdin=None):
@@ -119,7 +121,8 @@ def vocab_tests(name):
 
 @check
 def llama_tokenize_on_our_gguf_gives_llama_cpps_test_ids():
-    for model, vocab in [("llama-spm", "llama-spm"), ("qwen2-bpe", "qwen2"), ("bert-wordpiece", "bert-bge")]:
+    for model, vocab in [("llama-spm", "llama-spm"), ("qwen2-bpe", "qwen2"), ("gpt2-bpe", "gpt-2"),
+                         ("bert-wordpiece", "bert-bge")]:
         ours = TMP / f"ours-{model}-f16.gguf"
         if not ours.exists():
             run(MC, "convert", MODELS / model, ours, "--dtype", "F16")

@@ -10,6 +10,11 @@ weights; llama-spm-bf16: the same model saved as BF16.
 qwen2-bpe: Qwen2ForCausalLM (tied embeddings, BF16), a byte-level BPE
 tokenizer.json rebuilt with HF tokenizers from models/ggml-vocab-qwen2.gguf
 (tokens, merges, control tokens) and Qwen2's pre-tokenizer split pattern.
+gemma2-spm: Gemma2ForCausalLM (BF16; norms stored as w - 1), fixtures/hf's
+trained SentencePiece model; gemma2-spm-f16: the same in F16.
+gpt2-bpe: GPT2LMHeadModel (F32, tied), GPT-2's byte-level BPE rebuilt from
+models/ggml-vocab-gpt-2.gguf.
+qwen3-bpe: Qwen3ForCausalLM (F32, untied, q/k norms), qwen2-bpe's tokenizer files.
 bert-wordpiece: BertModel (F32) as a sentence-transformers model (mean
 pooling: modules.json, 1_Pooling/), a WordPiece tokenizer.json rebuilt from
 models/ggml-vocab-bert-bge.gguf (phantom-space tokens turned back into
@@ -22,20 +27,23 @@ from pathlib import Path
 
 import torch
 
-LLAMA_CPP = Path(sys.argv[1])
-OUT = Path(sys.argv[2])
-sys.path.insert(0, str(LLAMA_CPP / "gguf-py"))
-import gguf  # noqa: E402
-from sentencepiece import sentencepiece_model_pb2 as spm_pb2  # noqa: E402
+import gguf
+from sentencepiece import sentencepiece_model_pb2 as spm_pb2
+
+LLAMA_CPP = None  # the llama.cpp source folder (set by main or the caller)
 
 
 def vocab_gguf(name):
-    return gguf.GGUFReader(LLAMA_CPP / "models" / f"ggml-vocab-{name}.gguf")
+    return gguf.GGUFReader(Path(LLAMA_CPP) / "models" / f"ggml-vocab-{name}.gguf")
 
 
-def field(r, key):
-    f = r.fields[key]
-    return [f.contents(i) for i in range(len(f.data))] if f.types[0] == gguf.GGUFValueType.ARRAY else f.contents()
+def norms_uniform(model, low, high):
+    """1-D weights (norms, biases) drawn from [low, high): not all ones, so a
+    norm written wrong is seen."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.uniform_(low, high)
 
 
 def spm_model_from_gguf(name, out):
@@ -78,10 +86,7 @@ def llama_spm(dtype, folder):
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg).to(dtype)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1:  # norms: not all ones, so a wrong norm is seen
-                p.uniform_(0.5, 1.5)
+    norms_uniform(model, 0.5, 1.5)
     model.save_pretrained(folder, safe_serialization=True)
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
@@ -105,10 +110,13 @@ def bpe_tokenizer_from_gguf(name, split):
     merges = [tuple(m.split(" ")) for m in r.fields["tokenizer.ggml.merges"].contents()]
     vocab = {t: i for i, (t, ty) in enumerate(zip(tokens, types)) if int(ty) == 1}
     tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=False))
-    tk.normalizer = normalizers.NFC()
-    tk.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(split), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    if split is None:  # GPT-2: byte-level with its own split pattern
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        tk.normalizer = normalizers.NFC()
+        tk.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(split), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tk.decoder = decoders.ByteLevel()
     tk.post_processor = processors.ByteLevel(trim_offsets=False)
     control = [(i, t) for i, (t, ty) in enumerate(zip(tokens, types)) if int(ty) == 3]
@@ -132,10 +140,50 @@ def qwen2_bpe(folder):
                       rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
                       bos_token_id=151643, eos_token_id=151643)
     model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.uniform_(0.5, 1.5)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def gpt2_bpe(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    tk = bpe_tokenizer_from_gguf("gpt-2", None)
+    PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                            unk_token="<|endoftext|>", model_max_length=1024).save_pretrained(folder)
+    torch.manual_seed(4)
+    cfg = GPT2Config(vocab_size=50257, n_embd=256, n_layer=2, n_head=4, n_positions=1024, n_ctx=1024)
+    model = GPT2LMHeadModel(cfg)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def gemma2_spm(folder, dtype=torch.bfloat16):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+    shutil.copy(Path(__file__).resolve().parents[2] / "fixtures/hf/tiny-llama/tokenizer.model", folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "pad_token": "<unk>", "tokenizer_class": "GemmaTokenizer"}, indent=2))
+    torch.manual_seed(5)
+    cfg = Gemma2Config(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=128, max_position_embeddings=512,
+                       sliding_window=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = Gemma2ForCausalLM(cfg).to(dtype)
+    norms_uniform(model, -0.5, 0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def qwen3_bpe(folder, tokenizer_from):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]:
+        shutil.copy(tokenizer_from / f, folder / f)
+    torch.manual_seed(3)
+    cfg = Qwen3Config(vocab_size=151936, hidden_size=256, intermediate_size=512, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=128, max_position_embeddings=4096,
+                      rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=151643, eos_token_id=151643)
+    model = Qwen3ForCausalLM(cfg)
+    norms_uniform(model, 0.5, 1.5)
     model.save_pretrained(folder, safe_serialization=True)
 
 
@@ -176,8 +224,13 @@ def bert_wordpiece(folder):
 
 
 if __name__ == "__main__":
+    LLAMA_CPP, OUT = Path(sys.argv[1]), Path(sys.argv[2])
     OUT.mkdir(parents=True, exist_ok=True)
     llama_spm(torch.float32, OUT / "llama-spm")
     llama_spm(torch.bfloat16, OUT / "llama-spm-bf16")
     qwen2_bpe(OUT / "qwen2-bpe")
+    qwen3_bpe(OUT / "qwen3-bpe", OUT / "qwen2-bpe")
+    gpt2_bpe(OUT / "gpt2-bpe")
+    gemma2_spm(OUT / "gemma2-spm")
+    gemma2_spm(OUT / "gemma2-spm-f16", torch.float16)
     bert_wordpiece(OUT / "bert-wordpiece")

@@ -17,6 +17,11 @@ pub enum Transform {
     /// LLaMA's rotary layout: Q and K rows permuted per head (HF stores
     /// the two rotary halves apart, llama.cpp interleaved).
     PermuteQk,
+    /// GPT-2's Conv1D weights are stored (in, out): transposed, for the
+    /// tensors whose names end so.
+    Transpose(&'static [&'static str]),
+    /// Gemma: norm weights stored as `w - 1`, written as `w`.
+    NormPlusOne,
 }
 
 /// How the vocabulary is read.
@@ -24,6 +29,8 @@ pub enum Transform {
 pub enum Vocab {
     /// SentencePiece `tokenizer.model` → `llama`.
     SentencePiece,
+    /// The same, then `add_space_prefix = false` (Gemma).
+    SentencePieceNoSpacePrefix,
     /// Byte-level BPE `tokenizer.json` → `gpt2`, with the pre-tokenizer name.
     Bpe,
     /// WordPiece `tokenizer.json` → `bert` (phantom-space tokens).
@@ -37,8 +44,13 @@ pub struct Arch {
     pub transform: Transform,
     /// Tokenizers tried in order; the first whose file is present is used.
     pub vocab: &'static [Vocab],
-    /// Keys written after the common ones (and after `general.file_type`).
-    pub params: fn(&Folder, &mut Metadata) -> Result<()>,
+    /// Keys written after the common ones and `general.file_type`; or,
+    /// with `own_params`, every hyper-parameter key and `general.file_type`
+    /// (its id is the third argument) where the architecture puts it.
+    pub params: fn(&Folder, &mut Metadata, u32) -> Result<()>,
+    /// The architecture writes its hyper-parameters itself instead of the
+    /// common text-model set.
+    pub own_params: bool,
     /// The HF name as the table spells it (prefixes and old spellings
     /// removed), or `None` for a tensor the conversion drops.
     pub filter: fn(&str) -> Option<String>,
@@ -62,7 +74,7 @@ const LLAMA_TENSORS: &[(&str, &str)] = &[
     ("model.layers.{bid}.mlp.down_proj", "blk.{bid}.ffn_down"),
 ];
 
-fn llama_params(f: &Folder, md: &mut Metadata) -> Result<()> {
+fn llama_params(f: &Folder, md: &mut Metadata, _: u32) -> Result<()> {
     let h = &f.hparams;
     md.set(
         "llama.vocab_size",
@@ -98,7 +110,7 @@ const QWEN3_TENSORS: &[(&str, &str)] = &[
 
 /// `pooling_type` from a sentence-transformers `modules.json` pooling
 /// module, when there is one (`_try_set_pooling_type`).
-fn pooling(f: &Folder, md: &mut Metadata) -> Result<()> {
+fn pooling(f: &Folder, md: &mut Metadata, _: u32) -> Result<()> {
     let Some(Json::Array(modules)) = read_json(&f.dir.join("modules.json"))? else {
         return Ok(());
     };
@@ -175,9 +187,107 @@ fn bert_filter(name: &str) -> Option<String> {
     (!dropped).then(|| n.replace("language_model.", ""))
 }
 
-fn bert_params(f: &Folder, md: &mut Metadata) -> Result<()> {
+fn bert_params(f: &Folder, md: &mut Metadata, ft: u32) -> Result<()> {
     md.set("bert.attention.causal", Value::Bool(false));
-    pooling(f, md)
+    pooling(f, md, ft)
+}
+
+const GPT2_TENSORS: &[(&str, &str)] = &[
+    ("transformer.wte", "token_embd"),
+    ("transformer.wpe", "position_embd"),
+    ("transformer.ln_f", "output_norm"),
+    ("lm_head", "output"),
+    ("transformer.h.{bid}.ln_1", "blk.{bid}.attn_norm"),
+    ("transformer.h.{bid}.attn.c_attn", "blk.{bid}.attn_qkv"),
+    ("transformer.h.{bid}.attn.c_proj", "blk.{bid}.attn_output"),
+    ("transformer.h.{bid}.ln_2", "blk.{bid}.ffn_norm"),
+    ("transformer.h.{bid}.mlp.c_fc", "blk.{bid}.ffn_up"),
+    ("transformer.h.{bid}.mlp.c_proj", "blk.{bid}.ffn_down"),
+];
+
+/// GPT-2's own hyper-parameter set (GPT2Model.set_gguf_parameters).
+fn gpt2_params(f: &Folder, md: &mut Metadata, ft: u32) -> Result<()> {
+    let h = &f.hparams;
+    let u = |md: &mut Metadata, key: &str, v: u64| -> Result<()> {
+        md.set(format!("gpt2.{key}"), Value::U32(u32_of(key, v)?));
+        Ok(())
+    };
+    u(md, "block_count", h.uint(&["n_layer"])?)?;
+    u(md, "context_length", h.uint(&["n_ctx"])?)?;
+    let n_embd = h.uint(&["n_embd"])?;
+    u(md, "embedding_length", n_embd)?;
+    u(md, "feed_forward_length", n_embd.saturating_mul(4))?;
+    u(md, "attention.head_count", h.uint(&["n_head"])?)?;
+    let eps = h
+        .opt_f64(&["layer_norm_epsilon"])?
+        .ok_or_else(|| Error::invalid("config.json: layer_norm_epsilon is not given"))?;
+    md.set("gpt2.attention.layer_norm_epsilon", Value::F32(eps as f32));
+    md.set("general.file_type", Value::U32(ft));
+    Ok(())
+}
+
+const GEMMA2_TENSORS: &[(&str, &str)] = &[
+    ("model.embed_tokens", "token_embd"),
+    ("model.norm", "output_norm"),
+    ("model.layers.{bid}.input_layernorm", "blk.{bid}.attn_norm"),
+    ("model.layers.{bid}.self_attn.q_proj", "blk.{bid}.attn_q"),
+    ("model.layers.{bid}.self_attn.k_proj", "blk.{bid}.attn_k"),
+    ("model.layers.{bid}.self_attn.v_proj", "blk.{bid}.attn_v"),
+    ("model.layers.{bid}.self_attn.o_proj", "blk.{bid}.attn_output"),
+    (
+        "model.layers.{bid}.post_attention_layernorm",
+        "blk.{bid}.post_attention_norm",
+    ),
+    ("model.layers.{bid}.pre_feedforward_layernorm", "blk.{bid}.ffn_norm"),
+    (
+        "model.layers.{bid}.post_feedforward_layernorm",
+        "blk.{bid}.post_ffw_norm",
+    ),
+    ("model.layers.{bid}.mlp.gate_proj", "blk.{bid}.ffn_gate"),
+    ("model.layers.{bid}.mlp.up_proj", "blk.{bid}.ffn_up"),
+    ("model.layers.{bid}.mlp.down_proj", "blk.{bid}.ffn_down"),
+];
+
+/// Gemma 2's own hyper-parameter set (Gemma2Model.set_gguf_parameters).
+fn gemma2_params(f: &Folder, md: &mut Metadata, ft: u32) -> Result<()> {
+    let h = &f.hparams;
+    let u = |md: &mut Metadata, key: &str, v: u64| -> Result<()> {
+        md.set(format!("gemma2.{key}"), Value::U32(u32_of(key, v)?));
+        Ok(())
+    };
+    let num = |k: &str| -> Result<f64> {
+        h.opt_f64(&[k])?
+            .ok_or_else(|| Error::invalid(format!("config.json: {k} is not given")))
+    };
+    u(md, "context_length", h.uint(&["max_position_embeddings"])?)?;
+    u(md, "embedding_length", h.uint(&["hidden_size"])?)?;
+    u(md, "block_count", h.uint(&["num_hidden_layers"])?)?;
+    u(md, "feed_forward_length", h.uint(&["intermediate_size"])?)?;
+    let heads = h.uint(&["num_attention_heads"])?;
+    u(md, "attention.head_count", heads)?;
+    u(
+        md,
+        "attention.head_count_kv",
+        h.opt_uint(&["num_key_value_heads"])?.unwrap_or(heads),
+    )?;
+    md.set(
+        "gemma2.attention.layer_norm_rms_epsilon",
+        Value::F32(num("rms_norm_eps")? as f32),
+    );
+    let head_dim = h.uint(&["head_dim"])?;
+    u(md, "attention.key_length", head_dim)?;
+    u(md, "attention.value_length", head_dim)?;
+    md.set("general.file_type", Value::U32(ft));
+    md.set(
+        "gemma2.attn_logit_softcapping",
+        Value::F32(num("attn_logit_softcapping")? as f32),
+    );
+    md.set(
+        "gemma2.final_logit_softcapping",
+        Value::F32(num("final_logit_softcapping")? as f32),
+    );
+    u(md, "attention.sliding_window", h.uint(&["sliding_window"])?)?;
+    Ok(())
 }
 
 pub static ARCHES: &[Arch] = &[
@@ -195,6 +305,7 @@ pub static ARCHES: &[Arch] = &[
         params: llama_params,
         filter: |n| Some(n.replace("language_model.", "").replace("text_model.", "")),
         bare: &["LlamaModel"],
+        own_params: false,
     },
     Arch {
         hf: &["Qwen2ForCausalLM", "Qwen2Model"],
@@ -205,6 +316,7 @@ pub static ARCHES: &[Arch] = &[
         params: pooling,
         filter: |n| Some(n.replace("language_model.", "")),
         bare: &["Qwen2Model"],
+        own_params: false,
     },
     Arch {
         hf: &["Qwen3ForCausalLM", "Qwen3Model"],
@@ -215,6 +327,7 @@ pub static ARCHES: &[Arch] = &[
         params: pooling,
         filter: |n| Some(n.replace("language_model.", "")),
         bare: &["Qwen3Model"],
+        own_params: false,
     },
     Arch {
         hf: &["BertModel", "BertForMaskedLM"],
@@ -225,6 +338,30 @@ pub static ARCHES: &[Arch] = &[
         params: bert_params,
         filter: bert_filter,
         bare: &[],
+        own_params: false,
+    },
+    Arch {
+        hf: &["GPT2LMHeadModel"],
+        name: "gpt2",
+        tensors: GPT2_TENSORS,
+        transform: Transform::Transpose(&[".c_attn.weight", ".c_proj.weight", ".c_fc.weight"]),
+        vocab: &[Vocab::Bpe],
+        params: gpt2_params,
+        filter: |n| Some(n.replace("language_model.", "")),
+        bare: &[],
+        own_params: true,
+    },
+    Arch {
+        hf: &["Gemma2ForCausalLM"],
+        name: "gemma2",
+        tensors: GEMMA2_TENSORS,
+        transform: Transform::NormPlusOne,
+        vocab: &[Vocab::SentencePieceNoSpacePrefix],
+        params: gemma2_params,
+        // lm_head is the embedding (tied); an extra copy (AWQ) is dropped.
+        filter: |n| (n != "lm_head.weight").then(|| n.replace("language_model.", "")),
+        bare: &[],
+        own_params: true,
     },
 ];
 

@@ -18,6 +18,7 @@ pub mod card;
 pub mod config;
 pub mod meta;
 mod sha256;
+mod shift;
 pub mod special;
 pub mod spm;
 
@@ -121,6 +122,23 @@ fn permute_rows(rows: u64, n_head: u64) -> Result<Vec<u64>> {
 }
 
 fn transform(f: &Folder, hf_name: &str, t: &mut Tensor) -> Result<()> {
+    if let Transform::Transpose(suffixes) = f.arch.transform {
+        if let (&[rows, cols], true) = (&t.info.shape[..], suffixes.iter().any(|s| hf_name.ends_with(s))) {
+            let es = t.info.dtype.type_size();
+            t.data = modelconv_ir::view::strided(t.data.clone(), es, 0, &[cols, rows], &[1, cols])?;
+            t.info.shape = vec![cols, rows];
+            t.location = None;
+        }
+        return Ok(());
+    }
+    if f.arch.transform == Transform::NormPlusOne {
+        if hf_name.ends_with("norm.weight") {
+            t.data = Arc::new(shift::PlusOne::new(t.data.clone(), t.info.dtype)?);
+            t.info = TensorInfo::new(t.info.name.clone(), DType::F32, t.info.shape.clone())?;
+            t.location = None;
+        }
+        return Ok(());
+    }
     if f.arch.transform != Transform::PermuteQk {
         return Ok(());
     }
@@ -240,9 +258,12 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
     md.set("general.architecture", Value::String(f.arch.name.into()));
     let general = meta::General::for_folder(&f.dir, &f.hparams.map, total);
     meta::write_general(&mut md, &f.dir, &general)?;
-    common_params(f, block_count, &mut md)?;
-    md.set("general.file_type", Value::U32(file_type_id(out_type)));
-    (f.arch.params)(f, &mut md)?;
+    let ft = file_type_id(out_type);
+    if !f.arch.own_params {
+        common_params(f, block_count, &mut md)?;
+        md.set("general.file_type", Value::U32(ft));
+    }
+    (f.arch.params)(f, &mut md, ft)?;
     md.set("general.quantization_version", Value::U32(2));
     vocab(f, &mut md)?;
     model.metadata = md;
@@ -451,6 +472,13 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
     for v in f.arch.vocab {
         let done = match v {
             Vocab::SentencePiece => sentencepiece(f, md)?,
+            Vocab::SentencePieceNoSpacePrefix => {
+                let done = sentencepiece(f, md)?;
+                if done {
+                    md.set("tokenizer.ggml.add_space_prefix", Value::Bool(false));
+                }
+                done
+            }
             Vocab::Bpe => gpt2(f, md)?,
             Vocab::WordPiece => wordpiece(f, md)?,
         };
@@ -466,7 +494,7 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
             .vocab
             .iter()
             .map(|v| match v {
-                Vocab::SentencePiece => "tokenizer.model",
+                Vocab::SentencePiece | Vocab::SentencePieceNoSpacePrefix => "tokenizer.model",
                 Vocab::Bpe => "tokenizer.json (BPE)",
                 Vocab::WordPiece => "tokenizer.json (WordPiece)",
             })
