@@ -12,6 +12,11 @@ tokenizer.json rebuilt with HF tokenizers from models/ggml-vocab-qwen2.gguf
 (tokens, merges, control tokens) and Qwen2's pre-tokenizer split pattern.
 gemma2-spm: Gemma2ForCausalLM (BF16; norms stored as w - 1), fixtures/hf's
 trained SentencePiece model; gemma2-spm-f16: the same in F16.
+gemma3-spm: Gemma3ForCausalLM (BF16, q/k norms, sliding window), the same
+SentencePiece model.
+llama3-rope: LlamaForCausalLM (BF16, tied) with Llama 3.1's rope scaling.
+phi3-spm, phi3-longrope: Phi3ForCausalLM (F32, fused qkv and gate_up), the
+same SentencePiece model; the second with long-context rope factors.
 gpt2-bpe: GPT2LMHeadModel (F32, tied), GPT-2's byte-level BPE rebuilt from
 models/ggml-vocab-gpt-2.gguf.
 qwen3-bpe: Qwen3ForCausalLM (F32, untied, q/k norms), qwen2-bpe's tokenizer files.
@@ -157,19 +162,78 @@ def gpt2_bpe(folder):
     model.save_pretrained(folder, safe_serialization=True)
 
 
-def gemma2_spm(folder, dtype=torch.bfloat16):
-    folder.mkdir(parents=True, exist_ok=True)
-    from transformers import Gemma2Config, Gemma2ForCausalLM
+def tiny_spm(folder, tokenizer_class):
+    """fixtures/hf's trained SentencePiece model and a tokenizer config for it."""
     shutil.copy(Path(__file__).resolve().parents[2] / "fixtures/hf/tiny-llama/tokenizer.model", folder)
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
-        "unk_token": "<unk>", "pad_token": "<unk>", "tokenizer_class": "GemmaTokenizer"}, indent=2))
+        "unk_token": "<unk>", "pad_token": "<unk>", "tokenizer_class": tokenizer_class}, indent=2))
+
+
+def gemma2_spm(folder, dtype=torch.bfloat16):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+    tiny_spm(folder, "GemmaTokenizer")
     torch.manual_seed(5)
     cfg = Gemma2Config(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=2,
                        num_attention_heads=2, num_key_value_heads=1, head_dim=128, max_position_embeddings=512,
                        sliding_window=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     model = Gemma2ForCausalLM(cfg).to(dtype)
     norms_uniform(model, -0.5, 0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def gemma3_spm(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    tiny_spm(folder, "GemmaTokenizer")
+    torch.manual_seed(6)
+    cfg = Gemma3TextConfig(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=128, max_position_embeddings=1024,
+                           sliding_window=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = Gemma3ForCausalLM(cfg).to(torch.bfloat16)
+    norms_uniform(model, -0.5, 0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def llama3_rope(folder):
+    """Llama 3.1-style rope scaling (rope_type llama3): convert writes a rope_freqs tensor."""
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import LlamaConfig, LlamaForCausalLM
+    shutil.copy(Path(__file__).resolve().parents[2] / "fixtures/hf/tiny-llama/tokenizer.model", folder)
+    torch.manual_seed(10)
+    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=131072,
+                      rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 8192},
+                      bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def phi3_spm(folder, longrope):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import Phi3Config, Phi3ForCausalLM
+    shutil.copy(Path(__file__).resolve().parents[2] / "fixtures/hf/tiny-llama/tokenizer.model", folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": False, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "pad_token": "<unk>", "tokenizer_class": "LlamaTokenizer",
+        "added_tokens_decoder": {"0": {"content": "<unk>", "special": True}, "1": {"content": "<s>", "special": True},
+                                 "2": {"content": "</s>", "special": False}}}, indent=2))
+    torch.manual_seed(8)
+    head_dim = 128
+    kw = dict(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+              num_key_value_heads=2, max_position_embeddings=1024, original_max_position_embeddings=256,
+              bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    if longrope:
+        g = torch.Generator().manual_seed(9)
+        kw["rope_parameters"] = {"rope_type": "longrope", "rope_theta": 10000.0,
+                                 "long_factor": (1 + torch.rand(head_dim // 2, generator=g) * 3).tolist(),
+                                 "short_factor": (1 + torch.rand(head_dim // 2, generator=g) * 0.1).tolist()}
+    model = Phi3ForCausalLM(Phi3Config(**kw))
+    norms_uniform(model, 0.5, 1.5)
     model.save_pretrained(folder, safe_serialization=True)
 
 
@@ -233,4 +297,8 @@ if __name__ == "__main__":
     gpt2_bpe(OUT / "gpt2-bpe")
     gemma2_spm(OUT / "gemma2-spm")
     gemma2_spm(OUT / "gemma2-spm-f16", torch.float16)
+    gemma3_spm(OUT / "gemma3-spm")
+    llama3_rope(OUT / "llama3-rope")
+    phi3_spm(OUT / "phi3-spm", False)
+    phi3_spm(OUT / "phi3-longrope", True)
     bert_wordpiece(OUT / "bert-wordpiece")

@@ -160,6 +160,48 @@ fn transform(f: &Folder, hf_name: &str, t: &mut Tensor) -> Result<()> {
     Ok(())
 }
 
+/// The tokenizer's token count as Gemma 3's conversion counts it: the
+/// SentencePiece vocabulary (padded to `vocab_size`), or tokenizer.json's
+/// vocab plus its added tokens.
+fn tokenizer_len(f: &Folder) -> Result<Option<u64>> {
+    let spm_path = f.dir.join("tokenizer.model");
+    if spm_path.is_file() {
+        let pieces = spm::pieces(&spm_path, &read_limited(&spm_path, spm::MAX_MODEL)?)?;
+        return Ok(Some(
+            match f.hparams.opt_uint(&["vocab_size_per_layer_input", "vocab_size"])? {
+                Some(0) | None => pieces.len() as u64,
+                Some(v) => v,
+            },
+        ));
+    }
+    let json_path = f.dir.join("tokenizer.json");
+    let Some(j) = read_json(&json_path)? else {
+        return Ok(None);
+    };
+    let count = |v: Option<&Json>| match v {
+        Some(Json::Object(m)) => m.len() as u64,
+        Some(Json::Array(a)) => a.len() as u64,
+        _ => 0,
+    };
+    Ok(Some(
+        count(j.get("model").and_then(|m| m.get("vocab"))) + count(j.get("added_tokens")),
+    ))
+}
+
+/// Drops embedding rows past the tokenizer's last token (a row slice view).
+fn trim_rows(f: &Folder, t: &mut Tensor) -> Result<()> {
+    let Some(n) = tokenizer_len(f)? else { return Ok(()) };
+    let rows = t.info.shape.first().copied().unwrap_or(0);
+    if n < rows {
+        let es = t.info.dtype.type_size();
+        t.data = modelconv_ir::view::slice(t.data.clone(), es, &t.info.shape, 0, 0, n)?;
+        t.info.shape[0] = n;
+        t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, t.info.shape.clone())?;
+        t.location = None;
+    }
+    Ok(())
+}
+
 /// The type `convert_hf_to_gguf.py` gives tensor `name`: F32 for 1-D
 /// tensors, norms, biases and the tensors llama.cpp keeps in F32; `out`
 /// otherwise.
@@ -210,7 +252,14 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
         OutType::Source => source_type,
         OutType::Float(d) => d,
     };
+    let mut md = Metadata::new();
+    md.set("general.architecture", Value::String(f.arch.name.into()));
     let mut tensors = Vec::with_capacity(model.tensors.len());
+    for (name, values) in (f.arch.extra)(f, &mut md)? {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let info = TensorInfo::new(name, DType::F32, vec![values.len() as u64])?;
+        tensors.push(Tensor::new(info, Arc::new(modelconv_ir::MemSource::new(bytes)))?);
+    }
     for mut t in std::mem::take(&mut model.tensors) {
         let Some(mut hf) = (f.arch.filter)(&t.info.name) else {
             continue;
@@ -243,6 +292,9 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
             )));
         }
         transform(f, &hf, &mut t)?;
+        if f.arch.trim_embeddings && hf.ends_with("embed_tokens.weight") {
+            trim_rows(f, &mut t)?;
+        }
         let to = tensor_type(&name, t.info.shape.len(), out_type);
         if to != t.info.dtype {
             t.data = Arc::new(CastSource::new(t.data.clone(), t.info.dtype, to)?);
@@ -254,8 +306,6 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
     model.tensors = tensors;
     model.check_unique_names()?;
     let total: u64 = model.parameters();
-    let mut md = Metadata::new();
-    md.set("general.architecture", Value::String(f.arch.name.into()));
     let general = meta::General::for_folder(&f.dir, &f.hparams.map, total);
     meta::write_general(&mut md, &f.dir, &general)?;
     let ft = file_type_id(out_type);
@@ -273,17 +323,6 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
 
 /// What this build does not convert yet, refused instead of written wrong.
 fn check_supported_options(f: &Folder) -> Result<()> {
-    let rope = rope_parameters(&f.hparams);
-    let rope = rope.get("full_attention").cloned().unwrap_or(Json::Object(rope));
-    if rope
-        .get("rope_type")
-        .and_then(Json::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("llama3"))
-    {
-        return Err(Error::unsupported(
-            "config.json: rope_type llama3 (Llama 3.1+ rope_freqs tensor) is not supported yet",
-        ));
-    }
     if f.hparams.get("quantization_config").is_some() {
         return Err(Error::unsupported(
             "config.json: the weights are pre-quantized (quantization_config); GGUF conversion takes float weights",
@@ -294,7 +333,7 @@ fn check_supported_options(f: &Folder) -> Result<()> {
 
 /// `rope_parameters` (or `rope_scaling`) with the top-level rope keys
 /// mirrored in, as TextModel's constructor does.
-fn rope_parameters(h: &Hparams) -> serde_json::Map<String, Json> {
+pub(crate) fn rope_parameters(h: &Hparams) -> serde_json::Map<String, Json> {
     let mut rope = match h.get("rope_parameters").or_else(|| h.get("rope_scaling")) {
         Some(Json::Object(m)) => m.clone(),
         _ => serde_json::Map::new(),
@@ -350,10 +389,7 @@ fn f32_value(what: &str, v: &Json) -> Result<Value> {
 fn common_params(f: &Folder, block_count: u64, md: &mut Metadata) -> Result<()> {
     let h = &f.hparams;
     let a = f.arch.name;
-    let u = |md: &mut Metadata, key: &str, v: u64| -> Result<()> {
-        md.set(format!("{a}.{key}"), Value::U32(u32_of(key, v)?));
-        Ok(())
-    };
+    let u = |md: &mut Metadata, key: &str, v: u64| arch::put_u32(md, a, key, v);
     u(md, "block_count", block_count)?;
     let lookups: [(&str, &[&str]); 5] = [
         (
@@ -480,6 +516,7 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
                 done
             }
             Vocab::Bpe => gpt2(f, md)?,
+            Vocab::Phi3 => phi3_vocab(f, md)?,
             Vocab::WordPiece => wordpiece(f, md)?,
         };
         if done {
@@ -494,7 +531,7 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
             .vocab
             .iter()
             .map(|v| match v {
-                Vocab::SentencePiece | Vocab::SentencePieceNoSpacePrefix => "tokenizer.model",
+                Vocab::SentencePiece | Vocab::SentencePieceNoSpacePrefix | Vocab::Phi3 => "tokenizer.model",
                 Vocab::Bpe => "tokenizer.json (BPE)",
                 Vocab::WordPiece => "tokenizer.json (WordPiece)",
             })
@@ -565,6 +602,23 @@ fn wordpiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
 /// padding, as `_create_vocab_sentencepiece` builds it. `false` when the
 /// folder has none.
 fn sentencepiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
+    sentencepiece_as(f, md, false)
+}
+
+/// Phi-3's vocabulary: a `GPT2Tokenizer` class is byte-level BPE (Phi-4);
+/// otherwise SentencePiece with the added tokens of the tokenizer config
+/// and tokenizer.json taken as they are (user-defined, or control when
+/// special).
+fn phi3_vocab(f: &Folder, md: &mut Metadata) -> Result<bool> {
+    if let Some(Json::Object(tc)) = read_json(&f.dir.join("tokenizer_config.json"))? {
+        if tc.get("tokenizer_class").and_then(Json::as_str) == Some("GPT2Tokenizer") {
+            return gpt2(f, md);
+        }
+    }
+    sentencepiece_as(f, md, true)
+}
+
+fn sentencepiece_as(f: &Folder, md: &mut Metadata, phi3: bool) -> Result<bool> {
     let path = f.dir.join("tokenizer.model");
     if !path.is_file() {
         return Ok(false);
@@ -604,9 +658,26 @@ fn sentencepiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
             types[id] = spm::USER_DEFINED;
         }
     }
+    // Added tokens: the tokenizer config's (by id), then for Phi-3 tokenizer.json's.
+    let mut added: Vec<(String, Json)> = Vec::new();
     if let Some(Json::Object(tc)) = read_json(&f.dir.join("tokenizer_config.json"))? {
         if let Some(Json::Object(dec)) = tc.get("added_tokens_decoder") {
-            for (id, data) in dec {
+            added.extend(dec.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    if phi3 {
+        if let Some(Json::Array(list)) =
+            read_json(&f.dir.join("tokenizer.json"))?.and_then(|j| j.get("added_tokens").cloned())
+        {
+            added.extend(
+                list.into_iter()
+                    .map(|t| (t.get("id").map(|i| i.to_string()).unwrap_or_default(), t)),
+            );
+        }
+    }
+    {
+        {
+            for (id, data) in &added {
                 let Some(id) = id.parse::<usize>().ok().filter(|&i| i < n) else {
                     continue;
                 };
@@ -614,7 +685,10 @@ fn sentencepiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
                     continue;
                 };
                 let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
-                if special || bpe::looks_special(content) {
+                if phi3 {
+                    types[id] = if special { spm::CONTROL } else { spm::USER_DEFINED };
+                    tokens[id] = content.to_string();
+                } else if special || bpe::looks_special(content) {
                     types[id] = spm::CONTROL;
                     tokens[id] = content.to_string();
                 } else {
