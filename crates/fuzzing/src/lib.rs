@@ -20,6 +20,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("safetensors", safetensors),
     ("gguf", gguf),
     ("onnx", onnx),
+    ("hf_files", hf_files),
 ];
 
 struct AnyStorage;
@@ -136,4 +137,29 @@ pub fn onnx(data: &[u8]) {
     let _ = modelconv_onnx::summary::summarize(&file, true);
     let _ = fp16::to_fp16(&file, &fp16::Fp16Options::default());
     let _ = quant::quantize(&file, &quant::QuantOptions::default());
+}
+
+/// A Hugging Face folder's side files: the bytes as a SentencePiece
+/// `tokenizer.model`, as a model card's front matter, and as the
+/// `config.json`, `tokenizer_config.json` and `generation_config.json` of a
+/// folder whose architecture, special tokens and `general.*` keys are read.
+pub fn hf_files(data: &[u8]) {
+    let _ = modelconv_llama::spm::pieces(Path::new("fuzz"), data);
+    let _ = modelconv_llama::card::front_matter(&String::from_utf8_lossy(data));
+    let Some(input) = temp_input("config.json", data) else {
+        return;
+    };
+    let Some(dir) = input.path.parent() else { return };
+    for name in ["tokenizer_config.json", "generation_config.json", "README.md"] {
+        if std::fs::write(dir.join(name), data).is_err() {
+            return;
+        }
+    }
+    let _ =
+        modelconv_llama::special::SpecialVocab::load(dir, true, modelconv_llama::special::DEFAULT_TYPES, Some(1 << 10));
+    if let Ok(Some(folder)) = modelconv_llama::Folder::detect(dir, None) {
+        let mut md = modelconv_ir::Metadata::new();
+        let g = modelconv_llama::meta::General::for_folder(dir, &folder.hparams.map, 1 << 20);
+        let _ = modelconv_llama::meta::write_general(&mut md, dir, &g);
+    }
 }
