@@ -7,6 +7,8 @@ really used.
 llama-spm: LlamaForCausalLM, SentencePiece tokenizer.model rebuilt from
 llama.cpp's models/ggml-vocab-llama-spm.gguf (pieces, scores, types), F32
 weights; llama-spm-bf16: the same model saved as BF16.
+llama-sharded, llama-bin: llama-spm as safetensors shards with an index, and
+as torch.save shards (pytorch_model-*.bin + index) in a shuffled order.
 qwen2-bpe: Qwen2ForCausalLM (tied embeddings, BF16), a byte-level BPE
 tokenizer.json rebuilt with HF tokenizers from models/ggml-vocab-qwen2.gguf
 (tokens, merges, control tokens) and Qwen2's pre-tokenizer split pattern.
@@ -26,6 +28,7 @@ models/ggml-vocab-bert-bge.gguf (phantom-space tokens turned back into
 WordPiece: "\u2581word" → "word", "piece" → "##piece").
 """
 import json
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -129,6 +132,31 @@ def bpe_tokenizer_from_gguf(name, split):
     for i, t in control:
         assert tk.token_to_id(t) == i, (t, tk.token_to_id(t), i)
     return tk
+
+
+def sharded_copies(src, sharded, pickled):
+    """`src` saved again as three safetensors shards with an index, and as
+    two torch.save shards (pytorch_model-*.bin + index) whose state dicts
+    are in a shuffled (not sorted) order."""
+    from safetensors.torch import load_file
+    from transformers import LlamaForCausalLM
+    LlamaForCausalLM.from_pretrained(src).save_pretrained(sharded, max_shard_size="20MB")
+    pickled.mkdir(parents=True, exist_ok=True)
+    sd = {}
+    for f in sorted(sharded.glob("model-*.safetensors")):
+        sd.update(load_file(f))
+    names = sorted(sd)
+    random.Random(0).shuffle(names)
+    weight_map = {}
+    for i, part in enumerate([names[:10], names[10:]], 1):
+        fn = f"pytorch_model-{i:05d}-of-00002.bin"
+        torch.save({n: sd[n] for n in part}, pickled / fn)
+        weight_map.update({n: fn for n in part})
+    (pickled / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    for d in (sharded, pickled):
+        for f in ["config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                  "generation_config.json"]:
+            shutil.copy(src / f, d / f)
 
 
 def qwen2_bpe(folder):
@@ -292,6 +320,7 @@ if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     llama_spm(torch.float32, OUT / "llama-spm")
     llama_spm(torch.bfloat16, OUT / "llama-spm-bf16")
+    sharded_copies(OUT / "llama-spm", OUT / "llama-sharded", OUT / "llama-bin")
     qwen2_bpe(OUT / "qwen2-bpe")
     qwen3_bpe(OUT / "qwen3-bpe", OUT / "qwen2-bpe")
     gpt2_bpe(OUT / "gpt2-bpe")

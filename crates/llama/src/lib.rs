@@ -227,7 +227,8 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
         .hparams
         .uint(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])?;
     check_supported_options(f)?;
-    // convert_hf_to_gguf.py's order: files in order, names sorted in each.
+    // convert_hf_to_gguf.py's order: files in order; in each, the order the
+    // file declares (a state dict's), else (safetensors) sorted by name.
     let mut files: Vec<Option<PathBuf>> = Vec::new();
     for t in &model.tensors {
         let file = t.location.as_ref().map(|l| l.file.clone());
@@ -239,9 +240,13 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
         let file = t.location.as_ref().map(|l| l.file.clone());
         files.iter().position(|x| *x == file).unwrap_or(0)
     };
-    model
-        .tensors
-        .sort_by(|a, b| (file_index(a), &a.info.name).cmp(&(file_index(b), &b.info.name)));
+    if model.declared_order {
+        model.tensors.sort_by_key(|t| file_index(t));
+    } else {
+        model
+            .tensors
+            .sort_by(|a, b| (file_index(a), &a.info.name).cmp(&(file_index(b), &b.info.name)));
+    }
     // The output type when it follows the weights: the first 2-D float tensor's.
     let source_type = model
         .tensors

@@ -357,6 +357,7 @@ pub fn open(path: &Path) -> Result<Model> {
         path: path.to_path_buf(),
         metadata: parsed.metadata,
         tensors,
+        declared_order: true,
         ..Default::default()
     })
 }

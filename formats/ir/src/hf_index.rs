@@ -66,6 +66,7 @@ pub fn open_sharded(
         if i == 0 {
             model.metadata = m.metadata;
             model.notes = m.notes;
+            model.declared_order = m.declared_order;
         }
         model
             .tensors

@@ -18,6 +18,11 @@ pub struct Model {
     /// The reader's own parse of the input, for its [`crate::Format::details`]
     /// and rewrites (so the file is decoded once).
     pub source: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// The tensor order is one the file declares (a pickled state dict's
+    /// insertion order, a GGUF or ONNX list), not an accident of layout (a
+    /// safetensors header is a JSON map). Conversions that order tensors as
+    /// a reference tool does (HF → GGUF sorts safetensors names) keep it.
+    pub declared_order: bool,
 }
 
 impl Model {

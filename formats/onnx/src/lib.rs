@@ -91,6 +91,7 @@ pub fn model_of(f: &OnnxFile, constants: bool) -> Result<Model> {
         path: path.to_path_buf(),
         metadata,
         tensors: inits.into_iter().map(|i| i.tensor).collect(),
+        declared_order: true,
         ..Default::default()
     };
     model.check_unique_names().map_err(|e| e.in_file(path))?;

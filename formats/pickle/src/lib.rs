@@ -170,6 +170,7 @@ fn open_file(path: &Path, sel: Selection) -> Result<Model> {
         tensors,
         notes,
         source: Some(Arc::new(Structure(structure_of(&ckpt)?))),
+        declared_order: true,
     };
     model.check_unique_names().map_err(|e| e.in_file(path))?;
     Ok(model)
