@@ -147,13 +147,11 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         dedupe: args.dedupe,
         ..Default::default()
     };
-    // A Hugging Face model takes its float type per tensor, as convert_hf_to_gguf.py gives it.
+    // A Hugging Face model takes its type per tensor, as convert_hf_to_gguf.py
+    // gives it (F32, F16, BF16, Q8_0); other ggml types are a pure quantization.
     let mut hf_type = modelconv_llama::OutType::Source;
-    if let Some(d) = dtype.filter(|d| hf.is_some() && !d.is_quantized()) {
-        if !matches!(d, DType::F32 | DType::F16 | DType::BF16) {
-            bail!("--dtype {d}: a Hugging Face model converts to F32, F16, BF16 or a ggml type");
-        }
-        hf_type = modelconv_llama::OutType::Float(d);
+    if let Some(d) = dtype.filter(|d| hf.is_some() && modelconv_llama::OUT_TYPES.contains(d)) {
+        hf_type = modelconv_llama::OutType::Type(d);
     } else if let Some(d) = dtype {
         let types = TypeOptions {
             allow_requantize: args.allow_requantize,

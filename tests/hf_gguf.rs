@@ -40,6 +40,7 @@ fn folder_converts_to_the_file_convert_hf_to_gguf_writes() {
     for (flags, golden) in [
         (vec!["--dtype", "F16"], "hf/tiny-llama.F16.gguf"),
         (vec!["--dtype", "BF16"], "hf/tiny-llama.BF16.gguf"),
+        (vec!["--dtype", "Q8_0"], "hf/tiny-llama.Q8_0.gguf"),
         // No --dtype: the weights' own type, as --outtype auto picks for BF16 weights.
         (vec![], "hf/tiny-llama.BF16.gguf"),
     ] {

@@ -64,8 +64,8 @@ def f16_gguf_is_the_file_convert_hf_to_gguf_writes():
 
 
 @check
-def float_outputs_match_convert_hf_to_gguf_for_every_type():
-    for dtype in ["F32", "BF16"]:
+def every_outtype_matches_convert_hf_to_gguf():
+    for dtype in ["F32", "BF16", "Q8_0"]:
         ours = TMP / f"ours-llama-spm-bf16-{dtype}.gguf"
         run(MC, "convert", MODELS / "llama-spm-bf16", ours, "--dtype", dtype)
         same_file(ours, reference("llama-spm-bf16", dtype.lower()))

@@ -82,14 +82,19 @@ pub enum OutType {
     /// Each weight in its own float type (F32, F16 or BF16), as
     /// `convert_hf_to_gguf.py --outtype` matching the weights does.
     Source,
-    Float(DType),
+    /// One of `convert_hf_to_gguf.py`'s output types: F32, F16, BF16, Q8_0.
+    Type(DType),
 }
 
-/// llama.cpp's file type id of a float output type.
+/// The output types `convert_hf_to_gguf.py` offers.
+pub const OUT_TYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::Q8_0];
+
+/// llama.cpp's file type id of an output type.
 fn file_type_id(d: DType) -> u32 {
     match d {
         DType::F32 => 0,
         DType::BF16 => 32,
+        DType::Q8_0 => 7,
         _ => 1,
     }
 }
@@ -255,7 +260,12 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
         .map_or(DType::F32, |t| t.info.dtype);
     let out_type = match out {
         OutType::Source => source_type,
-        OutType::Float(d) => d,
+        OutType::Type(d) if OUT_TYPES.contains(&d) => d,
+        OutType::Type(d) => {
+            return Err(Error::unsupported(format!(
+                "{d}: a Hugging Face model converts to F32, F16, BF16 or Q8_0 (other types: quantize)"
+            )))
+        }
     };
     let mut md = Metadata::new();
     md.set("general.architecture", Value::String(f.arch.name.into()));
@@ -300,8 +310,17 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
         if f.arch.trim_embeddings && hf.ends_with("embed_tokens.weight") {
             trim_rows(f, &mut t)?;
         }
-        let to = tensor_type(&name, t.info.shape.len(), out_type);
-        if to != t.info.dtype {
+        let mut to = tensor_type(&name, t.info.shape.len(), out_type);
+        // gguf-py's Q8_0 needs whole 32-element rows; others fall back to F16.
+        if to == DType::Q8_0 && !t.info.shape.last().is_some_and(|c| c.is_multiple_of(32)) {
+            to = DType::F16;
+        }
+        if to.is_quantized() {
+            let q = modelconv_ggml::quants::QuantizeSource::new(t.data.clone(), t.info.dtype, to, false)
+                .map_err(|e| e.for_tensor(&t.info.name))?;
+            t.data = Arc::new(q);
+            t.location = None;
+        } else if to != t.info.dtype {
             t.data = Arc::new(CastSource::new(t.data.clone(), t.info.dtype, to)?);
             t.location = None;
         }

@@ -47,14 +47,22 @@ impl DataSource for CastSource {
             return Err(Error::invalid("cast read not aligned to elements"));
         }
         let n_bytes = buf.len() / ts as usize * fs as usize;
-        SCRATCH.with_borrow_mut(|scratch| {
-            // u64 words keep the source bytes aligned for any element type.
-            scratch.resize(n_bytes.div_ceil(8), 0);
-            let src = &mut bytemuck::cast_slice_mut::<u64, u8>(scratch)[..n_bytes];
-            self.inner.read_at(offset / ts * fs, src)?;
+        // Taken out of the thread's slot while in use: a cast reading
+        // through another cast (a view chain) gets a buffer of its own.
+        let mut scratch = SCRATCH.with_borrow_mut(std::mem::take);
+        // u64 words keep the source bytes aligned for any element type.
+        scratch.resize(n_bytes.div_ceil(8), 0);
+        let src = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch)[..n_bytes];
+        let r = self.inner.read_at(offset / ts * fs, src);
+        if r.is_ok() {
             convert(self.from, src, self.to, buf);
-            Ok(())
-        })
+        }
+        SCRATCH.with_borrow_mut(|slot| {
+            if slot.capacity() < scratch.capacity() {
+                *slot = scratch;
+            }
+        });
+        r
     }
 }
 
@@ -208,6 +216,23 @@ pub fn decoded(dtype: DType, src: &[u8]) -> Box<dyn Iterator<Item = f64> + '_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cast_reads_through_another_cast() {
+        let v: Vec<u8> = [1.5f32, -2.25, 3.0, 65504.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let inner = CastSource::new(Arc::new(MemSource::new(v)), DType::F32, DType::BF16).unwrap();
+        let outer = CastSource::new(Arc::new(inner), DType::BF16, DType::F64).unwrap();
+        let mut buf = vec![0u8; 32];
+        outer.read_at(0, &mut buf).unwrap();
+        let got: Vec<f64> = buf
+            .chunks(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, vec![1.5, -2.25, 3.0, 65536.0]);
+    }
+
     use super::*;
     use crate::MemSource;
 

@@ -236,7 +236,12 @@ impl DataSource for QuantizeSource {
         }
         let first = offset / ts * bs;
         let n = buf.len() as u64 / ts * bs;
-        SCRATCH.with_borrow_mut(|sc| self.quantize_chunk(sc, first, n as usize, offset, buf))
+        // Taken out of the thread's slot while in use, so that a chain of
+        // computed sources never finds it borrowed.
+        let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
+        let r = self.quantize_chunk(&mut sc, first, n as usize, offset, buf);
+        SCRATCH.with_borrow_mut(|slot| *slot = sc);
+        r
     }
 }
 
