@@ -51,10 +51,8 @@ pub struct Args {
     /// (always done when the model would pass protobuf's 2 GiB limit).
     #[arg(long)]
     external_data: bool,
-    /// GGUF output from a single weights file: the Hugging Face config.json that describes it (tokenizer
-    /// files are read beside it). A model folder with config.json needs none.
-    #[arg(long, value_name = "config.json")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    hf: util::HfArgs,
     #[command(flatten)]
     open: registry::OpenArgs,
     /// ONNX output with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges
@@ -139,7 +137,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         }
     }
     registry::check_options(&opts.options, out_format, &[Stage::Write], "output", &args.output)?;
-    let hf = util::hf_model(&args.input, args.config.as_deref(), out_format)?;
+    let hf = util::hf_model(&args.input, &args.hf, out_format)?;
     let mut request = Request {
         include: args.include,
         exclude: args.exclude,

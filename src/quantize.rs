@@ -80,10 +80,8 @@ pub struct Args {
     /// Read the input as this format instead of detecting it.
     #[arg(long, value_name = "FORMAT")]
     from: Option<String>,
-    /// A single weights file: the Hugging Face config.json that describes it (tokenizer files are read
-    /// beside it). A model folder with config.json needs none.
-    #[arg(long, value_name = "config.json")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    hf: util::HfArgs,
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -264,7 +262,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             output.display()
         );
     }
-    let hf = util::hf_model(&args.input, args.config.as_deref(), gguf)?;
+    let hf = util::hf_model(&args.input, &args.hf, gguf)?;
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
     let source_bytes = model.data_bytes();
     let inputs = util::input_files(&model);

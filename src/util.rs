@@ -120,21 +120,39 @@ pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> 
     Ok(outputs)
 }
 
+/// How a Hugging Face model is named on the command line (convert and
+/// quantize share these flags).
+#[derive(clap::Args, Debug, Default)]
+pub struct HfArgs {
+    /// GGUF output: the Hugging Face config.json describing the input (a single weights file; tokenizer
+    /// files are read beside it). A model folder with config.json needs none.
+    #[arg(long, value_name = "config.json")]
+    pub config: Option<PathBuf>,
+    /// GGUF output: the model class, as in config.json's "architectures" (e.g. LlamaForCausalLM),
+    /// overriding it; for a weights file, the config.json beside it is read.
+    #[arg(long, value_name = "CLASS")]
+    pub arch: Option<String>,
+}
+
 /// The Hugging Face model `input` is, when the output format follows
 /// llama.cpp's conventions (a folder with config.json, or a weights file
-/// with `--config`); `None` keeps tensor names as they are.
+/// with `--config`/`--arch`); `None` keeps tensor names as they are.
 pub fn hf_model(
     input: &std::path::Path,
-    config: Option<&std::path::Path>,
+    hf: &HfArgs,
     out: &dyn Format,
 ) -> anyhow::Result<Option<modelconv_llama::Folder>> {
     if !out.writer().is_some_and(|w| w.llama_conventions()) {
-        if config.is_some() {
-            anyhow::bail!("--config maps a Hugging Face model to llama.cpp's conventions: GGUF output only");
+        if hf.config.is_some() || hf.arch.is_some() {
+            anyhow::bail!("--config and --arch map a Hugging Face model to llama.cpp's conventions: GGUF output only");
         }
         return Ok(None);
     }
-    Ok(modelconv_llama::Folder::detect(input, config)?)
+    Ok(modelconv_llama::Folder::detect(
+        input,
+        hf.config.as_deref(),
+        hf.arch.as_deref(),
+    )?)
 }
 
 #[cfg(test)]

@@ -90,7 +90,24 @@ fn a_weights_file_with_config_converts_like_its_folder() {
         "F16",
     ]);
     same(&out, "hf/tiny-llama.F16.gguf");
-    // Without --config the file keeps its names.
+    // --arch: the class named, the config beside the weights.
+    ok(&[
+        "-q",
+        "convert",
+        p(&weights),
+        p(&out),
+        "--arch",
+        "LlamaForCausalLM",
+        "--dtype",
+        "F16",
+    ]);
+    same(&out, "hf/tiny-llama.F16.gguf");
+    let err = refused(&["convert", p(&weights), p(&out), "--arch", "NopeForCausalLM"]);
+    assert!(
+        err.contains("NopeForCausalLM") && err.contains("Qwen2ForCausalLM"),
+        "{err}"
+    );
+    // Without --config or --arch the file keeps its names.
     ok(&["-q", "convert", p(&weights), p(&out)]);
     let j = inspect_json(&out);
     assert!(j["tensors"]
@@ -101,6 +118,8 @@ fn a_weights_file_with_config_converts_like_its_folder() {
     // --config means nothing for other outputs.
     let st = dir.path().join("out.safetensors");
     let err = refused(&["convert", p(&weights), p(&st), "--config", p(&config)]);
+    assert!(err.contains("GGUF output only"), "{err}");
+    let err = refused(&["convert", p(&weights), p(&st), "--arch", "LlamaForCausalLM"]);
     assert!(err.contains("GGUF output only"), "{err}");
     assert!(!st.exists());
 }

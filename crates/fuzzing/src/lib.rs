@@ -157,7 +157,7 @@ pub fn hf_files(data: &[u8]) {
     }
     let _ =
         modelconv_llama::special::SpecialVocab::load(dir, true, modelconv_llama::special::DEFAULT_TYPES, Some(1 << 10));
-    if let Ok(Some(folder)) = modelconv_llama::Folder::detect(dir, None) {
+    if let Ok(Some(folder)) = modelconv_llama::Folder::detect(dir, None, None) {
         let mut md = modelconv_ir::Metadata::new();
         let g = modelconv_llama::meta::General::for_folder(dir, &folder.hparams.map, 1 << 20);
         let _ = modelconv_llama::meta::write_general(&mut md, dir, &g);

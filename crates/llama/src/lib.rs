@@ -41,21 +41,40 @@ pub struct Folder {
 
 impl Folder {
     /// The model `input` is, when it is a folder with a `config.json`, or
-    /// when `config` names one (its folder holds the tokenizer files).
-    /// `Ok(None)`: not a Hugging Face model (names are kept as they are).
-    pub fn detect(input: &Path, config: Option<&Path>) -> Result<Option<Folder>> {
-        let config_path = match config {
-            Some(c) => c.to_path_buf(),
-            None if input.is_dir() && input.join("config.json").is_file() => input.join("config.json"),
-            None => return Ok(None),
+    /// when `config` names one (its folder holds the tokenizer files), or
+    /// when `arch` names the model class (the config is then the one in the
+    /// input's folder, or beside the weights file). `arch` overrides the
+    /// config's `architectures`. `Ok(None)`: not a Hugging Face model (names
+    /// are kept as they are).
+    pub fn detect(input: &Path, config: Option<&Path>, arch: Option<&str>) -> Result<Option<Folder>> {
+        let beside = if input.is_dir() {
+            input.join("config.json")
+        } else {
+            input.parent().unwrap_or(Path::new(".")).join("config.json")
+        };
+        let config_path = match (config, arch) {
+            (Some(c), _) => c.to_path_buf(),
+            (None, _) if input.is_dir() && beside.is_file() => beside,
+            (None, Some(a)) => {
+                if !beside.is_file() {
+                    return Err(Error::invalid(format!(
+                        "--arch {a}: no config.json beside {} (give one with --config)",
+                        input.display()
+                    )));
+                }
+                beside
+            }
+            (None, None) => return Ok(None),
         };
         let json = read_json(&config_path)?
             .ok_or_else(|| Error::invalid(format!("{}: no such file", config_path.display())))?;
         let hparams = Hparams::from_json(&config_path, json)?;
-        let hf_arch = hparams
-            .architecture()
-            .map(str::to_string)
-            .ok_or_else(|| Error::malformed(&config_path, "no \"architectures\" list naming the model class"))?;
+        let hf_arch = arch.or(hparams.architecture()).map(str::to_string).ok_or_else(|| {
+            Error::malformed(
+                &config_path,
+                "no \"architectures\" list naming the model class (give one with --arch)",
+            )
+        })?;
         let arch = arch::find(&hf_arch).ok_or_else(|| {
             Error::unsupported(format!(
                 "{}: architecture {hf_arch} is not supported for GGUF conversion (supported: {})",
@@ -63,10 +82,10 @@ impl Folder {
                 arch::supported().join(", ")
             ))
         })?;
-        let dir = match config {
-            Some(c) => c.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
-            None => input.to_path_buf(),
-        };
+        let dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         Ok(Some(Folder {
             dir,
             hparams,
