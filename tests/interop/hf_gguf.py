@@ -28,7 +28,8 @@ HERE = Path(__file__).parent
 MODELS_TYPES = [
     ("llama-spm", "f32"), ("llama-spm-bf16", "bf16"), ("llama-sharded", "f32"), ("llama-bin", "f32"),
     ("llama3-rope", "bf16"), ("qwen2-bpe", "bf16"), ("qwen3-bpe", "f32"), ("gpt2-bpe", "f32"),
-    ("gemma2-spm", "bf16"), ("gemma2-spm-f16", "f16"), ("gemma3-spm", "bf16"), ("phi3-spm", "f32"),
+    ("gemma2-spm", "bf16"), ("gemma2-spm-f16", "f16"), ("gemma3-spm", "bf16"), ("gemma3-mm", "bf16"),
+    ("phi3-spm", "f32"),
     ("phi3-longrope", "f32"), ("bert-wordpiece", "f32"),
 ]
 

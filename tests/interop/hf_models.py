@@ -15,7 +15,8 @@ tokenizer.json rebuilt with HF tokenizers from models/ggml-vocab-qwen2.gguf
 gemma2-spm: Gemma2ForCausalLM (BF16; norms stored as w - 1), fixtures/hf's
 trained SentencePiece model; gemma2-spm-f16: the same in F16.
 gemma3-spm: Gemma3ForCausalLM (BF16, q/k norms, sliding window), the same
-SentencePiece model.
+SentencePiece model; gemma3-mm: Gemma3ForConditionalGeneration (its text
+model; the SigLIP tower and projector are left out).
 llama3-rope: LlamaForCausalLM (BF16, tied) with Llama 3.1's rope scaling.
 phi3-spm, phi3-longrope: Phi3ForCausalLM (F32, fused qkv and gate_up), the
 same SentencePiece model; the second with long-context rope factors.
@@ -265,6 +266,25 @@ def phi3_spm(folder, longrope):
     model.save_pretrained(folder, safe_serialization=True)
 
 
+def gemma3_multimodal(folder):
+    """Gemma3ForConditionalGeneration: the text model under language_model,
+    a SigLIP vision tower and projector that a text GGUF leaves out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+    tiny_spm(folder, "GemmaTokenizer")
+    torch.manual_seed(11)
+    text = Gemma3TextConfig(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=1, head_dim=128, max_position_embeddings=1024,
+                            sliding_window=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    vision = SiglipVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=32, patch_size=8)
+    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=3,
+                       boi_token_index=4, eoi_token_index=5)
+    model = Gemma3ForConditionalGeneration(cfg).to(torch.bfloat16)
+    norms_uniform(model, -0.5, 0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
 def qwen3_bpe(folder, tokenizer_from):
     folder.mkdir(parents=True, exist_ok=True)
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -327,6 +347,7 @@ if __name__ == "__main__":
     gemma2_spm(OUT / "gemma2-spm")
     gemma2_spm(OUT / "gemma2-spm-f16", torch.float16)
     gemma3_spm(OUT / "gemma3-spm")
+    gemma3_multimodal(OUT / "gemma3-mm")
     llama3_rope(OUT / "llama3-rope")
     phi3_spm(OUT / "phi3-spm", False)
     phi3_spm(OUT / "phi3-longrope", True)

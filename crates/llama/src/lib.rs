@@ -118,11 +118,45 @@ fn file_type_id(d: DType) -> u32 {
     }
 }
 
-/// Names `convert_hf_to_gguf.py` drops before mapping.
+/// Names `convert_hf_to_gguf.py` drops before mapping: buffers, and the
+/// vision/audio towers of multimodal checkpoints (TextModel.filter_tensors).
 fn skipped(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "mlp",
+        "vit.",
+        "vpm.",
+        "siglip2.",
+        "conformer.",
+        "merger.",
+        "resampler.",
+        "sound_encoder.",
+        "sound_projection.",
+        "speech_embeddings.",
+    ];
+    const PARTS: &[&str] = &[
+        "visual.",
+        "vision.",
+        "audio.",
+        "talker.",
+        "vision_",
+        "audio_",
+        "token2wav.",
+        "code2wav.",
+        "projector.",
+        "pre_mm_projector_norm",
+        "image_newline",
+        "view_seperator",
+        "patch_embed",
+        "patch_embedding",
+        "patch_merger.",
+        "patch_merge_mlp.",
+        "model.connector.",
+    ];
     name.ends_with(".attention.masked_bias")
         || name.ends_with(".attention.bias")
         || name.ends_with(".rotary_emb.inv_freq")
+        || PREFIXES.iter().any(|p| name.starts_with(p))
+        || PARTS.iter().any(|p| name.contains(p))
 }
 
 /// Rows `0..rows` of a Q or K weight in llama.cpp's rotary order: per head,
