@@ -268,6 +268,11 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     let inputs = util::input_files(&model);
     if let Some(f) = &hf {
         modelconv_llama::apply(&mut model, f, modelconv_llama::OutType::Source)?;
+        if !quiet {
+            for n in &model.notes {
+                eprintln!("{}", util::printable(n));
+            }
+        }
     }
     let request = Request {
         quantize: Some(Quantization {

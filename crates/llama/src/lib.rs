@@ -278,9 +278,8 @@ fn tensor_type(name: &str, n_dims: usize, out: DType) -> DType {
 }
 
 /// Rewrites `model` (opened from the folder's weights) into llama.cpp's
-/// conventions. Returns notes for the user.
-pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>> {
-    let notes = Vec::new();
+/// conventions. Its notes say what it was read as.
+pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     let block_count = f
         .hparams
         .uint(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])?;
@@ -393,9 +392,22 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<Vec<String>>
     (f.arch.params)(f, &mut md, ft)?;
     md.set("general.quantization_version", Value::U32(2));
     vocab(f, &mut md)?;
+    let n_tokens = md
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| match v {
+            Value::Array(a) => Some(a.len()),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let tokenizer = md.get("tokenizer.ggml.model").and_then(Value::as_str).unwrap_or("?");
+    model.notes = vec![format!(
+        "Hugging Face {} → llama.cpp '{}': {} tensors, {tokenizer} tokenizer of {n_tokens} tokens",
+        f.hf_arch,
+        f.arch.name,
+        model.tensors.len()
+    )];
     model.metadata = md;
-    model.notes.clear();
-    Ok(notes)
+    Ok(())
 }
 
 /// What this build does not convert yet, refused instead of written wrong.
