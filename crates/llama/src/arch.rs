@@ -38,12 +38,12 @@ pub enum Transform {
 pub enum Vocab {
     /// SentencePiece `tokenizer.model` → `llama`.
     SentencePiece,
-    /// Phi-3's reading of it: added tokens from the tokenizer config and
-    /// tokenizer.json marked user-defined (control when special); a
-    /// `GPT2Tokenizer` class means byte-level BPE instead (Phi-4).
-    Phi3,
     /// The same, then `add_space_prefix = false` (Gemma).
     SentencePieceNoSpacePrefix,
+    /// Phi-3's reading of a SentencePiece model: added tokens from the
+    /// tokenizer config and tokenizer.json marked user-defined (control when
+    /// special); a `GPT2Tokenizer` class means byte-level BPE instead (Phi-4).
+    Phi3,
     /// Byte-level BPE `tokenizer.json` → `gpt2`, with the pre-tokenizer name.
     Bpe,
     /// WordPiece `tokenizer.json` → `bert` (phantom-space tokens).
@@ -51,8 +51,11 @@ pub enum Vocab {
 }
 
 pub struct Arch {
+    /// The Hugging Face classes (config.json `architectures`) it covers.
     pub hf: &'static [&'static str],
+    /// llama.cpp's architecture name (`general.architecture`).
     pub name: &'static str,
+    /// HF stem → GGUF stem tables, combined from shared fragments.
     pub tensors: &'static [&'static [(&'static str, &'static str)]],
     pub transform: Transform,
     /// Tokenizers tried in order; the first whose file is present is used.

@@ -84,7 +84,10 @@ pub fn vocab(path: &Path, tok: &Tokenizer, vocab_size: Option<u64>) -> Result<Bp
         .filter(|&n| n <= vocab.len().saturating_add(1 << 20))
         .ok_or_else(|| Error::limit(path, format!("vocab_size {n} is far beyond the {} tokens", vocab.len())))?;
     let mut reverse: Vec<Option<&str>> = vec![None; n];
-    for (t, &id) in &vocab {
+    // Two strings for one id (a malformed file): the same one every run.
+    let mut entries: Vec<(&String, &u32)> = vocab.iter().collect();
+    entries.sort();
+    for (t, &id) in entries {
         reverse[id as usize] = Some(t);
     }
     let added = tok.get_added_tokens_decoder();
