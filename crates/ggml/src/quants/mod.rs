@@ -152,28 +152,25 @@ impl ErrorStats {
     }
 }
 
-/// Σ(x-y)² and Σx²: f32 sums over 8 lanes within 256-element groups,
-/// folded into f64 per group (accurate enough for a report, and it
-/// vectorises; one running f64 sum would serialise on the add latency).
+/// Σ(x-y)² and Σx² in f64 (8 independent lanes, so it still vectorises):
+/// squares of tiny weights (~1e-38) underflow in f32, which made a tensor
+/// quantized to all zeros report no error.
 fn squared_error(x: &[f32], y: &[f32]) -> (f64, f64) {
-    let (mut e, mut r) = (0f64, 0f64);
-    for (xg, yg) in x.chunks(256).zip(y.chunks(256)) {
-        let (mut el, mut rl) = ([0f32; 8], [0f32; 8]);
-        let (xc, yc) = (xg.chunks_exact(8), yg.chunks_exact(8));
-        for (&a, &b) in xc.remainder().iter().zip(yc.remainder()) {
-            el[0] += (a - b) * (a - b);
-            rl[0] += a * a;
-        }
-        for (a, b) in xc.zip(yc) {
-            for k in 0..8 {
-                el[k] += (a[k] - b[k]) * (a[k] - b[k]);
-                rl[k] += a[k] * a[k];
-            }
-        }
-        e += el.iter().map(|&v| f64::from(v)).sum::<f64>();
-        r += rl.iter().map(|&v| f64::from(v)).sum::<f64>();
+    let (mut el, mut rl) = ([0f64; 8], [0f64; 8]);
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    for (&a, &b) in xc.remainder().iter().zip(yc.remainder()) {
+        let (a, b) = (f64::from(a), f64::from(b));
+        el[0] += (a - b) * (a - b);
+        rl[0] += a * a;
     }
-    (e, r)
+    for (a, b) in xc.zip(yc) {
+        for k in 0..8 {
+            let (a, b) = (f64::from(a[k]), f64::from(b[k]));
+            el[k] += (a - b) * (a - b);
+            rl[k] += a * a;
+        }
+    }
+    (el.iter().sum(), rl.iter().sum())
 }
 
 /// The first non-finite value in `x`, if any: (index, value).
@@ -352,6 +349,17 @@ fn bytemuck_f32_mut(x: &mut [f32]) -> &mut [u8] {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn error_of_tiny_weights_flushed_to_zero_is_total() {
+        let x = vec![1e-38f32; 300];
+        let y = vec![0f32; 300];
+        let (e, r) = squared_error(&x, &y);
+        assert!(e > 0.0 && r > 0.0);
+        let s = ErrorStats::default();
+        s.add(e, r);
+        assert!((s.relative_rmse() - 1.0).abs() < 1e-12);
+    }
     use super::*;
 
     #[test]
