@@ -19,7 +19,7 @@ pub struct Args {
     /// Read the input as this format instead of detecting it.
     #[arg(long, value_name = "FORMAT")]
     from: Option<String>,
-    /// Cast floating-point tensors to F32, F16, BF16 or F64 (round to nearest even; integer tensors are
+    /// Cast floating-point tensors to F32, F16, BF16 or F64 (also fp16, float16, bfloat16, fp32…; round to nearest even; integer tensors are
     /// kept; quantized tensors are dequantized), or quantize them to a ggml type (Q8_0, Q4_K, …: exactly
     /// `quantize --type TYPE --pure`, llama.cpp's eligibility rules; GGUF output only).
     #[arg(long, value_name = "TYPE")]
@@ -91,7 +91,7 @@ impl Args {
 }
 
 pub fn parse_dtype(s: &str) -> Result<DType> {
-    DType::from_name(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))
+    DType::from_user(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {

@@ -129,7 +129,7 @@ impl Args {
 
 /// A tensor type named on the command line: a quantized type we can write, or a float.
 fn tensor_type(s: &str) -> Result<DType> {
-    let d = DType::from_name(s).ok_or_else(|| anyhow!("unknown tensor type '{s}'"))?;
+    let d = DType::from_user(s).ok_or_else(|| anyhow!("unknown tensor type '{s}'"))?;
     if !(can_quantize(d) && d != DType::Q8_K || matches!(d, DType::F32 | DType::F16 | DType::BF16)) {
         bail!("tensor type {d} cannot be produced (use Q2_K…Q6_K, Q4_0…Q8_0, F16, BF16 or F32)");
     }

@@ -249,3 +249,37 @@ fn diff_reports_missing_and_changed_tensors() {
     ok(&["convert", p(&src), p(&g)]);
     ok(&["diff", p(&src), p(&g)]);
 }
+
+#[test]
+fn dtype_takes_the_spellings_users_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("safetensors/floats.safetensors");
+    let want = dir.path().join("want.safetensors");
+    ok(&["-q", "convert", p(&input), p(&want), "--dtype", "F16"]);
+    for spelling in ["fp16", "float16", "half", "f16"] {
+        let out = dir.path().join(format!("{spelling}.safetensors"));
+        ok(&["-q", "convert", p(&input), p(&out), "--dtype", spelling]);
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&want).unwrap(),
+            "{spelling}"
+        );
+    }
+    ok(&[
+        "-q",
+        "convert",
+        p(&input),
+        p(&dir.path().join("b.safetensors")),
+        "--dtype",
+        "bfloat16",
+    ]);
+    let (code, err) = stderr_of(&[
+        "convert",
+        p(&input),
+        p(&dir.path().join("x.safetensors")),
+        "--dtype",
+        "fp17",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--dtype fp17"), "{err}");
+}

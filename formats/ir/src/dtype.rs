@@ -157,6 +157,22 @@ impl DType {
         ALL_DTYPES.iter().copied().find(|d| d.name() == up)
     }
 
+    /// A type as people type it on a command line: a name [`from_name`]
+    /// takes, or a usual spelling of a float type (`fp16`, `float16`,
+    /// `half`, `bfloat16`, `fp32`, `float32`, `float`, `fp64`, `double`).
+    ///
+    /// [`from_name`]: DType::from_name
+    pub fn from_user(s: &str) -> Option<DType> {
+        let alias = match s.to_ascii_lowercase().as_str() {
+            "fp16" | "float16" | "half" => Some(DType::F16),
+            "bfloat16" => Some(DType::BF16),
+            "fp32" | "float32" | "float" => Some(DType::F32),
+            "fp64" | "float64" | "double" => Some(DType::F64),
+            _ => None,
+        };
+        alias.or_else(|| DType::from_name(s))
+    }
+
     /// Number of elements stored in one block (1 for plain types).
     pub fn block_size(self) -> u64 {
         use DType::*;
