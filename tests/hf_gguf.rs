@@ -170,3 +170,35 @@ fn broken_tokenizers_are_refused_naming_the_file() {
     let err = refused(&["convert", p(&model), p(&out)]);
     assert!(err.contains("config.json"), "{err}");
 }
+
+#[test]
+fn hostile_configs_are_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_model(dir.path());
+    let good = std::fs::read_to_string(model.join("config.json")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let out = dir.path().join("out.gguf");
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        ("num_attention_heads", serde_json::json!(0)),
+        ("num_attention_heads", serde_json::json!(1u64 << 62)),
+        ("num_key_value_heads", serde_json::json!(u64::MAX)),
+        ("vocab_size", serde_json::json!(1u64 << 40)),
+        ("num_hidden_layers", serde_json::json!(1u64 << 40)),
+        ("architectures", serde_json::json!([])),
+        ("head_dim", serde_json::json!(1_000_000_000_000u64)),
+    ];
+    for (key, value) in cases {
+        cfg[key] = value.clone();
+        if key == "head_dim" {
+            cfg["rope_parameters"] = serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0});
+        }
+        std::fs::write(model.join("config.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
+        let code = run_bounded(
+            &["convert", p(&model), p(&out), "--dtype", "F16"],
+            std::time::Duration::from_secs(20),
+        );
+        assert_eq!(code, Some(2), "{key} = {value}");
+        assert!(!out.exists(), "{key} = {value}");
+        cfg = serde_json::from_str(&good).unwrap();
+    }
+}

@@ -352,6 +352,11 @@ fn llama3_rope(f: &Folder, _: &mut Metadata) -> Result<Vec<Computed>> {
         Some(d) => d,
         None => h.uint(&["hidden_size"])? / h.uint(&["num_attention_heads"])?.max(1),
     };
+    if dim == 0 || dim > 1 << 16 {
+        return Err(Error::invalid(format!(
+            "config.json: rotary dimension {dim} for rope_freqs"
+        )));
+    }
     let factor = num("factor", 8.0);
     let low = num("low_freq_factor", 1.0);
     let high = num("high_freq_factor", 4.0);

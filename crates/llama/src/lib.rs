@@ -162,7 +162,7 @@ fn skipped(name: &str) -> bool {
 /// Rows `0..rows` of a Q or K weight in llama.cpp's rotary order: per head,
 /// the two halves interleaved (`reshape(n_head, 2, d/2, …).swapaxes(1, 2)`).
 fn permute_rows(rows: u64, n_head: u64) -> Result<Vec<u64>> {
-    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
+    if n_head == 0 || n_head > rows || !rows.is_multiple_of(2 * n_head) {
         return Err(Error::invalid(format!(
             "{rows} rows do not split into {n_head} heads of two rotary halves"
         )));
