@@ -143,6 +143,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         exclude: args.exclude,
         rename: pipeline::parse_renames(&args.rename)?,
         dedupe: args.dedupe,
+        llama: out_format.writer().is_some_and(|w| w.llama_conventions()),
         ..Default::default()
     };
     // A Hugging Face model takes its type per tensor, as convert_hf_to_gguf.py

@@ -283,3 +283,31 @@ fn dtype_takes_the_spellings_users_type() {
     assert_eq!(code, 2);
     assert!(err.contains("--dtype fp17"), "{err}");
 }
+
+#[test]
+fn casts_to_gguf_keep_what_llama_cpp_keeps_f32_and_set_the_file_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("gguf/in-f32.gguf");
+    for (dtype, id) in [("F16", 1u64), ("BF16", 32)] {
+        let out = dir.path().join(format!("{dtype}.gguf"));
+        ok(&["-q", "convert", p(&input), p(&out), "--dtype", dtype]);
+        let j = inspect_json(&out);
+        for t in j["tensors"].as_array().unwrap() {
+            let (name, dims) = (t["name"].as_str().unwrap(), t["shape"].as_array().unwrap().len());
+            let want = if dims <= 1 || name.ends_with("_norm.weight") {
+                "F32"
+            } else {
+                dtype
+            };
+            assert_eq!(t["dtype"], want, "{name}");
+        }
+        let md = modelconv_gguf::open(&out).unwrap().metadata;
+        assert_eq!(md.get("general.file_type").and_then(|v| v.as_u64()), Some(id));
+        assert_eq!(md.get("general.quantization_version").and_then(|v| v.as_u64()), Some(2));
+    }
+    // Other outputs cast every float tensor.
+    let st = dir.path().join("f16.safetensors");
+    ok(&["-q", "convert", p(&input), p(&st), "--dtype", "F16"]);
+    let m = modelconv_safetensors::open(&st).unwrap();
+    assert!(m.tensors.iter().all(|t| t.info.dtype.name() == "F16"));
+}

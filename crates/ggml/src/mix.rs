@@ -105,6 +105,13 @@ pub const FILE_TYPES: &[FileType] = &[
     },
 ];
 
+/// Tensors llama.cpp keeps in F32 whatever the file's type: 1-D tensors
+/// (norms, biases, scales) and `*_norm.weight` (convert_hf_to_gguf.py's
+/// rule; its ggml kernels take them as F32).
+pub fn stays_f32(name: &str, n_dims: usize) -> bool {
+    n_dims <= 1 || name.ends_with("_norm.weight")
+}
+
 /// Finds a file type by name, case-insensitively, with llama-quantize's
 /// aliases (Q3_K → Q3_K_M, Q4_K → Q4_K_M, Q5_K → Q5_K_M).
 pub fn file_type(name: &str) -> Option<FileType> {

@@ -265,8 +265,7 @@ fn trim_rows(f: &Folder, t: &mut Tensor) -> Result<()> {
 /// otherwise.
 fn tensor_type(name: &str, n_dims: usize, out: DType) -> DType {
     const F32_ALWAYS: &[&str] = &["position_embd.weight", "token_types.weight"];
-    if n_dims <= 1
-        || name.ends_with("_norm.weight")
+    if modelconv_ggml::mix::stays_f32(name, n_dims)
         || !name.ends_with(".weight")
         || F32_ALWAYS.contains(&name)
         || name.ends_with(".ffn_gate_inp.weight")

@@ -149,17 +149,42 @@ fn retype(t: &mut Tensor, to: DType, data: Arc<dyn DataSource>) -> Result<()> {
 /// Casts every floating-point tensor to `to` (F32, F16, BF16 or F64);
 /// block-quantized tensors are dequantized; integer tensors are kept.
 pub fn cast(model: &mut Model, to: DType) -> Result<()> {
+    cast_as(model, to, false)
+}
+
+/// [`cast`], for llama.cpp's format when `llama` is set: the tensors
+/// llama.cpp keeps in F32 ([`mix::stays_f32`]) go to F32, and
+/// `general.file_type` and `general.quantization_version` are set as
+/// llama-quantize sets them.
+pub fn cast_as(model: &mut Model, to: DType, llama: bool) -> Result<()> {
     if !matches!(to, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
         return Err(Error::invalid(format!("casts go to F32, F16, BF16 or F64, not {to}")));
     }
     for t in &mut model.tensors {
         let from = t.info.dtype;
+        let to = if llama && mix::stays_f32(&t.info.name, t.info.shape.len()) {
+            DType::F32
+        } else {
+            to
+        };
         if from != to && (from.is_quantized() || can_cast(from, to)) {
             let data = source_as(t, to, TypeOptions::default(), None)?;
             retype(t, to, data)?;
         }
     }
+    if let (true, Some(ft)) = (llama, mix::file_type(to.name())) {
+        set_file_type(model, ft);
+    }
     Ok(())
+}
+
+/// `general.quantization_version` and `general.file_type`, as llama.cpp's
+/// gguf_set_val writes them: an existing key is removed and appended.
+fn set_file_type(model: &mut Model, ft: FileType) {
+    for (key, value) in [("general.quantization_version", 2), ("general.file_type", ft.id)] {
+        model.metadata.remove(key);
+        model.metadata.set(key, Value::U32(value));
+    }
 }
 
 /// The llama.cpp file type of a plain quantization to `ty` (what
@@ -217,14 +242,7 @@ pub fn quantize(model: &mut Model, q: &Quantization) -> Result<Vec<Row>> {
             model.tensors.len()
         )));
     }
-    // As llama.cpp's gguf_set_val: an existing key is removed and appended.
-    for (key, value) in [
-        ("general.quantization_version", 2),
-        ("general.file_type", q.file_type.id),
-    ] {
-        model.metadata.remove(key);
-        model.metadata.set(key, Value::U32(value));
-    }
+    set_file_type(model, q.file_type);
     let mut rows = Vec::with_capacity(model.tensors.len());
     for (t, &to) in model.tensors.iter_mut().zip(&types) {
         modelconv_ir::check_interrupt()?;
@@ -255,6 +273,9 @@ pub struct Request {
     pub dedupe: bool,
     /// Cast floats to this type (`None`: keep types).
     pub cast: Option<DType>,
+    /// The output is llama.cpp's (GGUF): a cast keeps norms and 1-D
+    /// tensors F32 and sets the file-type keys ([`cast_as`]).
+    pub llama: bool,
     /// Quantize with llama.cpp's rules.
     pub quantize: Option<Quantization>,
 }
@@ -313,7 +334,7 @@ impl Request {
             out.deduped = dedupe(model);
         }
         if let Some(to) = self.cast {
-            cast(model, to)?;
+            cast_as(model, to, self.llama)?;
         }
         if let Some(q) = &self.quantize {
             out.rows = quantize(model, q)?;
