@@ -200,6 +200,21 @@ pub fn output_format(dest: &Path, to: Option<&str>) -> Result<&'static dyn Forma
     if f.writer().is_none() {
         bail!("format {} can be read but not written", f.name());
     }
+    // --to and an extension that names another format disagree: a file
+    // named .gguf holding safetensors would mislead every later reader.
+    let claimed: Vec<&str> = FORMATS
+        .iter()
+        .filter(|g| ext_matches(**g, dest))
+        .map(|g| g.name())
+        .collect();
+    if !claimed.is_empty() && !claimed.contains(&f.name()) {
+        bail!(
+            "{}: the extension names {}, but --to asks for {}; give the output a matching name",
+            dest.display(),
+            claimed.join(" or "),
+            f.name()
+        );
+    }
     Ok(f)
 }
 

@@ -311,3 +311,23 @@ fn casts_to_gguf_keep_what_llama_cpp_keeps_f32_and_set_the_file_type() {
     let m = modelconv_safetensors::open(&st).unwrap();
     assert!(m.tensors.iter().all(|t| t.info.dtype.name() == "F16"));
 }
+
+#[test]
+fn to_and_an_extension_naming_another_format_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("safetensors/floats.safetensors");
+    let out = dir.path().join("out.gguf");
+    let (code, err) = stderr_of(&["convert", p(&input), p(&out), "--to", "safetensors"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("extension names gguf") && err.contains("safetensors"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // An extension no format claims: --to decides.
+    let plain = dir.path().join("weights.data");
+    ok(&["-q", "convert", p(&input), p(&plain), "--to", "safetensors"]);
+    assert!(modelconv_safetensors::open(&plain).is_ok());
+    // Agreeing is fine.
+    ok(&["-q", "convert", p(&input), p(&out), "--to", "gguf"]);
+}
