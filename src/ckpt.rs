@@ -30,6 +30,13 @@ pub struct Args {
 
 pub fn run(args: Args, quiet: bool) -> Result<u8> {
     let format: &dyn Format = &modelconv_pickle::FORMAT;
+    if let Some(other) = crate::registry::claimed_by(&args.input).filter(|f| f.name() != format.name()) {
+        return Err(anyhow!(
+            "{}: this is a {} file, not a PyTorch checkpoint; `modelconv convert` converts it",
+            args.input.display(),
+            other.name()
+        ));
+    }
     let mut model = crate::registry::open_as(format, &args.input, &args.open.options())?;
     if model.tensors.is_empty() {
         return Err(anyhow!("{}: no tensors found", args.input.display()));

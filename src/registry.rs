@@ -94,9 +94,26 @@ fn probe(path: &Path) -> Result<Probed> {
     Ok(p)
 }
 
-/// Picks the reader for `path`.
-pub fn detect(path: &Path) -> Result<&'static dyn Format> {
-    let p = probe(path)?;
+/// What a file no reader claims looks like, when its magic is one we know
+/// (so it is named, instead of failing in the reader its extension picks).
+fn known_other(head: &[u8]) -> Option<&'static str> {
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    if at(0, b"lmgg") || at(0, b"fmgg") || at(0, b"tjgg") {
+        Some("a legacy GGML/GGMF/GGJT model (llama.cpp before GGUF); llama.cpp's convert_llama_ggml_to_gguf.py turns it into GGUF")
+    } else if at(4, b"TFL3") {
+        Some("a TensorFlow Lite model (.tflite), which this build does not read")
+    } else if at(0, b"\x89HDF\r\n\x1a\n") {
+        Some("an HDF5 file (Keras .h5), which this build does not read yet")
+    } else if at(0, b"\x93NUMPY") {
+        Some("a NumPy array (.npy), which this build does not read yet")
+    } else {
+        None
+    }
+}
+
+/// The reader that claims the probed input with the best score (the
+/// extension breaking ties), if any does.
+fn best_claim(path: &Path, p: &Probed) -> Option<&'static dyn Format> {
     let view = Probe {
         path,
         is_dir: p.is_dir,
@@ -114,8 +131,23 @@ pub fn detect(path: &Path) -> Result<&'static dyn Format> {
             best = Some((s, e, f));
         }
     }
-    if let Some((_, _, f)) = best {
+    best.map(|(_, _, f)| f)
+}
+
+/// The format `path` is in, when a reader claims it (no extension
+/// fallback): for commands that read one format and want to say so.
+pub fn claimed_by(path: &Path) -> Option<&'static dyn Format> {
+    best_claim(path, &probe(path).ok()?)
+}
+
+/// Picks the reader for `path`.
+pub fn detect(path: &Path) -> Result<&'static dyn Format> {
+    let p = probe(path)?;
+    if let Some(f) = best_claim(path, &p) {
         return Ok(f);
+    }
+    if let Some(what) = known_other(&p.head) {
+        bail!("{}: format not recognised: this looks like {what}", path.display());
     }
     if let Some(&f) = FORMATS.iter().find(|f| ext_matches(**f, path)) {
         return Ok(f);

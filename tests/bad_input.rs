@@ -348,3 +348,34 @@ fn outputs_never_replace_special_files() {
         eprintln!("not root: the character-device case is skipped (the FIFO case ran)");
     }
 }
+
+#[test]
+fn files_of_formats_we_do_not_read_are_named_not_fed_to_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("ggml.bin", b"lmgg\x01\x00\x00\x00abcdefgh", "legacy GGML"),
+        ("ggjt.bin", b"tjgg\x03\x00\x00\x00abcdefgh", "legacy GGML"),
+        ("m.tflite", b"\x1c\x00\x00\x00TFL3\x00\x00\x00\x00", "TensorFlow Lite"),
+        ("a.bin", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "NumPy"),
+    ];
+    for (name, bytes, what) in cases {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        let (code, err) = stderr_of(&["inspect", p(&f)]);
+        assert_eq!(code, 2, "{name}");
+        assert!(
+            err.contains("not recognised") && err.contains(what) && !err.contains("pickle"),
+            "{name}: {err}"
+        );
+    }
+    // ckpt-to-safetensors given another format says which and what to use.
+    let st = fixture("safetensors/floats.safetensors");
+    let out = dir.path().join("x.safetensors");
+    let (code, err) = stderr_of(&["ckpt-to-safetensors", p(&st), "-o", p(&out)]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("safetensors file") && err.contains("convert") && !err.contains("pickle"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
