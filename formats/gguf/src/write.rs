@@ -93,19 +93,22 @@ impl Writer for GgufWriter {
             h.extend_from_slice(&value_type_id(v.value_type()).to_le_bytes());
             put_value(&mut h, v);
         }
+        model.refuse_types(
+            "GGUF",
+            |d| ggml_id(d).is_some(),
+            |bad| {
+                if bad.iter().any(|d| d.is_float()) {
+                    "cast floats with --dtype F16 (or F32, BF16), or leave them out with --exclude".into()
+                } else {
+                    "leave them out with --exclude".into()
+                }
+            },
+        )?;
         let mut offset = 0u64;
         for t in &model.tensors {
             let info = &t.info;
             let id = ggml_id(info.dtype).ok_or_else(|| {
-                let fix = if info.dtype.is_float() {
-                    "cast it with --dtype F16 (or F32, BF16), or leave it out with --exclude"
-                } else {
-                    "leave it out with --exclude"
-                };
-                Error::unsupported(format!(
-                    "GGUF has no {} type (tensor '{}'); {fix}",
-                    info.dtype, info.name
-                ))
+                Error::unsupported(format!("GGUF has no {} type (tensor '{}')", info.dtype, info.name))
             })?;
             if info.shape.len() > MAX_DIMS_WRITE {
                 return Err(Error::unsupported(format!(

@@ -46,6 +46,50 @@ impl Model {
             .fold(0u64, u64::saturating_add)
     }
 
+    /// One error naming every tensor a format cannot hold, grouped by
+    /// dtype ("GGUF has no U64 type (tensor 'a'), no BOOL type (tensors
+    /// 'b', 'c'); FIX"), so a user fixes them all in one go. `fix` gets the
+    /// dtypes refused.
+    pub fn refuse_types(
+        &self,
+        format: &str,
+        holds: impl Fn(crate::DType) -> bool,
+        fix: impl Fn(&[crate::DType]) -> String,
+    ) -> Result<()> {
+        let mut bad: Vec<(crate::DType, Vec<&str>)> = Vec::new();
+        for t in &self.tensors {
+            if holds(t.info.dtype) {
+                continue;
+            }
+            match bad.iter_mut().find(|(d, _)| *d == t.info.dtype) {
+                Some((_, names)) => names.push(&t.info.name),
+                None => bad.push((t.info.dtype, vec![&t.info.name])),
+            }
+        }
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let parts: Vec<String> = bad
+            .iter()
+            .map(|(d, names)| {
+                let shown: Vec<String> = names.iter().take(3).map(|n| format!("'{n}'")).collect();
+                let more = if names.len() > 3 {
+                    format!(" and {} more", names.len() - 3)
+                } else {
+                    String::new()
+                };
+                let noun = if names.len() == 1 { "tensor" } else { "tensors" };
+                format!("no {d} type ({noun} {}{more})", shown.join(", "))
+            })
+            .collect();
+        let dtypes: Vec<crate::DType> = bad.iter().map(|(d, _)| *d).collect();
+        Err(Error::unsupported(format!(
+            "{format} has {}; {}",
+            parts.join(", "),
+            fix(&dtypes)
+        )))
+    }
+
     /// Refuses two tensors with one name (writers and `diff` key by name).
     pub fn check_unique_names(&self) -> Result<()> {
         let mut seen = HashSet::new();

@@ -313,6 +313,11 @@ impl Writer for PtWriter {
             return Err(Error::unsupported("--max-shard-size is not supported for .pt output"));
         }
         model.check_unique_names()?;
+        model.refuse_types(
+            "a .pt file",
+            |d| torch_type(d).is_some(),
+            |_| "convert with --dtype F32, F16 or BF16, or leave them out with --exclude".into(),
+        )?;
         let pickle = state_dict_pickle(&model.tensors)?;
         Ok(Box::new(Plan {
             dest: dest.to_path_buf(),

@@ -23,14 +23,11 @@ struct Plan {
 impl Writer for SafetensorsWriter {
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
         model.check_unique_names()?;
-        for t in &model.tensors {
-            if t.info.dtype.is_quantized() {
-                return Err(Error::unsupported(format!(
-                    "safetensors has no {} type (tensor '{}'); convert with --dtype F32, F16 or BF16",
-                    t.info.dtype, t.info.name
-                )));
-            }
-        }
+        model.refuse_types(
+            "safetensors",
+            |d| !d.is_quantized(),
+            |_| "convert with --dtype F32, F16 or BF16".into(),
+        )?;
         let metadata: Vec<(String, String)> = model
             .metadata
             .iter()
