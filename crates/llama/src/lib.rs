@@ -763,29 +763,25 @@ fn sentencepiece_as(f: &Folder, md: &mut Metadata, phi3: bool) -> Result<bool> {
             );
         }
     }
-    {
-        {
-            for (id, data) in &added {
-                let Some(id) = id.parse::<usize>().ok().filter(|&i| i < n) else {
-                    continue;
-                };
-                let Some(content) = data.get("content").and_then(Json::as_str) else {
-                    continue;
-                };
-                let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
-                if phi3 {
-                    types[id] = if special { spm::CONTROL } else { spm::USER_DEFINED };
-                    tokens[id] = content.to_string();
-                } else if special || bpe::looks_special(content) {
-                    types[id] = spm::CONTROL;
-                    tokens[id] = content.to_string();
-                } else {
-                    types[id] = spm::USER_DEFINED;
-                    tokens[id] = content.replace('\u{2581}', " ");
-                }
-                scores[id] = -1000.0;
-            }
+    for (id, data) in &added {
+        let Some(id) = id.parse::<usize>().ok().filter(|&i| i < n) else {
+            continue;
+        };
+        let Some(content) = data.get("content").and_then(Json::as_str) else {
+            continue;
+        };
+        let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
+        if phi3 {
+            types[id] = if special { spm::CONTROL } else { spm::USER_DEFINED };
+            tokens[id] = content.to_string();
+        } else if special || bpe::looks_special(content) {
+            types[id] = spm::CONTROL;
+            tokens[id] = content.to_string();
+        } else {
+            types[id] = spm::USER_DEFINED;
+            tokens[id] = content.replace('\u{2581}', " ");
         }
+        scores[id] = -1000.0;
     }
     put_vocab(md, "llama", "default", tokens.iter().collect(), Some(scores), types);
     let sv = special::SpecialVocab::load(&f.dir, false, special::DEFAULT_TYPES, Some(n))?;
