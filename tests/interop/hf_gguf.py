@@ -10,6 +10,7 @@ ggml-vocab-*.gguf.out files).
 MODELS_DIR holds the folders hf_models.py builds. Prints one line per check
 and 'hf-gguf: N passed, M failed'; exits 1 if anything failed.
 """
+import json
 import os
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def llama_embedding_agrees_with_sentence_transformers():
     for s, w in zip(SENTENCES, want):
         out = run(BIN / "llama-embedding", "-m", ours, "-p", s, "--embd-normalize", "2",
                   "--embd-output-format", "array", "--no-warmup")
-        got = np.array(eval(out[out.index("["):out.rindex("]") + 1], {}), dtype=np.float64).reshape(-1)  # noqa: S307
+        got = np.array(json.loads(out[out.index("["):out.rindex("]") + 1]), dtype=np.float64).reshape(-1)
         cos = float(np.dot(got, w) / np.linalg.norm(got) / np.linalg.norm(w))
         assert cos >= 0.999, f"{s!r}: cosine {cos}"
 
@@ -136,7 +137,7 @@ def llama_tokenize_on_our_gguf_gives_llama_cpps_test_ids():
             want = [int(x) for x in ids.split()]
             out = run(BIN / "llama-tokenize", "-m", ours, "--stdin", "--no-escape", "--no-bos", "--ids", "--log-disable",
                       stdin=text)
-            got = eval(out.strip().splitlines()[-1], {}) if out.strip() else []  # noqa: S307
+            got = json.loads(out.strip().splitlines()[-1]) if out.strip() else []
             assert got == want, f"{vocab}: {text!r}: llama.cpp gives {got} on our GGUF, the test file says {want}"
 
 
