@@ -218,19 +218,28 @@ fn transform(f: &Folder, hf_name: &str, t: &mut Tensor) -> Result<()> {
     Ok(())
 }
 
+/// The folder's SentencePiece model, when it has one: its path, its pieces,
+/// and the vocabulary size the conversion pads to (`vocab_size`, else the
+/// piece count).
+fn spm_vocab(f: &Folder) -> Result<Option<(PathBuf, Vec<spm::Piece>, u64)>> {
+    let path = f.dir.join("tokenizer.model");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let pieces = spm::pieces(&path, &read_limited(&path, spm::MAX_MODEL)?)?;
+    let vocab_size = match f.hparams.opt_uint(&["vocab_size_per_layer_input", "vocab_size"])? {
+        Some(0) | None => pieces.len() as u64,
+        Some(v) => v,
+    };
+    Ok(Some((path, pieces, vocab_size)))
+}
+
 /// The tokenizer's token count as Gemma 3's conversion counts it: the
 /// SentencePiece vocabulary (padded to `vocab_size`), or tokenizer.json's
 /// vocab plus its added tokens.
 fn tokenizer_len(f: &Folder) -> Result<Option<u64>> {
-    let spm_path = f.dir.join("tokenizer.model");
-    if spm_path.is_file() {
-        let pieces = spm::pieces(&spm_path, &read_limited(&spm_path, spm::MAX_MODEL)?)?;
-        return Ok(Some(
-            match f.hparams.opt_uint(&["vocab_size_per_layer_input", "vocab_size"])? {
-                Some(0) | None => pieces.len() as u64,
-                Some(v) => v,
-            },
-        ));
+    if let Some((_, _, vocab_size)) = spm_vocab(f)? {
+        return Ok(Some(vocab_size));
     }
     let json_path = f.dir.join("tokenizer.json");
     let Some(j) = read_json(&json_path)? else {
@@ -707,14 +716,8 @@ fn phi3_vocab(f: &Folder, md: &mut Metadata) -> Result<bool> {
 }
 
 fn sentencepiece_as(f: &Folder, md: &mut Metadata, phi3: bool) -> Result<bool> {
-    let path = f.dir.join("tokenizer.model");
-    if !path.is_file() {
+    let Some((path, pieces, vocab_size)) = spm_vocab(f)? else {
         return Ok(false);
-    }
-    let pieces = spm::pieces(&path, &read_limited(&path, spm::MAX_MODEL)?)?;
-    let vocab_size = match f.hparams.opt_uint(&["vocab_size_per_layer_input", "vocab_size"])? {
-        Some(0) | None => pieces.len() as u64,
-        Some(v) => v,
     };
     let n = usize::try_from(vocab_size)
         .ok()
