@@ -1,7 +1,7 @@
 //! `modelconv ckpt-to-safetensors`: the everyday conversion of a PyTorch
 //! checkpoint into safetensors, reading it without running any code.
 
-use crate::util;
+use crate::{report, util};
 use anyhow::{anyhow, Result};
 use modelconv_ir::{Format, WriteOptions};
 use modelconv_pipeline::Request;
@@ -26,9 +26,22 @@ pub struct Args {
     /// Do not fsync the output before renaming it into place.
     #[arg(long)]
     no_fsync: bool,
+    /// Print one JSON document on stdout (docs/json.md; the same document as `convert --json`).
+    #[arg(long)]
+    json: bool,
 }
 
-pub fn run(args: Args, quiet: bool) -> Result<u8> {
+pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
+    let given = args.input.clone();
+    if let Some(o) = &args.output {
+        util::check_stdout_free(args.json, o)?;
+    } else if given.as_os_str() == modelconv_ir::STDIO {
+        return Err(anyhow!(
+            "standard input has no name to derive the output's from; give -o FILE (or -o - for standard output)"
+        ));
+    }
+    let stdin = util::Input::new(&args.input)?;
+    args.input = stdin.path.clone();
     let format: &dyn Format = &modelconv_pickle::FORMAT;
     if let Some(other) = crate::registry::claimed_by(&args.input).filter(|f| f.name() != format.name()) {
         return Err(anyhow!(
@@ -41,14 +54,10 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     if model.tensors.is_empty() {
         return Err(anyhow!("{}: no tensors found", args.input.display()));
     }
-    if !quiet {
-        for n in &model.notes {
-            eprintln!("{}", util::printable(n));
-        }
-    }
-    if args.verbose && !quiet {
+    let mut notes = std::mem::take(&mut model.notes);
+    if args.verbose {
         for (path, what) in modelconv_pickle::non_tensor_values(&args.input).unwrap_or_default() {
-            eprintln!("  not a tensor, left out: {path} = {what}");
+            notes.push(format!("  not a tensor, left out: {path} = {what}"));
         }
     }
     let request = Request {
@@ -57,28 +66,52 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
     };
     let inputs = util::input_files(&model);
     let outcome = request.apply(&mut model)?;
-    if !quiet && !outcome.deduped.is_empty() {
-        eprintln!("--dedupe: {} tied tensor(s) written once", outcome.deduped.len());
+    if !outcome.deduped.is_empty() {
+        let n = outcome.deduped.len();
+        notes.push(format!(
+            "--dedupe: {n} tied {} written once",
+            util::plural(n, "tensor", "tensors")
+        ));
         if args.verbose {
             for (dropped, kept) in &outcome.deduped {
-                eprintln!("  dropped {dropped} (same storage as {kept})");
+                notes.push(format!("  dropped {dropped} (same storage as {kept})"));
             }
         }
     }
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| args.input.with_extension("safetensors"));
+    if !quiet {
+        for n in &notes {
+            eprintln!("{}", util::printable(n));
+        }
+    }
+    let output = match args.output.clone() {
+        Some(o) => o,
+        // `DIR/` or `DIR`: the file goes inside the folder, named after it.
+        None if args.input.is_dir() => {
+            let name = args
+                .input
+                .file_name()
+                .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+            args.input.join(format!("{name}.safetensors"))
+        }
+        None => args.input.with_extension("safetensors"),
+    };
     let wopts = WriteOptions {
         no_fsync: args.no_fsync,
         ..Default::default()
     };
-    util::write_model(&modelconv_safetensors::FORMAT, &model, &output, &wopts, &inputs, quiet)?;
+    let st: &dyn Format = &modelconv_safetensors::FORMAT;
+    let outputs = util::write_model(st, &model, &output, &wopts, &inputs, quiet)?;
+    let n = model.tensors.len();
+    if args.json {
+        let formats = (format.name(), st.name());
+        let doc = report::ConvertDoc::of(&given, formats, &outputs, &model, &notes).with_deduped(outcome.deduped);
+        report::emit("ckpt-to-safetensors", &doc);
+    }
     if !quiet {
         eprintln!(
-            "wrote {} ({} tensors, {})",
+            "wrote {} ({n} {}, {})",
             output.display(),
-            model.tensors.len(),
+            util::plural(n, "tensor", "tensors"),
             util::human_bytes(model.data_bytes())
         );
     }

@@ -1,5 +1,6 @@
 //! `modelconv convert`: reader → select/rename/cast → writer plan → write.
 
+use crate::report::{self, ConvertDoc};
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
 use modelconv_ir::{DType, Options, RewriteRequest, Stage, WriteOptions};
@@ -68,6 +69,13 @@ pub struct Args {
     /// With a ggml --dtype: quantize NaN/Inf values and overflowing scales instead of refusing.
     #[arg(long)]
     allow_nonfinite: bool,
+    /// With --dtype: write the output even when the cast or quantization changes no tensor
+    /// (otherwise exit 2).
+    #[arg(long)]
+    allow_unchanged: bool,
+    /// Print one JSON document on stdout (docs/json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 impl Args {
@@ -94,7 +102,11 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
     DType::from_user(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))
 }
 
-pub fn run(args: Args, quiet: bool) -> Result<u8> {
+pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
+    util::check_stdout_free(args.json, &args.output)?;
+    let given = args.input.clone();
+    let stdin = util::Input::new(&args.input)?;
+    args.input = stdin.path.clone();
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
     let out_format = registry::output_format(&args.output, args.to.as_deref())?;
     let in_format = registry::input_format(&args.input, args.from.as_deref())?;
@@ -122,16 +134,27 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             )?;
             if let Some(rewrite) = rw.rewrite(&args.input, &RewriteRequest::Cast(dtype), Some(&args.output), &opts)? {
                 let written = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
-                let report = (rewrite.report)();
+                let r = (rewrite.report)();
+                if args.json {
+                    let model = registry::open_as(out_format, &args.output, &Default::default())?;
+                    let formats = (in_format.name(), out_format.name());
+                    let mut doc = ConvertDoc::of(&given, formats, &written, &model, &r.notes);
+                    doc.dtype = Some(dtype.name().to_string());
+                    doc.changed = r.tensors;
+                    doc.unchanged = r.unchanged;
+                    doc.details = Some(&r.details);
+                    report::emit("convert", &doc);
+                } else {
+                    print!("{}", r.text);
+                }
                 if !quiet {
                     for o in &written {
                         eprintln!("wrote {}", o.display());
                     }
-                    for n in &report.notes {
+                    for n in &r.notes {
                         eprintln!("{}", util::printable(n));
                     }
                 }
-                print!("{}", report.text);
                 return Ok(0);
             }
         }
@@ -143,6 +166,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         exclude: args.exclude,
         rename: pipeline::parse_renames(&args.rename)?,
         dedupe: args.dedupe,
+        allow_unchanged: args.allow_unchanged,
         llama: out_format.writer().is_some_and(|w| w.llama_conventions()),
         ..Default::default()
     };
@@ -164,21 +188,42 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         modelconv_llama::apply(&mut model, f, hf_type)?;
     }
     let outcome = request.apply(&mut model)?;
+    let mut notes = std::mem::take(&mut model.notes);
+    if !outcome.deduped.is_empty() {
+        notes.push(format!(
+            "--dedupe: {} tied {} written once",
+            outcome.deduped.len(),
+            util::plural(outcome.deduped.len(), "tensor", "tensors")
+        ));
+    }
+    notes.extend(util::unchanged_summary(&outcome.unchanged));
     if !quiet {
-        for n in &model.notes {
+        for n in &notes {
             eprintln!("{}", util::printable(n));
         }
-        if !outcome.deduped.is_empty() {
-            eprintln!("--dedupe: {} tied tensor(s) written once", outcome.deduped.len());
-        }
     }
-    let (n, bytes) = (model.tensors.len(), model.data_bytes());
     let outputs = util::write_model(out_format, &model, &args.output, &opts, &inputs, quiet)?;
+    let (n, bytes) = (model.tensors.len(), model.data_bytes());
+    if args.json {
+        let mut changed = outcome.cast;
+        changed.extend(outcome.rows.iter().filter(|r| r.to != r.from).map(|r| r.changed()));
+        let formats = (in_format.name(), out_format.name());
+        let mut doc = ConvertDoc::of(&given, formats, &outputs, &model, &notes).with_deduped(outcome.deduped);
+        doc.dtype = dtype.map(|d| d.name().to_string());
+        doc.changed = changed;
+        doc.unchanged = outcome.unchanged;
+        report::emit("convert", &doc);
+    }
     if !quiet {
         for o in &outputs {
             eprintln!("wrote {}", o.display());
         }
-        eprintln!("{n} tensors, {} ({})", util::human_bytes(bytes), out_format.name());
+        eprintln!(
+            "{n} {}, {} ({})",
+            util::plural(n, "tensor", "tensors"),
+            util::human_bytes(bytes),
+            out_format.name()
+        );
     }
     Ok(0)
 }

@@ -1,17 +1,19 @@
 //! `modelconv diff`: two models of any formats, compared by tensor name,
 //! element by element in f64, streaming in chunks on all cores.
 
-use crate::{registry, util, EXIT_CHECK_FAILED};
+use crate::{registry, report, util, EXIT_CHECK_FAILED};
 use anyhow::Result;
 use modelconv_ir::{Model, OpenOptions, Tensor};
 use modelconv_pipeline::{read_f64, readable_as_numbers};
 use rayon::prelude::*;
-use serde_json::json;
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The first model (any format this build reads; tensors are matched by name).
     a: PathBuf,
+    /// The second model: the reference the tolerance is relative to (|a-b| <= atol + rtol*|b|).
     b: PathBuf,
     /// Print one JSON document on stdout.
     #[arg(long)]
@@ -105,31 +107,57 @@ fn incomparable(a: &Tensor, b: &Tensor) -> Option<String> {
 }
 
 pub fn run(args: Args, _quiet: bool) -> Result<u8> {
-    let (_, ma) = registry::open(&args.a, None, &OpenOptions::default())?;
-    let (_, mb) = registry::open(&args.b, None, &OpenOptions::default())?;
+    let (a, b) = (util::Input::new(&args.a)?, util::Input::new(&args.b)?);
+    let (_, ma) = registry::open(&a.path, None, &OpenOptions::default())?;
+    let (_, mb) = registry::open(&b.path, None, &OpenOptions::default())?;
     let report = compare(&ma, &mb, args.atol, args.rtol)?;
-    let ok = report["ok"].as_bool().unwrap_or(false);
     if args.json {
-        util::print_json(&report);
+        report::emit("diff", &report);
     } else {
         print_text(&report, &args);
     }
-    Ok(if ok { 0 } else { EXIT_CHECK_FAILED })
+    Ok(if report.ok { 0 } else { EXIT_CHECK_FAILED })
 }
 
-fn compare(ma: &Model, mb: &Model, atol: f64, rtol: f64) -> Result<serde_json::Value> {
-    let only_a: Vec<&str> = ma
-        .tensors
-        .iter()
-        .filter(|t| mb.tensor(&t.info.name).is_none())
-        .map(|t| t.info.name.as_str())
-        .collect();
-    let only_b: Vec<&str> = mb
-        .tensors
-        .iter()
-        .filter(|t| ma.tensor(&t.info.name).is_none())
-        .map(|t| t.info.name.as_str())
-        .collect();
+/// `diff --json` (docs/json.md).
+#[derive(Serialize)]
+struct DiffDoc {
+    a: String,
+    b: String,
+    atol: f64,
+    rtol: f64,
+    tensors: Vec<DiffRow>,
+    only_in_a: Vec<String>,
+    only_in_b: Vec<String>,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct DiffRow {
+    name: String,
+    dtype_a: &'static str,
+    dtype_b: &'static str,
+    shape: Vec<u64>,
+    /// `ok`, `over_tolerance` or `incomparable`.
+    status: &'static str,
+    /// Why the tensors could not be compared (incomparable only).
+    reason: Option<String>,
+    /// Statistics in f64; `null` when incomparable; infinity as `"inf"`.
+    max_abs: Option<serde_json::Value>,
+    rmse: Option<serde_json::Value>,
+    cosine: Option<serde_json::Value>,
+    elements_over_tolerance: Option<u64>,
+}
+
+fn compare(ma: &Model, mb: &Model, atol: f64, rtol: f64) -> Result<DiffDoc> {
+    let only = |x: &Model, y: &Model| -> Vec<String> {
+        x.tensors
+            .iter()
+            .filter(|t| y.tensor(&t.info.name).is_none())
+            .map(|t| t.info.name.clone())
+            .collect()
+    };
+    let (only_a, only_b) = (only(ma, mb), only(mb, ma));
     let pairs: Vec<(&Tensor, &Tensor)> = ma
         .tensors
         .iter()
@@ -153,96 +181,78 @@ fn compare(ma: &Model, mb: &Model, atol: f64, rtol: f64) -> Result<serde_json::V
         stats[i] = stats[i].merge(s);
     }
     let mut ok = only_a.is_empty() && only_b.is_empty();
-    let tensors: Vec<_> = pairs
+    let tensors: Vec<DiffRow> = pairs
         .iter()
         .zip(&stats)
         .map(|((a, b), s)| {
-            let mut o = json!({
-                "name": a.info.name,
-                "dtype_a": a.info.dtype.name(),
-                "dtype_b": b.info.dtype.name(),
-                "shape": a.info.shape,
-            });
-            if let Some(why) = incomparable(a, b) {
-                ok = false;
-                o["status"] = json!("incomparable");
-                o["reason"] = json!(why);
-            } else {
-                let within = s.over == 0;
-                ok &= within;
-                o["status"] = json!(if within { "ok" } else { "over_tolerance" });
-                o["max_abs"] = util::json_f64(s.max_abs);
-                o["rmse"] = util::json_f64(s.rmse());
-                o["cosine"] = util::json_f64(s.cosine());
-                o["elements_over_tolerance"] = json!(s.over);
+            let reason = incomparable(a, b);
+            let within = reason.is_none() && s.over == 0;
+            ok &= within;
+            let stat = |v: f64| reason.is_none().then(|| util::json_f64(v));
+            DiffRow {
+                name: a.info.name.clone(),
+                dtype_a: a.info.dtype.name(),
+                dtype_b: b.info.dtype.name(),
+                shape: a.info.shape.clone(),
+                status: match (&reason, within) {
+                    (Some(_), _) => "incomparable",
+                    (None, true) => "ok",
+                    (None, false) => "over_tolerance",
+                },
+                max_abs: stat(s.max_abs),
+                rmse: stat(s.rmse()),
+                cosine: stat(s.cosine()),
+                elements_over_tolerance: reason.is_none().then_some(s.over),
+                reason,
             }
-            o
         })
         .collect();
-    Ok(json!({
-        "a": ma.path.display().to_string(),
-        "b": mb.path.display().to_string(),
-        "atol": atol,
-        "rtol": rtol,
-        "tensors": tensors,
-        "only_in_a": only_a,
-        "only_in_b": only_b,
-        "ok": ok,
-    }))
+    Ok(DiffDoc {
+        a: report::path_text(&ma.path),
+        b: report::path_text(&mb.path),
+        atol,
+        rtol,
+        tensors,
+        only_in_a: only_a,
+        only_in_b: only_b,
+        ok,
+    })
 }
 
-fn print_text(r: &serde_json::Value, args: &Args) {
-    let empty = Vec::new();
-    let tensors = r["tensors"].as_array().unwrap_or(&empty);
-    let name_w = tensors
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .map(str::len)
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 60);
+fn print_text(r: &DiffDoc, args: &Args) {
+    let name_w = r.tensors.iter().map(|t| t.name.len()).max().unwrap_or(4).clamp(4, 60);
     println!(
         "{:<name_w$}  {:<15} {:>12} {:>12} {:>10}  STATUS",
         "NAME", "DTYPES", "MAX|A-B|", "RMSE", "COSINE"
     );
-    let num = |v: &serde_json::Value| match v {
-        serde_json::Value::Number(n) => format!("{:.4e}", n.as_f64().unwrap_or(0.0)),
-        serde_json::Value::String(s) => s.clone(),
+    let num = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::Number(n)) => format!("{:.4e}", n.as_f64().unwrap_or(0.0)),
+        Some(serde_json::Value::String(s)) => s.clone(),
         _ => "-".into(),
     };
-    for t in tensors {
-        let dtypes = format!(
-            "{}/{}",
-            t["dtype_a"].as_str().unwrap_or(""),
-            t["dtype_b"].as_str().unwrap_or("")
-        );
-        let cos = match &t["cosine"] {
-            serde_json::Value::Number(n) => format!("{:.6}", n.as_f64().unwrap_or(0.0)),
+    for t in &r.tensors {
+        let cos = match &t.cosine {
+            Some(serde_json::Value::Number(n)) => format!("{:.6}", n.as_f64().unwrap_or(0.0)),
             _ => "-".into(),
         };
-        let status = match t["reason"].as_str() {
+        let status = match &t.reason {
             Some(why) => format!("incomparable: {why}"),
-            None => t["status"].as_str().unwrap_or("").to_string(),
+            None => t.status.to_string(),
         };
         println!(
             "{:<name_w$}  {:<15} {:>12} {:>12} {:>10}  {status}",
-            t["name"].as_str().unwrap_or(""),
-            dtypes,
-            num(&t["max_abs"]),
-            num(&t["rmse"]),
+            util::printable(&t.name),
+            format!("{}/{}", t.dtype_a, t.dtype_b),
+            num(&t.max_abs),
+            num(&t.rmse),
             cos
         );
     }
-    for (key, path) in [("only_in_a", &args.a), ("only_in_b", &args.b)] {
-        if let Some(names) = r[key].as_array().filter(|a| !a.is_empty()) {
-            let list: Vec<&str> = names.iter().filter_map(|n| n.as_str()).collect();
-            println!("only in {}: {}", path.display(), list.join(", "));
+    for (names, path) in [(&r.only_in_a, &args.a), (&r.only_in_b, &args.b)] {
+        if !names.is_empty() {
+            println!("only in {}: {}", path.display(), util::printable(&names.join(", ")));
         }
     }
-    let verdict = if r["ok"].as_bool().unwrap_or(false) {
-        "same within tolerance"
-    } else {
-        "DIFFERENT"
-    };
+    let verdict = if r.ok { "same within tolerance" } else { "DIFFERENT" };
     println!("{verdict} (atol {}, rtol {})", args.atol, args.rtol);
 }

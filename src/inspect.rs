@@ -1,9 +1,8 @@
 //! `modelconv inspect`: headers only, never tensor data.
 
-use crate::{registry, util};
+use crate::{registry, report, util};
 use anyhow::Result;
-use modelconv_ir::{Details, Model, Value};
-use serde_json::json;
+use modelconv_ir::{Model, TypedMetadata, Value};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -22,13 +21,30 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8> {
     let opts = args.open.options();
-    let (format, model) = registry::open(&args.path, args.from.as_deref(), &opts)?;
+    let input = util::Input::new(&args.path)?;
+    let (format, mut model) = registry::open(&input.path, args.from.as_deref(), &opts)?;
+    if input.path != args.path {
+        model.path = args.path.clone();
+    }
     let details = format.details(&model, &opts)?;
     if args.json {
-        util::print_json(&Doc {
-            model: &model,
-            details: details.as_ref(),
-        });
+        report::emit(
+            "inspect",
+            &report::InspectDoc {
+                path: report::path_text(&model.path),
+                format: model.format,
+                metadata: TypedMetadata(&model.metadata),
+                tensors: report::tensors(&model),
+                tensor_count: model.tensors.len(),
+                parameters: model.parameters(),
+                bytes: model.data_bytes(),
+                details: details.as_ref().map(|d| report::FormatDetails {
+                    kind: d.key,
+                    value: &d.json,
+                }),
+                notes: &model.notes,
+            },
+        );
     } else {
         if let Some(d) = &details {
             for line in d.text.lines() {
@@ -41,55 +57,6 @@ pub fn run(args: Args) -> Result<u8> {
         print_text(&model);
     }
     Ok(0)
-}
-
-/// The `inspect --json` document, serialized as it is written: metadata
-/// arrays stream element by element (a tokenizer's million strings never
-/// become a JSON tree in memory).
-struct Doc<'a> {
-    model: &'a Model,
-    details: Option<&'a Details>,
-}
-
-impl serde::Serialize for Doc<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let m = self.model;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("format", m.format)?;
-        map.serialize_entry("path", &m.path.display().to_string())?;
-        map.serialize_entry("metadata", &m.metadata)?;
-        map.serialize_entry("tensors", &tensors_json(m))?;
-        map.serialize_entry("parameters", &m.parameters())?;
-        map.serialize_entry("bytes", &m.data_bytes())?;
-        if let Some(d) = self.details {
-            map.serialize_entry(d.key, &d.json)?;
-        }
-        map.end()
-    }
-}
-
-fn tensors_json(model: &Model) -> Vec<serde_json::Value> {
-    let sharded = util::input_files(model).len() > 1;
-    model
-        .tensors
-        .iter()
-        .map(|t| {
-            let mut o = json!({
-                "name": t.info.name,
-                "dtype": t.info.dtype.name(),
-                "shape": t.info.shape,
-                "bytes": t.info.byte_len,
-            });
-            if let Some(loc) = &t.location {
-                o["offset"] = json!(loc.offset);
-                if sharded {
-                    o["file"] = json!(loc.file.display().to_string());
-                }
-            }
-            o
-        })
-        .collect()
 }
 
 /// Metadata values for people: long arrays shortened.

@@ -9,6 +9,7 @@ mod inspect;
 mod progress;
 mod quantize;
 mod registry;
+mod report;
 mod scan;
 mod util;
 
@@ -146,8 +147,52 @@ fn after_help() -> String {
     s
 }
 
+/// The subcommand named on the command line, for error documents.
+fn command_name() -> String {
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    std::env::args().skip(1).find(|a| names.contains(a)).unwrap_or_default()
+}
+
+/// Prints an error: a JSON document on stdout with `--json`, and always
+/// the `modelconv: error:` line on stderr.
+fn print_error(json: bool, body: report::ErrorBody) {
+    if json {
+        report::emit(&command_name(), &report::ErrorDoc { error: body });
+        return;
+    }
+    eprintln!("modelconv: error: {}", util::printable(&body.message));
+}
+
 fn main() -> ExitCode {
-    let matches = Cli::command().after_help(after_help()).get_matches();
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let matches = match Cli::command().after_help(after_help()).try_get_matches() {
+        Ok(m) => m,
+        Err(e) if json && e.use_stderr() => {
+            let message = e.render().to_string();
+            let first = message
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+                .to_string();
+            print_error(
+                true,
+                report::ErrorBody {
+                    kind: "usage",
+                    message: first,
+                    path: None,
+                    tensor: None,
+                    offset: None,
+                },
+            );
+            eprint!("{message}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Err(e) => e.exit(),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -170,41 +215,56 @@ fn main() -> ExitCode {
                 e.downcast_ref::<modelconv_ir::Error>(),
                 Some(modelconv_ir::Error::Interrupted)
             ) {
+                if json {
+                    print_error(true, report::ErrorBody::of(&e));
+                }
                 eprintln!("modelconv: interrupted; no output was written");
                 return ExitCode::from(interrupted_code());
             }
-            eprintln!("modelconv: error: {}", util::printable(&format!("{e:#}")));
+            let body = report::ErrorBody::of(&e);
+            if json {
+                eprintln!("modelconv: error: {}", util::printable(&body.message));
+            }
+            print_error(json, body);
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
 }
 
 fn formats(json: bool) -> anyhow::Result<u8> {
-    let list: Vec<_> = registry::FORMATS
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "name": f.name(),
-                "extensions": f.extensions(),
-                "read": true,
-                "write": f.writer().is_some(),
-                "description": f.description(),
-            })
-        })
-        .collect();
     if json {
-        util::print_json(&serde_json::json!({ "formats": list }));
-    } else {
-        for f in registry::FORMATS {
-            let rw = if f.writer().is_some() { "read/write" } else { "read" };
-            println!(
-                "{:<12} {:<10} .{:<14} {}",
-                f.name(),
-                rw,
-                f.extensions().join(", ."),
-                f.description()
-            );
-        }
+        let formats = registry::FORMATS
+            .iter()
+            .map(|f| report::FormatEntry {
+                name: f.name(),
+                extensions: f.extensions(),
+                read: true,
+                write: f.writer().is_some(),
+                description: f.description(),
+            })
+            .collect();
+        report::emit("formats", &report::FormatsDoc { formats });
+        return Ok(0);
+    }
+    let exts: Vec<String> = registry::FORMATS
+        .iter()
+        .map(|f| format!(".{}", f.extensions().join(", .")))
+        .collect();
+    let name_w = registry::FORMATS.iter().map(|f| f.name().len()).max().unwrap_or(4);
+    let ext_w = exts.iter().map(|e| e.chars().count()).max().unwrap_or(4);
+    println!(
+        "{:<name_w$}  {:<10}  {:<ext_w$}  DESCRIPTION",
+        "FORMAT", "SUPPORT", "EXTENSIONS"
+    );
+    for (f, ext) in registry::FORMATS.iter().zip(&exts) {
+        let rw = if f.writer().is_some() { "read/write" } else { "read" };
+        println!(
+            "{:<name_w$}  {:<10}  {:<ext_w$}  {}",
+            f.name(),
+            rw,
+            ext,
+            f.description()
+        );
     }
     Ok(0)
 }

@@ -1,14 +1,15 @@
 //! `modelconv quantize`: llama.cpp's quantization, byte-identical to
 //! llama-quantize, from GGUF or any other format this build reads.
 
+use crate::report::{self, QuantizeDoc};
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
 use modelconv_ggml::mix::{self, FileType, MixOptions};
 use modelconv_ggml::quants::can_quantize;
+use modelconv_ir::ChangedTensor;
 use modelconv_ir::{DType, Format, OpenOptions, Options, RewriteRequest, Stage, WriteOptions};
 use modelconv_pipeline::{Quantization, Request, Row, TypeOptions};
-use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("ftype").args([
@@ -92,9 +93,15 @@ pub struct Args {
     /// one scale per output channel [default: 32].
     #[arg(long, value_name = "N")]
     block_size: Option<u64>,
-    /// ONNX: also quantize Gather data (embedding tables).
-    #[arg(long)]
+    /// ONNX: also quantize Gather data (embedding tables); the default, as onnxruntime's quantize_dynamic does.
+    #[arg(long, overrides_with = "no_embeddings")]
     embeddings: bool,
+    /// ONNX: leave Gather data (embedding tables) as it is.
+    #[arg(long)]
+    no_embeddings: bool,
+    /// Write the output even when no tensor is quantized (otherwise exit 2).
+    #[arg(long)]
+    allow_unchanged: bool,
     /// ONNX: never move the model to opset 21 (INT8 then uses per-channel scales, INT4 com.microsoft.MatMulNBits).
     #[arg(long)]
     keep_opset: bool,
@@ -144,7 +151,7 @@ impl Args {
             o.set("block-size", b.to_string());
         }
         for (on, name) in [
-            (self.embeddings, "embeddings"),
+            (self.no_embeddings, "no-embeddings"),
             (self.keep_opset, "keep-opset"),
             (self.external_data, "external-data"),
         ] {
@@ -157,7 +164,7 @@ impl Args {
 }
 
 /// A rewrite the input's own format offers (ONNX INT8/INT4), if it takes this type.
-fn try_rewrite(args: &Args, wopts: &WriteOptions, quiet: bool) -> Result<Option<u8>> {
+fn try_rewrite(args: &Args, given: &Path, wopts: &WriteOptions, quiet: bool) -> Result<Option<u8>> {
     let (Some(ty), Ok(format)) = (&args.ty, registry::input_format(&args.input, args.from.as_deref())) else {
         return Ok(None);
     };
@@ -175,28 +182,32 @@ fn try_rewrite(args: &Args, wopts: &WriteOptions, quiet: bool) -> Result<Option<
     )?;
     let inputs = rewrite.plan.inputs();
     let outputs = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
-    let mut report = (rewrite.report)();
-    let size = |files: &[PathBuf]| -> u64 {
-        files
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
-    };
-    let (before, after) = (size(&inputs), size(&outputs));
+    let r = (rewrite.report)();
+    let (before, after) = (report::file_bytes(&inputs), report::file_bytes(&outputs));
     if args.json {
-        if let Some(o) = report.json.as_object_mut() {
-            o.insert("input".into(), json!(args.input.display().to_string()));
-            o.insert(
-                "outputs".into(),
-                json!(outputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()),
-            );
-            o.insert("file_bytes_before".into(), json!(before));
-            o.insert("file_bytes_after".into(), json!(after));
-        }
-        util::print_json(&report.json);
+        let (parameters, bytes_before, bytes_after, bits_per_weight) = QuantizeDoc::totals(&r.tensors);
+        report::emit(
+            "quantize",
+            &QuantizeDoc {
+                input: report::path_text(given),
+                outputs: report::written(&outputs),
+                requested_type: ty.to_ascii_uppercase(),
+                type_label: r.type_label.clone(),
+                mix: "onnx",
+                tensors: r.tensors,
+                unchanged: r.unchanged,
+                parameters,
+                bytes_before,
+                bytes_after,
+                bits_per_weight,
+                file_bytes_before: before,
+                file_bytes_after: after,
+                details: Some(&r.details),
+                notes: &r.notes,
+            },
+        );
     } else {
-        print!("{}", report.text);
+        print!("{}", r.text);
         println!(
             "{}: file {} → {} ({:.0}%)",
             outputs.first().map_or(String::new(), |p| p.display().to_string()),
@@ -206,7 +217,7 @@ fn try_rewrite(args: &Args, wopts: &WriteOptions, quiet: bool) -> Result<Option<
         );
     }
     if !quiet {
-        for n in &report.notes {
+        for n in &r.notes {
             eprintln!("{}", util::printable(n));
         }
         for p in &outputs {
@@ -216,13 +227,21 @@ fn try_rewrite(args: &Args, wopts: &WriteOptions, quiet: bool) -> Result<Option<
     Ok(Some(0))
 }
 
-pub fn run(args: Args, quiet: bool) -> Result<u8> {
+pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
+    let given = args.input.clone();
+    if let Some(o) = &args.output {
+        util::check_stdout_free(args.json, o)?;
+    } else if given.as_os_str() == modelconv_ir::STDIO {
+        bail!("standard input has no name to derive the output's from; give -o FILE (or -o - for standard output)");
+    }
+    let stdin = util::Input::new(&args.input)?;
+    args.input = stdin.path.clone();
     let wopts = WriteOptions {
         max_shard_size: None,
         no_fsync: args.no_fsync,
         options: args.format_options(),
     };
-    if let Some(code) = try_rewrite(&args, &wopts, quiet)? {
+    if let Some(code) = try_rewrite(&args, &given, &wopts, quiet)? {
         return Ok(code);
     }
     let gguf: &dyn Format = &modelconv_gguf::FORMAT;
@@ -256,7 +275,9 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
             .unwrap_or_else(|| "model".into());
         args.input.with_file_name(format!("{stem}-{}.gguf", ft.name))
     });
-    if registry::output_format(&output, None).ok().map(|f| f.name()) != Some(gguf.name()) {
+    if !modelconv_ir::is_stream(&output)
+        && registry::output_format(&output, None).ok().map(|f| f.name()) != Some(gguf.name())
+    {
         bail!(
             "{}: quantize writes GGUF (llama.cpp's format); give -o a .gguf name",
             output.display()
@@ -275,6 +296,7 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         }
     }
     let request = Request {
+        allow_unchanged: args.allow_unchanged,
         quantize: Some(Quantization {
             file_type: ft,
             mix,
@@ -285,70 +307,98 @@ pub fn run(args: Args, quiet: bool) -> Result<u8> {
         }),
         ..Default::default()
     };
-    let rows = request.apply(&mut model)?.rows;
+    let outcome = request.apply(&mut model)?;
+    let mut notes = std::mem::take(&mut model.notes);
+    notes.extend(util::unchanged_summary(&outcome.unchanged));
     model.format = gguf.name();
     model.path = output.clone();
-    util::write_model(gguf, &model, &output, &wopts, &inputs, quiet)?;
-    report(&rows, source_bytes, &output, ft, &args, quiet);
+    let outputs = util::write_model(gguf, &model, &output, &wopts, &inputs, quiet)?;
+    let changed: Vec<ChangedTensor> = outcome
+        .rows
+        .iter()
+        .filter(|r| r.to != r.from)
+        .map(|r| r.changed())
+        .collect();
+    let label = type_label(&model, &changed, ft);
+    let (parameters, bytes_before, bytes_after, bits_per_weight) = QuantizeDoc::totals(&changed);
+    let doc = QuantizeDoc {
+        input: report::path_text(&given),
+        outputs: report::written(&outputs),
+        requested_type: ft.name.to_string(),
+        type_label: label,
+        mix: if args.pure { "pure" } else { "llama.cpp" },
+        tensors: changed,
+        unchanged: outcome.unchanged,
+        parameters,
+        bytes_before,
+        bytes_after,
+        bits_per_weight,
+        file_bytes_before: report::file_bytes(&inputs),
+        file_bytes_after: report::file_bytes(&outputs),
+        details: None,
+        notes: &notes,
+    };
+    if args.json {
+        report::emit("quantize", &doc);
+    } else {
+        print_text(&outcome.rows, source_bytes, model.data_bytes(), &doc);
+    }
+    if !quiet {
+        for n in &notes {
+            eprintln!("{}", util::printable(n));
+        }
+        eprintln!("wrote {}", output.display());
+    }
     Ok(0)
 }
 
-fn report(rows: &[Row], source_bytes: u64, output: &std::path::Path, ft: FileType, args: &Args, quiet: bool) {
-    let params: u64 = rows.iter().map(|r| r.shape.iter().product::<u64>()).sum();
-    let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
-    let bpw = if params > 0 {
-        bytes as f64 * 8.0 / params as f64
-    } else {
-        0.0
-    };
-    let rmse = |r: &Row| r.relative_rmse();
-    if args.json {
-        let tensors: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name, "from": r.from.name(), "type": r.to.name(), "shape": r.shape,
-                    "bytes": r.bytes, "relative_rmse": rmse(r).map(util::json_f64),
-                })
-            })
-            .collect();
-        util::print_json(&json!({
-            "input": args.input.display().to_string(),
-            "output": output.display().to_string(),
-            "file_type": ft.name,
-            "pure": args.pure,
-            "tensors": tensors,
-            "parameters": params,
-            "bytes": bytes,
-            "source_bytes": source_bytes,
-            "bits_per_weight": bpw,
-        }));
-        return;
+/// What the file now is: the requested type when some tensor was
+/// quantized to one of its types, else the type most bytes have.
+fn type_label(model: &modelconv_ir::Model, changed: &[ChangedTensor], ft: FileType) -> String {
+    if changed.iter().any(|c| c.to != "F32" && c.to != "F16" && c.to != "BF16")
+        || !ft.default.is_quantized() && !changed.is_empty()
+    {
+        return ft.name.to_string();
     }
+    let mut by_type: Vec<(DType, u64)> = Vec::new();
+    for t in &model.tensors {
+        match by_type.iter_mut().find(|(d, _)| *d == t.info.dtype) {
+            Some((_, n)) => *n += t.info.byte_len,
+            None => by_type.push((t.info.dtype, t.info.byte_len)),
+        }
+    }
+    let main = by_type
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map_or("empty", |(d, _)| d.name());
+    format!("{main} (nothing quantized)")
+}
+
+fn print_text(rows: &[Row], source_bytes: u64, out_bytes: u64, doc: &QuantizeDoc) {
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).clamp(4, 48);
     println!(
         "{:<w$}  {:<6} {:<20} {:>12}  REL.RMSE",
         "NAME", "TYPE", "SHAPE", "BYTES"
     );
     for r in rows {
-        let e = rmse(r).map_or("-".to_string(), |v| format!("{v:.5}"));
+        let e = r.relative_rmse().map_or("-".to_string(), |v| format!("{v:.5}"));
         println!(
             "{:<w$}  {:<6} {:<20} {:>12}  {e}",
-            r.name,
+            util::printable(&r.name),
             r.to.name(),
             format!("{:?}", r.shape),
             r.bytes
         );
     }
+    let bpw = doc
+        .bits_per_weight
+        .map_or(String::new(), |b| format!(", {b:.2} bits per weight quantized"));
     println!(
-        "{}: {} ({}), {} → {}, {bpw:.2} bits per weight",
-        output.display(),
-        ft.name,
-        if args.pure { "pure" } else { "llama.cpp mix" },
+        "{}: {} ({}), {} → {}{bpw}",
+        doc.outputs.first().map_or("", |o| o.path.as_str()),
+        doc.type_label,
+        if doc.mix == "pure" { "pure" } else { "llama.cpp mix" },
         util::human_bytes(source_bytes),
-        util::human_bytes(bytes)
+        util::human_bytes(out_bytes)
     );
-    if !quiet {
-        eprintln!("wrote {}", output.display());
-    }
 }

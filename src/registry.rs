@@ -106,6 +106,8 @@ fn known_other(head: &[u8]) -> Option<&'static str> {
         Some("an HDF5 file (Keras .h5), which this build does not read yet")
     } else if at(0, b"\x93NUMPY") {
         Some("a NumPy array (.npy), which this build does not read yet")
+    } else if at(4, &2u32.to_le_bytes()) && at(64, &0xDEAD_BEEFu32.to_le_bytes()) {
+        Some("a Core ML weight blob (an .mlpackage's weight.bin), which this build does not read")
     } else {
         None
     }
@@ -147,27 +149,40 @@ pub fn detect(path: &Path) -> Result<&'static dyn Format> {
         return Ok(f);
     }
     if let Some(what) = known_other(&p.head) {
-        bail!("{}: format not recognised: this looks like {what}", path.display());
+        return Err(at(path, format!("format not recognised: this looks like {what}")));
     }
     if let Some(&f) = FORMATS.iter().find(|f| ext_matches(**f, path)) {
         return Ok(f);
     }
     if p.is_dir {
-        bail!(
-            "{}: no model files recognised in this folder (known formats: {})",
-            path.display(),
-            names()
-        );
+        return Err(at(
+            path,
+            format!("no model files recognised in this folder (known formats: {})", names()),
+        ));
     }
     if !p.is_file {
-        bail!("{}: no such file, and no model files with this prefix", path.display());
+        return Err(modelconv_ir::Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file, and no model files with this prefix",
+            ),
+        )
+        .into());
     }
-    bail!(
-        "{}: not a recognised model file (first bytes {:02x?}; known formats: {})",
-        path.display(),
-        &p.head[..p.head.len().min(16)],
-        names()
-    )
+    Err(at(
+        path,
+        format!(
+            "not a recognised model file (first bytes {:02x?}; known formats: {})",
+            &p.head[..p.head.len().min(16)],
+            names()
+        ),
+    ))
+}
+
+/// An error about the file `path` (its path in `--json` errors too).
+fn at(path: &Path, msg: String) -> anyhow::Error {
+    modelconv_ir::Error::malformed(path, msg).into()
 }
 
 /// The format of `path`: `--from` if given, else by detection.

@@ -1,10 +1,10 @@
 //! `modelconv scan`: is any pickle in these files dangerous? Reads every
 //! pickle stream by content and reports the globals it names, with a verdict.
 
-use crate::{util, EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
+use crate::{report, util, EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
 use anyhow::Result;
 use modelconv_pickle::scan::{files, scan_bytes, FileReport, Verdict};
-use serde_json::json;
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -41,21 +41,29 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let worst = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Safe);
     if args.json {
-        let files: Vec<_> = reports.iter().map(report_json).collect();
         let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
-        util::print_json(&json!({
-            "files": files,
-            "unreadable": unreadable,
-            "skipped": skipped.iter().map(|(p, why)| json!({"path": p.display().to_string(), "why": why})).collect::<Vec<_>>(),
-            "summary": {
-                "files": reports.len(),
-                "safe": count(Verdict::Safe),
-                "suspicious": count(Verdict::Suspicious),
-                "dangerous": count(Verdict::Dangerous),
-                "unreadable": unreadable.len(),
+        report::emit(
+            "scan",
+            &ScanDoc {
+                files: reports.iter().map(ScanFile::of).collect(),
+                unreadable: unreadable.clone(),
+                skipped: skipped
+                    .iter()
+                    .map(|(p, why)| Skipped {
+                        path: report::path_text(p),
+                        why: why.to_string(),
+                    })
+                    .collect(),
+                summary: Summary {
+                    files: reports.len(),
+                    safe: count(Verdict::Safe),
+                    suspicious: count(Verdict::Suspicious),
+                    dangerous: count(Verdict::Dangerous),
+                    unreadable: unreadable.len(),
+                },
+                verdict: worst.name(),
             },
-            "verdict": worst.name(),
-        }));
+        );
     } else {
         for r in &reports {
             print_report(r);
@@ -63,9 +71,9 @@ pub fn run(args: Args) -> Result<u8> {
         for (p, why) in &skipped {
             eprintln!("skipped {}: {why}", util::shown(p));
         }
-        for u in &unreadable {
-            eprintln!("modelconv: error: {}", util::printable(u));
-        }
+    }
+    for u in &unreadable {
+        eprintln!("modelconv: error: {}", util::printable(u));
     }
     Ok(if !unreadable.is_empty() {
         EXIT_BAD_INPUT
@@ -76,21 +84,106 @@ pub fn run(args: Args) -> Result<u8> {
     })
 }
 
-fn report_json(r: &FileReport) -> serde_json::Value {
-    let streams: Vec<_> = r
-        .streams
-        .iter()
-        .map(|s| {
-            json!({
-                "part": s.part,
-                "verdict": s.verdict.name(),
-                "globals": s.globals.iter().map(|g| json!({"module": g.module, "name": g.name, "offset": g.offset, "uses": g.uses, "verdict": g.verdict.name(), "reason": g.reason})).collect::<Vec<_>>(),
-                "opcodes": {"calls": s.log.calls, "builds": s.log.builds, "persistent_ids": s.log.persistent_ids, "ext": s.log.ext, "buffers": s.log.buffers},
-                "error": s.error,
-            })
-        })
-        .collect();
-    json!({"path": r.path.display().to_string(), "kind": r.kind, "verdict": r.verdict.name(), "streams": streams})
+/// `scan --json` (docs/json.md).
+#[derive(Serialize)]
+struct ScanDoc {
+    files: Vec<ScanFile>,
+    unreadable: Vec<String>,
+    skipped: Vec<Skipped>,
+    summary: Summary,
+    /// The worst verdict of any file.
+    verdict: &'static str,
+}
+
+#[derive(Serialize)]
+struct Skipped {
+    path: String,
+    why: String,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    files: usize,
+    safe: usize,
+    suspicious: usize,
+    dangerous: usize,
+    unreadable: usize,
+}
+
+#[derive(Serialize)]
+struct ScanFile {
+    path: String,
+    /// What the file is (`pytorch zip`, `safetensors`, `gguf`, …).
+    kind: String,
+    verdict: &'static str,
+    streams: Vec<ScanStream>,
+}
+
+#[derive(Serialize)]
+struct ScanStream {
+    /// Where in the file the pickle is (`data.pkl`, `whole file`).
+    part: String,
+    verdict: &'static str,
+    globals: Vec<ScanGlobal>,
+    opcodes: Opcodes,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ScanGlobal {
+    module: String,
+    name: String,
+    offset: u64,
+    uses: u64,
+    verdict: &'static str,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct Opcodes {
+    calls: u64,
+    builds: u64,
+    persistent_ids: u64,
+    ext: u64,
+    buffers: u64,
+}
+
+impl ScanFile {
+    fn of(r: &FileReport) -> ScanFile {
+        ScanFile {
+            path: report::path_text(&r.path),
+            kind: r.kind.to_string(),
+            verdict: r.verdict.name(),
+            streams: r
+                .streams
+                .iter()
+                .map(|s| ScanStream {
+                    part: s.part.to_string(),
+                    verdict: s.verdict.name(),
+                    globals: s
+                        .globals
+                        .iter()
+                        .map(|g| ScanGlobal {
+                            module: g.module.to_string(),
+                            name: g.name.to_string(),
+                            offset: g.offset as u64,
+                            uses: g.uses,
+                            verdict: g.verdict.name(),
+                            reason: g.reason.to_string(),
+                        })
+                        .collect(),
+                    opcodes: Opcodes {
+                        calls: s.log.calls,
+                        builds: s.log.builds,
+                        persistent_ids: s.log.persistent_ids,
+                        ext: s.log.ext,
+                        buffers: s.log.buffers,
+                    },
+                    error: s.error.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 fn print_report(r: &FileReport) {

@@ -19,6 +19,46 @@ pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
 
 pub use modelconv_ir::{float_json as json_f64, human_bytes, printable};
 
+/// `one` for 1, else `many`.
+pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// One line per reason for the tensors a cast or quantization left as
+/// they were: how many, the first few names, and why.
+pub fn unchanged_summary(kept: &[modelconv_ir::KeptTensor]) -> Vec<String> {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for k in kept {
+        match reasons.iter_mut().find(|(r, _)| *r == k.reason) {
+            Some((_, names)) => names.push(&k.name),
+            None => reasons.push((&k.reason, vec![&k.name])),
+        }
+    }
+    reasons
+        .into_iter()
+        .map(|(why, names)| {
+            let shown: Vec<&str> = names.iter().copied().filter(|n| !n.is_empty()).take(4).collect();
+            let more = names.len().saturating_sub(shown.len().max(1));
+            let list = if shown.is_empty() {
+                String::new()
+            } else if more > 0 {
+                format!(" ({}, and {more} more)", shown.join(", "))
+            } else {
+                format!(" ({})", shown.join(", "))
+            };
+            format!(
+                "unchanged: {} {}{list}: {why}",
+                names.len(),
+                plural(names.len(), "tensor", "tensors")
+            )
+        })
+        .collect()
+}
+
 /// A path as text, made safe for a terminal ([`printable`]).
 pub fn shown(p: &std::path::Path) -> String {
     printable(&p.display().to_string()).into_owned()
@@ -111,13 +151,68 @@ pub fn write_model(
 /// progress bar. Returns the files written.
 pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> Result<Vec<PathBuf>> {
     let outputs = plan.outputs();
+    if let Some(stream) = outputs.iter().find(|o| modelconv_ir::is_stream(o)) {
+        if outputs.len() != 1 || !plan.streamable() {
+            return Err(modelconv_ir::Error::invalid(format!(
+                "{}: a stream (standard output, a FIFO or a device) takes one file written in order; this output {} (safetensors in one file and GGUF stream; write to a file instead)",
+                stream.display(),
+                if outputs.len() != 1 {
+                    format!("is {} files", outputs.len())
+                } else {
+                    "cannot be written in one pass".to_string()
+                }
+            ))
+            .into());
+        }
+    }
     let mut inputs = inputs.to_vec();
     inputs.extend(plan.inputs());
     refuse_overwriting_inputs(&inputs, &outputs)?;
+    // SAFETY: isatty only looks at the descriptor.
+    if outputs.iter().any(|o| o.as_os_str() == modelconv_ir::STDIO) && unsafe { libc::isatty(1) } == 1 {
+        bail!("standard output is a terminal; redirect it (`> file`, `| modelconv inspect -`) to write a model there");
+    }
     let bar = crate::progress::Bar::new(plan.data_bytes(), quiet);
     plan.write(&bar)?;
     bar.finish();
     Ok(outputs)
+}
+
+/// An input path; `-` is standard input, copied to a temporary file first
+/// (readers need random access). The copy lives as long as this value.
+pub struct Input {
+    pub path: PathBuf,
+    _copy: Option<tempfile::TempPath>,
+}
+
+impl Input {
+    pub fn new(path: &std::path::Path) -> Result<Input> {
+        if path.as_os_str() != modelconv_ir::STDIO {
+            return Ok(Input {
+                path: path.to_path_buf(),
+                _copy: None,
+            });
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".modelconv-stdin.")
+            .tempfile()
+            .map_err(|e| anyhow!("standard input: cannot make a temporary copy: {e}"))?;
+        let mut stdin = std::io::stdin().lock();
+        std::io::copy(&mut stdin, tmp.as_file_mut()).map_err(|e| anyhow!("standard input: {e}"))?;
+        let copy = tmp.into_temp_path();
+        Ok(Input {
+            path: copy.to_path_buf(),
+            _copy: Some(copy),
+        })
+    }
+}
+
+/// Refuses `--json` with standard output as the output: both want stdout.
+pub fn check_stdout_free(json: bool, output: &std::path::Path) -> Result<()> {
+    if json && output.as_os_str() == modelconv_ir::STDIO {
+        bail!("--json prints on standard output, which the output `-` takes too; write the model to a file");
+    }
+    Ok(())
 }
 
 /// How a Hugging Face model is named on the command line (convert and

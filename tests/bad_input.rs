@@ -305,48 +305,116 @@ fn usage_errors_exit_2() {
     refused(&["nonsense"], &[], dir.path());
 }
 
-/// Makes a character device like /dev/null (1:3) at `path`, privately; false
-/// when not permitted (not root). Never touches the real /dev.
-fn private_char_device(path: &Path) -> bool {
+/// Makes a character device `major:minor` at `path` (1:3 is like
+/// /dev/null, 1:7 like /dev/full), privately; false when not permitted
+/// (not root). Never touches the real /dev.
+fn private_char_device(path: &Path, minor: u32) -> bool {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path in a private temp folder.
-    unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) == 0 }
+    unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, minor)) == 0 }
 }
 
+/// FIFOs, devices and standard output are streamed to, never replaced; a
+/// write that fails there is exit 2 and leaves no temporary file.
 #[test]
-fn outputs_never_replace_special_files() {
+fn special_outputs_are_streamed_to_never_replaced() {
     use std::os::unix::fs::FileTypeExt;
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("safetensors/floats.safetensors");
-    let fifo = dir.path().join("out.safetensors");
+    let reference = dir.path().join("ref.gguf");
+    ok(&["-q", "convert", p(&input), p(&reference)]);
+    let want = std::fs::read(&reference).unwrap();
+    std::fs::remove_file(&reference).unwrap();
+
+    // A FIFO nobody reads: refused at once, not a hang.
+    let fifo = dir.path().join("out.gguf");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: as above.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     refused(
         &["convert", p(&input), p(&fifo)],
-        &["FIFO", "out.safetensors"],
+        &["FIFO has no reader", "out.gguf"],
         dir.path(),
     );
+    // With a reader, the model streams through it.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    // The reader opens first (a writer would otherwise find no reader).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    ok(&["-q", "convert", p(&input), p(&fifo)]);
+    assert_eq!(reader.join().unwrap(), want);
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
-    let dev = dir.path().join("null.gguf");
-    if private_char_device(&dev) {
-        refused(&["convert", p(&input), p(&dev)], &["character device"], dir.path());
+
+    // /dev/stdout and `-` are our standard output, whatever it is.
+    for name in ["/dev/stdout", "-"] {
+        let out = run(&["-q", "convert", p(&input), name, "--to", "gguf"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, want, "{name}");
+    }
+    // Formats that cannot stream say so.
+    refused(
+        &["convert", p(&input), "-", "--to", "pytorch"],
+        &["cannot be written in one pass"],
+        dir.path(),
+    );
+    refused(
+        &["convert", p(&input), "-", "--to", "gguf", "--json"],
+        &["--json"],
+        dir.path(),
+    );
+
+    let null = dir.path().join("null.gguf");
+    let full = dir.path().join("full.gguf");
+    if private_char_device(&null, 3) && private_char_device(&full, 7) {
+        ok(&["-q", "convert", p(&input), p(&null)]);
+        ok(&[
+            "-q",
+            "quantize",
+            p(&fixture("gguf/in-f32.gguf")),
+            "-o",
+            p(&null),
+            "--type",
+            "Q8_0",
+        ]);
+        assert!(std::fs::symlink_metadata(&null).unwrap().file_type().is_char_device());
+        // A full device: exit 2, the error named, no temporary file left.
         refused(
-            &[
-                "quantize",
-                p(&fixture("gguf/in-f32.gguf")),
-                "-o",
-                p(&dev),
-                "--type",
-                "Q8_0",
-            ],
-            &["character device"],
+            &["convert", p(&input), p(&full)],
+            &["full.gguf", "No space left"],
             dir.path(),
         );
-        assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+        assert!(std::fs::symlink_metadata(&full).unwrap().file_type().is_char_device());
     } else {
-        eprintln!("not root: the character-device case is skipped (the FIFO case ran)");
+        eprintln!("not root: the character-device cases are skipped (the FIFO cases ran)");
     }
+}
+
+/// `-` reads standard input: `convert m - --to gguf | modelconv inspect -`.
+#[test]
+fn standard_input_and_output_chain() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let input = fixture("safetensors/floats.safetensors");
+    let first = run(&["-q", "convert", p(&input), "-", "--to", "gguf"]);
+    assert_eq!(first.status.code(), Some(0));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelconv"))
+        .args(["inspect", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&first.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((j["format"].as_str(), j["path"].as_str()), (Some("gguf"), Some("-")));
+    assert_eq!(j["tensor_count"], 5);
+    // No name to derive an output from.
+    let (code, err) = stderr_of(&["ckpt-to-safetensors", "-"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("give -o"), "{err}");
 }
 
 #[test]

@@ -178,8 +178,17 @@ fn pt_output_round_trips_aligned_and_deterministic() {
 fn inspect_shows_the_top_level_and_verbose_lists_what_is_left_out() {
     let v = inspect_json(&fixture("torch/lightning_7.ckpt"));
     assert_eq!(v["format"], "pytorch");
-    assert_eq!(v["structure"]["epoch"], "int 3");
-    assert_eq!(v["structure"]["state_dict"], "dict of 2 (2 tensors)");
+    assert_eq!(v["details"]["kind"], "checkpoint");
+    let top = v["details"]["value"]["top_level"].as_array().unwrap();
+    let entry = |k: &str| top.iter().find(|e| e["key"] == k).unwrap().clone();
+    assert_eq!(
+        entry("epoch"),
+        serde_json::json!({"key": "epoch", "kind": "int", "value": 3})
+    );
+    assert_eq!(
+        entry("state_dict"),
+        serde_json::json!({"key": "state_dict", "kind": "dict", "len": 2, "tensors": 2})
+    );
     assert_eq!(v["tensors"].as_array().unwrap().len(), 2);
     let dir = tempfile::tempdir().unwrap();
     let out = run(&[

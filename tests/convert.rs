@@ -74,10 +74,17 @@ fn every_gguf_type_round_trips_through_safetensors_where_it_can() {
     let a = modelconv_gguf::open(&src).unwrap();
     let b = modelconv_gguf::open(&back).unwrap();
     assert_eq!(tensor_bytes(&a), tensor_bytes(&b));
-    // Typed metadata became text in safetensors.
+    // Typed metadata is text in the safetensors header, and typed again when read.
+    let bytes = std::fs::read(&st).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(header["__metadata__"]["t.u64"], "9223372036854775809");
+    assert_eq!(
+        header["__metadata__"]["t.arr_nested"],
+        r#"[{"type":"array<i32>","value":[1,2]},{"type":"array<i32>","value":[3]}]"#
+    );
     let s = modelconv_safetensors::open(&st).unwrap();
-    assert_eq!(s.metadata.get("t.arr_nested").unwrap().as_str(), Some("[[1,2],[3]]"));
-    assert_eq!(s.metadata.get("t.u64").unwrap().as_str(), Some("9223372036854775809"));
+    assert_eq!(s.metadata, a.metadata);
 }
 
 #[test]
@@ -220,10 +227,13 @@ fn inspect_json_fields() {
     assert_eq!(t["shape"], serde_json::json!([512, 256]));
     assert_eq!(t["bytes"], 512 * 256 / 256 * 210);
     assert!(t["offset"].is_u64());
-    assert_eq!(v["metadata"]["general.file_type"], 15);
+    assert_eq!(
+        v["metadata"]["general.file_type"],
+        serde_json::json!({"type": "u32", "value": 15})
+    );
     let s = inspect_json(&fixture("safetensors/all_dtypes.safetensors"));
     assert_eq!(s["parameters"], 201);
-    assert_eq!(s["metadata"]["format"], "pt");
+    assert_eq!(s["metadata"]["format"]["value"], "pt");
     let dtypes: Vec<&str> = s["tensors"]
         .as_array()
         .unwrap()
@@ -337,4 +347,42 @@ fn to_and_an_extension_naming_another_format_are_refused() {
     assert!(modelconv_safetensors::open(&plain).is_ok());
     // Agreeing is fine.
     ok(&["-q", "convert", p(&input), p(&out), "--to", "gguf"]);
+}
+
+/// GGUF → safetensors → GGUF gives the same file: the typed metadata
+/// travels through `__metadata__` (strings only) in the documented
+/// encoding, in order, and comes back with its types.
+#[test]
+fn gguf_metadata_survives_safetensors_with_its_types() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "gguf/gguf_py_types.gguf",
+        "hf/tiny-llama.F16.gguf",
+        "hf/tiny-llama.BF16.gguf",
+    ] {
+        let src = fixture(name);
+        let st = dir.path().join("m.safetensors");
+        let back = dir.path().join("back.gguf");
+        ok(&["convert", p(&src), p(&st)]);
+        ok(&["convert", p(&st), p(&back)]);
+        assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&back).unwrap(), "{name}");
+    }
+    // What other tools see: plain strings, and one entry naming the types.
+    let st = dir.path().join("m.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let md = &header["__metadata__"];
+    assert_eq!(md["llama.block_count"], "1");
+    assert_eq!(md["general.architecture"], "llama");
+    let types: serde_json::Value = serde_json::from_str(md["modelconv.metadata_types"].as_str().unwrap()).unwrap();
+    assert_eq!(types["llama.block_count"], "u32");
+    assert_eq!(types["tokenizer.ggml.tokens"], "array<string>");
+    assert!(types.get("general.architecture").is_none());
+    // inspect shows them typed again.
+    let j = inspect_json(&st);
+    assert_eq!(
+        j["metadata"]["llama.block_count"],
+        serde_json::json!({"type": "u32", "value": 1})
+    );
 }

@@ -148,7 +148,7 @@ fn external_data_output_is_beside_the_model_and_aligned() {
     ok(&["convert", p(&fixture("onnx/gpt_tiny.onnx")), p(&out), "--external-data"]);
     assert_eq!(dir_names(tmp.path()), ["m.onnx", "m.onnx.data"]);
     let j = inspect_json(&out);
-    let rows = j["onnx"]["initializers"].as_array().unwrap();
+    let rows = j["details"]["value"]["initializers"].as_array().unwrap();
     for r in rows {
         let big = r["bytes"].as_u64().unwrap() >= 1024;
         assert_eq!(r["storage"], if big { "external" } else { "raw_data" }, "{r}");
@@ -261,21 +261,45 @@ fn onnx_quantization_shrinks_the_model_and_says_how() {
     let j: serde_json::Value =
         serde_json::from_str(&ok(&["quantize", p(&gpt), "-o", p(&out), "--type", "INT8", "--json"])).unwrap();
     assert_eq!(
-        (j["opset_before"].as_i64(), j["opset_after"].as_i64()),
+        (
+            j["details"]["opset_before"].as_i64(),
+            j["details"]["opset_after"].as_i64()
+        ),
         (Some(17), Some(21))
     );
+    // MatMul weights, and the Gather tables (token and position embeddings) by default.
     let rows = j["tensors"].as_array().unwrap();
-    assert_eq!(rows.len(), 9);
+    assert_eq!(rows.len(), 11);
+    assert_eq!(rows.iter().filter(|r| r["op"] == "Gather").count(), 2);
     assert!(
-        rows.iter()
-            .all(|r| r["scheme"] == "DequantizeLinear axis=0 block_size=32"),
+        rows.iter().all(|r| r["scheme"]
+            == if r["op"] == "Gather" {
+                "DequantizeLinear axis=1 block_size=32"
+            } else {
+                "DequantizeLinear axis=0 block_size=32"
+            }),
         "{rows:?}"
     );
+    assert_eq!((j["type"].as_str(), j["mix"].as_str()), (Some("INT8"), Some("onnx")));
+    let plain = tmp.path().join("q8-plain.onnx");
+    let jp: serde_json::Value = serde_json::from_str(&ok(&[
+        "quantize",
+        p(&gpt),
+        "-o",
+        p(&plain),
+        "--type",
+        "INT8",
+        "--no-embeddings",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(jp["tensors"].as_array().unwrap().len(), 9);
+    assert!(jp["file_bytes_after"].as_u64() > j["file_bytes_after"].as_u64());
     assert!(rows.iter().all(|r| r["relative_rmse"].as_f64().unwrap() < 0.01));
     assert!(j["file_bytes_after"].as_u64().unwrap() * 10 < j["file_bytes_before"].as_u64().unwrap() * 6);
     let s = inspect_json(&out);
-    assert_eq!(s["onnx"]["ops"]["DequantizeLinear"], 9);
-    assert_eq!(s["onnx"]["ir_version"], 10);
+    assert_eq!(s["details"]["value"]["ops"]["DequantizeLinear"], 11);
+    assert_eq!(s["details"]["value"]["ir_version"], 10);
 
     // Kept at opset 17: per-channel INT8, MatMulNBits INT4.
     let out4 = tmp.path().join("q4.onnx");
@@ -291,19 +315,19 @@ fn onnx_quantization_shrinks_the_model_and_says_how() {
         "--json",
     ]))
     .unwrap();
-    assert_eq!(j["opset_after"], 17);
+    assert_eq!(j["details"]["opset_after"], 17);
     let rows = j["tensors"].as_array().unwrap();
     assert!(
         rows.iter().all(|r| r["scheme"] == "MatMulNBits bits=4 block_size=32"),
         "{rows:?}"
     );
-    let skipped = j["skipped"].as_array().unwrap();
+    let skipped = j["unchanged"].as_array().unwrap();
     assert!(skipped
         .iter()
         .any(|s| s["name"] == "wte.weight" && s["reason"].as_str().unwrap().contains("opset 21")));
     let s = inspect_json(&out4);
-    assert_eq!(s["onnx"]["ops"]["com.microsoft.MatMulNBits"], 9);
-    assert!(s["onnx"]["opsets"]
+    assert_eq!(s["details"]["value"]["ops"]["com.microsoft.MatMulNBits"], 9);
+    assert!(s["details"]["value"]["opsets"]
         .as_array()
         .unwrap()
         .iter()
@@ -321,12 +345,13 @@ fn onnx_quantization_shrinks_the_model_and_says_how() {
         "--json",
     ]))
     .unwrap();
-    assert!(j["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["scheme"] == "DequantizeLinear per-channel axis=1"));
-    assert_eq!(j["opset_after"], 17);
+    assert!(j["tensors"].as_array().unwrap().iter().all(|r| r["scheme"]
+        == if r["op"] == "Gather" {
+            "DequantizeLinear per-channel axis=0"
+        } else {
+            "DequantizeLinear per-channel axis=1"
+        }));
+    assert_eq!(j["details"]["opset_after"], 17);
 
     // Per-channel INT4 needs opset 21 (MatMulNBits is blocked only).
     let x = tmp.path().join("x.onnx");
@@ -367,7 +392,7 @@ fn onnx_quantization_shrinks_the_model_and_says_how() {
 #[test]
 fn inspect_shows_the_graph() {
     let j = inspect_json(&fixture("onnx/gpt_tiny.onnx"));
-    let o = &j["onnx"];
+    let o = &j["details"]["value"];
     assert_eq!(o["ir_version"], 8);
     assert_eq!(o["producer"], "pytorch 2.15.0");
     assert_eq!(o["opsets"][0]["version"], 17);
@@ -385,7 +410,7 @@ fn inspect_shows_the_graph() {
     // --all adds the Constant nodes' values.
     let all = ok(&["inspect", "--all", "--json", p(&fixture("onnx/types.onnx"))]);
     let all: serde_json::Value = serde_json::from_str(&all).unwrap();
-    let rows = all["onnx"]["initializers"].as_array().unwrap();
+    let rows = all["details"]["value"]["initializers"].as_array().unwrap();
     assert!(rows
         .iter()
         .any(|r| r["name"] == "c_floats" && r["storage"] == "Constant node"));

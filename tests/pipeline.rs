@@ -84,7 +84,7 @@ fn all_means_the_same_in_every_command() {
             );
             // The same checkpoint metadata from both commands.
             assert_eq!(converted["metadata"], from_ckpt["metadata"], "{}", path.display());
-            assert_eq!(converted["metadata"]["format"], "pt");
+            assert_eq!(converted["metadata"]["format"]["value"], "pt");
             checked += 1;
         }
     }

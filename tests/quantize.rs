@@ -55,7 +55,7 @@ fn every_manifest_file_type_picks_llama_cpps_tensor_types() {
             let report = quantize_json(&args);
             for t in report["tensors"].as_array().unwrap() {
                 let name = t["name"].as_str().unwrap();
-                assert_eq!(t["type"], expected[name], "{kind} {ft} {name}");
+                assert_eq!(t["to"], expected[name], "{kind} {ft} {name}");
             }
             // The file holds what the report says.
             let m = modelconv_gguf::open(&out).unwrap();
@@ -76,7 +76,10 @@ fn report_has_sizes_errors_and_bits_per_weight() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.gguf");
     let r = quantize_json(&[p(&fixture("gguf/in-f32.gguf")), "-o", p(&out), "--q8_0"]);
-    assert_eq!(r["file_type"], "Q8_0");
+    assert_eq!(
+        (r["type"].as_str(), r["requested_type"].as_str()),
+        (Some("Q8_0"), Some("Q8_0"))
+    );
     let bpw = r["bits_per_weight"].as_f64().unwrap();
     assert!((8.4..8.6).contains(&bpw), "{bpw}");
     let q = r["tensors"]
@@ -87,16 +90,34 @@ fn report_has_sizes_errors_and_bits_per_weight() {
         .unwrap();
     let e = q["relative_rmse"].as_f64().unwrap();
     assert!(e > 0.0 && e < 0.01, "{e}");
-    let norm = r["tensors"]
+    // Norms stay F32, and the report says so and why.
+    let norm = r["unchanged"]
         .as_array()
         .unwrap()
         .iter()
         .find(|t| t["name"] == "output_norm.weight")
         .unwrap();
-    assert!(norm["relative_rmse"].is_null());
+    assert_eq!(norm["dtype"], "F32");
+    assert!(norm["reason"].as_str().unwrap().starts_with("1-D"), "{norm}");
+    assert!(r["tensors"].as_array().unwrap().iter().all(|t| t["to"] == "Q8_0"));
     let written = modelconv_gguf::open(&out).unwrap();
-    assert_eq!(r["bytes"].as_u64().unwrap(), written.data_bytes());
-    assert_eq!(r["parameters"].as_u64().unwrap(), written.parameters());
+    let quantized: Vec<_> = written
+        .tensors
+        .iter()
+        .filter(|t| t.info.dtype.name() == "Q8_0")
+        .collect();
+    assert_eq!(
+        r["bytes_after"].as_u64().unwrap(),
+        quantized.iter().map(|t| t.info.byte_len).sum::<u64>()
+    );
+    assert_eq!(
+        r["parameters"].as_u64().unwrap(),
+        quantized.iter().map(|t| t.info.numel()).sum::<u64>()
+    );
+    assert_eq!(
+        r["file_bytes_after"].as_u64().unwrap(),
+        std::fs::metadata(&out).unwrap().len()
+    );
 }
 
 #[test]
@@ -110,7 +131,7 @@ fn overrides_and_output_options() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|t| (t["name"].as_str().unwrap().to_string(), t["type"].clone()))
+            .map(|t| (t["name"].as_str().unwrap().to_string(), t["to"].clone()))
             .collect()
     };
     let t = types(&[
@@ -139,7 +160,12 @@ fn overrides_and_output_options() {
     assert_eq!(t["output.weight"], "Q8_0");
     assert_eq!(t["token_embd.weight"], "Q4_0");
     let t = types(&[p(&input), "-o", p(&out), "--q4_k", "--leave-output-tensor"]);
-    assert_eq!(t["output.weight"], "F32");
+    assert!(t.get("output.weight").is_none(), "only changed tensors are listed");
+    let r = quantize_json(&[p(&input), "-o", p(&out), "--q4_k", "--leave-output-tensor"]);
+    let kept = r["unchanged"].as_array().unwrap();
+    assert!(kept
+        .iter()
+        .any(|k| k["name"] == "output.weight" && k["reason"] == "--leave-output-tensor"));
     let (code, err) = stderr_of(&["quantize", p(&input), "-o", p(&out), "--type", "Q9_K"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown type 'Q9_K'"), "{err}");
@@ -282,4 +308,67 @@ fn dequantized_output_matches_and_diff_orders_the_errors() {
         rmse("gguf/pure-Q2_K.gguf"),
     );
     assert!(q8 * 4.0 < q4 && q4 * 1.5 < q2, "Q8_0 {q8}, Q4_K_M {q4}, Q2_K {q2}");
+}
+
+/// A cast or quantization that changes nothing is exit 2 (with the reason),
+/// unless `--allow-unchanged`; then the report's type says what the file is.
+#[test]
+fn no_silent_no_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    // Names that are not llama.cpp's (no `.weight` suffix) and a 1-D
+    // tensor: nothing llama.cpp would quantize.
+    let header = serde_json::json!({
+        "model.embed": {"dtype": "F32", "shape": [8, 256], "data_offsets": [0, 8192]},
+        "model.norm": {"dtype": "F32", "shape": [256], "data_offsets": [8192, 9216]},
+    })
+    .to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.resize(bytes.len() + 9216, 0x3f);
+    let src = dir.path().join("hf.safetensors");
+    std::fs::write(&src, bytes).unwrap();
+    let out = dir.path().join("q.gguf");
+    let (code, err) = stderr_of(&["quantize", p(&src), "-o", p(&out), "--q4_k"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no tensor can be quantized") && err.contains("--allow-unchanged"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let r = quantize_json(&[p(&src), "-o", p(&out), "--q4_k", "--allow-unchanged"]);
+    assert_eq!(r["type"], "F32 (nothing quantized)");
+    assert_eq!(r["requested_type"], "Q4_K_M");
+    assert_eq!(r["tensors"], serde_json::json!([]));
+    let why: Vec<&str> = r["unchanged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["reason"].as_str().unwrap())
+        .collect();
+    assert!(why.iter().any(|w| w.contains("not a '*.weight'")), "{why:?}");
+    assert!(why.iter().any(|w| w.starts_with("1-D")), "{why:?}");
+    // The file does not claim a type it does not have.
+    let m = modelconv_gguf::open(&out).unwrap();
+    assert!(m.metadata.get("general.file_type").is_none());
+
+    // convert --dtype: the same rule for casts and ggml types.
+    let f16 = dir.path().join("f16.safetensors");
+    ok(&["-q", "convert", p(&src), p(&f16), "--dtype", "F16"]);
+    let again = dir.path().join("again.safetensors");
+    let (code, err) = stderr_of(&["convert", p(&f16), p(&again), "--dtype", "float16"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("changes nothing") && err.contains("already F16"), "{err}");
+    assert!(!again.exists());
+    ok(&[
+        "-q",
+        "convert",
+        p(&f16),
+        p(&again),
+        "--dtype",
+        "F16",
+        "--allow-unchanged",
+    ]);
+    let (code, err) = stderr_of(&["convert", p(&src), p(&out), "--dtype", "Q4_K"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no tensor can be quantized to Q4_K"), "{err}");
 }

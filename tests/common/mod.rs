@@ -81,3 +81,134 @@ pub fn run_bounded(args: &[&str], limit: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The documented JSON schema (docs/json-schema.json).
+pub fn json_schema() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json-schema.json");
+    serde_json::from_slice(&std::fs::read(path).expect("docs/json-schema.json")).expect("the schema is JSON")
+}
+
+/// Checks `v` against `schema` (the subset of JSON Schema the documented
+/// schema uses: $ref, allOf, oneOf, type, required, properties,
+/// additionalProperties, items, enum, const, minimum, pattern). Returns
+/// the first violation, with its JSON path. The interop suite checks the
+/// same documents with the `jsonschema` package.
+pub fn schema_violation(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    at: &str,
+) -> Option<String> {
+    use serde_json::Value as J;
+    if let Some(r) = schema.get("$ref").and_then(J::as_str) {
+        let name = r.strip_prefix("#/$defs/").expect("local $ref");
+        return schema_violation(root, &root["$defs"][name], v, at);
+    }
+    if let Some(all) = schema.get("allOf").and_then(J::as_array) {
+        for s in all {
+            if let Some(e) = schema_violation(root, s, v, at) {
+                return Some(e);
+            }
+        }
+    }
+    if let Some(one) = schema.get("oneOf").and_then(J::as_array) {
+        let matching = one
+            .iter()
+            .filter(|s| schema_violation(root, s, v, at).is_none())
+            .count();
+        if matching != 1 {
+            return Some(format!("{at}: matches {matching} of oneOf"));
+        }
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            J::String(s) => vec![s.as_str()],
+            J::Array(a) => a.iter().filter_map(J::as_str).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "number" => v.is_number(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        if !ok {
+            return Some(format!("{at}: {v} is not {types:?}"));
+        }
+    }
+    if let Some(c) = schema.get("const") {
+        if c != v {
+            return Some(format!("{at}: {v} is not {c}"));
+        }
+    }
+    if let Some(e) = schema.get("enum").and_then(J::as_array) {
+        if !e.contains(v) {
+            return Some(format!("{at}: {v} is not one of {e:?}"));
+        }
+    }
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(J::as_f64), v.as_f64()) {
+        if n < min {
+            return Some(format!("{at}: {n} < {min}"));
+        }
+    }
+    if let (Some(p), Some(s)) = (schema.get("pattern").and_then(J::as_str), v.as_str()) {
+        if !regex::Regex::new(p).unwrap().is_match(s) {
+            return Some(format!("{at}: '{s}' does not match {p}"));
+        }
+    }
+    if let Some(o) = v.as_object() {
+        for r in schema.get("required").and_then(J::as_array).into_iter().flatten() {
+            let k = r.as_str().unwrap();
+            if !o.contains_key(k) {
+                return Some(format!("{at}: missing '{k}'"));
+            }
+        }
+        let props = schema.get("properties").and_then(J::as_object);
+        for (k, x) in o {
+            let sub = props.and_then(|p| p.get(k));
+            let e = match (sub, schema.get("additionalProperties")) {
+                (Some(s), _) => schema_violation(root, s, x, &format!("{at}.{k}")),
+                (None, Some(J::Bool(false))) => Some(format!("{at}: unexpected '{k}'")),
+                (None, Some(s @ J::Object(_))) => schema_violation(root, s, x, &format!("{at}.{k}")),
+                _ => None,
+            };
+            if e.is_some() {
+                return e;
+            }
+        }
+    }
+    if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in a.iter().enumerate() {
+            if let Some(e) = schema_violation(root, items, x, &format!("{at}[{i}]")) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// Runs `args` (which include `--json`), expects `code`, and checks that
+/// stdout is one document valid against the schema's `def`.
+pub fn json_doc(args: &[&str], code: i32, def: &str) -> serde_json::Value {
+    let out = run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document: {e}"));
+    let root = json_schema();
+    if let Some(e) = schema_violation(&root, &root["$defs"][def], &v, "$") {
+        panic!("{args:?}: not a valid '{def}' document: {e}\n{v:#}");
+    }
+    if let Some(e) = schema_violation(&root, &root, &v, "$") {
+        panic!("{args:?}: not a valid document: {e}");
+    }
+    v
+}

@@ -270,6 +270,25 @@ pub fn allows_quantization(name: &str, ne: &[u64], leave_output: bool) -> bool {
         && !NEVER_QUANTIZED.iter().any(|s| name.contains(s))
 }
 
+/// Why a quantization to `ft` left this tensor as it was (type `from`,
+/// chosen type `to`), in llama.cpp's terms; `None` when it changed.
+pub fn kept_reason(name: &str, ne: &[u64], from: DType, to: DType, leave_output: bool) -> Option<String> {
+    if to != from {
+        return None;
+    }
+    Some(if n_dims(ne) < 2 {
+        "1-D: llama.cpp quantizes only 2-D and larger weights".to_string()
+    } else if !name.ends_with("weight") {
+        "not a '*.weight' tensor: llama.cpp quantizes only those (llama.cpp names: use a Hugging Face folder or --config)".to_string()
+    } else if leave_output && name == "output.weight" {
+        "--leave-output-tensor".to_string()
+    } else if !allows_quantization(name, ne, leave_output) {
+        "llama.cpp never quantizes this tensor (norms, position and token-type embeddings, …)".to_string()
+    } else {
+        format!("already {from}")
+    })
+}
+
 /// Model facts the rules look at, read from GGUF metadata.
 struct Hparams {
     arch: String,

@@ -11,7 +11,10 @@
 
 use modelconv_ggml::mix::{self, FileType, MixOptions, TensorDesc};
 use modelconv_ggml::quants::{self, DequantizeSource, ErrorStats, QuantizeSource};
-use modelconv_ir::{can_cast, decoded, CastSource, DType, DataSource, Error, Model, Result, Tensor, TensorInfo, Value};
+use modelconv_ir::{
+    can_cast, decoded, CastSource, ChangedTensor, DType, DataSource, Error, KeptTensor, Model, Result, Tensor,
+    TensorInfo, Value,
+};
 use regex::Regex;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -149,33 +152,64 @@ fn retype(t: &mut Tensor, to: DType, data: Arc<dyn DataSource>) -> Result<()> {
 /// Casts every floating-point tensor to `to` (F32, F16, BF16 or F64);
 /// block-quantized tensors are dequantized; integer tensors are kept.
 pub fn cast(model: &mut Model, to: DType) -> Result<()> {
-    cast_as(model, to, false)
+    cast_as(model, to, false).map(|_| ())
+}
+
+/// What a cast did: the tensors it changed, and the ones it left as they
+/// were although they are not of the requested type, with the reason.
+#[derive(Debug, Default)]
+pub struct CastOutcome {
+    pub changed: Vec<ChangedTensor>,
+    pub unchanged: Vec<KeptTensor>,
 }
 
 /// [`cast`], for llama.cpp's format when `llama` is set: the tensors
 /// llama.cpp keeps in F32 ([`mix::stays_f32`]) go to F32, and
 /// `general.file_type` and `general.quantization_version` are set as
 /// llama-quantize sets them.
-pub fn cast_as(model: &mut Model, to: DType, llama: bool) -> Result<()> {
+pub fn cast_as(model: &mut Model, to: DType, llama: bool) -> Result<CastOutcome> {
     if !matches!(to, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
         return Err(Error::invalid(format!("casts go to F32, F16, BF16 or F64, not {to}")));
     }
+    let mut out = CastOutcome::default();
     for t in &mut model.tensors {
         let from = t.info.dtype;
-        let to = if llama && mix::stays_f32(&t.info.name, t.info.shape.len()) {
-            DType::F32
-        } else {
-            to
-        };
-        if from != to && (from.is_quantized() || can_cast(from, to)) {
-            let data = source_as(t, to, TypeOptions::default(), None)?;
-            retype(t, to, data)?;
+        let keeps_f32 = llama && mix::stays_f32(&t.info.name, t.info.shape.len());
+        let target = if keeps_f32 { DType::F32 } else { to };
+        if from != target && (from.is_quantized() || can_cast(from, target)) {
+            let before = t.info.byte_len;
+            let data = source_as(t, target, TypeOptions::default(), None)?;
+            retype(t, target, data)?;
+            out.changed.push(ChangedTensor {
+                name: t.info.name.clone(),
+                from: from.name().to_string(),
+                to: target.name().to_string(),
+                shape: t.info.shape.clone(),
+                bytes_before: before,
+                bytes_after: t.info.byte_len,
+                relative_rmse: None,
+                scheme: None,
+                op: None,
+            });
+        } else if t.info.dtype != to {
+            let reason = if keeps_f32 {
+                "llama.cpp keeps 1-D tensors and norms in F32".to_string()
+            } else if from.is_float() {
+                format!("{from} cannot be cast to {to}")
+            } else {
+                "not floating point: integer and boolean tensors keep their type".to_string()
+            };
+            out.unchanged.push(KeptTensor {
+                name: t.info.name.clone(),
+                dtype: Some(from.name().to_string()),
+                reason,
+            });
         }
     }
     if let (true, Some(ft)) = (llama, mix::file_type(to.name())) {
         set_file_type(model, ft);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `general.quantization_version` and `general.file_type`, as llama.cpp's
@@ -200,6 +234,8 @@ pub struct Row {
     pub from: DType,
     pub to: DType,
     pub shape: Vec<u64>,
+    /// Bytes before and after.
+    pub bytes_before: u64,
     pub bytes: u64,
     /// The quantization error against the source, once the data was written.
     pub stats: Option<Arc<ErrorStats>>,
@@ -208,6 +244,21 @@ pub struct Row {
 impl Row {
     pub fn relative_rmse(&self) -> Option<f64> {
         self.stats.as_ref().map(|s| s.relative_rmse())
+    }
+
+    /// The row for a report (its error as measured so far).
+    pub fn changed(&self) -> ChangedTensor {
+        ChangedTensor {
+            name: self.name.clone(),
+            from: self.from.name().to_string(),
+            to: self.to.name().to_string(),
+            shape: self.shape.clone(),
+            bytes_before: self.bytes_before,
+            bytes_after: self.bytes,
+            relative_rmse: self.relative_rmse(),
+            scheme: None,
+            op: None,
+        }
     }
 }
 
@@ -224,30 +275,46 @@ pub struct Quantization {
 /// overrides), `general.quantization_version` and `general.file_type`
 /// set. Fails when the request would change no tensor.
 pub fn quantize(model: &mut Model, q: &Quantization) -> Result<Vec<Row>> {
+    quantize_allowing(model, q, false)
+}
+
+/// [`quantize`]; with `allow_unchanged`, a request that quantizes no
+/// tensor is carried out (the file keeps its types and its file type).
+pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: bool) -> Result<Vec<Row>> {
     model
         .tensors
         .sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
     let descs: Vec<TensorDesc> = model.tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
     let types = mix::choose_types(q.file_type, &q.mix, &model.metadata, &descs)?;
     let wants_blocks = q.file_type.default.is_quantized();
-    if wants_blocks
-        && !types
-            .iter()
-            .zip(&model.tensors)
-            .any(|(to, t)| to.is_quantized() && *to != t.info.dtype)
-    {
+    let none = !types.iter().zip(&model.tensors).any(|(to, t)| {
+        if wants_blocks {
+            to.is_quantized() && *to != t.info.dtype
+        } else {
+            *to != t.info.dtype
+        }
+    });
+    if none && !allow_unchanged {
+        let rule = if wants_blocks {
+            "llama.cpp quantizes 2-D '*.weight' tensors (not norms or position embeddings) whose rows fill whole blocks"
+        } else {
+            "every eligible tensor already has that type"
+        };
         return Err(Error::invalid(format!(
-            "no tensor can be quantized to {}: llama.cpp quantizes 2-D '*.weight' tensors (not norms or position embeddings) whose rows fill whole blocks; {} tensors, none eligible",
+            "no tensor can be quantized to {}: {rule}; {} tensors, none eligible (--allow-unchanged writes the file anyway)",
             q.file_type.name,
             model.tensors.len()
         )));
     }
-    set_file_type(model, q.file_type);
+    if !none {
+        set_file_type(model, q.file_type);
+    }
     let mut rows = Vec::with_capacity(model.tensors.len());
     for (t, &to) in model.tensors.iter_mut().zip(&types) {
         modelconv_ir::check_interrupt()?;
         let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
         let from = t.info.dtype;
+        let bytes_before = t.info.byte_len;
         if to != from {
             let data = source_as(t, to, q.types, stats.clone())?;
             retype(t, to, data)?;
@@ -257,6 +324,7 @@ pub fn quantize(model: &mut Model, q: &Quantization) -> Result<Vec<Row>> {
             from,
             to,
             shape: t.info.shape.clone(),
+            bytes_before,
             bytes: t.info.byte_len,
             stats,
         });
@@ -271,6 +339,9 @@ pub struct Request {
     pub exclude: Vec<Regex>,
     pub rename: Vec<(Regex, String)>,
     pub dedupe: bool,
+    /// Carry out a cast or quantization that changes no tensor (otherwise
+    /// an error: a silent no-op surprises scripts).
+    pub allow_unchanged: bool,
     /// Cast floats to this type (`None`: keep types).
     pub cast: Option<DType>,
     /// The output is llama.cpp's (GGUF): a cast keeps norms and 1-D
@@ -287,6 +358,11 @@ pub struct Outcome {
     pub deduped: Vec<(String, String)>,
     /// Per-tensor rows of a quantization.
     pub rows: Vec<Row>,
+    /// The tensors a cast changed.
+    pub cast: Vec<ChangedTensor>,
+    /// Tensors a cast or quantization left as they were although they are
+    /// not of the requested type, with the reason.
+    pub unchanged: Vec<KeptTensor>,
 }
 
 impl Request {
@@ -334,10 +410,41 @@ impl Request {
             out.deduped = dedupe(model);
         }
         if let Some(to) = self.cast {
-            cast_as(model, to, self.llama)?;
+            let c = cast_as(model, to, self.llama)?;
+            if c.changed.is_empty() && !self.allow_unchanged && !model.tensors.is_empty() {
+                let why = if c.unchanged.is_empty() {
+                    format!("every tensor is already {to}")
+                } else {
+                    format!(
+                        "no tensor could be cast ({})",
+                        c.unchanged.first().map_or(String::new(), |k| k.reason.clone())
+                    )
+                };
+                return Err(Error::invalid(format!(
+                    "--dtype {to} changes nothing in {}: {why} (--allow-unchanged writes the file anyway)",
+                    model.path.display()
+                )));
+            }
+            out.cast = c.changed;
+            out.unchanged = c.unchanged;
         }
         if let Some(q) = &self.quantize {
-            out.rows = quantize(model, q)?;
+            out.rows = quantize_allowing(model, q, self.allow_unchanged)?;
+            let leave = q.mix.leave_output_tensor;
+            out.unchanged.extend(out.rows.iter().filter_map(|r| {
+                mix::kept_reason(
+                    &r.name,
+                    &r.shape.iter().rev().copied().collect::<Vec<_>>(),
+                    r.from,
+                    r.to,
+                    leave,
+                )
+                .map(|reason| KeptTensor {
+                    name: r.name.clone(),
+                    dtype: Some(r.from.name().to_string()),
+                    reason,
+                })
+            }));
         }
         Ok(out)
     }

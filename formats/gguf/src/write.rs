@@ -157,6 +157,10 @@ impl WritePlan for Plan {
     fn data_bytes(&self) -> u64 {
         self.data_bytes
     }
+    /// The header holds every offset, so the file is written in one pass.
+    fn streamable(&self) -> bool {
+        true
+    }
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
         let mut out = OutputFile::create(&self.dest, &self.opts)?;
         out.write_all(&self.header)?;

@@ -38,6 +38,22 @@ pub enum Error {
     /// The user interrupted the run (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
+    /// An error while handling one tensor, which it names.
+    #[error("{}", in_tensor_message(tensor, inner))]
+    InTensor { tensor: String, inner: Box<Error> },
+}
+
+/// `path: tensor 'x': message` (the path first, as every other message has it).
+fn in_tensor_message(tensor: &str, inner: &Error) -> String {
+    match inner.path() {
+        Some(p) => {
+            let text = inner.to_string();
+            let prefix = format!("{}: ", p.display());
+            let rest = text.strip_prefix(&prefix).unwrap_or(&text);
+            format!("{prefix}tensor '{tensor}': {rest}")
+        }
+        None => format!("tensor '{tensor}': {inner}"),
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,15 +90,15 @@ impl Error {
             err,
         }
     }
-    /// Names the tensor in an error raised while pulling its data.
+    /// Names the tensor in an error raised while pulling its data (an
+    /// interrupt, or an error that names one already, is kept as it is).
     pub fn for_tensor(self, tensor: &str) -> Self {
         match self {
-            Error::Invalid(msg) => Error::Invalid(format!("tensor '{tensor}': {msg}")),
-            Error::Malformed { path, msg } => Error::Malformed {
-                path,
-                msg: format!("tensor '{tensor}': {msg}"),
+            e @ (Error::Interrupted | Error::InTensor { .. }) => e,
+            inner => Error::InTensor {
+                tensor: tensor.to_string(),
+                inner: Box::new(inner),
             },
-            other => other,
         }
     }
 
@@ -90,6 +106,63 @@ impl Error {
     pub fn in_file(self, path: &Path) -> Self {
         match self {
             Error::Invalid(msg) => Error::malformed(path, msg),
+            Error::InTensor { tensor, inner } => Error::InTensor {
+                tensor,
+                inner: Box::new(inner.in_file(path)),
+            },
+            other => other,
+        }
+    }
+
+    /// What kind of error this is, as `--json` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Malformed { .. } => "malformed",
+            Error::Invalid(_) => "invalid",
+            Error::Unsupported(_) => "unsupported",
+            Error::RefusedGlobal { .. } => "refused_global",
+            Error::Truncated { .. } => "truncated",
+            Error::LimitExceeded { .. } => "limit_exceeded",
+            Error::Interrupted => "interrupted",
+            Error::InTensor { inner, .. } => inner.kind(),
+        }
+    }
+
+    /// The file the error is about, if it names one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::Malformed { path, .. }
+            | Error::RefusedGlobal { path, .. }
+            | Error::Truncated { path, .. }
+            | Error::LimitExceeded { path, .. } => Some(path),
+            Error::InTensor { inner, .. } => inner.path(),
+            _ => None,
+        }
+    }
+
+    /// The byte offset the error is at, if it names one.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Truncated { offset, .. } => Some(*offset),
+            Error::InTensor { inner, .. } => inner.offset(),
+            _ => None,
+        }
+    }
+
+    /// The tensor the error is about, if it names one.
+    pub fn tensor(&self) -> Option<&str> {
+        match self {
+            Error::InTensor { tensor, .. } => Some(tensor),
+            _ => None,
+        }
+    }
+
+    /// The error beneath any tensor name.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::InTensor { inner, .. } => inner.root(),
             other => other,
         }
     }

@@ -175,6 +175,11 @@ pub trait WritePlan {
     }
     /// Tensor bytes to be written (for progress).
     fn data_bytes(&self) -> u64;
+    /// Whether the output is one file written strictly in order, so that
+    /// it can go to standard output, a FIFO or a device.
+    fn streamable(&self) -> bool {
+        false
+    }
     /// Writes all outputs to temporary files and renames them into place
     /// only when every one of them is complete and synced.
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()>;
@@ -196,15 +201,55 @@ pub struct Rewrite {
     pub report: Box<dyn FnOnce() -> Report>,
 }
 
-/// What a rewrite did.
+/// What a rewrite did. The CLI serializes it into the same documents as
+/// its own pipeline's (`docs/json.md`).
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// The report as JSON (`--json`): an object.
-    pub json: serde_json::Value,
+    /// What the output's weights now are (`INT8`, `F16`): the label the
+    /// report gives the file.
+    pub type_label: String,
+    /// The tensors the rewrite changed.
+    pub tensors: Vec<ChangedTensor>,
+    /// Candidates it left as they were, with the reason.
+    pub unchanged: Vec<KeptTensor>,
+    /// Format-specific facts (opsets, counts), an object.
+    pub details: serde_json::Value,
     /// The report for people (stdout).
     pub text: String,
     /// Informational lines (stderr, unless quiet).
     pub notes: Vec<String>,
+}
+
+/// One tensor a cast, quantization or rewrite changed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChangedTensor {
+    pub name: String,
+    /// Its type before (`F32`).
+    pub from: String,
+    /// Its type after (`Q4_K`, `INT8`).
+    pub to: String,
+    pub shape: Vec<u64>,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// ‖dequantized − original‖ / ‖original‖; `null` when not measured.
+    pub relative_rmse: Option<f64>,
+    /// How it is stored, where a format says more than the type
+    /// (ONNX: `DequantizeLinear per-channel axis 1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The op that reads it, where the format has ops (ONNX: `MatMul`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+}
+
+/// A tensor a request left as it was, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeptTensor {
+    /// Empty for a reason that concerns the whole model.
+    pub name: String,
+    /// Its type, when the report knows it.
+    pub dtype: Option<String>,
+    pub reason: String,
 }
 
 /// The rewriting side of a format.

@@ -26,14 +26,16 @@ pub use cast::{can_cast, convert, decoded, f8_e4m3_to_f32, f8_e5m2_to_f32, CastS
 pub use dtype::{numel, DType, ALL_DTYPES};
 pub use error::{Error, Result};
 pub use format::{
-    Details, Format, FormatOption, NoProgress, OpenOptions, Options, Probe, Progress, Report, Rewrite, RewriteRequest,
-    Rewriter, Stage, WriteOptions, WritePlan, Writer, HEAD_LEN,
+    ChangedTensor, Details, Format, FormatOption, KeptTensor, NoProgress, OpenOptions, Options, Probe, Progress,
+    Report, Rewrite, RewriteRequest, Rewriter, Stage, WriteOptions, WritePlan, Writer, HEAD_LEN,
 };
 pub use metadata::{
-    float_json, human_bytes, printable, Array, Metadata, Strings, Value, ValueType, MAX_METADATA_ENTRIES,
+    float_json, human_bytes, printable, Array, Metadata, Strings, Typed, TypedMetadata, Value, ValueType,
+    MAX_METADATA_ENTRIES, TYPES_KEY,
 };
 pub use model::Model;
 pub use output::{
-    check_interrupt, check_replaceable, commit_all, padding, remove_live_temps, request_interrupt, OutputFile,
+    check_interrupt, check_replaceable, commit_all, is_stream, padding, remove_live_temps, request_interrupt,
+    OutputFile, STDIO,
 };
 pub use tensor::{open_regular, DataSource, FileRange, Location, MemSource, SharedFile, Tensor, TensorInfo};

@@ -6,7 +6,7 @@
 use crate::{DataSource, Error, Progress, Result, SharedFile, WriteOptions};
 use rayon::prelude::*;
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,10 +71,46 @@ const CHUNK: u64 = 4 << 20;
 /// Smallest chunk a source without a preferred chunk is pulled in.
 const MIN_CHUNK: u64 = 256 << 10;
 
+/// Where an output's bytes go.
+enum Sink {
+    /// A temporary file beside the destination, renamed into place at the end.
+    Temp(tempfile::NamedTempFile, LiveTemp),
+    /// Standard output, a FIFO or a character device, written in order
+    /// (what is written is gone: a failure cannot take it back).
+    Stream(std::fs::File),
+}
+
+/// The path that means standard output (and standard input).
+pub const STDIO: &str = "-";
+
+/// Whether writing to `dest` streams to it: `-` (standard output), or an
+/// existing FIFO or character device, reached directly or through
+/// symbolic links (`/dev/stdout`). Such a destination is never replaced.
+pub fn is_stream(dest: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    if is_stdout(dest) {
+        return true;
+    }
+    std::fs::metadata(dest).is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_char_device())
+}
+
+/// `-`, and the names of descriptor 1 (`/dev/stdout`): written through our
+/// own standard output, whatever it is (a pipe, a terminal, or a regular
+/// file the shell opened), never opened or replaced by name.
+fn is_stdout(dest: &Path) -> bool {
+    dest.as_os_str() == STDIO
+        || [
+            Path::new("/dev/stdout"),
+            Path::new("/dev/fd/1"),
+            Path::new("/proc/self/fd/1"),
+        ]
+        .contains(&dest)
+}
+
 /// A file being written; becomes `dest` on [`OutputFile::commit`].
 pub struct OutputFile {
     dest: PathBuf,
-    tmp: tempfile::NamedTempFile,
+    sink: Sink,
     buf: Vec<u8>,
     pos: u64,
     /// Bytes up to here are flushed and their writeback has been started.
@@ -83,7 +119,6 @@ pub struct OutputFile {
     /// A kernel copy not issued yet, so that byte ranges that follow each
     /// other in the input and the output become one large copy.
     pending: Option<PendingCopy>,
-    _live: LiveTemp,
 }
 
 struct PendingCopy {
@@ -133,6 +168,9 @@ impl OutputFile {
     /// Creates the temporary file in `dest`'s directory. A destination that
     /// exists and is not a regular file is refused ([`check_replaceable`]).
     pub fn create(dest: &Path, opts: &WriteOptions) -> Result<Self> {
+        if is_stream(dest) {
+            return Self::stream(dest);
+        }
         check_replaceable(dest)?;
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -149,16 +187,70 @@ impl OutputFile {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| Error::io(dest, e))?;
+        let live = LiveTemp::new(tmp.path());
         Ok(OutputFile {
             dest: dest.to_path_buf(),
-            _live: LiveTemp::new(tmp.path()),
-            tmp,
+            sink: Sink::Temp(tmp, live),
             buf: Vec::with_capacity(BUF_LEN),
             pos: 0,
             writeback_from: 0,
             fsync: !opts.no_fsync,
             pending: None,
         })
+    }
+
+    /// Writes to standard output (`-`), or to the FIFO or character device
+    /// `dest` is, in order, without a temporary file ([`is_stream`]).
+    fn stream(dest: &Path) -> Result<Self> {
+        let file = if is_stdout(dest) {
+            // A duplicate of descriptor 1: closing it leaves stdout open.
+            std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(std::fs::File::from)
+                .map_err(|e| Error::io(dest, e))?
+        } else {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Never created or truncated: it exists, and is not a regular
+            // file. Non-blocking open: a FIFO nobody reads is an error
+            // (ENXIO), not a hang; then writes block as usual.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(dest)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::ENXIO) => Error::invalid(format!(
+                        "{}: the FIFO has no reader; start the reading side first",
+                        dest.display()
+                    )),
+                    _ => Error::io(dest, e),
+                })?;
+            // SAFETY: fcntl on a descriptor we own, with integer arguments.
+            unsafe {
+                let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+                if flags >= 0 {
+                    libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+                }
+            }
+            f
+        };
+        Ok(OutputFile {
+            dest: dest.to_path_buf(),
+            sink: Sink::Stream(file),
+            buf: Vec::with_capacity(BUF_LEN),
+            pos: 0,
+            writeback_from: 0,
+            fsync: false,
+            pending: None,
+        })
+    }
+
+    /// The open file the bytes go to.
+    fn file(&self) -> &std::fs::File {
+        match &self.sink {
+            Sink::Temp(t, _) => t.as_file(),
+            Sink::Stream(f) => f,
+        }
     }
 
     pub fn dest(&self) -> &Path {
@@ -181,10 +273,7 @@ impl OutputFile {
             self.flush()?;
         }
         if bytes.len() >= BUF_LEN {
-            self.tmp
-                .as_file()
-                .write_all(bytes)
-                .map_err(|e| Error::io(&self.dest, e))?;
+            self.file().write_all(bytes).map_err(|e| Error::io(&self.dest, e))?;
         } else {
             self.buf.extend_from_slice(bytes);
         }
@@ -201,10 +290,7 @@ impl OutputFile {
     fn flush(&mut self) -> Result<()> {
         self.flush_pending()?;
         if !self.buf.is_empty() {
-            self.tmp
-                .as_file()
-                .write_all(&self.buf)
-                .map_err(|e| Error::io(&self.dest, e))?;
+            self.file().write_all(&self.buf).map_err(|e| Error::io(&self.dest, e))?;
             self.buf.clear();
         }
         self.start_writeback(self.pos);
@@ -227,7 +313,7 @@ impl OutputFile {
         };
         // SAFETY: a plain syscall on an open descriptor, no pointers.
         unsafe {
-            libc::sync_file_range(self.tmp.as_file().as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE);
+            libc::sync_file_range(self.file().as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE);
         }
         self.writeback_from = flushed;
     }
@@ -330,10 +416,7 @@ impl OutputFile {
             check_interrupt()?;
             let n = (p.len - done).min(buf.len() as u64) as usize;
             p.source.read_exact_at(p.offset + done, &mut buf[..n])?;
-            self.tmp
-                .as_file()
-                .write_all(&buf[..n])
-                .map_err(|e| Error::io(&self.dest, e))?;
+            self.file().write_all(&buf[..n]).map_err(|e| Error::io(&self.dest, e))?;
             done += n as u64;
         }
         Ok(())
@@ -358,7 +441,7 @@ impl OutputFile {
                 libc::copy_file_range(
                     source.file.as_raw_fd(),
                     &mut off_in,
-                    self.tmp.as_file().as_raw_fd(),
+                    self.file().as_raw_fd(),
                     std::ptr::null_mut(),
                     want,
                     0,
@@ -395,13 +478,18 @@ impl OutputFile {
     pub fn commit(mut self) -> Result<()> {
         self.flush()?;
         if self.fsync {
-            self.tmp.as_file().sync_all().map_err(|e| Error::io(&self.dest, e))?;
+            self.file().sync_all().map_err(|e| Error::io(&self.dest, e))?;
         }
         let dest = self.dest.clone();
-        // Again, just before the rename: the path may have changed meanwhile.
-        check_replaceable(&dest)?;
-        self.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        Ok(())
+        match self.sink {
+            Sink::Stream(_) => Ok(()),
+            Sink::Temp(tmp, _live) => {
+                // Again, just before the rename: the path may have changed meanwhile.
+                check_replaceable(&dest)?;
+                tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+                Ok(())
+            }
+        }
     }
 }
 

@@ -126,9 +126,9 @@ const OPTIONS: &[FormatOption] = &[
         help: "INT8/INT4: elements per scale (0: per output channel)",
     },
     FormatOption {
-        name: "embeddings",
+        name: "no-embeddings",
         stage: Stage::Rewrite,
-        help: "INT8/INT4: also quantize Gather data",
+        help: "INT8/INT4: leave Gather data (embedding tables) as it is",
     },
     FormatOption {
         name: "keep-opset",
@@ -286,7 +286,8 @@ impl Rewriter for OnnxRewriter {
                 let qo = quant::QuantOptions {
                     ty: qty,
                     block_size,
-                    embeddings: o.flag("embeddings"),
+                    // Gather tables too, as onnxruntime's quantize_dynamic does.
+                    embeddings: !o.flag("no-embeddings"),
                     upgrade_opset: !o.flag("keep-opset"),
                     ..Default::default()
                 };

@@ -74,6 +74,8 @@ impl Default for QuantOptions {
 #[derive(Debug, Clone)]
 pub struct QuantRow {
     pub name: String,
+    /// The weight's type before (`F32` or `F16`).
+    pub from: String,
     pub consumer: String,
     pub shape: Vec<u64>,
     pub scheme: String,
@@ -754,6 +756,7 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
         }
         report.rows.push(QuantRow {
             name: name.clone(),
+            from: if dtype == dt::FLOAT { "F32" } else { "F16" }.to_string(),
             consumer: consumer.to_string(),
             shape: shape.iter().map(|&d| d as u64).collect(),
             scheme: desc,

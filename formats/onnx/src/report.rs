@@ -4,7 +4,7 @@
 use crate::fp16::Fp16Report;
 use crate::quant::QuantReport;
 use crate::summary::{self, Summary};
-use modelconv_ir::{float_json, human_bytes};
+use modelconv_ir::{human_bytes, ChangedTensor, KeptTensor};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -100,7 +100,10 @@ pub fn fp16_report(report: &Fp16Report, forced_external: bool) -> modelconv_ir::
         c.total(),
     ));
     modelconv_ir::Report {
-        json: json!({
+        type_label: "F16".into(),
+        tensors: Vec::new(),
+        unchanged: Vec::new(),
+        details: json!({
             "rewrite": "fp16",
             "converted_initializers": report.converted_initializers,
             "converted_constants": report.converted_constants,
@@ -117,18 +120,33 @@ pub fn fp16_report(report: &Fp16Report, forced_external: bool) -> modelconv_ir::
 pub fn quant_report(report: &QuantReport, ty: &str) -> modelconv_ir::Report {
     let before: u64 = report.rows.iter().map(|r| r.bytes_before).sum();
     let after: u64 = report.rows.iter().map(|r| r.bytes_after).sum();
-    let json = json!({
-        "type": ty,
+    let tensors = report
+        .rows
+        .iter()
+        .map(|r| ChangedTensor {
+            name: r.name.clone(),
+            from: r.from.clone(),
+            to: ty.to_string(),
+            shape: r.shape.clone(),
+            bytes_before: r.bytes_before,
+            bytes_after: r.bytes_after,
+            relative_rmse: r.relative_rmse(),
+            scheme: Some(r.scheme.clone()),
+            op: Some(r.consumer.clone()),
+        })
+        .collect();
+    let unchanged = report
+        .skipped
+        .iter()
+        .map(|(n, why)| KeptTensor {
+            name: n.clone(),
+            dtype: None,
+            reason: why.clone(),
+        })
+        .collect();
+    let details = json!({
         "opset_before": report.opset_before,
         "opset_after": report.opset_after,
-        "tensors": report.rows.iter().map(|r| json!({
-            "name": r.name, "consumer": r.consumer, "shape": r.shape, "scheme": r.scheme,
-            "bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
-            "relative_rmse": r.relative_rmse().map(float_json),
-        })).collect::<Vec<_>>(),
-        "skipped": report.skipped.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
-        "weight_bytes_before": before,
-        "weight_bytes_after": after,
     });
     let mut o = String::new();
     let w = report.rows.iter().map(|r| r.name.len()).max().unwrap_or(4).clamp(4, 48);
@@ -165,7 +183,10 @@ pub fn quant_report(report: &QuantReport, ty: &str) -> modelconv_ir::Report {
     }
     let _ = writeln!(o, "{ty} weights {} → {}", human_bytes(before), human_bytes(after));
     modelconv_ir::Report {
-        json,
+        type_label: ty.to_string(),
+        tensors,
+        unchanged,
+        details,
         text: o,
         notes: Vec::new(),
     }

@@ -169,7 +169,7 @@ fn open_file(path: &Path, sel: Selection) -> Result<Model> {
         metadata,
         tensors,
         notes,
-        source: Some(Arc::new(Structure(structure_of(&ckpt)?))),
+        source: Some(Arc::new(Structure(structure_typed(&ckpt)?))),
         declared_order: true,
     };
     model.check_unique_names().map_err(|e| e.in_file(path))?;
@@ -177,7 +177,7 @@ fn open_file(path: &Path, sel: Selection) -> Result<Model> {
 }
 
 /// The top level of a single checkpoint file, kept for `inspect`.
-struct Structure(Vec<(String, String)>);
+struct Structure(TopLevel);
 
 pub struct PyTorch;
 
@@ -238,17 +238,28 @@ impl Format for PyTorch {
         let Some(Structure(structure)) = model.source.as_ref().and_then(|s| s.downcast_ref::<Structure>()) else {
             return Ok(None);
         };
+        let (structure, total) = structure;
         let mut text = format!("{}: top level\n", model.path.display());
-        for (k, s) in structure {
+        for (k, (s, _)) in structure {
             text.push_str(&format!("  {k}: {s}\n"));
         }
-        let json = structure
+        let more = total - structure.len();
+        if more > 0 {
+            text.push_str(&format!("  … and {more} more\n"));
+        }
+        let json: Vec<serde_json::Value> = structure
             .iter()
-            .map(|(k, s)| (k.clone(), serde_json::Value::String(s.clone())))
-            .collect::<serde_json::Map<_, _>>();
+            .map(|(k, (_, v))| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("key".into(), serde_json::Value::String(k.clone()));
+                }
+                v
+            })
+            .collect();
         Ok(Some(Details {
-            key: "structure",
-            json: json.into(),
+            key: "checkpoint",
+            json: serde_json::json!({ "top_level": json, "more": more }),
             text,
             replaces_table: false,
         }))
@@ -265,23 +276,56 @@ pub fn is_refusal(e: &Error) -> bool {
 
 /// A short description of a value: its kind, and what it holds.
 fn summary(v: &Value) -> Result<String> {
+    Ok(summary_typed(v)?.0)
+}
+
+/// [`summary`], and the same as JSON: `{"kind": "int", "value": 3}`,
+/// `{"kind": "dict", "len": 4, "tensors": 2}`, `{"kind": "tensor",
+/// "dtype": "F32", "shape": [2]}`.
+fn summary_typed(v: &Value) -> Result<(String, serde_json::Value)> {
+    use serde_json::json;
     let found = collect(v, "")?;
     Ok(match v {
-        Value::Dict(d) => format!("dict of {} ({} tensors)", d.borrow().len(), found.len()),
-        Value::List(_) | Value::Tuple(_) => format!(
-            "{} of {} ({} tensors)",
-            v.kind(),
-            v.items().map_or(0, |i| i.len()),
-            found.len()
+        Value::Dict(d) => {
+            let n = d.borrow().len();
+            (
+                format!("dict of {n} ({} tensors)", found.len()),
+                json!({"kind": "dict", "len": n, "tensors": found.len()}),
+            )
+        }
+        Value::List(_) | Value::Tuple(_) => {
+            let n = v.items().map_or(0, |i| i.len());
+            (
+                format!("{} of {n} ({} tensors)", v.kind(), found.len()),
+                json!({"kind": v.kind(), "len": n, "tensors": found.len()}),
+            )
+        }
+        Value::Tensor(t) => (
+            format!("tensor {} {:?}", t.dtype, t.size),
+            json!({"kind": "tensor", "dtype": t.dtype, "shape": t.size}),
         ),
-        Value::Tensor(t) => format!("tensor {} {:?}", t.dtype, t.size),
-        Value::Int(i) => format!("int {i}"),
-        Value::Float(f) => format!("float {f}"),
-        Value::Bool(b) => format!("bool {b}"),
-        Value::Str(s) if s.chars().count() <= 60 => format!("str {s:?}"),
-        Value::Global(g) => format!("global {}.{}", g.0, g.1),
-        Value::Opaque(g) => format!("object {}.{}", g.0, g.1),
-        other => other.kind().to_string(),
+        Value::Int(i) => (
+            format!("int {i}"),
+            json!({"kind": "int", "value": i.to_string().parse::<serde_json::Number>().ok()}),
+        ),
+        Value::Float(f) => (
+            format!("float {f}"),
+            json!({"kind": "float", "value": modelconv_ir::float_json(*f)}),
+        ),
+        Value::Bool(b) => (format!("bool {b}"), json!({"kind": "bool", "value": b})),
+        Value::Str(s) if s.chars().count() <= 60 => {
+            (format!("str {s:?}"), json!({"kind": "str", "value": s.to_string()}))
+        }
+        Value::Str(s) => ("str".to_string(), json!({"kind": "str", "len": s.chars().count()})),
+        Value::Global(g) => (
+            format!("global {}.{}", g.0, g.1),
+            json!({"kind": "global", "value": format!("{}.{}", g.0, g.1)}),
+        ),
+        Value::Opaque(g) => (
+            format!("object {}.{}", g.0, g.1),
+            json!({"kind": "object", "class": format!("{}.{}", g.0, g.1)}),
+        ),
+        other => (other.kind().to_string(), json!({"kind": other.kind()})),
     })
 }
 
@@ -292,21 +336,40 @@ pub fn structure(path: &Path) -> Result<Vec<(String, String)>> {
 }
 
 fn structure_of(ckpt: &Checkpoint) -> Result<Vec<(String, String)>> {
+    Ok(structure_typed(ckpt)?
+        .0
+        .into_iter()
+        .map(|(k, (text, _))| (k, text))
+        .collect())
+}
+
+/// Top-level entries summarised (a state dict saved bare has one per tensor).
+const MAX_TOP_LEVEL: usize = 1000;
+
+/// The first [`MAX_TOP_LEVEL`] top-level entries, summarised, and how
+/// many there are in all.
+type TopLevel = (Vec<(String, (String, serde_json::Value))>, usize);
+
+fn structure_typed(ckpt: &Checkpoint) -> Result<TopLevel> {
     match &*ckpt.root {
-        Value::Dict(d) => d
-            .borrow()
-            .iter()
-            .map(|(k, v)| {
-                // Never the key's Debug form: a key can nest 100 000 tuples deep.
-                let key = match k {
-                    Value::Str(s) => s.to_string(),
-                    Value::Int(i) => i.to_string(),
-                    other => format!("({} key)", other.kind()),
-                };
-                Ok((key, summary(v)?))
-            })
-            .collect(),
-        other => Ok(vec![("(root)".to_string(), summary(other)?)]),
+        Value::Dict(d) => {
+            let d = d.borrow();
+            let entries = d
+                .iter()
+                .take(MAX_TOP_LEVEL)
+                .map(|(k, v)| {
+                    // Never the key's Debug form: a key can nest 100 000 tuples deep.
+                    let key = match k {
+                        Value::Str(s) => s.to_string(),
+                        Value::Int(i) => i.to_string(),
+                        other => format!("({} key)", other.kind()),
+                    };
+                    Ok((key, summary_typed(v)?))
+                })
+                .collect::<Result<_>>()?;
+            Ok((entries, d.len()))
+        }
+        other => Ok((vec![("(root)".to_string(), summary_typed(other)?)], 1)),
     }
 }
 

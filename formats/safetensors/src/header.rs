@@ -32,8 +32,54 @@ pub struct Header {
 }
 
 /// A JSON object as its entries in file order, refusing duplicate keys
-/// (serde_json's own maps silently keep the last one).
-struct OrderedObject(Vec<(String, Json)>);
+/// (serde_json's own maps silently keep the last one). `__metadata__`'s
+/// own entries are kept in file order too ([`Slot::Object`]).
+struct OrderedObject(Vec<(String, Slot)>);
+
+/// A value of the top-level object: a tensor entry as JSON, or the
+/// metadata object as its ordered entries.
+enum Slot {
+    Json(Json),
+    Object(Vec<(String, Json)>),
+}
+
+/// `__metadata__`: `null`, or an object read in file order.
+struct MetadataValue(Option<Vec<(String, Json)>>);
+
+impl<'de> serde::Deserialize<'de> for MetadataValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MetadataValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("__metadata__ as an object of strings")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<MetadataValue, E> {
+                Ok(MetadataValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<MetadataValue, A::Error> {
+                let mut out: Vec<(String, Json)> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                while let Some((k, v)) = map.next_entry::<String, Json>()? {
+                    if !seen.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "__metadata__ key '{k}' appears twice"
+                        )));
+                    }
+                    if out.len() as u64 >= modelconv_ir::MAX_METADATA_ENTRIES {
+                        return Err(serde::de::Error::custom(format!(
+                            "__metadata__ has more than {} entries",
+                            modelconv_ir::MAX_METADATA_ENTRIES
+                        )));
+                    }
+                    out.push((k, v));
+                }
+                Ok(MetadataValue(Some(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for OrderedObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -44,12 +90,20 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<OrderedObject, A::Error> {
-                let mut out: Vec<(String, Json)> = Vec::new();
+                let mut out: Vec<(String, Slot)> = Vec::new();
                 let mut seen = std::collections::HashSet::new();
-                while let Some((k, v)) = map.next_entry::<String, Json>()? {
+                while let Some(k) = map.next_key::<String>()? {
                     if !seen.insert(k.clone()) {
                         return Err(serde::de::Error::custom(format!("key '{k}' appears twice")));
                     }
+                    let v = if k == "__metadata__" {
+                        match map.next_value::<MetadataValue>()?.0 {
+                            Some(entries) => Slot::Object(entries),
+                            None => Slot::Json(Json::Null),
+                        }
+                    } else {
+                        Slot::Json(map.next_value::<Json>()?)
+                    };
                     out.push((k, v));
                 }
                 Ok(OrderedObject(out))
@@ -85,11 +139,11 @@ pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
         serde_json::from_str(text.trim_end_matches(' ')).map_err(|e| Error::invalid(format!("header JSON: {e}")))?;
     let mut header = Header::default();
     for (name, value) in obj.0 {
-        if name == "__metadata__" {
-            header.metadata = parse_metadata(&value)?;
-            continue;
+        match value {
+            Slot::Object(entries) => header.metadata = parse_metadata(entries)?,
+            Slot::Json(Json::Null) if name == "__metadata__" => {}
+            Slot::Json(value) => header.entries.push(parse_entry(&name, &value)?),
         }
-        header.entries.push(parse_entry(&name, &value)?);
     }
     header.entries.sort_by_key(|e| (e.begin, e.end));
     let mut expected = 0u64;
@@ -123,30 +177,16 @@ pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
     Ok(header)
 }
 
-fn parse_metadata(value: &Json) -> Result<Vec<(String, String)>> {
-    match value {
-        Json::Null => Ok(Vec::new()),
-        Json::Object(map) if map.len() as u64 > modelconv_ir::MAX_METADATA_ENTRIES => Err(Error::LimitExceeded {
-            path: Default::default(),
-            msg: format!(
-                "__metadata__ has {} entries, over the limit of {}",
-                map.len(),
-                modelconv_ir::MAX_METADATA_ENTRIES
-            ),
-        }),
-        Json::Object(map) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Json::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(Error::invalid(format!(
-                    "__metadata__ value of '{k}' is {other}, expected a string"
-                ))),
-            })
-            .collect(),
-        other => Err(Error::invalid(format!(
-            "__metadata__ is {other}, expected an object of strings"
-        ))),
-    }
+fn parse_metadata(entries: Vec<(String, Json)>) -> Result<Vec<(String, String)>> {
+    entries
+        .into_iter()
+        .map(|(k, v)| match v {
+            Json::String(s) => Ok((k, s)),
+            other => Err(Error::invalid(format!(
+                "__metadata__ value of '{k}' is {other}, expected a string"
+            ))),
+        })
+        .collect()
 }
 
 fn parse_entry(name: &str, value: &Json) -> Result<Entry> {
@@ -209,15 +249,17 @@ pub fn serialize(metadata: &[(String, String)], entries: &[Entry]) -> Vec<u8> {
     };
     if !metadata.is_empty() {
         sep(&mut out);
-        let sorted: std::collections::BTreeMap<&str, &str> =
-            metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        out.push_str("\"__metadata__\":");
-        out.push_str(
-            &Json::from(serde_json::Map::from_iter(
-                sorted.iter().map(|(k, v)| (k.to_string(), Json::from(*v))),
-            ))
-            .to_string(),
-        );
+        // In the model's order (a GGUF's keys come back in theirs).
+        out.push_str("\"__metadata__\":{");
+        for (i, (k, v)) in metadata.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&Json::from(k.as_str()).to_string());
+            out.push(':');
+            out.push_str(&Json::from(v.as_str()).to_string());
+        }
+        out.push('}');
     }
     for e in entries {
         sep(&mut out);
@@ -263,13 +305,7 @@ mod tests {
         assert_eq!((8 + bytes.len()) % 8, 0);
         let h = parse(&bytes, 12).unwrap();
         assert_eq!(h.entries, entries);
-        assert_eq!(
-            h.metadata,
-            vec![
-                ("a".to_string(), "\"q\"".to_string()),
-                ("z".to_string(), "1".to_string())
-            ]
-        );
+        assert_eq!(h.metadata, meta, "__metadata__ keeps file order");
     }
 
     #[test]

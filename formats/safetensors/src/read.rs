@@ -2,9 +2,7 @@
 //! (`model.safetensors.index.json`), or a folder of shards.
 
 use crate::header::{self, MAX_HEADER_SIZE};
-use modelconv_ir::{
-    hf_index, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo, Value,
-};
+use modelconv_ir::{hf_index, Error, FileRange, Location, Metadata, Model, Result, SharedFile, Tensor, TensorInfo};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -74,10 +72,9 @@ pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
         Error::LimitExceeded { msg, .. } => Error::limit(path, msg),
         e => e.in_file(path),
     })?;
-    let mut metadata = Metadata::new();
-    for (k, v) in header.metadata {
-        metadata.set(k, Value::String(v));
-    }
+    // Typed values written by us come back typed (Metadata::to_strings).
+    let metadata =
+        Metadata::from_strings(header.metadata).map_err(|e| Error::malformed(path, format!("__metadata__: {e}")))?;
     let tensors = header
         .entries
         .into_iter()

@@ -28,11 +28,7 @@ impl Writer for SafetensorsWriter {
             |d| !d.is_quantized(),
             |_| "convert with --dtype F32, F16 or BF16".into(),
         )?;
-        let metadata: Vec<(String, String)> = model
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_text()))
-            .collect();
+        let metadata = model.metadata.to_strings();
 
         // Greedy split in tensor order: a new shard starts when the next
         // tensor would pass the limit (a tensor larger than it gets its own).
@@ -136,6 +132,11 @@ impl WritePlan for Plan {
 
     fn data_bytes(&self) -> u64 {
         self.data_bytes
+    }
+
+    /// One shard: its header holds every offset; written in one pass.
+    fn streamable(&self) -> bool {
+        self.shards.len() == 1 && self.index.is_none()
     }
 
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
