@@ -89,16 +89,50 @@ pub fn select(root: &Value, sel: Selection) -> Result<(Option<String>, FoundTens
         if !direct.is_empty() {
             return Ok((None, direct));
         }
-        for key in STATE_DICT_KEYS {
-            if let Some((_, v)) = d.iter().find(|(k, _)| k.as_str() == Some(key)) {
-                let found = collect(v, "")?;
-                if !found.is_empty() {
-                    return Ok((Some(key.to_string()), found));
-                }
-            }
+        drop(d);
+        if let Some(found) = under_state_dict_keys(root, "", 0)? {
+            return Ok(found);
         }
     }
     Ok((None, collect(root, "")?))
+}
+
+/// How many `model`/`state_dict`/`module` levels the finder descends.
+const MAX_STATE_DICT_DEPTH: usize = 4;
+
+/// The state dict under a chain of [`STATE_DICT_KEYS`] (`model`,
+/// `model.state_dict`, `module.model`, …): the first dict along it that
+/// holds tensors directly, else everything under the first key that holds
+/// any; named by the dotted path taken.
+fn under_state_dict_keys(v: &Value, path: &str, depth: usize) -> Result<Option<(Option<String>, FoundTensors)>> {
+    let Value::Dict(d) = v else { return Ok(None) };
+    let d = d.borrow();
+    for key in STATE_DICT_KEYS {
+        let Some((_, inner)) = d.iter().find(|(k, _)| k.as_str() == Some(key)) else {
+            continue;
+        };
+        let here = if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        };
+        if let Value::Dict(id) = inner {
+            let direct = id
+                .borrow()
+                .iter()
+                .any(|(k, v)| k.as_str().is_some() && matches!(v, Value::Tensor(_) | Value::NdArray(_)));
+            if !direct && depth + 1 < MAX_STATE_DICT_DEPTH {
+                if let Some(found) = under_state_dict_keys(inner, &here, depth + 1)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        let found = collect(inner, "")?;
+        if !found.is_empty() {
+            return Ok(Some((Some(here), found)));
+        }
+    }
+    Ok(None)
 }
 
 /// The keys of a top-level dict, for messages.

@@ -95,3 +95,29 @@ fn malicious_fixtures_are_refused_and_nothing_runs() {
     }
     assert!(!canary.exists() || std::fs::read_dir(canary).unwrap().next().is_none());
 }
+
+/// A state dict two levels down (`{"model": {"state_dict": …}}`, as chgnet
+/// ships): found by the chain, named without a prefix, and the note says
+/// which path was taken.
+#[test]
+fn nested_state_dict_is_found_through_the_key_chain() {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir().join("nested_manifest.json")).unwrap()).unwrap();
+    let model = open_with(&dir().join("nested_state_dict.pt"), Selection::StateDict).unwrap();
+    let want = manifest["tensors"].as_object().unwrap();
+    let mut names: Vec<&str> = model.tensors.iter().map(|t| t.info.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, want.keys().map(String::as_str).collect::<Vec<_>>());
+    for t in &model.tensors {
+        let hex: String = Sha256::digest(t.read_all().unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, want[&t.info.name]["sha256"], "{}", t.info.name);
+    }
+    assert!(
+        model.notes.iter().any(|n| n.contains("'model.state_dict'")),
+        "{:?}",
+        model.notes
+    );
+}
