@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub struct Args {
     /// The checkpoint (.pt, .pth, .bin, .ckpt), zip or legacy format.
     input: PathBuf,
-    /// Output file [default: the input with .safetensors].
+    /// Output file [default: the input with .safetensors; for a folder, model.safetensors in it].
     #[arg(short, long)]
     output: Option<PathBuf>,
     #[command(flatten)]
@@ -85,14 +85,8 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     }
     let output = match args.output.clone() {
         Some(o) => o,
-        // `DIR/` or `DIR`: the file goes inside the folder, named after it.
-        None if args.input.is_dir() => {
-            let name = args
-                .input
-                .file_name()
-                .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-            args.input.join(format!("{name}.safetensors"))
-        }
+        // A model folder: model.safetensors inside it, where transformers looks.
+        None if args.input.is_dir() => args.input.join("model.safetensors"),
         None => args.input.with_extension("safetensors"),
     };
     let wopts = WriteOptions {

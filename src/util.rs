@@ -122,13 +122,36 @@ pub fn refuse_overwriting_inputs(inputs: &[PathBuf], outputs: &[PathBuf]) -> Res
                 );
             }
         }
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                bail!("{}: output folder {} does not exist", out.display(), parent.display());
-            }
-        }
     }
     Ok(())
+}
+
+/// Creates the missing folders above `outputs` (as Hugging Face's
+/// save_pretrained does); returns those it created, outermost first.
+fn create_parents(outputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut created = Vec::new();
+    for out in outputs {
+        let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) else {
+            continue;
+        };
+        let mut missing: Vec<&std::path::Path> = parent
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .collect();
+        missing.reverse();
+        for dir in missing {
+            std::fs::create_dir(dir).map_err(|e| modelconv_ir::Error::io(dir, e))?;
+            created.push(dir.to_path_buf());
+        }
+    }
+    Ok(created)
+}
+
+/// Removes the folders [`create_parents`] made, when they are still empty.
+fn remove_created(created: &[PathBuf]) {
+    for dir in created.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Plans `model` for `format`, refuses to overwrite any of `inputs`, and
@@ -172,8 +195,12 @@ pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> 
     if outputs.iter().any(|o| o.as_os_str() == modelconv_ir::STDIO) && unsafe { libc::isatty(1) } == 1 {
         bail!("standard output is a terminal; redirect it (`> file`, `| modelconv inspect -`) to write a model there");
     }
+    let created = create_parents(&outputs)?;
     let bar = crate::progress::Bar::new(plan.data_bytes(), quiet);
-    plan.write(&bar)?;
+    if let Err(e) = plan.write(&bar) {
+        remove_created(&created);
+        return Err(e.into());
+    }
     bar.finish();
     Ok(outputs)
 }

@@ -292,9 +292,16 @@ fn usage_errors_exit_2() {
         &["not supported for GGUF"],
         dir.path(),
     );
+    // An output into a new folder creates it, but a failure leaves none behind.
     refused(
-        &["convert", p(&src), p(&dir.path().join("nodir/x.gguf"))],
-        &["does not exist"],
+        &[
+            "convert",
+            p(&src),
+            p(&dir.path().join("nodir/deeper/x.gguf")),
+            "--include",
+            "nothing-matches",
+        ],
+        &["--include matched no tensor"],
         dir.path(),
     );
     refused(

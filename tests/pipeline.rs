@@ -9,16 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn names(v: &serde_json::Value) -> Vec<String> {
-    let mut n: Vec<String> = v["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect();
-    n.sort();
-    n
-}
+use common::sorted_names as names;
 
 #[test]
 fn convert_dtype_equals_quantize_pure() {

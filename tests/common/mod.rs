@@ -212,3 +212,15 @@ pub fn json_doc(args: &[&str], code: i32, def: &str) -> serde_json::Value {
     }
     v
 }
+
+/// The tensor names of an `inspect --json` document, sorted.
+pub fn sorted_names(v: &serde_json::Value) -> Vec<String> {
+    let mut n: Vec<String> = v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}

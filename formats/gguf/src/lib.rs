@@ -44,6 +44,12 @@ impl Format for Gguf {
         &["gguf"]
     }
     fn score(&self, probe: &Probe) -> u8 {
+        if probe.is_dir {
+            // Below safetensors (50), above pytorch (40).
+            let has_gguf = std::fs::read_dir(probe.path)
+                .is_ok_and(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "gguf")));
+            return if has_gguf { 45 } else { 0 };
+        }
         if probe.head.starts_with(MAGIC) {
             100
         } else {

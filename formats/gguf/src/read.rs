@@ -318,8 +318,92 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     })
 }
 
-/// Opens a GGUF file; tensors are lazy ranges of it.
+/// Metadata keys of llama.cpp's split files (`gguf-split`), which belong
+/// to the shards, not to the model.
+const SPLIT_KEYS: [&str; 3] = ["split.no", "split.count", "split.tensors.count"];
+
+/// Opens a GGUF model: a file; the first file of a split model
+/// (`NAME-00001-of-0000n.gguf`, with `split.count`), with the others
+/// beside it; or a folder holding one model (one file, or one split set).
 pub fn open(path: &Path) -> Result<Model> {
+    if path.is_dir() {
+        let picked = modelconv_ir::folder::pick(path, "gguf", &[])?
+            .ok_or_else(|| Error::malformed(path, "holds no .gguf file"))?;
+        let mut model = join(path, &picked.files)?;
+        model.notes.extend(picked.note());
+        return Ok(model);
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if let Some((stem, 1, n)) = modelconv_ir::folder::shard_parts(name, "gguf").filter(|s| s.2 > 1) {
+        let first = open_file(path)?;
+        if first.metadata.get("split.count").and_then(Value::as_u64) == Some(u64::from(n)) {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let files: Vec<_> = (1..=n)
+                .map(|i| dir.join(format!("{stem}-{i:05}-of-{n:05}.gguf")))
+                .collect();
+            let mut model = join(path, &files)?;
+            model.path = path.to_path_buf();
+            return Ok(model);
+        }
+        return Ok(first);
+    }
+    open_file(path)
+}
+
+/// The files of a split model, in order, as one model: the first file's
+/// metadata without the split keys, every file's tensors.
+fn join(path: &Path, files: &[std::path::PathBuf]) -> Result<Model> {
+    let n = files.len();
+    let mut model = Model {
+        format: crate::NAME,
+        path: path.to_path_buf(),
+        declared_order: true,
+        ..Default::default()
+    };
+    for (i, f) in files.iter().enumerate() {
+        modelconv_ir::check_interrupt()?;
+        let m = open_file(f)?;
+        let no = m.metadata.get("split.no").and_then(Value::as_u64);
+        let count = m.metadata.get("split.count").and_then(Value::as_u64);
+        if n > 1 && (no != Some(i as u64) || count != Some(n as u64)) {
+            return Err(Error::malformed(
+                f,
+                format!(
+                    "is file {} of {n} of a split model, but its split.no/split.count say {}/{}",
+                    i + 1,
+                    no.map_or("none".into(), |v| v.to_string()),
+                    count.map_or("none".into(), |v| v.to_string())
+                ),
+            ));
+        }
+        if i == 0 {
+            model.metadata = m.metadata;
+        }
+        model.tensors.extend(m.tensors);
+    }
+    if n > 1 {
+        let declared = model.metadata.get("split.tensors.count").and_then(Value::as_u64);
+        if declared.is_some_and(|d| d != model.tensors.len() as u64) {
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "split.tensors.count says {} tensors, the {n} files hold {}",
+                    declared.unwrap_or(0),
+                    model.tensors.len()
+                ),
+            ));
+        }
+        for k in SPLIT_KEYS {
+            model.metadata.remove(k);
+        }
+        model.notes.push(format!("a split GGUF: {n} files read as one model"));
+    }
+    model.check_unique_names().map_err(|e| e.in_file(path))?;
+    Ok(model)
+}
+
+/// Opens one GGUF file; tensors are lazy ranges of it.
+fn open_file(path: &Path) -> Result<Model> {
     let file = SharedFile::open(path)?;
     if file.len < 24 {
         return Err(Error::truncated(

@@ -14,6 +14,7 @@
 mod cast;
 mod dtype;
 mod error;
+pub mod folder;
 mod format;
 pub mod hf_index;
 mod metadata;

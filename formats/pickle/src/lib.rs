@@ -171,7 +171,10 @@ fn folder_index(dir: &Path) -> Option<std::path::PathBuf> {
 /// transformers reads safetensors made from PyTorch weights by.
 pub fn open_with(path: &Path, sel: Selection) -> Result<Model> {
     let index = if path.is_dir() {
-        Some(folder_index(path).ok_or_else(|| Error::malformed(path, "holds no pytorch_model.bin.index.json"))?)
+        match folder_index(path) {
+            Some(index) => Some(index),
+            None => return open_folder(path, sel),
+        }
     } else {
         is_index(path).then(|| path.to_path_buf())
     };
@@ -180,6 +183,30 @@ pub fn open_with(path: &Path, sel: Selection) -> Result<Model> {
         None => open_file(path, sel)?,
     };
     model.path = path.to_path_buf();
+    Ok(model)
+}
+
+/// A folder without an index: `pytorch_model.bin`, or a complete
+/// `pytorch_model-0000i-of-0000n.bin` set, as one model.
+fn open_folder(dir: &Path, sel: Selection) -> Result<Model> {
+    let picked = modelconv_ir::folder::pick(dir, "bin", &["pytorch_model"])?
+        .ok_or_else(|| Error::malformed(dir, "holds no pytorch_model.bin.index.json and no .bin checkpoint"))?;
+    let mut model = Model {
+        format: NAME,
+        path: dir.to_path_buf(),
+        declared_order: true,
+        ..Default::default()
+    };
+    for (i, file) in picked.files.iter().enumerate() {
+        let m = open_file(file, sel)?;
+        if i == 0 {
+            model.metadata = m.metadata;
+            model.notes = m.notes;
+        }
+        model.tensors.extend(m.tensors);
+    }
+    model.notes.extend(picked.note());
+    model.check_unique_names().map_err(|e| e.in_file(dir))?;
     Ok(model)
 }
 
@@ -231,7 +258,20 @@ impl Format for PyTorch {
         let (head, path) = (probe.head, probe.path);
         if probe.is_dir {
             // Below safetensors (50): a folder with both is read as safetensors.
-            return if folder_index(path).is_some() { 40 } else { 0 };
+            let has_bin = || {
+                std::fs::read_dir(path).is_ok_and(|rd| {
+                    rd.flatten().any(|e| {
+                        let n = e.file_name();
+                        let n = n.to_string_lossy();
+                        n.starts_with("pytorch_model") && n.ends_with(".bin")
+                    })
+                })
+            };
+            return if folder_index(path).is_some() || has_bin() {
+                40
+            } else {
+                0
+            };
         }
         if is_index(path) && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
             return 90;

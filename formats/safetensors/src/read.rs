@@ -96,22 +96,18 @@ pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
     Ok((metadata, tensors))
 }
 
-/// A folder: its index json if it has one, otherwise every `.safetensors`
-/// file in name order.
+/// A folder is one model: its index json if it has one, otherwise the
+/// files with the standard names ([`modelconv_ir::folder::pick`]).
 fn open_dir(dir: &Path) -> Result<Model> {
     let mut indexes = Vec::new();
-    let mut shards = Vec::new();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in rd {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
         if is_index_name(&p) {
             indexes.push(p);
-        } else if p.extension().is_some_and(|e| e == "safetensors") && p.is_file() {
-            shards.push(p);
         }
     }
     indexes.sort();
-    shards.sort();
     let preferred = dir.join("model.safetensors.index.json");
     if indexes.contains(&preferred) {
         return open_index(&preferred);
@@ -126,18 +122,15 @@ fn open_dir(dir: &Path) -> Result<Model> {
         }
         _ => {}
     }
-    if shards.is_empty() {
-        return Err(Error::malformed(
-            dir,
-            "holds no .safetensors files and no model.safetensors.index.json",
-        ));
-    }
+    let picked = modelconv_ir::folder::pick(dir, "safetensors", &["model", "diffusion_pytorch_model"])?
+        .ok_or_else(|| Error::malformed(dir, "holds no .safetensors files and no model.safetensors.index.json"))?;
     let mut model = Model {
         format: crate::NAME,
         path: dir.to_path_buf(),
+        notes: picked.note().into_iter().collect(),
         ..Default::default()
     };
-    for (i, shard) in shards.iter().enumerate() {
+    for (i, shard) in picked.files.iter().enumerate() {
         let (metadata, tensors) = read_file(shard)?;
         if i == 0 {
             model.metadata = metadata;
