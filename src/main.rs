@@ -88,6 +88,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script on stdout.
+    #[command(
+        after_help = "Examples:\n  modelconv completions bash > /etc/bash_completion.d/modelconv\n  \
+                            modelconv completions zsh > \"${fpath[1]}/_modelconv\"\n  \
+                            modelconv completions fish > ~/.config/fish/completions/modelconv.fish"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: modelconv(1), or one command's.
+    #[command(
+        after_help = "Examples:\n  modelconv man > /usr/local/share/man/man1/modelconv.1\n  \
+                            modelconv man convert > /usr/local/share/man/man1/modelconv-convert.1"
+    )]
+    Man {
+        /// A command (convert, quantize, …) for its own page.
+        command: Option<String>,
+    },
 }
 
 /// The signal that interrupted us (0: none yet).
@@ -191,6 +210,16 @@ fn main() -> ExitCode {
             eprint!("{message}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
+        // Usage errors start like every other error.
+        Err(e) if e.use_stderr() => {
+            let text = e.render().to_string();
+            eprint!(
+                "modelconv: {}",
+                text.strip_prefix("error: ")
+                    .map_or(text.clone(), |t| format!("error: {t}"))
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
         Err(e) => e.exit(),
     };
     let cli = match Cli::from_arg_matches(&matches) {
@@ -207,6 +236,11 @@ fn main() -> ExitCode {
         Command::CkptToSafetensors(a) => ckpt::run(a, cli.quiet),
         Command::Scan(a) => scan::run(a),
         Command::Formats { json } => formats(json),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "modelconv", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { command } => man(command),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -229,6 +263,30 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+/// The man page, from the same definition as `--help`: modelconv(1), or
+/// modelconv-COMMAND(1).
+fn man(command: Option<String>) -> anyhow::Result<u8> {
+    let cmd = Cli::command().after_help(after_help());
+    let page = match &command {
+        None => clap_mangen::Man::new(cmd),
+        Some(name) => {
+            let sub = cmd
+                .find_subcommand(name)
+                .ok_or_else(|| anyhow::anyhow!("no command '{name}' (see `modelconv --help`)"))?
+                .clone()
+                // The page's NAME (clap names take a 'static str; this runs once).
+                .name(&*Box::leak(format!("modelconv-{name}").into_boxed_str()))
+                .bin_name(format!("modelconv {name}"));
+            clap_mangen::Man::new(sub).title(format!("modelconv-{name}"))
+        }
+    };
+    let mut out = Vec::new();
+    page.render(&mut out)?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&out);
+    Ok(0)
 }
 
 fn formats(json: bool) -> anyhow::Result<u8> {

@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// Input model: GGUF, safetensors, … (tensor names are kept).
     input: PathBuf,
+    /// llama-quantize's positional OUTPUT TYPE: answered with the form this command takes.
+    #[arg(hide = true)]
+    positional: Vec<String>,
     /// Output GGUF file [default: INPUT-TYPE.gguf beside the input].
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -228,6 +231,15 @@ fn try_rewrite(args: &Args, given: &Path, wopts: &WriteOptions, quiet: bool) -> 
 }
 
 pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
+    if !args.positional.is_empty() {
+        let out = args.positional.first().map_or("OUT.gguf", String::as_str);
+        let ty = args.positional.get(1).map_or("Q4_K_M", String::as_str);
+        bail!(
+            "unexpected argument '{}': the output is -o and the type --type (llama-quantize's `IN OUT TYPE` is `modelconv quantize {} -o {out} --type {ty}`)",
+            args.positional.join(" "),
+            args.input.display()
+        );
+    }
     let given = args.input.clone();
     if let Some(o) = &args.output {
         util::check_stdout_free(args.json, o)?;

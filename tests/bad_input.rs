@@ -454,3 +454,61 @@ fn files_of_formats_we_do_not_read_are_named_not_fed_to_a_reader() {
     );
     assert!(!out.exists());
 }
+
+/// Messages: usage errors start like every error; llama-quantize's
+/// positional form gets the form to use.
+#[test]
+fn usage_messages_say_what_to_type() {
+    let (code, err) = stderr_of(&["inspect", "--bogus"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("modelconv: error: unexpected argument '--bogus'"),
+        "{err}"
+    );
+    let (code, err) = stderr_of(&["quantize", "in.gguf", "out.gguf", "Q4_K_M"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`modelconv quantize in.gguf -o out.gguf --type Q4_K_M`"),
+        "{err}"
+    );
+}
+
+/// Shell completions and man pages come from the same definition as --help.
+#[test]
+fn completions_and_man_pages() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ok(&["completions", shell]);
+        for cmd in ["inspect", "convert", "quantize", "ckpt-to-safetensors", "scan", "diff"] {
+            assert!(out.contains(cmd), "{shell}: {cmd}");
+        }
+        assert!(out.contains("allow-unchanged"), "{shell}");
+    }
+    let man = ok(&["man"]);
+    assert!(
+        man.contains(".TH modelconv 1") && man.contains("ckpt\\-to\\-safetensors"),
+        "{man}"
+    );
+    let man = ok(&["man", "quantize"]);
+    assert!(
+        man.contains(".TH modelconv-quantize 1") && man.contains("\\-\\-no\\-embeddings"),
+        "{man}"
+    );
+    let (code, _) = stderr_of(&["man", "nonsense"]);
+    assert_eq!(code, 2);
+}
+
+/// `formats` is a table: every column starts at the same place.
+#[test]
+fn formats_table_is_aligned() {
+    let out = ok(&["formats"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 5);
+    let header = lines[0];
+    for col in ["SUPPORT", "EXTENSIONS", "DESCRIPTION"] {
+        let at = header.find(col).unwrap();
+        for l in &lines[1..] {
+            let before = &l[..at];
+            assert!(before.ends_with("  ") && !l[at..].starts_with(' '), "{col}: {l}");
+        }
+    }
+}

@@ -329,3 +329,27 @@ fn benign_torch_globals_are_safe() {
     let r = scan_json(&[p(&f)], 0);
     assert_eq!(r["verdict"], "safe", "{r:#}");
 }
+
+/// Files of formats without pickles are named, not called "no pickle".
+#[test]
+fn other_formats_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, kind) in [
+        (
+            "old.bin",
+            &b"lmgg\x01\x00\x00\x00abcdefgh"[..],
+            "legacy GGML/GGMF/GGJT weights",
+        ),
+        (
+            "m.tflite",
+            &b"\x1c\x00\x00\x00TFL3\x00\x00\x00\x00"[..],
+            "TensorFlow Lite (flatbuffer)",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let r = scan_json(&[p(&path)], 0);
+        assert_eq!(r["files"][0]["kind"], kind);
+        assert_eq!(r["verdict"], "safe");
+    }
+}

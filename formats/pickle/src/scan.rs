@@ -224,6 +224,12 @@ pub fn scan_bytes(path: &Path, bytes: &[u8]) -> FileReport {
         "npy"
     } else if bytes.starts_with(b"GGUF") {
         "gguf"
+    } else if [b"lmgg", b"fmgg", b"tjgg"].iter().any(|m| bytes.starts_with(*m)) {
+        "legacy GGML/GGMF/GGJT weights"
+    } else if bytes.get(4..8) == Some(b"TFL3") {
+        "TensorFlow Lite (flatbuffer)"
+    } else if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        "HDF5"
     } else if is_safetensors(bytes) {
         "safetensors"
     } else {
