@@ -427,7 +427,14 @@ fn standard_input_and_output_chain() {
 #[test]
 fn files_of_formats_we_do_not_read_are_named_not_fed_to_a_reader() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[u8], &str); 4] = [
+    // Core ML's weight blob: a count, version 2, padding, then the first
+    // blob's 0xDEADBEEF sentinel at byte 64.
+    let mut coreml = [3u8, 0, 0, 0, 2, 0, 0, 0].to_vec();
+    coreml.resize(64, 0);
+    coreml.extend_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+    coreml.resize(128, 0);
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("weight.bin", &coreml, "Core ML"),
         ("ggml.bin", b"lmgg\x01\x00\x00\x00abcdefgh", "legacy GGML"),
         ("ggjt.bin", b"tjgg\x03\x00\x00\x00abcdefgh", "legacy GGML"),
         ("m.tflite", b"\x1c\x00\x00\x00TFL3\x00\x00\x00\x00", "TensorFlow Lite"),

@@ -450,3 +450,87 @@ fn a_fifo_named_as_external_data_is_refused_without_blocking() {
     }
     assert!(!out.exists());
 }
+
+/// A model whose weights are Constant nodes, some inside If branches
+/// (fixtures/onnx/gen_constants.py, made with the onnx helper): convert
+/// takes them by default and says so; INT8 quantizes the main graph's
+/// and names the subgraph's it leaves; below opset 13 with the opset
+/// kept, one scale per tensor (DequantizeLinear as opset 10 has it).
+#[test]
+fn constant_node_weights_are_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixture("onnx/constants.onnx");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("onnx/manifest_constants.json")).unwrap()).unwrap();
+    let out = tmp.path().join("w.safetensors");
+    let j: serde_json::Value = serde_json::from_str(&ok(&["convert", "--json", p(&src), p(&out)])).unwrap();
+    assert!(j["notes"].to_string().contains("no initializers"), "{}", j["notes"]);
+    assert!(
+        j["notes"].to_string().contains("2 subgraph Constant nodes"),
+        "{}",
+        j["notes"]
+    );
+    let m = modelconv_safetensors::open(&out).unwrap();
+    let want = manifest["tensors"].as_object().unwrap();
+    assert_eq!(m.tensors.len(), want.len());
+    for t in &m.tensors {
+        let w = &want[&t.info.name];
+        assert_eq!(serde_json::json!(t.info.shape), w["shape"], "{}", t.info.name);
+        let bytes = t.read_all().unwrap();
+        assert_eq!(
+            common::sha256_hex(&bytes),
+            w["sha256"].as_str().unwrap(),
+            "{}",
+            t.info.name
+        );
+    }
+    let rows = inspect_json(&src)["details"]["value"]["initializers"].clone();
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "then.weight" && r["storage"] == "subgraph Constant node"));
+
+    for (extra, scheme) in [
+        (None, "DequantizeLinear axis=0 block_size=32"),
+        (Some("--keep-opset"), "DequantizeLinear per-tensor"),
+    ] {
+        let q = tmp.path().join("q.onnx");
+        let mut args = vec!["quantize", "--json", p(&src), "-o", p(&q), "--type", "INT8"];
+        args.extend(extra);
+        let r: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        let rows = r["tensors"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (rows[0]["name"].as_str(), rows[0]["scheme"].as_str()),
+            (Some("fc.weight"), Some(scheme))
+        );
+        let kept: Vec<&str> = r["unchanged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["reason"].as_str().unwrap().contains("subgraph"))
+            .map(|u| u["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            ["else.weight", "then.weight"],
+            "file order (the helper sorts attributes)"
+        );
+        let mp = model_proto(&q);
+        let g = mp.graph.unwrap();
+        assert!(g
+            .initializer
+            .iter()
+            .any(|i| i.name.as_deref() == Some("fc.weight_quantized")));
+        let dq = g
+            .node
+            .iter()
+            .find(|n| n.op_type.as_deref() == Some("DequantizeLinear"))
+            .unwrap();
+        if extra.is_some() {
+            assert!(dq.attribute.is_empty(), "opset 11's DequantizeLinear has no axis");
+            assert_eq!(mp.opset_import[0].version, Some(11));
+        }
+    }
+}

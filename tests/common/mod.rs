@@ -224,3 +224,9 @@ pub fn sorted_names(v: &serde_json::Value) -> Vec<String> {
     n.sort();
     n
 }
+
+/// The SHA-256 of `bytes`, in hex (as the fixture manifests give it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

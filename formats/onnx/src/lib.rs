@@ -52,10 +52,39 @@ pub fn open_with(path: &Path, constants: bool) -> Result<Model> {
     Ok(model)
 }
 
+/// Where the tensors were taken from: `tensors: 21 initializers, 3 Constant nodes`.
+fn weights_note(inits: &[read::Initializer]) -> String {
+    use read::Origin::*;
+    let parts: Vec<String> = [Initializer, Constant, SubgraphInitializer, SubgraphConstant]
+        .into_iter()
+        .filter_map(|o| {
+            let n = inits.iter().filter(|i| i.origin == o).count();
+            let what = o.describe();
+            (n > 0).then(|| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+        })
+        .collect();
+    if parts.is_empty() {
+        "tensors: none (no initializers or Constant nodes of a type the IR holds)".to_string()
+    } else {
+        format!("tensors from {}", parts.join(", "))
+    }
+}
+
 /// The IR model of an opened file (see [`open_with`]).
 pub fn model_of(f: &OnnxFile, constants: bool) -> Result<Model> {
     let path = f.path.as_path();
-    let (inits, _skipped) = f.tensors(constants)?;
+    let (mut inits, _skipped) = f.tensors(constants)?;
+    let mut notes = Vec::new();
+    // A model whose weights are all Constant nodes (exporters that fold
+    // them, PP-OCR, silero-vad) gives them by default: its initializers
+    // alone would be an empty conversion.
+    if !constants && inits.is_empty() && f.has_constant_weights()? {
+        inits = f.tensors(true)?.0;
+        notes.push(
+            "this model has no initializers: its weights are Constant nodes, taken as --all takes them".to_string(),
+        );
+    }
+    notes.push(weights_note(&inits));
     let m = &f.model;
     let mut metadata = Metadata::new();
     if let Some(v) = m.ir_version {
@@ -92,6 +121,7 @@ pub fn model_of(f: &OnnxFile, constants: bool) -> Result<Model> {
         metadata,
         tensors: inits.into_iter().map(|i| i.tensor).collect(),
         declared_order: true,
+        notes,
         ..Default::default()
     };
     model.check_unique_names().map_err(|e| e.in_file(path))?;

@@ -250,6 +250,8 @@ enum Scheme {
     PerChannel { axis: usize },
     /// com.microsoft.MatMulNBits (weights [K, N] of a MatMul).
     MatMulNBits,
+    /// One scale for the whole tensor: DequantizeLinear as opset 10 has it.
+    PerTensor,
 }
 
 /// Quantized weight data: `q` (one i8 per element, row-major) and scales.
@@ -348,6 +350,7 @@ fn grouping(shape: [usize; 2], scheme: Scheme, block: usize) -> (usize, Vec<i64>
                 Box::new(move |r, c| r * nb + c / block),
             )
         }
+        Scheme::PerTensor => (1, vec![], Box::new(|_, _| 0)),
         Scheme::PerChannel { axis: 0 } => (rows, vec![rows as i64], Box::new(|r, _| r)),
         Scheme::PerChannel { .. } => (cols, vec![cols as i64], Box::new(|_, c| c)),
         // [K, N] weights, blocks along K for each column n: scales [N, nb].
@@ -527,6 +530,84 @@ fn float_bytes(v: &[f32], f16_out: bool) -> Vec<u8> {
     }
 }
 
+/// Constant nodes of the main graph whose value a MatMul or Gemm reads as
+/// its weight, or a Gather as its table, become initializers of the same
+/// name (the same value: ONNX treats both as constants), so they are
+/// quantized like any other weight. IR versions before 4 require every
+/// initializer to be a graph input too, so there they are left, and said so.
+fn promote_constant_weights(g: &mut GraphProto, ir_version: i64, report: &mut QuantReport) -> Result<()> {
+    let weight_input = |n: &NodeProto, i: usize| {
+        graph::is_default_domain(n) && matches!((op(n), i), ("MatMul", 1) | ("Gemm", 1) | ("Gather", 0))
+    };
+    let read_as_weight: std::collections::HashSet<&str> = g
+        .node
+        .iter()
+        .flat_map(|n| {
+            n.input
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| weight_input(n, *i))
+                .map(|(_, x)| x.as_str())
+        })
+        .collect();
+    let mut promoted = Vec::new();
+    let mut kept_nodes = Vec::new();
+    for n in &g.node {
+        let mut values = crate::read::constant_values(n)?;
+        let candidate = values.len() == 1
+            && read_as_weight.contains(values[0].0.as_str())
+            && matches!(values[0].1.data_type, Some(dt::FLOAT) | Some(dt::FLOAT16))
+            && values[0].1.dims.len() == 2;
+        if !candidate {
+            kept_nodes.push(true);
+            continue;
+        }
+        if ir_version < 4 {
+            report.skipped.push((
+                values[0].0.clone(),
+                format!(
+                    "a Constant node, and IR version {ir_version} (< 4) has no initializers outside the graph inputs"
+                ),
+            ));
+            kept_nodes.push(true);
+            continue;
+        }
+        let (name, mut t) = values.remove(0);
+        t.name = Some(name);
+        promoted.push(t);
+        kept_nodes.push(false);
+    }
+    let mut keep = kept_nodes.into_iter();
+    g.node.retain(|_| keep.next().unwrap_or(true));
+    g.initializer.extend(promoted);
+    // Weights inside If/Loop/Scan bodies stay as they are: said, not hidden.
+    for sub in crate::read::subgraphs(g) {
+        let float_2d =
+            |t: &TensorProto| matches!(t.data_type, Some(dt::FLOAT) | Some(dt::FLOAT16)) && t.dims.len() == 2;
+        let mut names: Vec<String> = sub
+            .initializer
+            .iter()
+            .filter(|t| float_2d(t))
+            .map(|t| t.name.clone().unwrap_or_default())
+            .collect();
+        for n in &sub.node {
+            names.extend(
+                crate::read::constant_values(n)?
+                    .into_iter()
+                    .filter(|(_, t)| float_2d(t))
+                    .map(|(name, _)| name),
+            );
+        }
+        for name in names {
+            report.skipped.push((
+                name,
+                "in a subgraph (If/Loop/Scan body): weights there are not quantized".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The weight-only quantized version of `file`'s model.
 pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantReport)> {
     if opts.block_size != 0 && (opts.block_size < 16 || !opts.block_size.is_power_of_two()) {
@@ -547,14 +628,17 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
     report.opset_after = v;
 
     // Decide the scheme family for the whole model.
+    let mut stay_reason: Option<String> = None;
     let blocked_ok = if opts.block_size == 0 && opts.ty == QType::Int8 {
         false
     } else if v >= 21 {
         true
     } else if !opts.upgrade_opset {
+        stay_reason = Some("--keep-opset".to_string());
         false
     } else if let Some(why) = upgrade_blocker(&g, v) {
         report.skipped.push((String::new(), format!("opset {v} kept: {why}")));
+        stay_reason = Some(why);
         false
     } else {
         true
@@ -566,12 +650,28 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
         }
         model.ir_version = Some(model.ir_version.unwrap_or(0).max(10));
     }
-    if !blocked_ok && opts.ty == QType::Int8 && v < 13 {
+    if !blocked_ok && opts.ty == QType::Int8 && v < 10 {
         return Err(Error::unsupported(format!(
-            "{}: opset {v} has no per-channel DequantizeLinear (needs 13) and cannot move to 21",
-            file.path.display()
+            "{}: opset {v} has no DequantizeLinear (it came in opset 10), and the model cannot move to opset 21: {}",
+            file.path.display(),
+            stay_reason
+                .as_deref()
+                .unwrap_or("per-channel scales were asked for (--block-size 0)")
         )));
     }
+    // Below opset 13 DequantizeLinear has no axis: one scale per tensor.
+    let per_tensor = !blocked_ok && opts.ty == QType::Int8 && v < 13;
+    if per_tensor {
+        report.skipped.push((
+            String::new(),
+            format!(
+                "opset {v}: one scale per tensor (per-channel DequantizeLinear needs opset 13; the model stays at {v}: {})",
+                stay_reason.as_deref().unwrap_or("--block-size 0")
+            ),
+        ));
+    }
+
+    promote_constant_weights(&mut g, model.ir_version.unwrap_or(0), &mut report)?;
 
     // Who reads each value.
     let graph_inputs: std::collections::HashSet<&str> = g.input.iter().filter_map(|v| v.name.as_deref()).collect();
@@ -644,6 +744,8 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
         let k = shape[k_axis];
         let scheme = if blocked_ok && block > 0 && k.is_multiple_of(block) {
             Scheme::Blocked { axis: k_axis }
+        } else if per_tensor {
+            Scheme::PerTensor
         } else if opts.ty == QType::Int8 || blocked_ok {
             // INT4 per-channel needs opset 21 too (the INT4 type).
             Scheme::PerChannel { axis: 1 - k_axis }
@@ -661,6 +763,17 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             continue;
         };
         let is_f16 = dtype == dt::FLOAT16;
+        if is_f16 && scheme != Scheme::MatMulNBits && report.opset_after < 19 {
+            skip(
+                &format!(
+                    "FLOAT16: DequantizeLinear takes float16 scales from opset 19; the model stays at {}",
+                    report.opset_after
+                ),
+                &mut report,
+            );
+            new_inits.push(keep(proto)?);
+            continue;
+        }
         let (groups, scale_dims, _) = grouping(shape, scheme, block.max(1));
         let numel = (shape[0] * shape[1]) as u64;
         let q_len = match (scheme, opts.ty) {
@@ -710,6 +823,7 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
                 let desc = match scheme {
                     Scheme::Blocked { axis } => format!("DequantizeLinear axis={axis} block_size={block}"),
                     Scheme::PerChannel { axis } => format!("DequantizeLinear per-channel axis={axis}"),
+                    Scheme::PerTensor => "DequantizeLinear per-tensor".to_string(),
                     Scheme::MatMulNBits => unreachable!(),
                 };
                 (tensor(qname.clone(), ty, proto.dims.clone()), desc)
@@ -737,7 +851,7 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
                     nbits_nodes.insert(ni, n);
                 }
             }
-            Scheme::Blocked { axis } | Scheme::PerChannel { axis } => {
+            Scheme::Blocked { .. } | Scheme::PerChannel { .. } | Scheme::PerTensor => {
                 let dq_out = names.fresh(&format!("{name}_dequantized"));
                 let mut n = node(
                     "DequantizeLinear",
@@ -746,7 +860,9 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
                     vec![qname.clone(), sname.clone()],
                     vec![dq_out.clone()],
                 );
-                n.attribute.push(attr_int("axis", axis as i64));
+                if let Scheme::Blocked { axis } | Scheme::PerChannel { axis } = scheme {
+                    n.attribute.push(attr_int("axis", axis as i64));
+                }
                 if matches!(scheme, Scheme::Blocked { .. }) {
                     n.attribute.push(attr_int("block_size", block as i64));
                 }

@@ -1,7 +1,7 @@
 //! Reading an ONNX file: the protobuf is decoded from a memory map, so
 //! `raw_data` fields borrow from it; initializers become lazy IR tensors.
 
-use crate::proto::{tensor_proto, ModelProto, NodeProto, TensorProto};
+use crate::proto::{tensor_proto, GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::tensor::{self, dt, Storage};
 use bytes::Bytes;
 use modelconv_ir::{DataSource, Error, FileRange, Location, Result, SharedFile, Tensor, TensorInfo};
@@ -28,6 +28,8 @@ pub struct OnnxFile {
 /// One tensor held by the model: where it is declared and its data.
 pub struct Initializer {
     pub tensor: Tensor,
+    /// Where in the model the tensor is.
+    pub origin: Origin,
     /// The bytes as `raw_data` holds them (packed for INT4, …).
     pub stored: Arc<dyn DataSource>,
     /// The ONNX data type.
@@ -157,30 +159,70 @@ impl OnnxFile {
     }
 
     /// Every initializer of the main graph whose type the IR can hold, in
-    /// file order, plus (with `constants`) the tensors of `Constant` nodes.
-    /// Initializers of other types (STRING) are returned in the second list.
+    /// file order, plus (with `constants`) the tensors of `Constant` nodes
+    /// and those of the subgraphs (`If` branches, `Loop` and `Scan`
+    /// bodies): their initializers and Constant nodes. Tensors of other
+    /// types (STRING) are returned in the second list.
     pub fn tensors(&self, constants: bool) -> Result<(Vec<Initializer>, Vec<Unread>)> {
         let mut out = Vec::new();
         let mut skipped = Vec::new();
         let g = self.graph();
-        for t in &g.initializer {
-            let name = t.name.clone().unwrap_or_default();
+        let mut take = |t: &TensorProto, name: String, origin: Origin| -> Result<()> {
             match self.tensor(t, &name)? {
-                Some(init) => out.push(init),
+                Some(mut init) => {
+                    init.origin = origin;
+                    out.push(init);
+                }
                 None => skipped.push((name, t.data_type.unwrap_or(0))),
             }
+            Ok(())
+        };
+        for t in &g.initializer {
+            take(t, t.name.clone().unwrap_or_default(), Origin::Initializer)?;
         }
         if constants {
             for n in &g.node {
                 for (name, t) in constant_values(n)? {
-                    match self.tensor(&t, &name)? {
-                        Some(init) => out.push(init),
-                        None => skipped.push((name, t.data_type.unwrap_or(0))),
+                    take(&t, name, Origin::Constant)?;
+                }
+            }
+            for sub in subgraphs(g) {
+                for t in &sub.initializer {
+                    take(t, t.name.clone().unwrap_or_default(), Origin::SubgraphInitializer)?;
+                }
+                for n in &sub.node {
+                    for (name, t) in constant_values(n)? {
+                        take(&t, name, Origin::SubgraphConstant)?;
                     }
                 }
             }
         }
         Ok((out, skipped))
+    }
+
+    /// Whether the model keeps weights outside the main graph's
+    /// initializers: a Constant node (anywhere) or a subgraph initializer
+    /// holding a floating-point tensor of more than one element.
+    pub fn has_constant_weights(&self) -> Result<bool> {
+        let weight = |t: &TensorProto| {
+            matches!(
+                t.data_type.unwrap_or(0),
+                dt::FLOAT | dt::FLOAT16 | dt::BFLOAT16 | dt::DOUBLE
+            ) && t.dims.iter().product::<i64>() > 1
+        };
+        let g = self.graph();
+        for graph in std::iter::once(g).chain(subgraphs(g)) {
+            let is_sub = !std::ptr::eq(graph, g);
+            if is_sub && graph.initializer.iter().any(weight) {
+                return Ok(true);
+            }
+            for n in &graph.node {
+                if constant_values(n)?.iter().any(|(_, t)| weight(t)) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// The IR tensor of one TensorProto, named `name`; `None` for types the
@@ -256,6 +298,7 @@ impl OnnxFile {
         let mut tensor = Tensor::new(info, storage.source(stored.clone(), numel)).map_err(ctx)?;
         tensor.location = location;
         Ok(Some(Initializer {
+            origin: Origin::Initializer,
             tensor,
             stored,
             data_type,
@@ -347,6 +390,50 @@ impl OnnxFile {
         cache.insert(joined, f.clone());
         Ok(f)
     }
+}
+
+/// Where a tensor was found in the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Initializer,
+    Constant,
+    SubgraphInitializer,
+    SubgraphConstant,
+}
+
+impl Origin {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Origin::Initializer => "initializer",
+            Origin::Constant => "Constant node",
+            Origin::SubgraphInitializer => "subgraph initializer",
+            Origin::SubgraphConstant => "subgraph Constant node",
+        }
+    }
+}
+
+/// Most subgraphs walked (a hostile file could nest deeply; prost already
+/// bounds the nesting depth while decoding).
+const MAX_SUBGRAPHS: usize = 1 << 16;
+
+/// Every subgraph below `g` (attributes `g` and `graphs` of its nodes, and
+/// theirs), depth first, in file order. The depth is bounded by prost's
+/// decoding limit.
+pub fn subgraphs(g: &GraphProto) -> Vec<&GraphProto> {
+    fn walk<'a>(g: &'a GraphProto, out: &mut Vec<&'a GraphProto>) {
+        for a in g.node.iter().flat_map(|n| &n.attribute) {
+            for sub in a.g.iter().chain(&a.graphs) {
+                if out.len() >= MAX_SUBGRAPHS {
+                    return;
+                }
+                out.push(sub);
+                walk(sub, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(g, &mut out);
+    out
 }
 
 /// The tensors a `Constant` node holds, named by its output.

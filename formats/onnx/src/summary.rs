@@ -103,9 +103,10 @@ pub fn summarize(f: &OnnxFile, constants: bool) -> Result<Summary> {
     let mut ops = BTreeMap::new();
     count_ops(g, &mut ops);
     let mut initializers = Vec::new();
+    // As the reader does: a model without initializers shows its Constant weights.
+    let constants = constants || (g.initializer.is_empty() && f.has_constant_weights()?);
     let (inits, skipped) = f.tensors(constants)?;
-    let n_init = g.initializer.len() - skipped.iter().filter(|(n, _)| init_names.contains(n.as_str())).count();
-    for (i, init) in inits.iter().enumerate() {
+    for init in &inits {
         initializers.push(InitRow {
             name: init.tensor.info.name.clone(),
             data_type: type_name(init.data_type),
@@ -116,10 +117,9 @@ pub fn summarize(f: &OnnxFile, constants: bool) -> Result<Summary> {
                 }
                 d
             },
-            storage: if i < n_init {
-                init.storage.to_string()
-            } else {
-                "Constant node".to_string()
+            storage: match init.origin {
+                crate::read::Origin::Initializer => init.storage.to_string(),
+                other => other.describe().to_string(),
             },
             bytes: init.stored.len(),
         });
