@@ -97,6 +97,21 @@ def llama_simple_generates_from_our_q4_k_m():
     assert len(out.split("Hello my name is", 1)[1].strip()) > 0, f"nothing generated: {out!r}"
 
 
+@check
+def gguf_through_safetensors_and_back_is_the_same_file_and_runs():
+    """GGUF -> safetensors -> GGUF: metadata types and values survive the
+    string-only safetensors header; llama-simple runs on the result."""
+    src = reference("llama-spm", "f32")
+    st, back = TMP / "roundtrip.safetensors", TMP / "roundtrip.gguf"
+    run(MC, "-q", "convert", src, st)
+    run(MC, "-q", "convert", st, back)
+    same_file(back, src)
+    import gguf
+    assert gguf.GGUFReader(back).fields["llama.block_count"].types == [gguf.GGUFValueType.UINT32]
+    out = run(BIN / "llama-simple", "-m", back, "-n", "8", "Hello my name is")
+    assert len(out.split("Hello my name is", 1)[1].strip()) > 0, f"nothing generated: {out!r}"
+
+
 SENTENCES = ["The cat sits on the mat.", "A quick brown fox jumps over the lazy dog.",
              "llama.cpp runs models converted by modelconv.", "Paris is the capital of France."]
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 
+import jsonschema
 import numpy as np
 import torch
 from gguf import GGUFReader, GGUFWriter, GGUFValueType, GGMLQuantizationType
@@ -20,14 +21,34 @@ FIX = os.environ["FIXTURES"]
 TMP = tempfile.mkdtemp(prefix="modelconv-interop-")
 
 
+SCHEMA = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "json-schema.json")))
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+DOCUMENTS = []  # every --json document seen, checked against the schema
+
+
 def mc(*args, code=0):
     p = subprocess.run([MC, *args], capture_output=True, text=True)
     assert p.returncode == code, f"modelconv {args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+    if "--json" in args:
+        doc = json.loads(p.stdout)
+        VALIDATOR.validate(doc)
+        DOCUMENTS.append(args[0])
     return p.stdout
 
 
 def inspect(path):
     return json.loads(mc("inspect", "--json", path))
+
+
+def untyped(v):
+    """A typed metadata value ({"type", "value"}) as plain JSON."""
+    if v["type"] == "array<array>":
+        return [untyped(x) for x in v["value"]]
+    return v["value"]
+
+
+def metadata(doc):
+    return {k: untyped(v) for k, v in doc["metadata"].items()}
 
 
 def t(name):
@@ -77,7 +98,7 @@ def inspect_agrees_with_safetensors_on_files_it_wrote():
         theirs = {k: (ST_NAMES[f.get_tensor(k).dtype], list(f.get_tensor(k).shape)) for k in f.keys()}
         meta = f.metadata()
     assert {x["name"]: (x["dtype"], x["shape"]) for x in ours["tensors"]} == theirs
-    assert ours["metadata"] == meta
+    assert metadata(ours) == meta
 
 
 @check
@@ -200,12 +221,12 @@ def reader_agrees_with_gguf_py_on_files_it_wrote():
         want = field_value(f)
         if want is None:
             continue
-        got = ours["metadata"][key]
+        got = metadata(ours)[key]
         if isinstance(want, float) or (isinstance(want, list) and want and isinstance(want[0], float)):
             assert np.allclose(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)), key
         else:
             assert got == want, (key, got, want)
-    assert ours["metadata"]["a.nested"] == [[1, 2, 3], [4]]
+    assert metadata(ours)["a.nested"] == [[1, 2, 3], [4]]
     tens = {x["name"]: x for x in ours["tensors"]}
     for x in r.tensors:
         o = tens[x.name]
@@ -598,6 +619,39 @@ def onnx_quantization_of_gemm_and_gather_runs_in_onnxruntime():
             assert c >= floor, (opset, ty, c)
 
 @check
+def onnx_constant_node_weights_and_old_opsets_quantize_and_run():
+    """Constant-node weights (main graph quantized, If branches left) and INT8 at opsets 10-11
+    with one scale per tensor: checker, onnxruntime, cosine."""
+    src = os.path.join(FIX, "onnx", "constants.onnx")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    for extra in [[], ["--keep-opset"]]:
+        out = t(f"constants_int8{'_'.join(extra)}.onnx")
+        rep = json.loads(mc("quantize", src, "-o", out, "--type", "INT8", "--json", *extra))
+        assert [r["name"] for r in rep["tensors"]] == ["fc.weight"], rep["tensors"]
+        onnx.checker.check_model(out, full_check=True)
+        for cond in [True, False]:
+            feed = {"X": x, "cond": np.array(cond)}
+            c = cosine(ort_run(out, feed), ort_run(src, feed))
+            assert c >= 0.999, (extra, cond, c)
+    # Opset 10: DequantizeLinear's first version (no axis).
+    W = (rng.standard_normal((64, 48)) * 0.1).astype(np.float32)
+    g = oh.make_graph([oh.make_node("MatMul", ["X", "W"], ["Y"])], "mm10",
+                      [oh.make_tensor_value_info("X", OTP.FLOAT, [4, 64])],
+                      [oh.make_tensor_value_info("Y", OTP.FLOAT, [4, 48])], initializer=[onh.from_array(W, "W")])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 10)])
+    m.ir_version = 5
+    src10 = t("mm10.onnx")
+    onnx.save(m, src10)
+    out = t("mm10_int8.onnx")
+    rep = json.loads(mc("quantize", src10, "-o", out, "--type", "INT8", "--keep-opset", "--json"))
+    assert rep["tensors"][0]["scheme"] == "DequantizeLinear per-tensor", rep
+    onnx.checker.check_model(out, full_check=True)
+    c = cosine(ort_run(out, {"X": x}), ort_run(src10, {"X": x}))
+    assert c >= 0.999, c
+
+
+@check
 def onnx_external_data_escapes_are_refused():
     """External data pointing outside the model's folder (.., absolute, symlink) or past a file's end: exit 2."""
     base = t("escape")
@@ -681,6 +735,26 @@ def scan_calls_what_weights_only_loads_safe():
         pass
     r = json.loads(mc("scan", "--json", os.path.join(d, "evil.pt"), code=1))
     assert r["verdict"] == "dangerous", r
+
+
+@check
+def every_command_prints_documents_the_schema_accepts():
+    """--json of every command, success and error, validated by the jsonschema package."""
+    st = os.path.join(FIX, "safetensors", "floats.safetensors")
+    runs = [
+        (("inspect", "--json", st), 0), (("inspect", "--json", t("missing.gguf")), 2),
+        (("convert", "--json", st, t("s.gguf"), "--dtype", "F16"), 0),
+        (("convert", "--json", st, t("s.gguf"), "--dtype", "F12"), 2),
+        (("ckpt-to-safetensors", "--json", os.path.join(FIX, "torch", "simple_f32_7.pt"), "-o", t("c.safetensors")), 0),
+        (("ckpt-to-safetensors", "--json", st), 2),
+        (("quantize", "--json", os.path.join(FIX, "gguf", "in-f32.gguf"), "-o", t("q.gguf"), "--q4_k"), 0),
+        (("quantize", "--json", st, "-o", t("q.gguf"), "--q4_k"), 2),
+        (("diff", "--json", st, st), 0), (("diff", "--json", st, t("missing")), 2),
+        (("scan", "--json", st), 0), (("formats", "--json"), 0), (("formats", "--json", "--bogus"), 2),
+    ]
+    for args, code in runs:
+        mc(*args, code=code)
+    assert set(DOCUMENTS) >= {"inspect", "convert", "ckpt-to-safetensors", "quantize", "diff", "scan", "formats"}
 
 
 sys.exit(finish("interop"))
