@@ -24,8 +24,16 @@ pub fn run(args: Args) -> Result<u8> {
     let mut unreadable = Vec::new();
     let mut list = Vec::new();
     let mut skipped = Vec::new();
+    // `-`: standard input, scanned from a temporary copy, reported as `-`.
+    let stdin = if args.paths.iter().any(|p| p.as_os_str() == modelconv_ir::STDIO) {
+        Some(util::Input::new(std::path::Path::new(modelconv_ir::STDIO))?)
+    } else {
+        None
+    };
     for p in &args.paths {
-        if let Err(e) = files(p, args.recursive, &mut list, &mut skipped) {
+        if let (Some(input), true) = (&stdin, p.as_os_str() == modelconv_ir::STDIO) {
+            list.push(input.path.clone());
+        } else if let Err(e) = files(p, args.recursive, &mut list, &mut skipped) {
             unreadable.push(format!("{}: {e}", p.display()));
         }
     }
@@ -35,7 +43,13 @@ pub fn run(args: Args) -> Result<u8> {
         // Mapped, not read: a multi-GB shard costs address space, and only
         // the pages the scanner looks at are read.
         match modelconv_ir::SharedFile::open(f) {
-            Ok(file) => reports.push(scan_bytes(f, file.mapped().unwrap_or_default())),
+            Ok(file) => {
+                let mut r = scan_bytes(f, file.mapped().unwrap_or_default());
+                if stdin.as_ref().is_some_and(|i| &i.path == f) {
+                    r.path = modelconv_ir::STDIO.into();
+                }
+                reports.push(r);
+            }
             Err(e) => unreadable.push(e.to_string()),
         }
     }

@@ -353,3 +353,23 @@ fn other_formats_are_named() {
         assert_eq!(r["verdict"], "safe");
     }
 }
+
+/// `scan -` reads standard input, and reports it as `-`.
+#[test]
+fn standard_input_is_scanned() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelconv"))
+        .args(["scan", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&os_system_pickle()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["files"][0]["path"].as_str(), r["verdict"].as_str()),
+        (Some("-"), Some("dangerous"))
+    );
+}
