@@ -372,3 +372,25 @@ fn no_silent_no_ops() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no tensor can be quantized to Q4_K"), "{err}");
 }
+
+/// Weights so small that Q8_0 flushes them to zero: the report says the
+/// error is total (relative RMSE 1, computed in f64), and diff says cosine 0.
+#[test]
+fn a_tensor_flushed_to_zero_shows_its_whole_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let header =
+        serde_json::json!({"w.weight": {"dtype": "F32", "shape": [32, 32], "data_offsets": [0, 4096]}}).to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend((0..1024).flat_map(|i| (if i % 2 == 0 { 1e-38f32 } else { -1e-38 }).to_le_bytes()));
+    let src = dir.path().join("tiny.safetensors");
+    std::fs::write(&src, bytes).unwrap();
+    let out = dir.path().join("q.gguf");
+    let r = quantize_json(&[p(&src), "-o", p(&out), "--q8_0"]);
+    let e = r["tensors"][0]["relative_rmse"].as_f64().unwrap();
+    assert!((e - 1.0).abs() < 1e-9, "{e}");
+    let text = ok(&["quantize", p(&src), "-o", p(&out), "--q8_0"]);
+    assert!(text.contains("1.00000"), "{text}");
+    let d: serde_json::Value = serde_json::from_str(&expect_code(&["diff", "--json", p(&src), p(&out)], 1)).unwrap();
+    assert_eq!(d["tensors"][0]["cosine"], 0.0);
+}
