@@ -15,6 +15,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_gguf::FORMAT,
     &modelconv_pickle::FORMAT,
     &modelconv_onnx::FORMAT,
+    &modelconv_numpy::FORMAT,
 ];
 
 /// Zip entry names listed for a probe.
@@ -104,8 +105,6 @@ fn known_other(head: &[u8]) -> Option<&'static str> {
         Some("a TensorFlow Lite model (.tflite), which this build does not read")
     } else if at(0, b"\x89HDF\r\n\x1a\n") {
         Some("an HDF5 file (Keras .h5), which this build does not read yet")
-    } else if at(0, b"\x93NUMPY") {
-        Some("a NumPy array (.npy), which this build does not read yet")
     } else if at(4, &2u32.to_le_bytes()) && at(64, &0xDEAD_BEEFu32.to_le_bytes()) {
         Some("a Core ML weight blob (an .mlpackage's weight.bin), which this build does not read")
     } else {
@@ -205,6 +204,10 @@ pub struct OpenArgs {
     /// to it (a dotted path as --all names it, e.g. state_dict_ema).
     #[arg(long, value_name = "KEY", conflicts_with = "all")]
     pub state_dict: Option<String>,
+    /// NumPy: the type of opaque |V2 / |V1 arrays, as ml_dtypes' bfloat16 and float8 arrays are saved
+    /// (BF16, F8_E4M3 or F8_E5M2).
+    #[arg(long, value_name = "TYPE")]
+    pub dtype_hint: Option<String>,
 }
 
 impl OpenArgs {
@@ -215,6 +218,9 @@ impl OpenArgs {
         };
         if let Some(k) = &self.state_dict {
             o.options.set("state-dict", k.clone());
+        }
+        if let Some(h) = &self.dtype_hint {
+            o.options.set("dtype-hint", h.clone());
         }
         o
     }

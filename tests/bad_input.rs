@@ -438,7 +438,7 @@ fn files_of_formats_we_do_not_read_are_named_not_fed_to_a_reader() {
         ("ggml.bin", b"lmgg\x01\x00\x00\x00abcdefgh", "legacy GGML"),
         ("ggjt.bin", b"tjgg\x03\x00\x00\x00abcdefgh", "legacy GGML"),
         ("m.tflite", b"\x1c\x00\x00\x00TFL3\x00\x00\x00\x00", "TensorFlow Lite"),
-        ("a.bin", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "NumPy"),
+        ("m.h5", b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "HDF5"),
     ];
     for (name, bytes, what) in cases {
         let f = dir.path().join(name);

@@ -78,17 +78,18 @@ pub fn fill(template: &OnnxFile, weights: &Model, allow_missing: bool) -> Result
             data: Some(data),
         });
     }
-    // Names a weights file extracted with `--all` carries for Constant nodes.
-    let constants: HashSet<String> = template
-        .graph()
-        .node
-        .iter()
-        .map(constant_values)
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .map(|(n, _)| n)
-        .collect();
+    // Names a weights file extracted with `--all` carries for Constant
+    // nodes and subgraph values (kept as the template has them).
+    let g = template.graph();
+    let mut constants: HashSet<String> = HashSet::new();
+    for graph in std::iter::once(g).chain(crate::read::subgraphs(g)) {
+        if !std::ptr::eq(graph, g) {
+            constants.extend(graph.initializer.iter().filter_map(|t| t.name.clone()));
+        }
+        for n in &graph.node {
+            constants.extend(constant_values(n)?.into_iter().map(|(n, _)| n));
+        }
+    }
     let unknown: Vec<&str> = weights
         .tensors
         .iter()

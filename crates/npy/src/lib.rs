@@ -1,0 +1,312 @@
+//! # modelconv-npy
+//!
+//! The `.npy` header: magic `\x93NUMPY`, a version, a little-endian length
+//! (2 bytes in version 1, 4 in 2 and 3), and a Python dict literal that
+//! numpy reads with `ast.literal_eval`: `{'descr': '<f4', 'fortran_order':
+//! False, 'shape': (3, 4), }`. Parsed here as the literal it is, bounded in
+//! depth, for the NumPy reader (`formats/numpy`) and for `scan` (which asks
+//! whether the data is a pickle).
+
+/// A Python literal of the kinds a header holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    Str(String),
+    /// A number, as written.
+    Num(String),
+    /// `True`, `False` or `None`.
+    Const(&'static str),
+    /// A tuple or a list.
+    Seq(Vec<Lit>),
+    Dict(Vec<(Lit, Lit)>),
+}
+
+/// Deepest nesting accepted.
+const MAX_DEPTH: usize = 64;
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+    depth: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    /// Items up to `close`, comma-separated, a trailing comma allowed.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        while !self.eat(close) {
+            item(self)?;
+            if !self.eat(b',') && !self.eat(close) {
+                return None;
+            } else if self.s.get(self.i - 1) == Some(&close) {
+                break;
+            }
+        }
+        Some(())
+    }
+    fn value(&mut self) -> Option<Lit> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        let v = match *self.s.get(self.i)? {
+            q @ (b'\'' | b'"') => {
+                self.i += 1;
+                let start = self.i;
+                while *self.s.get(self.i)? != q {
+                    self.i += if self.s[self.i] == b'\\' { 2 } else { 1 };
+                }
+                let text = String::from_utf8_lossy(self.s.get(start..self.i)?).into_owned();
+                self.i += 1;
+                Lit::Str(text)
+            }
+            b'(' | b'[' => {
+                let close = if self.s[self.i] == b'(' { b')' } else { b']' };
+                self.i += 1;
+                let mut items = Vec::new();
+                self.items(close, |p| {
+                    items.push(p.value()?);
+                    Some(())
+                })?;
+                Lit::Seq(items)
+            }
+            b'{' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.items(b'}', |p| {
+                    let k = p.value()?;
+                    if !p.eat(b':') {
+                        return None;
+                    }
+                    items.push((k, p.value()?));
+                    Some(())
+                })?;
+                Lit::Dict(items)
+            }
+            c if c.is_ascii_digit() || c == b'-' || c == b'+' => {
+                let start = self.i;
+                while self
+                    .s
+                    .get(self.i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || b"+-._".contains(c))
+                {
+                    self.i += 1;
+                }
+                Lit::Num(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
+            }
+            c if c.is_ascii_alphabetic() => {
+                let start = self.i;
+                while self.s.get(self.i).is_some_and(u8::is_ascii_alphanumeric) {
+                    self.i += 1;
+                }
+                match &self.s[start..self.i] {
+                    b"True" => Lit::Const("True"),
+                    b"False" => Lit::Const("False"),
+                    b"None" => Lit::Const("None"),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        self.depth -= 1;
+        Some(v)
+    }
+}
+
+/// Parses one Python literal (trailing whitespace allowed).
+pub fn literal(s: &[u8]) -> Option<Lit> {
+    let mut p = Parser { s, i: 0, depth: 0 };
+    let v = p.value()?;
+    p.ws();
+    (p.i == s.len()).then_some(v)
+}
+
+/// Where a `.npy` file's header is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// Format version (1, 2 or 3; 3 allows UTF-8 in the header).
+    pub major: u8,
+    /// The header literal's byte range.
+    pub header_start: usize,
+    /// Where the array data starts (the end of the header).
+    pub data_start: usize,
+}
+
+/// The magic and length of a `.npy` file: `Err` says what is wrong;
+/// `header_start..data_start` may run past `len` (the caller checks).
+pub fn framing(head: &[u8]) -> Result<Framing, String> {
+    if !head.starts_with(b"\x93NUMPY") {
+        return Err("not a .npy file (no \\x93NUMPY magic)".into());
+    }
+    let major = *head.get(6).ok_or("the file ends inside the magic")?;
+    let b = |i: usize| head.get(i).copied().ok_or("the file ends inside the header length");
+    let (len, start) = match major {
+        1 => (u64::from(u16::from_le_bytes([b(8)?, b(9)?])), 10usize),
+        2 | 3 => (u64::from(u32::from_le_bytes([b(8)?, b(9)?, b(10)?, b(11)?])), 12),
+        v => return Err(format!("unknown .npy format version {v} (numpy writes 1, 2 and 3)")),
+    };
+    let len = usize::try_from(len).map_err(|_| "header length too large".to_string())?;
+    Ok(Framing {
+        major,
+        header_start: start,
+        data_start: start + len,
+    })
+}
+
+/// A parsed header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub descr: Lit,
+    pub fortran_order: bool,
+    pub shape: Vec<u64>,
+}
+
+/// Reads the header dict numpy writes: `descr`, `fortran_order`, `shape`.
+pub fn header(text: &[u8]) -> Result<Header, String> {
+    let Some(Lit::Dict(items)) = literal(text) else {
+        return Err("the header is not a Python dict literal".into());
+    };
+    let get = |key: &str| {
+        items
+            .iter()
+            .find(|(k, _)| *k == Lit::Str(key.into()))
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("the header has no '{key}'"))
+    };
+    let descr = get("descr")?.clone();
+    let fortran_order = match get("fortran_order")? {
+        Lit::Const("True") => true,
+        Lit::Const("False") => false,
+        other => return Err(format!("fortran_order is {other:?}, not True or False")),
+    };
+    let shape = match get("shape")? {
+        Lit::Seq(dims) => dims
+            .iter()
+            .map(|d| match d {
+                Lit::Num(n) => n.parse::<u64>().map_err(|_| format!("shape has {n}, not a size")),
+                other => Err(format!("shape has {other:?}, not a size")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        other => return Err(format!("shape is {other:?}, not a tuple")),
+    };
+    Ok(Header {
+        descr,
+        fortran_order,
+        shape,
+    })
+}
+
+/// True when a dtype string names Python objects (`O`, `|O8`, `object`…).
+fn str_has_object(s: &str) -> bool {
+    let t = s.trim().trim_start_matches(['<', '>', '|', '=', '!']);
+    let t = t.trim_end_matches(|c: char| c.is_ascii_digit());
+    matches!(t, "O" | "object" | "object_" | "object0") || t.starts_with("O,") || t.contains(",O")
+}
+
+/// True when a `descr` literal holds Python objects anywhere (then numpy
+/// unpickles the data).
+pub fn descr_has_object(d: &Lit) -> bool {
+    match d {
+        Lit::Str(s) => str_has_object(s),
+        // A structured dtype: fields (name, dtype[, shape]); or a (base, shape) pair.
+        Lit::Seq(items) => items.iter().any(descr_has_object),
+        Lit::Dict(items) => items.iter().any(|(_, v)| descr_has_object(v)),
+        _ => false,
+    }
+}
+
+/// The header numpy writes for a C-order array: version 1, padded with
+/// spaces and a newline so that the data starts at a multiple of 64.
+pub fn write_header(descr: &str, shape: &[u64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let total = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat(total.next_multiple_of(64) - total));
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_numpy_writes() {
+        let h = header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }          \n").unwrap();
+        assert_eq!(h.descr, Lit::Str("<f4".into()));
+        assert_eq!((h.fortran_order, h.shape), (false, vec![3, 4]));
+        assert_eq!(
+            header(b"{'descr': '|u1', 'fortran_order': True, 'shape': (), }")
+                .unwrap()
+                .shape,
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            header(b"{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }")
+                .unwrap()
+                .shape,
+            vec![5]
+        );
+        for bad in [
+            &b"{'descr': '<f4', 'shape': (3,), }"[..],
+            b"{'descr': '<f4', 'fortran_order': 1, 'shape': (3,), }",
+            b"{'descr': '<f4', 'fortran_order': False, 'shape': (-3,), }",
+            b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,)",
+            b"[1, 2]",
+        ] {
+            assert!(header(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn written_headers_align_and_read_back() {
+        for shape in [vec![], vec![7], vec![2, 3, 4]] {
+            let b = write_header("<f4", &shape);
+            assert_eq!(b.len() % 64, 0);
+            let f = framing(&b).unwrap();
+            assert_eq!(f.data_start, b.len());
+            let h = header(&b[f.header_start..f.data_start]).unwrap();
+            assert_eq!(h.shape, shape);
+        }
+    }
+
+    #[test]
+    fn object_dtypes_in_every_spelling() {
+        let descr = |d: &str| literal(d.as_bytes()).unwrap();
+        for d in [
+            "'|O'",
+            "\"|O\"",
+            "'O'",
+            "'|O8'",
+            "'object'",
+            "[('a', '<f4'), ('b', '|O')]",
+            "[('a', [('x', '<i4'), ('y', 'O')])]",
+            "[(('title', 'a'), '|O', (2,))]",
+        ] {
+            assert!(descr_has_object(&descr(d)), "{d}");
+        }
+        for d in ["'<f4'", "'|u1'", "[('a', '<f4'), ('b', '<i8', (2, 3))]", "'<U5'"] {
+            assert!(!descr_has_object(&descr(d)), "{d}");
+        }
+    }
+}
