@@ -738,6 +738,54 @@ def scan_calls_what_weights_only_loads_safe():
 
 
 @check
+def numpy_files_read_as_np_load_returns_them_and_ours_load_in_numpy():
+    """np.save/np.savez/np.savez_compressed: every dtype, both byte orders, Fortran order,
+    0-d and empty; ours read back with np.load."""
+    rng = np.random.default_rng(9)
+    arrays = {}
+    for dt in ["f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"]:
+        for order in "<>":
+            if dt[1] == "1" and order == ">":
+                continue
+            a = (rng.standard_normal((3, 5)) * 50).astype(np.dtype(order + dt))
+            arrays[f"{dt}_{'le' if order == '<' else 'be'}"] = a
+    arrays["bool"] = rng.standard_normal((2, 7)) > 0
+    arrays["fortran"] = np.asfortranarray(rng.standard_normal((4, 3, 2)).astype(np.float32))
+    arrays["fortran_be"] = np.asfortranarray(rng.standard_normal((5, 2)).astype(">f8"))
+    arrays["scalar"] = np.array(3.5, np.float64)
+    arrays["empty"] = np.zeros((0, 3), np.float32)
+
+    def same(got, want, what):
+        assert got.dtype == want.dtype.newbyteorder("<"), (what, got.dtype, want.dtype)
+        assert got.shape == want.shape and np.array_equal(got, want), what
+
+    for k, a in arrays.items():
+        p = t(f"{k}.npy")
+        np.save(p, a)
+        out = t(f"{k}.safetensors")
+        mc("-q", "convert", p, out)
+        with safe_open(out, framework="np") as f:
+            same(f.get_tensor(k), a, k)
+    for save in [np.savez, np.savez_compressed]:
+        z = t(f"{save.__name__}.npz")
+        save(z, **arrays)
+        out = t(f"{save.__name__}.safetensors")
+        mc("-q", "convert", z, out)
+        with safe_open(out, framework="np") as f:
+            for k, a in arrays.items():
+                same(f.get_tensor(k), a, (save.__name__, k))
+        back = t(f"{save.__name__}-back.npz")
+        mc("-q", "convert", out, back)
+        with np.load(back) as b:
+            assert sorted(b.files) == sorted(arrays), b.files
+            for k, a in arrays.items():
+                same(b[k], a, ("ours", k))
+    one = t("one.npy")
+    mc("-q", "convert", t("f4_be.npy"), one)
+    same(np.load(one), arrays["f4_be"], "ours .npy")
+
+
+@check
 def every_command_prints_documents_the_schema_accepts():
     """--json of every command, success and error, validated by the jsonschema package."""
     st = os.path.join(FIX, "safetensors", "floats.safetensors")
