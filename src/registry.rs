@@ -16,6 +16,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_pickle::FORMAT,
     &modelconv_onnx::FORMAT,
     &modelconv_numpy::FORMAT,
+    &modelconv_flax::FORMAT,
 ];
 
 /// Zip entry names listed for a probe.

@@ -785,6 +785,90 @@ def numpy_files_read_as_np_load_returns_them_and_ours_load_in_numpy():
     same(np.load(one), arrays["f4_be"], "ours .npy")
 
 
+def flax_pack(tree, chunk_bytes=2**30):
+    """flax.serialization.msgpack_serialize with msgpack and numpy (flax
+    itself needs jax): ext 1 ndarrays, ext 3 numpy scalars, arrays over
+    chunk_bytes (2**30 in flax) as __msgpack_chunked_array__ maps."""
+    import msgpack
+
+    def nd(a):
+        return msgpack.packb((a.shape, a.dtype.name, a.tobytes("C")), use_bin_type=True)
+
+    def chunk(tree):
+        out = {}
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                out[k] = chunk(v)
+            elif isinstance(v, np.ndarray) and v.nbytes > chunk_bytes:
+                per = max(1, chunk_bytes // v.dtype.itemsize)
+                flat = v.reshape(-1)
+                out[k] = {"__msgpack_chunked_array__": True, "shape": {str(i): d for i, d in enumerate(v.shape)},
+                          "chunks": {str(i): flat[j:j + per] for i, j in enumerate(range(0, flat.size, per))}}
+            else:
+                out[k] = v
+        return out
+
+    def ext(x):
+        if isinstance(x, np.ndarray):
+            return msgpack.ExtType(1, nd(x))
+        if isinstance(x, np.generic):
+            return msgpack.ExtType(3, nd(np.asarray(x)))
+        return x
+    return msgpack.packb(chunk(tree), default=ext, strict_types=True)
+
+
+def flax_restore(data):
+    import ml_dtypes
+    import msgpack
+
+    def ext(code, b):
+        shape, dt, buf = msgpack.unpackb(b, raw=False)
+        a = np.frombuffer(buf, dtype={"bfloat16": ml_dtypes.bfloat16}.get(dt, dt)).reshape(shape)
+        return a[()] if code == 3 else a
+
+    def unchunk(t):
+        if isinstance(t, dict) and t.get("__msgpack_chunked_array__"):
+            shape = tuple(t["shape"][str(i)] for i in range(len(t["shape"])))
+            return np.concatenate([t["chunks"][str(i)] for i in range(len(t["chunks"]))]).reshape(shape)
+        return {k: unchunk(v) for k, v in t.items()} if isinstance(t, dict) else t
+    return unchunk(msgpack.unpackb(data, ext_hook=ext, raw=False))
+
+
+@check
+def flax_msgpack_reads_as_flax_restores_it_and_ours_is_flaxs_bytes():
+    """Flax's layout written by msgpack (chunked arrays included, with a small chunk limit): ours reads
+    every array; our output is the bytes flax's writer makes, and restores to the same arrays."""
+    import ml_dtypes
+    rng = np.random.default_rng(12)
+    tree = {"params": {"Dense_0": {"kernel": rng.standard_normal((8, 4)).astype(np.float32),
+                                   "bias": rng.standard_normal(4).astype(np.float16)},
+                       "Embed_0": {"embedding": rng.standard_normal((10, 3)).astype(ml_dtypes.bfloat16)},
+                       "big": rng.standard_normal((6, 5)).astype(np.float64)},
+            "step": np.int32(7), "ids": np.arange(5, dtype=np.int64)}
+    for chunk_bytes in [2**30, 64]:
+        src = t(f"flax-{chunk_bytes}.msgpack")
+        open(src, "wb").write(flax_pack(tree, chunk_bytes))
+        st = t(f"flax-{chunk_bytes}.safetensors")
+        mc("-q", "convert", src, st)
+        with safe_open(st, framework="np") as f:
+            for name, want in [("params.Dense_0.kernel", tree["params"]["Dense_0"]["kernel"]),
+                               ("params.big", tree["params"]["big"]), ("ids", tree["ids"]),
+                               ("params.Dense_0.bias", tree["params"]["Dense_0"]["bias"])]:
+                got = f.get_tensor(name)
+                assert got.dtype == want.dtype and np.array_equal(got, want), (chunk_bytes, name)
+    ours = t("ours.msgpack")
+    mc("-q", "convert", t("flax-1073741824.msgpack"), ours)
+    assert open(ours, "rb").read() == flax_pack(tree), "not flax's bytes"
+    back = flax_restore(open(ours, "rb").read())
+    assert np.array_equal(back["params"]["Embed_0"]["embedding"].view(np.uint16),
+                          tree["params"]["Embed_0"]["embedding"].view(np.uint16))
+    # From safetensors: the dotted names nest as flax's traverse_util.unflatten_dict does.
+    st_ours = t("from-st.msgpack")
+    mc("-q", "convert", t("flax-64.safetensors"), st_ours)
+    back = flax_restore(open(st_ours, "rb").read())
+    assert np.array_equal(back["params"]["big"], tree["params"]["big"])
+
+
 @check
 def every_command_prints_documents_the_schema_accepts():
     """--json of every command, success and error, validated by the jsonschema package."""

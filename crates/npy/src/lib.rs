@@ -5,7 +5,11 @@
 //! numpy reads with `ast.literal_eval`: `{'descr': '<f4', 'fortran_order':
 //! False, 'shape': (3, 4), }`. Parsed here as the literal it is, bounded in
 //! depth, for the NumPy reader (`formats/numpy`) and for `scan` (which asks
-//! whether the data is a pickle).
+//! whether the data is a pickle). Also numpy's dtype names and `descr`
+//! strings as IR types, for every reader of numpy data (NumPy files, numpy
+//! arrays in checkpoints, Flax's msgpack).
+
+use modelconv_ir::DType;
 
 /// A Python literal of the kinds a header holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +232,90 @@ pub fn descr_has_object(d: &Lit) -> bool {
     }
 }
 
+/// numpy's (and torch's) dtype names, as IR types.
+const NAMES: &[(&str, DType)] = &[
+    ("float16", DType::F16),
+    ("float32", DType::F32),
+    ("float64", DType::F64),
+    ("bfloat16", DType::BF16),
+    ("float8_e4m3fn", DType::F8_E4M3),
+    ("float8_e5m2", DType::F8_E5M2),
+    ("int8", DType::I8),
+    ("int16", DType::I16),
+    ("int32", DType::I32),
+    ("int64", DType::I64),
+    ("uint8", DType::U8),
+    ("uint16", DType::U16),
+    ("uint32", DType::U32),
+    ("uint64", DType::U64),
+    ("bool", DType::Bool),
+];
+
+/// The IR type of a dtype name (`float32`, `bfloat16`, …).
+pub fn dtype_from_name(name: &str) -> Option<DType> {
+    NAMES.iter().find(|(n, _)| *n == name).map(|(_, d)| *d)
+}
+
+/// The dtype name of an IR type, where numpy (with ml_dtypes) has one.
+pub fn name_of(d: DType) -> Option<&'static str> {
+    NAMES.iter().find(|(_, x)| *x == d).map(|(n, _)| *n)
+}
+
+/// The IR types `.npy` stores as opaque `|V<size>` (ml_dtypes' types lose
+/// their names there).
+pub fn void_types(size: u64) -> &'static [DType] {
+    match size {
+        2 => &[DType::BF16],
+        1 => &[DType::F8_E4M3, DType::F8_E5M2],
+        _ => &[],
+    }
+}
+
+/// The IR type of a `descr` string (`<f4`, `>i8`, `|b1`, `|V2` with
+/// `hint`) and whether its data is big-endian.
+pub fn dtype_from_descr(descr: &str, hint: Option<DType>) -> Result<(DType, bool), String> {
+    let (order, rest) = match descr.as_bytes().first() {
+        Some(b'<' | b'|' | b'=') => (false, &descr[1..]),
+        Some(b'>') => (true, &descr[1..]),
+        _ => (false, descr),
+    };
+    let kind = rest.chars().next().unwrap_or(' ');
+    let size: u64 = rest.get(1..).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let t = match (kind, size) {
+        ('f', 2) => DType::F16,
+        ('f', 4) => DType::F32,
+        ('f', 8) => DType::F64,
+        ('i', 1) => DType::I8,
+        ('i', 2) => DType::I16,
+        ('i', 4) => DType::I32,
+        ('i', 8) => DType::I64,
+        ('u', 1) => DType::U8,
+        ('u', 2) => DType::U16,
+        ('u', 4) => DType::U32,
+        ('u', 8) => DType::U64,
+        ('b', 1) => DType::Bool,
+        ('V', n) if !void_types(n).is_empty() => match hint {
+            Some(h) if void_types(n).contains(&h) => h,
+            Some(h) => return Err(format!("'{descr}' holds {n}-byte elements; --dtype-hint {h} does not fit")),
+            None => {
+                let names: Vec<&str> = void_types(n).iter().map(|d| d.name()).collect();
+                return Err(format!(
+                    "'{descr}' is opaque {n}-byte data: ml_dtypes' {} arrays lose their type name in .npy; say which with --dtype-hint {}",
+                    if n == 2 { "bfloat16" } else { "float8" },
+                    names.join("|")
+                ));
+            }
+        },
+        ('O', _) => {
+            return Err("an object array: its data is a pickle, which convert does not run (`modelconv scan` shows what it would call)".into())
+        }
+        ('c', _) => return Err(format!("complex dtype '{descr}' is not supported")),
+        ('U' | 'S' | 'a', _) => return Err(format!("string dtype '{descr}' is not a tensor")),
+        _ => return Err(format!("dtype '{descr}' is not supported")),
+    };
+    Ok((t, order && t.type_size() > 1))
+}
+
 /// The header numpy writes for a C-order array: version 1, padded with
 /// spaces and a newline so that the data starts at a multiple of 64.
 pub fn write_header(descr: &str, shape: &[u64]) -> Vec<u8> {
@@ -249,6 +337,19 @@ pub fn write_header(descr: &str, shape: &[u64]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descrs_and_names() {
+        assert_eq!(dtype_from_descr("<f4", None), Ok((DType::F32, false)));
+        assert_eq!(dtype_from_descr(">i8", None), Ok((DType::I64, true)));
+        assert_eq!(dtype_from_descr(">u1", None), Ok((DType::U8, false)));
+        assert_eq!(dtype_from_descr("|V2", Some(DType::BF16)), Ok((DType::BF16, false)));
+        assert!(dtype_from_descr("|V2", None).unwrap_err().contains("--dtype-hint BF16"));
+        assert!(dtype_from_descr("|O", None).unwrap_err().contains("pickle"));
+        for (n, d) in NAMES {
+            assert_eq!((dtype_from_name(n), name_of(*d)), (Some(*d), Some(*n)));
+        }
+    }
 
     #[test]
     fn headers_numpy_writes() {

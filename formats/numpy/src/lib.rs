@@ -14,7 +14,7 @@
 mod read;
 mod write;
 
-pub use read::{dtype_of, open, MAX_HEADER, MAX_RATIO};
+pub use read::{open, MAX_HEADER, MAX_RATIO};
 
 use modelconv_ir::{Format, FormatOption, Model, OpenOptions, Probe, Result, Stage, Writer};
 use std::path::Path;

@@ -20,59 +20,6 @@ const MAX_MEMBERS: usize = 1 << 20;
 /// claims more is a bomb.
 pub const MAX_RATIO: u64 = 1100;
 
-/// How `.npy` names an ml_dtypes type it cannot describe (`|V2`).
-fn void_types(size: u64) -> &'static [DType] {
-    match size {
-        2 => &[DType::BF16],
-        1 => &[DType::F8_E4M3, DType::F8_E5M2],
-        _ => &[],
-    }
-}
-
-/// The IR type of a `descr` string and whether its data is big-endian.
-pub fn dtype_of(descr: &str, hint: Option<DType>) -> std::result::Result<(DType, bool), String> {
-    let (order, rest) = match descr.as_bytes().first() {
-        Some(b'<' | b'|' | b'=') => (false, &descr[1..]),
-        Some(b'>') => (true, &descr[1..]),
-        _ => (false, descr),
-    };
-    let kind = rest.chars().next().unwrap_or(' ');
-    let size: u64 = rest.get(1..).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let t = match (kind, size) {
-        ('f', 2) => DType::F16,
-        ('f', 4) => DType::F32,
-        ('f', 8) => DType::F64,
-        ('i', 1) => DType::I8,
-        ('i', 2) => DType::I16,
-        ('i', 4) => DType::I32,
-        ('i', 8) => DType::I64,
-        ('u', 1) => DType::U8,
-        ('u', 2) => DType::U16,
-        ('u', 4) => DType::U32,
-        ('u', 8) => DType::U64,
-        ('b', 1) => DType::Bool,
-        ('V', n) if !void_types(n).is_empty() => match hint {
-            Some(h) if void_types(n).contains(&h) => h,
-            Some(h) => return Err(format!("'{descr}' holds {n}-byte elements; --dtype-hint {h} does not fit")),
-            None => {
-                let names: Vec<&str> = void_types(n).iter().map(|d| d.name()).collect();
-                return Err(format!(
-                    "'{descr}' is opaque {n}-byte data: ml_dtypes' {} arrays lose their type name in .npy; say which with --dtype-hint {}",
-                    if n == 2 { "bfloat16" } else { "float8" },
-                    names.join("|")
-                ));
-            }
-        },
-        ('O', _) => {
-            return Err("an object array: its data is a pickle, which convert does not run (`modelconv scan` shows what it would call)".into())
-        }
-        ('c', _) => return Err(format!("complex dtype '{descr}' is not supported")),
-        ('U' | 'S' | 'a', _) => return Err(format!("string dtype '{descr}' is not a tensor")),
-        _ => return Err(format!("dtype '{descr}' is not supported")),
-    };
-    Ok((t, order && t.type_size() > 1))
-}
-
 /// One array: its header read from `src` (a file or an npz member) and
 /// its data as a view of `src`.
 /// `peek` reads the header bytes (a deflated member inflates only its start).
@@ -114,7 +61,7 @@ fn array(
         }
         _ => return Err(at("a structured (record) array is not a tensor".into())),
     };
-    let (dtype, big_endian) = dtype_of(&descr, hint).map_err(at)?;
+    let (dtype, big_endian) = modelconv_npy::dtype_from_descr(&descr, hint).map_err(at)?;
     let info = TensorInfo::new(name, dtype, h.shape.clone()).map_err(|e| e.in_file(path))?;
     let data_start = f.data_start as u64;
     let available = src.len() - data_start;
@@ -159,7 +106,7 @@ pub fn hint(opts: &modelconv_ir::OpenOptions) -> Result<Option<DType>> {
         .get(crate::HINT_OPTION)
         .map(|h| {
             DType::from_user(h)
-                .filter(|d| void_types(2).contains(d) || void_types(1).contains(d))
+                .filter(|d| modelconv_npy::void_types(2).contains(d) || modelconv_npy::void_types(1).contains(d))
                 .ok_or_else(|| Error::invalid(format!("--dtype-hint {h}: use BF16, F8_E4M3 or F8_E5M2")))
         })
         .transpose()

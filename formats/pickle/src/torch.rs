@@ -17,48 +17,17 @@ const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 
 /// Largest pickle read into memory.
 const MAX_PICKLE: u64 = 1 << 30;
 
+/// The IR type of a torch dtype name (`float32`, `bfloat16`, …: numpy's names).
 pub fn dtype_of(torch: &str) -> Option<DType> {
-    Some(match torch {
-        "float32" => DType::F32,
-        "float64" => DType::F64,
-        "float16" => DType::F16,
-        "bfloat16" => DType::BF16,
-        "float8_e4m3fn" => DType::F8_E4M3,
-        "float8_e5m2" => DType::F8_E5M2,
-        "int64" => DType::I64,
-        "int32" => DType::I32,
-        "int16" => DType::I16,
-        "int8" => DType::I8,
-        "uint8" => DType::U8,
-        "uint16" => DType::U16,
-        "uint32" => DType::U32,
-        "uint64" => DType::U64,
-        "bool" => DType::Bool,
-        _ => return None,
-    })
+    modelconv_npy::dtype_from_name(torch)
 }
 
 /// A numpy type descriptor (`<f4`, `|b1`, …) as a dtype; big-endian is refused.
 fn numpy_dtype(descr: &str) -> std::result::Result<DType, String> {
-    let (order, code) = descr.split_at(descr.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(0));
-    if order.contains('>') {
-        return Err(format!("big-endian numpy array ({descr}) is not supported yet"));
+    match modelconv_npy::dtype_from_descr(descr, None)? {
+        (_, true) => Err(format!("big-endian numpy array ({descr}) is not supported yet")),
+        (d, false) => Ok(d),
     }
-    Ok(match code {
-        "f8" => DType::F64,
-        "f4" => DType::F32,
-        "f2" => DType::F16,
-        "i8" => DType::I64,
-        "i4" => DType::I32,
-        "i2" => DType::I16,
-        "i1" => DType::I8,
-        "u8" => DType::U64,
-        "u4" => DType::U32,
-        "u2" => DType::U16,
-        "u1" => DType::U8,
-        "b1" => DType::Bool,
-        other => return Err(format!("numpy type '{other}' has no tensor dtype")),
-    })
 }
 
 /// Storages as persistent ids name them: (`storage`, type, key, location, size[, view]).
