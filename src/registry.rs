@@ -14,6 +14,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_safetensors::FORMAT,
     &modelconv_gguf::FORMAT,
     &modelconv_pickle::FORMAT,
+    &modelconv_pickle::paddle::FORMAT,
     &modelconv_onnx::FORMAT,
     &modelconv_numpy::FORMAT,
     &modelconv_flax::FORMAT,
@@ -209,6 +210,9 @@ pub struct OpenArgs {
     /// (BF16, F8_E4M3 or F8_E5M2).
     #[arg(long, value_name = "TYPE")]
     pub dtype_hint: Option<String>,
+    /// Paddle: name tensors by their structured names (the default) or their parameter names.
+    #[arg(long, value_name = "structured|param")]
+    pub names: Option<String>,
 }
 
 impl OpenArgs {
@@ -222,6 +226,9 @@ impl OpenArgs {
         }
         if let Some(h) = &self.dtype_hint {
             o.options.set("dtype-hint", h.clone());
+        }
+        if let Some(n) = &self.names {
+            o.options.set("names", n.clone());
         }
         o
     }

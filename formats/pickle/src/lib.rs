@@ -8,6 +8,7 @@
 //! storages (zip entries or legacy storage blocks), strided views included.
 
 mod npy;
+pub mod paddle;
 pub mod scan;
 mod tar;
 pub mod text;
