@@ -43,7 +43,9 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     let stdin = util::Input::new(&args.input)?;
     args.input = stdin.path.clone();
     let format: &dyn Format = &modelconv_pickle::FORMAT;
-    if let Some(other) = crate::registry::claimed_by(&args.input).filter(|f| f.name() != format.name()) {
+    if let Some(other) =
+        crate::registry::claimed_by(&args.input).filter(|f| !modelconv_pickle::is_torch_format(f.name()))
+    {
         return Err(anyhow!(
             "{}: this is a {} file, not a PyTorch checkpoint; `modelconv convert` converts it",
             args.input.display(),

@@ -14,6 +14,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_safetensors::FORMAT,
     &modelconv_gguf::FORMAT,
     &modelconv_pickle::FORMAT,
+    &modelconv_pickle::TORCHSCRIPT,
     &modelconv_pickle::paddle::FORMAT,
     &modelconv_onnx::FORMAT,
     &modelconv_numpy::FORMAT,

@@ -869,6 +869,64 @@ def flax_msgpack_reads_as_flax_restores_it_and_ours_is_flaxs_bytes():
     assert np.array_equal(back["params"]["big"], tree["params"]["big"])
 
 
+TS_MODULE = """
+import torch
+class Block(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(n, n, 3, padding=1)
+        self.bn = torch.nn.BatchNorm1d(n)
+        self.register_buffer("gain", torch.rand(n))
+    def forward(self, x):
+        return self.bn(self.conv(x)) * self.gain[None, :, None]
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([Block(4) for _ in range(3)])
+        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32, 5))
+        self.emb = torch.nn.Parameter(torch.randn(7, 2).to(torch.bfloat16))
+        self.cache = torch.zeros(3)
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return self.head(x) + self.cache.sum() + self.emb.float().sum()
+torch.manual_seed(0)
+torch.jit.save(torch.jit.script(Net()), OUT)
+"""
+
+
+@check
+def torchscript_archives_read_as_their_state_dict():
+    """torch.jit.save of a module with parameters, buffers and a ModuleList, and silero_vad.jit from
+    the silero-vad 6.2.3 wheel: names, dtypes, shapes and bytes equal torch.jit.load(f).state_dict()."""
+    src = t("scripted.pt")
+    code = t("mk_scripted.py")
+    with open(code, "w") as f:
+        f.write(f"OUT = {src!r}\n" + TS_MODULE)
+    subprocess.run([sys.executable, code], check=True, capture_output=True)
+    wheels = os.path.join(os.path.dirname(MC), "..", "wheels")
+    whl = os.path.join(wheels, "silero_vad-6.2.3-py3-none-any.whl")
+    if not os.path.exists(whl):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "silero-vad==6.2.3",
+                        "-d", wheels], check=True)
+    import zipfile
+    silero = t("silero_vad.jit")
+    with zipfile.ZipFile(whl) as z, open(silero, "wb") as f:
+        f.write(z.read("silero_vad/data/silero_vad.jit"))
+    for path in [src, silero]:
+        sd = torch.jit.load(path).state_dict()
+        out = t(os.path.basename(path) + ".safetensors")
+        mc("-q", "ckpt-to-safetensors", path, "-o", out)
+        got, _ = read_st(out)
+        assert sorted(got) == sorted(sd), (path, sorted(got)[:5], sorted(sd)[:5])
+        for k, v in sd.items():
+            assert got[k].dtype == v.dtype and got[k].shape == v.shape and raw(got[k]) == raw(v), (path, k)
+        doc = inspect(path)
+        assert doc["format"] == "torchscript"
+        assert [x["name"] for x in doc["tensors"]] == list(sd), "state_dict()'s order"
+        print(f"        {os.path.basename(path)}: {len(sd)} tensors")
+
+
 @check
 def every_command_prints_documents_the_schema_accepts():
     """--json of every command, success and error, validated by the jsonschema package."""

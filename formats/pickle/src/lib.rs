@@ -13,6 +13,7 @@ pub mod scan;
 mod tar;
 pub mod text;
 pub mod torch;
+pub mod torchscript;
 pub mod value;
 mod verdicts;
 pub mod vm;
@@ -213,7 +214,10 @@ fn open_folder(dir: &Path, sel: Selection) -> Result<Model> {
 
 fn open_file(path: &Path, sel: Selection) -> Result<Model> {
     let ckpt = Checkpoint::open(path)?;
-    let (key, found) = select(&ckpt.root, sel).map_err(|e| e.in_file(path))?;
+    let (key, found) = match (&ckpt.torchscript, sel) {
+        (Some(classes), Selection::StateDict) => (None, torchscript::state_dict(&ckpt.root, classes)?),
+        _ => select(&ckpt.root, sel).map_err(|e| e.in_file(path))?,
+    };
     let tensors = found
         .iter()
         .map(|(name, f)| ckpt.tensor(name, f))
@@ -221,12 +225,19 @@ fn open_file(path: &Path, sel: Selection) -> Result<Model> {
     let mut metadata = Metadata::new();
     metadata.set("format", MetaValue::String("pt".into()));
     let notes = match (sel, key) {
+        _ if ckpt.torchscript.is_some() && sel == Selection::StateDict => vec![
+            "TorchScript (torch.jit.save): its parameters and buffers, named as state_dict() names them; its code is never run".to_string(),
+        ],
         (Selection::All, _) => vec!["every tensor the checkpoint holds, by dotted path".to_string()],
         (_, Some(k)) => vec![format!("state dict: the tensors under '{k}'")],
         (_, None) => vec!["state dict: the top-level tensors".to_string()],
     };
     let model = Model {
-        format: NAME,
+        format: if ckpt.torchscript.is_some() {
+            torchscript::NAME
+        } else {
+            NAME
+        },
         path: path.to_path_buf(),
         metadata,
         tensors,
@@ -342,6 +353,50 @@ impl Format for PyTorch {
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&PtWriter)
     }
+}
+
+/// TorchScript archives (`torch.jit.save`): the PyTorch reader, with the
+/// module's classes as records ([`torchscript`]).
+pub struct TorchScript;
+pub static TORCHSCRIPT: TorchScript = TorchScript;
+
+impl Format for TorchScript {
+    fn name(&self) -> &'static str {
+        torchscript::NAME
+    }
+    fn description(&self) -> &'static str {
+        "TorchScript archives (torch.jit.save): parameters and buffers, read without running the code they carry"
+    }
+    fn extensions(&self) -> &'static [&'static str] {
+        &["pt", "jit", "ptl"]
+    }
+    fn score(&self, probe: &Probe) -> u8 {
+        let data = probe.zip_entries.iter().any(|e| e.ends_with("data.pkl"));
+        let code = probe
+            .zip_entries
+            .iter()
+            .any(|e| e.contains("/code/") || e.starts_with("code/"));
+        if data && code {
+            97
+        } else {
+            0
+        }
+    }
+    fn open(&self, path: &Path, opts: &OpenOptions) -> Result<Model> {
+        FORMAT.open(path, opts)
+    }
+    fn options(&self) -> &'static [FormatOption] {
+        FORMAT.options()
+    }
+    fn details(&self, model: &Model, opts: &OpenOptions) -> Result<Option<Details>> {
+        FORMAT.details(model, opts)
+    }
+}
+
+/// Whether `format` names one of the PyTorch readers (checkpoints and
+/// TorchScript archives), for `ckpt-to-safetensors`.
+pub fn is_torch_format(format: &str) -> bool {
+    format == NAME || format == torchscript::NAME
 }
 
 /// A refused global, for callers that want to say more (exit code 2 either way).

@@ -275,9 +275,37 @@ fn scan_zip(bytes: &[u8], out: &mut Vec<Stream>) {
         return;
     };
     let mut budget = zipscan::inflation_budget(bytes.len() as u64);
+    // A TorchScript archive's code/ is source text torch.jit.load compiles
+    // and runs: reported once, as code, never parsed as pickles.
+    let is_code = |n: &str| (n.contains("/code/") || n.starts_with("code/")) && n.ends_with(".py");
+    let code: Vec<&str> = if entries.iter().any(|e| e.name.ends_with("data.pkl")) {
+        entries.iter().map(|e| e.name.as_str()).filter(|n| is_code(n)).collect()
+    } else {
+        Vec::new()
+    };
+    if !code.is_empty() {
+        out.push(Stream {
+            part: format!("TorchScript code ({} files under code/)", code.len()),
+            globals: vec![Global {
+                module: "torch.jit".into(),
+                name: "load".into(),
+                offset: 0,
+                uses: code.len() as u64,
+                verdict: Verdict::Suspicious,
+                reason: "TorchScript programs: torch.load hands the archive to torch.jit.load, which compiles and runs them",
+            }],
+            log: ScanLog::default(),
+            error: None,
+            ended_early: false,
+            verdict: Verdict::Suspicious,
+        });
+    }
     for (i, e) in entries.iter().enumerate() {
         if i % 256 == 0 && modelconv_ir::check_interrupt().is_err() {
             return;
+        }
+        if !code.is_empty() && is_code(&e.name) {
+            continue;
         }
         // The first bytes say whether the member can be a pickle to Python
         // (numpy reads a plain .npy as data; a stream that fails before its

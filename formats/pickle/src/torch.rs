@@ -77,7 +77,11 @@ impl PersistentLoad for StorageIds {
 type StorageMap = HashMap<String, (u64, u64)>;
 
 /// Reads a zip checkpoint: the pickle and the byte ranges of its storages.
-fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap, bool)> {
+/// A zip checkpoint's pickle, storages, byte order, and for a TorchScript
+/// archive the parameter and buffer names its classes declare.
+type ZipRead = (Value, StorageMap, bool, Option<crate::torchscript::Classes>);
+
+fn read_zip(file: &SharedFile) -> Result<ZipRead> {
     let path = &file.path;
     let mut zip = zip::ZipArchive::new(&file.file).map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
@@ -151,11 +155,23 @@ fn read_zip(file: &SharedFile) -> Result<(Value, StorageMap, bool)> {
     let mut data = Vec::with_capacity(e.size() as usize);
     std::io::Read::read_to_end(&mut std::io::Read::take(&mut e, MAX_PICKLE), &mut data)
         .map_err(|err| Error::io(path, err))?;
+    drop(e);
+    // TorchScript (torch.jit.save): code/ beside data.pkl. Its classes are
+    // records; the code is read only for their parameter and buffer names.
+    let code_prefix = format!("{prefix}code/");
+    let classes = if names.iter().any(|n| n.starts_with(&code_prefix)) {
+        Some(crate::torchscript::classes(&mut zip, &code_prefix, path)?)
+    } else {
+        None
+    };
     let mut ids = StorageIds;
     let mut vm = Vm::new(&data, Some(&mut ids));
+    if classes.is_some() {
+        vm = vm.for_torchscript();
+    }
     let value = vm.run().map_err(|e| pickle_error(path, &pkl, e))?;
     check_trailing(path, &pkl, vm.position(), data.len())?;
-    Ok((value, storages, big_endian))
+    Ok((value, storages, big_endian, classes))
 }
 
 /// Bytes after STOP are never read by Python's unpickler; a file that has
@@ -403,6 +419,8 @@ pub struct Checkpoint {
     storages: StorageMap,
     /// Storages hold big-endian elements (converted on read).
     pub big_endian: bool,
+    /// A TorchScript archive: its classes' parameter and buffer names.
+    pub torchscript: Option<crate::torchscript::Classes>,
     /// numpy arrays from the pickle, in memory once each (by identity).
     arrays: std::cell::RefCell<HashMap<usize, Arc<dyn DataSource>>>,
 }
@@ -413,12 +431,13 @@ impl Checkpoint {
         let mut head = [0u8; 14];
         let n = file.len.min(14) as usize;
         file.read_exact_at(0, &mut head[..n])?;
-        let (root, storages, big_endian) = if head.starts_with(b"PK\x03\x04") {
+        let (root, storages, big_endian, torchscript) = if head.starts_with(b"PK\x03\x04") {
             read_zip(&file)?
         } else if is_legacy(&head[..n]) {
             // Mapped, not read: only the pickles' pages are touched.
             let bytes = file.mapped().unwrap_or_default();
-            read_legacy(&file, bytes, &storage_dtypes)?
+            let (root, storages, big_endian) = read_legacy(&file, bytes, &storage_dtypes)?;
+            (root, storages, big_endian, None)
         } else {
             // Anything else is tried as a bare pickle stream (any protocol):
             // data only, no storages; the VM says where it is not one.
@@ -426,13 +445,14 @@ impl Checkpoint {
             let mut vm = Vm::new(bytes, None);
             let root = vm.run().map_err(|e| pickle_error(path, "pickle", e))?;
             check_trailing(path, "pickle", vm.position(), bytes.len())?;
-            (root, StorageMap::new(), false)
+            (root, StorageMap::new(), false, None)
         };
         Ok(Checkpoint {
             file,
             root: crate::value::Root(root),
             storages,
             big_endian,
+            torchscript,
             arrays: Default::default(),
         })
     }

@@ -240,6 +240,20 @@ pub fn classify(module: &str, name: &str) -> (Verdict, &'static str) {
             "data: tensors, storages, dtypes and containers (torch's weights_only allowlist)",
         );
     }
+    // TorchScript's typed-list builders and type tags build data only.
+    if module == "torch.jit._pickle"
+        && (name == "restore_type_tag" || name.starts_with("build_") && !name.contains('.'))
+    {
+        return (Verdict::Safe, "data: TorchScript's typed lists and type tags");
+    }
+    // The classes of a TorchScript module: records whose methods are the
+    // archive's code/ (torch.jit.load compiles and runs it).
+    if module == "__torch__" || module.starts_with("__torch__.") {
+        return (
+            Verdict::Suspicious,
+            "a TorchScript class: torch.jit.load runs the archive's code for it",
+        );
+    }
     let m3 = python3_module(module);
     if let Some(why) = module_reason(module).or_else(|| module_reason(m3)) {
         return (Verdict::Dangerous, why);

@@ -207,6 +207,8 @@ pub struct Vm<'a, 'p> {
     containers: u64,
     /// Made by [`Vm::scanner`]: the result is thrown away.
     scanning: bool,
+    /// `__torch__.*` classes are records ([`Vm::for_torchscript`]).
+    torchscript: bool,
 }
 
 /// A container the VM made, held weakly.
@@ -277,7 +279,17 @@ impl<'a, 'p> Vm<'a, 'p> {
             created: Vec::new(),
             containers: 0,
             scanning: false,
+            torchscript: false,
         }
+    }
+
+    /// TorchScript's `data.pkl` (`torch.jit.save`): `__torch__.*` classes
+    /// are records, never code. NEWOBJ of one makes a dict holding its
+    /// `__class__` name, and BUILD adds its attributes (the object's state).
+    /// `torch.jit._pickle`'s list builders and type tags are data too.
+    pub fn for_torchscript(mut self) -> Self {
+        self.torchscript = true;
+        self
     }
 
     /// Reads frames as Python does from a file object ([`Framing::File`]).
@@ -444,7 +456,8 @@ impl<'a, 'p> Vm<'a, 'p> {
             log.record(module, name, self.op_at, 1);
             return Ok(Value::Global(Rc::new((module.to_string(), name.to_string()))));
         }
-        if !is_allowed_global(module, name) {
+        let record = self.torchscript && (module == "__torch__" || module.starts_with("__torch__."));
+        if !(is_allowed_global(module, name) || record || self.torchscript && module == "torch.jit._pickle") {
             let full = format!("{module}.{name}");
             let why = if module == "__main__" || name.chars().next().is_some_and(char::is_uppercase) {
                 "this file pickles a Python class; it holds code, not just weights"
@@ -908,7 +921,22 @@ impl<'a, 'p> Vm<'a, 'p> {
             return Err(self.err(bad_arg("call of", f)));
         };
         let (module, name) = (g.0.as_str(), g.1.as_str());
+        if self.torchscript && (module == "__torch__" || module.starts_with("__torch__.")) {
+            let class = Value::Str(format!("{module}.{name}").into());
+            return Ok(Value::Dict(Rc::new(RefCell::new(vec![(
+                Value::Str(TORCHSCRIPT_CLASS.into()),
+                class,
+            )]))));
+        }
         match (module, name) {
+            ("torch.jit._pickle", "restore_type_tag") if self.torchscript => args
+                .into_iter()
+                .next()
+                .ok_or_else(|| self.err("restore_type_tag needs a value")),
+            ("torch.jit._pickle", n) if self.torchscript && n.starts_with("build_") => {
+                let items = args.first().and_then(Value::items).unwrap_or_default();
+                Ok(Value::List(Rc::new(RefCell::new(items))))
+            }
             ("collections", "OrderedDict") => {
                 let mut d = Vec::new();
                 if let Some(items) = args.first().and_then(Value::items) {
@@ -1071,10 +1099,20 @@ impl<'a, 'p> Vm<'a, 'p> {
                 }
                 Ok(target)
             }
+            Value::Dict(d) if self.torchscript => {
+                if let Value::Dict(st) = &state {
+                    let items = st.borrow().clone();
+                    d.borrow_mut().extend(items);
+                }
+                Ok(target)
+            }
             _ => Ok(target),
         }
     }
 }
+
+/// The key under which a TorchScript record keeps its class name.
+pub const TORCHSCRIPT_CLASS: &str = "__class__";
 
 /// Dict keys compare as their Python values would (strings and ints).
 fn same_key(a: &Value, b: &Value) -> bool {
