@@ -21,6 +21,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("gguf", gguf),
     ("onnx", onnx),
     ("hf_files", hf_files),
+    ("numpy", numpy),
+    ("flax", flax),
+    ("paddle", paddle),
 ];
 
 struct AnyStorage;
@@ -118,6 +121,40 @@ pub fn gguf(data: &[u8]) {
     let Some(f) = temp_input("fuzz.gguf", data) else { return };
     if let Ok(m) = modelconv_gguf::open(&f.path) {
         read_tensors(&m);
+    }
+}
+
+/// NumPy: the .npy header literal, then the file reader (.npy and .npz,
+/// stored and deflated members).
+pub fn numpy(data: &[u8]) {
+    let _ = modelconv_npy::literal(data);
+    for name in ["fuzz.npy", "fuzz.npz"] {
+        let Some(f) = temp_input(name, data) else { return };
+        if let Ok(m) = modelconv_numpy::open(&f.path, Some(modelconv_ir::DType::BF16)) {
+            read_tensors(&m);
+        }
+    }
+}
+
+/// Flax msgpack: the document reader and every array's data.
+pub fn flax(data: &[u8]) {
+    let Some(f) = temp_input("fuzz.msgpack", data) else {
+        return;
+    };
+    if let Ok(m) = modelconv_flax::open(&f.path) {
+        read_tensors(&m);
+    }
+}
+
+/// Paddle .pdparams: the VM, Paddle's names and split parameters.
+pub fn paddle(data: &[u8]) {
+    let Some(f) = temp_input("fuzz.pdparams", data) else {
+        return;
+    };
+    for param in [false, true] {
+        if let Ok(m) = modelconv_pickle::paddle::open(&f.path, param) {
+            read_tensors(&m);
+        }
     }
 }
 
