@@ -101,6 +101,26 @@ def main():
             runs = [measure(cmd, out) for _ in range(args.runs)]
             results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
             os.remove(out)
+        # NumPy: the same tensors saved by np.savez (stored members).
+        npz = os.path.join(WORK, f"model-{args.size_mb}mb.npz")
+        if not os.path.exists(npz):
+            subprocess.run([venv_py, "-c", (
+                "import numpy as np, sys\n"
+                "from safetensors.numpy import load_file\n"
+                "np.savez(sys.argv[2], **load_file(sys.argv[1]))\n"
+            ), src, npz], check=True)
+        with open(npz, "rb") as f:
+            while f.read(64 << 20):
+                pass
+        rows += [
+            ("cp of the np.savez .npz (reference)", ["cp", npz, o("npz.cp")], o("npz.cp")),
+            (".npz (stored) → safetensors", [BIN, "-q", "convert", npz, o("npz.safetensors")], o("npz.safetensors")),
+            (".npz (stored) → safetensors, --no-fsync", [BIN, "-q", "convert", npz, o("npzn.safetensors"), "--no-fsync"], o("npzn.safetensors")),
+        ]
+        for name, cmd, out in rows[-3:]:
+            runs = [measure(cmd, out) for _ in range(args.runs)]
+            results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
+            os.remove(out)
     else:
         print("(no target/interop-venv: run tests/interop/run.sh first for the checkpoint rows)")
     cp_wall = results["cp (reference)"][0]
