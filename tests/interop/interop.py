@@ -947,4 +947,9 @@ def every_command_prints_documents_the_schema_accepts():
     assert set(DOCUMENTS) >= {"inspect", "convert", "ckpt-to-safetensors", "quantize", "diff", "scan", "formats"}
 
 
-sys.exit(finish("interop"))
+status = finish("interop")
+# The scratch folder holds GBs of models by the end; kept only to debug a failure.
+if status == 0:
+    import shutil
+    shutil.rmtree(TMP, ignore_errors=True)
+sys.exit(status)
