@@ -19,6 +19,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_onnx::FORMAT,
     &modelconv_numpy::FORMAT,
     &modelconv_flax::FORMAT,
+    &modelconv_tf::FORMAT,
 ];
 
 /// Zip entry names listed for a probe.
@@ -214,6 +215,9 @@ pub struct OpenArgs {
     /// Paddle: name tensors by their structured names (the default) or their parameter names.
     #[arg(long, value_name = "structured|param")]
     pub names: Option<String>,
+    /// TF checkpoints: drop /.ATTRIBUTES/VARIABLE_VALUE from tensor names.
+    #[arg(long)]
+    pub short_names: bool,
 }
 
 impl OpenArgs {
@@ -230,6 +234,9 @@ impl OpenArgs {
         }
         if let Some(n) = &self.names {
             o.options.set("names", n.clone());
+        }
+        if self.short_names {
+            o.options.set("short-names", "true");
         }
         o
     }

@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("numpy", numpy),
     ("flax", flax),
     ("paddle", paddle),
+    ("tf", tf),
 ];
 
 struct AnyStorage;
@@ -142,6 +143,21 @@ pub fn flax(data: &[u8]) {
         return;
     };
     if let Ok(m) = modelconv_flax::open(&f.path) {
+        read_tensors(&m);
+    }
+}
+
+/// TensorFlow bundles: the LevelDB-format index (blocks, restarts, snappy,
+/// crcs) and the entries, over a data shard of the same bytes.
+pub fn tf(data: &[u8]) {
+    let Some(dir) = tempfile::tempdir().ok() else { return };
+    let prefix = dir.path().join("ckpt");
+    if std::fs::write(prefix.with_extension("index"), data).is_err()
+        || std::fs::write(dir.path().join("ckpt.data-00000-of-00001"), data).is_err()
+    {
+        return;
+    }
+    if let Ok(m) = modelconv_tf::open(&prefix, false) {
         read_tensors(&m);
     }
 }
