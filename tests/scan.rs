@@ -375,3 +375,34 @@ fn standard_input_is_scanned() {
         (Some("-"), Some("dangerous"))
     );
 }
+
+/// Keras models made by Keras 3.15 (fixtures/keras/gen_scan.py): a Lambda
+/// layer (bytecode Keras runs on load, CVE-2024-3660) is dangerous, in a
+/// .keras archive and in an .h5's model_config, naming the layer; a custom
+/// layer class is suspicious; the same model without them passes.
+#[test]
+fn keras_lambda_layers_and_custom_objects() {
+    for (file, verdict, global) in [
+        (
+            "keras/lambda.keras",
+            "dangerous",
+            Some(("keras.layers.Lambda", "double")),
+        ),
+        ("keras/lambda.h5", "dangerous", Some(("keras.layers.Lambda", "double"))),
+        ("keras/custom.keras", "suspicious", Some(("my_pkg", "Scale"))),
+        ("keras/plain.keras", "safe", None),
+        ("keras/plain.h5", "safe", None),
+    ] {
+        let code = if verdict == "safe" { 0 } else { 1 };
+        let r = scan_json(&[p(&fixture(file))], code);
+        assert_eq!(r["verdict"], verdict, "{file}");
+        if let Some((module, name)) = global {
+            let g = &r["files"][0]["streams"][0]["globals"][0];
+            assert_eq!(
+                (g["module"].as_str(), g["name"].as_str()),
+                (Some(module), Some(name)),
+                "{file}"
+            );
+        }
+    }
+}

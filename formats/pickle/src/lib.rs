@@ -7,6 +7,7 @@
 //! refused with its name. Tensors are lazy views of the checkpoint's
 //! storages (zip entries or legacy storage blocks), strided views included.
 
+mod keras;
 mod npy;
 pub mod paddle;
 pub mod scan;

@@ -229,6 +229,7 @@ pub fn scan_bytes(path: &Path, bytes: &[u8]) -> FileReport {
     } else if bytes.get(4..8) == Some(b"TFL3") {
         "TensorFlow Lite (flatbuffer)"
     } else if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        crate::keras::scan_h5(bytes, &mut streams);
         "HDF5"
     } else if is_safetensors(bytes) {
         "safetensors"
@@ -300,11 +301,23 @@ fn scan_zip(bytes: &[u8], out: &mut Vec<Stream>) {
             verdict: Verdict::Suspicious,
         });
     }
+    // A .keras archive: its config.json says which layers Keras builds.
+    let keras = entries
+        .iter()
+        .any(|e| e.name == "metadata.json" || e.name == "model.weights.h5");
     for (i, e) in entries.iter().enumerate() {
         if i % 256 == 0 && modelconv_ir::check_interrupt().is_err() {
             return;
         }
         if !code.is_empty() && is_code(&e.name) {
+            continue;
+        }
+        if keras && e.name == "config.json" {
+            match e.content(bytes, &mut budget) {
+                zipscan::Content::Stored(d) => crate::keras::scan_config(d, &e.name, out),
+                zipscan::Content::Inflated(d) => crate::keras::scan_config(&d, &e.name, out),
+                zipscan::Content::Unreadable(why) => out.push(unreadable(&e.name, why)),
+            }
             continue;
         }
         // The first bytes say whether the member can be a pickle to Python
