@@ -783,6 +783,15 @@ def numpy_files_read_as_np_load_returns_them_and_ours_load_in_numpy():
     one = t("one.npy")
     mc("-q", "convert", t("f4_be.npy"), one)
     same(np.load(one), arrays["f4_be"], "ours .npy")
+    # Header versions 2 and 3 (4-byte header length; 3 allows UTF-8).
+    for version in [(2, 0), (3, 0)]:
+        p = t(f"v{version[0]}.npy")
+        with open(p, "wb") as f:
+            np.lib.format.write_array(f, arrays["fortran"], version=version)
+        out = t(f"v{version[0]}.safetensors")
+        mc("-q", "convert", p, out)
+        with safe_open(out, framework="np") as f:
+            same(f.get_tensor(f"v{version[0]}"), arrays["fortran"], version)
 
 
 def flax_pack(tree, chunk_bytes=2**30):
