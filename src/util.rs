@@ -192,7 +192,8 @@ pub fn write_plan(plan: Box<dyn WritePlan>, inputs: &[PathBuf], quiet: bool) -> 
     inputs.extend(plan.inputs());
     refuse_overwriting_inputs(&inputs, &outputs)?;
     // SAFETY: isatty only looks at the descriptor.
-    if outputs.iter().any(|o| o.as_os_str() == modelconv_ir::STDIO) && unsafe { libc::isatty(1) } == 1 {
+    let stdout_names = [modelconv_ir::STDIO, "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+    if outputs.iter().any(|o| stdout_names.iter().any(|n| o.as_os_str() == *n)) && unsafe { libc::isatty(1) } == 1 {
         bail!("standard output is a terminal; redirect it (`> file`, `| modelconv inspect -`) to write a model there");
     }
     let created = create_parents(&outputs)?;

@@ -111,3 +111,16 @@ fn hostile_msgpack_ends_in_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("needs") && err.contains("params.Dense_0.kernel"), "{err}");
 }
+
+/// A bare pickle is never taken for msgpack: its protocol byte 0x80 is an
+/// empty map to msgpack, and its bytes may hold flax's ndarray pattern.
+#[test]
+fn pickles_are_not_claimed_as_msgpack() {
+    let dir = tempfile::tempdir().unwrap();
+    // protocol 2, an empty dict, a short binbytes holding 0x01 0x93, STOP.
+    let pickle = b"\x80\x02}q\x00(X\x01\x00\x00\x00aC\x02\x01\x93u.";
+    let f = dir.path().join("x.bin");
+    std::fs::write(&f, pickle).unwrap();
+    let j = inspect_json(&f);
+    assert_eq!(j["format"], "pytorch");
+}

@@ -46,7 +46,11 @@ impl Format for Flax {
         &["msgpack", "flax"]
     }
     fn score(&self, probe: &Probe) -> u8 {
-        let map = matches!(probe.head.first(), Some(0x80..=0x8f | 0xde | 0xdf));
+        // A non-empty map whose first key is a string (a pickle's 0x80
+        // protocol byte would be an empty fixmap).
+        let map = matches!(probe.head.first(), Some(0x81..=0x8f))
+            && matches!(probe.head.get(1), Some(0xa0..=0xbf | 0xd9))
+            || matches!(probe.head.first(), Some(0xde | 0xdf));
         // An ndarray ext (type 1) holding a 3-item array: [shape, dtype, bytes].
         let ndarray = probe.head.windows(2).any(|w| w == [0x01, 0x93]);
         match (map, ndarray) {
