@@ -22,6 +22,7 @@ mod model;
 mod output;
 mod tensor;
 pub mod view;
+pub mod wire;
 
 pub use cast::{can_cast, convert, decoded, f8_e4m3_to_f32, f8_e5m2_to_f32, CastSource};
 pub use dtype::{numel, DType, ALL_DTYPES};

@@ -4,6 +4,7 @@
 use crate::proto::{tensor_proto, GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::tensor::{self, dt, Storage};
 use bytes::Bytes;
+use modelconv_ir::wire::varint;
 use modelconv_ir::{DataSource, Error, FileRange, Location, Result, SharedFile, Tensor, TensorInfo};
 use prost::Message;
 use std::collections::HashMap;
@@ -42,20 +43,6 @@ pub struct Initializer {
 /// have: decoding costs about a kilobyte each whatever their size, so a
 /// small file of empty initializers could otherwise take gigabytes.
 pub const MAX_INITIALIZERS: u64 = 1 << 16;
-
-/// A protobuf varint at `*i`, advancing past it.
-fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*i)?;
-        *i += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
 
 /// Calls `f(field, bytes)` for each length-delimited field of a message
 /// (other wire types skipped); stops at the first malformed field (the

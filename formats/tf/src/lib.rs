@@ -21,6 +21,7 @@
 
 mod table;
 
+use modelconv_ir::wire;
 use modelconv_ir::{
     Array, DType, DataSource, Error, FileRange, Format, FormatOption, Location, Metadata, Model, OpenOptions, Probe,
     Result, SharedFile, Stage, Tensor, TensorInfo, Value,
@@ -127,14 +128,14 @@ struct Entry {
 
 fn entry(b: &[u8]) -> std::result::Result<Entry, String> {
     let mut e = Entry::default();
-    for field in table::proto_fields(b)? {
+    for field in wire::fields(b)? {
         match field {
-            (1, table::Wire::Varint(v)) => e.dtype = v,
-            (2, table::Wire::Bytes(shape)) => {
-                for f in table::proto_fields(shape)? {
-                    if let (2, table::Wire::Bytes(dim)) = f {
-                        for d in table::proto_fields(dim)? {
-                            if let (1, table::Wire::Varint(size)) = d {
+            (1, wire::Wire::Varint(v)) => e.dtype = v,
+            (2, wire::Wire::Bytes(shape)) => {
+                for f in wire::fields(shape)? {
+                    if let (2, wire::Wire::Bytes(dim)) = f {
+                        for d in wire::fields(dim)? {
+                            if let (1, wire::Wire::Varint(size)) = d {
                                 let size = size as i64;
                                 e.shape
                                     .push(u64::try_from(size).map_err(|_| format!("dimension {size}"))?);
@@ -143,10 +144,10 @@ fn entry(b: &[u8]) -> std::result::Result<Entry, String> {
                     }
                 }
             }
-            (3, table::Wire::Varint(v)) => e.shard = v,
-            (4, table::Wire::Varint(v)) => e.offset = v,
-            (5, table::Wire::Varint(v)) => e.size = v,
-            (6, table::Wire::Fixed32(v)) => e.crc32c = v,
+            (3, wire::Wire::Varint(v)) => e.shard = v,
+            (4, wire::Wire::Varint(v)) => e.offset = v,
+            (5, wire::Wire::Varint(v)) => e.size = v,
+            (6, wire::Wire::Fixed32(v)) => e.crc32c = v,
             (7, _) => e.sliced = true,
             _ => {}
         }
@@ -233,8 +234,8 @@ pub fn open(path: &Path, short_names: bool) -> Result<Model> {
     let mut skipped = Vec::new();
     for (key, value) in &entries {
         if key.is_empty() {
-            for f in table::proto_fields(value).map_err(|m| Error::malformed(&index, format!("bundle header: {m}")))? {
-                if let (1, table::Wire::Varint(n)) = f {
+            for f in wire::fields(value).map_err(|m| Error::malformed(&index, format!("bundle header: {m}")))? {
+                if let (1, wire::Wire::Varint(n)) = f {
                     header_shards = n;
                 }
             }
