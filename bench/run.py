@@ -46,6 +46,14 @@ def measure(cmd, out):
     return timing.measure(cmd, out, WORK)
 
 
+def time_rows(rows, runs, results):
+    """Runs each (name, cmd, output) `runs` times: median wall, largest RSS."""
+    for name, cmd, out in rows:
+        got = [measure(cmd, out) for _ in range(runs)]
+        results[name] = (statistics.median(r[0] for r in got), max(r[1] for r in got))
+        os.remove(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=1024)
@@ -73,10 +81,7 @@ def main():
         ("safetensors → safetensors (copy)", [BIN, "-q", "convert", src, o("copy.safetensors")], o("copy.safetensors")),
     ]
     results = {}
-    for name, cmd, out in rows:
-        runs = [measure(cmd, out) for _ in range(args.runs)]
-        results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
-        os.remove(out)
+    time_rows(rows, args.runs, results)
     venv_py = os.path.join(ROOT, "target", "interop-venv", "bin", "python")
     ckpt = os.path.join(WORK, f"model-{args.size_mb}mb.pt")
     if os.path.exists(venv_py):
@@ -97,10 +102,7 @@ def main():
             ("torch.save checkpoint → safetensors, --no-fsync", [BIN, "-q", "ckpt-to-safetensors", ckpt, "-o", o("ckn.safetensors"), "--no-fsync"], o("ckn.safetensors")),
             ("Python: torch.load + safetensors save_file", [venv_py, "-c", py, ckpt, o("py.safetensors")], o("py.safetensors")),
         ]
-        for name, cmd, out in rows[-4:]:
-            runs = [measure(cmd, out) for _ in range(args.runs)]
-            results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
-            os.remove(out)
+        time_rows(rows[-4:], args.runs, results)
         # NumPy: the same tensors saved by np.savez (stored members).
         npz = os.path.join(WORK, f"model-{args.size_mb}mb.npz")
         if not os.path.exists(npz):
@@ -117,10 +119,7 @@ def main():
             (".npz (stored) → safetensors", [BIN, "-q", "convert", npz, o("npz.safetensors")], o("npz.safetensors")),
             (".npz (stored) → safetensors, --no-fsync", [BIN, "-q", "convert", npz, o("npzn.safetensors"), "--no-fsync"], o("npzn.safetensors")),
         ]
-        for name, cmd, out in rows[-3:]:
-            runs = [measure(cmd, out) for _ in range(args.runs)]
-            results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
-            os.remove(out)
+        time_rows(rows[-3:], args.runs, results)
     else:
         print("(no target/interop-venv: run tests/interop/run.sh first for the checkpoint rows)")
     cp_wall = results["cp (reference)"][0]
