@@ -20,6 +20,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_numpy::FORMAT,
     &modelconv_flax::FORMAT,
     &modelconv_tf::FORMAT,
+    &modelconv_hdf5::FORMAT,
 ];
 
 /// Zip entry names listed for a probe.
@@ -107,8 +108,6 @@ fn known_other(head: &[u8]) -> Option<&'static str> {
         Some("a legacy GGML/GGMF/GGJT model (llama.cpp before GGUF); llama.cpp's convert_llama_ggml_to_gguf.py turns it into GGUF")
     } else if at(4, b"TFL3") {
         Some("a TensorFlow Lite model (.tflite), which this build does not read")
-    } else if at(0, b"\x89HDF\r\n\x1a\n") {
-        Some("an HDF5 file (Keras .h5), which this build does not read yet")
     } else if at(4, &2u32.to_le_bytes()) && at(64, &0xDEAD_BEEFu32.to_le_bytes()) {
         Some("a Core ML weight blob (an .mlpackage's weight.bin), which this build does not read")
     } else {
@@ -213,7 +212,8 @@ pub struct OpenArgs {
     #[arg(long, value_name = "TYPE")]
     pub dtype_hint: Option<String>,
     /// Paddle: name tensors by their structured names (the default) or their parameter names.
-    #[arg(long, value_name = "structured|param")]
+    /// HDF5: name tensors as Keras does (keras, the default) or by their HDF5 paths (path).
+    #[arg(long, value_name = "structured|param|keras|path")]
     pub names: Option<String>,
     /// TF checkpoints: drop /.ATTRIBUTES/VARIABLE_VALUE from tensor names.
     #[arg(long)]

@@ -433,12 +433,11 @@ fn files_of_formats_we_do_not_read_are_named_not_fed_to_a_reader() {
     coreml.resize(64, 0);
     coreml.extend_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
     coreml.resize(128, 0);
-    let cases: [(&str, &[u8], &str); 5] = [
+    let cases: [(&str, &[u8], &str); 4] = [
         ("weight.bin", &coreml, "Core ML"),
         ("ggml.bin", b"lmgg\x01\x00\x00\x00abcdefgh", "legacy GGML"),
         ("ggjt.bin", b"tjgg\x03\x00\x00\x00abcdefgh", "legacy GGML"),
         ("m.tflite", b"\x1c\x00\x00\x00TFL3\x00\x00\x00\x00", "TensorFlow Lite"),
-        ("m.h5", b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "HDF5"),
     ];
     for (name, bytes, what) in cases {
         let f = dir.path().join(name);

@@ -737,28 +737,37 @@ def scan_calls_what_weights_only_loads_safe():
     assert r["verdict"] == "dangerous", r
 
 
-@check
-def numpy_files_read_as_np_load_returns_them_and_ours_load_in_numpy():
-    """np.save/np.savez/np.savez_compressed: every dtype, both byte orders, Fortran order,
-    0-d and empty; ours read back with np.load."""
-    rng = np.random.default_rng(9)
+def numeric_arrays(rng):
+    """3x5 arrays of every numeric numpy dtype in both byte orders, and a bool array."""
     arrays = {}
     for dt in ["f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"]:
         for order in "<>":
             if dt[1] == "1" and order == ">":
                 continue
-            a = (rng.standard_normal((3, 5)) * 50).astype(np.dtype(order + dt))
-            arrays[f"{dt}_{'le' if order == '<' else 'be'}"] = a
+            arrays[f"{dt}_{'le' if order == '<' else 'be'}"] = (rng.standard_normal((3, 5)) * 50).astype(order + dt)
     arrays["bool"] = rng.standard_normal((2, 7)) > 0
+    return arrays
+
+
+def same_array(got, want, what):
+    """Ours (little-endian, from safetensors or numpy) equals the reference array."""
+    want = np.asarray(want)
+    assert got.dtype == want.dtype.newbyteorder("<"), (what, got.dtype, want.dtype)
+    assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True), what
+
+
+@check
+def numpy_files_read_as_np_load_returns_them_and_ours_load_in_numpy():
+    """np.save/np.savez/np.savez_compressed: every dtype, both byte orders, Fortran order,
+    0-d and empty; ours read back with np.load."""
+    rng = np.random.default_rng(9)
+    arrays = numeric_arrays(rng)
     arrays["fortran"] = np.asfortranarray(rng.standard_normal((4, 3, 2)).astype(np.float32))
     arrays["fortran_be"] = np.asfortranarray(rng.standard_normal((5, 2)).astype(">f8"))
     arrays["scalar"] = np.array(3.5, np.float64)
     arrays["empty"] = np.zeros((0, 3), np.float32)
 
-    def same(got, want, what):
-        assert got.dtype == want.dtype.newbyteorder("<"), (what, got.dtype, want.dtype)
-        assert got.shape == want.shape and np.array_equal(got, want), what
-
+    same = same_array
     for k, a in arrays.items():
         p = t(f"{k}.npy")
         np.save(p, a)
@@ -934,6 +943,129 @@ def torchscript_archives_read_as_their_state_dict():
         assert doc["format"] == "torchscript"
         assert [x["name"] for x in doc["tensors"]] == list(sd), "state_dict()'s order"
         print(f"        {os.path.basename(path)}: {len(sd)} tensors")
+
+
+@check
+def hdf5_files_h5py_writes_read_as_h5py_reads_them():
+    """h5py 3.16: every numeric dtype in both byte orders, bool, 0-d and empty; contiguous, compact,
+    chunked, gzip+shuffle, fletcher32, resizable and never-written (fill value) datasets; the earliest
+    and the latest file format; user blocks of 512 and 8192 bytes. Contiguous datasets are read where
+    h5py says their bytes lie."""
+    import h5py
+    rng = np.random.default_rng(14)
+    arrays = numeric_arrays(rng)
+    arrays["scalar"] = np.array(3.5, np.float64)
+    arrays["empty"] = np.zeros((0, 3), np.float32)
+    big = rng.standard_normal((123, 77)).astype(np.float32)
+    cases = 0
+    for libver in ["earliest", "latest"]:
+        for userblock in [0, 512, 8192]:
+            path = t(f"h5py-{libver}-{userblock}.h5")
+            with h5py.File(path, "w", libver=libver, userblock_size=userblock) as f:
+                for k, a in arrays.items():
+                    f.create_dataset(f"plain/{k}", data=a)
+                f.create_dataset("chunked/gzip_shuffle", data=big, chunks=(16, 10), compression="gzip",
+                                 compression_opts=6, shuffle=True)
+                f.create_dataset("chunked/plain", data=big, chunks=(50, 77))
+                f.create_dataset("chunked/fletcher32", data=big, chunks=(20, 20), fletcher32=True)
+                f.create_dataset("chunked/resizable", data=big[:10], maxshape=(None, 77), chunks=True)
+                f["chunked/resizable"].resize((13, 77))
+                f["chunked/resizable"][10:] = big[10:13]
+                f.create_dataset("unwritten/contiguous", (3, 4), dtype="f4", fillvalue=7)
+                f.create_dataset("unwritten/chunked", (30, 4), dtype="i2", chunks=(8, 4), fillvalue=-3)
+                f["unwritten/chunked"][0:8] = 1
+                space = h5py.h5s.create_simple((4, 6))
+                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                dcpl.set_layout(h5py.h5d.COMPACT)
+                c = h5py.h5d.create(f.id, b"compact", h5py.h5t.IEEE_F32LE, space, dcpl=dcpl)
+                c.write(h5py.h5s.ALL, h5py.h5s.ALL, np.arange(24, dtype=np.float32).reshape(4, 6))
+                f.attrs["note"] = "strings are not tensors"
+                f.create_dataset("text", data=[b"a", b"bc"])
+            with h5py.File(path, "r") as f:
+                want = {}
+                offsets = {}
+                def visit(name, obj):
+                    if isinstance(obj, h5py.Dataset) and obj.dtype.kind not in "SOU":
+                        want[name] = obj[()]
+                        if obj.chunks is None and obj.id.get_storage_size() and obj.id.get_offset() is not None:
+                            offsets[name] = obj.id.get_offset()
+                f.visititems(visit)
+            doc = inspect(path)
+            assert doc["format"] == "hdf5", doc["format"]
+            names = [x["name"] for x in doc["tensors"]]
+            assert sorted(names) == sorted(want), (path, set(names) ^ set(want))
+            for x in doc["tensors"]:
+                if x["name"] in offsets:
+                    assert x["offset"] == offsets[x["name"]], (path, x["name"], x["offset"], offsets[x["name"]])
+            assert "text" in " ".join(doc["notes"]), doc["notes"]
+            out = t(f"h5py-{libver}-{userblock}.safetensors")
+            mc("-q", "convert", path, out)
+            with safe_open(out, framework="np") as f:
+                for k, a in want.items():
+                    same_array(f.get_tensor(k), a, (path, k))
+                    cases += 1
+    print(f"        {cases} datasets in 6 files")
+
+
+KERAS_MODEL = """
+import os, sys, hashlib, json
+os.environ["KERAS_BACKEND"] = "torch"
+import keras, numpy as np
+out = sys.argv[1]
+keras.utils.set_random_seed(5)
+inner = keras.Sequential([keras.layers.Dense(8, name="inner_dense"), keras.layers.LayerNormalization(name="ln")], name="inner")
+x = keras.Input((12, 12, 3))
+y = keras.layers.Conv2D(4, 3, name="conv")(x)
+y = keras.layers.BatchNormalization(name="bn")(y)
+y = keras.layers.GlobalAveragePooling2D()(y)
+y = inner(y)
+y = keras.layers.Dense(5, name="half", dtype="bfloat16")(y)
+m = keras.Model(x, y)
+seq = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(50, 4, name="emb"),
+                        keras.layers.LSTM(3, name="lstm"), keras.layers.Dense(2, name="head")])
+for k, model in [("func", m), ("seq", seq)]:
+    # Weights that are not their initial values (BN statistics, biases).
+    model.set_weights([np.asarray(w) + np.random.default_rng(1).standard_normal(np.shape(w)).astype(np.asarray(w).dtype)
+                       for w in model.get_weights()])
+    model.save(os.path.join(out, k + ".keras"))
+    model.save_weights(os.path.join(out, k + ".weights.h5"))
+    if k == "seq":
+        model.save(os.path.join(out, k + ".h5"))
+    ws = [np.asarray(w) for w in model.get_weights()]
+    json.dump([{"dtype": str(w.dtype), "shape": list(w.shape), "sha256": hashlib.sha256(np.ascontiguousarray(w).tobytes()).hexdigest()}
+               for w in ws], open(os.path.join(out, k + ".json"), "w"))
+"""
+
+
+@check
+def keras_models_read_as_get_weights_returns_them():
+    """Keras 3.15 (torch backend): a functional model (Conv2D, BatchNormalization, a nested Sequential
+    with LayerNormalization, a bfloat16 Dense) and a Sequential (Embedding, LSTM) saved as .keras,
+    .weights.h5 and (the Sequential) legacy .h5: ours, converted to safetensors, are get_weights() in
+    its order, byte for byte."""
+    import hashlib
+    folder = t("keras")
+    os.makedirs(folder, exist_ok=True)
+    code = t("mk_keras.py")
+    with open(code, "w") as f:
+        f.write(KERAS_MODEL)
+    subprocess.run([sys.executable, code, folder], check=True, capture_output=True)
+    for k, exts in [("func", [".keras", ".weights.h5"]), ("seq", [".keras", ".weights.h5", ".h5"])]:
+        want = json.load(open(os.path.join(folder, k + ".json")))
+        for ext in exts:
+            path = os.path.join(folder, k + ext)
+            doc = inspect(path)
+            names = [x["name"] for x in doc["tensors"]]
+            assert len(names) == len(want), (path, names)
+            out = t(k + ext + ".safetensors")
+            mc("-q", "convert", path, out)
+            with safe_open(out, framework="pt") as f:
+                for name, w in zip(names, want):
+                    got = f.get_tensor(name)
+                    assert str(got.dtype).replace("torch.", "") == w["dtype"], (path, name, got.dtype, w)
+                    assert list(got.shape) == w["shape"], (path, name, got.shape, w)
+                    assert hashlib.sha256(raw(got)).hexdigest() == w["sha256"], (path, name)
+            print(f"        {k}{ext}: {len(names)} weights, {names[0]} …")
 
 
 @check

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Interop suite: the real libraries (safetensors, gguf-py, torch, numpy, onnx,
-# onnxruntime, transformers, sentence-transformers) read what modelconv
+# onnxruntime, transformers, sentence-transformers, h5py, keras) read what modelconv
 # writes and write what modelconv reads, and llama.cpp (built from the
 # llama-cpp-python source package) converts, quantizes and runs the same
 # Hugging Face folders. Installs them into a venv under target/ on first use.

@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("flax", flax),
     ("paddle", paddle),
     ("tf", tf),
+    ("hdf5", hdf5),
 ];
 
 struct AnyStorage;
@@ -159,6 +160,19 @@ pub fn tf(data: &[u8]) {
     }
     if let Ok(m) = modelconv_tf::open(&prefix, false) {
         read_tensors(&m);
+    }
+}
+
+/// HDF5: superblocks, object headers, groups, attributes, chunk indexes
+/// and filters, as Keras weights, by path, and every dataset (`--all`).
+pub fn hdf5(data: &[u8]) {
+    let Some(f) = temp_input("fuzz.h5", data) else {
+        return;
+    };
+    for (by_path, all) in [(false, false), (true, true)] {
+        if let Ok(m) = modelconv_hdf5::open(&f.path, by_path, all) {
+            read_tensors(&m);
+        }
     }
 }
 
