@@ -1031,6 +1031,19 @@ for k, model in [("func", m), ("seq", seq)]:
     model.save_weights(os.path.join(out, k + ".weights.h5"))
     if k == "seq":
         model.save(os.path.join(out, k + ".h5"))
+    if k == "seq":
+        # Layer names too long for one object header (64 KiB): Keras splits
+        # the layer_names attribute into layer_names0, layer_names1, ….
+        from keras.src.legacy.saving import legacy_h5_format
+        import h5py
+        wide = keras.Sequential([keras.Input((2,))] + [keras.layers.Dense(1 + i % 2, name=f"d{i:03d}_" + "x" * 120)
+                                                       for i in range(600)])
+        with h5py.File(os.path.join(out, "wide.h5"), "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, wide)
+        with h5py.File(os.path.join(out, "wide.h5"), "r") as f:
+            assert "layer_names" not in f.attrs and "layer_names1" in f.attrs, list(f.attrs)
+        json.dump([{"dtype": str(w.dtype), "shape": list(w.shape), "sha256": hashlib.sha256(np.ascontiguousarray(w).tobytes()).hexdigest()}
+                   for w in map(np.asarray, wide.get_weights())], open(os.path.join(out, "wide.json"), "w"))
     ws = [np.asarray(w) for w in model.get_weights()]
     json.dump([{"dtype": str(w.dtype), "shape": list(w.shape), "sha256": hashlib.sha256(np.ascontiguousarray(w).tobytes()).hexdigest()}
                for w in ws], open(os.path.join(out, k + ".json"), "w"))
@@ -1041,8 +1054,9 @@ for k, model in [("func", m), ("seq", seq)]:
 def keras_models_read_as_get_weights_returns_them():
     """Keras 3.15 (torch backend): a functional model (Conv2D, BatchNormalization, a nested Sequential
     with LayerNormalization, a bfloat16 Dense) and a Sequential (Embedding, LSTM) saved as .keras,
-    .weights.h5 and (the Sequential) legacy .h5: ours, converted to safetensors, are get_weights() in
-    its order, byte for byte."""
+    .weights.h5 and (the Sequential) legacy .h5, and 600 layers whose names Keras splits over
+    layer_names0, layer_names1, …: ours, converted to safetensors, are get_weights() in its order,
+    byte for byte."""
     import hashlib
     folder = t("keras")
     os.makedirs(folder, exist_ok=True)
@@ -1050,7 +1064,7 @@ def keras_models_read_as_get_weights_returns_them():
     with open(code, "w") as f:
         f.write(KERAS_MODEL)
     subprocess.run([sys.executable, code, folder], check=True, capture_output=True)
-    for k, exts in [("func", [".keras", ".weights.h5"]), ("seq", [".keras", ".weights.h5", ".h5"])]:
+    for k, exts in [("func", [".keras", ".weights.h5"]), ("seq", [".keras", ".weights.h5", ".h5"]), ("wide", [".h5"])]:
         want = json.load(open(os.path.join(folder, k + ".json")))
         for ext in exts:
             path = os.path.join(folder, k + ext)

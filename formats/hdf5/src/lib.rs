@@ -108,7 +108,7 @@ fn superblock_in(head: &[u8]) -> Option<usize> {
         .find(|&o| head.get(o..o + 8) == Some(MAGIC))
 }
 
-/// One dataset found: its HDF5 path, the name it gets, and a sort key.
+/// One dataset found: its HDF5 path and the name its tensor gets.
 struct Found {
     path: String,
     name: String,
@@ -167,9 +167,11 @@ pub fn open(path: &Path, by_path: bool, all: bool) -> Result<Model> {
         {
             keras3_names(&mut f, &walk.vars_names, config.as_deref(), by_path);
             keras3 = true;
-            model
-                .notes
-                .push("Keras 3 weights: tensors named <layer>/vars/N as Keras saves them".into());
+            model.notes.push(if by_path {
+                "Keras 3 weights".into()
+            } else {
+                "Keras 3 weights: tensors named <layer>/vars/N as Keras saves them".into()
+            });
         }
         f
     };
