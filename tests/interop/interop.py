@@ -40,6 +40,10 @@ def inspect(path):
     return json.loads(mc("inspect", "--json", path))
 
 
+def inspect_all(path):
+    return json.loads(mc("inspect", "--json", "--all", path))
+
+
 def untyped(v):
     """A typed metadata value ({"type", "value"}) as plain JSON."""
     if v["type"] == "array<array>":
@@ -1023,6 +1027,9 @@ y = keras.layers.Dense(5, name="half", dtype="bfloat16")(y)
 m = keras.Model(x, y)
 seq = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(50, 4, name="emb"),
                         keras.layers.LSTM(3, name="lstm"), keras.layers.Dense(2, name="head")])
+# A compiled, trained model: its optimizer state is saved too (not among get_weights()).
+seq.compile(optimizer="adam", loss="mse")
+seq.fit(np.zeros((4, 6), "int32"), np.zeros((4, 2)), epochs=1, verbose=0)
 for k, model in [("func", m), ("seq", seq)]:
     # Weights that are not their initial values (BN statistics, biases).
     model.set_weights([np.asarray(w) + np.random.default_rng(1).standard_normal(np.shape(w)).astype(np.asarray(w).dtype)
@@ -1080,6 +1087,10 @@ def keras_models_read_as_get_weights_returns_them():
                     assert list(got.shape) == w["shape"], (path, name, got.shape, w)
                     assert hashlib.sha256(raw(got)).hexdigest() == w["sha256"], (path, name)
             print(f"        {k}{ext}: {len(names)} weights, {names[0]} …")
+    # --all: the optimizer's state too, by HDF5 path.
+    every = [x["name"] for x in inspect_all(os.path.join(folder, "seq.keras"))["tensors"]]
+    seq_weights = len(json.load(open(os.path.join(folder, "seq.json"))))
+    assert any(n.startswith("optimizer/vars/") for n in every) and len(every) > seq_weights, every
 
 
 @check

@@ -165,6 +165,16 @@ pub fn open(path: &Path, by_path: bool, all: bool) -> Result<Model> {
         if f.iter()
             .any(|f| f.path.contains("/vars/") || f.path.starts_with("vars/"))
         {
+            // A compiled model's optimizer state is not among its weights
+            // (get_weights()); --all reads it.
+            let before = f.len();
+            f.retain(|f| !f.path.starts_with("optimizer/"));
+            if f.len() < before {
+                model.notes.push(format!(
+                    "optimizer state ({} tensors under optimizer/) left out; --all reads it",
+                    before - f.len()
+                ));
+            }
             keras3_names(&mut f, &walk.vars_names, config.as_deref(), by_path);
             keras3 = true;
             model.notes.push(if by_path {
