@@ -54,6 +54,16 @@ def time_rows(rows, runs, results):
         os.remove(out)
 
 
+def derive(venv_py, src, dst, code):
+    """The same tensors saved by a reference library (once), in the page cache."""
+    if not os.path.exists(dst):
+        subprocess.run([venv_py, "-c", code, src, dst], check=True)
+    with open(dst, "rb") as f:
+        while f.read(64 << 20):
+            pass
+    return dst
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=1024)
@@ -85,15 +95,11 @@ def main():
     venv_py = os.path.join(ROOT, "target", "interop-venv", "bin", "python")
     ckpt = os.path.join(WORK, f"model-{args.size_mb}mb.pt")
     if os.path.exists(venv_py):
-        if not os.path.exists(ckpt):
-            subprocess.run([venv_py, "-c", (
-                "import torch, sys\n"
-                "from safetensors.torch import load_file\n"
-                "torch.save(load_file(sys.argv[1]), sys.argv[2])\n"
-            ), src, ckpt], check=True)
-        with open(ckpt, "rb") as f:
-            while f.read(64 << 20):
-                pass
+        derive(venv_py, src, ckpt, (
+            "import torch, sys\n"
+            "from safetensors.torch import load_file\n"
+            "torch.save(load_file(sys.argv[1]), sys.argv[2])\n"
+        ))
         py = ("import torch, sys\nfrom safetensors.torch import save_file\n"
               "save_file(torch.load(sys.argv[1], weights_only=True), sys.argv[2])\n")
         rows += [
@@ -104,22 +110,37 @@ def main():
         ]
         time_rows(rows[-4:], args.runs, results)
         # NumPy: the same tensors saved by np.savez (stored members).
-        npz = os.path.join(WORK, f"model-{args.size_mb}mb.npz")
-        if not os.path.exists(npz):
-            subprocess.run([venv_py, "-c", (
-                "import numpy as np, sys\n"
-                "from safetensors.numpy import load_file\n"
-                "np.savez(sys.argv[2], **load_file(sys.argv[1]))\n"
-            ), src, npz], check=True)
-        with open(npz, "rb") as f:
-            while f.read(64 << 20):
-                pass
+        npz = derive(venv_py, src, os.path.join(WORK, f"model-{args.size_mb}mb.npz"), (
+            "import numpy as np, sys\n"
+            "from safetensors.numpy import load_file\n"
+            "np.savez(sys.argv[2], **load_file(sys.argv[1]))\n"
+        ))
         rows += [
             ("cp of the np.savez .npz (reference)", ["cp", npz, o("npz.cp")], o("npz.cp")),
             (".npz (stored) → safetensors", [BIN, "-q", "convert", npz, o("npz.safetensors")], o("npz.safetensors")),
             (".npz (stored) → safetensors, --no-fsync", [BIN, "-q", "convert", npz, o("npzn.safetensors"), "--no-fsync"], o("npzn.safetensors")),
         ]
         time_rows(rows[-3:], args.runs, results)
+        # HDF5: the same tensors written by h5py, contiguous (as Keras writes
+        # weights) and chunked with gzip + shuffle.
+        save_h5 = ("import h5py, sys\nfrom safetensors.numpy import load_file\n"
+                   "with h5py.File(sys.argv[2], 'w') as f:\n"
+                   "    for k, v in load_file(sys.argv[1]).items():\n"
+                   "        f.create_dataset(k, data=v%s)\n")
+        h5 = derive(venv_py, src, os.path.join(WORK, f"model-{args.size_mb}mb.h5"), save_h5 % "")
+        gz = derive(venv_py, src, os.path.join(WORK, f"model-{args.size_mb}mb-gzip.h5"),
+                    save_h5 % ", chunks=True, compression='gzip', compression_opts=1, shuffle=True")
+        py_h5 = ("import h5py, sys\nfrom safetensors.numpy import save_file\n"
+                 "with h5py.File(sys.argv[1], 'r') as f:\n"
+                 "    save_file({k: f[k][()] for k in f}, sys.argv[2])\n")
+        rows += [
+            ("cp of the h5py .h5 (reference)", ["cp", h5, o("h5.cp")], o("h5.cp")),
+            (".h5 (contiguous) → safetensors", [BIN, "-q", "convert", h5, o("h5.safetensors")], o("h5.safetensors")),
+            (".h5 (contiguous) → safetensors, --no-fsync", [BIN, "-q", "convert", h5, o("h5n.safetensors"), "--no-fsync"], o("h5n.safetensors")),
+            (".h5 (chunked, gzip 1 + shuffle) → safetensors", [BIN, "-q", "convert", gz, o("gz.safetensors")], o("gz.safetensors")),
+            ("Python: h5py read of the gzip .h5 + save_file", [venv_py, "-c", py_h5, gz, o("pygz.safetensors")], o("pygz.safetensors")),
+        ]
+        time_rows(rows[-5:], args.runs, results)
     else:
         print("(no target/interop-venv: run tests/interop/run.sh first for the checkpoint rows)")
     cp_wall = results["cp (reference)"][0]

@@ -983,12 +983,26 @@ def hdf5_files_h5py_writes_read_as_h5py_reads_them():
                 dcpl.set_layout(h5py.h5d.COMPACT)
                 c = h5py.h5d.create(f.id, b"compact", h5py.h5t.IEEE_F32LE, space, dcpl=dcpl)
                 c.write(h5py.h5s.ALL, h5py.h5s.ALL, np.arange(24, dtype=np.float32).reshape(4, 6))
+                # bfloat16 as an HDF5 float type (8-bit exponent, 7-bit mantissa), and a
+                # float layout that is neither IEEE nor bfloat16 (left out, not guessed at).
+                for name, fields, ebias in [("bf16_float", (15, 7, 8, 0, 7), 127), ("odd_float", (15, 10, 5, 0, 10), 7)]:
+                    ft = h5py.h5t.IEEE_F32LE.copy()
+                    ft.set_fields(*fields)
+                    ft.set_size(2)
+                    ft.set_ebias(ebias)
+                    bits = rng.integers(0, 2**16, (3, 4), dtype=np.uint16) & 0x7f7f  # finite values
+                    ds = h5py.h5d.create(f.id, name.encode(), ft, h5py.h5s.create_simple((3, 4)))
+                    ds.write(h5py.h5s.ALL, h5py.h5s.ALL, bits, mtype=ft)
+                    f.attrs[name + "_bits"] = bits
                 f.attrs["note"] = "strings are not tensors"
                 f.create_dataset("text", data=[b"a", b"bc"])
             with h5py.File(path, "r") as f:
                 want = {}
                 offsets = {}
+                bf16_bits = f.attrs["bf16_float_bits"]
                 def visit(name, obj):
+                    if name in ("bf16_float", "odd_float"):
+                        return
                     if isinstance(obj, h5py.Dataset) and obj.dtype.kind not in "SOU":
                         want[name] = obj[()]
                         if obj.chunks is None and obj.id.get_storage_size() and obj.id.get_offset() is not None:
@@ -997,7 +1011,10 @@ def hdf5_files_h5py_writes_read_as_h5py_reads_them():
             doc = inspect(path)
             assert doc["format"] == "hdf5", doc["format"]
             names = [x["name"] for x in doc["tensors"]]
-            assert sorted(names) == sorted(want), (path, set(names) ^ set(want))
+            assert sorted(names) == sorted([*want, "bf16_float"]), (path, set(names) ^ set(want))
+            bf = [x for x in doc["tensors"] if x["name"] == "bf16_float"][0]
+            assert bf["dtype"] == "BF16", bf
+            assert "odd_float" in " ".join(doc["notes"]), doc["notes"]
             for x in doc["tensors"]:
                 if x["name"] in offsets:
                     assert x["offset"] == offsets[x["name"]], (path, x["name"], x["offset"], offsets[x["name"]])
@@ -1008,6 +1025,9 @@ def hdf5_files_h5py_writes_read_as_h5py_reads_them():
                 for k, a in want.items():
                     same_array(f.get_tensor(k), a, (path, k))
                     cases += 1
+            with safe_open(out, framework="pt") as f:
+                got = f.get_tensor("bf16_float")
+                assert got.dtype == torch.bfloat16 and got.view(torch.uint16).numpy().tolist() == bf16_bits.tolist(), path
     print(f"        {cases} datasets in 6 files")
 
 

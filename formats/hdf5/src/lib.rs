@@ -33,7 +33,7 @@ use modelconv_ir::{
     DType, DataSource, Error, FileRange, Format, FormatOption, Location, Metadata, Model, OpenOptions, Probe, Result,
     SharedFile, Stage, Tensor, TensorInfo, Value,
 };
-use source::{Decoded, Mapped, Stored};
+use source::{Decoded, Slice, Stored};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -126,15 +126,12 @@ pub fn open(path: &Path, by_path: bool, all: bool) -> Result<Model> {
         ..Default::default()
     };
     let (start, len, config) = locate(&file, &mut model)?;
-    if file.mapped().is_none() {
-        return Err(Error::malformed(path, "cannot be mapped (an empty file?)"));
-    }
-    let h5 = Hdf5File::from_owner(
-        Mapped {
+    let h5 = Hdf5File::from_storage_with_options(
+        Arc::new(Slice {
             file: file.clone(),
             start,
             len,
-        },
+        }),
         // Each chunk is decoded once, in order: no cache needed. Whole-dataset
         // reads are only of compact data (at most 64 KiB).
         hdf5_reader::OpenOptions::default()
@@ -142,7 +139,7 @@ pub fn open(path: &Path, by_path: bool, all: bool) -> Result<Model> {
             .with_max_read_bytes(MAX_COMPACT),
     )
     .map_err(|e| bad(path, "", e))?;
-    let base = start as u64 + h5.superblock().base_address;
+    let base = start + h5.superblock().base_address;
     let root = h5.root_group().map_err(|e| bad(path, "/", e))?;
 
     let mut walk = Walk::new(path);
@@ -203,7 +200,7 @@ pub fn open(path: &Path, by_path: bool, all: bool) -> Result<Model> {
 
     let mut left_out = Vec::new();
     for f in found {
-        match tensor(path, &h5, &file, (base, start as u64 + len as u64), &f)? {
+        match tensor(path, &h5, &file, (base, start + len), &f)? {
             Some(t) => model.tensors.push(t),
             None => left_out.push(format!("{} ({})", f.path, describe(f.ds.dtype()))),
         }
@@ -223,12 +220,11 @@ pub fn open(path: &Path, by_path: bool, all: bool) -> Result<Model> {
 /// The HDF5 bytes of the input: the whole file, or the stored
 /// `model.weights.h5` of a `.keras` archive (whose `config.json` is
 /// returned too).
-fn locate(file: &Arc<SharedFile>, model: &mut Model) -> Result<(usize, usize, Option<String>)> {
+fn locate(file: &Arc<SharedFile>, model: &mut Model) -> Result<(u64, u64, Option<String>)> {
     let path = &file.path;
     let mut magic = [0u8; 4];
     if file.len < 4 || file.read_exact_at(0, &mut magic).is_err() || &magic != b"PK\x03\x04" {
-        let len = usize::try_from(file.len).map_err(|_| Error::limit(path, "larger than the address space"))?;
-        return Ok((0, len, None));
+        return Ok((0, file.len, None));
     }
     let mut zip = zip::ZipArchive::new(&file.file).map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
     let config = match zip.by_name(KERAS_CONFIG) {
@@ -269,11 +265,10 @@ fn locate(file: &Arc<SharedFile>, model: &mut Model) -> Result<(usize, usize, Op
             format!("{KERAS_WEIGHTS}: {size} bytes at {start} run past the end of the archive"),
         ));
     }
-    let conv = |v: u64| usize::try_from(v).map_err(|_| Error::limit(path, "larger than the address space"));
     model
         .notes
         .push(format!("{KERAS_WEIGHTS} at byte {start} of the archive"));
-    Ok((conv(start)?, conv(size)?, config))
+    Ok((start, size, config))
 }
 
 /// A reader error, naming the file and the object.
@@ -597,15 +592,7 @@ fn snake_case(s: &str) -> String {
 fn dtype_of(dt: &Datatype, ds: &Dataset) -> Option<(DType, bool)> {
     let big = |o: &ByteOrder| matches!(o, ByteOrder::BigEndian);
     Some(match dt {
-        Datatype::FloatingPoint { size, byte_order } => (
-            match size {
-                2 => DType::F16,
-                4 => DType::F32,
-                8 => DType::F64,
-                _ => return None,
-            },
-            big(byte_order),
-        ),
+        Datatype::FloatingPoint { size, byte_order } => (float_type(ds, *size)?, big(byte_order)),
         Datatype::FixedPoint {
             size,
             signed,
@@ -645,8 +632,33 @@ fn dtype_of(dt: &Datatype, ds: &Dataset) -> Option<(DType, bool)> {
     })
 }
 
+/// The IR type of an HDF5 float, from its bit layout (the parsed type
+/// keeps only the size): IEEE half, single and double, and bfloat16
+/// (8-bit exponent, 7-bit mantissa). Any other layout is not guessed at.
+fn float_type(ds: &Dataset, size: u8) -> Option<DType> {
+    let raw = ds.raw_datatype().ok()?;
+    // Properties after the 8-byte type header: bit offset, precision,
+    // exponent location and size, mantissa location and size, bias.
+    let p = raw.get(8..20)?;
+    let offset = u16::from_le_bytes([p[0], p[1]]);
+    let precision = u16::from_le_bytes([p[2], p[3]]);
+    let (exp, mant) = (p[5], p[7]);
+    let bias = u32::from_le_bytes([p[8], p[9], p[10], p[11]]);
+    if offset != 0 || u32::from(precision) != u32::from(size) * 8 {
+        return None;
+    }
+    Some(match (size, exp, mant, bias) {
+        (2, 5, 10, 15) => DType::F16,
+        (2, 8, 7, 127) => DType::BF16,
+        (4, 8, 23, 127) => DType::F32,
+        (8, 11, 52, 1023) => DType::F64,
+        _ => return None,
+    })
+}
+
 fn describe(dt: &Datatype) -> String {
     match dt {
+        Datatype::FloatingPoint { size, .. } => format!("a {size}-byte float of a layout other than IEEE or bfloat16"),
         Datatype::String { .. } | Datatype::VarLen { .. } => "strings".into(),
         Datatype::Compound { .. } => "a compound type".into(),
         Datatype::Opaque { size, tag } => format!("opaque {size}-byte '{tag}'"),

@@ -3,26 +3,43 @@
 //! placed) into a temporary file the first time they are read, one chunk
 //! in memory at a time.
 
+use hdf5_reader::storage::{Storage, StorageBuffer};
 use hdf5_reader::Dataset;
 use modelconv_ir::{DataSource, Error, Result, SharedFile};
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 /// The bytes of the input the HDF5 reader sees: the whole file, or a stored
-/// `model.weights.h5` inside a `.keras` archive. Mapped, never copied.
-pub(crate) struct Mapped {
+/// `model.weights.h5` inside a `.keras` archive. Read with `pread` where
+/// the reader asks (headers, B-tree nodes, one chunk at a time), never
+/// mapped: a mapping's touched pages would count against the process
+/// however large the file.
+pub(crate) struct Slice {
     pub file: Arc<SharedFile>,
-    pub start: usize,
-    pub len: usize,
+    pub start: u64,
+    pub len: u64,
 }
 
-impl AsRef<[u8]> for Mapped {
-    fn as_ref(&self) -> &[u8] {
-        // Bounds were checked when the archive member was found.
+impl Storage for Slice {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_range(&self, offset: u64, len: usize) -> hdf5_reader::error::Result<StorageBuffer> {
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(hdf5_reader::error::Error::UnexpectedEof {
+                offset,
+                needed: len as u64,
+                available: self.len.saturating_sub(offset),
+            });
+        }
+        let mut buf = vec![0u8; len];
         self.file
-            .mapped()
-            .and_then(|m| m.get(self.start..self.start.saturating_add(self.len)))
-            .unwrap_or(&[])
+            .file
+            .read_exact_at(&mut buf, self.start + offset)
+            .map_err(hdf5_reader::error::Error::Io)?;
+        Ok(StorageBuffer::from_vec(buf))
     }
 }
 
