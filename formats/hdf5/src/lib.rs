@@ -483,26 +483,7 @@ fn keras3_names(found: &mut [Found], vars_names: &HashMap<String, String>, confi
     let from_config: HashMap<&str, &str> = order.iter().map(|(d, n)| (d.as_str(), n.as_str())).collect();
     if !by_path {
         for f in found.iter_mut() {
-            let parts: Vec<&str> = f.path.split('/').collect();
-            let mut out: Vec<&str> = Vec::with_capacity(parts.len());
-            let mut i = 0;
-            while i < parts.len() {
-                if parts[i] == "layers" && i + 2 < parts.len() {
-                    let dir = parts[i + 1];
-                    let vars = format!("{}/vars", parts[..i + 2].join("/"));
-                    let name = vars_names
-                        .get(&vars)
-                        .map(String::as_str)
-                        .or_else(|| (i == 0).then(|| from_config.get(dir).copied()).flatten())
-                        .unwrap_or(dir);
-                    out.push(name);
-                    i += 2;
-                } else {
-                    out.push(parts[i]);
-                    i += 1;
-                }
-            }
-            f.name = out.join("/");
+            f.name = keras3_name(&f.path, vars_names, &from_config);
         }
     }
     if !order.is_empty() {
@@ -513,6 +494,30 @@ fn keras3_names(found: &mut [Found], vars_names: &HashMap<String, String>, confi
         };
         found.sort_by_key(key);
     }
+}
+
+/// One dataset's Keras 3 name (see [`keras3_names`]).
+fn keras3_name(path: &str, vars_names: &HashMap<String, String>, from_config: &HashMap<&str, &str>) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    let mut out: Vec<&str> = Vec::with_capacity(parts.len());
+    let mut i = 0;
+    while i < parts.len() {
+        if parts[i] == "layers" && i + 2 < parts.len() {
+            let dir = parts[i + 1];
+            let vars = format!("{}/vars", parts[..i + 2].join("/"));
+            let name = vars_names
+                .get(&vars)
+                .map(String::as_str)
+                .or_else(|| (i == 0).then(|| from_config.get(dir).copied()).flatten())
+                .unwrap_or(dir);
+            out.push(name);
+            i += 2;
+        } else {
+            out.push(parts[i]);
+            i += 1;
+        }
+    }
+    out.join("/")
 }
 
 /// Keras 3 writes each variable's data as it walks the model, in
@@ -793,6 +798,28 @@ mod tests {
             ("GRUCell", "gru_cell"),
         ] {
             assert_eq!(snake_case(class), dir, "{class}");
+        }
+    }
+
+    #[test]
+    fn keras3_names_from_the_file_else_the_config() {
+        let vars: HashMap<String, String> = [
+            ("layers/sequential/vars".to_string(), "inner".to_string()),
+            ("layers/sequential/layers/dense/vars".into(), "inner_dense".into()),
+        ]
+        .into();
+        let config: HashMap<&str, &str> = [("conv2d", "conv"), ("sequential", "ignored")].into();
+        for (path, name) in [
+            ("layers/sequential/layers/dense/vars/0", "inner/inner_dense/vars/0"),
+            // Older Keras 3 files have no `name` attributes: the config's.
+            ("layers/conv2d/vars/1", "conv/vars/1"),
+            // Neither: the folder; nested layers are not in the top-level config.
+            ("layers/dense_2/vars/0", "dense_2/vars/0"),
+            ("layers/lstm/cell/vars/2", "lstm/cell/vars/2"),
+            ("vars/0", "vars/0"),
+            ("optimizer/vars/3", "optimizer/vars/3"),
+        ] {
+            assert_eq!(keras3_name(path, &vars, &config), name, "{path}");
         }
     }
 
