@@ -11,16 +11,20 @@
 //! - **Keras 3** (`.weights.h5`, and the `.keras` zip's `model.weights.h5`
 //!   beside `config.json`): `layers/<path>/vars/N`. Tensors are named
 //!   `<layer name>/vars/N`, the layer's name taken from its `vars` group's
-//!   `name` attribute, else from the config; layers in the config's order.
+//!   `name` attribute, else from the config; in the order Keras wrote them,
+//!   which is `get_weights()`'s (else the config's). A compiled model's
+//!   `optimizer/` state is left out, said so.
 //! - **Anything else** h5py wrote: every numeric dataset, by its path.
 //!
 //! `--names path` names every tensor by its HDF5 path; `--all` reads every
-//! dataset of the file (optimizer weights too), by path.
+//! dataset of the file (optimizer state too), by path.
 //!
+//! The file is read with `pread` where the parser asks, never mapped.
 //! Contiguous datasets are ranges of the file (of the archive, for a
 //! `.keras` whose member is stored). Chunked ones (gzip, shuffle, …) are
-//! decoded once into a temporary file when first read. Keras's bfloat16 is
-//! an opaque 2-byte type with a `dtype` attribute `bfloat16`.
+//! decoded once into a temporary file when first read. Floats are typed by
+//! their bit layout (IEEE half, single, double, and bfloat16); Keras's
+//! bfloat16 is an opaque 2-byte type with a `dtype` attribute `bfloat16`.
 
 mod source;
 
