@@ -408,15 +408,10 @@ impl<'a> Walk<'a> {
                 self.vars_names.insert(gpath.to_string(), n);
             }
         }
+        // Keras 3's layer folders are named by class, so this is not the
+        // model's order; `keras3_order` restores it.
         datasets.sort_by(|a, b| natural(a.name(), b.name()));
-        if gpath == "layers" || gpath.ends_with("/layers") {
-            // Keras 3 names layer folders by class (`dense`, `dense_1`,
-            // `batch_normalization`): the order they were written in, which
-            // libhdf5 allocates upwards, is the model's.
-            groups.sort_by_key(|g| g.address());
-        } else {
-            groups.sort_by(|a, b| natural(a.name(), b.name()));
-        }
+        groups.sort_by(|a, b| natural(a.name(), b.name()));
         for ds in datasets {
             if !self.visited.insert(ds.address()) {
                 continue;
