@@ -12,6 +12,7 @@ fn ir_dtype(numpy: &str) -> &'static str {
         "float16" => "F16",
         "bfloat16" => "BF16",
         "int32" => "I32",
+        "int64" => "I64",
         other => panic!("unexpected {other}"),
     }
 }
@@ -51,6 +52,29 @@ fn fixtures_read_as_msgpack_restore_returns_them() {
         assert_eq!(model.tensors.len(), want_arrays, "{file}");
     }
     assert_eq!(arrays, 10);
+}
+
+/// flax 0.12.8 writing with a 64-byte chunk size (fixtures/flax/chunked.py):
+/// the `__msgpack_chunked_array__` maps read joined, as msgpack_restore
+/// (flax's own, chunked.json) returns them. (Written back byte for byte:
+/// the flax crate's unit test.)
+#[test]
+fn chunked_arrays_read_as_flax_restores_them() {
+    let want: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("flax/chunked.json")).unwrap()).unwrap();
+    let model = modelconv_flax::open(&fixture("flax/chunked.msgpack")).unwrap();
+    assert_eq!(model.tensors.len(), want.as_object().unwrap().len());
+    for t in &model.tensors {
+        let w = &want[&t.info.name];
+        assert_eq!(
+            t.info.dtype.name(),
+            ir_dtype(w["dtype"].as_str().unwrap()),
+            "{}",
+            t.info.name
+        );
+        assert_eq!(serde_json::json!(t.info.shape), w["shape"], "{}", t.info.name);
+        assert_eq!(sha256_hex(&t.read_all().unwrap()), w["sha256"], "{}", t.info.name);
+    }
 }
 
 #[test]

@@ -415,7 +415,14 @@ fn ndarray_head(code: i8, shape: &[u64], dtype: &str, n: u64) -> Vec<u8> {
     out
 }
 
-fn emit(node: &[(String, Node)], tensors: &[Tensor], scalars: &[&str], out: &mut Vec<Piece>) -> Result<()> {
+/// The pieces of one map of the tree; arrays over `max_chunk` bytes chunked.
+fn emit(
+    node: &[(String, Node)],
+    tensors: &[Tensor],
+    scalars: &[&str],
+    max_chunk: u64,
+    out: &mut Vec<Piece>,
+) -> Result<()> {
     let mut head = Vec::new();
     enc::map_header(&mut head, node.len());
     push_bytes(out, head);
@@ -424,12 +431,12 @@ fn emit(node: &[(String, Node)], tensors: &[Tensor], scalars: &[&str], out: &mut
         enc::str(&mut key, k);
         push_bytes(out, key);
         match v {
-            Node::Map(sub) => emit(sub, tensors, scalars, out)?,
+            Node::Map(sub) => emit(sub, tensors, scalars, max_chunk, out)?,
             Node::Leaf(i) => {
                 let t = &tensors[*i];
                 let dt = dtype_name(t.info.dtype).ok_or_else(|| Error::invalid(format!("{}", t.info.dtype)))?;
-                if t.info.byte_len > MAX_CHUNK_SIZE {
-                    chunked(t, dt, out)?;
+                if t.info.byte_len > max_chunk {
+                    chunked(t, dt, max_chunk, out)?;
                 } else {
                     let scalar = t.info.shape.is_empty() && scalars.contains(&t.info.name.as_str());
                     let code = if scalar { 3 } else { 1 };
@@ -442,10 +449,11 @@ fn emit(node: &[(String, Node)], tensors: &[Tensor], scalars: &[&str], out: &mut
     Ok(())
 }
 
-/// flax's `_chunk`: the flattened array in chunks of 2^30 bytes' worth of elements.
-fn chunked(t: &Tensor, dt: &str, out: &mut Vec<Piece>) -> Result<()> {
+/// flax's `_chunk`: the flattened array in chunks of `max_chunk` (2^30)
+/// bytes' worth of elements.
+fn chunked(t: &Tensor, dt: &str, max_chunk: u64, out: &mut Vec<Piece>) -> Result<()> {
     let es = t.info.dtype.type_size();
-    let per = (MAX_CHUNK_SIZE / es).max(1);
+    let per = (max_chunk / es).max(1);
     let numel = t.info.numel();
     let mut h = Vec::new();
     enc::map_header(&mut h, 3);
@@ -500,25 +508,31 @@ impl Writer for FlaxWriter {
             |d| dtype_name(d).is_some(),
             |_| "convert with --dtype F32, F16 or BF16, or leave them out with --exclude".into(),
         )?;
-        let mut root = Vec::new();
-        for (i, t) in model.tensors.iter().enumerate() {
-            let parts: Vec<&str> = t.info.name.split('.').collect();
-            insert(&mut root, &parts, i, &t.info.name)?;
-        }
-        let scalars: Vec<String> = match model.metadata.get(SCALARS_KEY) {
-            Some(Value::Array(Array::String(s))) => s.iter().map(str::to_string).collect(),
-            _ => Vec::new(),
-        };
-        let scalars: Vec<&str> = scalars.iter().map(String::as_str).collect();
-        let mut pieces = Vec::new();
-        emit(&root, &model.tensors, &scalars, &mut pieces)?;
         Ok(Box::new(Plan {
             dest: dest.to_path_buf(),
-            pieces,
+            pieces: pieces(model, MAX_CHUNK_SIZE)?,
             opts: opts.clone(),
             data_bytes: model.data_bytes(),
         }))
     }
+}
+
+/// The file as pieces: the tree of dotted names, arrays over `max_chunk`
+/// bytes chunked as flax chunks them.
+fn pieces(model: &Model, max_chunk: u64) -> Result<Vec<Piece>> {
+    let mut root = Vec::new();
+    for (i, t) in model.tensors.iter().enumerate() {
+        let parts: Vec<&str> = t.info.name.split('.').collect();
+        insert(&mut root, &parts, i, &t.info.name)?;
+    }
+    let scalars: Vec<String> = match model.metadata.get(SCALARS_KEY) {
+        Some(Value::Array(Array::String(s))) => s.iter().map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let scalars: Vec<&str> = scalars.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    emit(&root, &model.tensors, &scalars, max_chunk, &mut out)?;
+    Ok(out)
 }
 
 struct Plan {
@@ -548,5 +562,38 @@ impl WritePlan for Plan {
             }
         }
         out.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// flax 0.12.8 with its chunk size set to 64 bytes wrote
+    /// fixtures/flax/chunked.msgpack (chunked.py): read, then written with
+    /// the same chunk size, it is the same file byte for byte, so the
+    /// chunking is flax's (which applies it at 2^30 bytes).
+    #[test]
+    fn chunked_arrays_are_written_as_flax_writes_them() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/flax/chunked.msgpack");
+        let want = std::fs::read(&path).unwrap();
+        let model = open(&path).unwrap();
+        let mut got = Vec::new();
+        for p in pieces(&model, 64).unwrap() {
+            match p {
+                Piece::Bytes(b) => got.extend_from_slice(&b),
+                Piece::Data(d) => {
+                    let mut buf = vec![0u8; d.len() as usize];
+                    d.read_at(0, &mut buf).unwrap();
+                    got.extend_from_slice(&buf);
+                }
+            }
+        }
+        assert_eq!(got, want);
+        // At flax's own size nothing here is chunked, and the file differs.
+        assert_ne!(
+            pieces(&model, MAX_CHUNK_SIZE).unwrap().len(),
+            pieces(&model, 64).unwrap().len()
+        );
     }
 }
