@@ -294,16 +294,22 @@ pub fn dtype_from_descr(descr: &str, hint: Option<DType>) -> Result<(DType, bool
         ('u', 4) => DType::U32,
         ('u', 8) => DType::U64,
         ('b', 1) => DType::Bool,
-        ('V', n) if !void_types(n).is_empty() => match hint {
+        // ml_dtypes 0.6 saves float8_e5m2 as `<f1`, a type numpy itself
+        // has not (np.load refuses it): a 1-byte float, like `|V1`.
+        ('V', n) | ('f', n @ 1) if !void_types(n).is_empty() => match hint {
             Some(h) if void_types(n).contains(&h) => h,
             Some(h) => return Err(format!("'{descr}' holds {n}-byte elements; --dtype-hint {h} does not fit")),
             None => {
                 let names: Vec<&str> = void_types(n).iter().map(|d| d.name()).collect();
-                return Err(format!(
-                    "'{descr}' is opaque {n}-byte data: ml_dtypes' {} arrays lose their type name in .npy; say which with --dtype-hint {}",
-                    if n == 2 { "bfloat16" } else { "float8" },
-                    names.join("|")
-                ));
+                let what = if kind == 'f' {
+                    "a 1-byte float numpy has no type for (ml_dtypes saves float8_e5m2 so)".to_string()
+                } else {
+                    format!(
+                        "opaque {n}-byte data: ml_dtypes' {} arrays lose their type name in .npy",
+                        if n == 2 { "bfloat16" } else { "float8" }
+                    )
+                };
+                return Err(format!("'{descr}' is {what}; say which with --dtype-hint {}", names.join("|")));
             }
         },
         ('O', _) => {

@@ -5,7 +5,8 @@
 //! reads them: headers of versions 1 to 3, every numeric dtype in either
 //! byte order, C and Fortran order, stored and deflated members. ml_dtypes'
 //! bfloat16 and float8 arrays lose their type name in `.npy` (`|V2`,
-//! `|V1`): `--dtype-hint` says which they are. Object arrays are pickles:
+//! `|V1`; ml_dtypes 0.6 writes float8_e5m2 as `<f1`, which numpy cannot
+//! load back): `--dtype-hint` says which they are. Object arrays are pickles:
 //! refused here, reported by `scan`.
 //!
 //! Written: `.npy` (one tensor, named by the file) and `.npz` (stored
