@@ -1028,7 +1028,23 @@ def hdf5_files_h5py_writes_read_as_h5py_reads_them():
             with safe_open(out, framework="pt") as f:
                 got = f.get_tensor("bf16_float")
                 assert got.dtype == torch.bfloat16 and got.view(torch.uint16).numpy().tolist() == bf16_bits.tolist(), path
-    print(f"        {cases} datasets in 6 files")
+    # 4-byte file offsets and lengths (HDF5 allows 2, 4 or 8): an unwritten
+    # dataset's undefined address is then 0xffffffff.
+    small = t("h5py-offsets4.h5")
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_sizes(4, 4)
+    with h5py.File(h5py.h5f.create(small.encode(), h5py.h5f.ACC_TRUNC, fcpl=fcpl)) as f:
+        f.create_dataset("w", data=big[:7])
+        f.create_dataset("unwritten", (2, 3), dtype="f4", fillvalue=2.5)
+        f.create_dataset("gz", data=big[:9], chunks=(4, 77), compression="gzip", shuffle=True)
+    out = t("h5py-offsets4.safetensors")
+    mc("-q", "convert", small, out)
+    with h5py.File(small, "r") as f, safe_open(out, framework="np") as g:
+        assert sorted(g.keys()) == ["gz", "unwritten", "w"], list(g.keys())
+        for k in g.keys():
+            same_array(g.get_tensor(k), f[k][()], (small, k))
+            cases += 1
+    print(f"        {cases} datasets in 7 files")
 
 
 KERAS_MODEL = """

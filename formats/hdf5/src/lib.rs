@@ -715,7 +715,10 @@ fn tensor(path: &Path, h5: &Hdf5File, file: &Arc<SharedFile>, span: (u64, u64), 
     }
     let mut location = None;
     let data: Arc<dyn DataSource> = match contiguous {
-        Some((address, size)) if address != u64::MAX && len > 0 => {
+        // An undefined address (all ones, at the file's offset size): never written.
+        Some((address, size))
+            if !hdf5_reader::io::Cursor::is_undefined_offset(address, h5.superblock().offset_size) && len > 0 =>
+        {
             if size < len {
                 return Err(Error::malformed(
                     path,
