@@ -6,9 +6,7 @@
 
 mod common;
 use common::*;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ir(dtype: &str) -> &'static str {
     match dtype {
@@ -109,40 +107,6 @@ fn h5py_chunks_and_links() {
     let m = modelconv_hdf5::open(&fixture("hdf5/links.h5"), false, false).unwrap();
     let got: Vec<&str> = m.tensors.iter().map(|t| t.info.name.as_str()).collect();
     assert_eq!(got, ["again"]);
-}
-
-/// Runs modelconv under a 1 GiB address-space limit, killed after `limit`.
-fn run_limited(args: &[&str], limit: Duration) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelconv"));
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 1 << 30,
-                rlim_max: 1 << 30,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            return (s.code(), err);
-        }
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return (None, String::new());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

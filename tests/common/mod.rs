@@ -68,6 +68,39 @@ pub fn run_bounded(args: &[&str], limit: Duration) -> Option<i32> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    wait_bounded(&mut child, limit)
+}
+
+/// [`run_bounded`] under a 1 GiB address-space limit (so that an input
+/// that makes it allocate without bound fails instead), with its stderr.
+pub fn run_limited(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelconv"));
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let code = wait_bounded(&mut child, limit);
+    let mut err = String::new();
+    if code.is_some() {
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    }
+    (code, err)
+}
+
+/// The child's exit code, or `None` once it has run past `limit` (killed).
+fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -186,11 +186,9 @@ pub fn open(path: &Path, by_path: bool, all: bool) -> Result<Model> {
         }
         f
     };
+    let model_weights = root.group("model_weights").ok();
     for key in ["keras_version", "backend", "model_config", "training_config"] {
-        for g in [Some(&root), root.group("model_weights").ok().as_ref()]
-            .into_iter()
-            .flatten()
-        {
+        for g in [Some(&root), model_weights.as_ref()].into_iter().flatten() {
             if let Some(v) = attr_text(g, key) {
                 if model.metadata.get(&format!("keras.{key}")).is_none() {
                     model.metadata.set(format!("keras.{key}"), Value::String(v));
