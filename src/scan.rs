@@ -3,9 +3,9 @@
 
 use crate::{report, util, EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
 use anyhow::Result;
-use modelconv_pickle::scan::{files, scan_bytes, FileReport, Verdict};
+use modelconv_pickle::scan::{scan_bytes, FileReport, Verdict};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,18 +33,15 @@ pub fn run(args: Args) -> Result<u8> {
     for p in &args.paths {
         if let (Some(input), true) = (&stdin, p.as_os_str() == modelconv_ir::STDIO) {
             list.push(input.path.clone());
-        } else if let Err(e) = files(p, args.recursive, &mut list, &mut skipped) {
-            unreadable.push(format!("{}: {e}", p.display()));
+        } else {
+            walk(p, args.recursive, &mut list, &mut skipped, &mut unreadable);
         }
     }
     let mut reports: Vec<FileReport> = Vec::new();
     for f in &list {
         modelconv_ir::check_interrupt()?;
-        // Mapped, not read: a multi-GB shard costs address space, and only
-        // the pages the scanner looks at are read.
-        match modelconv_ir::SharedFile::open(f) {
-            Ok(file) => {
-                let mut r = scan_bytes(f, file.mapped().unwrap_or_default());
+        match scan_file(f) {
+            Ok(mut r) => {
                 if stdin.as_ref().is_some_and(|i| &i.path == f) {
                     r.path = modelconv_ir::STDIO.into();
                 }
@@ -54,33 +51,20 @@ pub fn run(args: Args) -> Result<u8> {
         }
     }
     let worst = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Safe);
+    // A file not read is not safe: with one, the run's verdict says so.
+    let verdict = if unreadable.is_empty() {
+        worst.name()
+    } else {
+        UNREADABLE
+    };
     if args.json {
-        let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
-        report::emit(
-            "scan",
-            &ScanDoc {
-                files: reports.iter().map(ScanFile::of).collect(),
-                unreadable: unreadable.clone(),
-                skipped: skipped
-                    .iter()
-                    .map(|(p, why)| Skipped {
-                        path: report::path_text(p),
-                        why: why.to_string(),
-                    })
-                    .collect(),
-                summary: Summary {
-                    files: reports.len(),
-                    safe: count(Verdict::Safe),
-                    suspicious: count(Verdict::Suspicious),
-                    dangerous: count(Verdict::Dangerous),
-                    unreadable: unreadable.len(),
-                },
-                verdict: worst.name(),
-            },
-        );
+        report::emit("scan", &ScanDoc::new(&reports, &unreadable, &skipped, verdict));
     } else {
         for r in &reports {
             print_report(r);
+        }
+        for u in &unreadable {
+            println!("{UNREADABLE:<10} {}", util::printable(u));
         }
         for (p, why) in &skipped {
             eprintln!("skipped {}: {why}", util::shown(p));
@@ -98,6 +82,65 @@ pub fn run(args: Args) -> Result<u8> {
     })
 }
 
+/// The verdict of a file that could not be read (and of a run with one).
+const UNREADABLE: &str = "unreadable";
+
+/// Scans one file through a read-only mapping: a multi-GB shard costs
+/// address space, and only the pages the scanner looks at are read. A file
+/// the system will not map is an error, never an empty (safe) file.
+fn scan_file(path: &Path) -> modelconv_ir::Result<FileReport> {
+    let file = modelconv_ir::SharedFile::open(path)?;
+    Ok(scan_bytes(path, file.mapped()?))
+}
+
+/// The files `path` names: itself, or a folder's files (everything below
+/// it with `recursive`). What is left out is listed in `skipped` with why
+/// (symbolic links to folders are not followed, so a link cannot loop or
+/// leave the tree; devices, FIFOs and sockets are never read); what cannot
+/// be looked at is `unreadable`, which fails the run.
+fn walk(
+    path: &Path,
+    recursive: bool,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<(PathBuf, &'static str)>,
+    unreadable: &mut Vec<String>,
+) {
+    let entries = match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_dir() => return out.push(path.to_path_buf()),
+        Ok(_) => std::fs::read_dir(path).and_then(|d| d.map(|e| e.map(|e| e.path())).collect()),
+        Err(e) => Err(e),
+    };
+    let mut entries: Vec<PathBuf> = match entries {
+        Ok(v) => v,
+        Err(e) => return unreadable.push(format!("{}: {e}", path.display())),
+    };
+    entries.sort();
+    for p in entries {
+        let m = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", p.display()));
+                continue;
+            }
+        };
+        if m.is_dir() {
+            if recursive {
+                walk(&p, true, out, skipped, unreadable);
+            } else {
+                skipped.push((p, "a folder (use -r)"));
+            }
+        } else if m.is_file() || (m.file_type().is_symlink() && p.is_file()) {
+            out.push(p);
+        } else if m.file_type().is_symlink() && p.is_dir() {
+            skipped.push((p, "a symbolic link to a folder (not followed)"));
+        } else if m.file_type().is_symlink() {
+            skipped.push((p, "a symbolic link to no regular file"));
+        } else {
+            skipped.push((p, "not a regular file (device, FIFO or socket)"));
+        }
+    }
+}
+
 /// `scan --json` (docs/json.md).
 #[derive(Serialize)]
 struct ScanDoc {
@@ -105,8 +148,39 @@ struct ScanDoc {
     unreadable: Vec<String>,
     skipped: Vec<Skipped>,
     summary: Summary,
-    /// The worst verdict of any file.
+    /// The worst verdict of any file, or `unreadable` when a file could
+    /// not be read.
     verdict: &'static str,
+}
+
+impl ScanDoc {
+    fn new(
+        reports: &[FileReport],
+        unreadable: &[String],
+        skipped: &[(PathBuf, &'static str)],
+        verdict: &'static str,
+    ) -> ScanDoc {
+        let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+        ScanDoc {
+            files: reports.iter().map(ScanFile::of).collect(),
+            unreadable: unreadable.to_vec(),
+            skipped: skipped
+                .iter()
+                .map(|(p, why)| Skipped {
+                    path: report::path_text(p),
+                    why: why.to_string(),
+                })
+                .collect(),
+            summary: Summary {
+                files: reports.len(),
+                safe: count(Verdict::Safe),
+                suspicious: count(Verdict::Suspicious),
+                dangerous: count(Verdict::Dangerous),
+                unreadable: unreadable.len(),
+            },
+            verdict,
+        }
+    }
 }
 
 #[derive(Serialize)]

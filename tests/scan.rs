@@ -406,3 +406,51 @@ fn keras_lambda_layers_and_custom_objects() {
         }
     }
 }
+
+/// A pickle that runs `os.system` and then carries ~600 MB of bytes: the
+/// file is sparse, so it costs no disk, but it cannot be mapped under a
+/// 400 MB address-space limit.
+fn big_os_system_pickle(dir: &Path) -> std::path::PathBuf {
+    const PAYLOAD: u64 = 600 << 20;
+    let path = dir.join("big.pkl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(b"\x80\x04cos\nsystem\nX\x04\x00\x00\x00echo\x85R\x8e")
+        .unwrap();
+    f.write_all(&PAYLOAD.to_le_bytes()).unwrap();
+    let head = f.metadata().unwrap().len();
+    f.set_len(head + PAYLOAD).unwrap();
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"0.").unwrap();
+    path
+}
+
+#[test]
+fn a_file_too_big_to_map_under_ulimit_is_never_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = big_os_system_pickle(dir.path());
+    let limit = std::time::Duration::from_secs(60);
+    // Unlimited, the payload is read and the call is found.
+    let free = scan_json(&[p(&big)], 1);
+    assert_eq!(free["verdict"], "dangerous");
+    // Under `ulimit -v 400000` the file cannot be mapped: not "safe", exit 2.
+    let (code, out, err) = run_under_rlimit(&["scan", "--json", p(&big)], 400_000 << 10, limit);
+    assert!(matches!(code, Some(1) | Some(2)), "exit {code:?}: {err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(doc["verdict"], "safe", "{out}");
+    let (code, out, err) = run_under_rlimit(&["scan", p(&big)], 400_000 << 10, limit);
+    assert!(matches!(code, Some(1) | Some(2)), "exit {code:?}: {err}");
+    assert!(!out.contains("safe"), "{out}");
+}
+
+#[test]
+fn an_unreadable_file_fails_the_scan_in_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.pkl"), b"\x80\x02K\x01.").unwrap();
+    let missing = dir.path().join("gone.pkl");
+    let doc = scan_json(&[p(dir.path()), p(&missing)], 2);
+    assert_eq!(doc["verdict"], "unreadable");
+    assert_eq!(doc["summary"]["unreadable"], 1);
+    let text = expect_code(&["scan", p(&missing)], 2);
+    assert!(text.contains("unreadable"), "{text}");
+}

@@ -74,15 +74,23 @@ pub fn run_bounded(args: &[&str], limit: Duration) -> Option<i32> {
 /// [`run_bounded`] under a 1 GiB address-space limit (so that an input
 /// that makes it allocate without bound fails instead), with its stderr.
 pub fn run_limited(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let (code, _, err) = run_under_rlimit(args, 1 << 30, limit);
+    (code, err)
+}
+
+/// Runs modelconv with its address space capped at `bytes` (as `ulimit -v`
+/// does on a CI runner) and killed after `limit`: exit code, stdout, stderr.
+/// Both outputs are read after exit, so they must stay small (one pipe).
+pub fn run_under_rlimit(args: &[&str], bytes: u64, limit: Duration) -> (Option<i32>, String, String) {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelconv"));
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let lim = libc::rlimit {
-                rlim_cur: 1 << 30,
-                rlim_max: 1 << 30,
+                rlim_cur: bytes,
+                rlim_max: bytes,
             };
             if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -92,11 +100,12 @@ pub fn run_limited(args: &[&str], limit: Duration) -> (Option<i32>, String) {
     }
     let mut child = cmd.spawn().unwrap();
     let code = wait_bounded(&mut child, limit);
-    let mut err = String::new();
+    let (mut out, mut err) = (String::new(), String::new());
     if code.is_some() {
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     }
-    (code, err)
+    (code, out, err)
 }
 
 /// The child's exit code, or `None` once it has run past `limit` (killed).

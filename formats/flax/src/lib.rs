@@ -308,9 +308,10 @@ fn decode_error(path: &Path, e: msgpack::DecodeError) -> Error {
 /// Opens a Flax msgpack file; arrays are ranges of it.
 pub fn open(path: &Path) -> Result<Model> {
     let file = SharedFile::open(path)?;
-    let bytes = file
-        .mapped()
-        .ok_or_else(|| Error::truncated(path, 0, "an empty file is not a msgpack document"))?;
+    let bytes = file.mapped()?;
+    if bytes.is_empty() {
+        return Err(Error::truncated(path, 0, "an empty file is not a msgpack document"));
+    }
     let mut r = Reader::new(bytes, 0);
     let root = r.value().map_err(|e| decode_error(path, e))?;
     if r.pos != bytes.len() {

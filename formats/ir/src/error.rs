@@ -32,6 +32,11 @@ pub enum Error {
     /// a zip entry); the message says which.
     #[error("{}: {msg}", path.display())]
     Truncated { path: PathBuf, offset: u64, msg: String },
+    /// The file exists but could not be read as a whole (the system refused
+    /// to map it, or it changed while being read): nothing is said of its
+    /// contents, and `scan` never calls it safe.
+    #[error("{}: {msg}", path.display())]
+    Unreadable { path: PathBuf, msg: String },
     /// A limit on sizes, counts or depth was exceeded.
     #[error("{}: {msg}", path.display())]
     LimitExceeded { path: PathBuf, msg: String },
@@ -124,6 +129,7 @@ impl Error {
             Error::RefusedGlobal { .. } => "refused_global",
             Error::Truncated { .. } => "truncated",
             Error::LimitExceeded { .. } => "limit_exceeded",
+            Error::Unreadable { .. } => "unreadable",
             Error::Interrupted => "interrupted",
             Error::InTensor { inner, .. } => inner.kind(),
         }
@@ -136,7 +142,8 @@ impl Error {
             | Error::Malformed { path, .. }
             | Error::RefusedGlobal { path, .. }
             | Error::Truncated { path, .. }
-            | Error::LimitExceeded { path, .. } => Some(path),
+            | Error::LimitExceeded { path, .. }
+            | Error::Unreadable { path, .. } => Some(path),
             Error::InTensor { inner, .. } => inner.path(),
             _ => None,
         }

@@ -78,8 +78,9 @@ pub struct SharedFile {
     pub file: File,
     pub path: PathBuf,
     pub len: u64,
-    /// A read-only mapping, made the first time a view gathers from it.
-    map: OnceLock<Option<memmap2::Mmap>>,
+    /// A read-only mapping, made the first time it is asked for: `None`
+    /// for an empty file, or why the system refused to map it.
+    map: OnceLock<std::result::Result<Option<memmap2::Mmap>, String>>,
 }
 
 impl SharedFile {
@@ -103,21 +104,38 @@ impl SharedFile {
         }))
     }
 
-    /// The whole file mapped read-only, or `None` when it cannot be mapped
-    /// (empty, or the system refuses). Pages are read on first touch, so a
-    /// mapping costs address space, not memory.
-    pub fn mapped(&self) -> Option<&[u8]> {
-        self.map
-            .get_or_init(|| {
-                if self.len == 0 {
-                    return None;
-                }
-                // SAFETY: the file is opened read-only; like every mmap-based
-                // reader we rely on inputs not being truncated while we run.
-                let m = unsafe { memmap2::Mmap::map(&self.file) }.ok()?;
-                (m.len() as u64 == self.len).then_some(m)
-            })
-            .as_deref()
+    /// The whole file mapped read-only (an empty slice for an empty file).
+    /// Pages are read on first touch, so a mapping costs address space, not
+    /// memory. When the system refuses (an address-space limit below the
+    /// file's size, a file that changed size) the error names the file and
+    /// why: a caller either reads with [`SharedFile::read_exact_at`] or
+    /// fails; it never goes on as if the file were empty.
+    pub fn mapped(&self) -> Result<&[u8]> {
+        match self.map.get_or_init(|| self.map_whole()) {
+            Ok(Some(map)) => Ok(map),
+            Ok(None) => Ok(&[]),
+            Err(why) => Err(Error::Unreadable {
+                path: self.path.clone(),
+                msg: format!("cannot be memory-mapped ({why}), so it was not read"),
+            }),
+        }
+    }
+
+    fn map_whole(&self) -> std::result::Result<Option<memmap2::Mmap>, String> {
+        if self.len == 0 {
+            return Ok(None);
+        }
+        // SAFETY: the file is opened read-only; like every mmap-based
+        // reader we rely on inputs not being truncated while we run.
+        let map = unsafe { memmap2::Mmap::map(&self.file) }.map_err(|e| e.to_string())?;
+        if map.len() as u64 != self.len {
+            return Err(format!(
+                "its size changed from {} to {} bytes while it was opened",
+                self.len,
+                map.len()
+            ));
+        }
+        Ok(Some(map))
     }
 
     /// The whole of a small side file (an index, a config, a tokenizer),

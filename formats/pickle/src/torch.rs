@@ -435,13 +435,13 @@ impl Checkpoint {
             read_zip(&file)?
         } else if is_legacy(&head[..n]) {
             // Mapped, not read: only the pickles' pages are touched.
-            let bytes = file.mapped().unwrap_or_default();
+            let bytes = file.mapped()?;
             let (root, storages, big_endian) = read_legacy(&file, bytes, &storage_dtypes)?;
             (root, storages, big_endian, None)
         } else {
             // Anything else is tried as a bare pickle stream (any protocol):
             // data only, no storages; the VM says where it is not one.
-            let bytes = file.mapped().unwrap_or_default();
+            let bytes = file.mapped()?;
             let mut vm = Vm::new(bytes, None);
             let root = vm.run().map_err(|e| pickle_error(path, "pickle", e))?;
             check_trailing(path, "pickle", vm.position(), bytes.len())?;

@@ -217,9 +217,10 @@ pub fn open(path: &Path, short_names: bool) -> Result<Model> {
         )
     })?;
     let file = SharedFile::open(&index)?;
-    let bytes = file
-        .mapped()
-        .ok_or_else(|| Error::truncated(&index, 0, "an empty .index file"))?;
+    let bytes = file.mapped()?;
+    if bytes.is_empty() {
+        return Err(Error::truncated(&index, 0, "an empty .index file"));
+    }
     let entries = table::read(bytes).map_err(|e| e.at(&index))?;
     let prefix = index.with_extension("");
     let mut header_shards = 1u64;
