@@ -87,10 +87,13 @@ fn a_global_named_a_million_times_is_one_entry() {
     assert_eq!(globals[0]["uses"], 1_000_000);
 }
 
-#[test]
-fn metadata_with_many_keys_is_read_in_linear_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta: Vec<String> = (0..300_000).map(|i| format!("\"k{i}\":\"v\"")).collect();
+/// Keys just under the metadata limit (65,536) are all read, each run ending
+/// in seconds: a reader quadratic in the key count (a lookup per insert in a
+/// list, say) would take minutes here.
+const MANY_KEYS: usize = 65_000;
+
+fn safetensors_with_metadata_keys(n: usize) -> Vec<u8> {
+    let meta: Vec<String> = (0..n).map(|i| format!("\"k{i}\":\"v\"")).collect();
     let h = format!(
         "{{\"__metadata__\":{{{}}},\"a\":{{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}}}",
         meta.join(",")
@@ -98,19 +101,49 @@ fn metadata_with_many_keys_is_read_in_linear_time() {
     let mut st = (h.len() as u64).to_le_bytes().to_vec();
     st.extend_from_slice(h.as_bytes());
     st.extend_from_slice(&[0; 4]);
-    ends(&write(dir.path(), "meta.safetensors", &st), dir.path());
+    st
+}
+
+fn gguf_with_metadata_keys(n: usize) -> Vec<u8> {
     let mut g = b"GGUF".to_vec();
     g.extend_from_slice(&3u32.to_le_bytes());
     g.extend_from_slice(&0u64.to_le_bytes());
-    g.extend_from_slice(&300_000u64.to_le_bytes());
-    for i in 0..300_000 {
+    g.extend_from_slice(&(n as u64).to_le_bytes());
+    for i in 0..n {
         let k = format!("k.{i}");
         g.extend_from_slice(&(k.len() as u64).to_le_bytes());
         g.extend_from_slice(k.as_bytes());
         g.extend_from_slice(&4u32.to_le_bytes()); // u32
         g.extend_from_slice(&7u32.to_le_bytes());
     }
-    ends(&write(dir.path(), "meta.gguf", &g), dir.path());
+    g
+}
+
+#[test]
+fn metadata_with_many_keys_is_read_in_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let st = write(d, "meta.safetensors", &safetensors_with_metadata_keys(MANY_KEYS));
+    let gg = write(d, "meta.gguf", &gguf_with_metadata_keys(MANY_KEYS));
+    for path in [&st, &gg] {
+        for args in [vec!["inspect", "--json", "--all", p(path)], vec!["scan", p(path)]] {
+            let code = run_bounded(&args, Duration::from_secs(20));
+            assert_eq!(code, Some(0), "{args:?}");
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_str(&ok(&["inspect", "--json", "--all", p(&gg)])).unwrap();
+    let kv = doc["metadata"].as_object().map_or(0, |m| m.len());
+    assert!(kv >= MANY_KEYS, "{kv} metadata entries read of {MANY_KEYS}");
+    // Past the limit, both refuse before reading the entries.
+    let over = modelconv_ir::MAX_METADATA_ENTRIES as usize + 1;
+    for (name, bytes) in [
+        ("over.safetensors", safetensors_with_metadata_keys(over)),
+        ("over.gguf", gguf_with_metadata_keys(over)),
+    ] {
+        let (code, err) = stderr_of(&["inspect", p(&write(d, name, &bytes))]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains("65536"), "{name}: {err}");
+    }
 }
 
 #[test]
