@@ -1,9 +1,9 @@
 //! `modelconv ckpt-to-safetensors`: the everyday conversion of a PyTorch
 //! checkpoint into safetensors, reading it without running any code.
 
-use crate::{report, util};
+use crate::{registry, report, util};
 use anyhow::{anyhow, Result};
-use modelconv_ir::{Format, WriteOptions};
+use modelconv_ir::WriteOptions;
 use modelconv_pipeline::Request;
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(short, long)]
     output: Option<PathBuf>,
     #[command(flatten)]
-    open: crate::registry::OpenArgs,
+    open: registry::OpenArgs,
     /// Write tied weights (names sharing one storage region) once, under
     /// the first name, instead of under every name.
     #[arg(long)]
@@ -42,23 +42,21 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     }
     let stdin = util::Input::new(&args.input)?;
     args.input = stdin.path.clone();
-    let format: &dyn Format = &modelconv_pickle::FORMAT;
-    if let Some(other) =
-        crate::registry::claimed_by(&args.input).filter(|f| !modelconv_pickle::is_torch_format(f.name()))
-    {
+    let format = registry::checkpoint_format();
+    if let Some(other) = registry::claimed_by(&args.input).filter(|f| !registry::is_checkpoint(*f)) {
         return Err(anyhow!(
             "{}: this is a {} file, not a PyTorch checkpoint; `modelconv convert` converts it",
             args.input.display(),
             other.name()
         ));
     }
-    let mut model = crate::registry::open_as(format, &args.input, &args.open.options())?;
+    let mut model = registry::open_as(format, &args.input, &args.open.options())?;
     if model.tensors.is_empty() {
         return Err(anyhow!("{}: no tensors found", args.input.display()));
     }
     let mut notes = std::mem::take(&mut model.notes);
     if args.verbose {
-        for (path, what) in modelconv_pickle::non_tensor_values(&args.input).unwrap_or_default() {
+        for (path, what) in registry::checkpoint_leaves(&args.input) {
             notes.push(format!("  not a tensor, left out: {path} = {what}"));
         }
     }
@@ -95,7 +93,7 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         no_fsync: args.no_fsync,
         ..Default::default()
     };
-    let st: &dyn Format = &modelconv_safetensors::FORMAT;
+    let st = registry::safetensors_format();
     let outputs = util::write_model(st, &model, &output, &wopts, &inputs, quiet)?;
     let n = model.tensors.len();
     if args.json {

@@ -3,7 +3,7 @@
 use crate::report::{self, ConvertDoc};
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
-use modelconv_ir::{DType, Options, RewriteRequest, Stage, WriteOptions};
+use modelconv_ir::{DType, RewriteRequest, Stage, WriteOptions};
 use modelconv_pipeline::{self as pipeline, Request, TypeOptions};
 use regex::Regex;
 use std::path::PathBuf;
@@ -41,25 +41,13 @@ pub struct Args {
     /// never a partial file, but not guaranteed to survive a power loss.
     #[arg(long)]
     no_fsync: bool,
-    /// ONNX output: the model whose graph the output takes; its initializers are replaced by name from the
-    /// input (same dtype and shape).
-    #[arg(long, value_name = "MODEL.onnx")]
-    template: Option<PathBuf>,
-    /// With --template: keep the template's value for initializers the input lacks.
-    #[arg(long)]
-    allow_missing: bool,
-    /// ONNX output: put tensors of 1 KiB or more in OUTPUT.data beside it, at 4096-byte aligned offsets
-    /// (always done when the model would pass protobuf's 2 GiB limit).
-    #[arg(long)]
-    external_data: bool,
     #[command(flatten)]
     hf: util::HfArgs,
     #[command(flatten)]
     open: registry::OpenArgs,
-    /// ONNX output with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges
-    /// [default: true].
-    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    keep_io_types: Option<bool>,
+    /// The output format's options and those of its own cast (declared by the formats).
+    #[command(flatten)]
+    format: registry::FormatFlags<{ Stage::Write.bit() | Stage::Cast.bit() }>,
     /// Write tied weights (names sharing one storage region) once, under the first name.
     #[arg(long)]
     dedupe: bool,
@@ -78,26 +66,6 @@ pub struct Args {
     json: bool,
 }
 
-impl Args {
-    /// The format-specific flags given, as format options.
-    fn format_options(&self) -> Options {
-        let mut o = Options::default();
-        if let Some(t) = &self.template {
-            o.set("template", t.display().to_string());
-        }
-        if self.allow_missing {
-            o.set("allow-missing", "true");
-        }
-        if self.external_data {
-            o.set("external-data", "true");
-        }
-        if let Some(k) = self.keep_io_types {
-            o.set("keep-io-types", k.to_string());
-        }
-        o
-    }
-}
-
 pub fn parse_dtype(s: &str) -> Result<DType> {
     DType::from_user(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))
 }
@@ -113,26 +81,26 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     let opts = WriteOptions {
         max_shard_size: args.max_shard_size,
         no_fsync: args.no_fsync,
-        options: args.format_options(),
+        options: args.format.options.clone(),
     };
     // A format that rewrites its own graph for this dtype (ONNX fp16), when
     // input and output are the same format (the same registry entry).
     if let (Some(dtype), Some(rw)) = (dtype, out_format.rewriter()) {
-        if std::ptr::addr_eq(in_format, out_format) && opts.options.get("template").is_none() {
-            if !(args.include.is_empty() && args.exclude.is_empty() && args.rename.is_empty()) {
-                bail!(
-                    "the {} rewrite keeps every tensor: --include/--exclude/--rename do not apply",
-                    out_format.name()
-                );
-            }
+        if std::ptr::addr_eq(in_format, out_format) {
             registry::check_options(
                 &opts.options,
                 out_format,
-                &[Stage::Write, Stage::Rewrite],
+                &[Stage::Write, Stage::Cast],
                 "output",
                 &args.output,
             )?;
             if let Some(rewrite) = rw.rewrite(&args.input, &RewriteRequest::Cast(dtype), Some(&args.output), &opts)? {
+                if !(args.include.is_empty() && args.exclude.is_empty() && args.rename.is_empty()) {
+                    bail!(
+                        "the {} rewrite keeps every tensor: --include/--exclude/--rename do not apply",
+                        out_format.name()
+                    );
+                }
                 let written = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
                 let r = (rewrite.report)();
                 if args.json {

@@ -47,7 +47,6 @@ enum Command {
                             modelconv convert model.gguf out.safetensors --dtype BF16 --exclude '^rope\\.'\n  \
                             modelconv convert big.safetensors out/model.safetensors --max-shard-size 5GB\n  \
                             modelconv convert model.onnx weights.safetensors\n  \
-                            modelconv convert weights.safetensors new.onnx --template model.onnx\n  \
                             modelconv convert model.onnx model-fp16.onnx --dtype F16")]
     Convert(convert::Args),
     /// Compare two models tensor by tensor: max |a-b|, RMSE, cosine similarity.
@@ -60,7 +59,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  modelconv quantize model.safetensors -o model-Q4_K_M.gguf --type Q4_K_M\n  \
                             modelconv quantize model-f16.gguf --q8_0\n  \
-                            modelconv quantize model.onnx -o model-int4.onnx --type INT4 --block-size 32\n  \
+                            modelconv quantize model.onnx -o model-int4.onnx --type INT4\n  \
                             modelconv quantize model.gguf -o out.gguf --type Q4_K_S --pure --tensor-type 'attn_v=Q8_0' --json"
     )]
     Quantize(quantize::Args),
@@ -299,6 +298,7 @@ fn formats(json: bool) -> anyhow::Result<u8> {
                 read: true,
                 write: f.writer().is_some(),
                 description: f.description(),
+                options: f.options().iter().map(report::OptionEntry::of).collect(),
             })
             .collect();
         report::emit("formats", &report::FormatsDoc { formats });

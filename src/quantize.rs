@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Result};
 use modelconv_ggml::mix::{self, FileType, MixOptions};
 use modelconv_ggml::quants::can_quantize;
 use modelconv_ir::ChangedTensor;
-use modelconv_ir::{DType, Format, OpenOptions, Options, RewriteRequest, Stage, WriteOptions};
+use modelconv_ir::{DType, OpenOptions, RewriteRequest, Stage, WriteOptions};
 use modelconv_pipeline::{Quantization, Request, Row, TypeOptions};
 use std::path::{Path, PathBuf};
 
@@ -92,25 +92,12 @@ pub struct Args {
     /// Do not fsync the output before renaming it into place.
     #[arg(long)]
     no_fsync: bool,
-    /// ONNX (--type INT8|INT4): elements per scale along the reduction axis (a power of two ≥ 16), or 0 for
-    /// one scale per output channel [default: 32].
-    #[arg(long, value_name = "N")]
-    block_size: Option<u64>,
-    /// ONNX: also quantize Gather data (embedding tables); the default, as onnxruntime's quantize_dynamic does.
-    #[arg(long, overrides_with = "no_embeddings")]
-    embeddings: bool,
-    /// ONNX: leave Gather data (embedding tables) as it is.
-    #[arg(long)]
-    no_embeddings: bool,
     /// Write the output even when no tensor is quantized (otherwise exit 2).
     #[arg(long)]
     allow_unchanged: bool,
-    /// ONNX: never move the model to opset 21 (INT8 then uses per-channel scales, INT4 com.microsoft.MatMulNBits).
-    #[arg(long)]
-    keep_opset: bool,
-    /// ONNX: put tensors of 1 KiB or more in OUTPUT.data beside the model (always when it would pass 2 GiB).
-    #[arg(long)]
-    external_data: bool,
+    /// The options of a format's own quantization (declared by the formats).
+    #[command(flatten)]
+    format: registry::FormatFlags<{ Stage::Quantize.bit() }>,
 }
 
 impl Args {
@@ -146,26 +133,6 @@ fn tensor_type(s: &str) -> Result<DType> {
     Ok(d)
 }
 
-impl Args {
-    /// The format-specific flags given, as format options.
-    fn format_options(&self) -> Options {
-        let mut o = Options::default();
-        if let Some(b) = self.block_size {
-            o.set("block-size", b.to_string());
-        }
-        for (on, name) in [
-            (self.no_embeddings, "no-embeddings"),
-            (self.keep_opset, "keep-opset"),
-            (self.external_data, "external-data"),
-        ] {
-            if on {
-                o.set(name, "true");
-            }
-        }
-        o
-    }
-}
-
 /// A rewrite the input's own format offers (ONNX INT8/INT4), if it takes this type.
 fn try_rewrite(args: &Args, given: &Path, wopts: &WriteOptions, quiet: bool) -> Result<Option<u8>> {
     let (Some(ty), Ok(format)) = (&args.ty, registry::input_format(&args.input, args.from.as_deref())) else {
@@ -176,13 +143,7 @@ fn try_rewrite(args: &Args, given: &Path, wopts: &WriteOptions, quiet: bool) -> 
     let Some(rewrite) = rw.rewrite(&args.input, &request, args.output.as_deref(), wopts)? else {
         return Ok(None);
     };
-    registry::check_options(
-        &wopts.options,
-        format,
-        &[Stage::Write, Stage::Rewrite],
-        "input",
-        &args.input,
-    )?;
+    registry::check_options(&wopts.options, format, &[Stage::Quantize], "input", &args.input)?;
     let inputs = rewrite.plan.inputs();
     let outputs = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
     let r = (rewrite.report)();
@@ -251,12 +212,12 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     let wopts = WriteOptions {
         max_shard_size: None,
         no_fsync: args.no_fsync,
-        options: args.format_options(),
+        options: args.format.options.clone(),
     };
     if let Some(code) = try_rewrite(&args, &given, &wopts, quiet)? {
         return Ok(code);
     }
-    let gguf: &dyn Format = &modelconv_gguf::FORMAT;
+    let gguf = registry::llama_format()?;
     registry::check_options(&wopts.options, gguf, &[Stage::Write], "input", &args.input)?;
     let ft = args.file_type()?;
     if let Some(n) = args.threads {

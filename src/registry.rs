@@ -6,7 +6,7 @@
 //! what is wrong).
 
 use anyhow::{anyhow, bail, Result};
-use modelconv_ir::{Format, Model, OpenOptions, Probe, Stage, HEAD_LEN};
+use modelconv_ir::{Format, FormatOption, Model, OpenOptions, OptionValue, Options, Probe, Stage, HEAD_LEN};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -22,6 +22,41 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_tf::FORMAT,
     &modelconv_hdf5::FORMAT,
 ];
+
+/// The scanner: still the pickle crate's, for every container it knows
+/// (to become each format's own capability, issue 21).
+pub use modelconv_pickle::scan::{scan_bytes, FileReport, Verdict};
+
+/// `ckpt-to-safetensors`'s input: the PyTorch checkpoint reader.
+pub fn checkpoint_format() -> &'static dyn Format {
+    &modelconv_pickle::FORMAT
+}
+
+/// Whether `format` reads PyTorch checkpoints (pickled or TorchScript).
+pub fn is_checkpoint(format: &dyn Format) -> bool {
+    modelconv_pickle::is_torch_format(format.name())
+}
+
+/// A checkpoint's values that are not tensors, by dotted path, for
+/// `ckpt-to-safetensors --verbose` (empty when it cannot be read again).
+pub fn checkpoint_leaves(path: &Path) -> Vec<(String, String)> {
+    modelconv_pickle::non_tensor_values(path).unwrap_or_default()
+}
+
+/// `ckpt-to-safetensors`'s output.
+pub fn safetensors_format() -> &'static dyn Format {
+    &modelconv_safetensors::FORMAT
+}
+
+/// The format whose writer follows llama.cpp's conventions: what
+/// `quantize` writes.
+pub fn llama_format() -> Result<&'static dyn Format> {
+    FORMATS
+        .iter()
+        .copied()
+        .find(|f| f.writer().is_some_and(|w| w.llama_conventions()))
+        .ok_or_else(|| anyhow!("this build has no llama.cpp (GGUF) writer"))
+}
 
 /// Zip entry names listed for a probe.
 const MAX_ZIP_ENTRIES: usize = 4096;
@@ -203,42 +238,132 @@ pub struct OpenArgs {
     /// ONNX Constant values too. inspect, convert and ckpt-to-safetensors take the same names.
     #[arg(long)]
     pub all: bool,
-    /// Checkpoints: take the tensors under this key instead of the detected state dict, named relative
-    /// to it (a dotted path as --all names it, e.g. state_dict_ema).
-    #[arg(long, value_name = "KEY", conflicts_with = "all")]
-    pub state_dict: Option<String>,
-    /// NumPy: the type of opaque |V2 / |V1 arrays, as ml_dtypes' bfloat16 and float8 arrays are saved
-    /// (BF16, F8_E4M3 or F8_E5M2).
-    #[arg(long, value_name = "TYPE")]
-    pub dtype_hint: Option<String>,
-    /// Paddle: name tensors by their structured names (the default) or their parameter names.
-    /// HDF5: name tensors as Keras does (keras, the default) or by their HDF5 paths (path).
-    #[arg(long, value_name = "structured|param|keras|path")]
-    pub names: Option<String>,
-    /// TF checkpoints: drop /.ATTRIBUTES/VARIABLE_VALUE from tensor names.
-    #[arg(long)]
-    pub short_names: bool,
+    #[command(flatten)]
+    pub formats: FormatFlags<{ Stage::Open.bit() }>,
 }
 
 impl OpenArgs {
     pub fn options(&self) -> OpenOptions {
-        let mut o = OpenOptions {
+        OpenOptions {
             all: self.all,
-            ..Default::default()
-        };
-        if let Some(k) = &self.state_dict {
-            o.options.set("state-dict", k.clone());
+            options: self.formats.options.clone(),
         }
-        if let Some(h) = &self.dtype_hint {
-            o.options.set("dtype-hint", h.clone());
+    }
+}
+
+/// The command-line flags of every option the formats declare for the
+/// stages in `STAGES` (a union of [`Stage::bit`]s), built from those
+/// declarations: `src/` writes none of them. A name several formats share
+/// is one flag, its help naming each.
+#[derive(Debug, Default, Clone)]
+pub struct FormatFlags<const STAGES: u8> {
+    /// What was given, as the formats read it.
+    pub options: Options,
+}
+
+/// The options declared for `stages`, one per name, with every format
+/// that declares it (in registry order).
+fn declared(stages: u8) -> Vec<(FormatOption, Vec<&'static dyn Format>)> {
+    let mut out: Vec<(FormatOption, Vec<&'static dyn Format>)> = Vec::new();
+    for &f in FORMATS {
+        for o in f.options().iter().filter(|o| o.at(stages)) {
+            match out.iter_mut().find(|(d, _)| d.name == o.name) {
+                Some((_, owners)) => owners.push(f),
+                None => out.push((*o, vec![f])),
+            }
         }
-        if let Some(n) = &self.names {
-            o.options.set("names", n.clone());
+    }
+    out
+}
+
+/// One flag (two for a switch) for a declared option.
+fn flags_for(opt: &FormatOption, owners: &[&'static dyn Format]) -> Vec<clap::Arg> {
+    use clap::{Arg, ArgAction};
+    let declarations: Vec<(&str, &FormatOption)> = owners
+        .iter()
+        .filter_map(|f| f.options().iter().find(|o| o.name == opt.name).map(|o| (f.name(), o)))
+        .collect();
+    let arg = Arg::new(opt.name).long(opt.name).help(help_of(&declarations));
+    match opt.value {
+        OptionValue::Flag => vec![arg.action(ArgAction::SetTrue)],
+        OptionValue::Bool => vec![arg
+            .value_name("BOOL")
+            .value_parser(clap::value_parser!(bool))
+            .num_args(0..=1)
+            .default_missing_value("true")
+            .action(ArgAction::Set)],
+        OptionValue::Switch(off) => vec![
+            arg.action(ArgAction::SetTrue).overrides_with(off),
+            Arg::new(off)
+                .long(off)
+                .help(format!("the opposite of --{}", opt.name))
+                .action(ArgAction::SetTrue)
+                .overrides_with(opt.name),
+        ],
+        OptionValue::Value(_) => {
+            // Formats sharing a name may take different values: show all.
+            let mut values: Vec<&str> = Vec::new();
+            for (_, o) in &declarations {
+                if let OptionValue::Value(v) = o.value {
+                    if !values.contains(&v) {
+                        values.push(v);
+                    }
+                }
+            }
+            vec![arg.value_name(values.join("|")).action(ArgAction::Set)]
         }
-        if self.short_names {
-            o.options.set("short-names", "true");
+    }
+}
+
+/// The help of an option: each distinct declared sentence once, after the
+/// names of the formats that declare it ("pytorch, torchscript: …").
+fn help_of(declarations: &[(&str, &FormatOption)]) -> String {
+    let mut by_text: Vec<(Vec<&str>, &str)> = Vec::new();
+    for (format, o) in declarations {
+        match by_text.iter_mut().find(|(_, text)| *text == o.help) {
+            Some((formats, _)) => formats.push(format),
+            None => by_text.push((vec![format], o.help)),
         }
-        o
+    }
+    by_text
+        .iter()
+        .map(|(formats, text)| format!("{}: {text}.", formats.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl<const STAGES: u8> clap::Args for FormatFlags<STAGES> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        declared(STAGES)
+            .iter()
+            .flat_map(|(o, owners)| flags_for(o, owners))
+            .fold(cmd, |cmd, arg| cmd.arg(arg))
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<const STAGES: u8> clap::FromArgMatches for FormatFlags<STAGES> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = FormatFlags::default();
+        flags.update_from_arg_matches(m)?;
+        Ok(flags)
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for (o, _) in declared(STAGES) {
+            let value = match o.value {
+                OptionValue::Flag => m.get_flag(o.name).then(|| "true".to_string()),
+                OptionValue::Bool => m.get_one::<bool>(o.name).map(bool::to_string),
+                OptionValue::Switch(off) if m.get_flag(off) => Some("false".to_string()),
+                OptionValue::Switch(_) => m.get_flag(o.name).then(|| "true".to_string()),
+                OptionValue::Value(_) => m.get_one::<String>(o.name).cloned(),
+            };
+            if let Some(v) = value {
+                self.options.set(o.name, v);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -300,7 +425,7 @@ pub fn check_options(
         let takes = format
             .options()
             .iter()
-            .any(|o| o.name == *name && stages.contains(&o.stage));
+            .any(|o| o.name == *name && o.stages.iter().any(|s| stages.contains(s)));
         if !takes {
             let owners: Vec<&str> = FORMATS
                 .iter()

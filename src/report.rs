@@ -271,4 +271,44 @@ pub struct FormatEntry {
     pub read: bool,
     pub write: bool,
     pub description: &'static str,
+    pub options: Vec<OptionEntry>,
+}
+
+/// A format's declared option, as `formats --json` lists it.
+#[derive(Serialize)]
+pub struct OptionEntry {
+    /// `--NAME`.
+    pub name: &'static str,
+    /// `open`, `write`, `cast`, `quantize`.
+    pub stages: Vec<&'static str>,
+    /// `flag`, `bool`, `switch` or `value`.
+    pub value: &'static str,
+    /// The negation of a switch (`--no-NAME`), else null.
+    pub negation: Option<&'static str>,
+    pub help: &'static str,
+}
+
+impl OptionEntry {
+    pub fn of(o: &modelconv_ir::FormatOption) -> OptionEntry {
+        use modelconv_ir::{OptionValue, Stage};
+        let stage = |s: &Stage| match s {
+            Stage::Open => "open",
+            Stage::Write => "write",
+            Stage::Cast => "cast",
+            Stage::Quantize => "quantize",
+        };
+        let (value, negation) = match o.value {
+            OptionValue::Flag => ("flag", None),
+            OptionValue::Bool => ("bool", None),
+            OptionValue::Switch(off) => ("switch", Some(off)),
+            OptionValue::Value(_) => ("value", None),
+        };
+        OptionEntry {
+            name: o.name,
+            stages: o.stages.iter().map(stage).collect(),
+            value,
+            negation,
+            help: o.help,
+        }
+    }
 }

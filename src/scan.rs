@@ -1,9 +1,9 @@
 //! `modelconv scan`: is any pickle in these files dangerous? Reads every
 //! pickle stream by content and reports the globals it names, with a verdict.
 
+use crate::registry::{scan_bytes, FileReport, Verdict};
 use crate::{report, util, EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
 use anyhow::Result;
-use modelconv_pickle::scan::{scan_bytes, FileReport, Verdict};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -34,8 +34,8 @@ use hdf5_reader::{ByteOrder, Datatype};
 use hdf5_reader::{Dataset, Hdf5File};
 use modelconv_ir::view::ByteSwap;
 use modelconv_ir::{
-    DType, DataSource, Error, FileRange, Format, FormatOption, Location, Metadata, Model, OpenOptions, Probe, Result,
-    SharedFile, Stage, Tensor, TensorInfo, Value,
+    DType, DataSource, Error, FileRange, Format, FormatOption, Location, Metadata, Model, OpenOptions, OptionValue,
+    Probe, Result, SharedFile, Stage, Tensor, TensorInfo, Value,
 };
 use source::{Decoded, Slice, Stored};
 use std::collections::{HashMap, HashSet};
@@ -67,8 +67,9 @@ pub static FORMAT: Hdf5 = Hdf5;
 
 const OPTIONS: &[FormatOption] = &[FormatOption {
     name: NAMES_OPTION,
-    stage: Stage::Open,
-    help: "HDF5: name tensors as Keras does (keras, the default) or by their HDF5 paths (path)",
+    stages: &[Stage::Open],
+    value: OptionValue::Value("keras|path"),
+    help: "name tensors as Keras does (keras, the default) or by their HDF5 paths (path)",
 }];
 
 impl Format for Hdf5 {

@@ -44,25 +44,61 @@ impl Probe<'_> {
     }
 }
 
-/// Where a format option applies.
+/// Where a format option applies. Each command drives some of these
+/// stages and offers exactly the options declared for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Reading (`open`): e.g. which tensors a file offers.
     Open,
     /// Writing (`plan`): layout choices of the output format.
     Write,
-    /// A rewrite of the format's own graph ([`Rewriter`]).
-    Rewrite,
+    /// The format's own cast of its graph ([`RewriteRequest::Cast`]).
+    Cast,
+    /// The format's own quantization of its graph ([`RewriteRequest::Quantize`]).
+    Quantize,
 }
 
-/// An option a format understands, so that the CLI can pass it through and
-/// refuse it where it does not apply.
+impl Stage {
+    /// The stage as one bit of a set (a command's stages, as a `u8`).
+    pub const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// How a format option is written on the command line, and the values it
+/// stores in [`Options`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionValue {
+    /// `--NAME`: stored as `"true"` when given.
+    Flag,
+    /// `--NAME` or `--NAME=true|false`: stored as `"true"` or `"false"`.
+    Bool,
+    /// `--NAME` or its negation (the name given here), the last one given
+    /// winning: stored as `"true"` or `"false"`.
+    Switch(&'static str),
+    /// `--NAME VALUE`, the placeholder shown in help; the format parses it.
+    Value(&'static str),
+}
+
+/// An option a format understands, declared once: the CLI builds its flag
+/// and help from this, passes the value through, and refuses it for a
+/// format or stage that does not take it.
 #[derive(Debug, Clone, Copy)]
 pub struct FormatOption {
     /// `--NAME` on the command line, and the key in the options.
     pub name: &'static str,
-    pub stage: Stage,
+    /// The stages it applies to.
+    pub stages: &'static [Stage],
+    pub value: OptionValue,
+    /// One sentence for `--help`, without the format's name (the CLI adds it).
     pub help: &'static str,
+}
+
+impl FormatOption {
+    /// Whether it applies at any stage of `set` (a union of [`Stage::bit`]s).
+    pub fn at(&self, set: u8) -> bool {
+        self.stages.iter().any(|s| s.bit() & set != 0)
+    }
 }
 
 /// Format-specific options: `name → value` (`"true"` for flags), in the
@@ -148,7 +184,7 @@ pub struct WriteOptions {
     /// Skip the fsync before the rename: the output still appears only when
     /// complete, but may not survive a power loss (what `cp` does).
     pub no_fsync: bool,
-    /// Options of the format ([`Stage::Write`] and [`Stage::Rewrite`]).
+    /// Options of the format ([`Stage::Write`], [`Stage::Cast`], [`Stage::Quantize`]).
     pub options: Options,
 }
 

@@ -17,7 +17,7 @@ mod write;
 
 pub use read::{open, MAX_HEADER, MAX_RATIO};
 
-use modelconv_ir::{Format, FormatOption, Model, OpenOptions, Probe, Result, Stage, Writer};
+use modelconv_ir::{Format, FormatOption, Model, OpenOptions, OptionValue, Probe, Result, Stage, Writer};
 use std::path::Path;
 
 pub const NAME: &str = "numpy";
@@ -30,8 +30,9 @@ pub static FORMAT: Numpy = Numpy;
 
 const OPTIONS: &[FormatOption] = &[FormatOption {
     name: HINT_OPTION,
-    stage: Stage::Open,
-    help: "the type of opaque |V2 / |V1 arrays (ml_dtypes' bfloat16, float8): BF16, F8_E4M3 or F8_E5M2",
+    stages: &[Stage::Open],
+    value: OptionValue::Value("TYPE"),
+    help: "the type of opaque |V2 / |V1 arrays, as ml_dtypes' bfloat16 and float8 arrays are saved (BF16, F8_E4M3 or F8_E5M2)",
 }];
 
 impl Format for Numpy {

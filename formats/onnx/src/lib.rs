@@ -33,8 +33,8 @@ pub use fill::fill;
 pub use read::{constant_values, Initializer, OnnxFile};
 
 use modelconv_ir::{
-    DType, Details, Error, Format, FormatOption, Metadata, Model, OpenOptions, Probe, Progress, Result, Rewrite,
-    RewriteRequest, Rewriter, Stage, Value, WriteOptions, WritePlan, Writer,
+    DType, Details, Error, Format, FormatOption, Metadata, Model, OpenOptions, OptionValue, Probe, Progress, Result,
+    Rewrite, RewriteRequest, Rewriter, Stage, Value, WriteOptions, WritePlan, Writer,
 };
 use std::path::{Path, PathBuf};
 
@@ -128,42 +128,56 @@ pub fn model_of(f: &OnnxFile, constants: bool) -> Result<Model> {
     Ok(model)
 }
 
+/// `--template`: the graph the output takes.
+const TEMPLATE: &str = "template";
+/// `--external-data`: tensors of 1 KiB or more in a side file.
+const EXTERNAL_DATA: &str = "external-data";
+/// `--embeddings` / `--no-embeddings`: whether Gather data is quantized.
+const EMBEDDINGS: &str = "embeddings";
+
 /// The options the ONNX plugin takes (`--NAME` on the command line).
 const OPTIONS: &[FormatOption] = &[
     FormatOption {
-        name: "template",
-        stage: Stage::Write,
-        help: "the model whose graph the output takes; its initializers are replaced by name",
+        name: TEMPLATE,
+        stages: &[Stage::Write],
+        value: OptionValue::Value("MODEL.onnx"),
+        help: "the model whose graph the output takes; its initializers are replaced by name from the input (same dtype and shape)",
     },
     FormatOption {
         name: "allow-missing",
-        stage: Stage::Write,
-        help: "with a template: keep its values for initializers the input lacks",
+        stages: &[Stage::Write],
+        value: OptionValue::Flag,
+        help: "with --template: keep the template's value for initializers the input lacks",
     },
     FormatOption {
-        name: "external-data",
-        stage: Stage::Write,
-        help: "tensors of 1 KiB or more go to OUTPUT.data",
+        name: EXTERNAL_DATA,
+        stages: &[Stage::Write, Stage::Quantize],
+        value: OptionValue::Flag,
+        help: "put tensors of 1 KiB or more in OUTPUT.data beside it, at 4096-byte aligned offsets (always done when the model would pass protobuf's 2 GiB limit)",
     },
     FormatOption {
         name: "keep-io-types",
-        stage: Stage::Rewrite,
-        help: "fp16: keep FLOAT graph inputs and outputs behind Cast nodes",
+        stages: &[Stage::Cast],
+        value: OptionValue::Bool,
+        help: "with --dtype F16: keep FLOAT graph inputs and outputs, with Cast nodes at the edges [default: true]",
     },
     FormatOption {
         name: "block-size",
-        stage: Stage::Rewrite,
-        help: "INT8/INT4: elements per scale (0: per output channel)",
+        stages: &[Stage::Quantize],
+        value: OptionValue::Value("N"),
+        help: "--type INT8|INT4: elements per scale along the reduction axis (a power of two ≥ 16), or 0 for one scale per output channel [default: 32]",
     },
     FormatOption {
-        name: "no-embeddings",
-        stage: Stage::Rewrite,
-        help: "INT8/INT4: leave Gather data (embedding tables) as it is",
+        name: EMBEDDINGS,
+        stages: &[Stage::Quantize],
+        value: OptionValue::Switch("no-embeddings"),
+        help: "also quantize Gather data (embedding tables), the default, as onnxruntime's quantize_dynamic does; --no-embeddings leaves them as they are",
     },
     FormatOption {
         name: "keep-opset",
-        stage: Stage::Rewrite,
-        help: "INT8/INT4: never move the model to opset 21",
+        stages: &[Stage::Quantize],
+        value: OptionValue::Flag,
+        help: "never move the model to opset 21 (INT8 then uses per-channel scales, INT4 com.microsoft.MatMulNBits)",
     },
 ];
 
@@ -218,7 +232,7 @@ struct OnnxWriter;
 /// The template of an ONNX output: `--template`, else the input itself
 /// when it is ONNX.
 pub fn template_of(model: &Model, opts: &WriteOptions) -> Result<PathBuf> {
-    match (opts.options.get("template"), model.format) {
+    match (opts.options.get(TEMPLATE), model.format) {
         (Some(t), _) => Ok(PathBuf::from(t)),
         (None, NAME) => Ok(model.path.clone()),
         (None, _) => Err(Error::invalid(
@@ -252,7 +266,7 @@ impl Writer for OnnxWriter {
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
         let template = OnnxFile::open(&template_of(model, opts)?)?;
         let out = fill(&template, model, opts.options.flag("allow-missing"))?;
-        let plan = write::plan(out, dest, opts.options.flag("external-data"), opts)?;
+        let plan = write::plan(out, dest, opts.options.flag(EXTERNAL_DATA), opts)?;
         Ok(Box::new(WithInputs {
             plan,
             inputs: template.input_files(),
@@ -276,6 +290,9 @@ impl Rewriter for OnnxRewriter {
     ) -> Result<Option<Rewrite>> {
         let o = &opts.options;
         match request {
+            // The output is the template's graph: the writer fills it with
+            // the input's tensors, cast by the pipeline.
+            RewriteRequest::Cast(_) if o.get(TEMPLATE).is_some() => Ok(None),
             RewriteRequest::Cast(DType::F16) => {
                 let dest = dest.ok_or_else(|| Error::invalid("the fp16 rewrite needs an output path"))?;
                 let f = OnnxFile::open(input)?;
@@ -284,7 +301,7 @@ impl Rewriter for OnnxRewriter {
                     ..Default::default()
                 };
                 let (out, report) = fp16::to_fp16(&f, &fo)?;
-                let plan = write::plan(out, dest, o.flag("external-data"), opts)?;
+                let plan = write::plan(out, dest, o.flag(EXTERNAL_DATA), opts)?;
                 let forced = plan.forced_external;
                 Ok(Some(Rewrite {
                     plan: Box::new(WithInputs {
@@ -317,7 +334,7 @@ impl Rewriter for OnnxRewriter {
                     ty: qty,
                     block_size,
                     // Gather tables too, as onnxruntime's quantize_dynamic does.
-                    embeddings: !o.flag("no-embeddings"),
+                    embeddings: o.get(EMBEDDINGS) != Some("false"),
                     upgrade_opset: !o.flag("keep-opset"),
                     ..Default::default()
                 };
@@ -344,7 +361,7 @@ impl Rewriter for OnnxRewriter {
                     },
                     Path::to_path_buf,
                 );
-                let plan = write::plan(out, &dest, o.flag("external-data"), opts)?;
+                let plan = write::plan(out, &dest, o.flag(EXTERNAL_DATA), opts)?;
                 let name = qty.name();
                 Ok(Some(Rewrite {
                     plan: Box::new(WithInputs {

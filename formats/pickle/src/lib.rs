@@ -24,7 +24,7 @@ pub mod zipscan;
 pub use write::PtWriter;
 
 use modelconv_ir::{
-    hf_index, Details, Error, Format, FormatOption, Metadata, Model, OpenOptions, Probe, Result, Stage,
+    hf_index, Details, Error, Format, FormatOption, Metadata, Model, OpenOptions, OptionValue, Probe, Result, Stage,
     Value as MetaValue, Writer,
 };
 use std::path::Path;
@@ -316,8 +316,9 @@ impl Format for PyTorch {
     fn options(&self) -> &'static [FormatOption] {
         &[FormatOption {
             name: STATE_DICT_OPTION,
-            stage: Stage::Open,
-            help: "take the tensors under this key (a dotted path as --all names it, e.g. state_dict_ema)",
+            stages: &[Stage::Open],
+            value: OptionValue::Value("KEY"),
+            help: "take the tensors under this key instead of the detected state dict, named relative to it (a dotted path as --all names it, e.g. state_dict_ema)",
         }]
     }
     fn details(&self, model: &Model, _opts: &OpenOptions) -> Result<Option<Details>> {

@@ -16,8 +16,8 @@ use crate::torch::{Checkpoint, Found};
 use crate::value::Value;
 use modelconv_ir::view::Concat;
 use modelconv_ir::{
-    DType, Error, Format, FormatOption, Metadata, Model, OpenOptions, Probe, Result, Stage, Tensor, TensorInfo,
-    Value as Meta,
+    DType, Error, Format, FormatOption, Metadata, Model, OpenOptions, OptionValue, Probe, Result, Stage, Tensor,
+    TensorInfo, Value as Meta,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +34,9 @@ pub static FORMAT: Paddle = Paddle;
 
 const OPTIONS: &[FormatOption] = &[FormatOption {
     name: NAMES_OPTION,
-    stage: Stage::Open,
-    help: "Paddle: name tensors by their structured names (default) or their parameter names (param)",
+    stages: &[Stage::Open],
+    value: OptionValue::Value("structured|param"),
+    help: "name tensors by their structured names (the default) or their parameter names (param)",
 }];
 
 impl Format for Paddle {

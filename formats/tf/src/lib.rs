@@ -23,8 +23,8 @@ mod table;
 
 use modelconv_ir::wire;
 use modelconv_ir::{
-    Array, DType, DataSource, Error, FileRange, Format, FormatOption, Location, Metadata, Model, OpenOptions, Probe,
-    Result, SharedFile, Stage, Tensor, TensorInfo, Value,
+    Array, DType, DataSource, Error, FileRange, Format, FormatOption, Location, Metadata, Model, OpenOptions,
+    OptionValue, Probe, Result, SharedFile, Stage, Tensor, TensorInfo, Value,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,8 +44,9 @@ pub static FORMAT: Tf = Tf;
 
 const OPTIONS: &[FormatOption] = &[FormatOption {
     name: SHORT_NAMES,
-    stage: Stage::Open,
-    help: "TF: drop /.ATTRIBUTES/VARIABLE_VALUE from tensor names",
+    stages: &[Stage::Open],
+    value: OptionValue::Flag,
+    help: "drop /.ATTRIBUTES/VARIABLE_VALUE from tensor names",
 }];
 
 impl Format for Tf {
