@@ -159,10 +159,7 @@ fn every_declared_option_is_a_flag_of_its_commands() {
                 .unwrap();
             let help = String::from_utf8(out.stdout).unwrap().replace('\n', " ");
             assert!(help.contains(&format!("--{name}")), "{command}: --{name} missing");
-            assert!(
-                help.contains(format),
-                "{command} --help does not name {format}"
-            );
+            assert!(help.contains(format), "{command} --help does not name {format}");
         }
     }
 }
