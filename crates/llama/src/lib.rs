@@ -22,9 +22,8 @@ mod shift;
 pub mod special;
 pub mod spm;
 
-use arch::{Arch, Transform, Vocab};
+use arch::{Architecture, Ctx, Held, Vocab};
 use config::{read_json, read_limited, u32_of, Hparams};
-use modelconv_ir::view::RowGather;
 use modelconv_ir::{Array, CastSource, DType, Error, Metadata, Model, Result, Strings, Tensor, TensorInfo, Value};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
@@ -35,7 +34,7 @@ use std::sync::Arc;
 pub struct Folder {
     pub dir: PathBuf,
     pub hparams: Hparams,
-    pub arch: &'static Arch,
+    pub arch: &'static dyn Architecture,
     pub hf_arch: String,
 }
 
@@ -159,65 +158,6 @@ fn skipped(name: &str) -> bool {
         || PARTS.iter().any(|p| name.contains(p))
 }
 
-/// Rows `0..rows` of a Q or K weight in llama.cpp's rotary order: per head,
-/// the two halves interleaved (`reshape(n_head, 2, d/2, …).swapaxes(1, 2)`).
-fn permute_rows(rows: u64, n_head: u64) -> Result<Vec<u64>> {
-    if n_head == 0 || n_head > rows || !rows.is_multiple_of(2 * n_head) {
-        return Err(Error::invalid(format!(
-            "{rows} rows do not split into {n_head} heads of two rotary halves"
-        )));
-    }
-    let half = rows / n_head / 2;
-    let mut out = Vec::with_capacity(rows as usize);
-    for h in 0..n_head {
-        for i in 0..half {
-            for j in 0..2 {
-                out.push(h * 2 * half + j * half + i);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn transform(f: &Folder, hf_name: &str, t: &mut Tensor) -> Result<()> {
-    if let Transform::Transpose(suffixes) = f.arch.transform {
-        if let (&[rows, cols], true) = (&t.info.shape[..], suffixes.iter().any(|s| hf_name.ends_with(s))) {
-            let es = t.info.dtype.type_size();
-            t.data = modelconv_ir::view::strided(t.data.clone(), es, 0, &[cols, rows], &[1, cols])?;
-            t.info.shape = vec![cols, rows];
-            t.location = None;
-        }
-        return Ok(());
-    }
-    if f.arch.transform == Transform::NormPlusOne {
-        if hf_name.ends_with("norm.weight") {
-            t.data = Arc::new(shift::PlusOne::new(t.data.clone(), t.info.dtype)?);
-            t.info = TensorInfo::new(t.info.name.clone(), DType::F32, t.info.shape.clone())?;
-            t.location = None;
-        }
-        return Ok(());
-    }
-    if f.arch.transform != Transform::PermuteQk {
-        return Ok(());
-    }
-    let n_head = f.hparams.uint(&["n_heads", "num_attention_heads"])?;
-    let heads = if hf_name.ends_with("q_proj.weight") || hf_name.ends_with("q_proj.bias") {
-        n_head
-    } else if hf_name.ends_with("k_proj.weight") || hf_name.ends_with("k_proj.bias") {
-        f.hparams
-            .opt_uint(&["n_kv_heads", "num_key_value_heads"])?
-            .unwrap_or(n_head)
-    } else {
-        return Ok(());
-    };
-    let rows = t.info.shape.first().copied().unwrap_or(0);
-    let order = permute_rows(rows, heads).map_err(|e| e.for_tensor(hf_name))?;
-    let row_bytes = t.info.byte_len / rows.max(1);
-    t.data = Arc::new(RowGather::new(t.data.clone(), row_bytes, order)?);
-    t.location = None;
-    Ok(())
-}
-
 /// The folder's SentencePiece model, when it has one: its path, its pieces,
 /// and the vocabulary size the conversion pads to (`vocab_size`, else the
 /// piece count).
@@ -256,7 +196,7 @@ fn tokenizer_len(f: &Folder) -> Result<Option<u64>> {
 }
 
 /// Drops embedding rows past the tokenizer's last token (a row slice view).
-fn trim_rows(f: &Folder, t: &mut Tensor) -> Result<()> {
+pub(crate) fn trim_rows(f: &Folder, t: &mut Tensor) -> Result<()> {
     let Some(n) = tokenizer_len(f)? else { return Ok(()) };
     let rows = t.info.shape.first().copied().unwrap_or(0);
     if n < rows {
@@ -328,76 +268,35 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
         }
     };
     let mut md = Metadata::new();
-    md.set("general.architecture", Value::String(f.arch.name.into()));
+    md.set("general.architecture", Value::String(f.arch.name().into()));
+    let cx = Ctx { folder: f, block_count };
     let mut tensors = Vec::with_capacity(model.tensors.len());
-    for (name, values) in (f.arch.extra)(f, &mut md)? {
+    for (name, values) in f.arch.extra_tensors(&cx, &mut md)? {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let info = TensorInfo::new(name, DType::F32, vec![values.len() as u64])?;
         tensors.push(Tensor::new(info, Arc::new(modelconv_ir::MemSource::new(bytes)))?);
     }
-    for mut t in std::mem::take(&mut model.tensors) {
-        let Some(mut hf) = (f.arch.filter)(&t.info.name) else {
+    let mut held = Held::default();
+    for t in std::mem::take(&mut model.tensors) {
+        let Some(hf) = f.arch.filter(&t.info.name) else {
             continue;
         };
         if skipped(&hf) {
             continue;
         }
-        if f.arch.bare.contains(&f.hf_arch.as_str()) {
-            hf = format!("model.{hf}");
+        let hf = f.arch.canonical(&f.hf_arch, hf);
+        for t in f.arch.modify_tensors(&cx, &hf, t, &mut held)? {
+            tensors.push(typed(t, out_type)?);
         }
-        let name = f
-            .arch
-            .map(&hf)
-            .filter(|n| {
-                n.split('.')
-                    .nth(1)
-                    .and_then(|b| b.parse::<u64>().ok())
-                    .is_none_or(|b| !n.starts_with("blk.") || b < block_count)
-            })
-            .ok_or_else(|| {
-                Error::unsupported(format!(
-                    "tensor '{}' has no place in llama.cpp's {} architecture",
-                    t.info.name, f.arch.name
-                ))
-            })?;
-        if !matches!(t.info.dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(Error::unsupported(format!(
-                "tensor '{}' is {}; GGUF conversion takes F32, F16 and BF16 weights",
-                t.info.name, t.info.dtype
-            )));
-        }
-        transform(f, &hf, &mut t)?;
-        if f.arch.trim_embeddings && hf.ends_with("embed_tokens.weight") {
-            trim_rows(f, &mut t)?;
-        }
-        let mut to = tensor_type(&name, t.info.shape.len(), out_type);
-        // gguf-py's Q8_0 needs whole 32-element rows; others fall back to F16.
-        if to == DType::Q8_0 && !t.info.shape.last().is_some_and(|c| c.is_multiple_of(32)) {
-            to = DType::F16;
-        }
-        if to.is_quantized() {
-            let q = modelconv_ggml::quants::QuantizeSource::new(t.data.clone(), t.info.dtype, to, false)
-                .map_err(|e| e.for_tensor(&t.info.name))?;
-            t.data = Arc::new(q);
-            t.location = None;
-        } else if to != t.info.dtype {
-            t.data = Arc::new(CastSource::new(t.data.clone(), t.info.dtype, to)?);
-            t.location = None;
-        }
-        t.info = TensorInfo::new(name, to, t.info.shape.clone())?;
-        tensors.push(t);
     }
+    held.check_empty()?;
     model.tensors = tensors;
     model.check_unique_names()?;
     let total: u64 = model.parameters();
     let general = meta::General::for_folder(&f.dir, &f.hparams.map, total);
     meta::write_general(&mut md, &f.dir, &general)?;
     let ft = file_type_id(out_type);
-    if !f.arch.own_params {
-        common_params(f, block_count, &mut md)?;
-        md.set("general.file_type", Value::U32(ft));
-    }
-    (f.arch.params)(f, &mut md, ft)?;
+    f.arch.set_gguf_parameters(&cx, &mut md, ft)?;
     md.set("general.quantization_version", Value::U32(2));
     vocab(f, &mut md)?;
     let n_tokens = md
@@ -411,11 +310,32 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     model.notes = vec![format!(
         "Hugging Face {} → llama.cpp '{}': {} tensors, {tokenizer} tokenizer of {n_tokens} tokens",
         f.hf_arch,
-        f.arch.name,
+        f.arch.name(),
         model.tensors.len()
     )];
     model.metadata = md;
     Ok(())
+}
+
+/// `t` in the type `convert_hf_to_gguf.py` writes it in ([`tensor_type`]),
+/// cast or quantized lazily.
+fn typed(mut t: Tensor, out_type: DType) -> Result<Tensor> {
+    let mut to = tensor_type(&t.info.name, t.info.shape.len(), out_type);
+    // gguf-py's Q8_0 needs whole 32-element rows; others fall back to F16.
+    if to == DType::Q8_0 && !t.info.shape.last().is_some_and(|c| c.is_multiple_of(32)) {
+        to = DType::F16;
+    }
+    if to.is_quantized() {
+        let q = modelconv_ggml::quants::QuantizeSource::new(t.data.clone(), t.info.dtype, to, false)
+            .map_err(|e| e.for_tensor(&t.info.name))?;
+        t.data = Arc::new(q);
+        t.location = None;
+    } else if to != t.info.dtype {
+        t.data = Arc::new(CastSource::new(t.data.clone(), t.info.dtype, to)?);
+        t.location = None;
+    }
+    t.info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
+    Ok(t)
 }
 
 /// What this build does not convert yet, refused instead of written wrong.
@@ -483,9 +403,8 @@ fn f32_value(what: &str, v: &Json) -> Result<Value> {
 }
 
 /// The hyper-parameters every text model writes (TextModel.set_gguf_parameters).
-fn common_params(f: &Folder, block_count: u64, md: &mut Metadata) -> Result<()> {
+pub(crate) fn common_params(f: &Folder, a: &str, block_count: u64, md: &mut Metadata) -> Result<()> {
     let h = &f.hparams;
-    let a = f.arch.name;
     let u = |md: &mut Metadata, key: &str, v: u64| arch::put_u32(md, a, key, v);
     u(md, "block_count", block_count)?;
     let lookups: [(&str, &[&str]); 5] = [
@@ -602,7 +521,7 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
             md.set("tokenizer.ggml.add_space_prefix", Value::Bool(*b));
         }
     }
-    for v in f.arch.vocab {
+    for v in f.arch.vocab() {
         let done = match v {
             Vocab::SentencePiece => sentencepiece(f, md)?,
             Vocab::SentencePieceNoSpacePrefix => {
@@ -625,7 +544,7 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
         f.dir.display(),
         f.hf_arch,
         f.arch
-            .vocab
+            .vocab()
             .iter()
             .map(|v| match v {
                 Vocab::SentencePiece | Vocab::SentencePieceNoSpacePrefix | Vocab::Phi3 => "tokenizer.model",
@@ -799,20 +718,20 @@ mod tests {
     #[test]
     fn permutation_interleaves_rotary_halves_per_head() {
         // 2 heads of 4 rows: halves (0,1 | 2,3) interleave to 0,2,1,3.
-        assert_eq!(permute_rows(8, 2).unwrap(), vec![0, 2, 1, 3, 4, 6, 5, 7]);
-        assert!(permute_rows(6, 2).is_err());
-        assert!(permute_rows(8, 0).is_err());
+        assert_eq!(arch::permute_rows(8, 2).unwrap(), vec![0, 2, 1, 3, 4, 6, 5, 7]);
+        assert!(arch::permute_rows(6, 2).is_err());
+        assert!(arch::permute_rows(8, 0).is_err());
     }
 
     #[test]
     fn names_map_through_the_table() {
-        let a = arch::find("LlamaForCausalLM").unwrap();
+        let a = arch::find("LlamaForCausalLM").unwrap().tables();
         assert_eq!(
-            a.map("model.layers.11.self_attn.q_proj.weight").as_deref(),
+            arch::map_name(a, "model.layers.11.self_attn.q_proj.weight").as_deref(),
             Some("blk.11.attn_q.weight")
         );
-        assert_eq!(a.map("lm_head.weight").as_deref(), Some("output.weight"));
-        assert_eq!(a.map("model.layers.0.mlp.experts.0.w1.weight"), None);
+        assert_eq!(arch::map_name(a, "lm_head.weight").as_deref(), Some("output.weight"));
+        assert_eq!(arch::map_name(a, "model.layers.0.mlp.experts.0.w1.weight"), None);
         assert_eq!(tensor_type("blk.0.attn_norm.weight", 1, DType::F16), DType::F32);
         assert_eq!(tensor_type("blk.0.attn_q.weight", 2, DType::F16), DType::F16);
         assert_eq!(tensor_type("blk.0.attn_q.bias", 1, DType::F16), DType::F32);

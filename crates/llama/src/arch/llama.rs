@@ -1,0 +1,115 @@
+//! LLaMA and Mistral (LlamaModel in convert_hf_to_gguf.py): the decoder
+//! tables, Q/K rows permuted to llama.cpp's rotary order, and Llama 3.1's
+//! `rope_freqs`.
+
+use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD};
+use super::{mapped, permute_qk, text_parameters, Architecture, Computed, Ctx, Held, Table, Vocab};
+use crate::config::u32_of;
+use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use serde_json::Value as Json;
+
+pub struct Llama;
+
+impl Architecture for Llama {
+    fn hf_classes(&self) -> &'static [&'static str] {
+        &[
+            "LlamaForCausalLM",
+            "LLaMAForCausalLM",
+            "MistralForCausalLM",
+            "LlamaModel",
+        ]
+    }
+    fn name(&self) -> &'static str {
+        "llama"
+    }
+    fn tables(&self) -> &'static [Table] {
+        &[DECODER, LM_HEAD, FFN_NORM]
+    }
+    fn vocab(&self) -> &'static [Vocab] {
+        &[Vocab::SentencePiece, Vocab::Bpe]
+    }
+    fn filter(&self, name: &str) -> Option<String> {
+        Some(name.replace("language_model.", "").replace("text_model.", ""))
+    }
+    fn canonical(&self, hf_class: &str, name: String) -> String {
+        with_model_prefix(&["LlamaModel"], hf_class, name)
+    }
+    fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        text_parameters(cx, self.name(), md, ft)?;
+        let h = &cx.folder.hparams;
+        md.set(
+            "llama.vocab_size",
+            Value::U32(u32_of("vocab_size", h.uint(&["vocab_size"])?)?),
+        );
+        let rope_dim = match h.opt_uint(&["head_dim"])? {
+            Some(d) => d,
+            None => {
+                let heads = h.uint(&["num_attention_heads"])?.max(1);
+                h.uint(&["hidden_size"])? / heads
+            }
+        };
+        md.set("llama.rope.dimension_count", Value::U32(u32_of("head_dim", rope_dim)?));
+        Ok(())
+    }
+    fn extra_tensors(&self, cx: &Ctx, _: &mut Metadata) -> Result<Vec<Computed>> {
+        llama3_rope(cx)
+    }
+    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, _: &mut Held) -> Result<Vec<Tensor>> {
+        let mut t = mapped(cx, self, hf, t)?;
+        permute_qk(cx, hf, &mut t)?;
+        Ok(vec![t])
+    }
+}
+
+/// Llama 3.1+'s `rope_type: llama3`: per rotary frequency a scaling
+/// factor (`rope_freqs`), computed in f32 step by step as PyTorch does for
+/// LlamaModel.generate_extra_tensors (scalars rounded to f32 first).
+fn llama3_rope(cx: &Ctx) -> Result<Vec<Computed>> {
+    let h = &cx.folder.hparams;
+    let rope = crate::rope_parameters(h);
+    let rope = rope
+        .get("full_attention")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or(rope);
+    let is_llama3 = rope
+        .get("rope_type")
+        .and_then(Json::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("llama3"));
+    if !is_llama3 {
+        return Ok(Vec::new());
+    }
+    let num = |k: &str, d: f64| rope.get(k).and_then(Json::as_f64).unwrap_or(d);
+    let base = num("rope_theta", 10000.0);
+    let dim = match h.opt_uint(&["head_dim"])? {
+        Some(d) => d,
+        None => h.uint(&["hidden_size"])? / h.uint(&["num_attention_heads"])?.max(1),
+    };
+    if dim == 0 || dim > 1 << 16 {
+        return Err(Error::invalid(format!(
+            "config.json: rotary dimension {dim} for rope_freqs"
+        )));
+    }
+    let factor = num("factor", 8.0);
+    let low = num("low_freq_factor", 1.0);
+    let high = num("high_freq_factor", 4.0);
+    let old_ctx = num("original_max_position_embeddings", 8192.0);
+    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
+    let f32_ = |x: f64| x as f32;
+    let mut out = Vec::new();
+    for i in (0..dim).step_by(2) {
+        let e = i as f32 / dim as f32;
+        let freq = 1.0f32 / f32_(base).powf(e);
+        let wavelen = f32_(2.0 * std::f64::consts::PI) / freq;
+        let v = if wavelen < f32_(high_wavelen) {
+            1.0
+        } else if wavelen > f32_(low_wavelen) {
+            f32_(factor)
+        } else {
+            let smooth = (f32_(old_ctx) / wavelen - f32_(low)) / f32_(high - low);
+            1.0f32 / ((1.0f32 - smooth) / f32_(factor) + smooth)
+        };
+        out.push(v);
+    }
+    Ok(vec![("rope_freqs.weight".into(), out)])
+}

@@ -1,0 +1,142 @@
+//! Phi-3 (Phi3ForCausalLM): fused qkv and gate_up weights as they are,
+//! its own hyper-parameter set, and long-context rope factors as tensors.
+
+use super::{put_u32, Architecture, Computed, Ctx, Table, Vocab};
+use crate::Folder;
+use modelconv_ir::{Error, Metadata, Result, Value};
+use serde_json::Value as Json;
+
+pub struct Phi3;
+
+impl Architecture for Phi3 {
+    fn hf_classes(&self) -> &'static [&'static str] {
+        &["Phi3ForCausalLM"]
+    }
+    fn name(&self) -> &'static str {
+        "phi3"
+    }
+    fn tables(&self) -> &'static [Table] {
+        &[TENSORS]
+    }
+    fn vocab(&self) -> &'static [Vocab] {
+        &[Vocab::Phi3]
+    }
+    fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        phi3_params(cx.folder, md, ft)
+    }
+    fn extra_tensors(&self, cx: &Ctx, md: &mut Metadata) -> Result<Vec<Computed>> {
+        phi3_extra(cx.folder, md)
+    }
+}
+
+const TENSORS: Table = &[
+    ("model.embed_tokens", "token_embd"),
+    ("model.norm", "output_norm"),
+    ("lm_head", "output"),
+    ("model.layers.{bid}.input_layernorm", "blk.{bid}.attn_norm"),
+    ("model.layers.{bid}.self_attn.qkv_proj", "blk.{bid}.attn_qkv"),
+    ("model.layers.{bid}.self_attn.o_proj", "blk.{bid}.attn_output"),
+    ("model.layers.{bid}.post_attention_layernorm", "blk.{bid}.ffn_norm"),
+    ("model.layers.{bid}.mlp.gate_up_proj", "blk.{bid}.ffn_up"),
+    ("model.layers.{bid}.mlp.down_proj", "blk.{bid}.ffn_down"),
+];
+
+/// Phi-3's rotary dimensions: `partial_rotary_factor` of the width, per head.
+fn phi3_rope(f: &Folder) -> Result<(serde_json::Map<String, Json>, u64, u64, u64)> {
+    let h = &f.hparams;
+    let rope = crate::rope_parameters(h);
+    let n_embd = h.uint(&["hidden_size", "n_embd"])?;
+    let n_head = h.uint(&["num_attention_heads", "n_head"])?.max(1);
+    let pct = rope.get("partial_rotary_factor").and_then(Json::as_f64).unwrap_or(1.0);
+    let rope_dims = (pct * n_embd as f64) as u64 / n_head;
+    let orig = rope
+        .get("original_max_position_embeddings")
+        .and_then(Json::as_u64)
+        .ok_or_else(|| Error::invalid("config.json: original_max_position_embeddings is not given"))?;
+    Ok((rope, rope_dims, orig, n_head))
+}
+
+/// Phi-3's own hyper-parameter set (Phi3MiniModel.set_gguf_parameters).
+fn phi3_params(f: &Folder, md: &mut Metadata, ft: u32) -> Result<()> {
+    let h = &f.hparams;
+    let (rope, rope_dims, orig, n_head) = phi3_rope(f)?;
+    let u = |md: &mut Metadata, key: &str, v: u64| put_u32(md, "phi3", key, v);
+    u(
+        md,
+        "context_length",
+        h.uint(&["n_positions", "max_position_embeddings"])?,
+    )?;
+    u(md, "rope.scaling.original_context_length", orig)?;
+    u(md, "embedding_length", h.uint(&["hidden_size", "n_embd"])?)?;
+    u(md, "feed_forward_length", h.uint(&["intermediate_size"])?)?;
+    u(
+        md,
+        "block_count",
+        h.uint(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])?,
+    )?;
+    u(md, "attention.head_count", n_head)?;
+    u(
+        md,
+        "attention.head_count_kv",
+        h.uint(&["num_key_value_heads", "n_head_kv"])?,
+    )?;
+    let eps = h
+        .opt_f64(&["rms_norm_eps"])?
+        .ok_or_else(|| Error::invalid("config.json: rms_norm_eps is not given"))?;
+    md.set("phi3.attention.layer_norm_rms_epsilon", Value::F32(eps as f32));
+    u(md, "rope.dimension_count", rope_dims)?;
+    let full = rope.get("full_attention").and_then(Json::as_object).unwrap_or(&rope);
+    let theta = full
+        .get("rope_theta")
+        .and_then(Json::as_f64)
+        .ok_or_else(|| Error::invalid("config.json: rope_theta is not given"))?;
+    md.set("phi3.rope.freq_base", Value::F32(theta as f32));
+    md.set("general.file_type", Value::U32(ft));
+    u(
+        md,
+        "attention.sliding_window",
+        h.opt_uint(&["sliding_window"])?.unwrap_or(0),
+    )?;
+    Ok(())
+}
+
+/// Phi-3's long-context rope factors, as tensors, and the attention factor.
+fn phi3_extra(f: &Folder, md: &mut Metadata) -> Result<Vec<Computed>> {
+    let (rope, rope_dims, orig, _) = phi3_rope(f)?;
+    let floats = |k: &str| -> Option<Vec<f32>> {
+        let a = rope.get(k)?.as_array()?;
+        a.iter().map(|v| v.as_f64().map(|x| x as f32)).collect()
+    };
+    let Some(long) = floats("long_factor").filter(|l| !l.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let max_pos = f.hparams.uint(&["n_positions", "max_position_embeddings"])? as f64;
+    let scale = max_pos / orig as f64;
+    let ty = rope
+        .get("rope_type")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_lowercase();
+    let attn = match ty.as_str() {
+        "su" | "longrope" if scale > 1.0 => (1.0 + scale.ln() / (orig as f64).ln()).sqrt(),
+        "yarn" if scale > 1.0 => 0.1 * scale.ln() + 1.0,
+        "su" | "longrope" | "yarn" => 1.0,
+        "" => return Err(Error::invalid("config.json: rope scaling without a type")),
+        other => return Err(Error::unsupported(format!("config.json: rope scaling type {other}"))),
+    };
+    md.set("phi3.rope.scaling.attn_factor", Value::F32(attn as f32));
+    let short =
+        floats("short_factor").ok_or_else(|| Error::invalid("config.json: long_factor without short_factor"))?;
+    if long.len() != short.len() || long.len() as u64 * 2 != rope_dims {
+        return Err(Error::invalid(format!(
+            "config.json: rope long and short factors must have {} entries (have {} and {})",
+            rope_dims / 2,
+            long.len(),
+            short.len()
+        )));
+    }
+    Ok(vec![
+        ("rope_factors_long.weight".into(), long),
+        ("rope_factors_short.weight".into(), short),
+    ])
+}
