@@ -150,11 +150,9 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         };
         request.to_dtype(d, types)?;
     }
+    request.hf = hf.map(|f| (f, hf_type));
     let mut model = registry::open_as(in_format, &args.input, &args.open.options())?;
     let inputs = util::input_files(&model);
-    if let Some(f) = &hf {
-        modelconv_llama::apply(&mut model, f, hf_type)?;
-    }
     let outcome = request.apply(&mut model)?;
     let mut notes = std::mem::take(&mut model.notes);
     if !outcome.deduped.is_empty() {

@@ -260,15 +260,8 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
     let source_bytes = model.data_bytes();
     let inputs = util::input_files(&model);
-    if let Some(f) = &hf {
-        modelconv_llama::apply(&mut model, f, modelconv_llama::OutType::Source)?;
-        if !quiet {
-            for n in &model.notes {
-                eprintln!("{}", util::printable(n));
-            }
-        }
-    }
     let request = Request {
+        hf: hf.map(|f| (f, modelconv_llama::OutType::Source)),
         allow_unchanged: args.allow_unchanged,
         quantize: Some(Quantization {
             file_type: ft,

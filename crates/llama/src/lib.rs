@@ -38,6 +38,16 @@ pub struct Folder {
     pub hf_arch: String,
 }
 
+impl std::fmt::Debug for Folder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Folder")
+            .field("dir", &self.dir)
+            .field("hf_arch", &self.hf_arch)
+            .field("arch", &self.arch.name())
+            .finish()
+    }
+}
+
 impl Folder {
     /// The model `input` is, when it is a folder with a `config.json`, or
     /// when `config` names one (its folder holds the tokenizer files), or

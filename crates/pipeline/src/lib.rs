@@ -335,6 +335,10 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
 /// What a command asks of the pipeline; stages run in this order.
 #[derive(Debug, Default)]
 pub struct Request {
+    /// A Hugging Face model to llama.cpp's names, keys and tokenizer, with
+    /// its output type ([`modelconv_llama::apply`]): `convert` and
+    /// `quantize` of a model folder to GGUF.
+    pub hf: Option<(modelconv_llama::Folder, modelconv_llama::OutType)>,
     pub include: Vec<Regex>,
     pub exclude: Vec<Regex>,
     pub rename: Vec<(Regex, String)>,
@@ -397,6 +401,9 @@ impl Request {
     /// Runs the stages on `model`.
     pub fn apply(&self, model: &mut Model) -> Result<Outcome> {
         let mut out = Outcome::default();
+        if let Some((folder, ty)) = &self.hf {
+            modelconv_llama::apply(model, folder, *ty)?;
+        }
         let had = model.tensors.len();
         select(model, &self.include, &self.exclude);
         if model.tensors.is_empty() && had > 0 && !self.include.is_empty() {
