@@ -619,6 +619,66 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
     let mut model = file.model.clone();
     let mut g = model.graph.take().unwrap_or_default();
     let mut report = QuantReport::default();
+    let family = choose_family(file, opts, &mut model, &g, &mut report)?;
+    promote_constant_weights(&mut g, model.ir_version.unwrap_or(0), &mut report)?;
+    let mut pass = Pass {
+        file,
+        opts,
+        family,
+        names: Names::of(&g),
+        report,
+        inits: Vec::new(),
+        dq_nodes: Vec::new(),
+        rename: HashMap::new(),
+        nbits_nodes: HashMap::new(),
+    };
+    let uses = Uses::of(&g);
+    for proto in std::mem::take(&mut g.initializer) {
+        pass.initializer(&g, &uses, proto)?;
+    }
+    pass.rewire(&mut g);
+    if pass.report.rows.iter().any(|r| r.scheme.starts_with("MatMulNBits"))
+        && !model
+            .opset_import
+            .iter()
+            .any(|o| o.domain.as_deref() == Some("com.microsoft"))
+    {
+        model.opset_import.push(OperatorSetIdProto {
+            domain: Some("com.microsoft".into()),
+            version: Some(1),
+        });
+    }
+    model.graph = Some(g);
+    Ok((
+        OnnxOut {
+            model,
+            inits: pass.inits,
+        },
+        pass.report,
+    ))
+}
+
+/// The scheme family for the whole model, decided once from its opset.
+#[derive(Debug, Clone, Copy)]
+struct Family {
+    /// The default-domain opset before the rewrite.
+    opset: i64,
+    /// Blocked DequantizeLinear and INT4 are available (opset 21, or moved to it).
+    blocked_ok: bool,
+    /// Below opset 13 DequantizeLinear has no axis: one scale per tensor.
+    per_tensor: bool,
+}
+
+/// Decides the [`Family`], moving the model to opset 21 (IR 10) when
+/// blocked scales need it and nothing blocks the move; refuses INT8 on a
+/// model that has no DequantizeLinear and cannot move.
+fn choose_family(
+    file: &OnnxFile,
+    opts: &QuantOptions,
+    model: &mut crate::proto::ModelProto,
+    g: &GraphProto,
+    report: &mut QuantReport,
+) -> Result<Family> {
     let opset_idx = model
         .opset_import
         .iter()
@@ -626,8 +686,6 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
     let v = opset_idx.and_then(|i| model.opset_import[i].version).unwrap_or(1);
     report.opset_before = v;
     report.opset_after = v;
-
-    // Decide the scheme family for the whole model.
     let mut stay_reason: Option<String> = None;
     let blocked_ok = if opts.block_size == 0 && opts.ty == QType::Int8 {
         false
@@ -636,7 +694,7 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
     } else if !opts.upgrade_opset {
         stay_reason = Some("--keep-opset".to_string());
         false
-    } else if let Some(why) = upgrade_blocker(&g, v) {
+    } else if let Some(why) = upgrade_blocker(g, v) {
         report.skipped.push((String::new(), format!("opset {v} kept: {why}")));
         stay_reason = Some(why);
         false
@@ -659,7 +717,6 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
                 .unwrap_or("per-channel scales were asked for (--block-size 0)")
         )));
     }
-    // Below opset 13 DequantizeLinear has no axis: one scale per tensor.
     let per_tensor = !blocked_ok && opts.ty == QType::Int8 && v < 13;
     if per_tensor {
         report.skipped.push((
@@ -670,33 +727,88 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             ),
         ));
     }
+    Ok(Family {
+        opset: v,
+        blocked_ok,
+        per_tensor,
+    })
+}
 
-    promote_constant_weights(&mut g, model.ir_version.unwrap_or(0), &mut report)?;
+/// Who reads each value: (node index, input index), and the graph inputs.
+struct Uses {
+    readers: HashMap<String, Vec<(usize, usize)>>,
+    graph_inputs: std::collections::HashSet<String>,
+}
 
-    // Who reads each value.
-    let graph_inputs: std::collections::HashSet<&str> = g.input.iter().filter_map(|v| v.name.as_deref()).collect();
-    let mut uses: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
-    for (ni, n) in g.node.iter().enumerate() {
-        for (ii, i) in n.input.iter().enumerate() {
-            uses.entry(i.clone()).or_default().push((ni, ii));
+impl Uses {
+    fn of(g: &GraphProto) -> Uses {
+        let mut readers: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        for (ni, n) in g.node.iter().enumerate() {
+            for (ii, i) in n.input.iter().enumerate() {
+                readers.entry(i.clone()).or_default().push((ni, ii));
+            }
         }
+        let graph_inputs = g.input.iter().filter_map(|v| v.name.clone()).collect();
+        Uses { readers, graph_inputs }
     }
-    let mut names = Names::of(&g);
-    let mut new_inits = Vec::new();
-    let mut dq_nodes = Vec::new();
-    let mut rename: HashMap<String, String> = HashMap::new();
-    let mut nbits_nodes: HashMap<usize, NodeProto> = HashMap::new();
-    let block = opts.block_size as usize;
+}
 
-    for proto in std::mem::take(&mut g.initializer) {
+/// One weight chosen for quantization: its scheme and layout.
+struct Chosen {
+    /// The reduction axis and the op that reads the weight.
+    k_axis: usize,
+    consumer: &'static str,
+    consumers: Vec<(usize, usize)>,
+    shape: [usize; 2],
+    scheme: Scheme,
+}
+
+/// The quantization of one model: what it has built so far.
+struct Pass<'a> {
+    file: &'a OnnxFile,
+    opts: &'a QuantOptions,
+    family: Family,
+    names: Names,
+    report: QuantReport,
+    inits: Vec<OutInit>,
+    /// DequantizeLinear nodes, placed first in the graph.
+    dq_nodes: Vec<NodeProto>,
+    /// Weight name → its DequantizeLinear output, for the readers.
+    rename: HashMap<String, String>,
+    /// MatMul node index → the MatMulNBits node that replaces it.
+    nbits_nodes: HashMap<usize, NodeProto>,
+}
+
+impl Pass<'_> {
+    /// One initializer: quantized and wired in, or kept as it is (with the
+    /// reason, when it was a candidate).
+    fn initializer(&mut self, g: &GraphProto, uses: &Uses, proto: TensorProto) -> Result<()> {
         let name = proto.name.clone().unwrap_or_default();
-        let keep = |proto: TensorProto| -> Result<OutInit> {
-            let data = file.tensor(&proto, &name)?.map(|i| i.stored);
-            Ok(OutInit { proto, data })
+        let chosen = match self.choose(g, uses, &proto, &name)? {
+            Ok(c) => c,
+            Err(why) => {
+                if let Some(why) = why {
+                    self.report.skipped.push((name.clone(), why));
+                }
+                let data = self.file.tensor(&proto, &name)?.map(|i| i.stored);
+                self.inits.push(OutInit { proto, data });
+                return Ok(());
+            }
         };
-        let dtype = proto.data_type.unwrap_or(0);
-        let consumers = uses.get(&name).cloned().unwrap_or_default();
-        // The role of the weight: (reduction axis, consumer op).
+        self.quantize_one(g, proto, &name, &chosen)
+    }
+
+    /// Whether and how the weight `proto` is quantized: `Err(None)` for a
+    /// tensor that is no candidate, `Err(Some(why))` for one left as it is.
+    fn choose(
+        &self,
+        g: &GraphProto,
+        uses: &Uses,
+        proto: &TensorProto,
+        name: &str,
+    ) -> Result<std::result::Result<Chosen, Option<String>>> {
+        let (opts, fam) = (self.opts, self.family);
+        let consumers = uses.readers.get(name).cloned().unwrap_or_default();
         let role = consumers.iter().find_map(|&(ni, ii)| {
             let n = &g.node[ni];
             match (graph::is_default_domain(n), op(n), ii) {
@@ -707,46 +819,38 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             }
         });
         let Some((k_axis, consumer)) = role else {
-            new_inits.push(keep(proto)?);
-            continue;
+            return Ok(Err(None));
         };
         // Reading the tensor checks its dims against its data first.
-        let Some(init) = file.tensor(&proto, &name)? else {
-            new_inits.push(keep(proto)?);
-            continue;
+        let Some(init) = self.file.tensor(proto, name)? else {
+            return Ok(Err(None));
         };
         let numel = init.tensor.info.numel();
-        let skip = |why: &str, report: &mut QuantReport| report.skipped.push((name.clone(), why.to_string()));
+        let dtype = proto.data_type.unwrap_or(0);
+        let skip = |why: &str| Ok(Err(Some(why.to_string())));
         if !(dtype == dt::FLOAT || dtype == dt::FLOAT16) {
-            skip("not FLOAT or FLOAT16", &mut report);
-            new_inits.push(keep(proto)?);
-            continue;
+            return skip("not FLOAT or FLOAT16");
         }
-        if proto.dims.len() != 2 || graph_inputs.contains(name.as_str()) || numel < opts.min_elements {
-            let why = if proto.dims.len() != 2 {
-                "not 2-D"
-            } else if numel < opts.min_elements {
-                "too small"
-            } else {
-                "also a graph input (may be overridden at run time)"
-            };
-            skip(why, &mut report);
-            new_inits.push(keep(proto)?);
-            continue;
+        if proto.dims.len() != 2 {
+            return skip("not 2-D");
+        }
+        if numel < opts.min_elements {
+            return skip("too small");
+        }
+        if uses.graph_inputs.contains(name) {
+            return skip("also a graph input (may be overridden at run time)");
         }
         let dims = &init.tensor.info.shape;
         let (Ok(rows), Ok(cols)) = (usize::try_from(dims[0]), usize::try_from(dims[1])) else {
-            skip("too large for this machine", &mut report);
-            new_inits.push(keep(proto)?);
-            continue;
+            return skip("too large for this machine");
         };
         let shape = [rows, cols];
-        let k = shape[k_axis];
-        let scheme = if blocked_ok && block > 0 && k.is_multiple_of(block) {
+        let (k, block) = (shape[k_axis], opts.block_size as usize);
+        let scheme = if fam.blocked_ok && block > 0 && k.is_multiple_of(block) {
             Scheme::Blocked { axis: k_axis }
-        } else if per_tensor {
+        } else if fam.per_tensor {
             Scheme::PerTensor
-        } else if opts.ty == QType::Int8 || blocked_ok {
+        } else if opts.ty == QType::Int8 || fam.blocked_ok {
             // INT4 per-channel needs opset 21 too (the INT4 type).
             Scheme::PerChannel { axis: 1 - k_axis }
         } else if block > 0
@@ -755,25 +859,38 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
         {
             Scheme::MatMulNBits
         } else {
-            skip(
-                &format!("INT4 for {consumer} needs opset 21, and this model stays at {v}"),
-                &mut report,
-            );
-            new_inits.push(keep(proto)?);
-            continue;
+            return skip(&format!(
+                "INT4 for {consumer} needs opset 21, and this model stays at {}",
+                fam.opset
+            ));
         };
-        let is_f16 = dtype == dt::FLOAT16;
-        if is_f16 && scheme != Scheme::MatMulNBits && report.opset_after < 19 {
-            skip(
-                &format!(
-                    "FLOAT16: DequantizeLinear takes float16 scales from opset 19; the model stays at {}",
-                    report.opset_after
-                ),
-                &mut report,
-            );
-            new_inits.push(keep(proto)?);
-            continue;
+        if dtype == dt::FLOAT16 && scheme != Scheme::MatMulNBits && self.report.opset_after < 19 {
+            return skip(&format!(
+                "FLOAT16: DequantizeLinear takes float16 scales from opset 19; the model stays at {}",
+                self.report.opset_after
+            ));
         }
+        Ok(Ok(Chosen {
+            k_axis,
+            consumer,
+            consumers,
+            shape,
+            scheme,
+        }))
+    }
+
+    /// Replaces the weight by its quantized data and scales (lazy, computed
+    /// once when written) and wires them to its readers.
+    fn quantize_one(&mut self, g: &GraphProto, proto: TensorProto, name: &str, c: &Chosen) -> Result<()> {
+        let init = self
+            .file
+            .tensor(&proto, name)?
+            .ok_or_else(|| Error::invalid(format!("{name}: a chosen weight has no data")))?;
+        let (opts, shape, scheme) = (self.opts, c.shape, c.scheme);
+        let dtype = proto.data_type.unwrap_or(0);
+        let block = opts.block_size as usize;
+        let k = shape[c.k_axis];
+        let is_f16 = dtype == dt::FLOAT16;
         let (groups, scale_dims, _) = grouping(shape, scheme, block.max(1));
         let numel = (shape[0] * shape[1]) as u64;
         let q_len = match (scheme, opts.ty) {
@@ -784,8 +901,8 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
         let rmse = Arc::new(Mutex::new(None));
         let job = Arc::new(LazyQuant {
             src: init.tensor.data.clone(),
-            name: name.clone(),
-            path: file.path.clone(),
+            name: name.to_string(),
+            path: self.file.path.clone(),
             is_f16,
             shape,
             scheme,
@@ -797,132 +914,140 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
             served: AtomicU64::new(0),
             rmse: rmse.clone(),
         });
-        let qname = names.fresh(&format!("{name}_quantized"));
-        let sname = names.fresh(&format!("{name}_scale"));
+        let qname = self.names.fresh(&format!("{name}_quantized"));
+        let sname = self.names.fresh(&format!("{name}_scale"));
         let scales: Arc<dyn DataSource> = Arc::new(Part {
             job: job.clone(),
             scales: true,
         });
         let qdata: Arc<dyn DataSource> = Arc::new(Part { job, scales: false });
         let scale_proto = tensor(sname.clone(), dtype, scale_dims);
-        let (qproto, desc) = match scheme {
-            Scheme::MatMulNBits => {
-                let nb = k.div_ceil(block);
-                let p = tensor(
-                    qname.clone(),
-                    dt::UINT8,
-                    vec![shape[1] as i64, nb as i64, (block / 2) as i64],
-                );
-                (p, format!("MatMulNBits bits=4 block_size={block}"))
-            }
-            _ => {
-                let ty = match opts.ty {
-                    QType::Int8 => dt::INT8,
-                    QType::Int4 => dt::INT4,
-                };
-                let desc = match scheme {
-                    Scheme::Blocked { axis } => format!("DequantizeLinear axis={axis} block_size={block}"),
-                    Scheme::PerChannel { axis } => format!("DequantizeLinear per-channel axis={axis}"),
-                    Scheme::PerTensor => "DequantizeLinear per-tensor".to_string(),
-                    Scheme::MatMulNBits => unreachable!(),
-                };
-                (tensor(qname.clone(), ty, proto.dims.clone()), desc)
-            }
-        };
+        let (qproto, desc) = quantized_proto(&proto, &qname, scheme, opts.ty, shape, k, block);
         let bytes_after = qdata.len() + scales.len();
-        match scheme {
-            Scheme::MatMulNBits => {
-                for &(ni, _) in &consumers {
-                    let m = &g.node[ni];
-                    let nname = names.fresh(&format!("{}_MatMulNBits", m.name.as_deref().unwrap_or(&name)));
-                    let mut n = node(
-                        "MatMulNBits",
-                        "com.microsoft",
-                        nname,
-                        vec![m.input[0].clone(), qname.clone(), sname.clone()],
-                        m.output.clone(),
-                    );
-                    n.attribute = vec![
-                        attr_int("K", shape[0] as i64),
-                        attr_int("N", shape[1] as i64),
-                        attr_int("bits", 4),
-                        attr_int("block_size", block as i64),
-                    ];
-                    nbits_nodes.insert(ni, n);
-                }
-            }
-            Scheme::Blocked { .. } | Scheme::PerChannel { .. } | Scheme::PerTensor => {
-                let dq_out = names.fresh(&format!("{name}_dequantized"));
-                let mut n = node(
-                    "DequantizeLinear",
-                    "",
-                    names.fresh(&format!("{name}_DequantizeLinear")),
-                    vec![qname.clone(), sname.clone()],
-                    vec![dq_out.clone()],
-                );
-                if let Scheme::Blocked { axis } | Scheme::PerChannel { axis } = scheme {
-                    n.attribute.push(attr_int("axis", axis as i64));
-                }
-                if matches!(scheme, Scheme::Blocked { .. }) {
-                    n.attribute.push(attr_int("block_size", block as i64));
-                }
-                dq_nodes.push(n);
-                rename.insert(name.clone(), dq_out);
-            }
-        }
-        report.rows.push(QuantRow {
-            name: name.clone(),
+        self.wire(g, name, c, &qname, &sname);
+        self.report.rows.push(QuantRow {
+            name: name.to_string(),
             from: if dtype == dt::FLOAT { "F32" } else { "F16" }.to_string(),
-            consumer: consumer.to_string(),
+            consumer: c.consumer.to_string(),
             shape: shape.iter().map(|&d| d as u64).collect(),
             scheme: desc,
             bytes_before: init.tensor.info.byte_len,
             bytes_after,
             rmse,
         });
-        new_inits.push(OutInit {
+        self.inits.push(OutInit {
             proto: qproto,
             data: Some(qdata),
         });
-        new_inits.push(OutInit {
+        self.inits.push(OutInit {
             proto: scale_proto,
             data: Some(scales),
         });
+        Ok(())
     }
 
-    let mut nodes = dq_nodes;
-    for (ni, mut n) in std::mem::take(&mut g.node).into_iter().enumerate() {
-        if let Some(r) = nbits_nodes.remove(&ni) {
-            nodes.push(r);
-            continue;
-        }
-        for i in n.input.iter_mut() {
-            if let Some(r) = rename.get(i) {
-                *i = r.clone();
+    /// The readers of weight `name` now read its quantized form: each MatMul
+    /// becomes a MatMulNBits, or one DequantizeLinear feeds them all.
+    fn wire(&mut self, g: &GraphProto, name: &str, c: &Chosen, qname: &str, sname: &str) {
+        let block = self.opts.block_size as usize;
+        if c.scheme == Scheme::MatMulNBits {
+            for &(ni, _) in &c.consumers {
+                let m = &g.node[ni];
+                let nname = self
+                    .names
+                    .fresh(&format!("{}_MatMulNBits", m.name.as_deref().unwrap_or(name)));
+                let mut n = node(
+                    "MatMulNBits",
+                    "com.microsoft",
+                    nname,
+                    vec![m.input[0].clone(), qname.to_string(), sname.to_string()],
+                    m.output.clone(),
+                );
+                n.attribute = vec![
+                    attr_int("K", c.shape[0] as i64),
+                    attr_int("N", c.shape[1] as i64),
+                    attr_int("bits", 4),
+                    attr_int("block_size", block as i64),
+                ];
+                self.nbits_nodes.insert(ni, n);
             }
+            return;
         }
-        nodes.push(n);
+        let dq_out = self.names.fresh(&format!("{name}_dequantized"));
+        let mut n = node(
+            "DequantizeLinear",
+            "",
+            self.names.fresh(&format!("{name}_DequantizeLinear")),
+            vec![qname.to_string(), sname.to_string()],
+            vec![dq_out.clone()],
+        );
+        if let Scheme::Blocked { axis } | Scheme::PerChannel { axis } = c.scheme {
+            n.attribute.push(attr_int("axis", axis as i64));
+        }
+        if matches!(c.scheme, Scheme::Blocked { .. }) {
+            n.attribute.push(attr_int("block_size", block as i64));
+        }
+        self.dq_nodes.push(n);
+        self.rename.insert(name.to_string(), dq_out);
     }
-    g.node = nodes;
-    if report.rows.iter().any(|r| r.scheme.starts_with("MatMulNBits"))
-        && !model
-            .opset_import
-            .iter()
-            .any(|o| o.domain.as_deref() == Some("com.microsoft"))
-    {
-        model.opset_import.push(OperatorSetIdProto {
-            domain: Some("com.microsoft".into()),
-            version: Some(1),
-        });
+
+    /// The graph's nodes: the DequantizeLinear nodes first, then the
+    /// original ones reading the dequantized values (MatMuls replaced).
+    fn rewire(&mut self, g: &mut GraphProto) {
+        let mut nodes = std::mem::take(&mut self.dq_nodes);
+        for (ni, mut n) in std::mem::take(&mut g.node).into_iter().enumerate() {
+            if let Some(r) = self.nbits_nodes.remove(&ni) {
+                nodes.push(r);
+                continue;
+            }
+            for i in n.input.iter_mut() {
+                if let Some(r) = self.rename.get(i) {
+                    *i = r.clone();
+                }
+            }
+            nodes.push(n);
+        }
+        g.node = nodes;
     }
-    model.graph = Some(g);
-    Ok((
-        OnnxOut {
-            model,
-            inits: new_inits,
-        },
-        report,
-    ))
+}
+
+/// The quantized initializer's proto and how the report describes it.
+fn quantized_proto(
+    proto: &TensorProto,
+    qname: &str,
+    scheme: Scheme,
+    ty: QType,
+    shape: [usize; 2],
+    k: usize,
+    block: usize,
+) -> (TensorProto, String) {
+    let elem = match ty {
+        QType::Int8 => dt::INT8,
+        QType::Int4 => dt::INT4,
+    };
+    let qname = qname.to_string();
+    match scheme {
+        Scheme::MatMulNBits => {
+            let nb = k.div_ceil(block);
+            let dims = vec![shape[1] as i64, nb as i64, (block / 2) as i64];
+            (
+                tensor(qname, dt::UINT8, dims),
+                format!("MatMulNBits bits=4 block_size={block}"),
+            )
+        }
+        Scheme::Blocked { axis } => (
+            tensor(qname, elem, proto.dims.clone()),
+            format!("DequantizeLinear axis={axis} block_size={block}"),
+        ),
+        Scheme::PerChannel { axis } => (
+            tensor(qname, elem, proto.dims.clone()),
+            format!("DequantizeLinear per-channel axis={axis}"),
+        ),
+        Scheme::PerTensor => (
+            tensor(qname, elem, proto.dims.clone()),
+            "DequantizeLinear per-tensor".to_string(),
+        ),
+    }
 }
 
 #[cfg(test)]
