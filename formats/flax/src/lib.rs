@@ -14,11 +14,11 @@ mod msgpack;
 
 use modelconv_ir::view::{Concat, SubRange};
 use modelconv_ir::{
-    Array, DType, DataSource, Error, FileRange, Format, Location, Metadata, Model, OpenOptions, OutputFile, Probe,
-    Progress, Result, SharedFile, Tensor, TensorInfo, Value, WriteOptions, WritePlan, Writer,
+    Array, DType, DataSource, Error, FileRange, Format, Location, Metadata, Model, OneFilePlan, OpenOptions, Probe,
+    Result, SharedFile, Tensor, TensorInfo, Value, WriteOptions, WritePlan, Writer,
 };
 use msgpack::{enc, Msg, Reader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub const NAME: &str = "flax";
@@ -509,12 +509,23 @@ impl Writer for FlaxWriter {
             |d| dtype_name(d).is_some(),
             |_| "convert with --dtype F32, F16 or BF16, or leave them out with --exclude".into(),
         )?;
-        Ok(Box::new(Plan {
-            dest: dest.to_path_buf(),
-            pieces: pieces(model, MAX_CHUNK_SIZE)?,
-            opts: opts.clone(),
-            data_bytes: model.data_bytes(),
-        }))
+        // Every length is known before its data: one pass.
+        let pieces = pieces(model, MAX_CHUNK_SIZE)?;
+        Ok(OneFilePlan::boxed(
+            dest,
+            opts,
+            model.data_bytes(),
+            true,
+            move |out, progress| {
+                for p in &pieces {
+                    match p {
+                        Piece::Bytes(b) => out.write_all(b)?,
+                        Piece::Data(d) => out.write_source(d.as_ref(), progress)?,
+                    }
+                }
+                Ok(())
+            },
+        ))
     }
 }
 
@@ -534,36 +545,6 @@ fn pieces(model: &Model, max_chunk: u64) -> Result<Vec<Piece>> {
     let mut out = Vec::new();
     emit(&root, &model.tensors, &scalars, max_chunk, &mut out)?;
     Ok(out)
-}
-
-struct Plan {
-    dest: PathBuf,
-    pieces: Vec<Piece>,
-    opts: WriteOptions,
-    data_bytes: u64,
-}
-
-impl WritePlan for Plan {
-    fn outputs(&self) -> Vec<PathBuf> {
-        vec![self.dest.clone()]
-    }
-    fn data_bytes(&self) -> u64 {
-        self.data_bytes
-    }
-    /// Every length is known before its data: one pass.
-    fn streamable(&self) -> bool {
-        true
-    }
-    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
-        let mut out = OutputFile::create(&self.dest, &self.opts)?;
-        for p in &self.pieces {
-            match p {
-                Piece::Bytes(b) => out.write_all(b)?,
-                Piece::Data(d) => out.write_source(d.as_ref(), progress)?,
-            }
-        }
-        out.commit()
-    }
 }
 
 #[cfg(test)]

@@ -3,21 +3,10 @@
 
 use crate::types::{ggml_id, value_type_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_WRITE};
-use modelconv_ir::{
-    padding, Array, Error, Model, OutputFile, Progress, Result, Tensor, Value, WriteOptions, WritePlan, Writer,
-};
-use std::path::{Path, PathBuf};
+use modelconv_ir::{padding, Array, Error, Model, OneFilePlan, Result, Value, WriteOptions, WritePlan, Writer};
+use std::path::Path;
 
 pub struct GgufWriter;
-
-struct Plan {
-    dest: PathBuf,
-    opts: WriteOptions,
-    header: Vec<u8>,
-    alignment: u64,
-    tensors: Vec<Tensor>,
-    data_bytes: u64,
-}
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u64).to_le_bytes());
@@ -139,36 +128,22 @@ impl Writer for GgufWriter {
         }
         let pad = padding(h.len() as u64, alignment) as usize;
         h.resize(h.len() + pad, 0);
-        Ok(Box::new(Plan {
-            dest: dest.to_path_buf(),
-            opts: opts.clone(),
-            header: h,
-            alignment,
-            tensors: model.tensors.clone(),
-            data_bytes: model.data_bytes(),
-        }))
-    }
-}
-
-impl WritePlan for Plan {
-    fn outputs(&self) -> Vec<PathBuf> {
-        vec![self.dest.clone()]
-    }
-    fn data_bytes(&self) -> u64 {
-        self.data_bytes
-    }
-    /// The header holds every offset, so the file is written in one pass.
-    fn streamable(&self) -> bool {
-        true
-    }
-    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
-        let mut out = OutputFile::create(&self.dest, &self.opts)?;
-        out.write_all(&self.header)?;
-        for t in &self.tensors {
-            out.write_source(t.data.as_ref(), progress)
-                .map_err(|e| e.for_tensor(&t.info.name))?;
-            out.pad_to(self.alignment)?;
-        }
-        out.commit()
+        // The header holds every offset, so the file is written in one pass.
+        let tensors = model.tensors.clone();
+        Ok(OneFilePlan::boxed(
+            dest,
+            opts,
+            model.data_bytes(),
+            true,
+            move |out, progress| {
+                out.write_all(&h)?;
+                for t in &tensors {
+                    out.write_source(t.data.as_ref(), progress)
+                        .map_err(|e| e.for_tensor(&t.info.name))?;
+                    out.pad_to(alignment)?;
+                }
+                Ok(())
+            },
+        ))
     }
 }

@@ -37,7 +37,7 @@ pub use metadata::{
 };
 pub use model::Model;
 pub use output::{
-    check_interrupt, check_replaceable, commit_all, is_stream, padding, remove_live_temps, request_interrupt,
-    OutputFile, STDIO,
+    check_interrupt, check_replaceable, commit_all, is_stream, padding, remove_live_temps, request_interrupt, FileBody,
+    OneFilePlan, OutputFile, STDIO,
 };
 pub use tensor::{open_regular, DataSource, FileRange, Location, MemSource, SharedFile, Tensor, TensorInfo};

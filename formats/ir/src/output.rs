@@ -510,6 +510,57 @@ pub fn padding(pos: u64, align: u64) -> u64 {
     }
 }
 
+/// What writes one file's bytes, in order, into its [`OutputFile`].
+pub type FileBody = Box<dyn FnOnce(&mut OutputFile, &dyn Progress) -> Result<()>>;
+
+/// The plan of a format whose output is one file written front to back:
+/// the format fixes the layout at plan time and hands over the body that
+/// writes it; creating, committing and the plan's accounting are here, once.
+pub struct OneFilePlan {
+    dest: PathBuf,
+    opts: WriteOptions,
+    data_bytes: u64,
+    streamable: bool,
+    body: FileBody,
+}
+
+impl OneFilePlan {
+    /// `streamable`: the body never seeks back, so `dest` may be standard
+    /// output or a FIFO.
+    pub fn boxed(
+        dest: &Path,
+        opts: &WriteOptions,
+        data_bytes: u64,
+        streamable: bool,
+        body: impl FnOnce(&mut OutputFile, &dyn Progress) -> Result<()> + 'static,
+    ) -> Box<dyn crate::WritePlan> {
+        Box::new(OneFilePlan {
+            dest: dest.to_path_buf(),
+            opts: opts.clone(),
+            data_bytes,
+            streamable,
+            body: Box::new(body),
+        })
+    }
+}
+
+impl crate::WritePlan for OneFilePlan {
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.dest.clone()]
+    }
+    fn data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+    fn streamable(&self) -> bool {
+        self.streamable
+    }
+    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
+        let mut out = OutputFile::create(&self.dest, &self.opts)?;
+        (self.body)(&mut out, progress)?;
+        out.commit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,9 @@
 //! Writing `.npy` (one array) and `.npz` (stored members), little-endian, C
 //! order, headers as numpy writes them (version 1, data 64-byte aligned).
 
-use modelconv_ir::{DType, Error, Model, OutputFile, Progress, Result, Tensor, WriteOptions, WritePlan, Writer};
+use modelconv_ir::{DType, Error, Model, OneFilePlan, Result, Tensor, WriteOptions, WritePlan, Writer};
 use modelconv_zipout::ZipOut;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct NumpyWriter;
 
@@ -56,55 +56,35 @@ impl Writer for NumpyWriter {
                 model.tensors.len()
             )));
         }
-        Ok(Box::new(Plan {
-            dest: dest.to_path_buf(),
-            npz,
-            tensors: model.tensors.clone(),
-            opts: opts.clone(),
-            data_bytes: model.data_bytes(),
-        }))
-    }
-}
-
-struct Plan {
-    dest: PathBuf,
-    npz: bool,
-    tensors: Vec<Tensor>,
-    opts: WriteOptions,
-    data_bytes: u64,
-}
-
-impl WritePlan for Plan {
-    fn outputs(&self) -> Vec<PathBuf> {
-        vec![self.dest.clone()]
-    }
-    fn data_bytes(&self) -> u64 {
-        self.data_bytes
-    }
-    /// Both are written in one pass (the .npz's CRCs follow their data).
-    fn streamable(&self) -> bool {
-        true
-    }
-    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
-        let mut out = OutputFile::create(&self.dest, &self.opts)?;
-        if self.npz {
-            let mut zip = ZipOut::new();
-            for t in &self.tensors {
-                zip.streamed(
-                    &mut out,
-                    &format!("{}.npy", t.info.name),
-                    &header(t),
-                    t.data.as_ref(),
-                    progress,
-                )
-                .map_err(|e| e.for_tensor(&t.info.name))?;
-            }
-            zip.finish(&mut out)?;
-        } else if let Some(t) = self.tensors.first() {
-            out.write_all(&header(t))?;
-            out.write_source(t.data.as_ref(), progress)
-                .map_err(|e| e.for_tensor(&t.info.name))?;
-        }
-        out.commit()
+        // Both are written in one pass (the .npz's CRCs follow their data).
+        let tensors = model.tensors.clone();
+        Ok(OneFilePlan::boxed(
+            dest,
+            opts,
+            model.data_bytes(),
+            true,
+            move |out, progress| {
+                if npz {
+                    let mut zip = ZipOut::new();
+                    for t in &tensors {
+                        zip.streamed(
+                            out,
+                            &format!("{}.npy", t.info.name),
+                            &header(t),
+                            t.data.as_ref(),
+                            progress,
+                        )
+                        .map_err(|e| e.for_tensor(&t.info.name))?;
+                    }
+                    zip.finish(out)
+                } else if let Some(t) = tensors.first() {
+                    out.write_all(&header(t))?;
+                    out.write_source(t.data.as_ref(), progress)
+                        .map_err(|e| e.for_tensor(&t.info.name))
+                } else {
+                    Ok(())
+                }
+            },
+        ))
     }
 }

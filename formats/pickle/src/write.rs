@@ -5,9 +5,9 @@
 //! pickle of an `OrderedDict` of `_rebuild_tensor_v2` calls (`_v3` over an
 //! `UntypedStorage` for the dtypes without a legacy storage class).
 
-use modelconv_ir::{DType, Error, Model, OutputFile, Progress, Result, Tensor, WriteOptions, WritePlan, Writer};
+use modelconv_ir::{DType, Error, Model, OneFilePlan, Result, Tensor, WriteOptions, WritePlan, Writer};
 use modelconv_zipout::ZipOut;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct PtWriter;
 
@@ -149,15 +149,6 @@ fn state_dict_pickle(tensors: &[Tensor]) -> Result<Vec<u8>> {
     Ok(p.0)
 }
 
-struct Plan {
-    dest: PathBuf,
-    prefix: String,
-    pickle: Vec<u8>,
-    tensors: Vec<Tensor>,
-    opts: WriteOptions,
-    data_bytes: u64,
-}
-
 /// torch names the archive's top folder after the file.
 fn archive_name(dest: &Path) -> String {
     let stem = dest
@@ -193,39 +184,26 @@ impl Writer for PtWriter {
             |_| "convert with --dtype F32, F16 or BF16, or leave them out with --exclude".into(),
         )?;
         let pickle = state_dict_pickle(&model.tensors)?;
-        Ok(Box::new(Plan {
-            dest: dest.to_path_buf(),
-            prefix: archive_name(dest),
-            pickle,
-            tensors: model.tensors.clone(),
-            opts: opts.clone(),
-            data_bytes: model.data_bytes(),
-        }))
-    }
-}
-
-impl WritePlan for Plan {
-    fn outputs(&self) -> Vec<PathBuf> {
-        vec![self.dest.clone()]
-    }
-    fn data_bytes(&self) -> u64 {
-        self.data_bytes
-    }
-    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
-        let mut out = OutputFile::create(&self.dest, &self.opts)?;
-        let mut zip = ZipOut::new();
-        let p = &self.prefix;
-        zip.small(&mut out, &format!("{p}/data.pkl"), &self.pickle)?;
-        zip.small(&mut out, &format!("{p}/.format_version"), b"1")?;
-        zip.small(&mut out, &format!("{p}/.storage_alignment"), b"64")?;
-        zip.small(&mut out, &format!("{p}/byteorder"), b"little")?;
-        for (i, t) in self.tensors.iter().enumerate() {
-            zip.streamed(&mut out, &format!("{p}/data/{i}"), &[], t.data.as_ref(), progress)
-                .map_err(|e| e.for_tensor(&t.info.name))?;
-        }
-        zip.small(&mut out, &format!("{p}/version"), b"3\n")?;
-        zip.finish(&mut out)?;
-        out.commit()
+        let (p, tensors) = (archive_name(dest), model.tensors.clone());
+        Ok(OneFilePlan::boxed(
+            dest,
+            opts,
+            model.data_bytes(),
+            false,
+            move |out, progress| {
+                let mut zip = ZipOut::new();
+                zip.small(out, &format!("{p}/data.pkl"), &pickle)?;
+                zip.small(out, &format!("{p}/.format_version"), b"1")?;
+                zip.small(out, &format!("{p}/.storage_alignment"), b"64")?;
+                zip.small(out, &format!("{p}/byteorder"), b"little")?;
+                for (i, t) in tensors.iter().enumerate() {
+                    zip.streamed(out, &format!("{p}/data/{i}"), &[], t.data.as_ref(), progress)
+                        .map_err(|e| e.for_tensor(&t.info.name))?;
+                }
+                zip.small(out, &format!("{p}/version"), b"3\n")?;
+                zip.finish(out)
+            },
+        ))
     }
 }
 
