@@ -8,73 +8,112 @@ use modelconv_pipeline::{self as pipeline, Request, TypeOptions};
 use regex::Regex;
 use std::path::PathBuf;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Args {
     /// Input: a model file, an index json, or a folder of shards.
-    input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Output file; its extension picks the format unless --to is given.
-    output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Output format (see `modelconv formats`).
     #[arg(long, value_name = "FORMAT")]
-    to: Option<String>,
+    pub(crate) to: Option<String>,
     /// Read the input as this format instead of detecting it.
     #[arg(long, value_name = "FORMAT")]
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Cast floating-point tensors to F32, F16, BF16 or F64 (also fp16, float16, bfloat16, fp32…; round to nearest even; integer tensors are
     /// kept; quantized tensors are dequantized), or quantize them to a ggml type (Q8_0, Q4_K, …: exactly
     /// `quantize --type TYPE --pure`, llama.cpp's eligibility rules; GGUF output only).
     #[arg(long, value_name = "TYPE")]
-    dtype: Option<String>,
+    pub(crate) dtype: Option<String>,
     /// Keep only tensors whose name matches (repeatable; any match keeps).
     #[arg(long, value_name = "REGEX")]
-    include: Vec<Regex>,
+    pub(crate) include: Vec<Regex>,
     /// Drop tensors whose name matches (repeatable; applied after --include).
     #[arg(long, value_name = "REGEX")]
-    exclude: Vec<Regex>,
+    pub(crate) exclude: Vec<Regex>,
     /// Rename tensors: REGEX=REPLACEMENT, with $1 for groups (repeatable, applied in order).
     #[arg(long, value_name = "REGEX=REPLACEMENT")]
-    rename: Vec<String>,
+    pub(crate) rename: Vec<String>,
     /// Split the output into shards of at most this size (e.g. 5GB, 500MB, 2GiB): Hugging Face layout with an index json.
     #[arg(long, value_name = "SIZE", value_parser = util::parse_size)]
-    max_shard_size: Option<u64>,
+    pub(crate) max_shard_size: Option<u64>,
     /// Do not fsync the output before renaming it into place: faster, still
     /// never a partial file, but not guaranteed to survive a power loss.
     #[arg(long)]
-    no_fsync: bool,
+    pub(crate) no_fsync: bool,
     #[command(flatten)]
-    hf: util::HfArgs,
+    pub(crate) hf: util::HfArgs,
     #[command(flatten)]
-    open: registry::OpenArgs,
+    pub(crate) open: registry::OpenArgs,
     /// The output format's options and those of its own cast (declared by the formats).
     #[command(flatten)]
-    format: registry::FormatFlags<{ Stage::Write.bit() | Stage::Cast.bit() }>,
+    pub(crate) format: registry::FormatFlags<{ Stage::Write.bit() | Stage::Cast.bit() }>,
     /// Write tied weights (names sharing one storage region) once, under the first name.
     #[arg(long)]
-    dedupe: bool,
+    pub(crate) dedupe: bool,
     /// With a ggml --dtype: quantize tensors that are already quantized (dequantized first).
     #[arg(long)]
-    allow_requantize: bool,
+    pub(crate) allow_requantize: bool,
     /// With a ggml --dtype: quantize NaN/Inf values and overflowing scales instead of refusing.
     #[arg(long)]
-    allow_nonfinite: bool,
+    pub(crate) allow_nonfinite: bool,
     /// With --dtype: write the output even when the cast or quantization changes no tensor
     /// (otherwise exit 2).
     #[arg(long)]
-    allow_unchanged: bool,
+    pub(crate) allow_unchanged: bool,
     /// Print one JSON document on stdout (docs/json.md).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 pub fn parse_dtype(s: &str) -> Result<DType> {
     DType::from_user(s).ok_or_else(|| anyhow!("--dtype {s}: unknown type (use F32, F16, BF16, F64 or a ggml type)"))
 }
 
-pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
+/// What a command that is a preset of `convert` adds to it
+/// (`ckpt-to-safetensors`): the same code path, so the same bytes.
+pub(crate) struct Preset {
+    /// The `command` of its JSON document.
+    pub command: &'static str,
+    /// The input formats it takes (`None`: all of them).
+    pub accepts: Option<fn(&dyn modelconv_ir::Format) -> bool>,
+    /// What to call them when refusing another.
+    pub input_kind: &'static str,
+    /// A model with no tensors is an error.
+    pub require_tensors: bool,
+    /// List what is left out: non-tensor values, aliases dropped by --dedupe.
+    pub verbose: bool,
+}
+
+impl Preset {
+    const CONVERT: Preset = Preset {
+        command: "convert",
+        accepts: None,
+        input_kind: "a model",
+        require_tensors: false,
+        verbose: false,
+    };
+}
+
+pub fn run(args: Args, quiet: bool) -> Result<u8> {
+    run_as(args, quiet, &Preset::CONVERT)
+}
+
+pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8> {
     util::check_stdout_free(args.json, &args.output)?;
     let given = args.input.clone();
     let stdin = util::Input::new(&args.input)?;
     args.input = stdin.path.clone();
+    if let Some(accepts) = preset.accepts {
+        if let Some(other) = registry::claimed_by(&args.input).filter(|f| !accepts(*f)) {
+            bail!(
+                "{}: this is a {} file, not {}; `modelconv convert` converts it",
+                args.input.display(),
+                other.name(),
+                preset.input_kind
+            );
+        }
+    }
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
     let out_format = registry::output_format(&args.output, args.to.as_deref())?;
     let in_format = registry::input_format(&args.input, args.from.as_deref())?;
@@ -95,35 +134,7 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
                 &args.output,
             )?;
             if let Some(rewrite) = rw.rewrite(&args.input, &RewriteRequest::Cast(dtype), Some(&args.output), &opts)? {
-                if !(args.include.is_empty() && args.exclude.is_empty() && args.rename.is_empty()) {
-                    bail!(
-                        "the {} rewrite keeps every tensor: --include/--exclude/--rename do not apply",
-                        out_format.name()
-                    );
-                }
-                let written = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
-                let r = (rewrite.report)();
-                if args.json {
-                    let model = registry::open_as(out_format, &args.output, &Default::default())?;
-                    let formats = (in_format.name(), out_format.name());
-                    let mut doc = ConvertDoc::of(&given, formats, &written, &model, &r.notes);
-                    doc.dtype = Some(dtype.name().to_string());
-                    doc.changed = r.tensors;
-                    doc.unchanged = r.unchanged;
-                    doc.details = Some(&r.details);
-                    report::emit("convert", &doc);
-                } else {
-                    print!("{}", r.text);
-                }
-                if !quiet {
-                    for o in &written {
-                        eprintln!("wrote {}", o.display());
-                    }
-                    for n in &r.notes {
-                        eprintln!("{}", util::printable(n));
-                    }
-                }
-                return Ok(0);
+                return write_rewrite(&args, &given, (in_format, out_format), dtype, rewrite, quiet);
             }
         }
     }
@@ -152,15 +163,28 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     }
     request.hf = hf.map(|f| (f, hf_type));
     let mut model = registry::open_as(in_format, &args.input, &args.open.options())?;
+    if preset.require_tensors && model.tensors.is_empty() {
+        bail!("{}: no tensors found", args.input.display());
+    }
     let inputs = util::input_files(&model);
     let outcome = request.apply(&mut model)?;
     let mut notes = std::mem::take(&mut model.notes);
+    if preset.verbose {
+        for (path, what) in registry::checkpoint_leaves(&args.input) {
+            notes.push(format!("  not a tensor, left out: {path} = {what}"));
+        }
+    }
     if !outcome.deduped.is_empty() {
         notes.push(format!(
             "--dedupe: {} tied {} written once",
             outcome.deduped.len(),
             util::plural(outcome.deduped.len(), "tensor", "tensors")
         ));
+        if preset.verbose {
+            for (dropped, kept) in &outcome.deduped {
+                notes.push(format!("  dropped {dropped} (same storage as {kept})"));
+            }
+        }
     }
     notes.extend(util::unchanged_summary(&outcome.unchanged));
     if !quiet {
@@ -178,7 +202,7 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         doc.dtype = dtype.map(|d| d.name().to_string());
         doc.changed = changed;
         doc.unchanged = outcome.unchanged;
-        report::emit("convert", &doc);
+        report::emit(preset.command, &doc);
     }
     if !quiet {
         for o in &outputs {
@@ -190,6 +214,46 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
             util::human_bytes(bytes),
             out_format.name()
         );
+    }
+    Ok(0)
+}
+
+/// Writes a format's own rewrite (ONNX fp16) and reports it as `convert`.
+fn write_rewrite(
+    args: &Args,
+    given: &std::path::Path,
+    (in_format, out_format): (&dyn modelconv_ir::Format, &dyn modelconv_ir::Format),
+    dtype: DType,
+    rewrite: modelconv_ir::Rewrite,
+    quiet: bool,
+) -> Result<u8> {
+    if !(args.include.is_empty() && args.exclude.is_empty() && args.rename.is_empty()) {
+        bail!(
+            "the {} rewrite keeps every tensor: --include/--exclude/--rename do not apply",
+            out_format.name()
+        );
+    }
+    let written = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
+    let r = (rewrite.report)();
+    if args.json {
+        let model = registry::open_as(out_format, &args.output, &Default::default())?;
+        let formats = (in_format.name(), out_format.name());
+        let mut doc = ConvertDoc::of(given, formats, &written, &model, &r.notes);
+        doc.dtype = Some(dtype.name().to_string());
+        doc.changed = r.tensors;
+        doc.unchanged = r.unchanged;
+        doc.details = Some(&r.details);
+        report::emit("convert", &doc);
+    } else {
+        print!("{}", r.text);
+    }
+    if !quiet {
+        for o in &written {
+            eprintln!("wrote {}", o.display());
+        }
+        for n in &r.notes {
+            eprintln!("{}", util::printable(n));
+        }
     }
     Ok(0)
 }
