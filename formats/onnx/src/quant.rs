@@ -761,6 +761,8 @@ struct Chosen {
     consumers: Vec<(usize, usize)>,
     shape: [usize; 2],
     scheme: Scheme,
+    /// The weight as read once here (its data still lazy).
+    init: crate::read::Initializer,
 }
 
 /// The quantization of one model: what it has built so far.
@@ -876,17 +878,14 @@ impl Pass<'_> {
             consumers,
             shape,
             scheme,
+            init,
         }))
     }
 
     /// Replaces the weight by its quantized data and scales (lazy, computed
     /// once when written) and wires them to its readers.
     fn quantize_one(&mut self, g: &GraphProto, proto: TensorProto, name: &str, c: &Chosen) -> Result<()> {
-        let init = self
-            .file
-            .tensor(&proto, name)?
-            .ok_or_else(|| Error::invalid(format!("{name}: a chosen weight has no data")))?;
-        let (opts, shape, scheme) = (self.opts, c.shape, c.scheme);
+        let (opts, shape, scheme, init) = (self.opts, c.shape, c.scheme, &c.init);
         let dtype = proto.data_type.unwrap_or(0);
         let block = opts.block_size as usize;
         let k = shape[c.k_axis];
