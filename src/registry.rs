@@ -13,9 +13,9 @@ use std::path::Path;
 pub static FORMATS: &[&dyn Format] = &[
     &modelconv_safetensors::FORMAT,
     &modelconv_gguf::FORMAT,
-    &modelconv_pickle::FORMAT,
-    &modelconv_pickle::TORCHSCRIPT,
-    &modelconv_pickle::paddle::FORMAT,
+    &modelconv_pytorch::FORMAT,
+    &modelconv_pytorch::TORCHSCRIPT,
+    &modelconv_paddle::FORMAT,
     &modelconv_onnx::FORMAT,
     &modelconv_numpy::FORMAT,
     &modelconv_flax::FORMAT,
@@ -23,24 +23,41 @@ pub static FORMATS: &[&dyn Format] = &[
     &modelconv_hdf5::FORMAT,
 ];
 
-/// The scanner: still the pickle crate's, for every container it knows
-/// (to become each format's own capability, issue 21).
-pub use modelconv_pickle::scan::{scan_bytes, FileReport, Verdict};
+pub use modelconv_ir::scan::{FileReport, Verdict};
+
+/// The formats whose scanners `scan` asks, in order: the first whose
+/// container a file is reports it (a `.keras` archive before any zip,
+/// which torch.load reads), then every whole-file reading runs (torch.load
+/// unpickles any file that is not a zip).
+pub static SCAN_ORDER: &[&dyn Format] = &[
+    &modelconv_hdf5::FORMAT,
+    &modelconv_pytorch::FORMAT,
+    &modelconv_numpy::FORMAT,
+    &modelconv_gguf::FORMAT,
+    &modelconv_tf::FORMAT,
+    &modelconv_safetensors::FORMAT,
+];
+
+/// `scan` of one file's bytes, by every format's scanner.
+pub fn scan_bytes(path: &Path, bytes: &[u8]) -> FileReport {
+    let scanners: Vec<&dyn modelconv_ir::scan::Scanner> = SCAN_ORDER.iter().filter_map(|f| f.scanner()).collect();
+    modelconv_ir::scan::scan_file(path, bytes, &scanners)
+}
 
 /// `ckpt-to-safetensors`'s input: the PyTorch checkpoint reader.
 pub fn checkpoint_format() -> &'static dyn Format {
-    &modelconv_pickle::FORMAT
+    &modelconv_pytorch::FORMAT
 }
 
 /// Whether `format` reads PyTorch checkpoints (pickled or TorchScript).
 pub fn is_checkpoint(format: &dyn Format) -> bool {
-    modelconv_pickle::is_torch_format(format.name())
+    modelconv_pytorch::is_torch_format(format.name())
 }
 
 /// A checkpoint's values that are not tensors, by dotted path, for
 /// `ckpt-to-safetensors --verbose` (empty when it cannot be read again).
 pub fn checkpoint_leaves(path: &Path) -> Vec<(String, String)> {
-    modelconv_pickle::non_tensor_values(path).unwrap_or_default()
+    modelconv_pytorch::non_tensor_values(path).unwrap_or_default()
 }
 
 /// `ckpt-to-safetensors`'s output.

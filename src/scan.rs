@@ -261,11 +261,11 @@ impl ScanFile {
                         })
                         .collect(),
                     opcodes: Opcodes {
-                        calls: s.log.calls,
-                        builds: s.log.builds,
-                        persistent_ids: s.log.persistent_ids,
-                        ext: s.log.ext,
-                        buffers: s.log.buffers,
+                        calls: s.opcodes.calls,
+                        builds: s.opcodes.builds,
+                        persistent_ids: s.opcodes.persistent_ids,
+                        ext: s.opcodes.ext,
+                        buffers: s.opcodes.buffers,
                     },
                     error: s.error.clone(),
                 })
@@ -297,18 +297,18 @@ fn print_report(r: &FileReport) {
                 )
             })
             .collect();
-        if !flagged.is_empty() || s.error.is_some() || s.log.ext > 0 {
+        if !flagged.is_empty() || s.error.is_some() || s.opcodes.ext > 0 {
             println!(
                 "  {}: {} globals, {} calls",
                 util::printable(&s.part),
                 s.globals.len(),
-                s.log.calls
+                s.opcodes.calls
             );
             for f in flagged {
                 println!("    {f}");
             }
-            if s.log.ext > 0 {
-                println!("    {} EXT opcodes (extension registry: code by number)", s.log.ext);
+            if s.opcodes.ext > 0 {
+                println!("    {} EXT opcodes (extension registry: code by number)", s.opcodes.ext);
             }
             if let Some(e) = &s.error {
                 println!("    {}", util::printable(e));

@@ -166,7 +166,7 @@ fn pt_output_round_trips_aligned_and_deterministic() {
         );
     }
     // Storage data starts on 64-byte boundaries, as torch writes it.
-    let m = modelconv_pickle::open_with(&pt, modelconv_pickle::Selection::All).unwrap();
+    let m = modelconv_pytorch::open_with(&pt, modelconv_pytorch::Selection::All).unwrap();
     for t in &m.tensors {
         if let Some(loc) = &t.location {
             assert_eq!(loc.offset % 64, 0, "{}", t.info.name);

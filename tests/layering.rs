@@ -163,3 +163,76 @@ fn every_declared_option_is_a_flag_of_its_commands() {
         }
     }
 }
+
+/// The string literals of Rust source, comments left out (enough for our
+/// own files: no raw strings with quotes inside).
+fn literals(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        let mut parts = code.split('"');
+        parts.next();
+        while let (Some(lit), _) = (parts.next(), parts.next()) {
+            out.push(lit.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_pickle_vm_names_no_library() {
+    // The VM, its values and Python's own builders: whatever torch, numpy
+    // or paddle may build is plugged in by the formats that read them.
+    let dir = root().join("crates/pickle/src");
+    for file in ["vm.rs", "value.rs", "constructors.rs", "text.rs", "lib.rs"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        for lit in literals(&text) {
+            for library in ["torch", "numpy", "paddle", "keras"] {
+                assert!(
+                    !lit.contains(library),
+                    "crates/pickle/src/{file} names {library}: \"{lit}\""
+                );
+            }
+        }
+    }
+}
+
+/// `use crate::X` and `crate::X::` paths of a module's source.
+fn crate_modules(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + 7..];
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if rest[name.len()..].starts_with("::") || rest[name.len()..].starts_with(';') {
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn no_module_cycles_in_the_pickle_crates() {
+    for dir in ["crates/pickle/src", "formats/pytorch/src", "formats/paddle/src"] {
+        let dir = root().join(dir);
+        let mut uses = std::collections::BTreeMap::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let module = p.file_stem().unwrap().to_string_lossy().to_string();
+            if module == "lib" || p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            uses.insert(module, crate_modules(&std::fs::read_to_string(&p).unwrap()));
+        }
+        for (a, used) in &uses {
+            for b in used {
+                if let Some(back) = uses.get(b) {
+                    assert!(
+                        b == a || !back.contains(a),
+                        "{}: modules {a} and {b} use each other",
+                        dir.display()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -23,7 +23,7 @@ fn fixtures_read_as_pickle_load_gives_them() {
     for (file, want) in m["files"].as_object().unwrap() {
         let path = fixture(&format!("paddle/{file}"));
         for param in [false, true] {
-            let model = modelconv_pickle::paddle::open(&path, param).unwrap();
+            let model = modelconv_paddle::open(&path, param).unwrap();
             let arrays: Vec<(&String, &serde_json::Value)> = want
                 .as_object()
                 .unwrap()

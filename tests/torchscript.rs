@@ -20,7 +20,7 @@ fn scripted_module_reads_as_its_state_dict() {
         serde_json::from_slice(&std::fs::read(fixture("torch/torchscript_manifest.json")).unwrap()).unwrap();
     let want = m["tensors"].as_array().unwrap();
     let src = fixture("torch/scripted_7.pt");
-    let model = modelconv_pickle::open_with(&src, modelconv_pickle::Selection::StateDict).unwrap();
+    let model = modelconv_pytorch::open_with(&src, modelconv_pytorch::Selection::StateDict).unwrap();
     assert_eq!(model.format, "torchscript");
     let names: Vec<&str> = model.tensors.iter().map(|t| t.info.name.as_str()).collect();
     let want_names: Vec<&str> = want.iter().map(|w| w["name"].as_str().unwrap()).collect();
@@ -31,7 +31,7 @@ fn scripted_module_reads_as_its_state_dict() {
         assert_eq!(sha256_hex(&t.read_all().unwrap()), w["sha256"], "{}", t.info.name);
     }
     // --all adds the attributes that are not state (offset).
-    let all = modelconv_pickle::open_with(&src, modelconv_pickle::Selection::All).unwrap();
+    let all = modelconv_pytorch::open_with(&src, modelconv_pytorch::Selection::All).unwrap();
     assert!(all.tensor("offset").is_some());
 
     let j = inspect_json(&src);

@@ -3,9 +3,11 @@
 //! `fuzz/fuzz_targets/*.rs` wrap them for cargo-fuzz; `tests/replay.rs`
 //! runs them over the fixtures and the saved corpus in plain `cargo test`.
 
+use modelconv_ir::Format;
 use modelconv_ir::Model;
-use modelconv_pickle::value::{StorageRef, Value};
 use modelconv_pickle::vm::{Framing, PersistentLoad, Vm};
+use modelconv_pickle::Value;
+use modelconv_pytorch::constructors::{StorageRef, TORCH};
 use std::path::{Path, PathBuf};
 
 /// A fuzz target's body.
@@ -31,11 +33,11 @@ pub const TARGETS: &[(&str, Target)] = &[
 struct AnyStorage;
 impl PersistentLoad for AnyStorage {
     fn load(&mut self, _pid: &Value) -> Result<Value, String> {
-        Ok(Value::Storage(std::rc::Rc::new(StorageRef {
+        Ok(Value::new_object(StorageRef {
             key: "0".into(),
             dtype: Some("float32".into()),
             view_offset: 0,
-        })))
+        }))
     }
 }
 
@@ -43,16 +45,27 @@ impl PersistentLoad for AnyStorage {
 pub fn pickle_vm(data: &[u8]) {
     let mut ids = AnyStorage;
     // The caller of a load owns the result: as a Root, its cycles are freed.
-    if let Ok(v) = Vm::new(data, Some(&mut ids)).run() {
+    if let Ok(v) = Vm::new(data, Some(&mut ids), &TORCH).run() {
         drop(modelconv_pickle::value::Root(v));
     }
-    let _ = Vm::scanner(data).run();
-    let _ = Vm::scanner(data).with_framing(Framing::File).run();
+    let _ = Vm::scanner(data, &TORCH).run();
+    let _ = Vm::scanner(data, &TORCH).with_framing(Framing::File).run();
 }
 
-/// `scan` of one file's bytes: zip, tar, legacy, npy and bare pickles.
+/// `scan` of one file's bytes by every format's scanner: zip, tar, legacy,
+/// npy, Keras configs and bare pickles.
 pub fn scan(data: &[u8]) {
-    let _ = modelconv_pickle::scan::scan_bytes(Path::new("fuzz"), data);
+    let Some(f) = temp_input("fuzz", data) else { return };
+    let formats: [&dyn Format; 6] = [
+        &modelconv_hdf5::FORMAT,
+        &modelconv_pytorch::FORMAT,
+        &modelconv_numpy::FORMAT,
+        &modelconv_gguf::FORMAT,
+        &modelconv_tf::FORMAT,
+        &modelconv_safetensors::FORMAT,
+    ];
+    let scanners: Vec<_> = formats.iter().filter_map(|f| f.scanner()).collect();
+    let _ = modelconv_ir::scan::scan_file(&f.path, data, &scanners);
 }
 
 /// Zip central directories and members, as scan reads them.
@@ -91,8 +104,11 @@ fn read_tensors(model: &Model) {
 /// The checkpoint loader: torch zip, legacy and bare pickles.
 pub fn torch(data: &[u8]) {
     let Some(f) = temp_input("fuzz.pt", data) else { return };
-    for sel in [modelconv_pickle::Selection::StateDict, modelconv_pickle::Selection::All] {
-        if let Ok(m) = modelconv_pickle::open_with(&f.path, sel) {
+    for sel in [
+        modelconv_pytorch::Selection::StateDict,
+        modelconv_pytorch::Selection::All,
+    ] {
+        if let Ok(m) = modelconv_pytorch::open_with(&f.path, sel) {
             read_tensors(&m);
         }
     }
@@ -182,7 +198,7 @@ pub fn paddle(data: &[u8]) {
         return;
     };
     for param in [false, true] {
-        if let Ok(m) = modelconv_pickle::paddle::open(&f.path, param) {
+        if let Ok(m) = modelconv_paddle::open(&f.path, param) {
             read_tensors(&m);
         }
     }

@@ -9,6 +9,8 @@
 //! strings as IR types, for every reader of numpy data (NumPy files, numpy
 //! arrays in checkpoints, Flax's msgpack).
 
+pub mod pickled;
+
 use modelconv_ir::DType;
 
 /// A Python literal of the kinds a header holds.

@@ -62,4 +62,18 @@ impl Format for Gguf {
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&GgufWriter)
     }
+    fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
+        Some(&SCANNER)
+    }
 }
+
+/// `scan` names GGUF files and the GGML/GGMF/GGJT files before them.
+static SCANNER: modelconv_ir::scan::Labelled = modelconv_ir::scan::Labelled(|b| {
+    if b.starts_with(b"GGUF") {
+        Some("gguf")
+    } else if [b"lmgg", b"fmgg", b"tjgg"].iter().any(|m| b.starts_with(*m)) {
+        Some("legacy GGML/GGMF/GGJT weights")
+    } else {
+        None
+    }
+});

@@ -26,6 +26,7 @@
 //! their bit layout (IEEE half, single, double, and bfloat16); Keras's
 //! bfloat16 is an opaque 2-byte type with a `dtype` attribute `bfloat16`.
 
+mod scan;
 mod source;
 
 use hdf5_reader::group::Group;
@@ -47,8 +48,8 @@ pub const NAME: &str = "hdf5";
 pub const NAMES_OPTION: &str = "names";
 const MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 /// The member of a `.keras` archive holding the weights.
-const KERAS_WEIGHTS: &str = "model.weights.h5";
-const KERAS_CONFIG: &str = "config.json";
+pub(crate) const KERAS_WEIGHTS: &str = "model.weights.h5";
+pub(crate) const KERAS_CONFIG: &str = "config.json";
 /// Largest `config.json` / `metadata.json` read from a `.keras` archive.
 const MAX_JSON: u64 = 64 << 20;
 /// Groups deeper than this are refused (a loop of hard links is also caught
@@ -101,6 +102,9 @@ impl Format for Hdf5 {
     }
     fn options(&self) -> &'static [FormatOption] {
         OPTIONS
+    }
+    fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
+        Some(&scan::KerasScanner)
     }
 }
 

@@ -173,6 +173,11 @@ pub trait Format: Sync {
     fn rewriter(&self) -> Option<&dyn Rewriter> {
         None
     }
+    /// What `scan` reads in this format's files ([`crate::scan`]), if
+    /// they can carry code.
+    fn scanner(&self) -> Option<&dyn crate::scan::Scanner> {
+        None
+    }
 }
 
 /// Options every writer understands, and the format's own.

@@ -20,6 +20,7 @@ pub mod hf_index;
 mod metadata;
 mod model;
 mod output;
+pub mod scan;
 mod tensor;
 pub mod view;
 pub mod wire;

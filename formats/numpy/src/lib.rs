@@ -17,6 +17,7 @@ mod write;
 
 pub use read::{open, MAX_HEADER, MAX_RATIO};
 
+mod scan;
 use modelconv_ir::{Format, FormatOption, Model, OpenOptions, OptionValue, Probe, Result, Stage, Writer};
 use std::path::Path;
 
@@ -67,5 +68,8 @@ impl Format for Numpy {
     }
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&write::NumpyWriter)
+    }
+    fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
+        Some(&scan::NpyScanner)
     }
 }

@@ -66,6 +66,9 @@ impl Format for Safetensors {
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&SafetensorsWriter)
     }
+    fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
+        Some(&SCANNER)
+    }
 }
 
 fn has_safetensors(dir: &Path) -> bool {
@@ -76,3 +79,9 @@ fn has_safetensors(dir: &Path) -> bool {
         })
     })
 }
+
+/// `scan` names safetensors files: an 8-byte header length, then `{`.
+static SCANNER: modelconv_ir::scan::Labelled = modelconv_ir::scan::Labelled(|b| {
+    let len = b.get(..8).and_then(|l| l.try_into().ok()).map(u64::from_le_bytes);
+    (b.get(8) == Some(&b'{') && len.is_some_and(|l| l < 100_000_000)).then_some("safetensors")
+});

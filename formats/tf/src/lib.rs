@@ -74,6 +74,9 @@ impl Format for Tf {
     fn options(&self) -> &'static [FormatOption] {
         OPTIONS
     }
+    fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
+        Some(&SCANNER)
+    }
 }
 
 /// The `.index` file a path names: itself, `PREFIX.index` for a prefix, or
@@ -337,3 +340,7 @@ pub fn open(path: &Path, short_names: bool) -> Result<Model> {
     model.check_unique_names().map_err(|e| e.in_file(&index))?;
     Ok(model)
 }
+
+/// `scan` names TensorFlow Lite flatbuffers (`TFL3` at byte 4).
+static SCANNER: modelconv_ir::scan::Labelled =
+    modelconv_ir::scan::Labelled(|b| (b.get(4..8) == Some(b"TFL3")).then_some("TensorFlow Lite (flatbuffer)"));

@@ -2,7 +2,7 @@
 //! returned (fixtures/torch/manifest.json): names, dtypes, shapes and the
 //! sha256 of each tensor's contiguous bytes.
 
-use modelconv_pickle::{open_with, Selection};
+use modelconv_pytorch::{open_with, Selection};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ fn every_fixture_matches_the_manifest() {
                 assert_eq!(got, want_names, "{file}");
                 for t in &model.tensors {
                     let w = &want[&t.info.name];
-                    let dt = modelconv_pickle::torch::dtype_of(w["dtype"].as_str().unwrap()).unwrap();
+                    let dt = modelconv_pytorch::torch::dtype_of(w["dtype"].as_str().unwrap()).unwrap();
                     assert_eq!(t.info.dtype, dt, "{file} {}", t.info.name);
                     let shape: Vec<u64> = w["shape"]
                         .as_array()

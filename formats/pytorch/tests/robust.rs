@@ -4,7 +4,8 @@
 
 use modelconv_pickle::value::Value;
 use modelconv_pickle::vm::{PersistentLoad, Vm};
-use modelconv_pickle::{open_with, Selection};
+use modelconv_pytorch::constructors::{StorageRef, TORCH};
+use modelconv_pytorch::{open_with, Selection};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> Vec<PathBuf> {
@@ -67,11 +68,11 @@ fn truncated_legacy_checkpoints_are_named_truncated() {
 struct AnyStorage;
 impl PersistentLoad for AnyStorage {
     fn load(&mut self, _pid: &Value) -> Result<Value, String> {
-        Ok(Value::Storage(std::rc::Rc::new(modelconv_pickle::value::StorageRef {
+        Ok(Value::new_object(StorageRef {
             key: "0".into(),
             dtype: Some("float32".into()),
             view_offset: 0,
-        })))
+        }))
     }
 }
 
@@ -98,7 +99,7 @@ fn bit_flips_in_pickles_never_panic() {
             for bit in 0..8 {
                 flipped[i] ^= 1 << bit;
                 let mut ids = AnyStorage;
-                let _ = Vm::new(&flipped, Some(&mut ids)).run();
+                let _ = Vm::new(&flipped, Some(&mut ids), &TORCH).run();
                 flipped[i] ^= 1 << bit;
             }
         }
@@ -110,28 +111,36 @@ fn hostile_lengths_and_depth_are_bounded() {
     // BINUNICODE8 claiming 2^62 bytes; LONG4 claiming 2^31; deep nesting of MARKs and lists.
     let mut huge = vec![0x80, 4, 0x8d];
     huge.extend_from_slice(&(1u64 << 62).to_le_bytes());
-    assert!(Vm::new(&huge, None).run().unwrap_err().msg.contains("remain"));
+    assert!(Vm::new(&huge, None, &TORCH).run().unwrap_err().msg.contains("remain"));
     let long4 = [0x80, 2, 0x8b, 0xff, 0xff, 0xff, 0x7f, b'.'];
-    assert!(Vm::new(&long4, None).run().is_err());
+    assert!(Vm::new(&long4, None, &TORCH).run().is_err());
     let mut deep = vec![0x80, 2];
     deep.extend(std::iter::repeat_n(b']', 3_000_000));
     deep.push(b'.');
     // Three million lists: past the limit on lists made (before the stack's).
-    let err = Vm::new(&deep, None).run().unwrap_err();
+    let err = Vm::new(&deep, None, &TORCH).run().unwrap_err();
     assert_eq!(err.kind, modelconv_pickle::vm::PickleErrorKind::Limit, "{err}");
     let mut items = vec![0x80, 2];
     items.extend(std::iter::repeat_n(b'N', 3_000_000));
     items.push(b'.');
-    assert!(Vm::new(&items, None).run().unwrap_err().msg.contains("stack deeper"));
+    assert!(Vm::new(&items, None, &TORCH)
+        .run()
+        .unwrap_err()
+        .msg
+        .contains("stack deeper"));
     // Half a million nested lists: built within the limits, dropped without recursion.
     let n = 500_000;
     let mut nested = vec![0x80, 2];
     nested.extend(std::iter::repeat_n(b']', n));
     nested.extend(std::iter::repeat_n(b'a', n - 1));
     nested.push(b'.');
-    let v = Vm::new(&nested, None).run().unwrap();
+    let v = Vm::new(&nested, None, &TORCH).run().unwrap();
     drop(v);
-    assert!(Vm::scanner(&nested).run().is_ok());
+    assert!(Vm::scanner(&nested, &TORCH).run().is_ok());
     let memo = [0x80, 2, b'h', 7, b'.'];
-    assert!(Vm::new(&memo, None).run().unwrap_err().msg.contains("never stored"));
+    assert!(Vm::new(&memo, None, &TORCH)
+        .run()
+        .unwrap_err()
+        .msg
+        .contains("never stored"));
 }

@@ -12,13 +12,13 @@
 //! Paddle has no uint16 type: it saves bfloat16 tensors as uint16 numpy
 //! arrays, so those read as BF16 (the same bytes).
 
-use crate::torch::{Checkpoint, Found};
-use crate::value::Value;
 use modelconv_ir::view::Concat;
 use modelconv_ir::{
     DType, Error, Format, FormatOption, Metadata, Model, OpenOptions, OptionValue, Probe, Result, Stage, Tensor,
     TensorInfo, Value as Meta,
 };
+use modelconv_npy::pickled::{array_of, ArrayTensors, NdArray, NUMPY};
+use modelconv_pickle::{Chain, Value, PYTHON};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -77,11 +77,24 @@ impl Format for Paddle {
     }
 }
 
+/// What a `paddle.save` pickle may build: Python's containers and numpy's
+/// arrays (protocol 2 spells bytes with `_codecs.encode`).
+static PADDLE: Chain = Chain(&[&PYTHON, &NUMPY]);
+
+/// `prefix.key`, or `key` at the top.
+fn dotted(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
 /// What a walk found: tensors by structured name, the parameter name
 /// where a tuple gave one, and other leaves as metadata.
 #[derive(Default)]
 struct Walked {
-    tensors: Vec<(String, Option<String>, Found)>,
+    tensors: Vec<(String, Option<String>, NdArray)>,
     metadata: Vec<(String, Meta)>,
 }
 
@@ -96,17 +109,18 @@ fn walk(v: &Value, prefix: &str, out: &mut Walked, depth: usize) -> Result<()> {
             Value::Int(i) => i.to_string(),
             other => format!("({})", other.kind()),
         };
-        let name = crate::torch::dotted(prefix, &key);
-        match x {
-            Value::NdArray(a) => {
-                if let Some(a) = a.borrow().as_ref() {
-                    out.tensors.push((name, None, Found::Array(a.clone())));
-                }
+        let name = dotted(prefix, &key);
+        if let Some(a) = array_of(x) {
+            if let Some(a) = a.as_ref() {
+                out.tensors.push((name, None, a.clone()));
             }
+            continue;
+        }
+        match x {
             Value::Tuple(items) => match items.as_slice() {
-                [Value::Str(p), Value::NdArray(a)] => {
-                    if let Some(a) = a.borrow().as_ref() {
-                        out.tensors.push((name, Some(p.to_string()), Found::Array(a.clone())));
+                [Value::Str(p), a] if array_of(a).is_some() => {
+                    if let Some(a) = array_of(a).as_ref().and_then(|a| a.as_ref()) {
+                        out.tensors.push((name, Some(p.to_string()), a.clone()));
                     }
                 }
                 _ => out
@@ -171,12 +185,14 @@ fn unpack_info(v: &Value) -> Result<Vec<Split>> {
 
 /// Opens a `paddle.save` file; `param` names tensors by parameter name.
 pub fn open(path: &Path, param: bool) -> Result<Model> {
-    let ckpt = Checkpoint::open(path)?;
+    let file = modelconv_ir::SharedFile::open(path)?;
+    let root = modelconv_pickle::load_whole(path, "pickle", file.mapped()?, None, &PADDLE)?;
+    let arrays = ArrayTensors::default();
     let in_file = |e: Error| e.in_file(path);
-    let Value::Dict(top) = &ckpt.root.0 else {
+    let Value::Dict(top) = &*root else {
         return Err(Error::malformed(
             path,
-            format!("holds a {}, not a dict of arrays", ckpt.root.0.kind()),
+            format!("holds a {}, not a dict of arrays", root.kind()),
         ));
     };
     let mut structured: Vec<(String, String)> = Vec::new();
@@ -203,7 +219,7 @@ pub fn open(path: &Path, param: bool) -> Result<Model> {
     walk(&rest, "", &mut found, 0).map_err(in_file)?;
     let mut tensors: Vec<(String, Option<String>, Tensor)> = Vec::new();
     for (name, p, f) in &found.tensors {
-        let mut t = ckpt.tensor(name, f)?;
+        let mut t = arrays.tensor(path, name, f)?;
         if t.info.dtype == DType::U16 {
             t.info = TensorInfo::new(name.clone(), DType::BF16, t.info.shape.clone()).map_err(in_file)?;
         }

@@ -7,10 +7,10 @@
 //! names it: per module its parameters, then its buffers, then its
 //! submodules in attribute order, by dotted attribute path.
 
-use crate::torch::{dotted, Found};
-use crate::value::Value;
-use crate::vm::TORCHSCRIPT_CLASS;
+use crate::constructors::{TensorRef, TORCHSCRIPT_CLASS};
+use crate::tree::{dotted, Found};
 use modelconv_ir::{Error, Result};
+use modelconv_pickle::Value;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -116,8 +116,8 @@ pub fn state_dict(root: &Value, classes: &Classes) -> Result<Vec<(String, Found)
         let (params, buffers) = classes.get(&class).cloned().unwrap_or_default();
         for name in params.iter().chain(&buffers) {
             let v = attr(&module, name);
-            if let Some(Value::Tensor(t)) = &v {
-                out.push((dotted(&prefix, name), Found::Tensor(t.as_ref().clone())));
+            if let Some(t) = v.as_ref().and_then(|v| v.object::<TensorRef>()) {
+                out.push((dotted(&prefix, name), Found::Tensor(t.clone())));
             }
         }
         // Submodules: attributes that are modules (they have `training`), in

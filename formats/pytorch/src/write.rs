@@ -218,7 +218,11 @@ mod tests {
             p.0.extend_from_slice(&[0x80, 2]);
             p.int(v);
             p.op(b'.');
-            let got = crate::vm::Vm::new(&p.0, None).run().unwrap().as_int().unwrap();
+            let got = modelconv_pickle::vm::Vm::new(&p.0, None, &crate::constructors::TORCH)
+                .run()
+                .unwrap()
+                .as_int()
+                .unwrap();
             assert_eq!(got as u64, v);
         }
     }

@@ -1,40 +1,17 @@
 //! The values a pickle stream can build in our VM: plain data, names of
-//! globals (never resolved to code), and the few results of allowlisted
-//! constructors (storages, tensors, numpy arrays).
+//! globals (never resolved to code), and the objects the constructors a
+//! format plugs in build ([`Object`]: a storage, a tensor, an array).
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// A PyTorch storage, as named by a persistent id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StorageRef {
-    /// Key of the storage's bytes in the container (`data/<key>` or the legacy key).
-    pub key: String,
-    /// Element type name (torch's, e.g. `float32`), or `None` for untyped bytes.
-    pub dtype: Option<String>,
-    /// For legacy views: the offset (in elements) into the root storage.
-    pub view_offset: u64,
-}
-
-/// A tensor: a strided view of a storage.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorRef {
-    pub storage: StorageRef,
-    /// Element type (torch name).
-    pub dtype: String,
-    /// Offset into the storage, in elements.
-    pub offset: u64,
-    pub size: Vec<u64>,
-    pub stride: Vec<i64>,
-}
-
-/// A numpy array pickled inline (dtype descriptor, shape, Fortran order, bytes).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NdArray {
-    pub descr: String,
-    pub shape: Vec<u64>,
-    pub fortran: bool,
-    pub data: Rc<Vec<u8>>,
+/// A value a plugged-in constructor builds (see
+/// the `Constructors` set of the reading format); read back with
+/// [`Value::object`].
+pub trait Object: Any + std::fmt::Debug {
+    /// A short name of what it is, for messages (`tensor`, `ndarray`).
+    fn kind(&self) -> &'static str;
 }
 
 #[derive(Debug, Clone)]
@@ -53,18 +30,26 @@ pub enum Value {
     Set(Rc<RefCell<Vec<Value>>>),
     /// `module.name`, only a name.
     Global(Rc<(String, String)>),
-    /// What a persistent id resolved to.
-    Storage(Rc<StorageRef>),
-    Tensor(Rc<TensorRef>),
-    /// Filled in by BUILD after `_reconstruct` (shared through the memo).
-    NdArray(Rc<RefCell<Option<NdArray>>>),
-    /// A numpy dtype under construction (descriptor, byte order from BUILD).
-    NpDtype(Rc<RefCell<(String, String)>>),
+    /// What a plugged-in constructor (or a persistent id) built.
+    Object(Rc<dyn Object>),
     /// An allowlisted object whose state we keep but do not interpret.
     Opaque(Rc<(String, String)>),
 }
 
 impl Value {
+    /// A plugged-in object of type `T`, if this is one.
+    pub fn object<T: Object>(&self) -> Option<&T> {
+        match self {
+            Value::Object(o) => (&**o as &dyn Any).downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+
+    /// Wraps a plugged-in object.
+    pub fn new_object(o: impl Object) -> Value {
+        Value::Object(Rc::new(o))
+    }
+
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -103,10 +88,7 @@ impl Value {
             Value::Dict(_) => "dict",
             Value::Set(_) => "set",
             Value::Global(_) => "global",
-            Value::Storage(_) => "storage",
-            Value::Tensor(_) => "tensor",
-            Value::NdArray(_) => "ndarray",
-            Value::NpDtype(_) => "numpy dtype",
+            Value::Object(o) => o.kind(),
             Value::Opaque(_) => "object",
         }
     }

@@ -3,11 +3,12 @@
 //! pickles, then each storage's element count and bytes). Tensors become
 //! lazy views of storages; nothing is read until a writer asks.
 
-use crate::value::{NdArray, StorageRef, TensorRef, Value};
-use crate::vm::{torch_dtype, PersistentLoad, Vm};
-use modelconv_ir::{
-    view, DType, DataSource, Error, FileRange, Location, MemSource, Result, SharedFile, Tensor, TensorInfo,
-};
+use crate::constructors::{torch_dtype, StorageRef, TensorRef, TORCH, TORCHSCRIPT};
+use crate::tree::{walk, Found};
+use modelconv_ir::{view, DType, DataSource, Error, FileRange, Location, Result, SharedFile, Tensor, TensorInfo};
+use modelconv_npy::pickled::ArrayTensors;
+use modelconv_pickle::value::{Root, Value};
+use modelconv_pickle::vm::{PersistentLoad, Vm};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,14 +21,6 @@ const MAX_PICKLE: u64 = 1 << 30;
 /// The IR type of a torch dtype name (`float32`, `bfloat16`, …: numpy's names).
 pub fn dtype_of(torch: &str) -> Option<DType> {
     modelconv_npy::dtype_from_name(torch)
-}
-
-/// A numpy type descriptor (`<f4`, `|b1`, …) as a dtype; big-endian is refused.
-fn numpy_dtype(descr: &str) -> std::result::Result<DType, String> {
-    match modelconv_npy::dtype_from_descr(descr, None)? {
-        (_, true) => Err(format!("big-endian numpy array ({descr}) is not supported yet")),
-        (d, false) => Ok(d),
-    }
 }
 
 /// Storages as persistent ids name them: (`storage`, type, key, location, size[, view]).
@@ -65,11 +58,11 @@ impl PersistentLoad for StorageIds {
                 .ok_or("bad view offset")?,
             _ => 0,
         };
-        Ok(Value::Storage(std::rc::Rc::new(StorageRef {
+        Ok(Value::new_object(StorageRef {
             key,
             dtype,
             view_offset,
-        })))
+        }))
     }
 }
 
@@ -165,47 +158,9 @@ fn read_zip(file: &SharedFile) -> Result<ZipRead> {
         None
     };
     let mut ids = StorageIds;
-    let mut vm = Vm::new(&data, Some(&mut ids));
-    if classes.is_some() {
-        vm = vm.for_torchscript();
-    }
-    let value = vm.run().map_err(|e| pickle_error(path, &pkl, e))?;
-    check_trailing(path, &pkl, vm.position(), data.len())?;
-    Ok((value, storages, big_endian, classes))
-}
-
-/// Bytes after STOP are never read by Python's unpickler; a file that has
-/// them may hide a second pickle. Refused.
-fn check_trailing(path: &Path, part: &str, end: usize, len: usize) -> Result<()> {
-    if end < len {
-        return Err(Error::malformed(
-            path,
-            format!(
-                "{part}: {} bytes after the pickle's STOP at byte {end} (a hidden payload?)",
-                len - end
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn pickle_error(path: &Path, part: &str, e: crate::vm::PickleError) -> Error {
-    use crate::vm::PickleErrorKind as K;
-    let msg = format!("{part}: {e}");
-    match e.kind {
-        K::Interrupted => Error::Interrupted,
-        _ if modelconv_ir::check_interrupt().is_err() => Error::Interrupted,
-        K::RefusedGlobal(global) => Error::RefusedGlobal {
-            path: path.to_path_buf(),
-            global,
-            msg,
-        },
-        K::Limit => Error::limit(path, msg),
-        // The pickle's own bytes end early; where in the file depends on the
-        // container, so the offset given is the opcode's within the pickle.
-        K::Truncated => Error::truncated(path, e.offset as u64, msg),
-        K::Malformed => Error::malformed(path, msg),
-    }
+    let constructors = if classes.is_some() { &TORCHSCRIPT } else { &TORCH };
+    let value = modelconv_pickle::load_whole(path, &pkl, &data, Some(&mut ids), constructors)?;
+    Ok((value.into_inner(), storages, big_endian, classes))
 }
 
 /// True when the file starts like a legacy torch checkpoint.
@@ -221,11 +176,11 @@ fn read_legacy(
 ) -> Result<(Value, StorageMap, bool)> {
     let path = &file.path;
     let mut pos = 0usize;
-    let mut next = |ids: Option<&mut dyn PersistentLoad>, what: &str| -> Result<crate::value::Root> {
-        let mut vm = Vm::new(&bytes[pos..], ids);
-        let v = vm.run().map_err(|e| pickle_error(path, what, e))?;
+    let mut next = |ids: Option<&mut dyn PersistentLoad>, what: &str| -> Result<Root> {
+        let mut vm = Vm::new(&bytes[pos..], ids, &TORCH);
+        let v = vm.run().map_err(|e| e.into_error(path, what))?;
         pos += vm.position();
-        Ok(crate::value::Root(v))
+        Ok(Root(v))
     };
     let magic = next(None, "magic number")?;
     if !matches!(*magic, Value::BigInt(_)) {
@@ -286,109 +241,12 @@ fn read_legacy(
     Ok((value.into_inner(), storages, big_endian))
 }
 
-/// A tensor or array found in the object, by dotted path.
-pub enum Found {
-    Tensor(TensorRef),
-    Array(NdArray),
-}
-
-/// `prefix.key`, or `key` at the top.
-pub(crate) fn dotted(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-/// Containers nested deeper than this are not entered.
-const MAX_WALK_DEPTH: usize = 64;
-
-/// The key of a dict entry as a path segment (string and int keys only).
-fn key_segment(k: &Value) -> Option<String> {
-    match k {
-        Value::Str(s) => Some(s.to_string()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// Identity of a container, so that one shared through the memo is
-/// entered once.
-fn container_id(v: &Value) -> Option<*const ()> {
-    match v {
-        Value::Dict(d) => Some(std::rc::Rc::as_ptr(d).cast()),
-        Value::List(l) => Some(std::rc::Rc::as_ptr(l).cast()),
-        Value::Tuple(t) => Some(std::rc::Rc::as_ptr(t).cast()),
-        _ => None,
-    }
-}
-
-/// Visits `root` and everything reachable from it, depth first in order,
-/// with its dotted path (`prefix` for the root). Linear in the size of the
-/// pickle: a container shared through the memo is entered once (a pickle
-/// can share one tuple 64 levels deep, 2^64 paths), no recursion, and an
-/// interrupt ends it.
-pub fn walk(root: &Value, prefix: &str, mut f: impl FnMut(&str, &Value)) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    let mut stack: Vec<(String, Value, usize)> = vec![(prefix.to_string(), root.clone(), 0)];
-    let mut visits = 0u64;
-    while let Some((path, v, depth)) = stack.pop() {
-        visits += 1;
-        if visits.is_multiple_of(4096) {
-            modelconv_ir::check_interrupt()?;
-        }
-        f(&path, &v);
-        if depth >= MAX_WALK_DEPTH || container_id(&v).is_some_and(|id| !seen.insert(id)) {
-            continue;
-        }
-        let first = stack.len();
-        match &v {
-            Value::Dict(d) => {
-                for (k, x) in d.borrow().iter() {
-                    if let Some(key) = key_segment(k) {
-                        stack.push((dotted(&path, &key), x.clone(), depth + 1));
-                    }
-                }
-            }
-            Value::List(l) => {
-                for (i, x) in l.borrow().iter().enumerate() {
-                    stack.push((dotted(&path, &i.to_string()), x.clone(), depth + 1));
-                }
-            }
-            Value::Tuple(t) => {
-                for (i, x) in t.iter().enumerate() {
-                    stack.push((dotted(&path, &i.to_string()), x.clone(), depth + 1));
-                }
-            }
-            _ => {}
-        }
-        stack[first..].reverse();
-    }
-    Ok(())
-}
-
-/// Every tensor reachable from `v`, named by dotted path.
-pub fn collect(v: &Value, prefix: &str) -> Result<Vec<(String, Found)>> {
-    let mut out = Vec::new();
-    walk(v, prefix, |path, x| match x {
-        Value::Tensor(t) => out.push((path.to_string(), Found::Tensor(t.as_ref().clone()))),
-        Value::NdArray(a) => {
-            if let Some(a) = a.borrow().as_ref() {
-                out.push((path.to_string(), Found::Array(a.clone())));
-            }
-        }
-        _ => {}
-    })?;
-    Ok(out)
-}
-
 /// dtype of every storage, from the tensors that use it (legacy files store
 /// element counts, so the element size must be known).
 fn storage_dtypes(v: &Value) -> Result<HashMap<String, String>> {
     let mut types = HashMap::new();
     walk(v, "", |_, x| {
-        if let Value::Tensor(t) = x {
+        if let Some(t) = x.object::<TensorRef>() {
             types.insert(t.storage.key.clone(), t.dtype.clone());
         }
     })?;
@@ -415,14 +273,14 @@ fn view(
 /// found tensor into an IR tensor.
 pub struct Checkpoint {
     pub file: Arc<SharedFile>,
-    pub root: crate::value::Root,
+    pub root: Root,
     storages: StorageMap,
     /// Storages hold big-endian elements (converted on read).
     pub big_endian: bool,
     /// A TorchScript archive: its classes' parameter and buffer names.
     pub torchscript: Option<crate::torchscript::Classes>,
     /// numpy arrays from the pickle, in memory once each (by identity).
-    arrays: std::cell::RefCell<HashMap<usize, Arc<dyn DataSource>>>,
+    arrays: ArrayTensors,
 }
 
 impl Checkpoint {
@@ -441,15 +299,12 @@ impl Checkpoint {
         } else {
             // Anything else is tried as a bare pickle stream (any protocol):
             // data only, no storages; the VM says where it is not one.
-            let bytes = file.mapped()?;
-            let mut vm = Vm::new(bytes, None);
-            let root = vm.run().map_err(|e| pickle_error(path, "pickle", e))?;
-            check_trailing(path, "pickle", vm.position(), bytes.len())?;
-            (root, StorageMap::new(), false, None)
+            let root = modelconv_pickle::load_whole(path, "pickle", file.mapped()?, None, &TORCH)?;
+            (root.into_inner(), StorageMap::new(), false, None)
         };
         Ok(Checkpoint {
             file,
-            root: crate::value::Root(root),
+            root: Root(root),
             storages,
             big_endian,
             torchscript,
@@ -488,32 +343,7 @@ impl Checkpoint {
                 tensor.location = location;
                 Ok(tensor)
             }
-            Found::Array(a) => {
-                let dtype = numpy_dtype(&a.descr).map_err(bad)?;
-                let es = dtype.type_size();
-                // One copy per array, however many names share it through the
-                // memo: the same data source for each (so --dedupe ties them).
-                let key = std::rc::Rc::as_ptr(&a.data) as usize;
-                let cached = self.arrays.borrow().get(&key).cloned();
-                let data = match cached {
-                    Some(d) => d,
-                    None => {
-                        let mem: Arc<dyn DataSource> = Arc::new(MemSource::new(a.data.as_ref().clone()));
-                        // Fortran order: the strides of the transposed layout.
-                        let stride = if a.fortran {
-                            let rev: Vec<u64> = a.shape.iter().rev().copied().collect();
-                            view::contiguous_strides(&rev).into_iter().rev().collect()
-                        } else {
-                            view::contiguous_strides(&a.shape)
-                        };
-                        let d = view::strided(mem, es, 0, &a.shape, &stride).map_err(|e| bad(e.to_string()))?;
-                        self.arrays.borrow_mut().insert(key, d.clone());
-                        d
-                    }
-                };
-                let info = TensorInfo::new(name, dtype, a.shape.clone()).map_err(|e| e.in_file(path))?;
-                Tensor::new(info, data).map_err(|e| e.in_file(path))
-            }
+            Found::Array(a) => self.arrays.tensor(path, name, a),
         }
     }
 }

@@ -2,9 +2,13 @@
 //! error variants): limits, truncation, refused globals.
 
 use modelconv_pickle::vm::{PickleErrorKind, Vm, MAX_MEMO, MAX_STACK};
+use modelconv_pickle::PYTHON;
 
 fn kind(bytes: &[u8]) -> PickleErrorKind {
-    Vm::new(bytes, None).run().expect_err("the pickle is refused").kind
+    Vm::new(bytes, None, &PYTHON)
+        .run()
+        .expect_err("the pickle is refused")
+        .kind
 }
 
 #[test]

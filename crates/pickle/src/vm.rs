@@ -1,11 +1,14 @@
 //! A pickle interpreter that builds data and nothing else. `GLOBAL` and
 //! `STACK_GLOBAL` yield names; calling a name (REDUCE, NEWOBJ, INST, OBJ)
-//! is allowed only for a fixed list of constructors, which are interpreted
-//! here as data builders. Every length and count read is checked against
-//! the bytes that remain and against limits before anything is allocated.
+//! is allowed only for the constructors the reading format plugs in
+//! ([`Constructors`]), which build data. Every length and count read is
+//! checked against the bytes that remain and against limits before
+//! anything is allocated.
 
+use crate::constructors::Constructors;
 use crate::text;
-use crate::value::{NdArray, StorageRef, TensorRef, Value};
+use crate::value::Value;
+use modelconv_ir::scan::Opcodes;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -56,6 +59,29 @@ impl std::fmt::Display for PickleError {
     }
 }
 
+impl PickleError {
+    /// The IR error for a pickle `part` of the file at `path` could not be
+    /// read: its kind by why the VM stopped.
+    pub fn into_error(self, path: &std::path::Path, part: &str) -> modelconv_ir::Error {
+        use modelconv_ir::Error;
+        let msg = format!("{part}: {self}");
+        match self.kind {
+            PickleErrorKind::Interrupted => Error::Interrupted,
+            _ if modelconv_ir::check_interrupt().is_err() => Error::Interrupted,
+            PickleErrorKind::RefusedGlobal(global) => Error::RefusedGlobal {
+                path: path.to_path_buf(),
+                global,
+                msg,
+            },
+            PickleErrorKind::Limit => Error::limit(path, msg),
+            // The pickle's own bytes end early; where in the file depends on
+            // the container, so the offset given is the opcode's within it.
+            PickleErrorKind::Truncated => Error::truncated(path, self.offset as u64, msg),
+            PickleErrorKind::Malformed => Error::malformed(path, msg),
+        }
+    }
+}
+
 type R<T> = Result<T, PickleError>;
 
 /// A text argument for a message: at most 40 bytes of it.
@@ -87,68 +113,6 @@ pub trait PersistentLoad {
     fn load(&mut self, pid: &Value) -> Result<Value, String>;
 }
 
-/// The globals a checkpoint may name and how each is interpreted.
-pub fn is_allowed_global(module: &str, name: &str) -> bool {
-    match module {
-        "torch._utils" => matches!(
-            name,
-            "_rebuild_tensor"
-                | "_rebuild_tensor_v2"
-                | "_rebuild_tensor_v3"
-                | "_rebuild_parameter"
-                | "_rebuild_parameter_with_state"
-                | "_rebuild_from_type_v2"
-        ),
-        "torch" => name.ends_with("Storage") || torch_dtype(name).is_some() || name == "Size",
-        "torch.storage" => name == "UntypedStorage" || name == "TypedStorage",
-        "collections" => name == "OrderedDict",
-        "builtins" | "__builtin__" => matches!(
-            name,
-            "set"
-                | "frozenset"
-                | "slice"
-                | "tuple"
-                | "list"
-                | "dict"
-                | "int"
-                | "float"
-                | "bool"
-                | "str"
-                | "bytes"
-                | "bytearray"
-                | "complex"
-        ),
-        "_codecs" => name == "encode",
-        "numpy" => matches!(name, "dtype" | "ndarray"),
-        "numpy.core.multiarray" | "numpy._core.multiarray" => matches!(name, "_reconstruct" | "scalar"),
-        "torch._tensor" => name == "_rebuild_from_type_v2",
-        _ => false,
-    }
-}
-
-/// torch dtype names (as globals like `torch.float32`, or from storage
-/// classes) → our canonical torch name.
-pub fn torch_dtype(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "float32" | "float" | "FloatStorage" => "float32",
-        "float64" | "double" | "DoubleStorage" => "float64",
-        "float16" | "half" | "HalfStorage" => "float16",
-        "bfloat16" | "BFloat16Storage" => "bfloat16",
-        "float8_e4m3fn" | "Float8_e4m3fnStorage" => "float8_e4m3fn",
-        "float8_e5m2" | "Float8_e5m2Storage" => "float8_e5m2",
-        "int64" | "long" | "LongStorage" => "int64",
-        "int32" | "int" | "IntStorage" => "int32",
-        "int16" | "short" | "ShortStorage" => "int16",
-        "int8" | "CharStorage" => "int8",
-        "uint8" | "ByteStorage" => "uint8",
-        "uint16" | "UInt16Storage" => "uint16",
-        "uint32" | "UInt32Storage" => "uint32",
-        "uint64" | "UInt64Storage" => "uint64",
-        "bool" | "BoolStorage" => "bool",
-        _ => return None,
-    })
-}
-
 /// What scan mode records about a pickle stream.
 #[derive(Debug, Default, Clone)]
 pub struct ScanLog {
@@ -159,14 +123,8 @@ pub struct ScanLog {
     /// How many times each entry of `globals` is named.
     pub uses: Vec<u64>,
     index: HashMap<(String, String), usize>,
-    /// Counts of opcodes of note: calls, builds, persistent ids, EXT, buffers.
-    pub calls: u64,
-    pub builds: u64,
-    pub persistent_ids: u64,
-    pub ext: u64,
-    pub buffers: u64,
-    /// FRAME opcodes executed.
-    pub frames: u64,
+    /// Counts of opcodes of note: calls, builds, persistent ids, EXT, buffers, frames.
+    pub ops: Opcodes,
 }
 
 impl ScanLog {
@@ -207,8 +165,8 @@ pub struct Vm<'a, 'p> {
     containers: u64,
     /// Made by [`Vm::scanner`]: the result is thrown away.
     scanning: bool,
-    /// `__torch__.*` classes are records ([`Vm::for_torchscript`]).
-    torchscript: bool,
+    /// What the stream may name and build.
+    constructors: &'static dyn Constructors,
 }
 
 /// A container the VM made, held weakly.
@@ -262,7 +220,13 @@ fn bad_arg(what: &str, v: &Value) -> String {
 }
 
 impl<'a, 'p> Vm<'a, 'p> {
-    pub fn new(data: &'a [u8], persistent: Option<&'p mut dyn PersistentLoad>) -> Self {
+    /// A VM over `data` that builds what `constructors` allow, resolving
+    /// persistent ids through `persistent`.
+    pub fn new(
+        data: &'a [u8],
+        persistent: Option<&'p mut dyn PersistentLoad>,
+        constructors: &'static dyn Constructors,
+    ) -> Self {
         Vm {
             log: None,
             data,
@@ -279,17 +243,8 @@ impl<'a, 'p> Vm<'a, 'p> {
             created: Vec::new(),
             containers: 0,
             scanning: false,
-            torchscript: false,
+            constructors,
         }
-    }
-
-    /// TorchScript's `data.pkl` (`torch.jit.save`): `__torch__.*` classes
-    /// are records, never code. NEWOBJ of one makes a dict holding its
-    /// `__class__` name, and BUILD adds its attributes (the object's state).
-    /// `torch.jit._pickle`'s list builders and type tags are data too.
-    pub fn for_torchscript(mut self) -> Self {
-        self.torchscript = true;
-        self
     }
 
     /// Reads frames as Python does from a file object ([`Framing::File`]).
@@ -443,9 +398,10 @@ impl<'a, 'p> Vm<'a, 'p> {
             .ok_or_else(|| self.err(format!("memo key {key} was never stored")))?;
         self.push(v)
     }
-    /// A VM that records what a stream names and calls instead of refusing.
-    pub fn scanner(data: &'a [u8]) -> Self {
-        let mut vm = Vm::new(data, None);
+    /// A VM that records what a stream names and calls instead of
+    /// refusing; `constructors` still build data, as in loading.
+    pub fn scanner(data: &'a [u8], constructors: &'static dyn Constructors) -> Self {
+        let mut vm = Vm::new(data, None, constructors);
         vm.log = Some(ScanLog::default());
         vm.scanning = true;
         vm
@@ -456,8 +412,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             log.record(module, name, self.op_at, 1);
             return Ok(Value::Global(Rc::new((module.to_string(), name.to_string()))));
         }
-        let record = self.torchscript && (module == "__torch__" || module.starts_with("__torch__."));
-        if !(is_allowed_global(module, name) || record || self.torchscript && module == "torch.jit._pickle") {
+        if !self.constructors.allows(module, name) {
             let full = format!("{module}.{name}");
             let why = if module == "__main__" || name.chars().next().is_some_and(char::is_uppercase) {
                 "this file pickles a Python class; it holds code, not just weights"
@@ -498,7 +453,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 0x95 => {
                     let len = u64::from_le_bytes(self.le()?);
                     if let Some(log) = self.log.as_mut() {
-                        log.frames += 1;
+                        log.ops.frames += 1;
                     }
                     if self.framing == Framing::File {
                         // Python reads the frame's bytes (leaving a buffered
@@ -807,14 +762,14 @@ impl<'a, 'p> Vm<'a, 'p> {
                     let n = [1u64, 2, 4][(op - 0x82) as usize];
                     self.take(n)?;
                     if let Some(log) = self.log.as_mut() {
-                        log.ext += 1;
+                        log.ops.ext += 1;
                     }
                     self.push(Value::Opaque(Rc::new(("copyreg".into(), "extension".into()))))?;
                 }
                 0x82..=0x84 => return Err(self.err("EXT opcodes (the copyreg extension registry) name code; refused")),
                 0x97 | 0x98 if self.log.is_some() => {
                     if let Some(log) = self.log.as_mut() {
-                        log.buffers += 1;
+                        log.ops.buffers += 1;
                     }
                     if op == 0x97 {
                         self.push(Value::Bytes(Rc::new(Vec::new())))?;
@@ -881,7 +836,7 @@ impl<'a, 'p> Vm<'a, 'p> {
 
     fn persistent_load(&mut self, pid: &Value) -> R<Value> {
         if let Some(log) = self.log.as_mut() {
-            log.persistent_ids += 1;
+            log.ops.persistent_ids += 1;
             return Ok(Value::Opaque(Rc::new(("persistent".into(), "id".into()))));
         }
         let op_at = self.op_at;
@@ -899,14 +854,14 @@ impl<'a, 'p> Vm<'a, 'p> {
     /// counts the call; whatever the callee, the result is opaque data).
     fn call(&mut self, f: &Value, args: Vec<Value>) -> R<Value> {
         if let Some(log) = self.log.as_mut() {
-            log.calls += 1;
+            log.ops.calls += 1;
             // Allowlisted constructors still build data (so containers fill
             // as in loading); anything else, or a failed build, is opaque.
             let name = match f {
                 Value::Global(g) => g.clone(),
                 _ => Rc::new(("?".into(), "?".into())),
             };
-            if is_allowed_global(&name.0, &name.1) {
+            if self.constructors.allows(&name.0, &name.1) {
                 if let Ok(v) = self.call_builder(f, args) {
                     return Ok(v);
                 }
@@ -920,199 +875,24 @@ impl<'a, 'p> Vm<'a, 'p> {
         let Value::Global(g) = f else {
             return Err(self.err(bad_arg("call of", f)));
         };
-        let (module, name) = (g.0.as_str(), g.1.as_str());
-        if self.torchscript && (module == "__torch__" || module.starts_with("__torch__.")) {
-            let class = Value::Str(format!("{module}.{name}").into());
-            return Ok(Value::Dict(Rc::new(RefCell::new(vec![(
-                Value::Str(TORCHSCRIPT_CLASS.into()),
-                class,
-            )]))));
-        }
-        match (module, name) {
-            ("torch.jit._pickle", "restore_type_tag") if self.torchscript => args
-                .into_iter()
-                .next()
-                .ok_or_else(|| self.err("restore_type_tag needs a value")),
-            ("torch.jit._pickle", n) if self.torchscript && n.starts_with("build_") => {
-                let items = args.first().and_then(Value::items).unwrap_or_default();
-                Ok(Value::List(Rc::new(RefCell::new(items))))
-            }
-            ("collections", "OrderedDict") => {
-                let mut d = Vec::new();
-                if let Some(items) = args.first().and_then(Value::items) {
-                    for it in items {
-                        match it.items().as_deref() {
-                            Some([k, v]) => d.push((k.clone(), v.clone())),
-                            _ => return Err(self.err("OrderedDict item is not a pair")),
-                        }
-                    }
-                }
-                Ok(Value::Dict(Rc::new(RefCell::new(d))))
-            }
-            ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3") => {
-                self.rebuild_tensor(name, &args)
-            }
-            ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => args
-                .into_iter()
-                .next()
-                .ok_or_else(|| self.err("_rebuild_parameter without data")),
-            ("torch._utils" | "torch._tensor", "_rebuild_from_type_v2") => {
-                // (func, new_type, args, state): rebuild with func(args), keep the tensor.
-                match args.as_slice() {
-                    [func, _ty, inner, ..] => {
-                        let inner = inner.items().ok_or_else(|| self.err("_rebuild_from_type_v2 args"))?;
-                        self.call_builder(func, inner)
-                    }
-                    _ => Err(self.err("_rebuild_from_type_v2 needs (func, type, args, state)")),
-                }
-            }
-            ("torch", "Size") | ("builtins" | "__builtin__", "slice") => {
-                let items = args.first().and_then(Value::items).unwrap_or(args);
-                Ok(Value::Tuple(Rc::new(items)))
-            }
-            ("builtins" | "__builtin__", "tuple") => Ok(Value::Tuple(Rc::new(
-                args.first().and_then(Value::items).unwrap_or_default(),
-            ))),
-            ("builtins" | "__builtin__", "list") => Ok(Value::List(Rc::new(RefCell::new(
-                args.first().and_then(Value::items).unwrap_or_default(),
-            )))),
-            ("builtins" | "__builtin__", "set" | "frozenset") => {
-                let items = args.first().and_then(Value::items).unwrap_or_default();
-                Ok(Value::Set(Rc::new(RefCell::new(items))))
-            }
-            ("_codecs", "encode") => match args.first() {
-                Some(Value::Str(s)) => Ok(Value::Bytes(Rc::new(s.chars().map(|c| c as u32 as u8).collect()))),
-                _ => Err(self.err("_codecs.encode needs a string")),
-            },
-            ("numpy", "dtype") => {
-                let descr = args
-                    .first()
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| self.err("numpy.dtype needs a type code"))?;
-                Ok(Value::NpDtype(Rc::new(RefCell::new((
-                    descr.to_string(),
-                    "|".to_string(),
-                )))))
-            }
-            (_, "_reconstruct") => Ok(Value::NdArray(Rc::new(RefCell::new(None)))),
-            (_, "scalar") => match args.as_slice() {
-                [Value::NpDtype(d), Value::Bytes(b)] => {
-                    let (descr, order) = d.borrow().clone();
-                    Ok(Value::NdArray(Rc::new(RefCell::new(Some(NdArray {
-                        descr: format!("{order}{descr}"),
-                        shape: Vec::new(),
-                        fortran: false,
-                        data: b.clone(),
-                    })))))
-                }
-                _ => Err(self.err("numpy scalar needs (dtype, bytes)")),
-            },
-            _ => Ok(Value::Opaque(g.clone())),
+        match self.constructors.call(&g.0, &g.1, &args) {
+            Some(built) => built.map_err(|msg| self.err(msg)),
+            None => Ok(Value::Opaque(g.clone())),
         }
     }
 
-    fn rebuild_tensor(&self, which: &str, args: &[Value]) -> R<Value> {
-        let (storage, offset, size, stride) = match args {
-            [s, o, size, stride, ..] => (s, o, size, stride),
-            _ => return Err(self.err(format!("{which} needs (storage, offset, size, stride, ...)"))),
-        };
-        let Value::Storage(st) = storage else {
-            return Err(self.err(bad_arg(which, storage)));
-        };
-        let ints = |v: &Value| -> Option<Vec<i64>> { v.items()?.iter().map(Value::as_int).collect() };
-        let offset = offset
-            .as_int()
-            .and_then(|o| u64::try_from(o).ok())
-            .ok_or_else(|| self.err("bad storage offset"))?;
-        let size: Vec<u64> = ints(size)
-            .and_then(|v| v.into_iter().map(|d| u64::try_from(d).ok()).collect())
-            .ok_or_else(|| self.err("bad tensor size"))?;
-        let stride = ints(stride).ok_or_else(|| self.err("bad tensor stride"))?;
-        if stride.len() != size.len() {
-            return Err(self.err("size and stride differ in length"));
-        }
-        let dtype = if which == "_rebuild_tensor_v3" {
-            match args.get(6) {
-                Some(Value::Global(g)) => torch_dtype(&g.1).map(str::to_string),
-                _ => None,
-            }
-        } else {
-            st.dtype.clone()
-        };
-        let dtype = dtype.ok_or_else(|| self.err("tensor without a known dtype"))?;
-        let storage = StorageRef {
-            dtype: Some(dtype.clone()),
-            ..st.as_ref().clone()
-        };
-        Ok(Value::Tensor(Rc::new(TensorRef {
-            storage,
-            dtype,
-            offset: offset + st.view_offset,
-            size,
-            stride,
-        })))
-    }
-
-    /// BUILD: numpy arrays and dtypes get their state; other objects keep theirs opaque.
+    /// BUILD: an object a constructor made gets its state; others keep theirs opaque.
     fn build(&mut self, target: Value, state: Value) -> R<Value> {
         if let Some(log) = self.log.as_mut() {
-            log.builds += 1;
+            log.ops.builds += 1;
             return Ok(target);
         }
-        match &target {
-            Value::NdArray(cell) => {
-                let st = state.items().ok_or_else(|| self.err("ndarray state is not a tuple"))?;
-                let [_, shape, dtype, fortran, raw] = st.as_slice() else {
-                    return Err(self.err("ndarray state is not (version, shape, dtype, fortran, data)"));
-                };
-                let shape: Vec<u64> = shape
-                    .items()
-                    .and_then(|v| {
-                        v.iter()
-                            .map(|d| d.as_int().and_then(|d| u64::try_from(d).ok()))
-                            .collect()
-                    })
-                    .ok_or_else(|| self.err("bad ndarray shape"))?;
-                let Value::NpDtype(d) = dtype else {
-                    return Err(self.err(bad_arg("ndarray dtype", dtype)));
-                };
-                let (descr, order) = d.borrow().clone();
-                let data = match raw {
-                    Value::Bytes(b) => b.clone(),
-                    Value::Str(s) => Rc::new(s.chars().map(|c| c as u32 as u8).collect()),
-                    other => return Err(self.err(format!("ndarray of Python objects ({}); refused", other.kind()))),
-                };
-                let fortran = matches!(fortran, Value::Bool(true)) || fortran.as_int() == Some(1);
-                *cell.borrow_mut() = Some(NdArray {
-                    descr: format!("{order}{descr}"),
-                    shape,
-                    fortran,
-                    data,
-                });
-                Ok(target)
-            }
-            Value::NpDtype(d) => {
-                if let Some(items) = state.items() {
-                    if let Some(Value::Str(order)) = items.get(1) {
-                        d.borrow_mut().1 = order.to_string();
-                    }
-                }
-                Ok(target)
-            }
-            Value::Dict(d) if self.torchscript => {
-                if let Value::Dict(st) = &state {
-                    let items = st.borrow().clone();
-                    d.borrow_mut().extend(items);
-                }
-                Ok(target)
-            }
-            _ => Ok(target),
+        if let Some(built) = self.constructors.build(&target, &state) {
+            built.map_err(|msg| self.err(msg))?;
         }
+        Ok(target)
     }
 }
-
-/// The key under which a TorchScript record keeps its class name.
-pub const TORCHSCRIPT_CLASS: &str = "__class__";
 
 /// Dict keys compare as their Python values would (strings and ints).
 fn same_key(a: &Value, b: &Value) -> bool {

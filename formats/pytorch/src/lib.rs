@@ -1,36 +1,32 @@
-//! # modelconv-pickle
+//! # modelconv-pytorch
 //!
 //! PyTorch checkpoints (`.pt`, `.pth`, `.bin`, `.ckpt`) read without running
-//! any code: a restricted pickle VM ([`vm`]) interprets the stream as data,
-//! resolves globals to names only, and builds tensors, dicts and numpy
-//! arrays through a fixed allowlist of constructors. Any other global is
-//! refused with its name. Tensors are lazy views of the checkpoint's
-//! storages (zip entries or legacy storage blocks), strided views included.
+//! any code: the restricted pickle VM (`modelconv-pickle`) interprets the
+//! stream as data, resolves globals to names only, and builds tensors,
+//! dicts and numpy arrays through the constructors this crate plugs in
+//! ([`constructors`]). Any other global is refused with its name.
+//! Tensors are lazy views of the checkpoint's storages (zip entries or legacy storage blocks), strided views included.
 
-mod keras;
-mod npy;
-pub mod paddle;
-pub mod scan;
+pub mod constructors;
+mod scan;
 mod tar;
-pub mod text;
 pub mod torch;
 pub mod torchscript;
-pub mod value;
-mod verdicts;
-pub mod vm;
+pub mod tree;
 mod write;
-pub mod zipscan;
 
 pub use write::PtWriter;
 
+use constructors::{is_tensor_like, TensorRef};
 use modelconv_ir::{
     hf_index, Details, Error, Format, FormatOption, Metadata, Model, OpenOptions, OptionValue, Probe, Result, Stage,
     Value as MetaValue, Writer,
 };
+use modelconv_pickle::Value;
 use std::path::Path;
 use std::sync::Arc;
-use torch::{collect, Checkpoint, Found};
-use value::Value;
+use torch::Checkpoint;
+use tree::{collect, Found};
 
 pub const NAME: &str = "pytorch";
 
@@ -62,7 +58,7 @@ pub fn select(root: &Value, sel: Selection) -> Result<(Option<String>, FoundTens
         Selection::All => return Ok((None, collect(root, "")?)),
         Selection::Key(key) => {
             let mut hit = None;
-            torch::walk(root, "", |path, v| {
+            tree::walk(root, "", |path, v| {
                 if hit.is_none() && path == key {
                     hit = Some(v.clone());
                 }
@@ -85,7 +81,7 @@ pub fn select(root: &Value, sel: Selection) -> Result<(Option<String>, FoundTens
         let d = d.borrow();
         let mut direct = Vec::new();
         for (k, v) in d.iter() {
-            if let (Some(k), Value::Tensor(_) | Value::NdArray(_)) = (k.as_str(), v) {
+            if let (Some(k), true) = (k.as_str(), is_tensor_like(v)) {
                 direct.extend(collect(v, k)?);
             }
         }
@@ -123,7 +119,7 @@ fn under_state_dict_keys(v: &Value, path: &str, depth: usize) -> Result<Option<(
             let direct = id
                 .borrow()
                 .iter()
-                .any(|(k, v)| k.as_str().is_some() && matches!(v, Value::Tensor(_) | Value::NdArray(_)));
+                .any(|(k, v)| k.as_str().is_some() && is_tensor_like(v));
             if !direct && depth + 1 < MAX_STATE_DICT_DEPTH {
                 if let Some(found) = under_state_dict_keys(inner, &here, depth + 1)? {
                     return Ok(Some(found));
@@ -355,6 +351,9 @@ impl Format for PyTorch {
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&PtWriter)
     }
+    fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
+        Some(&scan::TorchScanner)
+    }
 }
 
 /// TorchScript archives (`torch.jit.save`): the PyTorch reader, with the
@@ -432,10 +431,16 @@ fn summary_typed(v: &Value) -> Result<(String, serde_json::Value)> {
                 json!({"kind": v.kind(), "len": n, "tensors": found.len()}),
             )
         }
-        Value::Tensor(t) => (
-            format!("tensor {} {:?}", t.dtype, t.size),
-            json!({"kind": "tensor", "dtype": t.dtype, "shape": t.size}),
-        ),
+        v if v.object::<TensorRef>().is_some() => {
+            let t = v
+                .object::<TensorRef>()
+                .map(|t| (t.dtype.clone(), t.size.clone()))
+                .unwrap_or_default();
+            (
+                format!("tensor {} {:?}", t.0, t.1),
+                json!({"kind": "tensor", "dtype": t.0, "shape": t.1}),
+            )
+        }
         Value::Int(i) => (
             format!("int {i}"),
             json!({"kind": "int", "value": i.to_string().parse::<serde_json::Number>().ok()}),
@@ -510,11 +515,8 @@ fn structure_typed(ckpt: &Checkpoint) -> Result<TopLevel> {
 pub fn non_tensor_values(path: &Path) -> Result<Vec<(String, String)>> {
     let ckpt = Checkpoint::open(path)?;
     let mut out = Vec::new();
-    torch::walk(&ckpt.root, "", |p, v| {
-        let leaf = !matches!(
-            v,
-            Value::Tensor(_) | Value::NdArray(_) | Value::Dict(_) | Value::List(_) | Value::Tuple(_)
-        );
+    tree::walk(&ckpt.root, "", |p, v| {
+        let leaf = !(is_tensor_like(v) || matches!(v, Value::Dict(_) | Value::List(_) | Value::Tuple(_)));
         if leaf && out.len() < 10_000 {
             // Kinds only: a leaf's summary never walks further.
             out.push((p.to_string(), summary(v).unwrap_or_else(|_| v.kind().to_string())));

@@ -1,7 +1,7 @@
 //! What `scan` says of a global a pickle names, and why: taken from what
 //! CPython would call when it unpickles the file.
 //!
-//! - **safe**: what our loader builds as data, and everything
+//! - **safe**: what the reading format's constructors build as data, and everything
 //!   `torch.load(weights_only=True)` accepts (its allowlist, listed in
 //!   `weights_only.txt`: tensors, storages, every dtype, sparse and
 //!   quantized tensors, `torch.device`, layouts, qschemes).
@@ -13,8 +13,8 @@
 //! - **suspicious**: anything else: an unknown class or function runs its
 //!   own code when called or built.
 
-use crate::scan::Verdict;
-use crate::vm::is_allowed_global;
+use crate::constructors::Constructors;
+use modelconv_ir::scan::Verdict;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
@@ -232,9 +232,9 @@ fn function_reason(module: &str, name: &str) -> Option<&'static str> {
         .map(|(_, _, why)| *why)
 }
 
-/// The verdict for one global, and the reason.
-pub fn classify(module: &str, name: &str) -> (Verdict, &'static str) {
-    if is_allowed_global(module, name) || weights_only().contains(format!("{module}.{name}").as_str()) {
+/// The verdict for one global, and the reason; what `data` builds is data.
+pub fn classify(module: &str, name: &str, data: &dyn Constructors) -> (Verdict, &'static str) {
+    if data.allows(module, name) || weights_only().contains(format!("{module}.{name}").as_str()) {
         return (
             Verdict::Safe,
             "data: tensors, storages, dtypes and containers (torch's weights_only allowlist)",
@@ -291,6 +291,7 @@ pub fn classify(module: &str, name: &str) -> (Verdict, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::constructors::PYTHON;
 
     #[test]
     fn verdicts_by_what_python_would_call() {
@@ -309,7 +310,7 @@ mod tests {
             ("pydoc", "locate"),
             ("numpy.lib.npyio", "load"),
         ] {
-            assert_eq!(classify(m, n).0, Verdict::Dangerous, "{m}.{n}");
+            assert_eq!(classify(m, n, &PYTHON).0, Verdict::Dangerous, "{m}.{n}");
         }
         for (m, n) in [
             ("torch.serialization", "_get_layout"),
@@ -323,9 +324,9 @@ mod tests {
             ("collections", "OrderedDict"),
             ("torch.nn.parameter", "Parameter"),
         ] {
-            assert_eq!(classify(m, n).0, Verdict::Safe, "{m}.{n}");
+            assert_eq!(classify(m, n, &PYTHON).0, Verdict::Safe, "{m}.{n}");
         }
-        assert_eq!(classify("__main__", "Net").0, Verdict::Suspicious);
-        assert_eq!(classify("mylib", "Thing.attr").0, Verdict::Suspicious);
+        assert_eq!(classify("__main__", "Net", &PYTHON).0, Verdict::Suspicious);
+        assert_eq!(classify("mylib", "Thing.attr", &PYTHON).0, Verdict::Suspicious);
     }
 }

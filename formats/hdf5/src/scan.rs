@@ -1,0 +1,200 @@
+//! `scan` for Keras: its model configs say which layers Keras builds. A
+//! `Lambda` layer carries marshalled Python bytecode that Keras runs when
+//! it loads the model unless `safe_mode` is on (CVE-2024-3660), and a
+//! custom object names a module Keras imports to build it. Read from a
+//! `.keras` archive's `config.json`, and from the JSON string attributes
+//! (`model_config`, `training_config`) an `.h5` model keeps on its root
+//! group and on `model_weights/`, as the HDF5 reader parses them. A
+//! `.keras` archive's other members are scanned as torch.load would read
+//! them (pickles under any name).
+
+use crate::source::Slice;
+use modelconv_ir::scan::{Finding, Scanned, Scanner, Stream, Verdict};
+use modelconv_npy::pickled::NUMPY;
+use modelconv_pickle::scan::{scan_zip, OwnScan, ZipMembers};
+use modelconv_pickle::{Chain, Constructors, PYTHON};
+use serde_json::Value as Json;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Largest config parsed.
+const MAX_CONFIG: usize = 64 << 20;
+
+const LAMBDA: &str = "a Lambda layer: Keras runs its marshalled Python bytecode when it loads the model, unless safe_mode is on (CVE-2024-3660)";
+const CUSTOM: &str = "a custom object: Keras imports this module and runs its code to build it";
+
+/// What a config names: (module, name, verdict, reason), walked whole.
+fn findings(v: &Json, out: &mut Vec<(String, String, Verdict, &'static str)>, depth: usize) {
+    if depth > 512 {
+        return;
+    }
+    match v {
+        Json::Object(o) => {
+            let class = o.get("class_name").and_then(Json::as_str);
+            let layer = o
+                .get("config")
+                .and_then(|c| c.get("name"))
+                .and_then(Json::as_str)
+                .unwrap_or("?");
+            if class == Some("Lambda") {
+                out.push(("keras.layers.Lambda".into(), layer.into(), Verdict::Dangerous, LAMBDA));
+            }
+            // A class from outside keras: by module, or by the name it was
+            // registered under (`package>Class`; keras' own say `keras…`).
+            let module = o.get("module").and_then(Json::as_str);
+            let registered = o.get("registered_name").and_then(Json::as_str);
+            let outside =
+                |m: &str| !(m == "keras" || m.starts_with("keras.") || m.starts_with("keras>") || m == "builtins");
+            if let Some(c) = class {
+                if let Some(m) = module.filter(|m| outside(m)) {
+                    out.push((m.to_string(), c.to_string(), Verdict::Suspicious, CUSTOM));
+                } else if let Some(r) = registered.filter(|r| r.contains('>') && outside(r)) {
+                    let package = r.split('>').next().unwrap_or(r);
+                    out.push((package.to_string(), c.to_string(), Verdict::Suspicious, CUSTOM));
+                }
+            }
+            for x in o.values() {
+                findings(x, out, depth + 1);
+            }
+        }
+        Json::Array(a) => {
+            for x in a {
+                findings(x, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A stream for one config (none when it names nothing to flag).
+fn stream(config: &Json, part: String, offset: usize) -> Option<Stream> {
+    let mut found = Vec::new();
+    findings(config, &mut found, 0);
+    if found.is_empty() {
+        return None;
+    }
+    let mut globals: Vec<Finding> = Vec::new();
+    for (module, name, verdict, reason) in found {
+        match globals.iter_mut().find(|g| g.module == module && g.name == name) {
+            Some(g) => g.uses += 1,
+            None => globals.push(Finding {
+                module,
+                name,
+                offset,
+                uses: 1,
+                verdict,
+                reason,
+            }),
+        }
+    }
+    Some(Stream::of_findings(part, globals))
+}
+
+/// A `.keras` archive's `config.json`.
+fn scan_config(bytes: &[u8], part: &str, out: &mut Vec<Stream>) {
+    if bytes.len() > MAX_CONFIG {
+        return out.push(Stream::unreadable(
+            part,
+            format!("a model config of {} bytes", bytes.len()),
+        ));
+    }
+    match serde_json::from_slice::<Json>(bytes) {
+        Ok(v) => out.extend(stream(&v, format!("{part} (Keras model config)"), 0)),
+        Err(e) => out.push(Stream::unreadable(
+            part,
+            format!("a model config that is not JSON: {e}"),
+        )),
+    }
+}
+
+/// The Keras configs an HDF5 model keeps as JSON string attributes of its
+/// root group and of `model_weights/`. A file the HDF5 reader cannot
+/// parse is reported as not inspected, never as safe.
+fn scan_h5(path: &Path, len: u64, out: &mut Vec<Stream>) {
+    if let Err(why) = h5_configs(path, len, out) {
+        out.push(Stream::unreadable("HDF5 attributes", why));
+    }
+}
+
+fn h5_configs(path: &Path, len: u64, out: &mut Vec<Stream>) -> Result<(), String> {
+    let file = modelconv_ir::SharedFile::open(path).map_err(|e| e.to_string())?;
+    let storage = Arc::new(Slice { file, start: 0, len });
+    let h5 = hdf5_reader::Hdf5File::from_storage_with_options(storage, hdf5_reader::OpenOptions::default())
+        .map_err(|e| format!("HDF5: {e}"))?;
+    let root = h5.root_group().map_err(|e| format!("HDF5 root group: {e}"))?;
+    let groups = [
+        Some(("/", root.clone())),
+        root.group("model_weights").ok().map(|g| ("/model_weights", g)),
+    ];
+    for (gpath, g) in groups.into_iter().flatten() {
+        let attrs = g.attributes().map_err(|e| format!("attributes of {gpath}: {e}"))?;
+        for a in attrs {
+            let Ok(text) = a.read_string() else { continue };
+            if text.len() > MAX_CONFIG || !text.trim_start().starts_with('{') {
+                continue;
+            }
+            let part = format!("attribute {} of {gpath} (Keras model config)", a.name);
+            match serde_json::from_str::<Json>(&text) {
+                Ok(v) => out.extend(stream(&v, part, 0)),
+                Err(e) => out.push(Stream::unreadable(&part, format!("not JSON: {e}"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// A `.keras` archive: `config.json` read as Keras reads it, every other
+/// member as torch.load would read it.
+struct KerasZip;
+
+impl ZipMembers for KerasZip {
+    fn data(&self) -> &'static dyn Constructors {
+        &MEMBER_DATA
+    }
+    fn own(&self, name: &str) -> Option<&OwnScan> {
+        (name == crate::KERAS_CONFIG).then_some(&keras_config)
+    }
+    fn embedded(&self, head: &[u8]) -> Option<Option<(usize, &'static str)>> {
+        modelconv_npy::pickled::embedded_pickle(head)
+    }
+}
+
+fn keras_config(bytes: &[u8], out: &mut Vec<Stream>) {
+    scan_config(bytes, crate::KERAS_CONFIG, out)
+}
+
+/// What a pickle in a `.keras` archive builds as data: Python's containers
+/// and numpy's arrays.
+static MEMBER_DATA: Chain = Chain(&[&PYTHON, &NUMPY]);
+
+/// Whether a zip's central directory names a `.keras` archive's members.
+fn is_keras_zip(bytes: &[u8]) -> bool {
+    modelconv_pickle::zipscan::entries(bytes).is_some_and(|es| {
+        es.iter()
+            .any(|e| e.name == "metadata.json" || e.name == crate::KERAS_WEIGHTS)
+    })
+}
+
+pub struct KerasScanner;
+
+impl Scanner for KerasScanner {
+    fn container(&self, path: &Path, bytes: &[u8]) -> Option<Scanned> {
+        let mut streams = Vec::new();
+        let (kind, read_whole_too) = if bytes.starts_with(HDF5_MAGIC) {
+            scan_h5(path, bytes.len() as u64, &mut streams);
+            ("HDF5", true)
+        } else if bytes.starts_with(b"PK\x03\x04") && is_keras_zip(bytes) {
+            scan_zip(bytes, &KerasZip, &mut streams);
+            ("zip", false)
+        } else {
+            return None;
+        };
+        Some(Scanned {
+            kind: kind.into(),
+            streams,
+            read_whole_too,
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! `scan` for what torch.load reads: any zip (the pickles in it under any
+//! name, `.npy` object arrays, a TorchScript archive's code), the legacy
+//! format's five pickles, the tar format, and every other file as a bare
+//! pickle (torch.load and pickle.load unpickle any file that is not a zip,
+//! whatever it starts like; the legacy magic number is itself a pickle).
+
+use crate::constructors::TORCH;
+use crate::tar;
+use crate::torch::is_legacy;
+use modelconv_ir::scan::{Finding, Scanned, Scanner, Stream, Verdict};
+use modelconv_pickle::scan::{is_pickle, scan_pickle, scan_pickles, scan_zip, OwnScan, ZipMembers};
+use modelconv_pickle::{zipscan, Constructors};
+use std::path::Path;
+
+pub struct TorchScanner;
+
+/// True for the bytes of a zip (a local header or an empty archive's end record).
+pub fn is_zip(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
+}
+
+impl Scanner for TorchScanner {
+    fn container(&self, _path: &Path, bytes: &[u8]) -> Option<Scanned> {
+        let mut streams = Vec::new();
+        let (kind, read_whole_too) = if is_zip(bytes) {
+            scan_torch_zip(bytes, &mut streams);
+            ("zip", false)
+        } else if is_legacy(bytes) {
+            // The magic number, protocol, sys_info, the data and the storage keys.
+            scan_pickles(bytes, "legacy pickle", 5, false, &TORCH, &mut streams);
+            ("pytorch-legacy", false)
+        } else if let Some(members) = tar::members(bytes) {
+            for (name, data) in members {
+                scan_pickle(data, &format!("tar member {name}"), &TORCH, &mut streams);
+            }
+            ("tar", true)
+        } else {
+            return None;
+        };
+        Some(Scanned {
+            kind: kind.into(),
+            streams,
+            read_whole_too,
+        })
+    }
+
+    fn whole_file(&self, container: Option<&str>, bytes: &[u8]) -> Option<(String, Vec<Stream>)> {
+        let mut bare = Vec::new();
+        scan_pickle(
+            bytes,
+            "pickle (as torch.load and pickle.load read the file)",
+            &TORCH,
+            &mut bare,
+        );
+        if !is_pickle(bytes, &bare) {
+            return None;
+        }
+        let kind = match container {
+            Some(c) => format!("{c}, and a pickle to Python"),
+            None => "pickle".into(),
+        };
+        Some((kind, bare))
+    }
+
+    fn nothing_found(&self) -> Option<&'static str> {
+        Some("no pickle")
+    }
+}
+
+/// Whether a zip member is TorchScript source (`code/…py`).
+fn is_code(name: &str) -> bool {
+    (name.contains("/code/") || name.starts_with("code/")) && name.ends_with(".py")
+}
+
+/// What torch.load reads in a zip: pickles (a `.npy` member's object
+/// array too); a TorchScript archive's code/ is source text torch.jit.load
+/// compiles and runs, reported once as code and never parsed as pickles.
+struct TorchZip {
+    torchscript: bool,
+}
+
+impl ZipMembers for TorchZip {
+    fn data(&self) -> &'static dyn Constructors {
+        &TORCH
+    }
+    fn own(&self, name: &str) -> Option<&OwnScan> {
+        (self.torchscript && is_code(name)).then_some(&reported_as_code)
+    }
+    fn embedded(&self, head: &[u8]) -> Option<Option<(usize, &'static str)>> {
+        modelconv_npy::pickled::embedded_pickle(head)
+    }
+}
+
+/// TorchScript source: reported once for the archive (see [`scan_torch_zip`]).
+fn reported_as_code(_: &[u8], _: &mut Vec<Stream>) {}
+
+fn scan_torch_zip(bytes: &[u8], out: &mut Vec<Stream>) {
+    let entries = zipscan::entries(bytes).unwrap_or_default();
+    let torchscript = entries.iter().any(|e| e.name.ends_with("data.pkl"));
+    let code = entries.iter().filter(|e| torchscript && is_code(&e.name)).count();
+    if code > 0 {
+        out.push(Stream::of_findings(
+            format!("TorchScript code ({code} files under code/)"),
+            vec![Finding {
+                module: "torch.jit".into(),
+                name: "load".into(),
+                offset: 0,
+                uses: code as u64,
+                verdict: Verdict::Suspicious,
+                reason: "TorchScript programs: torch.load hands the archive to torch.jit.load, which compiles and runs them",
+            }],
+        ));
+    }
+    scan_zip(bytes, &TorchZip { torchscript }, out);
+}
