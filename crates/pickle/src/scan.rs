@@ -7,7 +7,7 @@
 use crate::constructors::Constructors;
 use crate::vm::{Framing, Vm};
 use crate::zipscan;
-use modelconv_ir::scan::{Finding, Stream, Verdict};
+use modelconv_ir::scan::{worst, Finding, Stream, Verdict};
 
 pub use crate::verdicts::classify;
 
@@ -54,7 +54,7 @@ pub fn scan_stream(
             }
         })
         .collect();
-    let mut verdict = globals.iter().map(|g| g.verdict).max().unwrap_or(Verdict::Safe);
+    let mut verdict = worst(globals.iter().map(|g| g.verdict));
     if log.ops.ext > 0 {
         verdict = Verdict::Dangerous;
     }
@@ -178,10 +178,14 @@ pub trait ZipMembers {
 /// own). A member that cannot be read (another compression method, data
 /// outside the file) is reported, never skipped.
 pub fn scan_zip(bytes: &[u8], members: &dyn ZipMembers, out: &mut Vec<Stream>) {
-    let Some(entries) = zipscan::entries(bytes) else {
-        out.push(Stream::unreadable("zip", "no readable central directory".into()));
-        return;
-    };
+    match zipscan::entries(bytes) {
+        Some(entries) => scan_entries(bytes, &entries, members, out),
+        None => out.push(Stream::unreadable("zip", "no readable central directory".into())),
+    }
+}
+
+/// [`scan_zip`] of a zip whose central directory the caller has read.
+pub fn scan_entries(bytes: &[u8], entries: &[zipscan::Entry], members: &dyn ZipMembers, out: &mut Vec<Stream>) {
     let mut budget = zipscan::inflation_budget(bytes.len() as u64);
     for (i, e) in entries.iter().enumerate() {
         if i % 256 == 0 && modelconv_ir::check_interrupt().is_err() {

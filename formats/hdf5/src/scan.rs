@@ -11,7 +11,8 @@
 use crate::source::Slice;
 use modelconv_ir::scan::{Finding, Scanned, Scanner, Stream, Verdict};
 use modelconv_npy::pickled::NUMPY;
-use modelconv_pickle::scan::{scan_zip, OwnScan, ZipMembers};
+use modelconv_pickle::scan::{scan_entries, OwnScan, ZipMembers};
+use modelconv_pickle::zipscan::{entries, Entry};
 use modelconv_pickle::{Chain, Constructors, PYTHON};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -170,11 +171,10 @@ fn keras_config(bytes: &[u8], out: &mut Vec<Stream>) {
 static MEMBER_DATA: Chain = Chain(&[&PYTHON, &NUMPY]);
 
 /// Whether a zip's central directory names a `.keras` archive's members.
-fn is_keras_zip(bytes: &[u8]) -> bool {
-    modelconv_pickle::zipscan::entries(bytes).is_some_and(|es| {
-        es.iter()
-            .any(|e| e.name == "metadata.json" || e.name == crate::KERAS_WEIGHTS)
-    })
+fn is_keras_zip(entries: &[Entry]) -> bool {
+    entries
+        .iter()
+        .any(|e| e.name == "metadata.json" || e.name == crate::KERAS_WEIGHTS)
 }
 
 pub struct KerasScanner;
@@ -185,16 +185,14 @@ impl Scanner for KerasScanner {
         let (kind, read_whole_too) = if bytes.starts_with(HDF5_MAGIC) {
             scan_h5(path, bytes.len() as u64, &mut streams);
             ("HDF5", true)
-        } else if bytes.starts_with(b"PK\x03\x04") && is_keras_zip(bytes) {
-            scan_zip(bytes, &KerasZip, &mut streams);
+        } else if bytes.starts_with(b"PK\x03\x04") {
+            // A zip whose directory cannot be read is the generic zip scan's to report.
+            let entries = entries(bytes).filter(|es| is_keras_zip(es))?;
+            scan_entries(bytes, &entries, &KerasZip, &mut streams);
             ("zip", false)
         } else {
             return None;
         };
-        Some(Scanned {
-            kind: kind.into(),
-            streams,
-            read_whole_too,
-        })
+        Some(Scanned::new(kind, streams, read_whole_too))
     }
 }

@@ -141,6 +141,16 @@ pub struct Scanned {
     pub read_whole_too: bool,
 }
 
+impl Scanned {
+    pub fn new(kind: &str, streams: Vec<Stream>, read_whole_too: bool) -> Scanned {
+        Scanned {
+            kind: kind.to_string(),
+            streams,
+            read_whole_too,
+        }
+    }
+}
+
 /// A format's scan capability.
 pub trait Scanner: Sync {
     /// Findings for `bytes` when they are this format's container (by
@@ -195,10 +205,6 @@ pub struct Labelled(pub fn(&[u8]) -> Option<&'static str>);
 
 impl Scanner for Labelled {
     fn container(&self, _path: &Path, bytes: &[u8]) -> Option<Scanned> {
-        (self.0)(bytes).map(|kind| Scanned {
-            kind: kind.into(),
-            streams: Vec::new(),
-            read_whole_too: true,
-        })
+        (self.0)(bytes).map(|kind| Scanned::new(kind, Vec::new(), true))
     }
 }

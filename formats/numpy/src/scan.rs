@@ -22,10 +22,6 @@ impl Scanner for NpyScanner {
             let data = bytes.get(at..).unwrap_or_default();
             modelconv_pickle::scan::scan_pickle(data, "npy object array", &OBJECT_ARRAY_DATA, &mut streams);
         }
-        Some(Scanned {
-            kind: "npy".into(),
-            streams,
-            read_whole_too: true,
-        })
+        Some(Scanned::new("npy", streams, true))
     }
 }

@@ -8,7 +8,7 @@ use crate::constructors::TORCH;
 use crate::tar;
 use crate::torch::is_legacy;
 use modelconv_ir::scan::{Finding, Scanned, Scanner, Stream, Verdict};
-use modelconv_pickle::scan::{is_pickle, scan_pickle, scan_pickles, scan_zip, OwnScan, ZipMembers};
+use modelconv_pickle::scan::{is_pickle, scan_entries, scan_pickle, scan_pickles, OwnScan, ZipMembers};
 use modelconv_pickle::{zipscan, Constructors};
 use std::path::Path;
 
@@ -37,11 +37,7 @@ impl Scanner for TorchScanner {
         } else {
             return None;
         };
-        Some(Scanned {
-            kind: kind.into(),
-            streams,
-            read_whole_too,
-        })
+        Some(Scanned::new(kind, streams, read_whole_too))
     }
 
     fn whole_file(&self, container: Option<&str>, bytes: &[u8]) -> Option<(String, Vec<Stream>)> {
@@ -95,7 +91,9 @@ impl ZipMembers for TorchZip {
 fn reported_as_code(_: &[u8], _: &mut Vec<Stream>) {}
 
 fn scan_torch_zip(bytes: &[u8], out: &mut Vec<Stream>) {
-    let entries = zipscan::entries(bytes).unwrap_or_default();
+    let Some(entries) = zipscan::entries(bytes) else {
+        return out.push(Stream::unreadable("zip", "no readable central directory".into()));
+    };
     let torchscript = entries.iter().any(|e| e.name.ends_with("data.pkl"));
     let code = entries.iter().filter(|e| torchscript && is_code(&e.name)).count();
     if code > 0 {
@@ -111,5 +109,5 @@ fn scan_torch_zip(bytes: &[u8], out: &mut Vec<Stream>) {
             }],
         ));
     }
-    scan_zip(bytes, &TorchZip { torchscript }, out);
+    scan_entries(bytes, &entries, &TorchZip { torchscript }, out);
 }
