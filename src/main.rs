@@ -8,7 +8,7 @@ mod diff;
 mod inspect;
 mod progress;
 mod quantize;
-mod registry;
+use modelconv::registry;
 mod report;
 mod scan;
 mod util;

@@ -34,6 +34,7 @@ pub static SCAN_ORDER: &[&dyn Format] = &[
     &modelconv_pytorch::FORMAT,
     &modelconv_numpy::FORMAT,
     &modelconv_gguf::FORMAT,
+    &modelconv_onnx::FORMAT,
     &modelconv_tf::FORMAT,
     &modelconv_safetensors::FORMAT,
 ];

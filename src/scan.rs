@@ -288,9 +288,8 @@ fn print_report(r: &FileReport) {
                     String::new()
                 };
                 format!(
-                    "{}.{} at byte {}{times} ({}: {})",
-                    util::printable(&g.module),
-                    util::printable(&g.name),
+                    "{} at byte {}{times} ({}: {})",
+                    util::printable(&format!("{}{}{}", g.module, g.separator, g.name)),
                     g.offset,
                     g.verdict.name(),
                     g.reason

@@ -454,3 +454,43 @@ fn an_unreadable_file_fails_the_scan_in_text_and_json() {
     let text = expect_code(&["scan", p(&missing)], 2);
     assert!(text.contains("unreadable"), "{text}");
 }
+
+/// ONNX external data outside the model's folder (onnx's path traversal
+/// advisories): every place onnx.load resolves a tensor is looked at, a
+/// symlink out of the folder counts, and data beside the model is safe.
+#[test]
+fn onnx_external_data_outside_the_folder_is_dangerous() {
+    for name in ["climb", "absolute", "subgraph", "backslash"] {
+        let f = fixture(&format!("onnx/traversal/{name}.onnx"));
+        let r = scan_json(&[p(&f)], 1);
+        let file = &r["files"][0];
+        assert_eq!(file["kind"], "onnx", "{name}");
+        assert_eq!(file["verdict"], "dangerous", "{name}");
+        let g = &file["streams"][0]["globals"][0];
+        assert_eq!(g["module"], "external data of tensor w", "{name}");
+        assert!(g["offset"].as_u64().unwrap() > 0, "{name}");
+        // The reader refuses the same files (exit 2), before opening any.
+        expect_code(&["inspect", p(&f)], 2);
+    }
+    // Two branches of one If: each is reported.
+    let r = scan_json(&[p(&fixture("onnx/traversal/subgraph.onnx"))], 1);
+    assert_eq!(r["files"][0]["streams"][0]["globals"].as_array().unwrap().len(), 2);
+    scan_json(&[p(&fixture("onnx/external/fp32_ext.onnx"))], 0);
+
+    // The same benign model, its data file a symlink to a file outside.
+    let outside = tempfile::tempdir().unwrap();
+    let secret = write(outside.path(), "secret.bin", &[0u8; 4096]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("onnx/external/fp32_ext.onnx"), dir.path().join("m.onnx")).unwrap();
+    std::os::unix::fs::symlink(&secret, dir.path().join("w.bin")).unwrap();
+    let r = scan_json(&[p(&dir.path().join("m.onnx"))], 1);
+    let g = &r["files"][0]["streams"][0]["globals"][0];
+    assert_eq!(g["verdict"], "dangerous");
+    assert!(g["reason"].as_str().unwrap().contains("symlink"), "{g}");
+
+    // A model that stops being a protobuf part-way is never safe.
+    let bytes = std::fs::read(fixture("onnx/traversal/subgraph.onnx")).unwrap();
+    let cut = write(dir.path(), "cut.onnx", &bytes[..bytes.len() - 40]);
+    let r = scan_json(&[p(&cut)], 1);
+    assert_eq!(r["files"][0]["verdict"], "suspicious");
+}

@@ -3,7 +3,6 @@
 //! `fuzz/fuzz_targets/*.rs` wrap them for cargo-fuzz; `tests/replay.rs`
 //! runs them over the fixtures and the saved corpus in plain `cargo test`.
 
-use modelconv_ir::Format;
 use modelconv_ir::Model;
 use modelconv_pickle::vm::{Framing, PersistentLoad, Vm};
 use modelconv_pickle::Value;
@@ -56,16 +55,7 @@ pub fn pickle_vm(data: &[u8]) {
 /// npy, Keras configs and bare pickles.
 pub fn scan(data: &[u8]) {
     let Some(f) = temp_input("fuzz", data) else { return };
-    let formats: [&dyn Format; 6] = [
-        &modelconv_hdf5::FORMAT,
-        &modelconv_pytorch::FORMAT,
-        &modelconv_numpy::FORMAT,
-        &modelconv_gguf::FORMAT,
-        &modelconv_tf::FORMAT,
-        &modelconv_safetensors::FORMAT,
-    ];
-    let scanners: Vec<_> = formats.iter().filter_map(|f| f.scanner()).collect();
-    let _ = modelconv_ir::scan::scan_file(&f.path, data, &scanners);
+    let _ = modelconv::registry::scan_bytes(&f.path, data);
 }
 
 /// Zip central directories and members, as scan reads them.

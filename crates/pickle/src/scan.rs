@@ -51,6 +51,7 @@ pub fn scan_stream(
                 uses: uses.max(1),
                 verdict,
                 reason,
+                separator: Finding::DOTTED,
             }
         })
         .collect();

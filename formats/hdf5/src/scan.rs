@@ -85,6 +85,7 @@ fn stream(config: &Json, part: String, offset: usize) -> Option<Stream> {
                 uses: 1,
                 verdict,
                 reason,
+                separator: Finding::DOTTED,
             }),
         }
     }

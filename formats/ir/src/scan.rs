@@ -42,6 +42,16 @@ pub struct Finding {
     pub uses: u64,
     pub verdict: Verdict,
     pub reason: &'static str,
+    /// Between module and name in text: [`Finding::DOTTED`] for what
+    /// Python imports, [`Finding::LABELLED`] for a file a loader opens.
+    pub separator: &'static str,
+}
+
+impl Finding {
+    /// `os.system`: a global as Python spells it.
+    pub const DOTTED: &'static str = ".";
+    /// `external data of tensor w: ../../etc/passwd`: a description, then what it names.
+    pub const LABELLED: &'static str = ": ";
 }
 
 /// Counts of opcodes of note in a pickle stream (zero for other streams).

@@ -25,6 +25,7 @@ mod graph;
 pub mod quant;
 mod read;
 pub mod report;
+mod scan;
 pub mod summary;
 pub mod tensor;
 pub mod write;
@@ -192,11 +193,8 @@ impl Format for Onnx {
         &["onnx"]
     }
     fn score(&self, probe: &Probe) -> u8 {
-        // No magic: a ModelProto normally opens with ir_version (field 1,
-        // varint, 3..=20) followed by another ModelProto field key.
-        let keys = [0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72];
         match probe.head {
-            [0x08, v, k, ..] if (3..=20).contains(v) && keys.contains(k) => 45,
+            head if looks_like_model_proto(head) => 45,
             _ if probe.extension().as_deref() == Some("onnx") && probe.is_file => 5,
             _ => 0,
         }
@@ -225,6 +223,16 @@ impl Format for Onnx {
     fn rewriter(&self) -> Option<&dyn Rewriter> {
         Some(&OnnxRewriter)
     }
+    fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
+        Some(&scan::SCANNER)
+    }
+}
+
+/// No magic: a ModelProto normally opens with ir_version (field 1,
+/// varint, 3..=20) followed by another ModelProto field's key.
+fn looks_like_model_proto(head: &[u8]) -> bool {
+    let keys = [0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72];
+    matches!(head, [0x08, v, k, ..] if (3..=20).contains(v) && keys.contains(k))
 }
 
 struct OnnxWriter;

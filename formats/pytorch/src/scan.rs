@@ -106,6 +106,7 @@ fn scan_torch_zip(bytes: &[u8], out: &mut Vec<Stream>) {
                 uses: code as u64,
                 verdict: Verdict::Suspicious,
                 reason: "TorchScript programs: torch.load hands the archive to torch.jit.load, which compiles and runs them",
+                separator: Finding::DOTTED,
             }],
         ));
     }
