@@ -202,3 +202,24 @@ fn hostile_configs_are_refused_quickly() {
         cfg = serde_json::from_str(&good).unwrap();
     }
 }
+
+/// One tiny model per architecture module beside LLaMA (fixtures/hf/arch,
+/// made by gen_arch.py): our conversion equals convert_hf_to_gguf.py's
+/// `--outtype f16` file byte for byte. The folders share tiny-llama's
+/// SentencePiece model, copied in here.
+#[test]
+fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["gemma2", "gemma3", "phi3", "qwen2", "qwen3"] {
+        let model = dir.path().join(arch);
+        std::fs::create_dir(&model).unwrap();
+        for e in std::fs::read_dir(fixture(&format!("hf/arch/{arch}"))).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+        }
+        std::fs::copy(fixture("hf/tiny-llama/tokenizer.model"), model.join("tokenizer.model")).unwrap();
+        let out = dir.path().join(format!("{arch}.gguf"));
+        ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
+        same(&out, &format!("hf/arch/{arch}.F16.gguf"));
+    }
+}
