@@ -19,6 +19,9 @@ use std::process::ExitCode;
 /// Exit codes (DESIGN.md, CLI contract).
 pub const EXIT_CHECK_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// A broken invariant of modelconv's own code (error kind `internal`): a
+/// bug to report, never a verdict on the input.
+const EXIT_INTERNAL: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
@@ -258,8 +261,9 @@ fn main() -> ExitCode {
             if json {
                 eprintln!("modelconv: error: {}", util::printable(&body.message));
             }
+            let internal = body.kind == "internal";
             print_error(json, body);
-            ExitCode::from(EXIT_BAD_INPUT)
+            ExitCode::from(if internal { EXIT_INTERNAL } else { EXIT_BAD_INPUT })
         }
     }
 }

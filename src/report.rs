@@ -39,8 +39,9 @@ pub struct ErrorDoc {
 
 #[derive(Serialize)]
 pub struct ErrorBody {
-    /// `usage`, `io`, `malformed`, `truncated`, `limit_exceeded`, `invalid`,
-    /// `unsupported`, `refused_global`, `interrupted`.
+    /// `usage`, `io`, `malformed`, `truncated`, `unreadable`,
+    /// `limit_exceeded`, `invalid`, `unsupported`, `refused_global`,
+    /// `interrupted`, `internal` (exit 3: a bug, not the input).
     pub kind: &'static str,
     /// The message the text mode prints after `modelconv: error: `.
     pub message: String,

@@ -258,3 +258,62 @@ fn the_schema_check_rejects_wrong_documents() {
         assert!(schema_violation(&root, &root, &bad, "$").is_some(), "{bad}");
     }
 }
+
+/// The cause of an error is told by its `kind` (docs/json.md), one input
+/// per kind: tests of a cause match the kind, not the message's words.
+#[test]
+fn each_cause_has_its_error_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let evil = write(d, "evil.pkl", b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R.");
+    let mut many = b"GGUF".to_vec();
+    for v in [
+        3u32.to_le_bytes().to_vec(),
+        0u64.to_le_bytes().to_vec(),
+        70_000u64.to_le_bytes().to_vec(),
+    ] {
+        many.extend(v);
+    }
+    let many = write(d, "many.gguf", &many);
+    let bad = write(d, "bad.safetensors", b"\x03\x00\x00\x00\x00\x00\x00\x00{x}");
+    let st = fixture("safetensors/floats.safetensors");
+    let gguf = fixture("hf/tiny-llama.F16.gguf");
+    let out = |name: &str| d.join(name).to_string_lossy().into_owned();
+    let cases: [(Vec<String>, &str); 5] = [
+        (
+            vec!["convert".into(), p(&evil).into(), out("o.safetensors")],
+            "refused_global",
+        ),
+        (vec!["inspect".into(), p(&many).into()], "limit_exceeded"),
+        (vec!["inspect".into(), p(&bad).into()], "malformed"),
+        (
+            vec![
+                "quantize".into(),
+                p(&gguf).into(),
+                "-o".into(),
+                out("q.safetensors"),
+                "--q4_k".into(),
+            ],
+            "invalid",
+        ),
+        (
+            vec![
+                "convert".into(),
+                p(&st).into(),
+                out("o.gguf"),
+                "--max-shard-size".into(),
+                "1MB".into(),
+            ],
+            "unsupported",
+        ),
+    ];
+    for (args, kind) in cases {
+        let mut a: Vec<&str> = vec![&args[0], "--json"];
+        a.extend(args[1..].iter().map(String::as_str));
+        let e = json_doc(&a, 2, "error");
+        assert_eq!(e["error"]["kind"], kind, "{a:?}: {e}");
+    }
+    assert!(dir_names(d)
+        .iter()
+        .all(|n| !n.starts_with("o.") && !n.starts_with("q.")));
+}

@@ -31,7 +31,7 @@ impl DataSource for PlusOne {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if !offset.is_multiple_of(4) || !buf.len().is_multiple_of(4) {
-            return Err(Error::invalid("norm shift read not aligned to elements"));
+            return Err(Error::internal("norm shift read not aligned to elements"));
         }
         let es = self.from.type_size() as usize;
         let mut src = vec![0u8; buf.len() / 4 * es];

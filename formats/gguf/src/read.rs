@@ -180,6 +180,35 @@ pub struct Parsed {
 /// Parses a whole GGUF header from `buf` (the mapped file).
 pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     let mut c = Cursor { buf, pos: 0, path };
+    let (version, n_tensors, n_kv) = preamble(&mut c)?;
+    let metadata = read_metadata(&mut c, n_kv)?;
+    let alignment = alignment_of(&metadata, path)?;
+    let mut tensors = Vec::with_capacity(n_tensors as usize);
+    let mut names = HashSet::new();
+    for i in 0..n_tensors {
+        let (info, offset) = tensor_info(&mut c, i, alignment)?;
+        if !names.insert(info.name.clone()) {
+            return Err(c.err(format!("tensor name '{}' appears twice", info.name)));
+        }
+        tensors.push((info, offset));
+    }
+    let header_end = c.pos as u64;
+    let data_start = header_end + padding(header_end, alignment);
+    check_data_spans(&tensors, data_start, buf.len() as u64, path)?;
+    Ok(Parsed {
+        version,
+        metadata,
+        alignment,
+        data_start,
+        tensors,
+    })
+}
+
+/// Magic, version (2 or 3, little-endian), tensor and metadata counts,
+/// each count checked against the limit and the bytes left before
+/// anything is allocated for it.
+fn preamble(c: &mut Cursor) -> Result<(u32, u64, u64)> {
+    let (buf, path) = (c.buf, c.path);
     let magic = c.take(4, "magic").map_err(|_| {
         Error::truncated(
             path,
@@ -215,6 +244,12 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     if n_tensors.checked_mul(24).is_none_or(|b| b > c.remaining()) {
         return Err(c.short(format!("{n_tensors} tensor infos cannot fit in the file")));
     }
+    Ok((version, n_tensors, n_kv))
+}
+
+/// The key/value section: known value types, each key once.
+fn read_metadata(c: &mut Cursor, n_kv: u64) -> Result<Metadata> {
+    let path = c.path;
     let mut metadata = Metadata::new();
     for _ in 0..n_kv {
         let at = c.pos;
@@ -230,7 +265,12 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         }
         metadata.set(key, v);
     }
-    let alignment = match metadata.get("general.alignment") {
+    Ok(metadata)
+}
+
+/// `general.alignment` (a power of two as u32), or GGUF's default 32.
+fn alignment_of(metadata: &Metadata, path: &Path) -> Result<u64> {
+    Ok(match metadata.get("general.alignment") {
         None => DEFAULT_ALIGNMENT,
         Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
         Some(v) => {
@@ -239,54 +279,56 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
                 format!("general.alignment is {v:?}, expected a power of two as u32"),
             ))
         }
-    };
-    let mut tensors = Vec::with_capacity(n_tensors as usize);
-    let mut names = HashSet::new();
-    for i in 0..n_tensors {
-        let name = c.string(&format!("name of tensor {i}"))?;
-        let n_dims = c.u32("dimension count")?;
-        if n_dims as usize > MAX_DIMS_READ {
-            return Err(Error::limit(
-                path,
-                format!(
-                    "at byte {}: tensor '{name}' has {n_dims} dimensions, at most {MAX_DIMS_READ} are supported",
-                    c.pos
-                ),
-            ));
-        }
-        let mut ne = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            ne.push(c.u64("dimension")?);
-        }
-        let id = c.u32("tensor type")?;
-        let dtype = dtype_from_ggml(id).ok_or_else(|| c.err(format!("tensor '{name}' has unknown ggml type {id}")))?;
-        let offset = c.u64("tensor offset")?;
-        if ne.first().is_some_and(|&n0| n0 % dtype.block_size() != 0) {
-            return Err(c.err(format!(
-                "tensor '{name}': row length {} is not a multiple of the {dtype} block size {}",
-                ne[0],
-                dtype.block_size()
-            )));
-        }
-        if offset % alignment != 0 {
-            return Err(c.err(format!(
-                "tensor '{name}': offset {offset} is not a multiple of the alignment {alignment}"
-            )));
-        }
-        numel(&ne).map_err(|e| c.err(format!("tensor '{name}': {e}")))?;
-        // GGUF stores the innermost dimension first.
-        ne.reverse();
-        let info = TensorInfo::new(name, dtype, ne).map_err(|e| e.in_file(path))?;
-        if !names.insert(info.name.clone()) {
-            return Err(c.err(format!("tensor name '{}' appears twice", info.name)));
-        }
-        tensors.push((info, offset));
+    })
+}
+
+/// One tensor info: name, dimensions (at most MAX_DIMS_READ, innermost
+/// first in the file), a known ggml type whose blocks divide the rows,
+/// and an aligned data offset.
+fn tensor_info(c: &mut Cursor, i: u64, alignment: u64) -> Result<(TensorInfo, u64)> {
+    let path = c.path;
+    let name = c.string(&format!("name of tensor {i}"))?;
+    let n_dims = c.u32("dimension count")?;
+    if n_dims as usize > MAX_DIMS_READ {
+        return Err(Error::limit(
+            path,
+            format!(
+                "at byte {}: tensor '{name}' has {n_dims} dimensions, at most {MAX_DIMS_READ} are supported",
+                c.pos
+            ),
+        ));
     }
-    let header_end = c.pos as u64;
-    let data_start = header_end + padding(header_end, alignment);
-    let data_len = (buf.len() as u64).saturating_sub(data_start);
+    let mut ne = Vec::with_capacity(n_dims as usize);
+    for _ in 0..n_dims {
+        ne.push(c.u64("dimension")?);
+    }
+    let id = c.u32("tensor type")?;
+    let dtype = dtype_from_ggml(id).ok_or_else(|| c.err(format!("tensor '{name}' has unknown ggml type {id}")))?;
+    let offset = c.u64("tensor offset")?;
+    if ne.first().is_some_and(|&n0| n0 % dtype.block_size() != 0) {
+        return Err(c.err(format!(
+            "tensor '{name}': row length {} is not a multiple of the {dtype} block size {}",
+            ne[0],
+            dtype.block_size()
+        )));
+    }
+    if offset % alignment != 0 {
+        return Err(c.err(format!(
+            "tensor '{name}': offset {offset} is not a multiple of the alignment {alignment}"
+        )));
+    }
+    numel(&ne).map_err(|e| c.err(format!("tensor '{name}': {e}")))?;
+    // GGUF stores the innermost dimension first.
+    ne.reverse();
+    let info = TensorInfo::new(name, dtype, ne).map_err(|e| e.in_file(path))?;
+    Ok((info, offset))
+}
+
+/// Every tensor's bytes lie inside the data section, and no two overlap.
+fn check_data_spans(tensors: &[(TensorInfo, u64)], data_start: u64, file_len: u64, path: &Path) -> Result<()> {
+    let data_len = file_len.saturating_sub(data_start);
     let mut spans: Vec<(u64, u64, &str)> = Vec::with_capacity(tensors.len());
-    for (info, offset) in &tensors {
+    for (info, offset) in tensors {
         let end = offset.checked_add(info.byte_len);
         if end.is_none_or(|e| e > data_len) {
             return Err(Error::truncated(
@@ -309,13 +351,7 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
             ));
         }
     }
-    Ok(Parsed {
-        version,
-        metadata,
-        alignment,
-        data_start,
-        tensors,
-    })
+    Ok(())
 }
 
 /// Metadata keys of llama.cpp's split files (`gguf-split`), which belong

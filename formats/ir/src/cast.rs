@@ -44,7 +44,7 @@ impl DataSource for CastSource {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let (fs, ts) = (self.from.type_size(), self.to.type_size());
         if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
-            return Err(Error::invalid("cast read not aligned to elements"));
+            return Err(Error::internal("cast read not aligned to elements"));
         }
         let n_bytes = buf.len() / ts as usize * fs as usize;
         // Taken out of the thread's slot while in use: a cast reading

@@ -1,6 +1,9 @@
-//! One error type for every format crate. All of them mean "bad input or
-//! usage" to the CLI (exit code 2); the message names the file and what was
-//! expected.
+//! One error type for every format crate. All but [`Error::Internal`]
+//! mean "bad input or usage" to the CLI (exit code 2); the message names
+//! the file and what was expected. An internal error is a broken invariant
+//! of our own code (a caller asking for an unaligned read, a plan without
+//! the file it planned): exit code 3, kind `internal`, never blamed on the
+//! input.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -40,6 +43,10 @@ pub enum Error {
     /// A limit on sizes, counts or depth was exceeded.
     #[error("{}: {msg}", path.display())]
     LimitExceeded { path: PathBuf, msg: String },
+    /// An invariant of modelconv's own code does not hold: a bug, not
+    /// something wrong with the input.
+    #[error("internal error (a bug in modelconv, not in the input; please report it): {0}")]
+    Internal(String),
     /// The user interrupted the run (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
@@ -66,6 +73,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
+    }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
+    /// Whether this is (or wraps) a broken invariant rather than bad input.
+    pub fn is_internal(&self) -> bool {
+        match self {
+            Error::Internal(_) => true,
+            Error::InTensor { inner, .. } => inner.is_internal(),
+            _ => false,
+        }
     }
     pub fn unsupported(msg: impl Into<String>) -> Self {
         Error::Unsupported(msg.into())
@@ -131,6 +149,7 @@ impl Error {
             Error::LimitExceeded { .. } => "limit_exceeded",
             Error::Unreadable { .. } => "unreadable",
             Error::Interrupted => "interrupted",
+            Error::Internal(_) => "internal",
             Error::InTensor { inner, .. } => inner.kind(),
         }
     }
@@ -172,5 +191,25 @@ impl Error {
             Error::InTensor { inner, .. } => inner.root(),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broken invariant stays internal whatever context is added: never
+    /// turned into a fault of the file it happened on.
+    #[test]
+    fn internal_errors_are_not_blamed_on_the_input() {
+        let e = Error::internal("unaligned read")
+            .for_tensor("w")
+            .in_file(Path::new("m.gguf"));
+        assert_eq!(e.kind(), "internal");
+        assert!(e.is_internal());
+        assert!(e.to_string().contains("a bug in modelconv"), "{e}");
+        let bad = Error::invalid("bad shape").for_tensor("w").in_file(Path::new("m.gguf"));
+        assert_eq!(bad.kind(), "malformed");
+        assert!(!bad.is_internal());
     }
 }

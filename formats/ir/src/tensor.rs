@@ -266,7 +266,7 @@ impl DataSource for MemSource {
         let src = start
             .checked_add(buf.len())
             .and_then(|end| self.0.get(start..end))
-            .ok_or_else(|| Error::invalid("read past the end of an in-memory tensor"))?;
+            .ok_or_else(|| Error::internal("read past the end of an in-memory tensor"))?;
         buf.copy_from_slice(src);
         Ok(())
     }

@@ -141,7 +141,7 @@ impl Strided {
     /// A strided view; checks every element it can reach lies inside `inner`.
     pub fn new(inner: Arc<dyn DataSource>, es: u64, offset: u64, shape: &[u64], stride: &[u64]) -> Result<Self> {
         if es == 0 || shape.len() != stride.len() {
-            return Err(Error::invalid("strided view: shape and strides differ in rank"));
+            return Err(Error::internal("strided view: shape and strides differ in rank"));
         }
         let n = count(shape)?;
         let len = n
@@ -307,7 +307,7 @@ impl DataSource for Strided {
         check_range(offset, buf.len(), self.len, "strided view")?;
         let es = self.es;
         if !offset.is_multiple_of(es) || !(buf.len() as u64).is_multiple_of(es) {
-            return Err(Error::invalid("strided read not aligned to elements"));
+            return Err(Error::internal("strided read not aligned to elements"));
         }
         let (first, n) = (offset / es, buf.len() as u64 / es);
         if n == 0 {
@@ -443,7 +443,7 @@ impl Concat {
         let first = parts
             .first()
             .map(|(_, s)| s.clone())
-            .ok_or_else(|| Error::invalid("concatenating no tensors"))?;
+            .ok_or_else(|| Error::internal("concatenating no tensors"))?;
         if axis >= first.len() {
             return Err(Error::invalid(format!(
                 "concatenating {}-d tensors along axis {axis}",
@@ -537,7 +537,7 @@ pub struct RowGather {
 impl RowGather {
     pub fn new(inner: Arc<dyn DataSource>, row_bytes: u64, rows: Vec<u64>) -> Result<Self> {
         if row_bytes == 0 {
-            return Err(Error::invalid("row gather of empty rows"));
+            return Err(Error::internal("row gather of empty rows"));
         }
         let have = inner.len() / row_bytes;
         if let Some(bad) = rows.iter().find(|&&r| r >= have) {
@@ -610,7 +610,7 @@ impl DataSource for ByteSwap {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if !offset.is_multiple_of(self.es) || !(buf.len() as u64).is_multiple_of(self.es) {
-            return Err(Error::invalid("big-endian read not aligned to elements"));
+            return Err(Error::internal("big-endian read not aligned to elements"));
         }
         self.inner.read_at(offset, buf)?;
         if self.es > 1 {

@@ -45,7 +45,7 @@ pub fn fill(template: &OnnxFile, weights: &Model, allow_missing: bool) -> Result
                     ));
                     continue;
                 }
-                let storage = Storage::of(orig.data_type).ok_or_else(|| Error::invalid("unreachable type"))?;
+                let storage = Storage::of(orig.data_type).ok_or_else(|| Error::internal("unreachable type"))?;
                 let numel = orig.tensor.info.numel();
                 let unchanged = (same_file && w.info == orig.tensor.info)
                     || (w.location.is_some() && w.location == orig.tensor.location);

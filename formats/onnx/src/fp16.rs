@@ -137,7 +137,7 @@ impl DataSource for Fp16Source {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if !offset.is_multiple_of(2) || !buf.len().is_multiple_of(2) {
-            return Err(Error::invalid("unaligned read of a float16 tensor"));
+            return Err(Error::internal("unaligned read of a float16 tensor"));
         }
         let mut src = vec![0u8; buf.len() * 2];
         self.inner.read_at(offset * 2, &mut src)?;

@@ -302,7 +302,7 @@ impl Rewriter for OnnxRewriter {
             // the input's tensors, cast by the pipeline.
             RewriteRequest::Cast(_) if o.get(TEMPLATE).is_some() => Ok(None),
             RewriteRequest::Cast(DType::F16) => {
-                let dest = dest.ok_or_else(|| Error::invalid("the fp16 rewrite needs an output path"))?;
+                let dest = dest.ok_or_else(|| Error::internal("the fp16 rewrite needs an output path"))?;
                 let f = OnnxFile::open(input)?;
                 let fo = fp16::Fp16Options {
                     keep_io_types: o.get("keep-io-types") != Some("false"),

@@ -482,7 +482,7 @@ impl DataSource for Part {
         let src = usize::try_from(offset)
             .ok()
             .and_then(|o| bytes.get(o..o.checked_add(buf.len())?))
-            .ok_or_else(|| Error::invalid("read past the end of a quantized tensor"))?;
+            .ok_or_else(|| Error::internal("read past the end of a quantized tensor"))?;
         buf.copy_from_slice(src);
         self.job.served(buf.len() as u64);
         Ok(())

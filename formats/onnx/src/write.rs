@@ -150,6 +150,60 @@ pub fn plan(out: OnnxOut, dest: &Path, external: bool, opts: &WriteOptions) -> R
         })?
         .to_string();
 
+    let Parts {
+        model_lo,
+        model_hi,
+        graph_lo,
+        graph_hi,
+    } = split_model(out.model);
+    let mut graph_len = (graph_lo.len() + graph_hi.len()) as u64;
+    let mut data = DataLayout {
+        external,
+        name: data_name,
+        pos: 0,
+        bytes: 0,
+        any_external: false,
+    };
+    let mut inits = Vec::with_capacity(out.inits.len());
+    for init in out.inits {
+        let (body, len) = data.body(init);
+        graph_len += len_delimited(len) + len;
+        inits.push(body);
+    }
+    let (data_bytes, any_external) = (data.bytes, data.any_external);
+    let total = (model_lo.len() + model_hi.len()) as u64 + len_delimited(graph_len) + graph_len;
+    if total > PROTOBUF_LIMIT {
+        return Err(Error::unsupported(format!(
+            "{}: the graph itself encodes to {total} bytes, past protobuf's 2 GiB limit",
+            dest.display()
+        )));
+    }
+    Ok(OnnxPlan {
+        dest: dest.to_path_buf(),
+        data_dest: any_external.then_some(data_dest),
+        opts: opts.clone(),
+        model_lo,
+        graph_len,
+        graph_lo,
+        inits,
+        graph_hi,
+        model_hi,
+        data_bytes,
+        forced_external,
+    })
+}
+
+/// The model and its graph encoded around the initializers: what comes
+/// before them (`_lo`) and after (`_hi`), in field order, so the
+/// initializers can be streamed in between.
+struct Parts {
+    model_lo: Vec<u8>,
+    model_hi: Vec<u8>,
+    graph_lo: Vec<u8>,
+    graph_hi: Vec<u8>,
+}
+
+fn split_model(model: ModelProto) -> Parts {
     let ModelProto {
         ir_version,
         opset_import,
@@ -163,7 +217,7 @@ pub fn plan(out: OnnxOut, dest: &Path, external: bool, opts: &WriteOptions) -> R
         training_info,
         functions,
         configuration,
-    } = out.model;
+    } = model;
     let model_lo = ModelProto {
         ir_version,
         producer_name,
@@ -213,11 +267,29 @@ pub fn plan(out: OnnxOut, dest: &Path, external: bool, opts: &WriteOptions) -> R
     }
     .encode_to_vec();
 
-    let mut graph_len = (graph_lo.len() + graph_hi.len()) as u64;
-    let (mut ext_pos, mut data_bytes, mut any_external) = (0u64, 0u64, false);
-    let mut inits = Vec::with_capacity(out.inits.len());
-    for init in out.inits {
-        let (body, len) = match init.data {
+    Parts {
+        model_lo,
+        model_hi,
+        graph_lo,
+        graph_hi,
+    }
+}
+
+/// Where each initializer's data goes: inline, or (with external data,
+/// for tensors of EXTERNAL_MIN bytes and more) at the next aligned offset
+/// of the side file.
+struct DataLayout {
+    external: bool,
+    name: String,
+    pos: u64,
+    bytes: u64,
+    any_external: bool,
+}
+
+impl DataLayout {
+    /// The initializer's encoded parts and its encoded length in the graph.
+    fn body(&mut self, init: OutInit) -> (Body, u64) {
+        match init.data {
             None => {
                 let b = init.proto.encode_to_vec();
                 let n = b.len() as u64;
@@ -225,12 +297,12 @@ pub fn plan(out: OnnxOut, dest: &Path, external: bool, opts: &WriteOptions) -> R
             }
             Some(src) => {
                 let n = src.len();
-                data_bytes += n;
-                if external && n >= EXTERNAL_MIN {
-                    let offset = ext_pos.next_multiple_of(EXTERNAL_ALIGN);
-                    ext_pos = offset + n;
-                    any_external = true;
-                    let (head, tail) = split_tensor(init.proto, Some((data_name.clone(), offset, n)));
+                self.bytes += n;
+                if self.external && n >= EXTERNAL_MIN {
+                    let offset = self.pos.next_multiple_of(EXTERNAL_ALIGN);
+                    self.pos = offset + n;
+                    self.any_external = true;
+                    let (head, tail) = split_tensor(init.proto, Some((self.name.clone(), offset, n)));
                     let len = (head.len() + tail.len()) as u64;
                     (
                         Body::Data {
@@ -255,30 +327,8 @@ pub fn plan(out: OnnxOut, dest: &Path, external: bool, opts: &WriteOptions) -> R
                     )
                 }
             }
-        };
-        graph_len += len_delimited(len) + len;
-        inits.push(body);
+        }
     }
-    let total = (model_lo.len() + model_hi.len()) as u64 + len_delimited(graph_len) + graph_len;
-    if total > PROTOBUF_LIMIT {
-        return Err(Error::unsupported(format!(
-            "{}: the graph itself encodes to {total} bytes, past protobuf's 2 GiB limit",
-            dest.display()
-        )));
-    }
-    Ok(OnnxPlan {
-        dest: dest.to_path_buf(),
-        data_dest: any_external.then_some(data_dest),
-        opts: opts.clone(),
-        model_lo,
-        graph_len,
-        graph_lo,
-        inits,
-        graph_hi,
-        model_hi,
-        data_bytes,
-        forced_external,
-    })
 }
 
 fn put_len_delimited(f: &mut OutputFile, tag: u32, len: u64) -> Result<()> {
@@ -338,7 +388,7 @@ impl WritePlan for OnnxPlan {
                     f.write_all(tail)?;
                     let d = data
                         .as_mut()
-                        .ok_or_else(|| Error::invalid("external tensor without a data file"))?;
+                        .ok_or_else(|| Error::internal("external tensor without a data file"))?;
                     d.pad_to(EXTERNAL_ALIGN)?;
                     debug_assert_eq!(d.position(), *offset);
                     d.write_source(src.as_ref(), progress)?;

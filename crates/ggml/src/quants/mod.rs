@@ -229,7 +229,7 @@ impl DataSource for QuantizeSource {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let (bs, ts) = (self.to.block_size(), self.to.type_size());
         if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
-            return Err(Error::invalid("quantized read not aligned to blocks"));
+            return Err(Error::internal("quantized read not aligned to blocks"));
         }
         let first = offset / ts * bs;
         let n = buf.len() as u64 / ts * bs;
