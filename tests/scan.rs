@@ -494,3 +494,26 @@ fn onnx_external_data_outside_the_folder_is_dangerous() {
     let r = scan_json(&[p(&cut)], 1);
     assert_eq!(r["files"][0]["verdict"], "suspicious");
 }
+
+/// HDF5 external links (h5py opens the linked file when Keras reads the
+/// group): out of the folder is dangerous, beside it suspicious; found
+/// however deep the link sits.
+#[test]
+fn hdf5_external_links_are_reported() {
+    for (name, verdict, target) in [
+        ("ext_absolute", "dangerous", "/etc/hostname"),
+        ("ext_climb", "dangerous", "../../secret.h5"),
+        ("ext_beside", "suspicious", "part2.h5"),
+    ] {
+        let r = scan_json(&[p(&fixture(&format!("hdf5/{name}.h5")))], 1);
+        let file = &r["files"][0];
+        assert_eq!(file["verdict"], verdict, "{name}");
+        let g = &file["streams"][0]["globals"][0];
+        assert_eq!(
+            (g["module"].as_str(), g["name"].as_str()),
+            (Some("HDF5 external link"), Some(target))
+        );
+    }
+    // A group linked into itself is walked once.
+    scan_json(&[p(&fixture("hdf5/links.h5"))], 0);
+}

@@ -15,8 +15,9 @@ use modelconv_pickle::scan::{scan_entries, OwnScan, ZipMembers};
 use modelconv_pickle::zipscan::{entries, Entry};
 use modelconv_pickle::{Chain, Constructors, PYTHON};
 use serde_json::Value as Json;
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Largest config parsed.
 const MAX_CONFIG: usize = 64 << 20;
@@ -121,9 +122,20 @@ fn scan_h5(path: &Path, len: u64, out: &mut Vec<Stream>) {
 fn h5_configs(path: &Path, len: u64, out: &mut Vec<Stream>) -> Result<(), String> {
     let file = modelconv_ir::SharedFile::open(path).map_err(|e| e.to_string())?;
     let storage = Arc::new(Slice { file, start: 0, len });
-    let h5 = hdf5_reader::Hdf5File::from_storage_with_options(storage, hdf5_reader::OpenOptions::default())
-        .map_err(|e| format!("HDF5: {e}"))?;
+    let links = Arc::new(LinkRecorder::default());
+    let options = hdf5_reader::OpenOptions::default().with_external_link_resolver(links.clone());
+    let h5 = hdf5_reader::Hdf5File::from_storage_with_options(storage, options).map_err(|e| format!("HDF5: {e}"))?;
     let root = h5.root_group().map_err(|e| format!("HDF5 root group: {e}"))?;
+    walk_groups(&root, &mut HashSet::new(), 0).map_err(|e| format!("HDF5 groups: {e}"))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let names = std::mem::take(&mut *links.0.lock().unwrap_or_else(|p| p.into_inner()));
+    let found: Vec<Finding> = names.into_iter().map(|name| external_link(dir, name)).collect();
+    if !found.is_empty() {
+        out.push(Stream::of_findings("HDF5 external links".into(), found));
+    }
     let groups = [
         Some(("/", root.clone())),
         root.group("model_weights").ok().map(|g| ("/model_weights", g)),
@@ -143,6 +155,65 @@ fn h5_configs(path: &Path, len: u64, out: &mut Vec<Stream>) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// Records the file each external link names and opens none: h5py opens
+/// them (relative to the working directory, the file's folder or
+/// HDF5_EXT_PREFIX) when Keras reads the linked group.
+#[derive(Default)]
+struct LinkRecorder(Mutex<Vec<String>>);
+
+impl hdf5_reader::ExternalLinkResolver for LinkRecorder {
+    fn resolve_external_link(&self, filename: &str) -> hdf5_reader::error::Result<Option<hdf5_reader::Hdf5File>> {
+        let mut names = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if names.len() < MAX_LINKS && !names.iter().any(|n| n == filename) {
+            names.push(filename.to_string());
+        }
+        Ok(None)
+    }
+}
+
+/// Distinct external link targets reported (more are not listed).
+const MAX_LINKS: usize = 1024;
+/// Groups visited at most, and how deep: a file past either is not
+/// inspected whole, so it is reported unreadable.
+const MAX_GROUPS: usize = 1 << 20;
+const MAX_GROUP_DEPTH: usize = 256;
+
+/// Every group of the tree once (hard links may form cycles), so that
+/// every external link is resolved, and so recorded.
+fn walk_groups(g: &hdf5_reader::group::Group, seen: &mut HashSet<u64>, depth: usize) -> Result<(), String> {
+    if depth > MAX_GROUP_DEPTH || seen.len() >= MAX_GROUPS {
+        return Err(format!(
+            "more than {MAX_GROUPS} groups or deeper than {MAX_GROUP_DEPTH}"
+        ));
+    }
+    if !seen.insert(g.address()) {
+        return Ok(());
+    }
+    for child in g.groups().map_err(|e| format!("{}: {e}", g.name()))? {
+        walk_groups(&child, seen, depth + 1)?;
+    }
+    Ok(())
+}
+
+const LINK: &str = "an HDF5 external link: h5py opens the named file (relative to the working directory or the model's folder) when the group is read";
+
+fn external_link(dir: &Path, name: String) -> Finding {
+    let outside = modelconv_ir::scan::path_leaves_folder(dir, &name);
+    Finding {
+        module: "HDF5 external link".into(),
+        name,
+        offset: 0,
+        uses: 1,
+        verdict: if outside.is_some() {
+            Verdict::Dangerous
+        } else {
+            Verdict::Suspicious
+        },
+        reason: outside.unwrap_or(LINK),
+        separator: Finding::LABELLED,
+    }
 }
 
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";

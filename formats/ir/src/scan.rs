@@ -8,7 +8,7 @@
 //! ([`Stream::unreadable`] is suspicious), and a file that cannot be read
 //! at all is the caller's error, never an empty (safe) file.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// How bad a finding is, ordered: a file's verdict is its worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -217,4 +217,26 @@ impl Scanner for Labelled {
     fn container(&self, _path: &Path, bytes: &[u8]) -> Option<Scanned> {
         (self.0)(bytes).map(|kind| Scanned::new(kind, Vec::new(), true))
     }
+}
+
+/// Why a loader that opens `dir/loc` (ONNX external data, an HDF5
+/// external link) reads outside `dir`, if it does.
+/// Backslashes and drive letters count too: onnxruntime on Windows reads
+/// them as separators and roots.
+pub fn path_leaves_folder(dir: &Path, loc: &str) -> Option<&'static str> {
+    let climbs = loc.split(['/', '\\']).any(|c| c == "..");
+    let rooted = loc.starts_with(['/', '\\']) || loc.as_bytes().get(1) == Some(&b':');
+    if climbs
+        || rooted
+        || Path::new(loc)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Some("names a file outside the model's folder (absolute, '..' or a drive): the loader reads any file named (path traversal)");
+    }
+    // A symlink on the way, inside the folder, may point out of it.
+    let (Ok(root), Ok(real)) = (dir.canonicalize(), dir.join(loc).canonicalize()) else {
+        return None;
+    };
+    (!real.starts_with(root)).then_some("names a file that resolves through a symlink outside the model's folder")
 }

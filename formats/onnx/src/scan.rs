@@ -11,9 +11,9 @@
 //! graph's initializers and sparse initializers, node attributes (tensors
 //! and subgraphs, recursively), functions and training graphs.
 
-use modelconv_ir::scan::{Finding, Scanned, Scanner, Stream, Verdict};
+use modelconv_ir::scan::{path_leaves_folder, Finding, Scanned, Scanner, Stream, Verdict};
 use modelconv_ir::wire::{fields, Wire};
-use std::path::{Component, Path};
+use std::path::Path;
 
 /// Graphs nest through node attributes; a loader recurses, so do we, to
 /// this depth (real models nest a handful of levels).
@@ -124,7 +124,7 @@ impl Walk<'_> {
             }
         }
         if let (true, Some(loc)) = (external, location) {
-            if let Some(reason) = leaves_folder(self.dir, &loc) {
+            if let Some(reason) = path_leaves_folder(self.dir, &loc) {
                 self.found.push(Finding {
                     module: format!("external data of tensor {name}"),
                     name: loc,
@@ -151,25 +151,4 @@ fn location_entry(b: &[u8]) -> Result<Option<String>, String> {
         }
     }
     Ok(if key == Some(b"location") { value } else { None })
-}
-
-/// Why a loader that opens `dir/loc` reads outside `dir`, if it does.
-/// Backslashes and drive letters count too: onnxruntime on Windows reads
-/// them as separators and roots.
-fn leaves_folder(dir: &Path, loc: &str) -> Option<&'static str> {
-    let climbs = loc.split(['/', '\\']).any(|c| c == "..");
-    let rooted = loc.starts_with(['/', '\\']) || loc.as_bytes().get(1) == Some(&b':');
-    if climbs
-        || rooted
-        || Path::new(loc)
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Some("external data path leaves the model's folder: the loader reads any file named (path traversal)");
-    }
-    // A symlink on the way, inside the folder, may point out of it.
-    let (Ok(root), Ok(real)) = (dir.canonicalize(), dir.join(loc).canonicalize()) else {
-        return None;
-    };
-    (!real.starts_with(root)).then_some("external data path resolves through a symlink outside the model's folder")
 }
