@@ -4,7 +4,7 @@ use crate::report::{self, ConvertDoc};
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
 use modelconv_ir::{DType, RewriteRequest, Stage, WriteOptions};
-use modelconv_pipeline::{self as pipeline, Request, TypeOptions};
+use modelconv_pipeline::{self as pipeline, Outcome, Request, TypeOptions};
 use regex::Regex;
 use std::path::PathBuf;
 
@@ -104,16 +104,7 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
     let given = args.input.clone();
     let stdin = util::Input::new(&args.input)?;
     args.input = stdin.path.clone();
-    if let Some(accepts) = preset.accepts {
-        if let Some(other) = registry::claimed_by(&args.input).filter(|f| !accepts(*f)) {
-            bail!(
-                "{}: this is a {} file, not {}; `modelconv convert` converts it",
-                args.input.display(),
-                other.name(),
-                preset.input_kind
-            );
-        }
-    }
+    refuse_other_inputs(&args.input, preset)?;
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
     let out_format = registry::output_format(&args.output, args.to.as_deref())?;
     let in_format = registry::input_format(&args.input, args.from.as_deref())?;
@@ -140,53 +131,15 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
     }
     registry::check_options(&opts.options, out_format, &[Stage::Write], "output", &args.output)?;
     let hf = util::hf_model(&args.input, &args.hf, out_format)?;
-    let mut request = Request {
-        include: args.include,
-        exclude: args.exclude,
-        rename: pipeline::parse_renames(&args.rename)?,
-        dedupe: args.dedupe,
-        allow_unchanged: args.allow_unchanged,
-        llama: out_format.writer().is_some_and(|w| w.llama_conventions()),
-        ..Default::default()
-    };
-    // A Hugging Face model takes its type per tensor, as convert_hf_to_gguf.py
-    // gives it (F32, F16, BF16, Q8_0); other ggml types are a pure quantization.
-    let mut hf_type = modelconv_llama::OutType::Source;
-    if let Some(d) = dtype.filter(|d| hf.is_some() && modelconv_llama::OUT_TYPES.contains(d)) {
-        hf_type = modelconv_llama::OutType::Type(d);
-    } else if let Some(d) = dtype {
-        let types = TypeOptions {
-            allow_requantize: args.allow_requantize,
-            allow_nonfinite: args.allow_nonfinite,
-        };
-        request.to_dtype(d, types)?;
-    }
-    request.hf = hf.map(|f| (f, hf_type));
+    let llama = out_format.writer().is_some_and(|w| w.llama_conventions());
+    let request = conversion_request(&mut args, dtype, hf, llama)?;
     let mut model = registry::open_as(in_format, &args.input, &args.open.options())?;
     if preset.require_tensors && model.tensors.is_empty() {
         bail!("{}: no tensors found", args.input.display());
     }
     let inputs = util::input_files(&model);
     let outcome = request.apply(&mut model)?;
-    let mut notes = std::mem::take(&mut model.notes);
-    if preset.verbose {
-        for (path, what) in registry::checkpoint_leaves(&args.input) {
-            notes.push(format!("  not a tensor, left out: {path} = {what}"));
-        }
-    }
-    if !outcome.deduped.is_empty() {
-        notes.push(format!(
-            "--dedupe: {} tied {} written once",
-            outcome.deduped.len(),
-            util::plural(outcome.deduped.len(), "tensor", "tensors")
-        ));
-        if preset.verbose {
-            for (dropped, kept) in &outcome.deduped {
-                notes.push(format!("  dropped {dropped} (same storage as {kept})"));
-            }
-        }
-    }
-    notes.extend(util::unchanged_summary(&outcome.unchanged));
+    let notes = conversion_notes(std::mem::take(&mut model.notes), &outcome, preset, &args.input);
     if !quiet {
         for n in &notes {
             eprintln!("{}", util::printable(n));
@@ -216,6 +169,85 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
         );
     }
     Ok(0)
+}
+
+/// A preset that takes one kind of input (ckpt-to-safetensors: PyTorch
+/// checkpoints) refuses a file another format claims, naming `convert`.
+fn refuse_other_inputs(input: &std::path::Path, preset: &Preset) -> Result<()> {
+    if let Some(accepts) = preset.accepts {
+        if let Some(other) = registry::claimed_by(input).filter(|f| !accepts(*f)) {
+            bail!(
+                "{}: this is a {} file, not {}; `modelconv convert` converts it",
+                input.display(),
+                other.name(),
+                preset.input_kind
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The pipeline request of the flags: selection, renames, dedupe, the
+/// output's conventions, and the dtype (per tensor as convert_hf_to_gguf.py
+/// gives it for a Hugging Face model, else a cast or a pure quantization).
+fn conversion_request(
+    args: &mut Args,
+    dtype: Option<DType>,
+    hf: Option<modelconv_llama::Folder>,
+    llama: bool,
+) -> Result<Request> {
+    let mut request = Request {
+        include: std::mem::take(&mut args.include),
+        exclude: std::mem::take(&mut args.exclude),
+        rename: pipeline::parse_renames(&args.rename)?,
+        dedupe: args.dedupe,
+        allow_unchanged: args.allow_unchanged,
+        llama,
+        ..Default::default()
+    };
+    // A Hugging Face model takes its type per tensor, as convert_hf_to_gguf.py
+    // gives it (F32, F16, BF16, Q8_0); other ggml types are a pure quantization.
+    let mut hf_type = modelconv_llama::OutType::Source;
+    if let Some(d) = dtype.filter(|d| hf.is_some() && modelconv_llama::OUT_TYPES.contains(d)) {
+        hf_type = modelconv_llama::OutType::Type(d);
+    } else if let Some(d) = dtype {
+        let types = TypeOptions {
+            allow_requantize: args.allow_requantize,
+            allow_nonfinite: args.allow_nonfinite,
+        };
+        request.to_dtype(d, types)?;
+    }
+    request.hf = hf.map(|f| (f, hf_type));
+    Ok(request)
+}
+
+/// The notes a conversion prints: the model's own, non-tensor values
+/// (--verbose), tied tensors written once, tensors left unchanged.
+fn conversion_notes(
+    mut notes: Vec<String>,
+    outcome: &Outcome,
+    preset: &Preset,
+    input: &std::path::Path,
+) -> Vec<String> {
+    if preset.verbose {
+        for (path, what) in registry::checkpoint_leaves(input) {
+            notes.push(format!("  not a tensor, left out: {path} = {what}"));
+        }
+    }
+    if !outcome.deduped.is_empty() {
+        notes.push(format!(
+            "--dedupe: {} tied {} written once",
+            outcome.deduped.len(),
+            util::plural(outcome.deduped.len(), "tensor", "tensors")
+        ));
+        if preset.verbose {
+            for (dropped, kept) in &outcome.deduped {
+                notes.push(format!("  dropped {dropped} (same storage as {kept})"));
+            }
+        }
+    }
+    notes.extend(util::unchanged_summary(&outcome.unchanged));
+    notes
 }
 
 /// Writes a format's own rewrite (ONNX fp16) and reports it as `convert`.

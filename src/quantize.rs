@@ -192,15 +192,7 @@ fn try_rewrite(args: &Args, given: &Path, wopts: &WriteOptions, quiet: bool) -> 
 }
 
 pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
-    if !args.positional.is_empty() {
-        let out = args.positional.first().map_or("OUT.gguf", String::as_str);
-        let ty = args.positional.get(1).map_or("Q4_K_M", String::as_str);
-        bail!(
-            "unexpected argument '{}': the output is -o and the type --type (llama-quantize's `IN OUT TYPE` is `modelconv quantize {} -o {out} --type {ty}`)",
-            args.positional.join(" "),
-            args.input.display()
-        );
-    }
+    refuse_positional(&args)?;
     let given = args.input.clone();
     if let Some(o) = &args.output {
         util::check_stdout_free(args.json, o)?;
@@ -226,36 +218,8 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
             .build_global()
             .ok();
     }
-    let mut mix = MixOptions {
-        pure: args.pure,
-        leave_output_tensor: args.leave_output_tensor,
-        output_tensor_type: args.output_tensor_type.as_deref().map(tensor_type).transpose()?,
-        token_embedding_type: args.token_embedding_type.as_deref().map(tensor_type).transpose()?,
-        ..Default::default()
-    };
-    for spec in &args.tensor_type {
-        let (re, ty) = spec
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--tensor-type '{spec}': expected REGEX=TYPE"))?;
-        let re = regex::Regex::new(re).map_err(|e| anyhow!("--tensor-type '{spec}': {e}"))?;
-        mix.overrides.push((re, tensor_type(ty)?));
-    }
-    let output = args.output.clone().unwrap_or_else(|| {
-        let stem = args
-            .input
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
-        args.input.with_file_name(format!("{stem}-{}.gguf", ft.name))
-    });
-    if !modelconv_ir::is_stream(&output)
-        && registry::output_format(&output, None).ok().map(|f| f.name()) != Some(gguf.name())
-    {
-        bail!(
-            "{}: quantize writes GGUF (llama.cpp's format); give -o a .gguf name",
-            output.display()
-        );
-    }
+    let mix = mix_options(&args)?;
+    let output = output_path(&args, ft, gguf)?;
     let hf = util::hf_model(&args.input, &args.hf, gguf)?;
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
     let source_bytes = model.data_bytes();
@@ -316,6 +280,62 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         eprintln!("wrote {}", output.display());
     }
     Ok(0)
+}
+
+/// llama-quantize's positional `IN OUT TYPE` is refused with the spelling
+/// that means the same here.
+fn refuse_positional(args: &Args) -> Result<()> {
+    if !args.positional.is_empty() {
+        let out = args.positional.first().map_or("OUT.gguf", String::as_str);
+        let ty = args.positional.get(1).map_or("Q4_K_M", String::as_str);
+        bail!(
+            "unexpected argument '{}': the output is -o and the type --type (llama-quantize's `IN OUT TYPE` is `modelconv quantize {} -o {out} --type {ty}`)",
+            args.positional.join(" "),
+            args.input.display()
+        );
+    }
+    Ok(())
+}
+
+/// The per-tensor rule options: --pure, --leave-output-tensor, the output
+/// and embedding types, and each --tensor-type REGEX=TYPE.
+fn mix_options(args: &Args) -> Result<MixOptions> {
+    let mut mix = MixOptions {
+        pure: args.pure,
+        leave_output_tensor: args.leave_output_tensor,
+        output_tensor_type: args.output_tensor_type.as_deref().map(tensor_type).transpose()?,
+        token_embedding_type: args.token_embedding_type.as_deref().map(tensor_type).transpose()?,
+        ..Default::default()
+    };
+    for spec in &args.tensor_type {
+        let (re, ty) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--tensor-type '{spec}': expected REGEX=TYPE"))?;
+        let re = regex::Regex::new(re).map_err(|e| anyhow!("--tensor-type '{spec}': {e}"))?;
+        mix.overrides.push((re, tensor_type(ty)?));
+    }
+    Ok(mix)
+}
+
+/// -o, or `<stem>-<TYPE>.gguf` beside the input; GGUF whatever is given.
+fn output_path(args: &Args, ft: FileType, gguf: &dyn modelconv_ir::Format) -> Result<PathBuf> {
+    let output = args.output.clone().unwrap_or_else(|| {
+        let stem = args
+            .input
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        args.input.with_file_name(format!("{stem}-{}.gguf", ft.name))
+    });
+    if !modelconv_ir::is_stream(&output)
+        && registry::output_format(&output, None).ok().map(|f| f.name()) != Some(gguf.name())
+    {
+        bail!(
+            "{}: quantize writes GGUF (llama.cpp's format); give -o a .gguf name",
+            output.display()
+        );
+    }
+    Ok(output)
 }
 
 /// What the file now is: the requested type when some tensor was
