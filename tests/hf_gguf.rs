@@ -205,8 +205,9 @@ fn hostile_configs_are_refused_quickly() {
 
 /// One tiny model per architecture module beside LLaMA (fixtures/hf/arch,
 /// made by gen_arch.py): our conversion equals convert_hf_to_gguf.py's
-/// `--outtype f16` file byte for byte. The folders share tiny-llama's
-/// SentencePiece model, copied in here.
+/// `--outtype f16` file byte for byte. The SentencePiece folders share
+/// tiny-llama's model, copied in here; GPT-2 and BERT carry the real
+/// vocabularies their pre-tokenizer hashes need.
 #[test]
 fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,6 +221,11 @@ fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
         std::fs::copy(fixture("hf/tiny-llama/tokenizer.model"), model.join("tokenizer.model")).unwrap();
         let out = dir.path().join(format!("{arch}.gguf"));
         ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
+        same(&out, &format!("hf/arch/{arch}.F16.gguf"));
+    }
+    for arch in ["gpt2", "bert"] {
+        let out = dir.path().join(format!("{arch}.gguf"));
+        ok(&["-q", "convert", p(&fixture(&format!("hf/arch/{arch}"))), p(&out), "--dtype", "F16"]);
         same(&out, &format!("hf/arch/{arch}.F16.gguf"));
     }
 }

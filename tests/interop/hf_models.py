@@ -178,15 +178,15 @@ def qwen2_bpe(folder):
     model.save_pretrained(folder, safe_serialization=True)
 
 
-def gpt2_bpe(folder):
+def gpt2_bpe(folder, n_embd=256, n_layer=2, n_head=4, dtype=torch.float32):
     folder.mkdir(parents=True, exist_ok=True)
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
     tk = bpe_tokenizer_from_gguf("gpt-2", None)
     PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                             unk_token="<|endoftext|>", model_max_length=1024).save_pretrained(folder)
     torch.manual_seed(4)
-    cfg = GPT2Config(vocab_size=50257, n_embd=256, n_layer=2, n_head=4, n_positions=1024, n_ctx=1024)
-    model = GPT2LMHeadModel(cfg)
+    cfg = GPT2Config(vocab_size=50257, n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_positions=1024, n_ctx=1024)
+    model = GPT2LMHeadModel(cfg).to(dtype)
     norms_uniform(model, 0.5, 1.5)
     model.save_pretrained(folder, safe_serialization=True)
 
@@ -299,7 +299,7 @@ def qwen3_bpe(folder, tokenizer_from):
     model.save_pretrained(folder, safe_serialization=True)
 
 
-def bert_wordpiece(folder):
+def bert_wordpiece(folder, hidden=256, intermediate=1024, layers=2, heads=4, dtype=torch.float32):
     folder.mkdir(parents=True, exist_ok=True)
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -325,10 +325,10 @@ def bert_wordpiece(folder):
     hf = folder / "hf"
     fast.save_pretrained(hf)
     torch.manual_seed(2)
-    cfg = BertConfig(vocab_size=len(tokens), hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
-                     num_attention_heads=4, max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12,
-                     pad_token_id=0)
-    BertModel(cfg, add_pooling_layer=True).save_pretrained(hf, safe_serialization=True)
+    cfg = BertConfig(vocab_size=len(tokens), hidden_size=hidden, intermediate_size=intermediate,
+                     num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=512,
+                     type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0)
+    BertModel(cfg, add_pooling_layer=True).to(dtype).save_pretrained(hf, safe_serialization=True)
     word = st_models.Transformer(str(hf), max_seq_length=512)
     pool = st_models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
     SentenceTransformer(modules=[word, pool]).save(str(folder))
