@@ -225,7 +225,14 @@ fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
     }
     for arch in ["gpt2", "bert"] {
         let out = dir.path().join(format!("{arch}.gguf"));
-        ok(&["-q", "convert", p(&fixture(&format!("hf/arch/{arch}"))), p(&out), "--dtype", "F16"]);
+        ok(&[
+            "-q",
+            "convert",
+            p(&fixture(&format!("hf/arch/{arch}"))),
+            p(&out),
+            "--dtype",
+            "F16",
+        ]);
         same(&out, &format!("hf/arch/{arch}.F16.gguf"));
     }
 }

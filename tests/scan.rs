@@ -517,3 +517,31 @@ fn hdf5_external_links_are_reported() {
     // A group linked into itself is walked once.
     scan_json(&[p(&fixture("hdf5/links.h5"))], 0);
 }
+
+/// Two of the last red team's "safe" payloads (both run `echo` under
+/// CPython 3.11's pickle.loads): a BINUNICODE holding a UTF-8-encoded
+/// surrogate (decoded with surrogatepass) before the payload, and more
+/// than 2^20 pushes dropped by POP_MARK before it, our stack limit, not
+/// CPython's: the scan reads on past the limit, opcode by opcode, and
+/// finds GLOBAL and STACK_GLOBAL (through the memo) alike.
+#[test]
+fn payloads_after_a_surrogate_or_past_our_stack_limit_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = b"cos\nsystem\n(S'echo x'\ntR.";
+    let mut surrogate = b"\x80\x02X\x03\x00\x00\x00\xed\xa0\x800".to_vec();
+    surrogate.extend_from_slice(payload);
+    let stack_global = b"\x8c\x02os\x94\x8c\x06system\x94h\x00h\x01\x93\x8c\x04echo\x85R.";
+    for (name, tail) in [("global", &payload[..]), ("stack_global", &stack_global[..])] {
+        let mut deep = b"\x80\x04(".to_vec();
+        deep.resize(deep.len() + (1 << 20) + 10, b'N');
+        deep.push(b'1');
+        deep.extend_from_slice(tail);
+        let f = write(dir.path(), &format!("deep_{name}.pkl"), &deep);
+        let r = scan_json(&[p(&f)], 1);
+        assert_eq!(r["files"][0]["verdict"], "dangerous", "{name}: {r}");
+        assert_eq!(r["files"][0]["streams"][0]["globals"][0]["name"], "system", "{name}");
+    }
+    let f = write(dir.path(), "surrogate.pkl", &surrogate);
+    let r = scan_json(&[p(&f)], 1);
+    assert_eq!(r["files"][0]["verdict"], "dangerous", "{r}");
+}

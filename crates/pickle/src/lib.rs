@@ -13,6 +13,7 @@ pub mod text;
 pub mod value;
 mod verdicts;
 pub mod vm;
+mod walk;
 pub mod zipscan;
 
 pub use constructors::{Chain, Constructors, PYTHON};

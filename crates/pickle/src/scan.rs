@@ -25,6 +25,14 @@ pub fn scan_stream(
     let mut vm = Vm::scanner(bytes, data);
     let result = vm.run();
     let mut log = vm.log.take().unwrap_or_default();
+    // A limit of ours, not CPython's: it goes on, and so does the scan,
+    // opcode by opcode (the stream stays suspicious at least).
+    let walked = match &result {
+        Err(e) if e.kind == crate::vm::PickleErrorKind::Limit => {
+            Some(crate::walk::walk(bytes, vm.position(), &mut log))
+        }
+        _ => None,
+    };
     let mut file_end = None;
     if log.ops.frames > 0 {
         // Read from a file object (torch.load's BytesIO), frames change how
@@ -63,8 +71,11 @@ pub fn scan_stream(
         Ok(_) => (None, Some(vm.position()), false),
         Err(e) => {
             verdict = verdict.max(Verdict::Suspicious);
+            let rest = walked.map_or(String::new(), |end| {
+                format!(" (read on opcode by opcode to byte {end}, as CPython would run it)")
+            });
             (
-                Some(e.to_string()),
+                Some(format!("{e}{rest}")),
                 None,
                 e.kind == crate::vm::PickleErrorKind::Truncated,
             )

@@ -108,6 +108,33 @@ fn py2_str(b: &[u8]) -> Rc<str> {
     }
 }
 
+/// A BINUNICODE string as CPython's unpickler decodes it: UTF-8 with
+/// `surrogatepass`, so an encoded surrogate (ED A0..BF 80..BF) is a
+/// character (here U+FFFD: no Rust string holds a lone surrogate), and
+/// the stream goes on; anything else that is not UTF-8 is an error.
+fn utf8_surrogatepass(mut b: &[u8]) -> Option<Rc<str>> {
+    let mut out = String::new();
+    loop {
+        match std::str::from_utf8(b) {
+            Ok(s) => {
+                out.push_str(s);
+                return Some(out.into());
+            }
+            Err(e) => {
+                let (ok, rest) = b.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(ok).ok()?);
+                match rest {
+                    [0xed, 0xa0..=0xbf, 0x80..=0xbf, tail @ ..] => {
+                        out.push('\u{fffd}');
+                        b = tail;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+}
+
 /// Resolves a persistent id (the container's storage references).
 pub trait PersistentLoad {
     fn load(&mut self, pid: &Value) -> Result<Value, String>;
@@ -580,8 +607,8 @@ impl<'a, 'p> Vm<'a, 'p> {
                         _ => u64::from_le_bytes(self.le()?),
                     };
                     let b = self.take(n)?;
-                    let s = std::str::from_utf8(b).map_err(|_| self.err("string is not valid UTF-8"))?;
-                    self.push(Value::Str(s.into()))?;
+                    let s = utf8_surrogatepass(b).ok_or_else(|| self.err("string is not valid UTF-8"))?;
+                    self.push(Value::Str(s))?;
                 }
                 b')' => self.push(Value::Tuple(Rc::new(Vec::new())))?,
                 b't' => {
