@@ -69,15 +69,11 @@ impl Parser<'_> {
         }
         self.ws();
         let v = match *self.s.get(self.i)? {
-            q @ (b'\'' | b'"') => {
+            b'\'' | b'"' => Lit::Str(self.strings(false)?),
+            b'r' | b'R' | b'u' | b'U' | b'b' | b'B' if matches!(self.s.get(self.i + 1), Some(b'\'' | b'"')) => {
+                let raw = matches!(self.s[self.i], b'r' | b'R');
                 self.i += 1;
-                let start = self.i;
-                while *self.s.get(self.i)? != q {
-                    self.i += if self.s[self.i] == b'\\' { 2 } else { 1 };
-                }
-                let text = String::from_utf8_lossy(self.s.get(start..self.i)?).into_owned();
-                self.i += 1;
-                Lit::Str(text)
+                Lit::Str(self.strings(raw)?)
             }
             b'(' | b'[' => {
                 let close = if self.s[self.i] == b'(' { b')' } else { b']' };
@@ -130,6 +126,100 @@ impl Parser<'_> {
         self.depth -= 1;
         Some(v)
     }
+}
+
+impl Parser<'_> {
+    /// A string literal and the ones written right after it, joined as
+    /// Python joins adjacent literals; escapes decoded as
+    /// `ast.literal_eval` decodes them (`'\\x4f'` is `'O'`) unless `raw`.
+    fn strings(&mut self, raw: bool) -> Option<String> {
+        let mut text = self.one_string(raw)?;
+        loop {
+            let at = self.i;
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b'\'' | b'"') => text.push_str(&self.one_string(false)?),
+                _ => {
+                    self.i = at;
+                    return Some(text);
+                }
+            }
+        }
+    }
+    fn one_string(&mut self, raw: bool) -> Option<String> {
+        let q = *self.s.get(self.i)?;
+        self.i += 1;
+        let start = self.i;
+        while *self.s.get(self.i)? != q {
+            self.i += if self.s[self.i] == b'\\' { 2 } else { 1 };
+        }
+        let body = std::str::from_utf8(self.s.get(start..self.i)?).ok()?;
+        self.i += 1;
+        if raw {
+            Some(body.to_string())
+        } else {
+            unescape(body)
+        }
+    }
+}
+
+/// Python's string escapes: `\\ \' \" \a \b \f \n \r \t \v`, octal,
+/// `\xhh`, `\uXXXX`, `\UXXXXXXXX`, a backslash-newline continuation;
+/// an unknown escape stays as written. `\N{name}` is refused (`None`).
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = chars.next()?;
+        let simple = match e {
+            '\\' | '\'' | '"' => Some(e),
+            'a' => Some('\u{7}'),
+            'b' => Some('\u{8}'),
+            'f' => Some('\u{c}'),
+            'n' => Some('\n'),
+            'r' => Some('\r'),
+            't' => Some('\t'),
+            'v' => Some('\u{b}'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            continue;
+        }
+        let hex = |chars: &mut std::iter::Peekable<std::str::Chars>, n: usize| -> Option<char> {
+            let digits: String = (0..n).map(|_| chars.next()).collect::<Option<_>>()?;
+            char::from_u32(u32::from_str_radix(&digits, 16).ok()?)
+        };
+        match e {
+            'x' => out.push(hex(&mut chars, 2)?),
+            'u' => out.push(hex(&mut chars, 4)?),
+            'U' => out.push(hex(&mut chars, 8)?),
+            '0'..='7' => {
+                let mut v = e.to_digit(8)?;
+                for _ in 0..2 {
+                    match chars.peek().and_then(|c| c.to_digit(8)) {
+                        Some(d) => {
+                            v = v * 8 + d;
+                            chars.next();
+                        }
+                        None => break,
+                    }
+                }
+                out.push(char::from_u32(v)?);
+            }
+            '\n' => {}
+            'N' => return None,
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Parses one Python literal (trailing whitespace allowed).
@@ -417,5 +507,25 @@ mod tests {
         for d in ["'<f4'", "'|u1'", "[('a', '<f4'), ('b', '<i8', (2, 3))]", "'<U5'"] {
             assert!(!descr_has_object(&descr(d)), "{d}");
         }
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    /// `ast.literal_eval` decodes escapes and joins adjacent literals, so
+    /// numpy reads each of these as the object dtype.
+    #[test]
+    fn descr_spelled_with_escapes_is_the_object_dtype() {
+        for d in [r"'|\x4f'", r"'|\117'", r"'|\u004f'", r"'|' 'O'", r"u'|O'"] {
+            let text = format!("{{'descr': {d}, 'fortran_order': False, 'shape': (1,), }}");
+            let lit = literal(text.as_bytes()).unwrap_or_else(|| panic!("{d}"));
+            let Lit::Dict(items) = lit else { panic!("{d}") };
+            let descr = &items[0].1;
+            assert_eq!(descr, &Lit::Str("|O".into()), "{d}");
+            assert!(descr_has_object(descr), "{d}");
+        }
+        assert_eq!(literal(br"'\N{LATIN CAPITAL LETTER O}'"), None);
     }
 }
