@@ -508,11 +508,6 @@ mod tests {
             assert!(!descr_has_object(&descr(d)), "{d}");
         }
     }
-}
-
-#[cfg(test)]
-mod escape_tests {
-    use super::*;
 
     /// `ast.literal_eval` decodes escapes and joins adjacent literals, so
     /// numpy reads each of these as the object dtype.

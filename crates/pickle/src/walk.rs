@@ -10,6 +10,10 @@ use std::collections::HashMap;
 
 /// Strings remembered for STACK_GLOBAL through the memo, at most.
 const MAX_MEMO_STRINGS: usize = 1 << 16;
+/// Longest string kept as a possible module or name (no importable
+/// module's name is longer); a longer one names "?", so memory stays
+/// bounded however often a huge string is memoized.
+const MAX_NAME: usize = 1024;
 
 /// Walks `b[from..]` to the first STOP (or to where it stops being a
 /// pickle), recording into `log`. Returns where it ended.
@@ -58,6 +62,7 @@ impl Walker<'_> {
         Some(String::from_utf8_lossy(&rest[..end]).into_owned())
     }
     fn pushed(&mut self, s: Option<String>) {
+        let s = s.filter(|s| s.len() <= MAX_NAME);
         self.last = [self.last[1].take(), s];
     }
     fn memoize(&mut self, key: u64) {
@@ -93,8 +98,9 @@ impl Walker<'_> {
                     _ => 4,
                 };
                 let n = self.le(width)?;
-                let s = String::from_utf8_lossy(self.take(n)?).into_owned();
-                self.pushed(Some(s));
+                let b = self.take(n)?;
+                let s = (b.len() <= MAX_NAME).then(|| String::from_utf8_lossy(b).into_owned());
+                self.pushed(s);
             }
             b'B' | b'C' | 0x8e | 0x96 | 0x8a | 0x8b => {
                 let width = match op {

@@ -127,12 +127,8 @@ fn h5_configs(path: &Path, len: u64, out: &mut Vec<Stream>) -> Result<(), String
     let h5 = hdf5_reader::Hdf5File::from_storage_with_options(storage, options).map_err(|e| format!("HDF5: {e}"))?;
     let root = h5.root_group().map_err(|e| format!("HDF5 root group: {e}"))?;
     walk_groups(&root, &mut HashSet::new(), 0).map_err(|e| format!("HDF5 groups: {e}"))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let names = std::mem::take(&mut *links.0.lock().unwrap_or_else(|p| p.into_inner()));
-    let found: Vec<Finding> = names.into_iter().map(|name| external_link(dir, name)).collect();
+    let found: Vec<Finding> = names.into_iter().map(|name| external_link(path, name)).collect();
     if !found.is_empty() {
         out.push(Stream::of_findings("HDF5 external links".into(), found));
     }
@@ -199,8 +195,8 @@ fn walk_groups(g: &hdf5_reader::group::Group, seen: &mut HashSet<u64>, depth: us
 
 const LINK: &str = "an HDF5 external link: h5py opens the named file (relative to the working directory or the model's folder) when the group is read";
 
-fn external_link(dir: &Path, name: String) -> Finding {
-    let outside = modelconv_ir::scan::path_leaves_folder(dir, &name);
+fn external_link(model: &Path, name: String) -> Finding {
+    let outside = modelconv_ir::scan::path_leaves_folder(model, &name);
     Finding {
         module: "HDF5 external link".into(),
         name,

@@ -219,11 +219,15 @@ impl Scanner for Labelled {
     }
 }
 
-/// Why a loader that opens `dir/loc` (ONNX external data, an HDF5
-/// external link) reads outside `dir`, if it does.
+/// Why a loader that opens `loc` beside `model` (ONNX external data, an
+/// HDF5 external link) reads outside the model's folder, if it does.
 /// Backslashes and drive letters count too: onnxruntime on Windows reads
 /// them as separators and roots.
-pub fn path_leaves_folder(dir: &Path, loc: &str) -> Option<&'static str> {
+pub fn path_leaves_folder(model: &Path, loc: &str) -> Option<&'static str> {
+    let dir = model
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let climbs = loc.split(['/', '\\']).any(|c| c == "..");
     let rooted = loc.starts_with(['/', '\\']) || loc.as_bytes().get(1) == Some(&b':');
     if climbs

@@ -37,10 +37,7 @@ impl Scanner for OnnxScanner {
             .unwrap_or_default();
         let mut walk = Walk {
             file: bytes,
-            dir: path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
+            model: path,
             found: Vec::new(),
         };
         let stream = match walk.message(bytes, Kind::Model, 0) {
@@ -88,7 +85,7 @@ impl Kind {
 struct Walk<'p> {
     /// The whole file: findings name their tensor's byte offset in it.
     file: &'p [u8],
-    dir: &'p Path,
+    model: &'p Path,
     found: Vec<Finding>,
 }
 
@@ -124,7 +121,7 @@ impl Walk<'_> {
             }
         }
         if let (true, Some(loc)) = (external, location) {
-            if let Some(reason) = path_leaves_folder(self.dir, &loc) {
+            if let Some(reason) = path_leaves_folder(self.model, &loc) {
                 self.found.push(Finding {
                     module: format!("external data of tensor {name}"),
                     name: loc,
