@@ -17,8 +17,6 @@ use std::rc::Rc;
 pub const MAX_STACK: usize = 1 << 20;
 pub const MAX_MEMO: usize = 1 << 22;
 pub const MAX_OPS: u64 = 1 << 28;
-/// Dicts up to this size overwrite repeated keys as Python does.
-const DEDUPE_KEYS: usize = 4096;
 /// Values created: bounds memory (a state dict needs ~20 per tensor).
 pub const MAX_OBJECTS: u64 = 1 << 25;
 /// Tuples, lists, dicts and sets one stream may make: each costs about a
@@ -194,6 +192,8 @@ pub struct Vm<'a, 'p> {
     scanning: bool,
     /// What the stream may name and build.
     constructors: &'static dyn Constructors,
+    /// Each dict's keys, hashed (see [`DictIndex`]).
+    dict_keys: HashMap<*const DictEntries, DictIndex>,
 }
 
 /// A container the VM made, held weakly.
@@ -268,6 +268,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             buf_end: None,
             result: None,
             created: Vec::new(),
+            dict_keys: HashMap::new(),
             containers: 0,
             scanning: false,
             constructors,
@@ -648,7 +649,9 @@ impl<'a, 'p> Vm<'a, 'p> {
                 b'd' => {
                     let items = self.pop_mark()?;
                     let d = self.pairs(items)?;
-                    self.push(Value::Dict(Rc::new(RefCell::new(d))))?;
+                    // dict(items): a repeated key keeps its last value.
+                    self.push(Value::Dict(Rc::new(RefCell::new(Vec::new()))))?;
+                    self.set_items(d)?;
                 }
                 b's' => {
                     let v = self.pop()?;
@@ -836,29 +839,31 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 
     fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> R<()> {
-        match &self.top()? {
-            Value::Dict(d) => {
-                let mut d = d.borrow_mut();
-                for (k, v) in pairs {
-                    // Python overwrites a repeated key. The search is linear, so
-                    // it is done for small dicts only (a hostile million-key dict
-                    // would be quadratic); tensor names are checked for
-                    // uniqueness when the model is built.
-                    let existing = if d.len() <= DEDUPE_KEYS {
-                        d.iter_mut().find(|(ek, _)| same_key(ek, &k))
-                    } else {
-                        None
-                    };
-                    match existing {
-                        Some(slot) => slot.1 = v,
-                        None => d.push((k, v)),
-                    }
+        let d = match &self.top()? {
+            Value::Dict(d) => d.clone(),
+            other if self.log.is_none() => return Err(self.err(bad_arg("SETITEM(S)", other))),
+            _ => return Ok(()),
+        };
+        let index = self
+            .dict_keys
+            .entry(Rc::as_ptr(&d).cast())
+            .or_insert_with(|| DictIndex::new(&d));
+        let mut entries = d.borrow_mut();
+        index.sync(&entries);
+        for (k, v) in pairs {
+            // Python overwrites a repeated key; hashed, so that many
+            // SETITEMs over many keys stay linear.
+            match DictKey::of(&k).map(|key| index.slots.entry(key)) {
+                Some(std::collections::hash_map::Entry::Occupied(slot)) => entries[*slot.get()].1 = v,
+                Some(std::collections::hash_map::Entry::Vacant(slot)) => {
+                    slot.insert(entries.len());
+                    entries.push((k, v));
                 }
-                Ok(())
+                None => entries.push((k, v)),
             }
-            other if self.log.is_none() => Err(self.err(bad_arg("SETITEM(S)", other))),
-            _ => Ok(()),
         }
+        index.len = entries.len();
+        Ok(())
     }
 
     fn persistent_load(&mut self, pid: &Value) -> R<Value> {
@@ -922,10 +927,54 @@ impl<'a, 'p> Vm<'a, 'p> {
 }
 
 /// Dict keys compare as their Python values would (strings and ints).
-fn same_key(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
-        _ => false,
+/// A dict key the VM compares as Python does (strings and ints; other
+/// keys are kept as given).
+#[derive(Hash, PartialEq, Eq)]
+enum DictKey {
+    Str(Rc<str>),
+    Int(i64),
+}
+
+impl DictKey {
+    fn of(v: &Value) -> Option<DictKey> {
+        match v {
+            Value::Str(s) => Some(DictKey::Str(s.clone())),
+            Value::Int(i) => Some(DictKey::Int(*i)),
+            _ => None,
+        }
+    }
+}
+
+type DictEntries = RefCell<Vec<(Value, Value)>>;
+
+/// Where each key of one dict sits. The weak reference keeps the dict's
+/// allocation, so its address (the index's key) is never reused.
+struct DictIndex {
+    _alive: std::rc::Weak<DictEntries>,
+    /// The dict's length when last indexed: a change elsewhere rebuilds.
+    len: usize,
+    slots: HashMap<DictKey, usize>,
+}
+
+impl DictIndex {
+    fn new(d: &Rc<DictEntries>) -> DictIndex {
+        DictIndex {
+            _alive: Rc::downgrade(d),
+            len: usize::MAX,
+            slots: HashMap::new(),
+        }
+    }
+
+    fn sync(&mut self, entries: &[(Value, Value)]) {
+        if self.len == entries.len() {
+            return;
+        }
+        self.slots.clear();
+        for (i, (k, _)) in entries.iter().enumerate() {
+            if let Some(key) = DictKey::of(k) {
+                self.slots.insert(key, i);
+            }
+        }
+        self.len = entries.len();
     }
 }
