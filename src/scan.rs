@@ -21,9 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let mut unreadable = Vec::new();
-    let mut list = Vec::new();
-    let mut skipped = Vec::new();
+    let mut walk = Walk::default();
     // `-`: standard input, scanned from a temporary copy, reported as `-`.
     let stdin = if args.paths.iter().any(|p| p.as_os_str() == modelconv_ir::STDIO) {
         Some(util::Input::new(std::path::Path::new(modelconv_ir::STDIO))?)
@@ -32,11 +30,18 @@ pub fn run(args: Args) -> Result<u8> {
     };
     for p in &args.paths {
         if let (Some(input), true) = (&stdin, p.as_os_str() == modelconv_ir::STDIO) {
-            list.push(input.path.clone());
+            walk.files.push(input.path.clone());
         } else {
-            walk(p, args.recursive, &mut list, &mut skipped, &mut unreadable);
+            walk.path(p, args.recursive);
         }
     }
+    let Walk {
+        files: list,
+        skipped,
+        mut unreadable,
+        left_tree,
+        ..
+    } = walk;
     let mut reports: Vec<FileReport> = Vec::new();
     for f in &list {
         modelconv_ir::check_interrupt()?;
@@ -50,7 +55,11 @@ pub fn run(args: Args) -> Result<u8> {
             Err(e) => unreadable.push(e.to_string()),
         }
     }
-    let worst = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Safe);
+    let mut worst = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Safe);
+    if left_tree {
+        // Files behind a link out of the tree were not read: not safe.
+        worst = worst.max(Verdict::Suspicious);
+    }
     // A file not read is not safe: with one, the run's verdict says so.
     let verdict = if unreadable.is_empty() {
         worst.name()
@@ -93,50 +102,92 @@ fn scan_file(path: &Path) -> modelconv_ir::Result<FileReport> {
     Ok(scan_bytes(path, file.mapped()?))
 }
 
-/// The files `path` names: itself, or a folder's files (everything below
-/// it with `recursive`). What is left out is listed in `skipped` with why
-/// (symbolic links to folders are not followed, so a link cannot loop or
-/// leave the tree; devices, FIFOs and sockets are never read); what cannot
-/// be looked at is `unreadable`, which fails the run.
-fn walk(
-    path: &Path,
-    recursive: bool,
-    out: &mut Vec<PathBuf>,
-    skipped: &mut Vec<(PathBuf, &'static str)>,
-    unreadable: &mut Vec<String>,
-) {
-    let entries = match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_dir() => return out.push(path.to_path_buf()),
-        Ok(_) => std::fs::read_dir(path).and_then(|d| d.map(|e| e.map(|e| e.path())).collect()),
-        Err(e) => Err(e),
-    };
-    let mut entries: Vec<PathBuf> = match entries {
-        Ok(v) => v,
-        Err(e) => return unreadable.push(format!("{}: {e}", path.display())),
-    };
-    entries.sort();
-    for p in entries {
-        let m = match std::fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(e) => {
-                unreadable.push(format!("{}: {e}", p.display()));
-                continue;
+/// What walking the named paths found.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    skipped: Vec<(PathBuf, &'static str)>,
+    unreadable: Vec<String>,
+    /// Folders walked, by their real path: a link back to one is a loop.
+    seen: std::collections::HashSet<PathBuf>,
+    /// A symbolic link led out of the folder being scanned: what it
+    /// names was not read, so the run is not safe.
+    left_tree: bool,
+}
+
+const LINK_OUTSIDE: &str =
+    "a symbolic link to a folder outside the scanned folder (not followed: its files were not scanned)";
+const LINK_LOOP: &str = "a symbolic link to a folder already scanned (not followed again)";
+
+impl Walk {
+    /// The files `path` names: itself, or a folder's files (everything
+    /// below it with `recursive`). A symbolic link to a folder inside
+    /// the scanned folder is followed once (never around a loop); one
+    /// that leads outside is listed in `skipped` and fails the run, like
+    /// what is never read (devices, FIFOs, sockets: skipped); what cannot
+    /// be looked at is `unreadable`, which fails the run.
+    fn path(&mut self, path: &Path, recursive: bool) {
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_dir() => self.files.push(path.to_path_buf()),
+            Ok(_) => match path.canonicalize() {
+                Ok(root) => self.folder(path, &root, recursive),
+                Err(e) => self.unreadable.push(format!("{}: {e}", path.display())),
+            },
+            Err(e) => self.unreadable.push(format!("{}: {e}", path.display())),
+        }
+    }
+
+    fn folder(&mut self, path: &Path, root: &Path, recursive: bool) {
+        // A folder already walked through a link is not walked again.
+        if let Ok(real) = path.canonicalize() {
+            if !self.seen.insert(real) {
+                return;
             }
+        }
+        let entries = std::fs::read_dir(path).and_then(|d| d.map(|e| e.map(|e| e.path())).collect());
+        let mut entries: Vec<PathBuf> = match entries {
+            Ok(v) => v,
+            Err(e) => return self.unreadable.push(format!("{}: {e}", path.display())),
         };
-        if m.is_dir() {
-            if recursive {
-                walk(&p, true, out, skipped, unreadable);
+        entries.sort();
+        for p in entries {
+            let m = match std::fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.unreadable.push(format!("{}: {e}", p.display()));
+                    continue;
+                }
+            };
+            if m.is_dir() {
+                if recursive {
+                    self.folder(&p, root, true);
+                } else {
+                    self.skipped.push((p, "a folder (use -r)"));
+                }
+            } else if m.is_file() || (m.file_type().is_symlink() && p.is_file()) {
+                self.files.push(p);
+            } else if m.file_type().is_symlink() && p.is_dir() {
+                self.linked_folder(p, root, recursive);
+            } else if m.file_type().is_symlink() {
+                self.skipped.push((p, "a symbolic link to no regular file"));
             } else {
-                skipped.push((p, "a folder (use -r)"));
+                self.skipped.push((p, "not a regular file (device, FIFO or socket)"));
             }
-        } else if m.is_file() || (m.file_type().is_symlink() && p.is_file()) {
-            out.push(p);
-        } else if m.file_type().is_symlink() && p.is_dir() {
-            skipped.push((p, "a symbolic link to a folder (not followed)"));
-        } else if m.file_type().is_symlink() {
-            skipped.push((p, "a symbolic link to no regular file"));
-        } else {
-            skipped.push((p, "not a regular file (device, FIFO or socket)"));
+        }
+    }
+
+    fn linked_folder(&mut self, p: PathBuf, root: &Path, recursive: bool) {
+        if !recursive {
+            return self.skipped.push((p, "a symbolic link to a folder (use -r)"));
+        }
+        match p.canonicalize() {
+            Ok(real) if !real.starts_with(root) => {
+                self.left_tree = true;
+                self.skipped.push((p, LINK_OUTSIDE));
+            }
+            Ok(real) if self.seen.contains(&real) => self.skipped.push((p, LINK_LOOP)),
+            Ok(_) => self.folder(&p, root, true),
+            Err(e) => self.unreadable.push(format!("{}: {e}", p.display())),
         }
     }
 }
