@@ -407,6 +407,57 @@ fn keras_lambda_layers_and_custom_objects() {
     }
 }
 
+/// Keras gadgets beyond Lambda and configs read the way Keras reads them
+/// (fixtures/keras/gen_gadgets.py, Keras 3.15 + h5py 3.16): each names
+/// what Keras would run, import or read, nested at any depth.
+#[test]
+fn keras_gadgets_and_configs_read_as_keras_reads_them() {
+    let lambda = ("keras.layers.Lambda", "double");
+    for (file, verdict, (module, name)) in [
+        ("fn_os_system.keras", "dangerous", ("os", "system")),
+        ("get_file.keras", "dangerous", ("keras.utils", "get_file")),
+        (
+            "unsafe_switch.keras",
+            "dangerous",
+            ("keras.config", "enable_unsafe_deserialization"),
+        ),
+        (
+            "torch_wrapper.keras",
+            "dangerous",
+            ("keras.layers.TorchModuleWrapper", "wrapped"),
+        ),
+        ("tfsm.keras", "dangerous", ("keras.layers.TFSMLayer", "tfsm")),
+        (
+            "vocab_path.keras",
+            "suspicious",
+            ("Keras vocabulary file", "../../etc/passwd"),
+        ),
+        ("nested_lambda.keras", "dangerous", ("keras.layers.Lambda", "deep")),
+        ("bom_config.keras", "dangerous", lambda),
+        ("utf16_config.keras", "dangerous", lambda),
+        ("nan_config.keras", "dangerous", lambda),
+        ("nul_name.keras", "dangerous", lambda),
+        ("config_only.keras", "dangerous", lambda),
+        ("big_config.keras", "dangerous", lambda),
+        ("npz_weights.keras", "dangerous", ("posix", "system")),
+        ("dir_format/config.json", "dangerous", lambda),
+        ("userblock.h5", "dangerous", lambda),
+        ("decoy.h5", "dangerous", lambda),
+        ("escaped.h5", "dangerous", lambda),
+    ] {
+        let path = fixture(&format!("keras/gadgets/{file}"));
+        let r = scan_json(&[p(&path)], 1);
+        assert_eq!(r["verdict"], verdict, "{file}: {r}");
+        let named = r["files"][0]["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["globals"].as_array().unwrap().iter())
+            .any(|g| g["module"] == module && g["name"] == name);
+        assert!(named, "{file}: {module} {name} not in {r}");
+    }
+}
+
 /// A pickle that runs `os.system` and then carries ~600 MB of bytes: the
 /// file is sparse, so it costs no disk, but it cannot be mapped under a
 /// 400 MB address-space limit.

@@ -18,6 +18,9 @@ pub mod zipscan;
 
 pub use constructors::{Chain, Constructors, PYTHON};
 pub use value::{Object, Value};
+/// What `scan` says of a Python global `module.name` that something other
+/// than a pickle makes its loader import (a Keras config's `module`).
+pub use verdicts::classify;
 
 /// Reads the whole of `bytes` (part `part` of the file at `path`) as one
 /// pickle that builds what `constructors` allow. Bytes after its STOP are

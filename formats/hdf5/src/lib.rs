@@ -26,6 +26,8 @@
 //! their bit layout (IEEE half, single, double, and bfloat16); Keras's
 //! bfloat16 is an opaque 2-byte type with a `dtype` attribute `bfloat16`.
 
+mod keras_rules;
+mod pyjson;
 mod scan;
 mod source;
 

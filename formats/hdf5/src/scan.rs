@@ -9,6 +9,7 @@
 //! them (pickles under any name).
 
 use crate::source::Slice;
+use crate::{keras_rules, pyjson};
 use modelconv_ir::scan::{Finding, Scanned, Scanner, Stream, Verdict};
 use modelconv_npy::pickled::NUMPY;
 use modelconv_pickle::scan::{scan_entries, OwnScan, ZipMembers};
@@ -19,78 +20,21 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Largest config parsed.
-const MAX_CONFIG: usize = 64 << 20;
+/// Largest config parsed (Python's json takes any size; the bytes are
+/// already in memory, and the parsed tree costs a few times as much).
+const MAX_CONFIG: usize = 512 << 20;
 
-const LAMBDA: &str = "a Lambda layer: Keras runs its marshalled Python bytecode when it loads the model, unless safe_mode is on (CVE-2024-3660)";
-const CUSTOM: &str = "a custom object: Keras imports this module and runs its code to build it";
-
-/// What a config names: (module, name, verdict, reason), walked whole.
-fn findings(v: &Json, out: &mut Vec<(String, String, Verdict, &'static str)>, depth: usize) {
-    if depth > 512 {
-        return;
-    }
-    match v {
-        Json::Object(o) => {
-            let class = o.get("class_name").and_then(Json::as_str);
-            let layer = o
-                .get("config")
-                .and_then(|c| c.get("name"))
-                .and_then(Json::as_str)
-                .unwrap_or("?");
-            if class == Some("Lambda") {
-                out.push(("keras.layers.Lambda".into(), layer.into(), Verdict::Dangerous, LAMBDA));
-            }
-            // A class from outside keras: by module, or by the name it was
-            // registered under (`package>Class`; keras' own say `keras…`).
-            let module = o.get("module").and_then(Json::as_str);
-            let registered = o.get("registered_name").and_then(Json::as_str);
-            let outside =
-                |m: &str| !(m == "keras" || m.starts_with("keras.") || m.starts_with("keras>") || m == "builtins");
-            if let Some(c) = class {
-                if let Some(m) = module.filter(|m| outside(m)) {
-                    out.push((m.to_string(), c.to_string(), Verdict::Suspicious, CUSTOM));
-                } else if let Some(r) = registered.filter(|r| r.contains('>') && outside(r)) {
-                    let package = r.split('>').next().unwrap_or(r);
-                    out.push((package.to_string(), c.to_string(), Verdict::Suspicious, CUSTOM));
-                }
-            }
-            for x in o.values() {
-                findings(x, out, depth + 1);
-            }
-        }
-        Json::Array(a) => {
-            for x in a {
-                findings(x, out, depth + 1);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A stream for one config (none when it names nothing to flag).
-fn stream(config: &Json, part: String, offset: usize) -> Option<Stream> {
-    let mut found = Vec::new();
-    findings(config, &mut found, 0);
-    if found.is_empty() {
-        return None;
-    }
+/// A stream for one config (none when it names nothing to flag): each
+/// thing named once, with how often.
+fn stream(config: &Json, part: String) -> Option<Stream> {
     let mut globals: Vec<Finding> = Vec::new();
-    for (module, name, verdict, reason) in found {
-        match globals.iter_mut().find(|g| g.module == module && g.name == name) {
+    for f in keras_rules::findings(config) {
+        match globals.iter_mut().find(|g| g.module == f.module && g.name == f.name) {
             Some(g) => g.uses += 1,
-            None => globals.push(Finding {
-                module,
-                name,
-                offset,
-                uses: 1,
-                verdict,
-                reason,
-                separator: Finding::DOTTED,
-            }),
+            None => globals.push(f),
         }
     }
-    Some(Stream::of_findings(part, globals))
+    (!globals.is_empty()).then(|| Stream::of_findings(part, globals))
 }
 
 /// A `.keras` archive's `config.json`.
@@ -101,8 +45,8 @@ fn scan_config(bytes: &[u8], part: &str, out: &mut Vec<Stream>) {
             format!("a model config of {} bytes", bytes.len()),
         ));
     }
-    match serde_json::from_slice::<Json>(bytes) {
-        Ok(v) => out.extend(stream(&v, format!("{part} (Keras model config)"), 0)),
+    match pyjson::loads_bytes(bytes) {
+        Ok(v) => out.extend(stream(&v, format!("{part} (Keras model config)"))),
         Err(e) => out.push(Stream::unreadable(
             part,
             format!("a model config that is not JSON: {e}"),
@@ -139,13 +83,27 @@ fn h5_configs(path: &Path, len: u64, out: &mut Vec<Stream>) -> Result<(), String
     for (gpath, g) in groups.into_iter().flatten() {
         let attrs = g.attributes().map_err(|e| format!("attributes of {gpath}: {e}"))?;
         for a in attrs {
-            let Ok(text) = a.read_string() else { continue };
-            if text.len() > MAX_CONFIG || !text.trim_start().starts_with('{') {
+            // Keras reads these two by name; any other JSON-looking
+            // attribute (a decoy, a copy) is read too.
+            let by_name = matches!(a.name.as_str(), "model_config" | "training_config");
+            let part = format!("attribute {} of {gpath} (Keras model config)", a.name);
+            let text = match a.read_string() {
+                Ok(t) => t,
+                Err(e) if by_name => {
+                    out.push(Stream::unreadable(&part, format!("not a string attribute: {e}")));
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if !by_name && !text.trim_start().starts_with('{') {
                 continue;
             }
-            let part = format!("attribute {} of {gpath} (Keras model config)", a.name);
-            match serde_json::from_str::<Json>(&text) {
-                Ok(v) => out.extend(stream(&v, part, 0)),
+            if text.len() > MAX_CONFIG {
+                out.push(Stream::unreadable(&part, format!("a config of {} bytes", text.len())));
+                continue;
+            }
+            match pyjson::loads_str(&text) {
+                Ok(v) => out.extend(stream(&v, part)),
                 Err(e) => out.push(Stream::unreadable(&part, format!("not JSON: {e}"))),
             }
         }
@@ -223,15 +181,48 @@ impl ZipMembers for KerasZip {
         &MEMBER_DATA
     }
     fn own(&self, name: &str) -> Option<&OwnScan> {
-        (name == crate::KERAS_CONFIG).then_some(&keras_config)
+        let read_as = as_python_names_it(name);
+        if read_as == crate::KERAS_CONFIG {
+            Some(&keras_config)
+        } else if read_as.ends_with(".npz") {
+            Some(&npz_weights)
+        } else {
+            None
+        }
     }
     fn embedded(&self, head: &[u8]) -> Option<Option<(usize, &'static str)>> {
         modelconv_npy::pickled::embedded_pickle(head)
     }
 }
 
+/// A member's name as Python's `zipfile` reads it (cut at the first NUL),
+/// and without a byte-order mark, so that `config.json\0x` and a
+/// BOM-prefixed name are read as the config they may stand for.
+fn as_python_names_it(name: &str) -> &str {
+    let cut = name.split('\0').next().unwrap_or(name);
+    cut.strip_prefix('\u{feff}').unwrap_or(cut)
+}
+
 fn keras_config(bytes: &[u8], out: &mut Vec<Stream>) {
     scan_config(bytes, crate::KERAS_CONFIG, out)
+}
+
+/// Weights Keras 3 keeps as `model.weights.npz`: `np.load(allow_pickle=True)`
+/// unpickles any object array in it.
+fn npz_weights(bytes: &[u8], out: &mut Vec<Stream>) {
+    modelconv_pickle::scan::scan_zip(bytes, &NpzInKeras, out)
+}
+
+/// The members of an `.npz` inside a `.keras` archive (no further nesting).
+struct NpzInKeras;
+
+impl ZipMembers for NpzInKeras {
+    fn data(&self) -> &'static dyn Constructors {
+        &MEMBER_DATA
+    }
+    fn embedded(&self, head: &[u8]) -> Option<Option<(usize, &'static str)>> {
+        modelconv_npy::pickled::embedded_pickle(head)
+    }
 }
 
 /// What a pickle in a `.keras` archive builds as data: Python's containers
@@ -242,7 +233,8 @@ static MEMBER_DATA: Chain = Chain(&[&PYTHON, &NUMPY]);
 fn is_keras_zip(entries: &[Entry]) -> bool {
     entries
         .iter()
-        .any(|e| e.name == "metadata.json" || e.name == crate::KERAS_WEIGHTS)
+        .map(|e| as_python_names_it(&e.name))
+        .any(|n| n == "metadata.json" || n == crate::KERAS_CONFIG || n.starts_with("model.weights."))
 }
 
 pub struct KerasScanner;
@@ -250,7 +242,7 @@ pub struct KerasScanner;
 impl Scanner for KerasScanner {
     fn container(&self, path: &Path, bytes: &[u8]) -> Option<Scanned> {
         let mut streams = Vec::new();
-        let (kind, read_whole_too) = if bytes.starts_with(HDF5_MAGIC) {
+        let (kind, read_whole_too) = if has_hdf5_superblock(bytes) {
             scan_h5(path, bytes.len() as u64, &mut streams);
             ("HDF5", true)
         } else if bytes.starts_with(b"PK\x03\x04") {
@@ -258,9 +250,25 @@ impl Scanner for KerasScanner {
             let entries = entries(bytes).filter(|es| is_keras_zip(es))?;
             scan_entries(bytes, &entries, &KerasZip, &mut streams);
             ("zip", false)
+        } else if path.file_name().is_some_and(|n| n == crate::KERAS_CONFIG) {
+            // The Keras directory format: a folder whose config.json is
+            // a model config (a top-level class_name, as Keras needs).
+            let config = pyjson::loads_bytes(bytes).ok()?;
+            config.get("class_name")?;
+            streams.extend(stream(&config, "Keras model config".into()));
+            ("Keras model config", true)
         } else {
             return None;
         };
         Some(Scanned::new(kind, streams, read_whole_too))
     }
+}
+
+/// Whether the HDF5 signature starts the file or follows a user block
+/// (at 512, 1024, 2048, … bytes, where libhdf5 looks for it).
+fn has_hdf5_superblock(bytes: &[u8]) -> bool {
+    std::iter::once(0)
+        .chain(std::iter::successors(Some(512usize), |o| o.checked_mul(2)))
+        .take_while(|&o| o < bytes.len())
+        .any(|o| bytes[o..].starts_with(HDF5_MAGIC))
 }
