@@ -28,10 +28,15 @@ const MAX_CONFIG: usize = 512 << 20;
 /// thing named once, with how often.
 fn stream(config: &Json, part: String) -> Option<Stream> {
     let mut globals: Vec<Finding> = Vec::new();
+    // Hashed: a hostile config may name a million distinct things.
+    let mut at: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
     for f in keras_rules::findings(config) {
-        match globals.iter_mut().find(|g| g.module == f.module && g.name == f.name) {
-            Some(g) => g.uses += 1,
-            None => globals.push(f),
+        match at.entry((f.module.clone(), f.name.clone())) {
+            std::collections::hash_map::Entry::Occupied(i) => globals[*i.get()].uses += 1,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(globals.len());
+                globals.push(f);
+            }
         }
     }
     (!globals.is_empty()).then(|| Stream::of_findings(part, globals))
