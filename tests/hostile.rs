@@ -407,3 +407,64 @@ fn many_setitems_over_many_keys_stay_linear() {
     let inspected = run_bounded(&["inspect", p(&f)], Duration::from_secs(20));
     assert!(matches!(inspected, Some(0) | Some(2)), "{inspected:?}");
 }
+
+/// A raw deflate stream of `n_mib` MiB of zeros made from one sync-flushed
+/// segment repeated (each is byte-aligned and refers back only to zeros),
+/// closed by an empty final block: ~1 KB per MiB inflated.
+fn deflate_zeros(n_mib: usize) -> Vec<u8> {
+    let mut c = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut seg = Vec::with_capacity(64 << 10);
+    c.compress_vec(&vec![0u8; 1 << 20], &mut seg, flate2::FlushCompress::Sync)
+        .unwrap();
+    let mut out = seg.repeat(n_mib);
+    out.extend_from_slice(b"\x03\x00");
+    out
+}
+
+/// A one-member zip whose member is deflated (`data`) under a declared
+/// inflated size of `declared` bytes.
+fn deflated_zip(name: &str, data: &[u8], declared: u32) -> Vec<u8> {
+    let header = |v: &mut Vec<u8>| {
+        v.extend_from_slice(&[20, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&declared.to_le_bytes());
+        v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        v.extend_from_slice(&[0, 0]);
+    };
+    let mut out = b"PK\x03\x04".to_vec();
+    header(&mut out);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(data);
+    let cd_at = out.len() as u32;
+    let mut cd = b"PK\x01\x02\x14\x00".to_vec();
+    header(&mut cd);
+    cd.extend_from_slice(&[0; 14]);
+    cd.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&cd);
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
+    out.extend_from_slice(&(cd.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_at.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+#[test]
+fn a_deflate_bomb_under_a_small_declared_size_is_refused_in_bounded_memory() {
+    // data.pkl declares 100 bytes and inflates to 1.5 GiB: inspect stops
+    // one byte past the declared size, under a 512 MiB address-space cap.
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "bomb.pt",
+        &deflated_zip("archive/data.pkl", &deflate_zeros(1536), 100),
+    );
+    for cmd in ["inspect", "scan"] {
+        let (code, _, err) = run_under_rlimit(&[cmd, p(&f)], 512 << 20, Duration::from_secs(20));
+        assert_ne!(code, None, "{cmd} hung");
+        assert_ne!(code, Some(0), "{cmd}: {err}");
+        if cmd == "inspect" {
+            assert_eq!(code, Some(2), "{err}");
+            assert!(err.contains("archive/data.pkl inflates past the 100 bytes"), "{err}");
+        }
+    }
+}

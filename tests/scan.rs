@@ -596,3 +596,29 @@ fn payloads_after_a_surrogate_or_past_our_stack_limit_are_found() {
     let r = scan_json(&[p(&f)], 1);
     assert_eq!(r["files"][0]["verdict"], "dangerous", "{r}");
 }
+
+#[test]
+fn zip_and_pickle_tricks_made_by_torch_and_numpy_are_dangerous() {
+    // fixtures/malicious/zip_tricks (gen_zip_tricks.py): each ran its
+    // payload under the loader liveness.json names, or (flag bits) is
+    // refused by torch 2.15's miniz but not by older readers.
+    let dir = fixture("malicious/zip_tricks");
+    let live: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("liveness.json")).unwrap()).unwrap();
+    let cases = live.as_object().unwrap();
+    assert_eq!(cases.len(), 12);
+    for (name, how) in cases {
+        let flagged = name.starts_with("flag_");
+        assert_eq!(how["payload_ran"], !flagged, "{name}: {how}");
+        let r = scan_json(&[p(&dir.join(name))], 1);
+        assert_eq!(r["verdict"], "dangerous", "{name}: {r:#}");
+    }
+    // The archives whose directory Python's zipfile reads differently from
+    // torch's miniz say so.
+    for name in ["understated.npz", "prepended.npz", "zip64_redirect.npz"] {
+        let out = expect_code(&["scan", p(&dir.join(name))], 1);
+        assert!(out.contains("read differently by torch's reader"), "{out}");
+        assert!(out.contains("b.npy (npy object array)"), "{out}");
+    }
+    let benign = expect_code(&["scan", p(&fixture("torch/simple_f32_7.pt"))], 0);
+    assert!(!benign.contains("read differently"), "{benign}");
+}

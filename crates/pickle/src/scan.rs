@@ -199,6 +199,19 @@ pub fn scan_zip(bytes: &[u8], members: &dyn ZipMembers, out: &mut Vec<Stream>) {
 /// [`scan_zip`] of a zip whose central directory the caller has read.
 pub fn scan_entries(bytes: &[u8], entries: &[zipscan::Entry], members: &dyn ZipMembers, out: &mut Vec<Stream>) {
     let mut budget = zipscan::inflation_budget(bytes.len() as u64);
+    if let Some((miniz, python)) = zipscan::readings_differ(bytes) {
+        out.push(Stream {
+            part: "zip central directory".into(),
+            globals: Vec::new(),
+            opcodes: Default::default(),
+            error: Some(format!(
+                "read differently by torch's reader ({miniz} members) and by Python's zipfile ({python} members): \
+                 a tampered archive; the members of both readings are scanned"
+            )),
+            ended_early: false,
+            verdict: Verdict::Suspicious,
+        });
+    }
     for (i, e) in entries.iter().enumerate() {
         if i % 256 == 0 && modelconv_ir::check_interrupt().is_err() {
             return;

@@ -74,16 +74,36 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
 }
 
-/// The central directory's offset and record count (zip64 if marked).
-fn directory(b: &[u8]) -> Option<(usize, u64)> {
+/// One reading of where the central directory lies: its first record,
+/// how many records (a count, or a byte size that records fill), and the
+/// shift added to every local-header offset.
+struct Reading {
+    at: usize,
+    records: Records,
+    shift: u64,
+}
+
+enum Records {
+    Count(u64),
+    Bytes(u64),
+}
+
+/// The end of central directory record: the last signature in the final
+/// 64 KiB + 22 bytes (where a comment may hide it).
+fn end_record(b: &[u8]) -> Option<usize> {
     let from = b.len().saturating_sub(22 + 65535);
-    let eocd = (from..=b.len().checked_sub(22)?)
+    (from..=b.len().checked_sub(22)?)
         .rev()
-        .find(|&i| b[i..].starts_with(b"PK\x05\x06"))?;
+        .find(|&i| b[i..].starts_with(b"PK\x05\x06"))
+}
+
+/// The reading of libzip/miniz (torch's reader): the record count and
+/// offset of the end record, replaced by the zip64 end record that the
+/// locator points at when a field is saturated.
+fn counted_reading(b: &[u8], eocd: usize) -> Option<Reading> {
     let mut count = u64::from(u16_at(b, eocd + 10)?);
     let mut offset = u64::from(u32_at(b, eocd + 16)?);
     if count == 0xffff || offset == 0xffff_ffff {
-        // Zip64 end of central directory, through its locator.
         let loc = eocd.checked_sub(20)?;
         if b.get(loc..loc + 4)? == b"PK\x06\x07" {
             let z = usize::try_from(u64_at(b, loc + 8)?).ok()?;
@@ -93,7 +113,38 @@ fn directory(b: &[u8]) -> Option<(usize, u64)> {
             }
         }
     }
-    Some((usize::try_from(offset).ok()?, count))
+    Some(Reading {
+        at: usize::try_from(offset).ok()?,
+        records: Records::Count(count),
+        shift: 0,
+    })
+}
+
+/// The reading of CPython's `zipfile` (3.11, `_EndRecData64` and
+/// `_RealGetContents`): a zip64 end record is the 56 bytes right before a
+/// locator (whatever offset the locator holds) and then always wins; the
+/// record count is ignored, records are read until the directory's byte
+/// size is used up; and every offset is shifted by the bytes found before
+/// the directory beyond what it declares (`concat`: data prepended to the
+/// archive), which Python adds to the directory's offset and to each
+/// member's.
+fn python_reading(b: &[u8], eocd: usize) -> Option<Reading> {
+    let mut size = u64::from(u32_at(b, eocd + 12)?);
+    let mut offset = u64::from(u32_at(b, eocd + 16)?);
+    let mut end = eocd as u64;
+    if let Some(loc) = eocd.checked_sub(20).filter(|&l| b.get(l..l + 4) == Some(b"PK\x06\x07")) {
+        if let Some(z) = loc.checked_sub(56).filter(|&z| b.get(z..z + 4) == Some(b"PK\x06\x06")) {
+            size = u64_at(b, z + 40)?;
+            offset = u64_at(b, z + 48)?;
+            end = z as u64;
+        }
+    }
+    let shift = end.checked_sub(size)?.checked_sub(offset)?;
+    Some(Reading {
+        at: usize::try_from(offset.checked_add(shift)?).ok()?,
+        records: Records::Bytes(size),
+        shift,
+    })
 }
 
 /// Zip64 extended information: replaces the fields saturated at 0xFFFFFFFF.
@@ -177,38 +228,88 @@ impl std::io::Write for Capped<'_> {
     }
 }
 
-/// Every entry of the central directory, in order; None when `b` has no
-/// readable end of central directory.
+/// Every entry of the central directory, in order, under every reading
+/// of it that a loader makes (see [`counted_reading`], [`python_reading`]):
+/// where they differ (an understated count, a zip64 locator pointing at
+/// another directory, data prepended to the archive), the entries only one
+/// reading finds follow the others. None when `b` has no end record.
 pub fn entries(b: &[u8]) -> Option<Vec<Entry>> {
-    let (mut at, count) = directory(b)?;
+    let eocd = end_record(b)?;
     let mut out = Vec::new();
-    for _ in 0..count {
-        if b.get(at..at.checked_add(4)?)? != b"PK\x01\x02" {
-            break;
+    let mut seen = std::collections::HashSet::new();
+    for reading in [counted_reading(b, eocd), python_reading(b, eocd)]
+        .into_iter()
+        .flatten()
+    {
+        for e in records(b, &reading) {
+            if seen.insert((e.name.clone(), e.local, e.method, e.csize, e.usize_)) {
+                out.push(e);
+            }
         }
-        let method = u16_at(b, at + 10)?;
-        let csize = u64::from(u32_at(b, at + 20)?);
-        let usize_ = u64::from(u32_at(b, at + 24)?);
-        let (nlen, xlen, clen) = (
-            usize::from(u16_at(b, at + 28)?),
-            usize::from(u16_at(b, at + 30)?),
-            usize::from(u16_at(b, at + 32)?),
-        );
-        let local = u64::from(u32_at(b, at + 42)?);
-        let name_at = at + 46;
-        let name = String::from_utf8_lossy(b.get(name_at..name_at + nlen)?).into_owned();
-        let extra = b.get(name_at + nlen..name_at + nlen + xlen).unwrap_or_default();
-        let (usize_, csize, local) = zip64_fields(extra, usize_, csize, local);
-        at = name_at + nlen + xlen + clen;
-        out.push(Entry {
-            name,
-            method,
-            local,
-            csize,
-            usize_,
-        });
     }
     Some(out)
+}
+
+/// When torch's reader (miniz) and CPython's `zipfile` list different
+/// members (a tampered directory: only a tool that reads both sees all
+/// of them), how many each finds.
+pub fn readings_differ(b: &[u8]) -> Option<(usize, usize)> {
+    let eocd = end_record(b)?;
+    let key = |r: Option<Reading>| -> Vec<(String, u64)> {
+        r.map(|r| records(b, &r).into_iter().map(|e| (e.name, e.local)).collect())
+            .unwrap_or_default()
+    };
+    let (counted, python) = (key(counted_reading(b, eocd)), key(python_reading(b, eocd)));
+    (counted != python).then_some((counted.len(), python.len()))
+}
+
+/// The central-directory records of one reading, up to the first that
+/// does not parse.
+fn records(b: &[u8], reading: &Reading) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut at = reading.at;
+    let (mut left_count, mut left_bytes) = match reading.records {
+        Records::Count(n) => (n, u64::MAX),
+        Records::Bytes(n) => (u64::MAX, n),
+    };
+    while left_count > 0 && left_bytes > 0 {
+        let Some((e, len)) = record(b, at, reading.shift) else {
+            break;
+        };
+        out.push(e);
+        at += len;
+        left_count -= 1;
+        left_bytes = left_bytes.saturating_sub(len as u64);
+    }
+    out
+}
+
+/// The central-directory record at `at` and its length in bytes.
+fn record(b: &[u8], at: usize, shift: u64) -> Option<(Entry, usize)> {
+    if b.get(at..at.checked_add(4)?)? != b"PK\x01\x02" {
+        return None;
+    }
+    let method = u16_at(b, at + 10)?;
+    let csize = u64::from(u32_at(b, at + 20)?);
+    let usize_ = u64::from(u32_at(b, at + 24)?);
+    let (nlen, xlen, clen) = (
+        usize::from(u16_at(b, at + 28)?),
+        usize::from(u16_at(b, at + 30)?),
+        usize::from(u16_at(b, at + 32)?),
+    );
+    let local = u64::from(u32_at(b, at + 42)?);
+    let name_at = at + 46;
+    let name = String::from_utf8_lossy(b.get(name_at..name_at + nlen)?).into_owned();
+    let extra = b.get(name_at + nlen..name_at + nlen + xlen).unwrap_or_default();
+    let (usize_, csize, local) = zip64_fields(extra, usize_, csize, local);
+    let entry = Entry {
+        name,
+        method,
+        local: local.checked_add(shift)?,
+        csize,
+        usize_,
+    };
+    Some((entry, 46 + nlen + xlen + clen))
 }
 
 fn member<'a>(b: &'a [u8], e: &Entry, budget: &mut u64, limit: u64) -> Content<'a> {

@@ -48,7 +48,13 @@ impl Scanner for TorchScanner {
             &TORCH,
             &mut bare,
         );
-        if !is_pickle(bytes, &bare) {
+        // A file another format reads whose bytes only start like a pickle
+        // (a safetensors header length of 0x580 reads as PROTO 5) is no
+        // pickle to Python when its unpickler fails before it names or
+        // calls anything: nothing can have run.
+        let harmless =
+            |s: &Stream| s.error.is_some() && s.globals.is_empty() && s.opcodes.calls == 0 && s.opcodes.ext == 0;
+        if !is_pickle(bytes, &bare) || (container.is_some() && bare.first().is_some_and(harmless)) {
             return None;
         }
         let kind = match container {

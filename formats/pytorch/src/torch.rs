@@ -145,9 +145,19 @@ fn read_zip(file: &SharedFile) -> Result<ZipRead> {
             ),
         ));
     }
-    let mut data = Vec::with_capacity(e.size() as usize);
-    std::io::Read::read_to_end(&mut std::io::Read::take(&mut e, MAX_PICKLE), &mut data)
-        .map_err(|err| Error::io(path, err))?;
+    // Inflate no more than the declared size (bounded above by the file's
+    // length) and one byte: a member that inflates past it (a deflate bomb
+    // under a small declared size) is refused there, not followed.
+    let declared = e.size();
+    let mut data = Vec::with_capacity(declared as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut e, declared + 1), &mut data)
+        .map_err(|err| Error::malformed(path, format!("{pkl}: {err}")))?;
+    if data.len() as u64 > declared {
+        return Err(Error::malformed(
+            path,
+            format!("{pkl} inflates past the {declared} bytes its zip header declares"),
+        ));
+    }
     drop(e);
     // TorchScript (torch.jit.save): code/ beside data.pkl. Its classes are
     // records; the code is read only for their parameter and buffer names.
