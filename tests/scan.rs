@@ -622,3 +622,35 @@ fn zip_and_pickle_tricks_made_by_torch_and_numpy_are_dangerous() {
     let benign = expect_code(&["scan", p(&fixture("torch/simple_f32_7.pt"))], 0);
     assert!(!benign.contains("read differently"), "{benign}");
 }
+
+#[test]
+fn joblib_files_are_read_as_joblib_load_reads_them() {
+    // fixtures/joblib (gen_joblib.py): arrays' bytes sit between pickle
+    // opcodes, the whole file may be compressed; the payloads come after
+    // the arrays or inside an object array, and joblib.load ran each.
+    let dir = fixture("joblib");
+    let live: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("liveness.json")).unwrap()).unwrap();
+    let cases = live.as_object().unwrap();
+    assert_eq!(cases.len(), 13);
+    for (name, how) in cases {
+        let payload = name.starts_with("payload_");
+        assert_eq!(how["payload_ran"], payload, "{name}");
+        let r = scan_json(&[p(&dir.join(name))], if payload { 1 } else { 0 });
+        let verdict = if payload { "dangerous" } else { "safe" };
+        assert_eq!(r["verdict"], verdict, "{name}: {r:#}");
+        if payload {
+            assert!(r.to_string().contains("\"posix\""), "{name}: {r:#}");
+        }
+    }
+    // Cut short, a compressed file is never safe.
+    let tmp = tempfile::tempdir().unwrap();
+    let gz = std::fs::read(dir.join("benign_gzip.joblib")).unwrap();
+    let cut = write(tmp.path(), "cut.joblib", &gz[..gz.len() - 40]);
+    let r = scan_json(&[p(&cut)], 1);
+    assert_eq!(r["verdict"], "suspicious", "{r:#}");
+    // An array record claiming more bytes than the file holds is never safe.
+    let plain = std::fs::read(dir.join("benign_plain.joblib")).unwrap();
+    let short = write(tmp.path(), "short.joblib", &plain[..plain.len() / 2]);
+    let r = scan_json(&[p(&short)], 1);
+    assert_eq!(r["verdict"], "suspicious", "{r:#}");
+}

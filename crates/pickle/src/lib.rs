@@ -8,6 +8,7 @@
 //! `scan` needs them: every global named, with a verdict.
 
 pub mod constructors;
+pub mod joblib;
 pub mod scan;
 pub mod text;
 pub mod value;

@@ -22,7 +22,22 @@ pub fn scan_stream(
     part: String,
     data: &'static dyn Constructors,
 ) -> (Stream, Option<usize>, Option<usize>) {
-    let mut vm = Vm::scanner(bytes, data);
+    scan_stream_as(bytes, part, data, false)
+}
+
+/// [`scan_stream`], or with `joblib` as `joblib.load` reads the stream
+/// from its file (see [`crate::joblib`]).
+fn scan_stream_as(
+    bytes: &[u8],
+    part: String,
+    data: &'static dyn Constructors,
+    joblib: bool,
+) -> (Stream, Option<usize>, Option<usize>) {
+    let mut vm = if joblib {
+        Vm::scanner(bytes, data).with_framing(Framing::File).with_joblib()
+    } else {
+        Vm::scanner(bytes, data)
+    };
     let result = vm.run();
     let mut log = vm.log.take().unwrap_or_default();
     // A limit of ours, not CPython's: it goes on, and so does the scan,
@@ -34,7 +49,7 @@ pub fn scan_stream(
         _ => None,
     };
     let mut file_end = None;
-    if log.ops.frames > 0 {
+    if log.ops.frames > 0 && !joblib {
         // Read from a file object (torch.load's BytesIO), frames change how
         // Python reads: the globals it reaches that way count too.
         let mut file = Vm::scanner(bytes, data).with_framing(Framing::File);
@@ -51,7 +66,13 @@ pub fn scan_stream(
         .iter()
         .zip(&log.uses)
         .map(|((m, n, at), &uses)| {
-            let (verdict, reason) = classify(m, n, data);
+            let (verdict, reason) = match (m.as_str(), n.as_str()) {
+                // Its data was read past, or scanned as a pickle of its own.
+                wrapper if joblib && wrapper == crate::joblib::WRAPPER => {
+                    (Verdict::Safe, "joblib's array record, its data read")
+                }
+                _ => classify(m, n, data),
+            };
             Finding {
                 module: m.clone(),
                 name: n.clone(),
@@ -138,6 +159,59 @@ pub fn scan_pickles(
             }
         }
     }
+}
+
+/// A file `joblib.load` reads (`bytes` decompressed already): one stream
+/// with its arrays read past (see [`crate::joblib`]). When that reading
+/// reaches the file's end, the globals `pickle.load` would reach before
+/// the first array's bytes stop it join it; otherwise both readings are
+/// reported as they are.
+pub fn scan_joblib(bytes: &[u8], part: &str, data: &'static dyn Constructors, out: &mut Vec<Stream>) {
+    let (mut joblib, end, _) = scan_stream_as(bytes, format!("{part} (as joblib.load reads it)"), data, true);
+    let mut plain = Vec::new();
+    scan_pickle(bytes, part, data, &mut plain);
+    if end != Some(bytes.len()) {
+        if end.is_some() {
+            joblib.verdict = joblib.verdict.max(Verdict::Suspicious);
+            joblib.error = Some("data after the pickle's STOP".into());
+        }
+        out.push(joblib);
+        return out.extend(plain.into_iter().map(without_array_records));
+    }
+    for s in plain {
+        for g in s.globals {
+            let known = joblib.globals.iter().any(|k| k.module == g.module && k.name == g.name);
+            if !known && (g.module.as_str(), g.name.as_str()) != crate::joblib::WRAPPER {
+                joblib.verdict = joblib.verdict.max(g.verdict);
+                joblib.globals.push(g);
+            }
+        }
+    }
+    out.push(joblib);
+}
+
+/// A plain reading of a joblib file, less joblib's array record: what it
+/// makes joblib.load read is the joblib reading's to judge.
+fn without_array_records(mut s: Stream) -> Stream {
+    s.globals
+        .retain(|g| (g.module.as_str(), g.name.as_str()) != crate::joblib::WRAPPER);
+    s.verdict = worst(s.globals.iter().map(|g| g.verdict));
+    if s.error.is_some() {
+        s.verdict = s.verdict.max(Verdict::Suspicious);
+    }
+    if s.opcodes.ext > 0 {
+        s.verdict = Verdict::Dangerous;
+    }
+    s
+}
+
+/// Whether a scan of a file as a pickle names joblib's array record.
+pub fn names_joblib_arrays(streams: &[Stream]) -> bool {
+    streams.iter().any(|s| {
+        s.globals
+            .iter()
+            .any(|g| (g.module.as_str(), g.name.as_str()) == crate::joblib::WRAPPER)
+    })
 }
 
 /// True when a stream starts like a pickle (protocol 2+ header).

@@ -194,6 +194,9 @@ pub struct Vm<'a, 'p> {
     constructors: &'static dyn Constructors,
     /// Each dict's keys, hashed (see [`DictIndex`]).
     dict_keys: HashMap<*const DictEntries, DictIndex>,
+    /// Read as `joblib.load` reads (see [`crate::joblib`]): array data
+    /// follows each array wrapper's BUILD.
+    joblib: bool,
 }
 
 /// A container the VM made, held weakly.
@@ -272,7 +275,15 @@ impl<'a, 'p> Vm<'a, 'p> {
             containers: 0,
             scanning: false,
             constructors,
+            joblib: false,
         }
+    }
+
+    /// Reads as `joblib.load` does: past each `NumpyArrayWrapper` BUILD,
+    /// the array's bytes (or its own pickle, scanned into this log).
+    pub fn with_joblib(mut self) -> Self {
+        self.joblib = true;
+        self
     }
 
     /// Reads frames as Python does from a file object ([`Framing::File`]).
@@ -893,6 +904,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                 Value::Global(g) => g.clone(),
                 _ => Rc::new(("?".into(), "?".into())),
             };
+            if self.joblib && (name.0.as_str(), name.1.as_str()) == crate::joblib::DTYPE {
+                if let Some(d) = crate::joblib::Dtype::value_of(&args) {
+                    return Ok(d);
+                }
+            }
             if self.constructors.allows(&name.0, &name.1) {
                 if let Ok(v) = self.call_builder(f, args) {
                     return Ok(v);
@@ -917,12 +933,77 @@ impl<'a, 'p> Vm<'a, 'p> {
     fn build(&mut self, target: Value, state: Value) -> R<Value> {
         if let Some(log) = self.log.as_mut() {
             log.ops.builds += 1;
+            if self.joblib {
+                self.joblib_build(&target, &state)?;
+            }
             return Ok(target);
         }
         if let Some(built) = self.constructors.build(&target, &state) {
             built.map_err(|msg| self.err(msg))?;
         }
         Ok(target)
+    }
+}
+
+impl Vm<'_, '_> {
+    /// joblib's reading of a BUILD: a dtype keeps its state; an array
+    /// wrapper is followed by its data, skipped (raw) or scanned (a pickle
+    /// of its own, by a plain unpickler from the same file).
+    fn joblib_build(&mut self, target: &Value, state: &Value) -> R<()> {
+        if let Some(d) = target.object::<crate::joblib::Dtype>() {
+            d.set_state(state);
+            return Ok(());
+        }
+        let Value::Opaque(g) = target else { return Ok(()) };
+        if (g.0.as_str(), g.1.as_str()) != crate::joblib::WRAPPER {
+            return Ok(());
+        }
+        // joblib writes the data after a committed frame, and reads it from
+        // the file: array bytes inside a frame would be read from elsewhere.
+        if let Some(end) = self.buf_end.take() {
+            if self.pos < end {
+                return Err(self.err("array data inside a frame (joblib reads it from after the frame)"));
+            }
+        }
+        match crate::joblib::array_of(state).map_err(|m| self.err(m))? {
+            crate::joblib::Array::Raw { align, bytes } => {
+                if align {
+                    let pad = self.u8()?;
+                    self.take(u64::from(pad))?;
+                }
+                self.take(bytes)?;
+            }
+            crate::joblib::Array::Pickle => self.scan_inner_pickle()?,
+        }
+        Ok(())
+    }
+
+    /// An object array's own pickle, at the current position: its globals
+    /// and opcodes join this stream's log; reading goes on after it.
+    fn scan_inner_pickle(&mut self) -> R<()> {
+        let start = self.pos;
+        let mut inner = Vm::scanner(&self.data[start..], self.constructors).with_framing(Framing::File);
+        let result = inner.run();
+        let log = inner.log.take().unwrap_or_default();
+        let end = inner.file_position();
+        if let Some(own) = self.log.as_mut() {
+            for ((m, n, at), uses) in log.globals.iter().zip(&log.uses) {
+                own.record(m, n, start + at, *uses);
+            }
+            own.ops.calls += log.ops.calls;
+            own.ops.builds += log.ops.builds;
+            own.ops.persistent_ids += log.ops.persistent_ids;
+            own.ops.ext += log.ops.ext;
+            own.ops.buffers += log.ops.buffers;
+            own.ops.frames += log.ops.frames;
+        }
+        if let Err(mut e) = result {
+            e.offset += start;
+            e.msg = format!("in an object array's pickle: {}", e.msg);
+            return Err(e);
+        }
+        self.pos = start + end;
+        Ok(())
     }
 }
 

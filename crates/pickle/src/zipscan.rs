@@ -198,10 +198,7 @@ fn decompress(method: u16, data: &[u8], cap: u64, declared: u64) -> Result<Vec<u
                 memlimit: Some(64 << 20),
                 allow_incomplete: true,
             };
-            let mut w = Capped {
-                out: &mut out,
-                left: cap,
-            };
+            let mut w = CappedWriter::new(&mut out, cap);
             lzma_rs::lzma_decompress_with_options(&mut std::io::BufReader::new(stream), &mut w, &opts)
                 .map_err(|e| format!("LZMA: {e}"))?;
         }
@@ -209,18 +206,42 @@ fn decompress(method: u16, data: &[u8], cap: u64, declared: u64) -> Result<Vec<u
     Ok(out)
 }
 
-/// A writer that takes at most `left` bytes (the rest is dropped).
-struct Capped<'a> {
+/// A writer that takes at most `left` bytes: past them it drops the rest
+/// (the decoder stops on its own at a declared size) or, made
+/// [`CappedWriter::strict`], fails the write so the decoder stops.
+pub struct CappedWriter<'a> {
     out: &'a mut Vec<u8>,
     left: u64,
+    strict: bool,
 }
 
-impl std::io::Write for Capped<'_> {
+impl<'a> CappedWriter<'a> {
+    pub fn new(out: &'a mut Vec<u8>, left: u64) -> Self {
+        CappedWriter {
+            out,
+            left,
+            strict: false,
+        }
+    }
+
+    /// Fails the write that would pass the cap.
+    pub fn strict(out: &'a mut Vec<u8>, left: u64) -> Self {
+        CappedWriter {
+            out,
+            left,
+            strict: true,
+        }
+    }
+}
+
+impl std::io::Write for CappedWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
         self.out.extend_from_slice(&buf[..n]);
         self.left -= n as u64;
-        // Claim all of it: the decoder stops on its own at the declared size.
+        if self.strict && n < buf.len() {
+            return Err(std::io::Error::other("past the size limit"));
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -8,7 +8,10 @@ use crate::constructors::TORCH;
 use crate::tar;
 use crate::torch::is_legacy;
 use modelconv_ir::scan::{Finding, Scanned, Scanner, Stream, Verdict};
-use modelconv_pickle::scan::{is_pickle, scan_entries, scan_pickle, scan_pickles, OwnScan, ZipMembers};
+use modelconv_pickle::scan::{
+    is_pickle, looks_like_pickle, names_joblib_arrays, scan_entries, scan_joblib, scan_pickle, scan_pickles, OwnScan,
+    ZipMembers,
+};
 use modelconv_pickle::{zipscan, Constructors};
 use std::path::Path;
 
@@ -34,6 +37,8 @@ impl Scanner for TorchScanner {
                 scan_pickle(data, &format!("tar member {name}"), &TORCH, &mut streams);
             }
             ("tar", true)
+        } else if let Some(kind) = joblib_compressed(bytes, &mut streams) {
+            (kind, false)
         } else {
             return None;
         };
@@ -57,6 +62,15 @@ impl Scanner for TorchScanner {
         if !is_pickle(bytes, &bare) || (container.is_some() && bare.first().is_some_and(harmless)) {
             return None;
         }
+        if names_joblib_arrays(&bare) {
+            // joblib.dump's file: arrays written between pickle opcodes.
+            let mut streams = Vec::new();
+            scan_joblib(bytes, "pickle", &TORCH, &mut streams);
+            return Some((
+                container.map_or("joblib".into(), |c| format!("{c}, and joblib to Python")),
+                streams,
+            ));
+        }
         let kind = match container {
             Some(c) => format!("{c}, and a pickle to Python"),
             None => "pickle".into(),
@@ -67,6 +81,34 @@ impl Scanner for TorchScanner {
     fn nothing_found(&self) -> Option<&'static str> {
         Some("no pickle")
     }
+}
+
+/// A file `joblib.dump(compress=…)` wrote: what it decompresses to, read
+/// as `joblib.load` reads it. None when the bytes do not start like one
+/// of joblib's compressors or decompress to something that is not a
+/// pickle; a pickle that cannot be decompressed whole is reported, never
+/// passed as safe.
+fn joblib_compressed(bytes: &[u8], streams: &mut Vec<Stream>) -> Option<&'static str> {
+    let kind = modelconv_pickle::joblib::compressor(bytes)?;
+    // Its first bytes say whether it is a pickle; only then is all of it
+    // decompressed (a .gz of anything else is not ours).
+    if !looks_like_pickle(&modelconv_pickle::joblib::decompress(kind, bytes, 16).0) {
+        return None;
+    }
+    let cap = zipscan::inflation_budget(bytes.len() as u64);
+    let (plain, why) = modelconv_pickle::joblib::decompress(kind, bytes, cap);
+    let part = format!("pickle ({kind}-compressed)");
+    scan_joblib(&plain, &part, &TORCH, streams);
+    if let Some(why) = why {
+        streams.push(Stream::unreadable(&part, why));
+    }
+    Some(match kind {
+        "gzip" => "joblib (gzip)",
+        "zlib" => "joblib (zlib)",
+        "bz2" => "joblib (bz2)",
+        "xz" => "joblib (xz)",
+        _ => "joblib (lzma)",
+    })
 }
 
 /// Whether a zip member is TorchScript source (`code/…py`).
