@@ -41,7 +41,9 @@ pub static SCAN_ORDER: &[&dyn Format] = &[
 
 /// `scan` of one file's bytes, by every format's scanner.
 pub fn scan_bytes(path: &Path, bytes: &[u8]) -> FileReport {
-    let scanners: Vec<&dyn modelconv_ir::scan::Scanner> = SCAN_ORDER.iter().filter_map(|f| f.scanner()).collect();
+    // Then a Hugging Face folder's chat templates (JSON and .jinja side files).
+    let mut scanners: Vec<&dyn modelconv_ir::scan::Scanner> = SCAN_ORDER.iter().filter_map(|f| f.scanner()).collect();
+    scanners.push(&modelconv_jinja::SIDE_FILES);
     modelconv_ir::scan::scan_file(path, bytes, &scanners)
 }
 

@@ -654,3 +654,42 @@ fn joblib_files_are_read_as_joblib_load_reads_them() {
     let r = scan_json(&[p(&short)], 1);
     assert_eq!(r["verdict"], "suspicious", "{r:#}");
 }
+
+#[test]
+fn chat_templates_that_escape_jinja_are_dangerous_and_real_ones_safe() {
+    // fixtures/chat_templates/hostile (gen_hostile.py): each template ran
+    // its payload under a plain jinja2.Environment and was refused by
+    // transformers' sandbox; the GGUF, tokenizer_config.json and
+    // safetensors carry them where their loaders look.
+    let dir = fixture("chat_templates/hostile");
+    let live: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("liveness.json")).unwrap()).unwrap();
+    let cases = live.as_object().unwrap();
+    assert_eq!(cases.len(), 12);
+    let mut files = std::collections::BTreeSet::new();
+    for (case, how) in cases {
+        assert_eq!(how["plain_jinja2_ran"], true, "{case}");
+        files.insert(case.split(' ').next().unwrap().to_string());
+    }
+    assert_eq!(files.len(), 11);
+    for name in &files {
+        let r = scan_json(&[p(&dir.join(name))], 1);
+        assert_eq!(r["verdict"], "dangerous", "{name}: {r:#}");
+    }
+    // Both of the GGUF's templates, the named one too.
+    let out = expect_code(&["scan", p(&dir.join("model.gguf"))], 1);
+    assert!(
+        out.contains("tokenizer.chat_template.tool_use (chat template)"),
+        "{out}"
+    );
+    assert!(out.contains("attribute __subclasses__"), "{out}");
+    // Every template llama.cpp ships (models/templates at the reference
+    // commit) and the tokenizer configs of our HF fixtures are safe.
+    let r = scan_json(&["-r", p(&fixture("chat_templates/llama.cpp")), p(&fixture("hf"))], 0);
+    let templates = r["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "chat template")
+        .count();
+    assert_eq!(templates, 70);
+}

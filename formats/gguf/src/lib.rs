@@ -67,13 +67,42 @@ impl Format for Gguf {
     }
 }
 
-/// `scan` names GGUF files and the GGML/GGMF/GGJT files before them.
-static SCANNER: modelconv_ir::scan::Labelled = modelconv_ir::scan::Labelled(|b| {
-    if b.starts_with(b"GGUF") {
-        Some("gguf")
-    } else if [b"lmgg", b"fmgg", b"tjgg"].iter().any(|m| b.starts_with(*m)) {
-        Some("legacy GGML/GGMF/GGJT weights")
-    } else {
-        None
+/// `scan` names GGUF files and the GGML/GGMF/GGJT files before them, and
+/// reads a GGUF's chat templates (`tokenizer.chat_template` and
+/// `tokenizer.chat_template.<name>`, which llama.cpp and
+/// llama-cpp-python render with Jinja).
+static SCANNER: GgufScanner = GgufScanner;
+
+struct GgufScanner;
+
+impl modelconv_ir::scan::Scanner for GgufScanner {
+    fn container(&self, path: &std::path::Path, b: &[u8]) -> Option<modelconv_ir::scan::Scanned> {
+        use modelconv_ir::scan::{Scanned, Stream};
+        if [b"lmgg", b"fmgg", b"tjgg"].iter().any(|m| b.starts_with(*m)) {
+            return Some(Scanned::new("legacy GGML/GGMF/GGJT weights", Vec::new(), true));
+        }
+        if !b.starts_with(b"GGUF") {
+            return None;
+        }
+        let streams = match read::metadata_of(b, path) {
+            Ok(metadata) => chat_templates(&metadata),
+            Err(e) => vec![Stream::unreadable(
+                "GGUF metadata",
+                format!("{e}: its chat templates are not checked"),
+            )],
+        };
+        Some(Scanned::new("gguf", streams, true))
     }
-});
+}
+
+/// The findings of every chat template in a GGUF's metadata.
+fn chat_templates(metadata: &modelconv_ir::Metadata) -> Vec<modelconv_ir::scan::Stream> {
+    metadata
+        .iter()
+        .filter(|(k, _)| *k == "tokenizer.chat_template" || k.starts_with("tokenizer.chat_template."))
+        .filter_map(|(k, v)| match v {
+            modelconv_ir::Value::String(t) => modelconv_jinja::scan_template(k, t),
+            _ => None,
+        })
+        .collect()
+}

@@ -204,6 +204,14 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     })
 }
 
+/// The metadata of a GGUF header in `buf`, read as [`parse`] reads it
+/// (the tensor infos after it are not read).
+pub fn metadata_of(buf: &[u8], path: &Path) -> Result<Metadata> {
+    let mut c = Cursor { buf, pos: 0, path };
+    let (_, _, n_kv) = preamble(&mut c)?;
+    read_metadata(&mut c, n_kv)
+}
+
 /// Magic, version (2 or 3, little-endian), tensor and metadata counts,
 /// each count checked against the limit and the bytes left before
 /// anything is allocated for it.

@@ -80,8 +80,37 @@ fn has_safetensors(dir: &Path) -> bool {
     })
 }
 
-/// `scan` names safetensors files: an 8-byte header length, then `{`.
-static SCANNER: modelconv_ir::scan::Labelled = modelconv_ir::scan::Labelled(|b| {
-    let len = b.get(..8).and_then(|l| l.try_into().ok()).map(u64::from_le_bytes);
-    (b.get(8) == Some(&b'{') && len.is_some_and(|l| l < 100_000_000)).then_some("safetensors")
-});
+/// `scan` names safetensors files (an 8-byte header length, then `{`)
+/// and reads the chat templates in `__metadata__`: a value under a key
+/// naming `chat_template`, or any value holding Jinja's `{{` or `{%`.
+static SCANNER: SafetensorsScanner = SafetensorsScanner;
+
+struct SafetensorsScanner;
+
+impl modelconv_ir::scan::Scanner for SafetensorsScanner {
+    fn container(&self, _path: &Path, b: &[u8]) -> Option<modelconv_ir::scan::Scanned> {
+        let len = b.get(..8).and_then(|l| l.try_into().ok()).map(u64::from_le_bytes)?;
+        if b.get(8) != Some(&b'{') || len >= 100_000_000 {
+            return None;
+        }
+        let header = usize::try_from(len).ok().and_then(|l| b.get(8..8usize.checked_add(l)?));
+        let streams = header.map(metadata_templates).unwrap_or_default();
+        Some(modelconv_ir::scan::Scanned::new("safetensors", streams, true))
+    }
+}
+
+/// The findings of the templates in a header's `__metadata__` (none when
+/// the header is not JSON: the safetensors library refuses such a file).
+fn metadata_templates(header: &[u8]) -> Vec<modelconv_ir::scan::Stream> {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return Vec::new();
+    };
+    let Some(meta) = json.get("__metadata__").and_then(|m| m.as_object()) else {
+        return Vec::new();
+    };
+    meta.iter()
+        .filter_map(|(k, v)| Some((k, v.as_str()?)))
+        .filter(|(k, v)| k.contains("chat_template") || v.contains("{{") || v.contains("{%"))
+        .filter_map(|(k, v)| modelconv_jinja::scan_template(&format!("__metadata__ {k}"), v))
+        .collect()
+}
