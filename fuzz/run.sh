@@ -11,12 +11,12 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(pickle_vm scan torch zip safetensors gguf onnx hf_files numpy flax paddle tf hdf5)
+  targets=(pickle_vm scan torch zip safetensors gguf onnx hf_files numpy flax paddle tf hdf5 jinja joblib)
 fi
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
-seeds=(../fixtures/torch ../fixtures/malicious ../fixtures/gguf ../fixtures/safetensors ../fixtures/onnx ../fixtures/numpy ../fixtures/flax ../fixtures/paddle ../fixtures/tf/ckpt ../fixtures/hdf5 ../fixtures/keras ../fixtures/hf/tiny-llama)
+seeds=(../fixtures/torch ../fixtures/malicious ../fixtures/gguf ../fixtures/safetensors ../fixtures/onnx ../fixtures/numpy ../fixtures/flax ../fixtures/paddle ../fixtures/tf/ckpt ../fixtures/hdf5 ../fixtures/keras ../fixtures/hf/tiny-llama ../fixtures/joblib ../fixtures/chat_templates/hostile)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   dirs=("corpus/$t")

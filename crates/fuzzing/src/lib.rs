@@ -27,6 +27,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("paddle", paddle),
     ("tf", tf),
     ("hdf5", hdf5),
+    ("jinja", jinja),
+    ("joblib", joblib),
 ];
 
 struct AnyStorage;
@@ -65,6 +67,25 @@ pub fn zip(data: &[u8]) {
         for e in &entries {
             let _ = e.content(data, &mut budget);
         }
+    }
+}
+
+/// Chat templates: the jinja2 lexer and the judge, on any text.
+pub fn jinja(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = modelconv_jinja::judge(&text);
+    if let Ok(config) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = modelconv_jinja::templates_in_config(&config);
+    }
+}
+
+/// joblib's reading: array records skipped or scanned, and every
+/// decompressor on the same bytes.
+pub fn joblib(data: &[u8]) {
+    let mut out = Vec::new();
+    modelconv_pickle::scan::scan_joblib(data, "fuzz", &TORCH, &mut out);
+    for kind in ["gzip", "zlib", "bz2", "xz", "lzma"] {
+        let _ = modelconv_pickle::joblib::decompress(kind, data, 16 << 20);
     }
 }
 
