@@ -128,3 +128,27 @@ fn corrupted_bundles_end_in_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("gone.data-00000-of-00001"), "{err}");
 }
+
+#[test]
+fn savedmodel_ops_that_touch_files_or_run_python_are_suspicious() {
+    // fixtures/tf/hostile (gen_hostile.py, tensorflow-cpu 2.21): each op
+    // sits in a tf.function, so in the graph's function library; called
+    // after tf.saved_model.load, each did what liveness.json says.
+    let dir = fixture("tf/hostile");
+    let live: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("liveness.json")).unwrap()).unwrap();
+    for (case, op) in [
+        ("read_file", "ReadFile"),
+        ("write_file", "WriteFile"),
+        ("matching_files", "MatchingFiles"),
+        ("py_function", "EagerPyFunc"),
+    ] {
+        assert_eq!(live[case]["did_what_its_op_says"], case != "py_function", "{case}");
+        let out = expect_code(&["scan", p(&dir.join(case).join("saved_model.pb"))], 1);
+        assert!(
+            out.starts_with("suspicious") && out.contains(&format!("TensorFlow op: {op}")),
+            "{out}"
+        );
+    }
+    let out = expect_code(&["scan", "-r", p(&dir.join("benign")), p(&fixture("tf/sm"))], 0);
+    assert!(out.contains("(TensorFlow SavedModel)"), "{out}");
+}

@@ -19,6 +19,7 @@
 //! `_CHECKPOINTABLE_OBJECT_GRAPH` are not tensors: the object graph is kept
 //! as metadata (its serialized bytes).
 
+mod scan;
 mod table;
 
 use modelconv_ir::wire;
@@ -341,6 +342,6 @@ pub fn open(path: &Path, short_names: bool) -> Result<Model> {
     Ok(model)
 }
 
-/// `scan` names TensorFlow Lite flatbuffers (`TFL3` at byte 4).
-static SCANNER: modelconv_ir::scan::Labelled =
-    modelconv_ir::scan::Labelled(|b| (b.get(4..8) == Some(b"TFL3")).then_some("TensorFlow Lite (flatbuffer)"));
+/// `scan` names TensorFlow Lite flatbuffers (`TFL3` at byte 4) and reads
+/// SavedModel graphs for file and Python ops (see [`scan`]).
+static SCANNER: scan::TfScanner = scan::TfScanner;
