@@ -55,6 +55,16 @@ fn scan_reports_the_code_a_torchscript_archive_carries() {
         .map(|s| s["part"].as_str().unwrap())
         .collect();
     assert!(parts.iter().any(|p| p.starts_with("TorchScript code")), "{parts:?}");
+    // Each program is listed, with the weights_only bypass of torch <= 2.5.
+    let code = &r["files"][0]["streams"][0];
+    let programs: Vec<&str> = code["globals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert!(programs.contains(&"scripted_7/code/__torch__.py"), "{programs:?}");
+    assert!(code.to_string().contains("CVE-2025-32434"), "{code}");
     assert!(
         !parts.iter().any(|p| p.ends_with(".py")),
         "code is not parsed as pickles: {parts:?}"

@@ -103,6 +103,52 @@ const DANGEROUS_MODULES: &[(&str, &str)] = &[
     ("numpy.distutils", "runs setup code"),
     ("pandas.io.pickle", "unpickles more data"),
     ("keras.models", "loads models that may run code"),
+    // From the peer scanners' published bypasses (picklescan 1.0.5's
+    // `_unsafe_globals`, modelscan's and modelaudit's lists) and beyond.
+    ("aiohttp", "opens network connections"),
+    ("idlelib", "runs code (IDLE's interpreter)"),
+    ("imaplib", "runs commands (IMAP4_stream) and opens connections"),
+    ("poplib", "opens network connections"),
+    ("nntplib", "opens network connections"),
+    ("smtpd", "opens network connections"),
+    ("socketserver", "opens network connections"),
+    ("asyncore", "opens network connections"),
+    ("asynchat", "opens network connections"),
+    ("lib2to3", "unpickles grammar files"),
+    ("test", "spawns Python subprocesses (test.support)"),
+    ("mailcap", "runs commands (findmatch)"),
+    ("_osx_support", "runs commands"),
+    ("_aix_support", "runs commands"),
+    ("_pyrepl", "runs code and commands (pagers)"),
+    ("_sitebuiltins", "reads files and runs a pager"),
+    ("site", "runs .pth code and alters imports"),
+    ("_frozen_importlib", "imports modules"),
+    ("_frozen_importlib_external", "imports modules and loads files"),
+    ("_imp", "imports modules"),
+    ("_thread", "runs code in threads"),
+    ("threading", "runs code in threads"),
+    ("atexit", "runs code at exit"),
+    ("sched", "runs code on a schedule"),
+    ("gc", "reaches every object in the interpreter"),
+    ("linecache", "reads files"),
+    ("tarfile", "reads and writes files"),
+    ("zipfile", "reads and writes files"),
+    ("sqlite3", "creates and reads database files"),
+    ("dbm", "creates and reads database files"),
+    ("mmap", "maps files into memory"),
+    ("tkinter", "runs Tcl code (which runs commands)"),
+    ("_tkinter", "runs Tcl code (which runs commands)"),
+    ("logging.config", "listens on a socket and evaluates configuration"),
+    ("torch._inductor", "compiles and runs code (codecache.compile_file)"),
+    (
+        "torch.fx",
+        "generates and runs code (symbolic_shapes guards, graph modules)",
+    ),
+    ("torch.utils._config_module", "unpickles embedded configuration"),
+    ("torch.utils.bottleneck", "runs code under profilers"),
+    ("torch.utils.collect_env", "runs commands"),
+    ("torch.utils.data.datapipes.utils.decoder", "unpickles embedded data"),
+    ("torch.testing", "runs code"),
 ];
 
 /// Single functions (module, name) that run or load code.
@@ -148,6 +194,18 @@ const DANGEROUS_FUNCTIONS: &[(&str, &str, &str)] = &[
     ("numpy.core.multiarray", "fromfile", "reads files"),
     ("pandas", "read_pickle", "unpickles more data"),
     ("pandas", "eval", "evaluates code"),
+    ("builtins", "help", "starts a pager (which runs commands)"),
+    ("operator", "itemgetter", "reaches items of any object (globals dicts)"),
+    ("_operator", "itemgetter", "reaches items of any object (globals dicts)"),
+    ("operator", "call", "calls any function"),
+    ("_operator", "call", "calls any function"),
+    ("logging", "FileHandler", "creates files"),
+    ("codecs", "open", "opens files"),
+    ("gzip", "open", "opens files"),
+    ("bz2", "open", "opens files"),
+    ("lzma", "open", "opens files"),
+    ("weakref", "finalize", "calls any function when an object is freed"),
+    ("uuid", "getnode", "runs commands (ifconfig, arp, netstat)"),
 ];
 
 /// Last attributes of a dotted name that run or load code whatever object
@@ -255,6 +313,10 @@ pub fn classify(module: &str, name: &str, data: &dyn Constructors) -> (Verdict, 
         );
     }
     let m3 = python3_module(module);
+    // uuid's private helpers run ifconfig, arp and netstat (`_get_command_stdout`).
+    if m3 == "uuid" && name.starts_with('_') {
+        return (Verdict::Dangerous, "runs commands (uuid's private helpers)");
+    }
     if let Some(why) = module_reason(module).or_else(|| module_reason(m3)) {
         return (Verdict::Dangerous, why);
     }
@@ -267,7 +329,11 @@ pub fn classify(module: &str, name: &str, data: &dyn Constructors) -> (Verdict, 
         let parts: Vec<&str> = m3.split('.').chain(name.split('.')).collect();
         for i in 1..parts.len() {
             let (head, next) = (parts[..i].join("."), parts[i]);
-            if let Some(why) = function_reason(&head, next).or_else(|| module_reason(next)) {
+            let reached = format!("{head}.{next}");
+            if let Some(why) = function_reason(&head, next)
+                .or_else(|| module_reason(next))
+                .or_else(|| module_reason(&reached))
+            {
                 return (Verdict::Dangerous, why);
             }
         }
@@ -327,6 +393,124 @@ mod tests {
             assert_eq!(classify(m, n, &PYTHON).0, Verdict::Safe, "{m}.{n}");
         }
         assert_eq!(classify("__main__", "Net", &PYTHON).0, Verdict::Suspicious);
+        assert_eq!(classify("uuid", "UUID", &PYTHON).0, Verdict::Suspicious);
         assert_eq!(classify("mylib", "Thing.attr", &PYTHON).0, Verdict::Suspicious);
+    }
+
+    /// Every global picklescan 1.0.5 denies (its `_unsafe_globals`, one
+    /// name for each whole module), the gadgets of its GHSA advisories and
+    /// of modelscan's and modelaudit's lists: dangerous here, where a
+    /// global on no list would still be suspicious.
+    #[test]
+    fn the_peer_scanners_denylists_are_dangerous() {
+        for g in [
+            "__builtin__.eval",
+            "__builtin__.compile",
+            "__builtin__.getattr",
+            "__builtin__.apply",
+            "__builtin__.exec",
+            "__builtin__.open",
+            "__builtin__.breakpoint",
+            "builtins.eval",
+            "builtins.__import__",
+            "cloudpickle.cloudpickle._builtin_type",
+            "cloudpickle.cloudpickle._make_function",
+            "cloudpickle.cloudpickle.subimport",
+            "types.CodeType",
+            "types.FunctionType",
+            "aiohttp.ClientSession",
+            "asyncio.subprocess.create_subprocess_shell",
+            "bdb.Bdb.run",
+            "commands.getoutput",
+            "ctypes.CDLL",
+            "functools.partial",
+            "httplib.HTTPSConnection",
+            "logging.FileHandler",
+            "_io.FileIO",
+            "numpy.f2py.crackfortran._eval_length",
+            "numpy.testing._private.utils.runstring",
+            "nt.system",
+            "posix.system",
+            "_operator.attrgetter",
+            "_operator.itemgetter",
+            "_operator.methodcaller",
+            "operator.attrgetter",
+            "operator.itemgetter",
+            "operator.methodcaller",
+            "os.system",
+            "requests.api.get",
+            "runpy._run_code",
+            "shutil.rmtree",
+            "socket.create_connection",
+            "ssl.get_server_certificate",
+            "subprocess.Popen",
+            "sys.modules",
+            "code.InteractiveInterpreter.runcode",
+            "cProfile.run",
+            "distutils.file_util.write_file",
+            "doctest.debug_script",
+            "ensurepip._run_pip",
+            "idlelib.autocomplete.AutoComplete.get_entity",
+            "idlelib.calltip.get_entity",
+            "idlelib.debugobj.ObjectTreeItem.SetText",
+            "idlelib.pyshell.ModifiedInterpreter.runcode",
+            "idlelib.run.Executive.runcode",
+            "imaplib.IMAP4_stream",
+            "lib2to3.pgen2.grammar.Grammar.loads",
+            "lib2to3.pgen2.pgen.ParserGenerator.make_label",
+            "pdb.run",
+            "pickle.loads",
+            "_pickle.loads",
+            "pip.main",
+            "pkgutil.resolve_name",
+            "pty.spawn",
+            "profile.run",
+            "pydoc.locate",
+            "pydoc.pipepager",
+            "test.support.script_helper.assert_python_ok",
+            "timeit.timeit",
+            "torch._dynamo.guards.GuardBuilder.get",
+            "torch._inductor.codecache.compile_file",
+            "torch.fx.experimental.symbolic_shapes.ShapeEnv.evaluate_guards_expression",
+            "torch.jit.unsupported_tensor_ops.execWrapper",
+            "torch.serialization.load",
+            "torch.utils._config_module.ConfigModule.load_config",
+            "torch.utils.bottleneck.__main__.run_cprofile",
+            "torch.utils.collect_env.run",
+            "torch.utils.data.datapipes.utils.decoder.basichandlers",
+            "trace.Trace.run",
+            "urllib.request.urlopen",
+            "uuid._get_command_stdout",
+            "venv.create",
+            "webbrowser.open",
+            "_osx_support._read_output",
+            "_aix_support._read_cmd_output",
+            "_pyrepl.pager.pipe_pager",
+            "importlib.import_module",
+            "marshal.loads",
+            "mailcap.findmatch",
+            "builtins.help",
+            "operator.call",
+            "_sitebuiltins._Printer",
+            "_thread.start_new_thread",
+            "weakref.finalize",
+            "codecs.open",
+            "tarfile.open",
+            "zipfile.ZipFile",
+            "gc.get_objects",
+        ] {
+            // However a pickle splits it into module and (protocol-4
+            // dotted) name.
+            for cut in 1..=g.matches('.').count() {
+                let (m, n) = split_at_dot(g, cut);
+                assert_eq!(classify(m, n, &PYTHON).0, Verdict::Dangerous, "{m} {n}");
+            }
+        }
+    }
+
+    /// `g` cut at its `cut`-th dot: (module, name).
+    fn split_at_dot(g: &str, cut: usize) -> (&str, &str) {
+        let at = g.match_indices('.').nth(cut - 1).map_or(0, |(i, _)| i);
+        (&g[..at], &g[at + 1..])
     }
 }

@@ -143,19 +143,25 @@ fn scan_torch_zip(bytes: &[u8], out: &mut Vec<Stream>) {
         return out.push(Stream::unreadable("zip", "no readable central directory".into()));
     };
     let torchscript = entries.iter().any(|e| e.name.ends_with("data.pkl"));
-    let code = entries.iter().filter(|e| torchscript && is_code(&e.name)).count();
-    if code > 0 {
+    // Each program listed: torch.jit.load compiles and runs them all.
+    let code: Vec<Finding> = entries
+        .iter()
+        .filter(|e| torchscript && is_code(&e.name))
+        .map(|e| Finding {
+            module: "TorchScript program".into(),
+            name: e.name.clone(),
+            offset: 0,
+            uses: 1,
+            verdict: Verdict::Suspicious,
+            reason: "code torch.jit.load compiles and runs (torch.load hands it the archive; torch 2.5 and \
+                     older did so even under weights_only=True: CVE-2025-32434)",
+            separator: Finding::LABELLED,
+        })
+        .collect();
+    if !code.is_empty() {
         out.push(Stream::of_findings(
-            format!("TorchScript code ({code} files under code/)"),
-            vec![Finding {
-                module: "torch.jit".into(),
-                name: "load".into(),
-                offset: 0,
-                uses: code as u64,
-                verdict: Verdict::Suspicious,
-                reason: "TorchScript programs: torch.load hands the archive to torch.jit.load, which compiles and runs them",
-                separator: Finding::DOTTED,
-            }],
+            format!("TorchScript code ({} files under code/)", code.len()),
+            code,
         ));
     }
     scan_entries(bytes, &entries, &TorchZip { torchscript }, out);
