@@ -567,6 +567,36 @@ fn hdf5_external_links_are_reported() {
     }
     // A group linked into itself is walked once.
     scan_json(&[p(&fixture("hdf5/links.h5"))], 0);
+    // External raw storage and virtual datasets (gen_external.py; h5py read
+    // the named files, external_liveness.json): reported, never opened.
+    for (name, verdict, module, target) in [
+        (
+            "efl_absolute",
+            "dangerous",
+            "HDF5 external raw data of w",
+            "/etc/hostname",
+        ),
+        (
+            "efl_beside",
+            "suspicious",
+            "HDF5 external raw data of w",
+            "efl_beside.bin",
+        ),
+        ("vds_absolute", "suspicious", "HDF5 virtual dataset in group", "/"),
+    ] {
+        let r = scan_json(&[p(&fixture(&format!("hdf5/{name}.h5")))], 1);
+        let file = &r["files"][0];
+        assert_eq!(file["verdict"], verdict, "{name}: {r:#}");
+        let g = &file["streams"][0]["globals"][0];
+        assert_eq!(
+            (g["module"].as_str(), g["name"].as_str()),
+            (Some(module), Some(target)),
+            "{name}"
+        );
+    }
+    let (code, err) = stderr_of(&["inspect", p(&fixture("hdf5/efl_absolute.h5"))]);
+    assert_eq!(code, 2);
+    assert!(err.contains("external files, which are never opened"), "{err}");
 }
 
 /// Two of the last red team's "safe" payloads (both run `echo` under

@@ -75,11 +75,29 @@ fn h5_configs(path: &Path, len: u64, out: &mut Vec<Stream>) -> Result<(), String
     let options = hdf5_reader::OpenOptions::default().with_external_link_resolver(links.clone());
     let h5 = hdf5_reader::Hdf5File::from_storage_with_options(storage, options).map_err(|e| format!("HDF5: {e}"))?;
     let root = h5.root_group().map_err(|e| format!("HDF5 root group: {e}"))?;
-    walk_groups(&root, &mut HashSet::new(), 0).map_err(|e| format!("HDF5 groups: {e}"))?;
+    let mut walk = Walk {
+        h5: &h5,
+        seen: HashSet::new(),
+        raw_files: Vec::new(),
+        virtual_in: Vec::new(),
+    };
+    walk.group(&root, 0).map_err(|e| format!("HDF5 groups: {e}"))?;
     let names = std::mem::take(&mut *links.0.lock().unwrap_or_else(|p| p.into_inner()));
     let found: Vec<Finding> = names.into_iter().map(|name| external_link(path, name)).collect();
     if !found.is_empty() {
         out.push(Stream::of_findings("HDF5 external links".into(), found));
+    }
+    let raw: Vec<Finding> = walk
+        .raw_files
+        .into_iter()
+        .map(|(ds, file)| external_raw(path, ds, file))
+        .collect();
+    if !raw.is_empty() {
+        out.push(Stream::of_findings("HDF5 external raw data".into(), raw));
+    }
+    let virtual_: Vec<Finding> = walk.virtual_in.into_iter().map(virtual_dataset).collect();
+    if !virtual_.is_empty() {
+        out.push(Stream::of_findings("HDF5 virtual datasets".into(), virtual_));
     }
     let groups = [
         Some(("/", root.clone())),
@@ -139,21 +157,111 @@ const MAX_LINKS: usize = 1024;
 const MAX_GROUPS: usize = 1 << 20;
 const MAX_GROUP_DEPTH: usize = 256;
 
-/// Every group of the tree once (hard links may form cycles), so that
-/// every external link is resolved, and so recorded.
-fn walk_groups(g: &hdf5_reader::group::Group, seen: &mut HashSet<u64>, depth: usize) -> Result<(), String> {
-    if depth > MAX_GROUP_DEPTH || seen.len() >= MAX_GROUPS {
-        return Err(format!(
-            "more than {MAX_GROUPS} groups or deeper than {MAX_GROUP_DEPTH}"
-        ));
+/// The walk of every group once (hard links may form cycles), so that
+/// every external link is resolved (and so recorded), with what datasets
+/// name outside the file: external raw data files (the External Data
+/// Files message, whose names sit in a local heap) and virtual datasets
+/// (layout class 3, which the reader does not parse: the group holding
+/// one is reported and its other members are not walked).
+struct Walk<'h> {
+    h5: &'h hdf5_reader::Hdf5File,
+    seen: HashSet<u64>,
+    /// (dataset, file its raw data is read from).
+    raw_files: Vec<(String, String)>,
+    /// Groups holding a virtual dataset.
+    virtual_in: Vec<String>,
+}
+
+impl Walk<'_> {
+    fn group(&mut self, g: &hdf5_reader::group::Group, depth: usize) -> Result<(), String> {
+        if depth > MAX_GROUP_DEPTH || self.seen.len() >= MAX_GROUPS {
+            return Err(format!(
+                "more than {MAX_GROUPS} groups or deeper than {MAX_GROUP_DEPTH}"
+            ));
+        }
+        if !self.seen.insert(g.address()) {
+            return Ok(());
+        }
+        let (groups, datasets) = match g.members() {
+            Ok(m) => m,
+            Err(e) if e.to_string().contains("unsupported layout class 3") => {
+                self.virtual_in.push(g.name().to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(format!("{}: {e}", g.name())),
+        };
+        for ds in &datasets {
+            self.external_files(ds)?;
+        }
+        for child in groups {
+            self.group(&child, depth + 1)?;
+        }
+        Ok(())
     }
-    if !seen.insert(g.address()) {
-        return Ok(());
+
+    /// The files an External Data Files message names for `ds`.
+    fn external_files(&mut self, ds: &hdf5_reader::Dataset) -> Result<(), String> {
+        let header = self
+            .h5
+            .get_or_parse_header(ds.address())
+            .map_err(|e| format!("{}: {e}", ds.name()))?;
+        let sb = self.h5.superblock();
+        for m in &header.messages {
+            let hdf5_reader::messages::HdfMessage::ExternalFiles(efl) = m else {
+                continue;
+            };
+            let heap = hdf5_reader::local_heap::LocalHeap::parse_at_storage(
+                self.h5.storage(),
+                efl.heap_address,
+                sb.offset_size,
+                sb.length_size,
+            )
+            .map_err(|e| format!("{}: external file names: {e}", ds.name()))?;
+            for slot in efl.slots.iter().take(MAX_LINKS) {
+                let name = heap
+                    .get_string_storage(slot.name_offset, self.h5.storage())
+                    .map_err(|e| format!("{}: external file name: {e}", ds.name()))?;
+                if self.raw_files.len() < MAX_LINKS && !self.raw_files.iter().any(|(_, n)| *n == name) {
+                    self.raw_files.push((ds.name().to_string(), name));
+                }
+            }
+        }
+        Ok(())
     }
-    for child in g.groups().map_err(|e| format!("{}: {e}", g.name()))? {
-        walk_groups(&child, seen, depth + 1)?;
+}
+
+const RAW: &str = "external raw data: h5py reads the dataset's bytes from the named file (relative to the working directory or HDF5_EXTFILE_PREFIX)";
+const VIRTUAL: &str =
+    "a virtual dataset: h5py reads its data from the source files its mapping names (not decoded here)";
+
+/// A file a dataset's raw data is read from: dangerous outside the folder.
+fn external_raw(model: &Path, dataset: String, file: String) -> Finding {
+    let outside = modelconv_ir::scan::path_leaves_folder(model, &file);
+    Finding {
+        module: format!("HDF5 external raw data of {dataset}"),
+        name: file,
+        offset: 0,
+        uses: 1,
+        verdict: if outside.is_some() {
+            Verdict::Dangerous
+        } else {
+            Verdict::Suspicious
+        },
+        reason: outside.unwrap_or(RAW),
+        separator: Finding::LABELLED,
     }
-    Ok(())
+}
+
+fn virtual_dataset(group: String) -> Finding {
+    Finding {
+        module: "HDF5 virtual dataset in group".into(),
+        name: group,
+        offset: 0,
+        uses: 1,
+        verdict: Verdict::Suspicious,
+        reason: VIRTUAL,
+        separator: Finding::LABELLED,
+    }
 }
 
 const LINK: &str = "an HDF5 external link: h5py opens the named file (relative to the working directory or the model's folder) when the group is read";
