@@ -234,22 +234,9 @@ const RAW: &str = "external raw data: h5py reads the dataset's bytes from the na
 const VIRTUAL: &str =
     "a virtual dataset: h5py reads its data from the source files its mapping names (not decoded here)";
 
-/// A file a dataset's raw data is read from: dangerous outside the folder.
+/// A file a dataset's raw data is read from.
 fn external_raw(model: &Path, dataset: String, file: String) -> Finding {
-    let outside = modelconv_ir::scan::path_leaves_folder(model, &file);
-    Finding {
-        module: format!("HDF5 external raw data of {dataset}"),
-        name: file,
-        offset: 0,
-        uses: 1,
-        verdict: if outside.is_some() {
-            Verdict::Dangerous
-        } else {
-            Verdict::Suspicious
-        },
-        reason: outside.unwrap_or(RAW),
-        separator: Finding::LABELLED,
-    }
+    file_named(model, format!("HDF5 external raw data of {dataset}"), file, RAW)
 }
 
 fn virtual_dataset(group: String) -> Finding {
@@ -267,10 +254,16 @@ fn virtual_dataset(group: String) -> Finding {
 const LINK: &str = "an HDF5 external link: h5py opens the named file (relative to the working directory or the model's folder) when the group is read";
 
 fn external_link(model: &Path, name: String) -> Finding {
-    let outside = modelconv_ir::scan::path_leaves_folder(model, &name);
+    file_named(model, "HDF5 external link".into(), name, LINK)
+}
+
+/// A file the model makes h5py open: dangerous outside the model's folder,
+/// suspicious (for `beside`'s reason) within it.
+fn file_named(model: &Path, what: String, file: String, beside: &'static str) -> Finding {
+    let outside = modelconv_ir::scan::path_leaves_folder(model, &file);
     Finding {
-        module: "HDF5 external link".into(),
-        name,
+        module: what,
+        name: file,
         offset: 0,
         uses: 1,
         verdict: if outside.is_some() {
@@ -278,7 +271,7 @@ fn external_link(model: &Path, name: String) -> Finding {
         } else {
             Verdict::Suspicious
         },
-        reason: outside.unwrap_or(LINK),
+        reason: outside.unwrap_or(beside),
         separator: Finding::LABELLED,
     }
 }
