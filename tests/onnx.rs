@@ -33,6 +33,30 @@ fn extracted_weights_fill_the_template_back_byte_for_byte() {
     }
 }
 
+/// Initializers a template keeps in typed fields (float_data, int32_data,
+/// int64_data, double_data, uint64_data; fixtures/onnx/types.onnx, every
+/// type both ways) get the weights written back there: filling the
+/// template with its own extracted values gives its bytes. The 8- and
+/// 4-bit floats (read as F32) are left out and kept by --allow-missing.
+#[test]
+fn a_template_keeps_each_initializers_encoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let types = fixture("onnx/types.onnx");
+    let w = tmp.path().join("w.safetensors");
+    ok(&["-q", "convert", p(&types), p(&w), "--exclude", "float8|float4"]);
+    let out = tmp.path().join("filled.onnx");
+    ok(&[
+        "-q",
+        "convert",
+        p(&w),
+        p(&out),
+        "--template",
+        p(&types),
+        "--allow-missing",
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&types).unwrap());
+}
+
 #[test]
 fn template_mismatches_are_listed_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
@@ -533,4 +557,52 @@ fn constant_node_weights_are_weights() {
             assert_eq!(mp.opset_import[0].version, Some(11));
         }
     }
+}
+
+/// An opset-9 model (fixtures/onnx/gen_opset9.py) whose Softmax keeps it
+/// from opset 21: INT8 moves it to opset 11 as onnxruntime's quantizer
+/// does (opset9_ort.json), one scale per tensor; with a Pad whose pads
+/// are an attribute it cannot move and the refusal names Pad.
+#[test]
+fn opset_9_int8_moves_to_opset_11_where_the_ops_allow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q.onnx");
+    let src = fixture("onnx/opset9_mlp.onnx");
+    let r: serde_json::Value =
+        serde_json::from_str(&ok(&["quantize", "--json", p(&src), "-o", p(&q), "--type", "INT8"])).unwrap();
+    assert_eq!(
+        (
+            r["details"]["opset_before"].as_i64(),
+            r["details"]["opset_after"].as_i64()
+        ),
+        (Some(9), Some(11))
+    );
+    let ort: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("onnx/opset9_ort.json")).unwrap()).unwrap();
+    assert_eq!(ort["opset9_mlp"]["opset_after"], 11);
+    let mp = model_proto(&q);
+    assert_eq!((mp.opset_import[0].version, mp.ir_version), (Some(11), Some(6)));
+    let g = mp.graph.unwrap();
+    let dq: Vec<_> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("DequantizeLinear"))
+        .collect();
+    assert_eq!(dq.len(), 2);
+    assert!(dq.iter().all(|n| n.attribute.is_empty()), "per tensor at opset 11");
+    let (code, err) = stderr_of(&[
+        "quantize",
+        p(&fixture("onnx/opset9_pad.onnx")),
+        "-o",
+        p(&q),
+        "--type",
+        "INT8",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("nor to 11 (Pad changed meaning at opset 11, after 9)"),
+        "{err}"
+    );
+    let (code, err) = stderr_of(&["quantize", p(&src), "-o", p(&q), "--type", "INT8", "--keep-opset"]);
+    assert_eq!(code, 2, "{err}");
 }

@@ -585,6 +585,30 @@ def onnx_weight_only_quantization_runs_in_onnxruntime():
 
 
 @check
+def onnx_opset_9_int8_moves_to_11_as_onnxruntimes_quantizer_does():
+    """fixtures/onnx/opset9_mlp.onnx (Softmax keeps it from opset 21): INT8 moves it to
+    opset 11 like quantize_dynamic, passes the checker and runs in onnxruntime; the
+    Pad model (pads an attribute) is refused naming Pad."""
+    src = os.path.join(FIX, "onnx/opset9_mlp.onnx")
+    feed = {"x": np.random.default_rng(4).standard_normal((1, 64)).astype(np.float32)}
+    ref = ort_run(src, feed)
+    out = t("opset9_int8.onnx")
+    rep = json.loads(mc("quantize", src, "-o", out, "--type", "INT8", "--json"))
+    assert (rep["details"]["opset_before"], rep["details"]["opset_after"]) == (9, 11), rep["details"]
+    onnx.checker.check_model(out, full_check=True)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    theirs = t("opset9_ort.onnx")
+    quantize_dynamic(src, theirs, weight_type=QuantType.QInt8)
+    assert onnx.load(theirs).opset_import[0].version == onnx.load(out).opset_import[0].version == 11
+    c = cosine(ort_run(out, feed), ref)
+    assert c >= 0.99, c
+    p = subprocess.run([MC, "quantize", os.path.join(FIX, "onnx/opset9_pad.onnx"), "-o", t("pad.onnx"), "--type", "INT8"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "Pad changed meaning at opset 11" in p.stderr, p.stderr
+    print(f"        opset 9 -> 11 as onnxruntime's quantizer: cosine {c:.5f}")
+
+
+@check
 def onnx_quantization_of_gemm_and_gather_runs_in_onnxruntime():
     """Gemm with transB=1 (blocks along axis 1) and an embedding Gather, at opset 21 and kept at opset 13."""
     rng = np.random.default_rng(2)

@@ -56,7 +56,7 @@ pub fn fill(template: &OnnxFile, weights: &Model, allow_missing: bool) -> Result
                     });
                     continue;
                 }
-                match storage.stored_from_ir(w.data.clone(), numel) {
+                let stored = match storage.stored_from_ir(w.data.clone(), numel) {
                     _ if unchanged => orig.stored.clone(),
                     Some(s) => s,
                     None => {
@@ -65,7 +65,27 @@ pub fn fill(template: &OnnxFile, weights: &Model, allow_missing: bool) -> Result
                             tensor::type_name(orig.data_type)
                         )))
                     }
+                };
+                // A template that keeps this initializer in its typed field
+                // (float_data, int32_data, …) gets its new values there too.
+                if orig.storage == "typed field" {
+                    if let Some(typed) = in_typed_field(proto, orig.data_type, stored.as_ref())? {
+                        inits.push(OutInit {
+                            proto: typed,
+                            data: None,
+                        });
+                        continue;
+                    }
                 }
+                stored
+            }
+            // The template's own value, kept as the template stores it.
+            None if allow_missing && orig.storage == "typed field" => {
+                inits.push(OutInit {
+                    proto: proto.clone(),
+                    data: None,
+                });
+                continue;
             }
             None if allow_missing => orig.stored.clone(),
             None => {
@@ -130,4 +150,66 @@ pub fn fill(template: &OnnxFile, weights: &Model, allow_missing: bool) -> Result
         model: template.model.clone(),
         inits,
     })
+}
+
+/// `proto` with its typed field holding `stored` (the values as ONNX
+/// stores them, little-endian), as the onnx helper writes each type:
+/// FLOAT and COMPLEX64 in `float_data`, DOUBLE and COMPLEX128 in
+/// `double_data`, INT64 in `int64_data`, UINT32 and UINT64 in
+/// `uint64_data`, the narrower integers, BOOL, FLOAT16 and BFLOAT16 one
+/// per `int32_data` element (16-bit floats as their bits; 4- and 2-bit
+/// integers one packed byte per element, as the helper packs them). None for the
+/// other types (they are written to raw_data).
+fn in_typed_field(
+    proto: &crate::proto::TensorProto,
+    data_type: i32,
+    stored: &dyn modelconv_ir::DataSource,
+) -> Result<Option<crate::proto::TensorProto>> {
+    use crate::tensor::dt;
+    let width = match data_type {
+        dt::FLOAT | dt::COMPLEX64 | dt::INT32 | dt::UINT32 => 4,
+        dt::DOUBLE | dt::COMPLEX128 | dt::INT64 | dt::UINT64 => 8,
+        dt::INT16 | dt::UINT16 | dt::FLOAT16 | dt::BFLOAT16 => 2,
+        dt::INT8 | dt::UINT8 | dt::BOOL | dt::INT4 | dt::UINT4 | dt::INT2 | dt::UINT2 => 1,
+        _ => return Ok(None),
+    };
+    let len = usize::try_from(stored.len()).map_err(|_| Error::internal("initializer too large"))?;
+    let mut bytes = vec![0u8; len];
+    stored.read_at(0, &mut bytes)?;
+    let mut out = proto.clone();
+    out.raw_data = None;
+    let chunks = bytes.chunks_exact(width);
+    match data_type {
+        dt::FLOAT | dt::COMPLEX64 => {
+            out.float_data = chunks.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+        dt::DOUBLE | dt::COMPLEX128 => {
+            out.double_data = chunks
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect()
+        }
+        dt::INT64 => {
+            out.int64_data = chunks
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect()
+        }
+        dt::UINT64 => {
+            out.uint64_data = chunks
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect()
+        }
+        dt::UINT32 => {
+            out.uint64_data = chunks
+                .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect()
+        }
+        dt::INT32 => out.int32_data = chunks.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        dt::INT16 => out.int32_data = chunks.map(|c| i32::from(i16::from_le_bytes([c[0], c[1]]))).collect(),
+        dt::UINT16 | dt::FLOAT16 | dt::BFLOAT16 => {
+            out.int32_data = chunks.map(|c| i32::from(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        dt::INT8 => out.int32_data = bytes.iter().map(|&b| i32::from(b as i8)).collect(),
+        _ => out.int32_data = bytes.iter().map(|&b| i32::from(b)).collect(),
+    }
+    Ok(Some(out))
 }

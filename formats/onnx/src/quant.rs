@@ -221,6 +221,47 @@ pub const UPGRADE_SAFE_SINCE: &[(&str, i64)] = &[
     ("Xor", 7),
 ];
 
+/// Default-domain ops whose nodes, valid at opset 9 and below, change
+/// meaning or stop being valid at opset 10 or 11 (an attribute made an
+/// input, a changed output type, a deprecated op), with that opset.
+pub const CHANGED_BY_OPSET_11: &[(&str, i64)] = &[
+    ("Slice", 10),
+    ("TopK", 10),
+    ("Upsample", 10),
+    ("Dropout", 10),
+    ("Resize", 11),
+    ("Pad", 11),
+    ("Clip", 11),
+    ("Scatter", 11),
+    ("MaxUnpool", 11),
+];
+
+/// Why the default-domain opset `v` (below 10) cannot move to 11 as
+/// onnxruntime's quantizer moves it (its "opset < 10" branch), or `None`
+/// if every op keeps its meaning: none changed at 10 or 11, and each is
+/// one whose history is known ([`UPGRADE_SAFE_SINCE`]; later changes do
+/// not matter here).
+pub fn upgrade_to_11_blocker(g: &GraphProto, v: i64) -> Option<String> {
+    for n in &g.node {
+        if graph::is_default_domain(n) {
+            if let Some((o, at)) = CHANGED_BY_OPSET_11.iter().find(|(o, at)| *o == op(n) && *at > v) {
+                return Some(format!("{o} changed meaning at opset {at}, after {v}"));
+            }
+            if !UPGRADE_SAFE_SINCE.iter().any(|(o, _)| *o == op(n)) {
+                return Some(format!("op {} is not known to be unchanged up to opset 11", op(n)));
+            }
+        }
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                if let Some(r) = upgrade_to_11_blocker(sub, v) {
+                    return Some(r);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Why the default-domain opset `v` cannot move to 21, or `None` if it can.
 pub fn upgrade_blocker(g: &GraphProto, v: i64) -> Option<String> {
     for n in &g.node {
@@ -661,7 +702,8 @@ pub fn quantize(file: &OnnxFile, opts: &QuantOptions) -> Result<(OnnxOut, QuantR
 /// The scheme family for the whole model, decided once from its opset.
 #[derive(Debug, Clone, Copy)]
 struct Family {
-    /// The default-domain opset before the rewrite.
+    /// The default-domain opset the quantized model has (after a move to
+    /// 11 below opset 10; 21 is `blocked_ok`).
     opset: i64,
     /// Blocked DequantizeLinear and INT4 are available (opset 21, or moved to it).
     blocked_ok: bool,
@@ -670,8 +712,10 @@ struct Family {
 }
 
 /// Decides the [`Family`], moving the model to opset 21 (IR 10) when
-/// blocked scales need it and nothing blocks the move; refuses INT8 on a
-/// model that has no DequantizeLinear and cannot move.
+/// blocked scales need it and nothing blocks the move; below opset 10
+/// (no DequantizeLinear) otherwise to opset 11 as onnxruntime's quantizer
+/// does, where every op keeps its meaning; refuses INT8 on a model that
+/// can move to neither, naming the op.
 fn choose_family(
     file: &OnnxFile,
     opts: &QuantOptions,
@@ -695,7 +739,9 @@ fn choose_family(
         stay_reason = Some("--keep-opset".to_string());
         false
     } else if let Some(why) = upgrade_blocker(g, v) {
-        report.skipped.push((String::new(), format!("opset {v} kept: {why}")));
+        report
+            .skipped
+            .push((String::new(), format!("opset {v} not moved to 21: {why}")));
         stay_reason = Some(why);
         false
     } else {
@@ -708,27 +754,43 @@ fn choose_family(
         }
         model.ir_version = Some(model.ir_version.unwrap_or(0).max(10));
     }
+    let mut v_now = v;
     if !blocked_ok && opts.ty == QType::Int8 && v < 10 {
-        return Err(Error::unsupported(format!(
-            "{}: opset {v} has no DequantizeLinear (it came in opset 10), and the model cannot move to opset 21: {}",
-            file.path.display(),
-            stay_reason
-                .as_deref()
-                .unwrap_or("per-channel scales were asked for (--block-size 0)")
-        )));
+        // As onnxruntime's quantizer does: opset 11 first, where the ops allow.
+        let to_11 = if opts.upgrade_opset {
+            upgrade_to_11_blocker(g, v)
+        } else {
+            Some("--keep-opset".to_string())
+        };
+        if let Some(why) = to_11 {
+            return Err(Error::unsupported(format!(
+                "{}: opset {v} has no DequantizeLinear (it came in opset 10), and the model cannot move to opset 21 ({}) nor to 11 ({why})",
+                file.path.display(),
+                stay_reason
+                    .as_deref()
+                    .unwrap_or("per-channel scales were asked for (--block-size 0)")
+            )));
+        }
+        if let Some(i) = opset_idx {
+            model.opset_import[i].version = Some(11);
+        }
+        // Opset 11 needs IR version 6.
+        model.ir_version = Some(model.ir_version.unwrap_or(0).max(6));
+        report.opset_after = 11;
+        v_now = 11;
     }
-    let per_tensor = !blocked_ok && opts.ty == QType::Int8 && v < 13;
+    let per_tensor = !blocked_ok && opts.ty == QType::Int8 && v_now < 13;
     if per_tensor {
         report.skipped.push((
             String::new(),
             format!(
-                "opset {v}: one scale per tensor (per-channel DequantizeLinear needs opset 13; the model stays at {v}: {})",
+                "opset {v_now}: one scale per tensor (per-channel DequantizeLinear needs opset 13; the model is at {v_now}: {})",
                 stay_reason.as_deref().unwrap_or("--block-size 0")
             ),
         ));
     }
     Ok(Family {
-        opset: v,
+        opset: v_now,
         blocked_ok,
         per_tensor,
     })
