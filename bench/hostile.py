@@ -5,6 +5,10 @@ it must end within 1 s, with exit 0, 1 or 2, under 256 MiB peak RSS (or
 exit 2 naming a limit). Prints a Markdown table: case, command, wall
 seconds, peak RSS, exit code, and whether it meets the target.
 
+Issue 22 added the readers since: joblib (compressed too), chat
+templates, SavedModel graphs, zips read as CPython reads them, npz, Flax
+msgpack, and the HDF5 fixtures built to hurt its reader.
+
 Usage: python3 bench/hostile.py [modelconv binary]
 """
 import os
@@ -14,6 +18,8 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
+import io
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/modelconv"
 TIME = "/usr/bin/time"
@@ -105,10 +111,82 @@ def other_files(d):
     return out
 
 
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def field(num, payload):
+    """A length-delimited protobuf field."""
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def zeros_deflate(mib):
+    """Raw deflate of `mib` MiB of zeros: one sync-flushed segment repeated."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    seg = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_SYNC_FLUSH)
+    return seg * mib + b"\x03\x00"
+
+
+def readers_since_hardening_ii(d):
+    """The readers added or widened for issue 22, and the older readers'
+    files from fixtures/ built to hurt them."""
+    out = {}
+    # joblib: a gzip bomb whose stream starts like a pickle (2 GiB of zeros).
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = c.compress(b"\x80\x04") + c.flush(zlib.Z_SYNC_FLUSH)
+    body = head + zeros_deflate(2048)
+    out["joblib, gzip bomb to 2 GiB"] = ("bomb.joblib", b"\x1f\x8b\x08\x00\0\0\0\0\x00\xff" + body + b"\0" * 8)
+    # joblib: an array record claiming 2^40 float32 elements.
+    wrapper = (b"\x80\x04\x8c\x13joblib.numpy_pickle\x8c\x11NumpyArrayWrapper\x93)\x81}(\x8c\x05shape\x8a\x06\x00\x00\x00\x00\x00\x01\x85"
+               b"\x8c\x05dtype\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02f4\x89\x88\x87R(K\x03\x8c\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tbub.")
+    out["joblib, 2^40-element array record"] = ("big.joblib", wrapper)
+    # Chat templates: 1M distinct underscore attributes; 1M nested parentheses.
+    attrs = "".join("{{ x._a%d }}" % i for i in range(1_000_000)).encode()
+    out["chat template, 1M distinct underscore attributes"] = ("t.jinja", attrs)
+    out["chat template, 1M nested parentheses"] = ("deep.jinja", b"{{ " + b"(" * 1_000_000 + b"x" + b")" * 1_000_000 + b" }}")
+    cfg = b'{"chat_template": "' + b"{{ x.y }}" * 1_000_000 + b'"}'
+    out["tokenizer_config.json, 9 MB template"] = ("tokenizer_config.json", cfg)
+    # A SavedModel with 1M ReadFile nodes in one graph.
+    node = field(1, b"n") + field(2, b"ReadFile")
+    graph = field(1, node) * 1_000_000
+    out["SavedModel, 1M ReadFile nodes"] = ("saved_model.pb", b"\x08\x01" + field(2, field(2, graph)))
+    # A zip directory Python reads as 200 000 records, the end record counting one.
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_STORED) as z:
+        for i in range(200_000):
+            z.writestr(f"m{i}", b"")
+    zb = bytearray(zbuf.getvalue())
+    eocd = zb.rindex(b"PK\x05\x06")
+    zb[eocd + 8 : eocd + 12] = struct.pack("<HH", 1, 1)
+    out["zip, 200 000 records counted as 1"] = ("count.npz", bytes(zb))
+    # npz of 100 000 members.
+    nbuf = io.BytesIO()
+    npy = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }" + b" " * 46 + b"\n"
+    with zipfile.ZipFile(nbuf, "w", zipfile.ZIP_STORED) as z:
+        for i in range(100_000):
+            z.writestr(f"a{i}.npy", npy)
+    out["npz, 100 000 members"] = ("many.npz", nbuf.getvalue())
+    # Flax msgpack: 1M nested arrays, and a map claiming 2^32 entries.
+    out["flax msgpack, 1M nested arrays"] = ("deep.msgpack", b"\x91" * 1_000_000 + b"\xc0")
+    out["flax msgpack, 2^32-entry map"] = ("huge.msgpack", b"\xdf\xff\xff\xff\xff" + b"\xa1a\xc0")
+    out["flax msgpack, ext of 2^32 bytes"] = ("ext.msgpack", b"\x81\xa1w\xc9\xff\xff\xff\xff\x01")
+    # The HDF5 reader's hostile fixtures (cycles, huge dims, bombs).
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "hdf5")
+    for f in ["header_loop.h5", "huge_dims.h5", "chunk_index_past_end.h5", "chunk_past_end.h5", "bad_deflate.h5", "links.h5"]:
+        out[f"HDF5 fixture {f}"] = (f, open(os.path.join(root, f), "rb").read())
+    return out
+
+
 def main():
     scratch = tempfile.mkdtemp(prefix="modelconv-hostile-")
     cases = [(name, "p.pkl", data) for name, data in pickles(scratch).items()]
     cases += [(name, fname, data) for name, (fname, data) in other_files(scratch).items()]
+    cases += [(name, fname, data) for name, (fname, data) in readers_since_hardening_ii(scratch).items()]
     print("| input | command | wall s | peak RSS MiB | exit | target met |")
     print("|---|---|---:|---:|---:|---|")
     for name, fname, data in cases:

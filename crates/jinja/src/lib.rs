@@ -104,14 +104,24 @@ pub struct LexError {
 /// Everything of note in `template` (in order of offset), or why it does
 /// not lex.
 pub fn judge(template: &str) -> Result<Vec<Concern>, LexError> {
-    let blocks = lex(template)?;
-    let mut out = Vec::new();
-    for b in &blocks {
-        judge_block(b, &mut out);
-    }
-    out.sort_by_key(|c| c.offset);
-    Ok(out)
+    let mut out = Concerns::default();
+    // Block by block: a template of a million blocks holds one at a time.
+    lex(template, |b| judge_block(&b, &mut out))?;
+    let mut all = out.kept;
+    all.sort_by_key(|c| c.offset);
+    Ok(all)
 }
+
+/// Concerns kept for the report: the first [`MAX_CONCERNS`], then only
+/// those worse than every one kept (the verdict is never lost).
+#[derive(Default)]
+struct Concerns {
+    kept: Vec<Concern>,
+    worst: Option<Verdict>,
+}
+
+/// Concerns one template reports at most (beyond them, only worse ones).
+pub const MAX_CONCERNS: usize = 4096;
 
 /// A template's findings as a scan stream named `part` (None when it has
 /// none): findings grouped by what they name, a template that does not
@@ -131,18 +141,24 @@ pub fn scan_template(part: &str, template: &str) -> Option<Stream> {
         }
     };
     let mut findings: Vec<Finding> = Vec::new();
+    // Grouped through an index: a template naming a million distinct
+    // attributes stays linear.
+    let mut index: std::collections::HashMap<(String, &'static str), usize> = std::collections::HashMap::new();
     for c in concerns {
-        match findings.iter_mut().find(|f| f.name == c.what && f.reason == c.reason) {
-            Some(f) => f.uses += 1,
-            None => findings.push(Finding {
-                module: "jinja2 template".into(),
-                name: c.what,
-                offset: c.offset,
-                uses: 1,
-                verdict: c.verdict,
-                reason: c.reason,
-                separator: Finding::LABELLED,
-            }),
+        match index.get(&(c.what.clone(), c.reason)) {
+            Some(&i) => findings[i].uses += 1,
+            None => {
+                index.insert((c.what.clone(), c.reason), findings.len());
+                findings.push(Finding {
+                    module: "jinja2 template".into(),
+                    name: c.what,
+                    offset: c.offset,
+                    uses: 1,
+                    verdict: c.verdict,
+                    reason: c.reason,
+                    separator: Finding::LABELLED,
+                });
+            }
         }
     }
     Some(Stream::of_findings(format!("{part} (chat template)"), findings))
@@ -213,8 +229,12 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-fn concern(out: &mut Vec<Concern>, offset: usize, what: String, verdict: Verdict, reason: &'static str) {
-    out.push(Concern {
+fn concern(out: &mut Concerns, offset: usize, what: String, verdict: Verdict, reason: &'static str) {
+    if out.kept.len() >= MAX_CONCERNS && out.worst.is_some_and(|w| verdict <= w) {
+        return;
+    }
+    out.worst = out.worst.max(Some(verdict));
+    out.kept.push(Concern {
         offset,
         what,
         verdict,
@@ -223,7 +243,7 @@ fn concern(out: &mut Vec<Concern>, offset: usize, what: String, verdict: Verdict
 }
 
 /// An attribute reached by name (`.n`, `["n"]`, `|attr("n")`, `attribute="n"`).
-fn judge_attribute(name: &str, offset: usize, how: &str, out: &mut Vec<Concern>) {
+fn judge_attribute(name: &str, offset: usize, how: &str, out: &mut Concerns) {
     if name.starts_with('_') {
         let reason = "an underscore attribute: Python's internals, the way out of jinja2's sandbox (CVE-2024-34359)";
         concern(out, offset, format!("{how} {name}"), Verdict::Dangerous, reason);
@@ -237,7 +257,7 @@ fn op(t: Option<&(usize, Tok)>, o: &str) -> bool {
     matches!(t, Some((_, Tok::Op(x))) if x == o)
 }
 
-fn judge_block(b: &Block, out: &mut Vec<Concern>) {
+fn judge_block(b: &Block, out: &mut Concerns) {
     let t = &b.tokens;
     if b.statement {
         if let Some((at, Tok::Name(first))) = t.first() {
@@ -301,10 +321,10 @@ fn judge_block(b: &Block, out: &mut Vec<Concern>) {
     }
 }
 
-/// The blocks of a template, as jinja2's lexer finds them.
-fn lex(src: &str) -> Result<Vec<Block>, LexError> {
+/// The blocks of a template, as jinja2's lexer finds them, each handed
+/// to `each` in turn.
+fn lex(src: &str, mut each: impl FnMut(Block)) -> Result<(), LexError> {
     let b = src.as_bytes();
-    let mut blocks = Vec::new();
     let mut at = 0;
     while let Some(rel) = find_start(&b[at..]) {
         let start = at + rel;
@@ -324,12 +344,12 @@ fn lex(src: &str) -> Result<Vec<Block>, LexError> {
             _ => {
                 let statement = kind == b'%';
                 let (tokens, end) = tokens(src, body, statement)?;
-                blocks.push(Block { statement, tokens });
+                each(Block { statement, tokens });
                 at = end;
             }
         }
     }
-    Ok(blocks)
+    Ok(())
 }
 
 fn err(offset: usize, msg: &str) -> LexError {

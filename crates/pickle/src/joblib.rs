@@ -146,6 +146,14 @@ pub fn array_of(state: &Value) -> Result<Array, String> {
     Ok(Array::Raw { align, bytes })
 }
 
+/// Most bytes a compressed joblib file is decompressed to for scanning:
+/// 16 times the file (arrays compress a few times, not more), at least
+/// 64 MiB, at most 1 GiB. Past it the file is reported, not read on (a
+/// bomb costs what this cap allows, not what it claims).
+pub fn decompression_cap(file_len: u64) -> u64 {
+    file_len.saturating_mul(16).clamp(64 << 20, 1 << 30)
+}
+
 /// The compressors `joblib.dump(compress=…)` writes, by the magic bytes
 /// joblib's `_detect_compressor` looks for.
 pub fn compressor(b: &[u8]) -> Option<&'static str> {

@@ -95,7 +95,7 @@ fn joblib_compressed(bytes: &[u8], streams: &mut Vec<Stream>) -> Option<&'static
     if !looks_like_pickle(&modelconv_pickle::joblib::decompress(kind, bytes, 16).0) {
         return None;
     }
-    let cap = zipscan::inflation_budget(bytes.len() as u64);
+    let cap = modelconv_pickle::joblib::decompression_cap(bytes.len() as u64);
     let (plain, why) = modelconv_pickle::joblib::decompress(kind, bytes, cap);
     let part = format!("pickle ({kind}-compressed)");
     scan_joblib(&plain, &part, &TORCH, streams);

@@ -102,10 +102,18 @@ impl modelconv_ir::scan::Scanner for SafetensorsScanner {
 /// The findings of the templates in a header's `__metadata__` (none when
 /// the header is not JSON: the safetensors library refuses such a file).
 fn metadata_templates(header: &[u8]) -> Vec<modelconv_ir::scan::Stream> {
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(header) else {
+    /// The header's `__metadata__` alone (tensor entries are skipped
+    /// unparsed, so memory follows the metadata, not the tensor count).
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "__metadata__")]
+        metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    }
+    let holds = |pat: &[u8]| header.windows(pat.len()).any(|w| w == pat);
+    if !(holds(b"chat_template") || holds(b"{{") || holds(b"{%")) {
         return Vec::new();
-    };
-    let Some(meta) = json.get("__metadata__").and_then(|m| m.as_object()) else {
+    }
+    let Ok(Head { metadata: Some(meta) }) = serde_json::from_slice::<Head>(header) else {
         return Vec::new();
     };
     meta.iter()
