@@ -18,6 +18,24 @@ fi
 cargo build --quiet --manifest-path "$root/Cargo.toml" --bin modelconv
 status=0
 MODELCONV="$root/target/debug/modelconv" FIXTURES="$root/fixtures" "$venv/bin/python" "$root/tests/interop/interop.py" || status=1
+# The peer scanners on the bypass corpus (SECURITY.md's comparison table),
+# in a venv of their own (their pins differ from ours).
+peers="$root/target/peers-venv"
+preq="$root/tests/interop/peers-requirements.txt"
+if [ ! -x "$peers/bin/picklescan" ] || ! cmp -s "$preq" "$peers/requirements.txt"; then
+  rm -rf "$peers"
+  python3 -m venv "$peers"
+  "$peers/bin/pip" install --quiet --disable-pip-version-check -r "$preq"
+  cp "$preq" "$peers/requirements.txt"
+fi
+if "$peers/bin/python" "$root/tests/interop/peers.py" "$peers/bin" "$root/target/debug/modelconv" "$root/fixtures" \
+    >"$root/target/peers.md" 2>"$root/target/peers.log"; then
+  echo "interop: peers: $(tail -6 "$root/target/peers.md" | tr '\n' ' ')"
+else
+  tail -20 "$root/target/peers.md"
+  echo "interop: peers.py: modelconv missed a payload or flagged a benign file (target/peers.md)"
+  status=1
+fi
 # Hugging Face folders → GGUF against llama.cpp's converter and tools (built
 # once from the llama-cpp-python source package, cached under target/).
 llama=$(bash "$root/tests/interop/llama_cpp.sh")
