@@ -648,6 +648,10 @@ fn zip_and_pickle_tricks_made_by_torch_and_numpy_are_dangerous() {
         let out = expect_code(&["scan", p(&dir.join(name))], 1);
         assert!(out.contains("read differently by torch's reader"), "{out}");
         assert!(out.contains("b.npy (npy object array)"), "{out}");
+        // Reading it, we would not read what numpy.load reads: refused.
+        let (code, err) = stderr_of(&["inspect", p(&dir.join(name))]);
+        assert_eq!(code, 2);
+        assert!(err.contains("a tampered archive"), "{err}");
     }
     let benign = expect_code(&["scan", p(&fixture("torch/simple_f32_7.pt"))], 0);
     assert!(!benign.contains("read differently"), "{benign}");

@@ -142,6 +142,19 @@ pub fn open(path: &Path, hint: Option<DType>) -> Result<Model> {
             .push(array(src.clone(), &peek, &name, path, hint, Some((0, path)))?);
         return Ok(model);
     }
+    // numpy.load reads the directory with CPython's zipfile; when that
+    // reading lists other members than ours (a tampered archive), what we
+    // would read is not what numpy loads. (A file too big to map under an
+    // address-space limit is read by ranges, without this check.)
+    let differ = file.mapped().ok().and_then(modelconv_pickle::zipscan::readings_differ);
+    if let Some((ours, python)) = differ {
+        return Err(Error::malformed(
+            path,
+            format!(
+                "the zip directory lists {ours} members as most readers read it and {python} as Python's zipfile (numpy.load) reads it: a tampered archive"
+            ),
+        ));
+    }
     let mut zip = zip::ZipArchive::new(&file.file).map_err(|e| Error::malformed(path, format!("zip: {e}")))?;
     if zip.len() > MAX_MEMBERS {
         return Err(Error::limit(
