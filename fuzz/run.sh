@@ -11,7 +11,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(pickle_vm scan torch zip safetensors gguf onnx hf_files numpy flax paddle tf hdf5 jinja joblib)
+  targets=(pickle_vm scan torch zip safetensors gguf onnx hf_files numpy flax paddle tf hdf5 jinja joblib torchscript)
 fi
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
 export RUSTC_BOOTSTRAP=1

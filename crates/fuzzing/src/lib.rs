@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("hdf5", hdf5),
     ("jinja", jinja),
     ("joblib", joblib),
+    ("torchscript", torchscript),
 ];
 
 struct AnyStorage;
@@ -87,6 +88,74 @@ pub fn joblib(data: &[u8]) {
     for kind in ["gzip", "zlib", "bz2", "xz", "lzma"] {
         let _ = modelconv_pickle::joblib::decompress(kind, data, 16 << 20);
     }
+}
+
+/// TorchScript archives: a small archive like torch.jit.save's (data.pkl,
+/// one class in code/, constants.pkl) with the fuzzer's bytes as one
+/// member (the first byte picks which): the reader and scan.
+pub fn torchscript(data: &[u8]) {
+    let Some(zip) = torchscript_archive(data) else { return };
+    let Some(f) = temp_input("fuzz.pt", &zip) else { return };
+    if let Ok(m) = modelconv_pytorch::open_with(&f.path, modelconv_pytorch::Selection::StateDict) {
+        read_tensors(&m);
+    }
+    let _ = modelconv::registry::scan_bytes(&f.path, &zip);
+}
+
+/// The archive [`torchscript`] reads: `data`'s first byte picks the member
+/// the rest of it replaces.
+fn torchscript_archive(data: &[u8]) -> Option<Vec<u8>> {
+    let (&pick, body) = data.split_first()?;
+    let code = b"class M(Module):\n  __parameters__ = [\"w\", ]\n  __buffers__ = []\n  w : Tensor\n";
+    let pkl: &[u8] = b"\x80\x02c__torch__\nM\n)\x81}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00K\x01\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtRsb.";
+    let mut members: Vec<(&str, &[u8])> = vec![
+        ("m/data.pkl", pkl),
+        ("m/code/__torch__.py", code),
+        ("m/constants.pkl", b"\x80\x02).".as_slice()),
+        ("m/data/0", &[0u8; 4]),
+        ("m/version", b"3\n"),
+    ];
+    let slot = usize::from(pick) % 3;
+    members[slot].1 = body;
+    Some(stored_zip(&members))
+}
+
+/// A zip of stored members with their CRC-32s (what torch.jit.save writes,
+/// less its alignment padding).
+fn stored_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    for (name, data) in members {
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        let offset = out.len() as u32;
+        let head = |v: &mut Vec<u8>| {
+            v.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            v.extend_from_slice(&crc.sum().to_le_bytes());
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            v.extend_from_slice(&[0, 0]);
+        };
+        out.extend_from_slice(b"PK\x03\x04");
+        head(&mut out);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        central.extend_from_slice(b"PK\x01\x02\x14\x00");
+        head(&mut central);
+        central.extend_from_slice(&[0; 10]);
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let (at, n) = (out.len() as u32, members.len() as u16);
+    let len = central.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0");
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
 }
 
 /// The bytes in a file of the given name, in a private temp folder.
@@ -255,5 +324,19 @@ pub fn hf_files(data: &[u8]) {
         let mut md = modelconv_ir::Metadata::new();
         let g = modelconv_llama::meta::General::for_folder(dir, &folder.hparams.map, 1 << 20);
         let _ = modelconv_llama::meta::write_general(&mut md, dir, &g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The harness's archive, with its own constants, is one the TorchScript
+    /// reader opens (so the fuzzer starts from a working file).
+    #[test]
+    fn the_torchscript_harness_archive_opens() {
+        let zip = super::torchscript_archive(b"\x02\x80\x02).").unwrap();
+        let f = super::temp_input("t.pt", &zip).unwrap();
+        let m = modelconv_pytorch::open_with(&f.path, modelconv_pytorch::Selection::StateDict).unwrap();
+        assert_eq!(m.tensors.len(), 1);
+        assert_eq!(m.tensors[0].info.name, "w");
     }
 }
