@@ -236,3 +236,58 @@ fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
         same(&out, &format!("hf/arch/{arch}.F16.gguf"));
     }
 }
+
+/// A tokenizer.json that carries truncation and padding (as most
+/// sentence-transformers exports do: max_length 128, fixed padding)
+/// hashes as convert_hf_to_gguf hashes it (transformers' encode turns
+/// both off): the BERT folder so edited converts to the same file.
+#[test]
+fn a_tokenizer_with_truncation_and_padding_hashes_as_the_converter_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bert");
+    std::fs::create_dir(&model).unwrap();
+    for e in std::fs::read_dir(fixture("hf/arch/bert")).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir(model.join("1_Pooling")).unwrap();
+    std::fs::copy(
+        fixture("hf/arch/bert/1_Pooling/config.json"),
+        model.join("1_Pooling/config.json"),
+    )
+    .unwrap();
+    let path = model.join("tokenizer.json");
+    let mut tok: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tok["truncation"] =
+        serde_json::json!({"direction": "Right", "max_length": 128, "strategy": "LongestFirst", "stride": 0});
+    tok["padding"] = serde_json::json!({"strategy": {"Fixed": 128}, "direction": "Right", "pad_to_multiple_of": null,
+        "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"});
+    std::fs::write(&path, serde_json::to_vec(&tok).unwrap()).unwrap();
+    let out = dir.path().join("bert.gguf");
+    ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
+    same(&out, "hf/arch/bert.F16.gguf");
+}
+
+/// `add_prefix_space` in tokenizer_config.json becomes
+/// `tokenizer.ggml.add_space_prefix` for LlamaModel only; GPT-2's
+/// converter class never writes the key: the folder with it converts to
+/// the same file.
+#[test]
+fn add_prefix_space_is_written_only_where_the_converter_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("gpt2");
+    std::fs::create_dir(&model).unwrap();
+    for e in std::fs::read_dir(fixture("hf/arch/gpt2")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+    }
+    let path = model.join("tokenizer_config.json");
+    let mut tc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tc["add_prefix_space"] = serde_json::json!(true);
+    std::fs::write(&path, serde_json::to_vec(&tc).unwrap()).unwrap();
+    let out = dir.path().join("gpt2.gguf");
+    ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
+    same(&out, "hf/arch/gpt2.F16.gguf");
+}

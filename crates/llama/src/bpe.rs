@@ -5,8 +5,8 @@
 //! check text, looked up in llama.cpp's table (`data/bpe_pre.json`).
 
 use crate::config::read_limited;
-use crate::sha256;
 use modelconv_ir::{Error, Result};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::path::Path;
 use tokenizers::Tokenizer;
@@ -28,10 +28,17 @@ pub struct Bpe {
     pub pre: String,
 }
 
-/// Loads `tokenizer.json` with HF's tokenizer.
+/// Loads `tokenizer.json` with HF's tokenizer, as transformers' encode()
+/// uses it: without the truncation and padding the file may carry
+/// (sentence-transformers exports: max_length 128, fixed padding), which
+/// transformers turns off unless a call asks for them.
 pub fn load(path: &Path) -> Result<Tokenizer> {
     let bytes = read_limited(path, MAX_TOKENIZER)?;
-    Tokenizer::from_bytes(&bytes).map_err(|e| Error::malformed(path, format!("tokenizer.json: {e}")))
+    let mut tok = Tokenizer::from_bytes(&bytes).map_err(|e| Error::malformed(path, format!("tokenizer.json: {e}")))?;
+    tok.with_truncation(None)
+        .map_err(|e| Error::malformed(path, format!("tokenizer.json truncation: {e}")))?;
+    tok.with_padding(None);
+    Ok(tok)
 }
 
 /// The `tokenizer.ggml.pre` name of `tok`, by the check-text hash.
@@ -44,7 +51,8 @@ pub fn pre_name(path: &Path, tok: &Tokenizer) -> Result<String> {
         .map_err(|e| Error::malformed(path, format!("tokenizing the check text: {e}")))?;
     // Python's str() of a list of ints.
     let ids: Vec<String> = enc.get_ids().iter().map(u32::to_string).collect();
-    let hash = sha256::hex(format!("[{}]", ids.join(", ")).as_bytes());
+    let digest = sha2::Sha256::digest(format!("[{}]", ids.join(", ")).as_bytes());
+    let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let name = table["hashes"]
         .as_array()
         .into_iter()

@@ -17,7 +17,6 @@ pub mod bpe;
 pub mod card;
 pub mod config;
 pub mod meta;
-mod sha256;
 mod shift;
 pub mod special;
 pub mod spm;
@@ -526,9 +525,11 @@ pub(crate) fn common_params(f: &Folder, a: &str, block_count: u64, md: &mut Meta
 
 /// The tokenizer keys.
 fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
-    if let Some(Json::Object(tc)) = read_json(&f.dir.join("tokenizer_config.json"))? {
-        if let Some(Json::Bool(b)) = tc.get("add_prefix_space") {
-            md.set("tokenizer.ggml.add_space_prefix", Value::Bool(*b));
+    if f.arch.reads_add_prefix_space() {
+        if let Some(Json::Object(tc)) = read_json(&f.dir.join("tokenizer_config.json"))? {
+            if let Some(Json::Bool(b)) = tc.get("add_prefix_space") {
+                md.set("tokenizer.ggml.add_space_prefix", Value::Bool(*b));
+            }
         }
     }
     for v in f.arch.vocab() {

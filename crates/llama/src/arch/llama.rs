@@ -28,6 +28,9 @@ impl Architecture for Llama {
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::SentencePiece, Vocab::Bpe]
     }
+    fn reads_add_prefix_space(&self) -> bool {
+        true
+    }
     fn filter(&self, name: &str) -> Option<String> {
         Some(name.replace("language_model.", "").replace("text_model.", ""))
     }

@@ -78,6 +78,13 @@ pub trait Architecture: Sync {
     fn tables(&self) -> &'static [Table];
     /// Tokenizers tried in order; the first whose file is present is used.
     fn vocab(&self) -> &'static [Vocab];
+    /// Whether `tokenizer_config.json`'s `add_prefix_space` becomes
+    /// `tokenizer.ggml.add_space_prefix`, before the vocabulary: only
+    /// LlamaModel's `set_vocab` reads it (conversion/llama.py, at the
+    /// reference commit); the other classes never write the key.
+    fn reads_add_prefix_space(&self) -> bool {
+        false
+    }
 
     /// The HF name as the table spells it (prefixes and old spellings
     /// removed), or `None` for a tensor the conversion drops. Runs before
