@@ -211,7 +211,7 @@ fn hostile_configs_are_refused_quickly() {
 #[test]
 fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
     let dir = tempfile::tempdir().unwrap();
-    for arch in ["gemma2", "gemma3", "phi3", "qwen2", "qwen3"] {
+    for arch in ["gemma2", "gemma3", "phi3", "qwen2", "qwen3", "mixtral"] {
         let model = dir.path().join(arch);
         std::fs::create_dir(&model).unwrap();
         for e in std::fs::read_dir(fixture(&format!("hf/arch/{arch}"))).unwrap() {

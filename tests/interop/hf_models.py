@@ -23,6 +23,8 @@ same SentencePiece model; the second with long-context rope factors.
 gpt2-bpe: GPT2LMHeadModel (F32, tied), GPT-2's byte-level BPE rebuilt from
 models/ggml-vocab-gpt-2.gguf.
 qwen3-bpe: Qwen3ForCausalLM (F32, untied, q/k norms), qwen2-bpe's tokenizer files.
+mixtral-spm: MixtralForCausalLM (BF16, 8 experts of which 2 are used, 2 layers), the
+trained SentencePiece model: experts stacked into ffn_*_exps.
 bert-wordpiece: BertModel (F32) as a sentence-transformers model (mean
 pooling: modules.json, 1_Pooling/), a WordPiece tokenizer.json rebuilt from
 models/ggml-vocab-bert-bge.gguf (phantom-space tokens turned back into
@@ -225,6 +227,19 @@ def gemma3_spm(folder):
     model.save_pretrained(folder, safe_serialization=True)
 
 
+def mixtral_spm(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import MixtralConfig, MixtralForCausalLM
+    tiny_spm(folder, "LlamaTokenizer")
+    torch.manual_seed(8)
+    cfg = MixtralConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                        num_attention_heads=2, num_key_value_heads=1, num_local_experts=8, num_experts_per_tok=2,
+                        max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    model = MixtralForCausalLM(cfg).to(torch.bfloat16)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
 def llama3_rope(folder):
     """Llama 3.1-style rope scaling (rope_type llama3): convert writes a rope_freqs tensor."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -352,3 +367,4 @@ if __name__ == "__main__":
     phi3_spm(OUT / "phi3-spm", False)
     phi3_spm(OUT / "phi3-longrope", True)
     bert_wordpiece(OUT / "bert-wordpiece")
+    mixtral_spm(OUT / "mixtral-spm")

@@ -322,7 +322,15 @@ pub fn hf_files(data: &[u8]) {
         modelconv_llama::special::SpecialVocab::load(dir, true, modelconv_llama::special::DEFAULT_TYPES, Some(1 << 10));
     if let Ok(Some(folder)) = modelconv_llama::Folder::detect(dir, None, None) {
         let mut md = modelconv_ir::Metadata::new();
-        let g = modelconv_llama::meta::General::for_folder(dir, &folder.hparams.map, 1 << 20);
+        let g = modelconv_llama::meta::General::for_folder(
+            dir,
+            &folder.hparams.map,
+            &modelconv_llama::meta::Params {
+                total: 1 << 20,
+                shared: 1 << 20,
+                ..Default::default()
+            },
+        );
         let _ = modelconv_llama::meta::write_general(&mut md, dir, &g);
     }
 }

@@ -301,8 +301,13 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     held.check_empty()?;
     model.tensors = tensors;
     model.check_unique_names()?;
-    let total: u64 = model.parameters();
-    let general = meta::General::for_folder(&f.dir, &f.hparams.map, total);
+    let params = meta::Params::of(
+        model
+            .tensors
+            .iter()
+            .map(|t| (t.info.name.as_str(), t.info.shape.as_slice())),
+    );
+    let general = meta::General::for_folder(&f.dir, &f.hparams.map, &params);
     meta::write_general(&mut md, &f.dir, &general)?;
     let ft = file_type_id(out_type);
     f.arch.set_gguf_parameters(&cx, &mut md, ft)?;

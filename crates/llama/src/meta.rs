@@ -287,6 +287,52 @@ pub fn id_components(id: &str, total_params: i64) -> (String, Option<String>, Ge
     (name, org, g)
 }
 
+/// A model's parameters as GGUFWriter.get_total_parameter_count counts
+/// them: a tensor named `*_exps.*` of 3 or more dimensions holds
+/// `shape[-3]` experts (`shape[-2]` for a bias), each of `size / experts`
+/// parameters; everything else is shared.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Params {
+    pub total: u64,
+    pub shared: u64,
+    pub expert: u64,
+    /// The mean expert count over the expert tensors (0: not a MoE).
+    pub expert_count: u64,
+}
+
+impl Params {
+    pub fn of<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u64])>) -> Params {
+        let mut p = Params::default();
+        let (mut expert_sum, mut expert_tensors) = (0u64, 0u64);
+        for (name, shape) in tensors {
+            let size = shape.iter().product::<u64>();
+            p.total = p.total.saturating_add(size);
+            let axis = if name.contains(".bias") { 2 } else { 3 };
+            match shape.len().checked_sub(axis).map(|i| shape[i]) {
+                Some(n) if name.contains("_exps.") && shape.len() >= 3 && n > 0 => {
+                    p.expert = p.expert.saturating_add(size / n);
+                    expert_sum = expert_sum.saturating_add(n);
+                    expert_tensors += 1;
+                }
+                _ => p.shared = p.shared.saturating_add(size),
+            }
+        }
+        p.expert_count = expert_sum.checked_div(expert_tensors).unwrap_or(0);
+        p
+    }
+
+    /// gguf-py's `size_label`: `8x7B` for a MoE (experts × the parameters
+    /// one token's path holds: shared plus one of each expert), else the
+    /// total (`18M`).
+    pub fn size_label(&self) -> String {
+        if self.expert_count > 0 {
+            format!("{}x{}", self.expert_count, size_label(self.shared + self.expert))
+        } else {
+            size_label(self.total)
+        }
+    }
+}
+
 /// gguf-py's rounded parameter count: `18M`, `0.5B`, `1.1B`.
 pub fn size_label(total_params: u64) -> String {
     let p = total_params as f64;
@@ -395,9 +441,11 @@ impl General {
         append(&mut self.languages, "language");
     }
 
-    /// What gguf-py's heuristics give for the folder `dir`.
-    pub fn for_folder(dir: &Path, config: &serde_json::Map<String, Json>, total_params: u64) -> General {
+    /// What gguf-py's heuristics give for the folder `dir`, whose tensors
+    /// count `params`.
+    pub fn for_folder(dir: &Path, config: &serde_json::Map<String, Json>, params: &Params) -> General {
         let mut g = General::default();
+        let total_params = params.total;
         let total = i64::try_from(total_params).unwrap_or(i64::MAX);
         let readme = dir.join("README.md");
         if let Ok(bytes) = crate::config::read_limited(&readme, crate::config::MAX_JSON) {
@@ -416,7 +464,7 @@ impl General {
             .unwrap_or_default();
         g.fill(&dir_name, total);
         if g.size_label.is_none() && total_params > 0 {
-            g.size_label = Some(size_label(total_params));
+            g.size_label = Some(params.size_label());
         }
         g
     }

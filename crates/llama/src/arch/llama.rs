@@ -1,8 +1,8 @@
-//! LLaMA and Mistral (LlamaModel in convert_hf_to_gguf.py): the decoder
-//! tables, Q/K rows permuted to llama.cpp's rotary order, and Llama 3.1's
-//! `rope_freqs`.
+//! LLaMA, Mistral and Mixtral (LlamaModel in convert_hf_to_gguf.py): the
+//! decoder tables, Q/K rows permuted to llama.cpp's rotary order, Llama
+//! 3.1's `rope_freqs`, and Mixtral's experts stacked into 3-D tensors.
 
-use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD};
+use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
 use super::{mapped, permute_qk, text_parameters, Architecture, Computed, Ctx, Held, Table, Vocab};
 use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
@@ -16,6 +16,7 @@ impl Architecture for Llama {
             "LlamaForCausalLM",
             "LLaMAForCausalLM",
             "MistralForCausalLM",
+            "MixtralForCausalLM",
             "LlamaModel",
         ]
     }
@@ -23,7 +24,7 @@ impl Architecture for Llama {
         "llama"
     }
     fn tables(&self) -> &'static [Table] {
-        &[DECODER, LM_HEAD, FFN_NORM]
+        &[DECODER, LM_HEAD, FFN_NORM, MOE_ROUTER]
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::SentencePiece, Vocab::Bpe]
@@ -57,11 +58,52 @@ impl Architecture for Llama {
     fn extra_tensors(&self, cx: &Ctx, _: &mut Metadata) -> Result<Vec<Computed>> {
         llama3_rope(cx)
     }
-    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, _: &mut Held) -> Result<Vec<Tensor>> {
+    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
+        if let Some(expert) = mixtral_expert(hf) {
+            return stack_expert(cx, expert, t, held);
+        }
         let mut t = mapped(cx, self, hf, t)?;
         permute_qk(cx, hf, &mut t)?;
         Ok(vec![t])
     }
+}
+
+/// `model.layers.{bid}.block_sparse_moe.experts.{xid}.{w1|w2|w3}.weight`:
+/// (bid, xid, GGUF stem of the stack it joins).
+fn mixtral_expert(hf: &str) -> Option<(u64, usize, &'static str)> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (bid, rest) = rest.split_once('.')?;
+    let rest = rest.strip_prefix("block_sparse_moe.experts.")?;
+    let (xid, w) = rest.split_once('.')?;
+    let stem = match w {
+        "w1.weight" => "ffn_gate_exps",
+        "w2.weight" => "ffn_down_exps",
+        "w3.weight" => "ffn_up_exps",
+        _ => return None,
+    };
+    Some((bid.parse().ok()?, xid.parse().ok()?, stem))
+}
+
+/// Holds one expert's matrix until all `num_local_experts` of its kind in
+/// its block are in, then gives them stacked along a new first axis (a
+/// view over the HF tensors, experts in index order), as LlamaModel's
+/// modify_tensors does with `torch.stack`: gate (w1), down (w2), up (w3).
+fn stack_expert(
+    cx: &Ctx,
+    (bid, xid, stem): (u64, usize, &'static str),
+    t: Tensor,
+    held: &mut Held,
+) -> Result<Vec<Tensor>> {
+    if bid >= cx.block_count {
+        return Err(Error::unsupported(format!(
+            "tensor '{}': block {bid} past the {} blocks of the config",
+            t.info.name, cx.block_count
+        )));
+    }
+    let n = cx.folder.hparams.uint(&["num_local_experts"])?;
+    let n = usize::try_from(n).map_err(|_| Error::invalid(format!("num_local_experts {n}")))?;
+    let key = format!("blk.{bid}.{stem}.weight");
+    Ok(held.stack(&key, xid, n, t)?.into_iter().collect())
 }
 
 /// Llama 3.1+'s `rope_type: llama3`: per rotary frequency a scaling

@@ -16,6 +16,8 @@ pub const DECODER: Table = &[
     ("model.layers.{bid}.mlp.down_proj", "blk.{bid}.ffn_down"),
 ];
 pub const LM_HEAD: Table = &[("lm_head", "output")];
+/// Mixtral's router (its experts are stacked by the module).
+pub const MOE_ROUTER: Table = &[("model.layers.{bid}.block_sparse_moe.gate", "blk.{bid}.ffn_gate_inp")];
 pub const FFN_NORM: Table = &[("model.layers.{bid}.post_attention_layernorm", "blk.{bid}.ffn_norm")];
 pub const QK_NORM: Table = &[
     ("model.layers.{bid}.self_attn.q_norm", "blk.{bid}.attn_q_norm"),
