@@ -223,6 +223,21 @@ fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
         ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
         same(&out, &format!("hf/arch/{arch}.F16.gguf"));
     }
+    // The Qwen MoE classes read byte-level BPE only: GPT-2's, copied in.
+    for arch in ["qwen2moe", "qwen3moe"] {
+        let model = dir.path().join(arch);
+        std::fs::create_dir(&model).unwrap();
+        for e in std::fs::read_dir(fixture(&format!("hf/arch/{arch}"))).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+        }
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(fixture(&format!("hf/arch/gpt2/{f}")), model.join(f)).unwrap();
+        }
+        let out = dir.path().join(format!("{arch}.gguf"));
+        ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
+        same(&out, &format!("hf/arch/{arch}.F16.gguf"));
+    }
     for arch in ["gpt2", "bert"] {
         let out = dir.path().join(format!("{arch}.gguf"));
         ok(&[

@@ -227,6 +227,7 @@ fn tensor_type(name: &str, n_dims: usize, out: DType) -> DType {
         || !name.ends_with(".weight")
         || F32_ALWAYS.contains(&name)
         || name.ends_with(".ffn_gate_inp.weight")
+        || name.ends_with(".ffn_gate_inp_shexp.weight")
     {
         DType::F32
     } else {

@@ -3,7 +3,7 @@
 //! 3.1's `rope_freqs`, and Mixtral's experts stacked into 3-D tensors.
 
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
-use super::{mapped, permute_qk, text_parameters, Architecture, Computed, Ctx, Held, Table, Vocab};
+use super::{mapped, permute_qk, stack_expert, text_parameters, Architecture, Computed, Ctx, Held, Table, Vocab};
 use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
 use serde_json::Value as Json;
@@ -60,7 +60,7 @@ impl Architecture for Llama {
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
         if let Some(expert) = mixtral_expert(hf) {
-            return stack_expert(cx, expert, t, held);
+            return stack_expert(cx, expert, &["num_local_experts"], t, held);
         }
         let mut t = mapped(cx, self, hf, t)?;
         permute_qk(cx, hf, &mut t)?;
@@ -82,28 +82,6 @@ fn mixtral_expert(hf: &str) -> Option<(u64, usize, &'static str)> {
         _ => return None,
     };
     Some((bid.parse().ok()?, xid.parse().ok()?, stem))
-}
-
-/// Holds one expert's matrix until all `num_local_experts` of its kind in
-/// its block are in, then gives them stacked along a new first axis (a
-/// view over the HF tensors, experts in index order), as LlamaModel's
-/// modify_tensors does with `torch.stack`: gate (w1), down (w2), up (w3).
-fn stack_expert(
-    cx: &Ctx,
-    (bid, xid, stem): (u64, usize, &'static str),
-    t: Tensor,
-    held: &mut Held,
-) -> Result<Vec<Tensor>> {
-    if bid >= cx.block_count {
-        return Err(Error::unsupported(format!(
-            "tensor '{}': block {bid} past the {} blocks of the config",
-            t.info.name, cx.block_count
-        )));
-    }
-    let n = cx.folder.hparams.uint(&["num_local_experts"])?;
-    let n = usize::try_from(n).map_err(|_| Error::invalid(format!("num_local_experts {n}")))?;
-    let key = format!("blk.{bid}.{stem}.weight");
-    Ok(held.stack(&key, xid, n, t)?.into_iter().collect())
 }
 
 /// Llama 3.1+'s `rope_type: llama3`: per rotary frequency a scaling

@@ -15,6 +15,7 @@ mod gpt2;
 mod llama;
 mod phi3;
 mod qwen;
+mod qwen_moe;
 mod tables;
 
 use crate::config::{read_json, u32_of};
@@ -35,6 +36,8 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &gemma2::Gemma2,
     &phi3::Phi3,
     &gemma3::Gemma3,
+    &qwen_moe::QWEN2MOE,
+    &qwen_moe::QWEN3MOE,
 ];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,
@@ -247,6 +250,32 @@ fn stacked(name: &str, members: Vec<Tensor>) -> Result<Tensor> {
     let (data, out_shape) = Concat::new(parts, dtype.type_size(), 0)?;
     let info = TensorInfo::new(name.to_string(), dtype, out_shape)?;
     Tensor::new(info, Arc::new(data))
+}
+
+/// Holds expert `xid`'s matrix of block `bid` until the block's experts
+/// of its kind (as many as the first of `count_keys` in the config says)
+/// are all in, then gives them stacked into `blk.{bid}.{stem}.weight`
+/// (a view over the HF tensors, experts in index order), as the
+/// converter's `torch.stack(datas, dim=0)` does.
+pub fn stack_expert(
+    cx: &Ctx,
+    (bid, xid, stem): (u64, usize, &'static str),
+    count_keys: &[&str],
+    t: Tensor,
+    held: &mut Held,
+) -> Result<Vec<Tensor>> {
+    if bid >= cx.block_count {
+        return Err(Error::unsupported(format!(
+            "tensor '{}': block {bid} past the {} blocks of the config",
+            t.info.name, cx.block_count
+        )));
+    }
+    let n = cx.folder.hparams.uint(count_keys)?;
+    let n = usize::try_from(n).map_err(|_| Error::invalid(format!("{}: {n} experts", count_keys[0])))?;
+    Ok(held
+        .stack(&format!("blk.{bid}.{stem}.weight"), xid, n, t)?
+        .into_iter()
+        .collect())
 }
 
 /// Sets `{arch}.{key}` to `v` as a u32, refusing what does not fit.

@@ -1,0 +1,93 @@
+//! Qwen2-MoE and Qwen3-MoE (Qwen2MoeModel, Qwen3MoeModel): the decoder
+//! tables with a router, a shared expert (Qwen2-MoE) and the per-expert
+//! matrices stacked into 3-D tensors (down, gate, up, as the converter
+//! yields them), Qwen3-MoE with Q/K norms; byte-level BPE only (the
+//! classes keep TextModel's set_vocab).
+
+use super::tables::{DECODER, FFN_NORM, LM_HEAD, QK_NORM};
+use super::{mapped, put_u32, stack_expert, text_parameters, Architecture, Ctx, Held, Table, Vocab};
+use modelconv_ir::{Metadata, Result, Tensor};
+
+pub struct QwenMoe {
+    classes: &'static [&'static str],
+    name: &'static str,
+    tables: &'static [Table],
+}
+
+/// The router and the shared expert of a Qwen MoE block.
+const MOE: Table = &[
+    ("model.layers.{bid}.mlp.gate", "blk.{bid}.ffn_gate_inp"),
+    (
+        "model.layers.{bid}.mlp.shared_expert_gate",
+        "blk.{bid}.ffn_gate_inp_shexp",
+    ),
+    (
+        "model.layers.{bid}.mlp.shared_expert.gate_proj",
+        "blk.{bid}.ffn_gate_shexp",
+    ),
+    ("model.layers.{bid}.mlp.shared_expert.up_proj", "blk.{bid}.ffn_up_shexp"),
+    (
+        "model.layers.{bid}.mlp.shared_expert.down_proj",
+        "blk.{bid}.ffn_down_shexp",
+    ),
+];
+
+pub static QWEN2MOE: QwenMoe = QwenMoe {
+    classes: &["Qwen2MoeForCausalLM"],
+    name: "qwen2moe",
+    tables: &[DECODER, LM_HEAD, FFN_NORM, MOE],
+};
+
+pub static QWEN3MOE: QwenMoe = QwenMoe {
+    classes: &["Qwen3MoeForCausalLM"],
+    name: "qwen3moe",
+    tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM, MOE],
+};
+
+impl Architecture for QwenMoe {
+    fn hf_classes(&self) -> &'static [&'static str] {
+        self.classes
+    }
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn tables(&self) -> &'static [Table] {
+        self.tables
+    }
+    fn vocab(&self) -> &'static [Vocab] {
+        &[Vocab::Bpe]
+    }
+    /// TextModel's keys, then the expert and shared-expert FFN widths.
+    fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        text_parameters(cx, self.name, md, ft)?;
+        let h = &cx.folder.hparams;
+        if let Some(n) = h.opt_uint(&["moe_intermediate_size"])? {
+            put_u32(md, self.name, "expert_feed_forward_length", n)?;
+        }
+        if let Some(n) = h.opt_uint(&["shared_expert_intermediate_size"])? {
+            put_u32(md, self.name, "expert_shared_feed_forward_length", n)?;
+        }
+        Ok(())
+    }
+    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
+        match expert(hf) {
+            Some(e) => stack_expert(cx, e, &["num_local_experts", "num_experts"], t, held),
+            None => Ok(vec![mapped(cx, self, hf, t)?]),
+        }
+    }
+}
+
+/// `model.layers.{bid}.mlp.experts.{xid}.{gate|up|down}_proj.weight`:
+/// (bid, xid, GGUF stem of the stack it joins).
+fn expert(hf: &str) -> Option<(u64, usize, &'static str)> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (bid, rest) = rest.split_once('.')?;
+    let (xid, w) = rest.strip_prefix("mlp.experts.")?.split_once('.')?;
+    let stem = match w {
+        "gate_proj.weight" => "ffn_gate_exps",
+        "up_proj.weight" => "ffn_up_exps",
+        "down_proj.weight" => "ffn_down_exps",
+        _ => return None,
+    };
+    Some((bid.parse().ok()?, xid.parse().ok()?, stem))
+}
