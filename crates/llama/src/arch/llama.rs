@@ -3,7 +3,9 @@
 //! 3.1's `rope_freqs`, and Mixtral's experts stacked into 3-D tensors.
 
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
-use super::{mapped, permute_qk, stack_expert, text_parameters, Architecture, Computed, Ctx, Held, Table, Vocab};
+use super::{
+    mapped, permute_qk, stack_expert, text_parameters, Architecture, Computed, Ctx, ExpertNames, Held, Table, Vocab,
+};
 use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
 use serde_json::Value as Json;
@@ -59,7 +61,7 @@ impl Architecture for Llama {
         llama3_rope(cx)
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
-        if let Some(expert) = mixtral_expert(hf) {
+        if let Some(expert) = EXPERTS.parse(hf) {
             return stack_expert(cx, expert, &["num_local_experts"], t, held);
         }
         let mut t = mapped(cx, self, hf, t)?;
@@ -68,21 +70,15 @@ impl Architecture for Llama {
     }
 }
 
-/// `model.layers.{bid}.block_sparse_moe.experts.{xid}.{w1|w2|w3}.weight`:
-/// (bid, xid, GGUF stem of the stack it joins).
-fn mixtral_expert(hf: &str) -> Option<(u64, usize, &'static str)> {
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (bid, rest) = rest.split_once('.')?;
-    let rest = rest.strip_prefix("block_sparse_moe.experts.")?;
-    let (xid, w) = rest.split_once('.')?;
-    let stem = match w {
-        "w1.weight" => "ffn_gate_exps",
-        "w2.weight" => "ffn_down_exps",
-        "w3.weight" => "ffn_up_exps",
-        _ => return None,
-    };
-    Some((bid.parse().ok()?, xid.parse().ok()?, stem))
-}
+/// Mixtral's `model.layers.{bid}.block_sparse_moe.experts.{xid}.{w1|w2|w3}.weight`.
+const EXPERTS: ExpertNames = ExpertNames {
+    infix: "block_sparse_moe.experts.",
+    stems: &[
+        ("w1.weight", "ffn_gate_exps"),
+        ("w2.weight", "ffn_down_exps"),
+        ("w3.weight", "ffn_up_exps"),
+    ],
+};
 
 /// Llama 3.1+'s `rope_type: llama3`: per rotary frequency a scaling
 /// factor (`rope_freqs`), computed in f32 step by step as PyTorch does for

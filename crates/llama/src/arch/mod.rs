@@ -252,6 +252,24 @@ fn stacked(name: &str, members: Vec<Tensor>) -> Result<Tensor> {
     Tensor::new(info, Arc::new(data))
 }
 
+/// How an architecture names its per-expert matrices:
+/// `model.layers.{bid}.{infix}{xid}.{suffix}`, each suffix joining the
+/// stack of a GGUF stem.
+pub struct ExpertNames {
+    pub infix: &'static str,
+    pub stems: &'static [(&'static str, &'static str)],
+}
+
+impl ExpertNames {
+    /// (bid, xid, stem) of an expert matrix, None for any other tensor.
+    pub fn parse(&self, hf: &str) -> Option<(u64, usize, &'static str)> {
+        let (bid, rest) = hf.strip_prefix("model.layers.")?.split_once('.')?;
+        let (xid, suffix) = rest.strip_prefix(self.infix)?.split_once('.')?;
+        let stem = self.stems.iter().find(|(s, _)| *s == suffix)?.1;
+        Some((bid.parse().ok()?, xid.parse().ok()?, stem))
+    }
+}
+
 /// Holds expert `xid`'s matrix of block `bid` until the block's experts
 /// of its kind (as many as the first of `count_keys` in the config says)
 /// are all in, then gives them stacked into `blk.{bid}.{stem}.weight`

@@ -5,7 +5,7 @@
 //! classes keep TextModel's set_vocab).
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD, QK_NORM};
-use super::{mapped, put_u32, stack_expert, text_parameters, Architecture, Ctx, Held, Table, Vocab};
+use super::{mapped, put_u32, stack_expert, text_parameters, Architecture, Ctx, ExpertNames, Held, Table, Vocab};
 use modelconv_ir::{Metadata, Result, Tensor};
 
 pub struct QwenMoe {
@@ -70,24 +70,19 @@ impl Architecture for QwenMoe {
         Ok(())
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
-        match expert(hf) {
+        match EXPERTS.parse(hf) {
             Some(e) => stack_expert(cx, e, &["num_local_experts", "num_experts"], t, held),
             None => Ok(vec![mapped(cx, self, hf, t)?]),
         }
     }
 }
 
-/// `model.layers.{bid}.mlp.experts.{xid}.{gate|up|down}_proj.weight`:
-/// (bid, xid, GGUF stem of the stack it joins).
-fn expert(hf: &str) -> Option<(u64, usize, &'static str)> {
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (bid, rest) = rest.split_once('.')?;
-    let (xid, w) = rest.strip_prefix("mlp.experts.")?.split_once('.')?;
-    let stem = match w {
-        "gate_proj.weight" => "ffn_gate_exps",
-        "up_proj.weight" => "ffn_up_exps",
-        "down_proj.weight" => "ffn_down_exps",
-        _ => return None,
-    };
-    Some((bid.parse().ok()?, xid.parse().ok()?, stem))
-}
+/// `model.layers.{bid}.mlp.experts.{xid}.{gate|up|down}_proj.weight`.
+const EXPERTS: ExpertNames = ExpertNames {
+    infix: "mlp.experts.",
+    stems: &[
+        ("gate_proj.weight", "ffn_gate_exps"),
+        ("up_proj.weight", "ffn_up_exps"),
+        ("down_proj.weight", "ffn_down_exps"),
+    ],
+};
