@@ -306,3 +306,37 @@ fn add_prefix_space_is_written_only_where_the_converter_writes_it() {
     ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
     same(&out, "hf/arch/gpt2.F16.gguf");
 }
+
+/// llama-quantize writes ggml_n_dims dimensions: Qwen2-MoE's `[1, n_embd]`
+/// shared-expert gate is 2-D in convert_hf_to_gguf's file and 1-D after
+/// llama-quantize (measured on the interop suite's qwen2moe-bpe, whose
+/// Q4_K_M is then byte-identical); `quantize` writes it so too.
+#[test]
+fn quantize_writes_dimensions_as_llama_quantize_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("qwen2moe");
+    std::fs::create_dir(&model).unwrap();
+    for e in std::fs::read_dir(fixture("hf/arch/qwen2moe")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+    }
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture(&format!("hf/arch/gpt2/{f}")), model.join(f)).unwrap();
+    }
+    let shape_of = |path: &Path| {
+        let j = inspect_json(path);
+        let t = j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "blk.0.ffn_gate_inp_shexp.weight")
+            .cloned();
+        t.unwrap()["shape"].clone()
+    };
+    let f16 = dir.path().join("f16.gguf");
+    ok(&["-q", "convert", p(&model), p(&f16), "--dtype", "F16"]);
+    assert_eq!(shape_of(&f16), serde_json::json!([1, 16]));
+    let q = dir.path().join("bf16.gguf");
+    ok(&["-q", "quantize", p(&f16), "-o", p(&q), "--type", "BF16"]);
+    assert_eq!(shape_of(&q), serde_json::json!([16]));
+}

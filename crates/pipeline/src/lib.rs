@@ -141,6 +141,25 @@ pub fn source_as(
     Ok(Arc::new(CastSource::new(src, cur, to)?))
 }
 
+/// The shape as llama-quantize writes it: gguf_add_tensor stores
+/// ggml_n_dims dimensions, so trailing 1s of ggml's `ne` (leading 1s of
+/// our row-major shape) are dropped, down to one dimension (a `[1, 256]`
+/// shared-expert gate becomes `[256]`; a 0 is kept, so the size stays).
+fn ggml_dims(t: &mut Tensor) -> Result<()> {
+    let keep = t
+        .info
+        .shape
+        .iter()
+        .position(|&d| d != 1)
+        .unwrap_or(t.info.shape.len().saturating_sub(1));
+    let keep = keep.min(t.info.shape.len().saturating_sub(1));
+    if keep > 0 {
+        let shape = t.info.shape[keep..].to_vec();
+        t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, shape)?;
+    }
+    Ok(())
+}
+
 /// Replaces `t`'s type and data.
 fn retype(t: &mut Tensor, to: DType, data: Arc<dyn DataSource>) -> Result<()> {
     t.info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
@@ -319,6 +338,7 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
             let data = source_as(t, to, q.types, stats.clone())?;
             retype(t, to, data)?;
         }
+        ggml_dims(t)?;
         rows.push(Row {
             name: t.info.name.clone(),
             from,
