@@ -16,6 +16,35 @@ fn same(a: &Path, golden: &str) {
 }
 
 /// Exit 2 and the message on stderr.
+/// A copy of fixtures/hf/arch/`arch` in `dir` (sub-folders too), with the
+/// tokenizer files it takes at conversion: tiny-llama's SentencePiece
+/// model, or GPT-2's tokenizer for the BPE-only classes.
+fn arch_folder(dir: &Path, arch: &str) -> std::path::PathBuf {
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_dir() {
+                copy_tree(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let model = dir.join(arch);
+    copy_tree(&fixture(&format!("hf/arch/{arch}")), &model);
+    let extra: &[&str] = match arch {
+        "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" => &["tiny-llama/tokenizer.model"],
+        "qwen2moe" | "qwen3moe" => &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"],
+        _ => &[],
+    };
+    for f in extra {
+        let name = Path::new(f).file_name().unwrap();
+        std::fs::copy(fixture(&format!("hf/{f}")), model.join(name)).unwrap();
+    }
+    model
+}
+
 fn refused(args: &[&str]) -> String {
     let (code, err) = stderr_of(args);
     assert_eq!(code, 2, "{args:?}: {err}");
@@ -206,34 +235,16 @@ fn hostile_configs_are_refused_quickly() {
 /// One tiny model per architecture module beside LLaMA (fixtures/hf/arch,
 /// made by gen_arch.py): our conversion equals convert_hf_to_gguf.py's
 /// `--outtype f16` file byte for byte. The SentencePiece folders share
-/// tiny-llama's model, copied in here; GPT-2 and BERT carry the real
-/// vocabularies their pre-tokenizer hashes need.
+/// tiny-llama's model and the Qwen MoE ones GPT-2's tokenizer, copied in
+/// here ([`arch_folder`]); GPT-2 and BERT carry the real vocabularies
+/// their pre-tokenizer hashes need.
 #[test]
 fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
     let dir = tempfile::tempdir().unwrap();
-    for arch in ["gemma2", "gemma3", "phi3", "qwen2", "qwen3", "mixtral"] {
-        let model = dir.path().join(arch);
-        std::fs::create_dir(&model).unwrap();
-        for e in std::fs::read_dir(fixture(&format!("hf/arch/{arch}"))).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-        }
-        std::fs::copy(fixture("hf/tiny-llama/tokenizer.model"), model.join("tokenizer.model")).unwrap();
-        let out = dir.path().join(format!("{arch}.gguf"));
-        ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
-        same(&out, &format!("hf/arch/{arch}.F16.gguf"));
-    }
-    // The Qwen MoE classes read byte-level BPE only: GPT-2's, copied in.
-    for arch in ["qwen2moe", "qwen3moe"] {
-        let model = dir.path().join(arch);
-        std::fs::create_dir(&model).unwrap();
-        for e in std::fs::read_dir(fixture(&format!("hf/arch/{arch}"))).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-        }
-        for f in ["tokenizer.json", "tokenizer_config.json"] {
-            std::fs::copy(fixture(&format!("hf/arch/gpt2/{f}")), model.join(f)).unwrap();
-        }
+    for arch in [
+        "gemma2", "gemma3", "phi3", "qwen2", "qwen3", "mixtral", "qwen2moe", "qwen3moe",
+    ] {
+        let model = arch_folder(dir.path(), arch);
         let out = dir.path().join(format!("{arch}.gguf"));
         ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
         same(&out, &format!("hf/arch/{arch}.F16.gguf"));
@@ -259,20 +270,7 @@ fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
 #[test]
 fn a_tokenizer_with_truncation_and_padding_hashes_as_the_converter_does() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("bert");
-    std::fs::create_dir(&model).unwrap();
-    for e in std::fs::read_dir(fixture("hf/arch/bert")).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_file() {
-            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-        }
-    }
-    std::fs::create_dir(model.join("1_Pooling")).unwrap();
-    std::fs::copy(
-        fixture("hf/arch/bert/1_Pooling/config.json"),
-        model.join("1_Pooling/config.json"),
-    )
-    .unwrap();
+    let model = arch_folder(dir.path(), "bert");
     let path = model.join("tokenizer.json");
     let mut tok: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     tok["truncation"] =
@@ -292,12 +290,7 @@ fn a_tokenizer_with_truncation_and_padding_hashes_as_the_converter_does() {
 #[test]
 fn add_prefix_space_is_written_only_where_the_converter_writes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("gpt2");
-    std::fs::create_dir(&model).unwrap();
-    for e in std::fs::read_dir(fixture("hf/arch/gpt2")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-    }
+    let model = arch_folder(dir.path(), "gpt2");
     let path = model.join("tokenizer_config.json");
     let mut tc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     tc["add_prefix_space"] = serde_json::json!(true);
@@ -314,15 +307,7 @@ fn add_prefix_space_is_written_only_where_the_converter_writes_it() {
 #[test]
 fn quantize_writes_dimensions_as_llama_quantize_counts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("qwen2moe");
-    std::fs::create_dir(&model).unwrap();
-    for e in std::fs::read_dir(fixture("hf/arch/qwen2moe")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-    }
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixture(&format!("hf/arch/gpt2/{f}")), model.join(f)).unwrap();
-    }
+    let model = arch_folder(dir.path(), "qwen2moe");
     let shape_of = |path: &Path| {
         let j = inspect_json(path);
         let t = j["tensors"]
