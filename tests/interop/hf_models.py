@@ -25,8 +25,9 @@ models/ggml-vocab-gpt-2.gguf.
 qwen3-bpe: Qwen3ForCausalLM (F32, untied, q/k norms), qwen2-bpe's tokenizer files.
 mixtral-spm: MixtralForCausalLM (BF16, 8 experts of which 2 are used, 2 layers), the
 trained SentencePiece model: experts stacked into ffn_*_exps.
-qwen2moe-bpe, qwen3moe-bpe: Qwen2MoeForCausalLM (shared expert) and
-Qwen3MoeForCausalLM (BF16, 8 experts, 2 layers), gpt2-bpe's tokenizer.
+qwen2moe-bpe, qwen3moe-bpe, olmo2-bpe: Qwen2MoeForCausalLM (shared expert),
+Qwen3MoeForCausalLM (BF16, 8 experts, 2 layers) and Olmo2ForCausalLM,
+gpt2-bpe's tokenizer.
 bert-wordpiece: BertModel (F32) as a sentence-transformers model (mean
 pooling: modules.json, 1_Pooling/), a WordPiece tokenizer.json rebuilt from
 models/ggml-vocab-bert-bge.gguf (phantom-space tokens turned back into
@@ -195,24 +196,25 @@ def gpt2_bpe(folder, n_embd=256, n_layer=2, n_head=4, dtype=torch.float32):
     model.save_pretrained(folder, safe_serialization=True)
 
 
-def qwen_moe_bpe(folder, which, tokenizer_from):
-    """Qwen2-MoE (shared expert) or Qwen3-MoE (q/k norms), BF16, 8 experts of
-    which 2 are used, with gpt2-bpe's tokenizer files (their converter
-    classes read byte-level BPE only)."""
+def bpe_only(folder, which, tokenizer_from):
+    """Classes whose converter reads byte-level BPE only, BF16, 2 layers,
+    with gpt2-bpe's tokenizer files: Qwen2-MoE (shared expert), Qwen3-MoE
+    (q/k norms; both 8 experts of which 2 are used) and OLMo 2."""
     folder.mkdir(parents=True, exist_ok=True)
     import transformers as tf
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
         if (tokenizer_from / f).exists():
             shutil.copy(tokenizer_from / f, folder / f)
+    moe = dict(moe_intermediate_size=256, num_experts=8, num_experts_per_tok=2, decoder_sparse_step=1, mlp_only_layers=[])
     config, model_class, extra = {
-        "qwen2moe": (tf.Qwen2MoeConfig, tf.Qwen2MoeForCausalLM, dict(shared_expert_intermediate_size=512)),
-        "qwen3moe": (tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM, dict(head_dim=128)),
+        "qwen2moe": (tf.Qwen2MoeConfig, tf.Qwen2MoeForCausalLM, dict(moe, shared_expert_intermediate_size=512)),
+        "qwen3moe": (tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM, dict(moe, head_dim=128)),
+        "olmo2": (tf.Olmo2Config, tf.Olmo2ForCausalLM, {}),
     }[which]
     torch.manual_seed(9)
-    cfg = config(vocab_size=50257, hidden_size=256, intermediate_size=512, moe_intermediate_size=256, num_experts=8,
-                 num_experts_per_tok=2, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                 max_position_embeddings=4096, bos_token_id=50256, eos_token_id=50256, tie_word_embeddings=False,
-                 decoder_sparse_step=1, mlp_only_layers=[], **extra)
+    cfg = config(vocab_size=50257, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, max_position_embeddings=4096, bos_token_id=50256, eos_token_id=50256,
+                 pad_token_id=50256, tie_word_embeddings=False, **extra)
     model = model_class(cfg).to(torch.bfloat16)
     norms_uniform(model, 0.5, 1.5)
     model.save_pretrained(folder, safe_serialization=True)
@@ -393,5 +395,6 @@ if __name__ == "__main__":
     phi3_spm(OUT / "phi3-longrope", True)
     bert_wordpiece(OUT / "bert-wordpiece")
     mixtral_spm(OUT / "mixtral-spm")
-    qwen_moe_bpe(OUT / "qwen2moe-bpe", "qwen2moe", OUT / "gpt2-bpe")
-    qwen_moe_bpe(OUT / "qwen3moe-bpe", "qwen3moe", OUT / "gpt2-bpe")
+    bpe_only(OUT / "qwen2moe-bpe", "qwen2moe", OUT / "gpt2-bpe")
+    bpe_only(OUT / "qwen3moe-bpe", "qwen3moe", OUT / "gpt2-bpe")
+    bpe_only(OUT / "olmo2-bpe", "olmo2", OUT / "gpt2-bpe")

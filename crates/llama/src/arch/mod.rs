@@ -13,6 +13,7 @@ mod gemma2;
 mod gemma3;
 mod gpt2;
 mod llama;
+mod olmo2;
 mod phi3;
 mod qwen;
 mod qwen_moe;
@@ -38,6 +39,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &gemma3::Gemma3,
     &qwen_moe::QWEN2MOE,
     &qwen_moe::QWEN3MOE,
+    &olmo2::Olmo2,
 ];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,
