@@ -10,20 +10,36 @@ use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
 use serde_json::Value as Json;
 
-pub struct Llama;
+/// LlamaModel, and its subclasses that only rename the architecture.
+pub struct Llama {
+    classes: &'static [&'static str],
+    name: &'static str,
+}
+
+pub static LLAMA: Llama = Llama {
+    classes: &[
+        "LlamaForCausalLM",
+        "LLaMAForCausalLM",
+        "MistralForCausalLM",
+        "MixtralForCausalLM",
+        "LlamaModel",
+    ],
+    name: "llama",
+};
+
+/// SmolLM3Model: LlamaModel as `smollm3` (its no-RoPE layers are
+/// llama.cpp's fixed pattern, not a key).
+pub static SMOLLM3: Llama = Llama {
+    classes: &["SmolLM3ForCausalLM"],
+    name: "smollm3",
+};
 
 impl Architecture for Llama {
     fn hf_classes(&self) -> &'static [&'static str] {
-        &[
-            "LlamaForCausalLM",
-            "LLaMAForCausalLM",
-            "MistralForCausalLM",
-            "MixtralForCausalLM",
-            "LlamaModel",
-        ]
+        self.classes
     }
     fn name(&self) -> &'static str {
-        "llama"
+        self.name
     }
     fn tables(&self) -> &'static [Table] {
         &[DECODER, LM_HEAD, FFN_NORM, MOE_ROUTER]
@@ -44,7 +60,7 @@ impl Architecture for Llama {
         text_parameters(cx, self.name(), md, ft)?;
         let h = &cx.folder.hparams;
         md.set(
-            "llama.vocab_size",
+            format!("{}.vocab_size", self.name),
             Value::U32(u32_of("vocab_size", h.uint(&["vocab_size"])?)?),
         );
         let rope_dim = match h.opt_uint(&["head_dim"])? {
@@ -54,7 +70,10 @@ impl Architecture for Llama {
                 h.uint(&["hidden_size"])? / heads
             }
         };
-        md.set("llama.rope.dimension_count", Value::U32(u32_of("head_dim", rope_dim)?));
+        md.set(
+            format!("{}.rope.dimension_count", self.name),
+            Value::U32(u32_of("head_dim", rope_dim)?),
+        );
         Ok(())
     }
     fn extra_tensors(&self, cx: &Ctx, _: &mut Metadata) -> Result<Vec<Computed>> {

@@ -29,7 +29,8 @@ use std::sync::Arc;
 
 /// Every architecture this build converts, in the order they are tried.
 pub static ARCHES: &[&dyn Architecture] = &[
-    &llama::Llama,
+    &llama::LLAMA,
+    &llama::SMOLLM3,
     &qwen::QWEN2,
     &qwen::QWEN3,
     &bert::Bert,
