@@ -34,7 +34,9 @@ fn arch_folder(dir: &Path, arch: &str) -> std::path::PathBuf {
     let model = dir.join(arch);
     copy_tree(&fixture(&format!("hf/arch/{arch}")), &model);
     let extra: &[&str] = match arch {
-        "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" | "smollm3" => &["tiny-llama/tokenizer.model"],
+        "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" | "smollm3" | "granite" => {
+            &["tiny-llama/tokenizer.model"]
+        }
         "qwen2moe" | "qwen3moe" | "olmo2" => &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"],
         _ => &[],
     };

@@ -10,10 +10,12 @@ use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
 use serde_json::Value as Json;
 
-/// LlamaModel, and its subclasses that only rename the architecture.
+/// LlamaModel, and its subclasses that rename the architecture (and for
+/// Granite add its multipliers).
 pub struct Llama {
     classes: &'static [&'static str],
     name: &'static str,
+    granite: bool,
 }
 
 pub static LLAMA: Llama = Llama {
@@ -25,6 +27,7 @@ pub static LLAMA: Llama = Llama {
         "LlamaModel",
     ],
     name: "llama",
+    granite: false,
 };
 
 /// SmolLM3Model: LlamaModel as `smollm3` (its no-RoPE layers are
@@ -32,6 +35,16 @@ pub static LLAMA: Llama = Llama {
 pub static SMOLLM3: Llama = Llama {
     classes: &["SmolLM3ForCausalLM"],
     name: "smollm3",
+    granite: false,
+};
+
+/// GraniteModel: LlamaModel without `head_dim` (it pops it before the
+/// shared keys), then the four multipliers as `attention.scale`,
+/// `embedding_scale`, `residual_scale` and `logit_scale`.
+pub static GRANITE: Llama = Llama {
+    classes: &["GraniteForCausalLM"],
+    name: "granite",
+    granite: true,
 };
 
 impl Architecture for Llama {
@@ -57,6 +70,53 @@ impl Architecture for Llama {
         with_model_prefix(&["LlamaModel"], hf_class, name)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        if !self.granite {
+            return self.llama_parameters(cx, md, ft);
+        }
+        let mut map = cx.folder.hparams.map.clone();
+        map.remove("head_dim");
+        let folder = crate::Folder {
+            dir: cx.folder.dir.clone(),
+            hparams: crate::config::Hparams { map },
+            arch: cx.folder.arch,
+            hf_arch: cx.folder.hf_arch.clone(),
+        };
+        let without = Ctx {
+            folder: &folder,
+            block_count: cx.block_count,
+        };
+        self.llama_parameters(&without, md, ft)?;
+        let h = &cx.folder.hparams;
+        for (hf, key) in [
+            ("attention_multiplier", "attention.scale"),
+            ("embedding_multiplier", "embedding_scale"),
+            ("residual_multiplier", "residual_scale"),
+            ("logits_scaling", "logit_scale"),
+        ] {
+            // Python's `if x := hparams.get(...)`: absent, null and 0 are skipped.
+            if let Some(v) = h.opt_f64(&[hf])?.filter(|v| *v != 0.0) {
+                md.set(format!("{}.{key}", self.name), Value::F32(v as f32));
+            }
+        }
+        Ok(())
+    }
+    fn extra_tensors(&self, cx: &Ctx, _: &mut Metadata) -> Result<Vec<Computed>> {
+        llama3_rope(cx)
+    }
+    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
+        if let Some(expert) = EXPERTS.parse(hf) {
+            return stack_expert(cx, expert, &["num_local_experts"], t, held);
+        }
+        let mut t = mapped(cx, self, hf, t)?;
+        permute_qk(cx, hf, &mut t)?;
+        Ok(vec![t])
+    }
+}
+
+impl Llama {
+    /// LlamaModel.set_gguf_parameters: the shared keys, the vocabulary
+    /// size and the rotary dimension (`head_dim`, else hidden / heads).
+    fn llama_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         text_parameters(cx, self.name(), md, ft)?;
         let h = &cx.folder.hparams;
         md.set(
@@ -75,17 +135,6 @@ impl Architecture for Llama {
             Value::U32(u32_of("head_dim", rope_dim)?),
         );
         Ok(())
-    }
-    fn extra_tensors(&self, cx: &Ctx, _: &mut Metadata) -> Result<Vec<Computed>> {
-        llama3_rope(cx)
-    }
-    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
-        if let Some(expert) = EXPERTS.parse(hf) {
-            return stack_expert(cx, expert, &["num_local_experts"], t, held);
-        }
-        let mut t = mapped(cx, self, hf, t)?;
-        permute_qk(cx, hf, &mut t)?;
-        Ok(vec![t])
     }
 }
 

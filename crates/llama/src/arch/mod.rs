@@ -31,6 +31,7 @@ use std::sync::Arc;
 pub static ARCHES: &[&dyn Architecture] = &[
     &llama::LLAMA,
     &llama::SMOLLM3,
+    &llama::GRANITE,
     &qwen::QWEN2,
     &qwen::QWEN3,
     &bert::Bert,
