@@ -17,6 +17,7 @@ mod olmo2;
 mod phi3;
 mod qwen;
 mod qwen_moe;
+mod starcoder2;
 mod tables;
 
 use crate::config::{read_json, u32_of};
@@ -42,6 +43,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &qwen_moe::QWEN2MOE,
     &qwen_moe::QWEN3MOE,
     &olmo2::Olmo2,
+    &starcoder2::StarCoder2,
 ];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,
