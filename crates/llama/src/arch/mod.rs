@@ -42,6 +42,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &gemma3::Gemma3,
     &qwen_moe::QWEN2MOE,
     &qwen_moe::QWEN3MOE,
+    &qwen_moe::OLMOE,
     &olmo2::Olmo2,
     &starcoder2::StarCoder2,
 ];

@@ -1,17 +1,20 @@
-//! Qwen2-MoE and Qwen3-MoE (Qwen2MoeModel, Qwen3MoeModel): the decoder
-//! tables with a router, a shared expert (Qwen2-MoE) and the per-expert
-//! matrices stacked into 3-D tensors (down, gate, up, as the converter
-//! yields them), Qwen3-MoE with Q/K norms; byte-level BPE only (the
-//! classes keep TextModel's set_vocab).
+//! Qwen2-MoE and Qwen3-MoE (Qwen2MoeModel, Qwen3MoeModel) and OLMoE
+//! (OlmoeModel, "copied from Qwen2MoeModel"): the decoder tables with a
+//! router, a shared expert (Qwen2-MoE) and the per-expert matrices stacked
+//! into 3-D tensors (down, gate, up, as the converter yields them), Q/K
+//! norms (Qwen3-MoE, OLMoE); byte-level BPE only (the classes keep
+//! TextModel's set_vocab).
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD, QK_NORM};
 use super::{mapped, put_u32, stack_expert, text_parameters, Architecture, Ctx, ExpertNames, Held, Table, Vocab};
-use modelconv_ir::{Metadata, Result, Tensor};
+use modelconv_ir::{Metadata, Result, Tensor, Value};
 
 pub struct QwenMoe {
     classes: &'static [&'static str],
     name: &'static str,
     tables: &'static [Table],
+    /// OLMoE: no expert widths, and the RMS norm epsilon fixed at 1e-5.
+    olmoe: bool,
 }
 
 /// The router and the shared expert of a Qwen MoE block.
@@ -36,12 +39,21 @@ pub static QWEN2MOE: QwenMoe = QwenMoe {
     classes: &["Qwen2MoeForCausalLM"],
     name: "qwen2moe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, MOE],
+    olmoe: false,
 };
 
 pub static QWEN3MOE: QwenMoe = QwenMoe {
     classes: &["Qwen3MoeForCausalLM"],
     name: "qwen3moe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM, MOE],
+    olmoe: false,
+};
+
+pub static OLMOE: QwenMoe = QwenMoe {
+    classes: &["OlmoeForCausalLM"],
+    name: "olmoe",
+    tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM, MOE],
+    olmoe: true,
 };
 
 impl Architecture for QwenMoe {
@@ -57,9 +69,17 @@ impl Architecture for QwenMoe {
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
     }
-    /// TextModel's keys, then the expert and shared-expert FFN widths.
+    /// TextModel's keys, then the expert and shared-expert FFN widths
+    /// (OLMoE: the epsilon set again to 1e-5, in its place).
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         text_parameters(cx, self.name, md, ft)?;
+        if self.olmoe {
+            md.set(
+                format!("{}.attention.layer_norm_rms_epsilon", self.name),
+                Value::F32(1e-5),
+            );
+            return Ok(());
+        }
         let h = &cx.folder.hparams;
         if let Some(n) = h.opt_uint(&["moe_intermediate_size"])? {
             put_u32(md, self.name, "expert_feed_forward_length", n)?;
