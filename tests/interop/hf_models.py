@@ -23,6 +23,7 @@ same SentencePiece model; the second with long-context rope factors.
 gpt2-bpe: GPT2LMHeadModel (F32, tied), GPT-2's byte-level BPE rebuilt from
 models/ggml-vocab-gpt-2.gguf.
 qwen3-bpe: Qwen3ForCausalLM (F32, untied, q/k norms), qwen2-bpe's tokenizer files.
+granitemoe-spm: GraniteMoeSharedForCausalLM (BF16, fused experts and shared MLP).
 mixtral-spm: MixtralForCausalLM (BF16, 8 experts of which 2 are used, 2 layers), the
 trained SentencePiece model: experts stacked into ffn_*_exps.
 qwen2moe-bpe, qwen3moe-bpe, olmo2-bpe: Qwen2MoeForCausalLM (shared expert),
@@ -272,6 +273,22 @@ def mixtral_spm(folder):
     model.save_pretrained(folder, safe_serialization=True)
 
 
+def granite_moe_spm(folder):
+    """GraniteMoeSharedForCausalLM (BF16, 8 fused experts and a fused shared MLP, 2 layers), the SentencePiece model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import GraniteMoeSharedConfig, GraniteMoeSharedForCausalLM
+    tiny_spm(folder, "LlamaTokenizer")
+    torch.manual_seed(10)
+    cfg = GraniteMoeSharedConfig(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=1, num_local_experts=8, num_experts_per_tok=2,
+                                 shared_intermediate_size=512, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2,
+                                 pad_token_id=0, tie_word_embeddings=False, embedding_multiplier=12.0,
+                                 residual_multiplier=0.22, attention_multiplier=0.0078125, logits_scaling=8.0)
+    model = GraniteMoeSharedForCausalLM(cfg).to(torch.bfloat16)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
 def llama3_rope(folder):
     """Llama 3.1-style rope scaling (rope_type llama3): convert writes a rope_freqs tensor."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -400,6 +417,7 @@ if __name__ == "__main__":
     phi3_spm(OUT / "phi3-longrope", True)
     bert_wordpiece(OUT / "bert-wordpiece")
     mixtral_spm(OUT / "mixtral-spm")
+    granite_moe_spm(OUT / "granitemoe-spm")
     bpe_only(OUT / "qwen2moe-bpe", "qwen2moe", OUT / "gpt2-bpe")
     bpe_only(OUT / "qwen3moe-bpe", "qwen3moe", OUT / "gpt2-bpe")
     bpe_only(OUT / "olmo2-bpe", "olmo2", OUT / "gpt2-bpe")

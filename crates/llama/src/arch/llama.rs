@@ -4,7 +4,8 @@
 
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
 use super::{
-    mapped, permute_qk, stack_expert, text_parameters, Architecture, Computed, Ctx, ExpertNames, Held, Table, Vocab,
+    block_of, mapped, permute_qk, put_u32, split_halves, stack_expert, text_parameters, Architecture, Computed, Ctx,
+    ExpertNames, Held, Table, Vocab,
 };
 use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
@@ -15,7 +16,16 @@ use serde_json::Value as Json;
 pub struct Llama {
     classes: &'static [&'static str],
     name: &'static str,
-    granite: bool,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Plain,
+    Granite,
+    /// Granite with fused experts (`block_sparse_moe.input_linear`) and a
+    /// fused shared MLP.
+    GraniteMoe,
 }
 
 pub static LLAMA: Llama = Llama {
@@ -27,7 +37,7 @@ pub static LLAMA: Llama = Llama {
         "LlamaModel",
     ],
     name: "llama",
-    granite: false,
+    kind: Kind::Plain,
 };
 
 /// SmolLM3Model: LlamaModel as `smollm3` (its no-RoPE layers are
@@ -35,7 +45,7 @@ pub static LLAMA: Llama = Llama {
 pub static SMOLLM3: Llama = Llama {
     classes: &["SmolLM3ForCausalLM"],
     name: "smollm3",
-    granite: false,
+    kind: Kind::Plain,
 };
 
 /// GraniteModel: LlamaModel without `head_dim` (it pops it before the
@@ -44,8 +54,32 @@ pub static SMOLLM3: Llama = Llama {
 pub static GRANITE: Llama = Llama {
     classes: &["GraniteForCausalLM"],
     name: "granite",
-    granite: true,
+    kind: Kind::Granite,
 };
+
+/// GraniteMoeModel: Granite's keys plus the shared expert's width; its
+/// fused expert and shared-MLP matrices split into gate and up.
+pub static GRANITE_MOE: Llama = Llama {
+    classes: &["GraniteMoeForCausalLM", "GraniteMoeSharedForCausalLM"],
+    name: "granitemoe",
+    kind: Kind::GraniteMoe,
+};
+
+/// GraniteMoe's router and the down matrices it keeps apart.
+const GRANITE_MOE_TABLE: Table = &[
+    (
+        "model.layers.{bid}.block_sparse_moe.router.layer",
+        "blk.{bid}.ffn_gate_inp",
+    ),
+    (
+        "model.layers.{bid}.block_sparse_moe.output_linear",
+        "blk.{bid}.ffn_down_exps",
+    ),
+    (
+        "model.layers.{bid}.shared_mlp.output_linear",
+        "blk.{bid}.ffn_down_shexp",
+    ),
+];
 
 impl Architecture for Llama {
     fn hf_classes(&self) -> &'static [&'static str] {
@@ -55,7 +89,10 @@ impl Architecture for Llama {
         self.name
     }
     fn tables(&self) -> &'static [Table] {
-        &[DECODER, LM_HEAD, FFN_NORM, MOE_ROUTER]
+        match self.kind {
+            Kind::GraniteMoe => &[DECODER, LM_HEAD, FFN_NORM, GRANITE_MOE_TABLE],
+            _ => &[DECODER, LM_HEAD, FFN_NORM, MOE_ROUTER],
+        }
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::SentencePiece, Vocab::Bpe]
@@ -70,7 +107,7 @@ impl Architecture for Llama {
         with_model_prefix(&["LlamaModel"], hf_class, name)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
-        if !self.granite {
+        if self.kind == Kind::Plain {
             return self.llama_parameters(cx, md, ft);
         }
         let mut map = cx.folder.hparams.map.clone();
@@ -98,6 +135,11 @@ impl Architecture for Llama {
                 md.set(format!("{}.{key}", self.name), Value::F32(v as f32));
             }
         }
+        if self.kind == Kind::GraniteMoe {
+            if let Some(n) = h.opt_uint(&["shared_intermediate_size"])?.filter(|n| *n != 0) {
+                put_u32(md, self.name, "expert_shared_feed_forward_length", n)?;
+            }
+        }
         Ok(())
     }
     fn extra_tensors(&self, cx: &Ctx, _: &mut Metadata) -> Result<Vec<Computed>> {
@@ -107,10 +149,49 @@ impl Architecture for Llama {
         if let Some(expert) = EXPERTS.parse(hf) {
             return stack_expert(cx, expert, &["num_local_experts"], t, held);
         }
+        if self.kind == Kind::GraniteMoe {
+            if let Some(split) = granite_moe_fused(cx, hf, &t)? {
+                return Ok(split);
+            }
+        }
         let mut t = mapped(cx, self, hf, t)?;
         permute_qk(cx, hf, &mut t)?;
         Ok(vec![t])
     }
+}
+
+/// GraniteMoeModel.modify_tensors: the experts' `input_linear` split
+/// into `ffn_gate_exps` and `ffn_up_exps` (halves of intermediate_size),
+/// the shared MLP's into the shared-expert gate and up (or, in a model
+/// without experts, the plain FFN, with its `output_linear` as
+/// `ffn_down`); None for any other tensor.
+fn granite_moe_fused(cx: &Ctx, hf: &str, t: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    let h = &cx.folder.hparams;
+    let experts = h.opt_uint(&["num_local_experts"])?.is_some_and(|n| n != 0);
+    let names = |gate: &str, up: &str| -> Result<(String, String)> {
+        let bid = block_of(cx, hf)?;
+        Ok((format!("blk.{bid}.{gate}.weight"), format!("blk.{bid}.{up}.weight")))
+    };
+    if hf.ends_with("block_sparse_moe.input_linear.weight") {
+        let (g, u) = names("ffn_gate_exps", "ffn_up_exps")?;
+        return split_halves(t, h.uint(&["intermediate_size"])?, g, u).map(Some);
+    }
+    if hf.ends_with("shared_mlp.input_linear.weight") {
+        let (g, u) = if experts {
+            names("ffn_gate_shexp", "ffn_up_shexp")?
+        } else {
+            names("ffn_gate", "ffn_up")?
+        };
+        return split_halves(t, h.uint(&["shared_intermediate_size"])?, g, u).map(Some);
+    }
+    if !experts && hf.ends_with("shared_mlp.output_linear.weight") {
+        let bid = block_of(cx, hf)?;
+        let mut t = t.clone();
+        t.info =
+            modelconv_ir::TensorInfo::new(format!("blk.{bid}.ffn_down.weight"), t.info.dtype, t.info.shape.clone())?;
+        return Ok(Some(vec![t]));
+    }
+    Ok(None)
 }
 
 impl Llama {

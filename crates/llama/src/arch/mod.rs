@@ -33,6 +33,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &llama::LLAMA,
     &llama::SMOLLM3,
     &llama::GRANITE,
+    &llama::GRANITE_MOE,
     &qwen::QWEN2,
     &qwen::QWEN3,
     &bert::Bert,
@@ -275,6 +276,58 @@ impl ExpertNames {
         let stem = self.stems.iter().find(|(s, _)| *s == suffix)?.1;
         Some((bid.parse().ok()?, xid.parse().ok()?, stem))
     }
+}
+
+/// The two halves of a fused `[…, 2 × half, cols]` tensor (gate then up)
+/// along its second-to-last axis, named `first` and `second`: row views
+/// of it, no copy, as `tensor.split(half, dim=-2)` gives them.
+pub fn split_halves(t: &Tensor, half: u64, first: String, second: String) -> Result<Vec<Tensor>> {
+    let shape = &t.info.shape;
+    let n = shape.len();
+    if n < 2 || half == 0 || shape[n - 2] != half.saturating_mul(2) {
+        return Err(Error::invalid(format!(
+            "tensor '{}' {shape:?}: expected its second-to-last axis to be 2 x {half}",
+            t.info.name
+        )));
+    }
+    if !matches!(t.info.dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(Error::unsupported(format!(
+            "tensor '{}' is {}; GGUF conversion takes F32, F16 and BF16 weights",
+            t.info.name, t.info.dtype
+        )));
+    }
+    let outer: u64 = shape[..n - 2].iter().product();
+    let rows = outer.saturating_mul(2 * half).max(1);
+    let row_bytes = t.info.byte_len / rows;
+    let mut out_shape = shape.clone();
+    out_shape[n - 2] = half;
+    [(first, 0), (second, half)]
+        .into_iter()
+        .map(|(name, skip)| {
+            let order = (0..outer)
+                .flat_map(|o| (0..half).map(move |r| o * 2 * half + skip + r))
+                .collect();
+            let data = RowGather::new(t.data.clone(), row_bytes, order)?;
+            Tensor::new(TensorInfo::new(name, t.info.dtype, out_shape.clone())?, Arc::new(data))
+        })
+        .collect()
+}
+
+/// The block number of `model.layers.{bid}.…`, checked against the block
+/// count.
+pub fn block_of(cx: &Ctx, hf: &str) -> Result<u64> {
+    let bid = hf
+        .strip_prefix("model.layers.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|b| b.parse::<u64>().ok())
+        .ok_or_else(|| Error::invalid(format!("tensor '{hf}': no block number")))?;
+    if bid >= cx.block_count {
+        return Err(Error::unsupported(format!(
+            "tensor '{hf}': block {bid} past the {} blocks of the config",
+            cx.block_count
+        )));
+    }
+    Ok(bid)
 }
 
 /// Holds expert `xid`'s matrix of block `bid` until the block's experts
