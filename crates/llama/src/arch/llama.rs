@@ -4,8 +4,8 @@
 
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
 use super::{
-    block_of, mapped, permute_qk, put_u32, split_halves, stack_expert, text_parameters, Architecture, Computed, Ctx,
-    ExpertNames, Held, Table, Vocab,
+    block_of, mapped, permute_qk, put_u32, split_halves, stack_expert, text_parameters, with_hparams, Architecture,
+    Computed, Ctx, ExpertNames, Held, Table, Vocab,
 };
 use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
@@ -110,19 +110,13 @@ impl Architecture for Llama {
         if self.kind == Kind::Plain {
             return self.llama_parameters(cx, md, ft);
         }
-        let mut map = cx.folder.hparams.map.clone();
-        map.remove("head_dim");
-        let folder = crate::Folder {
-            dir: cx.folder.dir.clone(),
-            hparams: crate::config::Hparams { map },
-            arch: cx.folder.arch,
-            hf_arch: cx.folder.hf_arch.clone(),
-        };
-        let without = Ctx {
-            folder: &folder,
-            block_count: cx.block_count,
-        };
-        self.llama_parameters(&without, md, ft)?;
+        with_hparams(
+            cx,
+            |map| {
+                map.remove("head_dim");
+            },
+            |without| self.llama_parameters(without, md, ft),
+        )?;
         let h = &cx.folder.hparams;
         for (hf, key) in [
             ("attention_multiplier", "attention.scale"),

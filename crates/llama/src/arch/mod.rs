@@ -9,6 +9,7 @@
 //! (docs/ARCHITECTURE.md walks through Mixtral).
 
 mod bert;
+mod cohere;
 mod gemma2;
 mod gemma3;
 mod gpt2;
@@ -46,6 +47,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &qwen_moe::OLMOE,
     &olmo2::Olmo2,
     &starcoder2::StarCoder2,
+    &cohere::CommandR,
 ];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,
@@ -354,6 +356,28 @@ pub fn stack_expert(
         .stack(&format!("blk.{bid}.{stem}.weight"), xid, n, t)?
         .into_iter()
         .collect())
+}
+
+/// Runs `f` on a copy of the conversion whose config.json is changed by
+/// `edit` (a converter class that pops or overrides hparams before the
+/// shared keys are written: Granite's `head_dim`, Command-R's context).
+pub fn with_hparams<T>(
+    cx: &Ctx,
+    edit: impl FnOnce(&mut serde_json::Map<String, Json>),
+    f: impl FnOnce(&Ctx) -> Result<T>,
+) -> Result<T> {
+    let mut map = cx.folder.hparams.map.clone();
+    edit(&mut map);
+    let folder = crate::Folder {
+        dir: cx.folder.dir.clone(),
+        hparams: crate::config::Hparams { map },
+        arch: cx.folder.arch,
+        hf_arch: cx.folder.hf_arch.clone(),
+    };
+    f(&Ctx {
+        folder: &folder,
+        block_count: cx.block_count,
+    })
 }
 
 /// Sets `{arch}.{key}` to `v` as a u32, refusing what does not fit.
