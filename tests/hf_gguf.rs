@@ -37,7 +37,7 @@ fn arch_folder(dir: &Path, arch: &str) -> std::path::PathBuf {
         "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" | "smollm3" | "granite" => {
             &["tiny-llama/tokenizer.model"]
         }
-        "qwen2moe" | "qwen3moe" | "olmo2" | "starcoder2" | "olmoe" | "cohere" => {
+        "qwen2moe" | "qwen3moe" | "olmo2" | "starcoder2" | "olmoe" | "cohere" | "stablelm" => {
             &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"]
         }
         _ => &[],

@@ -18,6 +18,7 @@ mod olmo2;
 mod phi3;
 mod qwen;
 mod qwen_moe;
+mod stablelm;
 mod starcoder2;
 mod tables;
 
@@ -48,6 +49,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &olmo2::Olmo2,
     &starcoder2::StarCoder2,
     &cohere::CommandR,
+    &stablelm::StableLm,
 ];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,
