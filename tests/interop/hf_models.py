@@ -24,6 +24,8 @@ gpt2-bpe: GPT2LMHeadModel (F32, tied), GPT-2's byte-level BPE rebuilt from
 models/ggml-vocab-gpt-2.gguf.
 qwen3-bpe: Qwen3ForCausalLM (F32, untied, q/k norms), qwen2-bpe's tokenizer files.
 granitemoe-spm: GraniteMoeSharedForCausalLM (BF16, fused experts and shared MLP).
+smollm3-spm, granite-spm: SmolLM3ForCausalLM and GraniteForCausalLM (BF16, with
+Granite's multipliers), the SentencePiece model.
 mixtral-spm: MixtralForCausalLM (BF16, 8 experts of which 2 are used, 2 layers), the
 trained SentencePiece model: experts stacked into ffn_*_exps.
 qwen2moe-bpe, qwen3moe-bpe, olmo2-bpe: Qwen2MoeForCausalLM (shared expert),
@@ -276,6 +278,26 @@ def mixtral_spm(folder):
     model.save_pretrained(folder, safe_serialization=True)
 
 
+def llama_subclass_spm(folder, which):
+    """SmolLM3ForCausalLM or GraniteForCausalLM (BF16, 2 layers, LlamaModel's subclasses), the SentencePiece model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    import transformers as tf
+    tiny_spm(folder, "LlamaTokenizer")
+    torch.manual_seed(11)
+    config, model_class, extra = {
+        "smollm3": (tf.SmolLM3Config, tf.SmolLM3ForCausalLM, {}),
+        "granite": (tf.GraniteConfig, tf.GraniteForCausalLM,
+                    dict(embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0078125,
+                         logits_scaling=8.0)),
+    }[which]
+    cfg = config(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                 tie_word_embeddings=False, **extra)
+    model = model_class(cfg).to(torch.bfloat16)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+
+
 def granite_moe_spm(folder):
     """GraniteMoeSharedForCausalLM (BF16, 8 fused experts and a fused shared MLP, 2 layers), the SentencePiece model."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -421,6 +443,8 @@ if __name__ == "__main__":
     bert_wordpiece(OUT / "bert-wordpiece")
     mixtral_spm(OUT / "mixtral-spm")
     granite_moe_spm(OUT / "granitemoe-spm")
+    llama_subclass_spm(OUT / "smollm3-spm", "smollm3")
+    llama_subclass_spm(OUT / "granite-spm", "granite")
     bpe_only(OUT / "qwen2moe-bpe", "qwen2moe", OUT / "gpt2-bpe")
     bpe_only(OUT / "qwen3moe-bpe", "qwen3moe", OUT / "gpt2-bpe")
     bpe_only(OUT / "olmo2-bpe", "olmo2", OUT / "gpt2-bpe")
