@@ -20,6 +20,12 @@ fn same(a: &Path, golden: &str) {
 /// tokenizer files it takes at conversion: tiny-llama's SentencePiece
 /// model, or GPT-2's tokenizer for the BPE-only classes.
 fn arch_folder(dir: &Path, arch: &str) -> std::path::PathBuf {
+    arch_folder_as(dir, arch, arch)
+}
+
+/// [`arch_folder`] of fixture `arch`, copied as `dir/name` (the folder's
+/// name is the model's `general.name`).
+fn arch_folder_as(dir: &Path, arch: &str, name: &str) -> std::path::PathBuf {
     fn copy_tree(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for e in std::fs::read_dir(from).unwrap() {
@@ -31,13 +37,13 @@ fn arch_folder(dir: &Path, arch: &str) -> std::path::PathBuf {
             }
         }
     }
-    let model = dir.join(arch);
+    let model = dir.join(name);
     copy_tree(&fixture(&format!("hf/arch/{arch}")), &model);
     let extra: &[&str] = match arch {
         "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" | "smollm3" | "granite" => {
             &["tiny-llama/tokenizer.model"]
         }
-        "qwen2moe" | "qwen3moe" | "olmo2" | "starcoder2" | "olmoe" | "cohere" | "stablelm" => {
+        "qwen2moe" | "qwen3moe" | "qwen3moe-fused" | "olmo2" | "starcoder2" | "olmoe" | "cohere" | "stablelm" => {
             &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"]
         }
         _ => &[],
@@ -253,6 +259,13 @@ fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
         ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
         same(&out, &format!("hf/arch/{arch}.F16.gguf"));
     }
+    // transformers' fused 3-D expert layout converts to the same file (the
+    // converter's did, gen_arch.py checks).
+    std::fs::create_dir(dir.path().join("fused")).unwrap();
+    let fused = arch_folder_as(&dir.path().join("fused"), "qwen3moe-fused", "qwen3moe");
+    let out = dir.path().join("fused.gguf");
+    ok(&["-q", "convert", p(&fused), p(&out), "--dtype", "F16"]);
+    same(&out, "hf/arch/qwen3moe.F16.gguf");
     for arch in ["gpt2", "bert"] {
         let out = dir.path().join(format!("{arch}.gguf"));
         ok(&[

@@ -2,12 +2,16 @@
 //! (OlmoeModel, "copied from Qwen2MoeModel"): the decoder tables with a
 //! router, a shared expert (Qwen2-MoE) and the per-expert matrices stacked
 //! into 3-D tensors (down, gate, up, as the converter yields them), Q/K
-//! norms (Qwen3-MoE, OLMoE); byte-level BPE only (the classes keep
+//! norms (Qwen3-MoE, OLMoE), transformers' fused 3-D expert layout too;
+//! byte-level BPE only (the classes keep
 //! TextModel's set_vocab).
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD, QK_NORM};
-use super::{mapped, put_u32, stack_expert, text_parameters, Architecture, Ctx, ExpertNames, Held, Table, Vocab};
-use modelconv_ir::{Metadata, Result, Tensor, Value};
+use super::{
+    block_of, mapped, put_u32, split_halves, stack_expert, text_parameters, Architecture, Ctx, ExpertNames, Held,
+    Table, Vocab,
+};
+use modelconv_ir::{DType, Error, Metadata, Result, Tensor, TensorInfo, Value};
 
 pub struct QwenMoe {
     classes: &'static [&'static str],
@@ -90,11 +94,55 @@ impl Architecture for QwenMoe {
         Ok(())
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
+        // (OlmoeModel copies only the per-expert path: a fused OLMoE has no
+        // place, as in the reference.)
+        if !self.olmoe {
+            if let Some(fused) = fused_experts(cx, hf, &t)? {
+                return Ok(fused);
+            }
+        }
         match EXPERTS.parse(hf) {
             Some(e) => stack_expert(cx, e, &["num_local_experts", "num_experts"], t, held),
             None => Ok(vec![mapped(cx, self, hf, t)?]),
         }
     }
+}
+
+/// The fused 3-D layout (transformers' `mlp.experts.gate_up_proj`,
+/// `[experts, 2 x ff, embd]`, and `mlp.experts.down_proj`, with or
+/// without `.weight`), as Qwen2MoeModel reads it: gate_up split on its
+/// second-to-last axis into the gate and up stacks (views), down taken
+/// as the down stack. None for any other tensor.
+fn fused_experts(cx: &Ctx, hf: &str, t: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    let base = hf.strip_suffix(".weight").unwrap_or(hf);
+    let stem = if base.ends_with("mlp.experts.gate_up_proj") {
+        "gate_up"
+    } else if base.ends_with("mlp.experts.down_proj") {
+        "down"
+    } else {
+        return Ok(None);
+    };
+    let bid = block_of(cx, hf)?;
+    let shape = &t.info.shape;
+    if shape.len() < 3 {
+        return Err(Error::invalid(format!(
+            "tensor '{hf}' {shape:?}: fused experts are 3-D"
+        )));
+    }
+    if !matches!(t.info.dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(Error::unsupported(format!(
+            "tensor '{hf}' is {}; GGUF conversion takes F32, F16 and BF16 weights",
+            t.info.dtype
+        )));
+    }
+    let name = |s: &str| format!("blk.{bid}.{s}.weight");
+    if stem == "down" {
+        let mut t = t.clone();
+        t.info = TensorInfo::new(name("ffn_down_exps"), t.info.dtype, t.info.shape.clone())?;
+        return Ok(Some(vec![t]));
+    }
+    let half = shape[shape.len() - 2] / 2;
+    split_halves(t, half, name("ffn_gate_exps"), name("ffn_up_exps")).map(Some)
 }
 
 /// `model.layers.{bid}.mlp.experts.{xid}.{gate|up|down}_proj.weight`.
