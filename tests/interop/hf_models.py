@@ -24,6 +24,7 @@ gpt2-bpe: GPT2LMHeadModel (F32, tied), GPT-2's byte-level BPE rebuilt from
 models/ggml-vocab-gpt-2.gguf.
 qwen3-bpe: Qwen3ForCausalLM (F32, untied, q/k norms), qwen2-bpe's tokenizer files.
 granitemoe-spm: GraniteMoeSharedForCausalLM (BF16, fused experts and shared MLP).
+phimoe-spm: PhimoeForCausalLM (BF16, 8 experts), saved under the hub's class name.
 smollm3-spm, granite-spm: SmolLM3ForCausalLM and GraniteForCausalLM (BF16, with
 Granite's multipliers), the SentencePiece model.
 mixtral-spm: MixtralForCausalLM (BF16, 8 experts of which 2 are used, 2 layers), the
@@ -298,6 +299,26 @@ def llama_subclass_spm(folder, which):
     model.save_pretrained(folder, safe_serialization=True)
 
 
+def phimoe_spm(folder):
+    """PhimoeForCausalLM (BF16, 8 experts, 2 layers, LayerNorms), the SentencePiece model; config.json names
+    the hub's class, PhiMoEForCausalLM, which the converter registers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import PhimoeConfig, PhimoeForCausalLM
+    tiny_spm(folder, "LlamaTokenizer")
+    torch.manual_seed(12)
+    cfg = PhimoeConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
+                       num_key_value_heads=1, num_local_experts=8, num_experts_per_tok=2, max_position_embeddings=4096,
+                       original_max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                       tie_word_embeddings=False, lm_head_bias=True,
+                       attention_bias=True)  # llama.cpp's phimoe loads output and attention biases, as Phi-3.5-MoE has
+    model = PhimoeForCausalLM(cfg).to(torch.bfloat16)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+    c = json.loads((folder / "config.json").read_text())
+    c["architectures"] = ["PhiMoEForCausalLM"]
+    (folder / "config.json").write_text(json.dumps(c, indent=2))
+
+
 def granite_moe_spm(folder):
     """GraniteMoeSharedForCausalLM (BF16, 8 fused experts and a fused shared MLP, 2 layers), the SentencePiece model."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -443,6 +464,7 @@ if __name__ == "__main__":
     bert_wordpiece(OUT / "bert-wordpiece")
     mixtral_spm(OUT / "mixtral-spm")
     granite_moe_spm(OUT / "granitemoe-spm")
+    phimoe_spm(OUT / "phimoe-spm")
     llama_subclass_spm(OUT / "smollm3-spm", "smollm3")
     llama_subclass_spm(OUT / "granite-spm", "granite")
     bpe_only(OUT / "qwen2moe-bpe", "qwen2moe", OUT / "gpt2-bpe")

@@ -5,7 +5,7 @@
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
 use super::{
     block_of, mapped, permute_qk, put_u32, split_halves, stack_expert, text_parameters, with_hparams, Architecture,
-    Computed, Ctx, ExpertNames, Held, Table, Vocab,
+    Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS,
 };
 use crate::config::u32_of;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
@@ -140,7 +140,7 @@ impl Architecture for Llama {
         llama3_rope(cx)
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
-        if let Some(expert) = EXPERTS.parse(hf) {
+        if let Some(expert) = BLOCK_SPARSE_EXPERTS.parse(hf) {
             return stack_expert(cx, expert, &["num_local_experts"], t, held);
         }
         if self.kind == Kind::GraniteMoe {
@@ -212,16 +212,6 @@ impl Llama {
         Ok(())
     }
 }
-
-/// Mixtral's `model.layers.{bid}.block_sparse_moe.experts.{xid}.{w1|w2|w3}.weight`.
-const EXPERTS: ExpertNames = ExpertNames {
-    infix: "block_sparse_moe.experts.",
-    stems: &[
-        ("w1.weight", "ffn_gate_exps"),
-        ("w2.weight", "ffn_down_exps"),
-        ("w3.weight", "ffn_up_exps"),
-    ],
-};
 
 /// Llama 3.1+'s `rope_type: llama3`: per rotary frequency a scaling
 /// factor (`rope_freqs`), computed in f32 step by step as PyTorch does for

@@ -41,7 +41,8 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &bert::Bert,
     &gpt2::Gpt2,
     &gemma2::Gemma2,
-    &phi3::Phi3,
+    &phi3::PHI3,
+    &phi3::PHIMOE,
     &gemma3::Gemma3,
     &qwen_moe::QWEN2MOE,
     &qwen_moe::QWEN3MOE,
@@ -271,6 +272,17 @@ pub struct ExpertNames {
     pub infix: &'static str,
     pub stems: &'static [(&'static str, &'static str)],
 }
+
+/// Mixtral's and PhiMoE's
+/// `model.layers.{bid}.block_sparse_moe.experts.{xid}.{w1|w2|w3}.weight`.
+pub const BLOCK_SPARSE_EXPERTS: ExpertNames = ExpertNames {
+    infix: "block_sparse_moe.experts.",
+    stems: &[
+        ("w1.weight", "ffn_gate_exps"),
+        ("w2.weight", "ffn_down_exps"),
+        ("w3.weight", "ffn_up_exps"),
+    ],
+};
 
 impl ExpertNames {
     /// (bid, xid, stem) of an expert matrix, None for any other tensor.

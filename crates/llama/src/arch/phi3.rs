@@ -1,31 +1,78 @@
 //! Phi-3 (Phi3ForCausalLM): fused qkv and gate_up weights as they are,
-//! its own hyper-parameter set, and long-context rope factors as tensors.
+//! its own hyper-parameter set, and long-context rope factors as tensors;
+//! PhiMoE (PhiMoeModel, a Phi3MiniModel): the same keys then the expert
+//! counts, separate Q/K/V, LayerNorms with biases, Mixtral's experts
+//! stacked.
 
-use super::{put_u32, Architecture, Computed, Ctx, Table, Vocab};
+use super::tables::{DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
+use super::{mapped, put_u32, stack_expert, Architecture, Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS};
 use crate::Folder;
-use modelconv_ir::{Error, Metadata, Result, Value};
+use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
 use serde_json::Value as Json;
 
-pub struct Phi3;
+pub struct Phi3 {
+    classes: &'static [&'static str],
+    name: &'static str,
+    tables: &'static [Table],
+    moe: bool,
+}
+
+pub static PHI3: Phi3 = Phi3 {
+    classes: &["Phi3ForCausalLM"],
+    name: "phi3",
+    tables: &[TENSORS],
+    moe: false,
+};
+
+/// PhiMoE: the converter registers the hub's `PhiMoEForCausalLM`;
+/// transformers saves the class as `PhimoeForCausalLM` (the same model).
+pub static PHIMOE: Phi3 = Phi3 {
+    classes: &["PhiMoEForCausalLM", "PhimoeForCausalLM"],
+    name: "phimoe",
+    tables: &[DECODER, LM_HEAD, FFN_NORM, MOE_ROUTER],
+    moe: true,
+};
 
 impl Architecture for Phi3 {
     fn hf_classes(&self) -> &'static [&'static str] {
-        &["Phi3ForCausalLM"]
+        self.classes
     }
     fn name(&self) -> &'static str {
-        "phi3"
+        self.name
     }
     fn tables(&self) -> &'static [Table] {
-        &[TENSORS]
+        self.tables
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Phi3]
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
-        phi3_params(cx.folder, md, ft)
+        phi3_params(cx.folder, self.name, md, ft)?;
+        if self.moe {
+            let h = &cx.folder.hparams;
+            put_u32(
+                md,
+                self.name,
+                "expert_used_count",
+                h.uint(&["num_experts_per_tok", "num_experts_per_token"])?,
+            )?;
+            put_u32(
+                md,
+                self.name,
+                "expert_count",
+                h.uint(&["num_local_experts", "num_experts"])?,
+            )?;
+        }
+        Ok(())
     }
     fn extra_tensors(&self, cx: &Ctx, md: &mut Metadata) -> Result<Vec<Computed>> {
-        phi3_extra(cx.folder, md)
+        phi3_extra(cx.folder, self.name, md)
+    }
+    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
+        if let Some(expert) = BLOCK_SPARSE_EXPERTS.parse(hf).filter(|_| self.moe) {
+            return stack_expert(cx, expert, &["num_local_experts", "num_experts"], t, held);
+        }
+        Ok(vec![mapped(cx, self, hf, t)?])
     }
 }
 
@@ -57,10 +104,10 @@ fn phi3_rope(f: &Folder) -> Result<(serde_json::Map<String, Json>, u64, u64, u64
 }
 
 /// Phi-3's own hyper-parameter set (Phi3MiniModel.set_gguf_parameters).
-fn phi3_params(f: &Folder, md: &mut Metadata, ft: u32) -> Result<()> {
+fn phi3_params(f: &Folder, arch: &str, md: &mut Metadata, ft: u32) -> Result<()> {
     let h = &f.hparams;
     let (rope, rope_dims, orig, n_head) = phi3_rope(f)?;
-    let u = |md: &mut Metadata, key: &str, v: u64| put_u32(md, "phi3", key, v);
+    let u = |md: &mut Metadata, key: &str, v: u64| put_u32(md, arch, key, v);
     u(
         md,
         "context_length",
@@ -83,14 +130,17 @@ fn phi3_params(f: &Folder, md: &mut Metadata, ft: u32) -> Result<()> {
     let eps = h
         .opt_f64(&["rms_norm_eps"])?
         .ok_or_else(|| Error::invalid("config.json: rms_norm_eps is not given"))?;
-    md.set("phi3.attention.layer_norm_rms_epsilon", Value::F32(eps as f32));
+    md.set(
+        format!("{arch}.attention.layer_norm_rms_epsilon"),
+        Value::F32(eps as f32),
+    );
     u(md, "rope.dimension_count", rope_dims)?;
     let full = rope.get("full_attention").and_then(Json::as_object).unwrap_or(&rope);
     let theta = full
         .get("rope_theta")
         .and_then(Json::as_f64)
         .ok_or_else(|| Error::invalid("config.json: rope_theta is not given"))?;
-    md.set("phi3.rope.freq_base", Value::F32(theta as f32));
+    md.set(format!("{arch}.rope.freq_base"), Value::F32(theta as f32));
     md.set("general.file_type", Value::U32(ft));
     u(
         md,
@@ -101,7 +151,7 @@ fn phi3_params(f: &Folder, md: &mut Metadata, ft: u32) -> Result<()> {
 }
 
 /// Phi-3's long-context rope factors, as tensors, and the attention factor.
-fn phi3_extra(f: &Folder, md: &mut Metadata) -> Result<Vec<Computed>> {
+fn phi3_extra(f: &Folder, arch: &str, md: &mut Metadata) -> Result<Vec<Computed>> {
     let (rope, rope_dims, orig, _) = phi3_rope(f)?;
     let floats = |k: &str| -> Option<Vec<f32>> {
         let a = rope.get(k)?.as_array()?;
@@ -124,7 +174,7 @@ fn phi3_extra(f: &Folder, md: &mut Metadata) -> Result<Vec<Computed>> {
         "" => return Err(Error::invalid("config.json: rope scaling without a type")),
         other => return Err(Error::unsupported(format!("config.json: rope scaling type {other}"))),
     };
-    md.set("phi3.rope.scaling.attn_factor", Value::F32(attn as f32));
+    md.set(format!("{arch}.rope.scaling.attn_factor"), Value::F32(attn as f32));
     let short =
         floats("short_factor").ok_or_else(|| Error::invalid("config.json: long_factor without short_factor"))?;
     if long.len() != short.len() || long.len() as u64 * 2 != rope_dims {
