@@ -43,9 +43,8 @@ fn arch_folder_as(dir: &Path, arch: &str, name: &str) -> std::path::PathBuf {
         "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" | "smollm3" | "granite" => {
             &["tiny-llama/tokenizer.model"]
         }
-        "qwen2moe" | "qwen3moe" | "qwen3moe-fused" | "olmo2" | "starcoder2" | "olmoe" | "cohere" | "stablelm" => {
-            &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"]
-        }
+        "qwen2moe" | "qwen3moe" | "qwen3moe-fused" | "olmo2" | "starcoder2" | "olmoe" | "cohere" | "stablelm"
+        | "falcon" | "falcon40b" => &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"],
         _ => &[],
     };
     for f in extra {
@@ -170,13 +169,13 @@ fn unknown_architectures_are_refused_listing_the_supported_ones() {
     let cfg = std::fs::read_to_string(model.join("config.json")).unwrap();
     std::fs::write(
         model.join("config.json"),
-        cfg.replace("LlamaForCausalLM", "FalconForCausalLM"),
+        cfg.replace("LlamaForCausalLM", "MambaForCausalLM"),
     )
     .unwrap();
     let out = dir.path().join("out.gguf");
     let err = refused(&["convert", p(&model), p(&out)]);
     assert!(
-        err.contains("FalconForCausalLM") && err.contains("LlamaForCausalLM") && err.contains("BertModel"),
+        err.contains("MambaForCausalLM") && err.contains("LlamaForCausalLM") && err.contains("BertModel"),
         "{err}"
     );
     assert!(!out.exists());

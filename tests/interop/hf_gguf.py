@@ -32,7 +32,7 @@ MODELS_TYPES = [
     ("gemma2-spm", "bf16"), ("gemma2-spm-f16", "f16"), ("gemma3-spm", "bf16"), ("gemma3-mm", "bf16"),
     ("phi3-spm", "f32"),
     ("phi3-longrope", "f32"), ("bert-wordpiece", "f32"), ("mixtral-spm", "bf16"), ("granitemoe-spm", "bf16"), ("phimoe-spm", "bf16"), ("smollm3-spm", "bf16"), ("granite-spm", "bf16"),
-    ("qwen2moe-bpe", "bf16"), ("qwen3moe-bpe", "bf16"), ("olmo2-bpe", "bf16"), ("starcoder2-bpe", "bf16"), ("olmoe-bpe", "bf16"), ("cohere-bpe", "bf16"), ("stablelm-bpe", "bf16"),
+    ("qwen2moe-bpe", "bf16"), ("qwen3moe-bpe", "bf16"), ("olmo2-bpe", "bf16"), ("starcoder2-bpe", "bf16"), ("olmoe-bpe", "bf16"), ("cohere-bpe", "bf16"), ("stablelm-bpe", "bf16"), ("falcon-bpe", "bf16"),
 ]
 
 

@@ -31,8 +31,8 @@ mixtral-spm: MixtralForCausalLM (BF16, 8 experts of which 2 are used, 2 layers),
 trained SentencePiece model: experts stacked into ffn_*_exps.
 qwen2moe-bpe, qwen3moe-bpe, olmo2-bpe: Qwen2MoeForCausalLM (shared expert),
 Qwen3MoeForCausalLM (BF16, 8 experts, 2 layers), Olmo2ForCausalLM,
-Starcoder2ForCausalLM, OlmoeForCausalLM, CohereForCausalLM and
-StableLmForCausalLM,
+Starcoder2ForCausalLM, OlmoeForCausalLM, CohereForCausalLM,
+StableLmForCausalLM and FalconForCausalLM (new decoder, grouped QKV),
 gpt2-bpe's tokenizer.
 bert-wordpiece: BertModel (F32) as a sentence-transformers model (mean
 pooling: modules.json, 1_Pooling/), a WordPiece tokenizer.json rebuilt from
@@ -205,7 +205,7 @@ def gpt2_bpe(folder, n_embd=256, n_layer=2, n_head=4, dtype=torch.float32):
 def bpe_only(folder, which, tokenizer_from):
     """Classes whose converter reads byte-level BPE only, BF16, 2 layers,
     with gpt2-bpe's tokenizer files: Qwen2-MoE (shared expert), Qwen3-MoE
-    (q/k norms; both 8 experts of which 2 are used), OLMo 2, StarCoder2, OLMoE, Command-R and StableLM."""
+    (q/k norms; both 8 experts of which 2 are used), OLMo 2, StarCoder2, OLMoE, Command-R, StableLM and Falcon (grouped QKV)."""
     folder.mkdir(parents=True, exist_ok=True)
     import transformers as tf
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
@@ -221,12 +221,15 @@ def bpe_only(folder, which, tokenizer_from):
         "olmoe": (tf.OlmoeConfig, tf.OlmoeForCausalLM, dict(num_experts=8, num_experts_per_tok=2, num_key_value_heads=2)),
         "cohere": (tf.CohereConfig, tf.CohereForCausalLM, dict(logit_scale=0.0625, tie_word_embeddings=True)),
         "stablelm": (tf.StableLmConfig, tf.StableLmForCausalLM, dict(use_parallel_residual=False)),
+        "falcon": (tf.FalconConfig, tf.FalconForCausalLM,
+                   dict(intermediate_size=None, num_attention_heads=4, num_key_value_heads=None, num_kv_heads=2,
+                        new_decoder_architecture=True, parallel_attn=True, bias=False)),
     }[which]
     torch.manual_seed(9)
     base = dict(vocab_size=50257, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
                 num_key_value_heads=1, max_position_embeddings=4096, bos_token_id=50256, eos_token_id=50256,
                 pad_token_id=50256, tie_word_embeddings=False)
-    cfg = config(**{**base, **extra})
+    cfg = config(**{k: v for k, v in {**base, **extra}.items() if v is not None})  # None: a key the class lacks
     model = model_class(cfg).to(torch.bfloat16)
     norms_uniform(model, 0.5, 1.5)
     model.save_pretrained(folder, safe_serialization=True)
@@ -474,3 +477,4 @@ if __name__ == "__main__":
     bpe_only(OUT / "olmoe-bpe", "olmoe", OUT / "gpt2-bpe")
     bpe_only(OUT / "cohere-bpe", "cohere", OUT / "gpt2-bpe")
     bpe_only(OUT / "stablelm-bpe", "stablelm", OUT / "gpt2-bpe")
+    bpe_only(OUT / "falcon-bpe", "falcon", OUT / "gpt2-bpe")

@@ -10,6 +10,7 @@
 
 mod bert;
 mod cohere;
+mod falcon;
 mod gemma2;
 mod gemma3;
 mod gpt2;
@@ -51,6 +52,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &starcoder2::StarCoder2,
     &cohere::CommandR,
     &stablelm::StableLm,
+    &falcon::Falcon,
 ];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,

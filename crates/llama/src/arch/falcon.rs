@@ -1,0 +1,108 @@
+//! Falcon (FalconModel, for FalconForCausalLM and RWForCausalLM): its own
+//! keys (context fixed at 2048, the "jploski" QKV data layout, FFN 4 x
+//! width, heads, KV heads, LayerNorm epsilon, file type), and the fused
+//! QKV rows regrouped from per-KV-group `[q…, k, v]` to all Q, all K,
+//! all V (a row view); byte-level BPE.
+
+use super::{mapped, put_u32, Architecture, Ctx, Held, Table, Vocab};
+use modelconv_ir::view::RowGather;
+use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use std::sync::Arc;
+
+pub struct Falcon;
+
+const TENSORS: Table = &[
+    ("transformer.word_embeddings", "token_embd"),
+    ("transformer.ln_f", "output_norm"),
+    ("lm_head", "output"),
+    ("transformer.h.{bid}.input_layernorm", "blk.{bid}.attn_norm"),
+    // Falcon-40B's two norms, as gguf-py maps them (ln_mlp is attn_norm).
+    ("transformer.h.{bid}.ln_mlp", "blk.{bid}.attn_norm"),
+    ("transformer.h.{bid}.ln_attn", "blk.{bid}.attn_norm_2"),
+    (
+        "transformer.h.{bid}.self_attention.query_key_value",
+        "blk.{bid}.attn_qkv",
+    ),
+    ("transformer.h.{bid}.self_attention.dense", "blk.{bid}.attn_output"),
+    ("transformer.h.{bid}.mlp.dense_h_to_4h", "blk.{bid}.ffn_up"),
+    ("transformer.h.{bid}.mlp.dense_4h_to_h", "blk.{bid}.ffn_down"),
+];
+
+impl Architecture for Falcon {
+    fn hf_classes(&self) -> &'static [&'static str] {
+        &["FalconForCausalLM", "RWForCausalLM"]
+    }
+    fn name(&self) -> &'static str {
+        "falcon"
+    }
+    fn tables(&self) -> &'static [Table] {
+        &[TENSORS]
+    }
+    fn vocab(&self) -> &'static [Vocab] {
+        &[Vocab::Bpe]
+    }
+    fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        let h = &cx.folder.hparams;
+        let a = self.name();
+        let (heads, kv) = heads(cx)?;
+        put_u32(md, a, "context_length", 2048)?;
+        md.set(format!("{a}.tensor_data_layout"), Value::String("jploski".into()));
+        let hidden = h.uint(&["hidden_size"])?;
+        put_u32(md, a, "embedding_length", hidden)?;
+        put_u32(md, a, "feed_forward_length", hidden.saturating_mul(4))?;
+        put_u32(md, a, "block_count", cx.block_count)?;
+        put_u32(md, a, "attention.head_count", heads)?;
+        put_u32(md, a, "attention.head_count_kv", kv)?;
+        let eps = h
+            .opt_f64(&["layer_norm_epsilon"])?
+            .ok_or_else(|| Error::invalid("config.json: Falcon needs layer_norm_epsilon"))?;
+        md.set(format!("{a}.attention.layer_norm_epsilon"), Value::F32(eps as f32));
+        md.set("general.file_type", Value::U32(ft));
+        Ok(())
+    }
+    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, _: &mut Held) -> Result<Vec<Tensor>> {
+        let mut t = mapped(cx, self, hf, t)?;
+        if hf.contains("query_key_value") {
+            let (heads, kv) = heads(cx)?;
+            let rows = t.info.shape.first().copied().unwrap_or(0);
+            let order = jploski_rows(rows, heads, kv).map_err(|e| e.for_tensor(hf))?;
+            let row_bytes = t.info.byte_len / rows.max(1);
+            t.data = Arc::new(RowGather::new(t.data.clone(), row_bytes, order)?);
+            t.location = None;
+        }
+        Ok(vec![t])
+    }
+}
+
+/// Heads and KV heads as FalconModel reads them (old names too; one KV
+/// head when none is given).
+fn heads(cx: &Ctx) -> Result<(u64, u64)> {
+    let h = &cx.folder.hparams;
+    let heads = h.uint(&["num_attention_heads", "n_head"])?;
+    let kv = h
+        .opt_uint(&["num_kv_heads", "n_head_kv"])?
+        .filter(|&n| n != 0)
+        .unwrap_or(1);
+    Ok((heads, kv))
+}
+
+/// QKV rows stored as `n_kv` groups of `heads / n_kv` query heads then one
+/// key and one value head, in the order all Q, then K, then V (the
+/// "jploski" layout llama.cpp's falcon reads).
+fn jploski_rows(rows: u64, heads: u64, kv: u64) -> Result<Vec<u64>> {
+    if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
+        return Err(Error::invalid(format!("{heads} heads in {kv} KV groups")));
+    }
+    let per = heads / kv + 2;
+    if !rows.is_multiple_of(kv * per) {
+        return Err(Error::invalid(format!(
+            "{rows} QKV rows do not split into {kv} groups of {per} heads"
+        )));
+    }
+    let d = rows / (kv * per);
+    let head = |g: u64, j: u64| (0..d).map(move |i| (g * per + j) * d + i);
+    let q = (0..kv).flat_map(|g| (0..per - 2).flat_map(move |j| head(g, j)));
+    let k = (0..kv).flat_map(|g| head(g, per - 2));
+    let v = (0..kv).flat_map(|g| head(g, per - 1));
+    Ok(q.chain(k).chain(v).collect())
+}
