@@ -31,15 +31,13 @@ sys.path.insert(0, str(ROOT / "tests" / "interop"))
 import hf_models  # noqa: E402
 
 
-def make_model(folder, n_layer, llama_cpp):
-    from transformers import LlamaConfig
-    n_embd, n_ff, n_vocab, n_head, n_head_kv = 2048, 5632, 32000, 16, 4
+def random_decoder(folder, config, n_layer, n_embd, n_head, n_head_kv, n_vocab, llama_cpp, ffn):
+    """A LLaMA-style folder: the llama-spm tokenizer, `config` saved, seeded
+    random BF16 weights; `ffn(t, prefix, mat)` adds each block's FFN."""
     folder.mkdir(parents=True, exist_ok=True)
     hf_models.LLAMA_CPP = llama_cpp
     hf_models.spm_model_from_gguf("llama-spm", folder / "tokenizer.model")
-    LlamaConfig(vocab_size=n_vocab, hidden_size=n_embd, intermediate_size=n_ff, num_hidden_layers=n_layer,
-                num_attention_heads=n_head, num_key_value_heads=n_head_kv, max_position_embeddings=4096,
-                rms_norm_eps=1e-5, torch_dtype="bfloat16", architectures=["LlamaForCausalLM"]).save_pretrained(folder)
+    config.save_pretrained(folder)
     g = torch.Generator().manual_seed(0)
     kv = n_embd // n_head * n_head_kv
 
@@ -56,45 +54,42 @@ def make_model(folder, n_layer, llama_cpp):
         t[p + "self_attn.k_proj.weight"] = mat(kv, n_embd)
         t[p + "self_attn.v_proj.weight"] = mat(kv, n_embd)
         t[p + "self_attn.o_proj.weight"] = mat(n_embd, n_embd)
+        ffn(t, p, mat)
+    save_file(t, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def make_model(folder, n_layer, llama_cpp):
+    from transformers import LlamaConfig
+    n_embd, n_ff, n_vocab, n_head, n_head_kv = 2048, 5632, 32000, 16, 4
+    config = LlamaConfig(vocab_size=n_vocab, hidden_size=n_embd, intermediate_size=n_ff, num_hidden_layers=n_layer,
+                         num_attention_heads=n_head, num_key_value_heads=n_head_kv, max_position_embeddings=4096,
+                         rms_norm_eps=1e-5, torch_dtype="bfloat16", architectures=["LlamaForCausalLM"])
+
+    def ffn(t, p, mat):
         t[p + "mlp.gate_proj.weight"] = mat(n_ff, n_embd)
         t[p + "mlp.up_proj.weight"] = mat(n_ff, n_embd)
         t[p + "mlp.down_proj.weight"] = mat(n_embd, n_ff)
-    save_file(t, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    random_decoder(folder, config, n_layer, n_embd, n_head, n_head_kv, n_vocab, llama_cpp, ffn)
 
 
 def make_moe(folder, n_layer, llama_cpp):
     from transformers import MixtralConfig
     n_embd, n_ff, n_vocab, n_head, n_head_kv, n_expert = 1024, 2048, 32000, 8, 2, 8
-    folder.mkdir(parents=True, exist_ok=True)
-    hf_models.LLAMA_CPP = llama_cpp
-    hf_models.spm_model_from_gguf("llama-spm", folder / "tokenizer.model")
-    MixtralConfig(vocab_size=n_vocab, hidden_size=n_embd, intermediate_size=n_ff, num_hidden_layers=n_layer,
-                  num_attention_heads=n_head, num_key_value_heads=n_head_kv, num_local_experts=n_expert,
-                  num_experts_per_tok=2, max_position_embeddings=4096, rms_norm_eps=1e-5, torch_dtype="bfloat16",
-                  architectures=["MixtralForCausalLM"]).save_pretrained(folder)
-    g = torch.Generator().manual_seed(0)
-    kv = n_embd // n_head * n_head_kv
+    config = MixtralConfig(vocab_size=n_vocab, hidden_size=n_embd, intermediate_size=n_ff, num_hidden_layers=n_layer,
+                           num_attention_heads=n_head, num_key_value_heads=n_head_kv, num_local_experts=n_expert,
+                           num_experts_per_tok=2, max_position_embeddings=4096, rms_norm_eps=1e-5,
+                           torch_dtype="bfloat16", architectures=["MixtralForCausalLM"])
 
-    def mat(rows, cols):
-        return (torch.randn((rows, cols), generator=g) * 0.02).to(torch.bfloat16)
-
-    t = {"model.embed_tokens.weight": mat(n_vocab, n_embd), "lm_head.weight": mat(n_vocab, n_embd),
-         "model.norm.weight": torch.ones(n_embd, dtype=torch.bfloat16)}
-    for i in range(n_layer):
-        p = f"model.layers.{i}."
-        t[p + "input_layernorm.weight"] = torch.ones(n_embd, dtype=torch.bfloat16)
-        t[p + "post_attention_layernorm.weight"] = torch.ones(n_embd, dtype=torch.bfloat16)
-        t[p + "self_attn.q_proj.weight"] = mat(n_embd, n_embd)
-        t[p + "self_attn.k_proj.weight"] = mat(kv, n_embd)
-        t[p + "self_attn.v_proj.weight"] = mat(kv, n_embd)
-        t[p + "self_attn.o_proj.weight"] = mat(n_embd, n_embd)
+    def ffn(t, p, mat):
         t[p + "block_sparse_moe.gate.weight"] = mat(n_expert, n_embd)
         for e in range(n_expert):
             q = f"{p}block_sparse_moe.experts.{e}."
             t[q + "w1.weight"] = mat(n_ff, n_embd)
             t[q + "w2.weight"] = mat(n_embd, n_ff)
             t[q + "w3.weight"] = mat(n_ff, n_embd)
-    save_file(t, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    random_decoder(folder, config, n_layer, n_embd, n_head, n_head_kv, n_vocab, llama_cpp, ffn)
 
 
 def main():
