@@ -221,6 +221,13 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     let mix = mix_options(&args)?;
     let output = output_path(&args, ft, gguf)?;
     let hf = util::hf_model(&args.input, &args.hf, gguf)?;
+    if hf.as_ref().is_some_and(|f| f.adapter.is_some()) {
+        bail!(
+            "{}: a LoRA adapter is not quantized (llama-quantize takes models); `modelconv convert` writes it \
+             as F32, F16, BF16 or Q8_0 (--dtype)",
+            args.input.display()
+        );
+    }
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
     let source_bytes = model.data_bytes();
     let inputs = util::input_files(&model);

@@ -255,6 +255,11 @@ pub struct HfArgs {
     /// overriding it; for a weights file, the config.json beside it is read.
     #[arg(long, value_name = "CLASS")]
     pub arch: Option<String>,
+    /// GGUF LoRA adapter output: the base model's folder (its config.json is enough, no weights) when
+    /// the input is a PEFT adapter folder (adapter_config.json) whose base_model_name_or_path is not
+    /// a local folder.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
 }
 
 /// The Hugging Face model `input` is, when the output format follows
@@ -266,10 +271,17 @@ pub fn hf_model(
     out: &dyn Format,
 ) -> anyhow::Result<Option<modelconv_llama::Folder>> {
     if !out.writer().is_some_and(|w| w.llama_conventions()) {
-        if hf.config.is_some() || hf.arch.is_some() {
-            anyhow::bail!("--config and --arch map a Hugging Face model to llama.cpp's conventions: GGUF output only");
+        if hf.config.is_some() || hf.arch.is_some() || hf.base.is_some() {
+            anyhow::bail!(
+                "--config, --arch and --base map a Hugging Face model to llama.cpp's conventions: GGUF output only"
+            );
         }
         return Ok(None);
+    }
+    let adapter =
+        modelconv_llama::Folder::detect_adapter(input, hf.base.as_deref(), hf.config.as_deref(), hf.arch.as_deref())?;
+    if adapter.is_some() {
+        return Ok(adapter);
     }
     Ok(modelconv_llama::Folder::detect(
         input,

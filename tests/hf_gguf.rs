@@ -39,17 +39,20 @@ fn arch_folder_as(dir: &Path, arch: &str, name: &str) -> std::path::PathBuf {
     }
     let model = dir.join(name);
     copy_tree(&fixture(&format!("hf/arch/{arch}")), &model);
+    // gen_arch.py's MODELS take the SentencePiece model; its folders with
+    // their own tokenizer (GPT-2, BERT, XLM-RoBERTa) nothing; the BPE-only classes GPT-2's.
     let extra: &[&str] = match arch {
-        "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" | "smollm3" | "granite" => {
-            &["tiny-llama/tokenizer.model"]
-        }
-        "qwen2moe" | "qwen3moe" | "qwen3moe-fused" | "olmo2" | "starcoder2" | "olmoe" | "cohere" | "stablelm"
-        | "falcon" | "falcon40b" => &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"],
-        _ => &[],
+        "gemma2" | "gemma3" | "phi3" | "qwen2" | "qwen3" | "mixtral" | "smollm3" | "granite" | "granitemoe"
+        | "granitemoeshared" | "phimoe" => &["tiny-llama/tokenizer.model"],
+        "gpt2" | "bert" | "xlmr" => &[],
+        _ => &["arch/gpt2/tokenizer.json", "arch/gpt2/tokenizer_config.json"],
     };
     for f in extra {
         let name = Path::new(f).file_name().unwrap();
-        std::fs::copy(fixture(&format!("hf/{f}")), model.join(name)).unwrap();
+        // A folder's own file is kept (phi4's tokenizer config).
+        if !model.join(name).exists() {
+            std::fs::copy(fixture(&format!("hf/{f}")), model.join(name)).unwrap();
+        }
     }
     model
 }
@@ -243,16 +246,27 @@ fn hostile_configs_are_refused_quickly() {
 
 /// One tiny model per architecture module beside LLaMA (fixtures/hf/arch,
 /// made by gen_arch.py): our conversion equals convert_hf_to_gguf.py's
-/// `--outtype f16` file byte for byte. The SentencePiece folders share
-/// tiny-llama's model and the Qwen MoE ones GPT-2's tokenizer, copied in
-/// here ([`arch_folder`]); GPT-2 and BERT carry the real vocabularies
-/// their pre-tokenizer hashes need.
+/// `--outtype f16` file byte for byte, for every golden in the folder. The
+/// SentencePiece folders share tiny-llama's model and the BPE-only ones
+/// GPT-2's tokenizer, copied in here ([`arch_folder`]); GPT-2 and BERT
+/// carry the real vocabularies their pre-tokenizer hashes need.
 #[test]
 fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
     let dir = tempfile::tempdir().unwrap();
-    for arch in [
-        "gemma2", "gemma3", "phi3", "qwen2", "qwen3", "mixtral", "qwen2moe", "qwen3moe",
-    ] {
+    // Every golden there is: a folder added with its golden is tested.
+    let mut goldens: Vec<String> = std::fs::read_dir(fixture("hf/arch"))
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()?
+                .strip_suffix(".F16.gguf")
+                .map(str::to_string)
+        })
+        .collect();
+    goldens.sort();
+    assert!(goldens.len() >= 25, "{goldens:?}");
+    for arch in &goldens {
         let model = arch_folder(dir.path(), arch);
         let out = dir.path().join(format!("{arch}.gguf"));
         ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
@@ -265,18 +279,6 @@ fn every_architecture_converts_to_the_file_convert_hf_to_gguf_writes() {
     let out = dir.path().join("fused.gguf");
     ok(&["-q", "convert", p(&fused), p(&out), "--dtype", "F16"]);
     same(&out, "hf/arch/qwen3moe.F16.gguf");
-    for arch in ["gpt2", "bert"] {
-        let out = dir.path().join(format!("{arch}.gguf"));
-        ok(&[
-            "-q",
-            "convert",
-            p(&fixture(&format!("hf/arch/{arch}"))),
-            p(&out),
-            "--dtype",
-            "F16",
-        ]);
-        same(&out, &format!("hf/arch/{arch}.F16.gguf"));
-    }
 }
 
 /// A tokenizer.json that carries truncation and padding (as most
@@ -340,4 +342,96 @@ fn quantize_writes_dimensions_as_llama_quantize_counts_them() {
     let q = dir.path().join("bf16.gguf");
     ok(&["-q", "quantize", p(&f16), "-o", p(&q), "--type", "BF16"]);
     assert_eq!(shape_of(&q), serde_json::json!([16]));
+}
+
+/// PEFT LoRA adapters (fixtures/hf/lora, made by peft and
+/// convert_lora_to_gguf.py: gen_lora.py) convert to the converter's files:
+/// LLaMA's Q/K permutation on B, Phi-3's fused tensors, a `.bin` adapter,
+/// BF16 halves read as F32, the F32 default; the base folder's config.json
+/// is all that is read of it.
+#[test]
+fn lora_adapters_are_the_files_convert_lora_to_gguf_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, base, dtype) in [
+        ("llama", "hf/tiny-llama", Some("F16")),
+        ("phi3", "hf/arch/phi3", None),
+        ("qwen2", "hf/arch/qwen2", Some("BF16")),
+    ] {
+        let config_only = dir.path().join(format!("base-{name}"));
+        std::fs::create_dir(&config_only).unwrap();
+        std::fs::copy(fixture(&format!("{base}/config.json")), config_only.join("config.json")).unwrap();
+        let out = dir.path().join(format!("{name}.gguf"));
+        let adapter = fixture(&format!("hf/lora/{name}"));
+        let mut args = vec!["-q", "convert", p(&adapter), p(&out), "--base", p(&config_only)];
+        if let Some(d) = dtype {
+            args.extend(["--dtype", d]);
+        }
+        ok(&args);
+        same(&out, &format!("hf/lora/{name}.{}.gguf", dtype.unwrap_or("F32")));
+    }
+}
+
+/// What a LoRA conversion cannot do is refused before anything is written.
+#[test]
+fn lora_conversions_refuse_what_they_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.gguf");
+    let adapter = fixture("hf/lora/llama");
+    // The adapter names a hub id, which is never fetched.
+    let msg = refused(&["convert", p(&adapter), p(&out)]);
+    assert!(msg.contains("modelconv/tiny-llama") && msg.contains("--base"), "{msg}");
+    // --base on a model that is not an adapter.
+    let msg = refused(&[
+        "convert",
+        p(&fixture("hf/tiny-llama")),
+        p(&out),
+        "--base",
+        p(&fixture("hf/tiny-llama")),
+    ]);
+    assert!(msg.contains("not a PEFT adapter"), "{msg}");
+    // A base whose conversion transposes (GPT-2's Conv1D weights).
+    let msg = refused(&["convert", p(&adapter), p(&out), "--base", p(&fixture("hf/arch/gpt2"))]);
+    assert!(msg.contains("transposes"), "{msg}");
+    // Adapters are converted, not quantized.
+    let base = fixture("hf/tiny-llama");
+    let msg = refused(&["quantize", p(&adapter), "--base", p(&base), "--q4_k", "-o", p(&out)]);
+    assert!(msg.contains("not quantized"), "{msg}");
+    // Not LoRA, DoRA, or a pair missing its half.
+    for (edit, want) in [(r#""peft_type": "IA3""#, "LoRA only"), (r#""use_dora": true"#, "DoRA")] {
+        let copy = dir.path().join(format!("edited-{}", want.len()));
+        std::fs::create_dir(&copy).unwrap();
+        for f in ["adapter_model.safetensors", "README.md"] {
+            std::fs::copy(adapter.join(f), copy.join(f)).unwrap();
+        }
+        let config = std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap();
+        let key = edit.split(':').next().unwrap();
+        let edited: String = config
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with(key) {
+                    format!("  {edit},")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(copy.join("adapter_config.json"), edited).unwrap();
+        let msg = refused(&["convert", p(&copy), p(&out), "--base", p(&base)]);
+        assert!(msg.contains(want), "{msg}");
+    }
+    assert!(!out.exists());
+}
+
+/// A Qwen3 reranker (named so by its folder, as the converter detects it)
+/// would need rank pooling and a classifier head cut from the output: it
+/// is refused rather than written as a plain model.
+#[test]
+fn a_qwen3_reranker_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = arch_folder_as(dir.path(), "qwen3", "Qwen3-Reranker-0.6B");
+    let out = dir.path().join("x.gguf");
+    let msg = refused(&["convert", p(&model), p(&out)]);
+    assert!(msg.contains("reranker"), "{msg}");
+    assert!(!out.exists());
 }

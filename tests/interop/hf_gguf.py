@@ -2,8 +2,10 @@
 the file convert_hf_to_gguf.py writes; our Q4_K_M is convert_hf_to_gguf.py
 (outtype = the weights' own float type) + llama-quantize; llama.cpp runs
 ours (llama-simple generates, llama-embedding agrees with
-sentence-transformers, llama-tokenize gives the ids in llama.cpp's
-ggml-vocab-*.gguf.out files).
+sentence-transformers (BERT, XLM-RoBERTa, Qwen3 embedding), llama-tokenize gives the ids in llama.cpp's
+ggml-vocab-*.gguf.out files). PEFT LoRA adapters (made here by peft): ours
+is the file convert_lora_to_gguf.py writes at every output type, and
+llama-export-lora merges it into the base as peft's merge_and_unload does.
 
     python hf_gguf.py LLAMA_CPP_SRC LLAMA_CPP_BIN MODELS_DIR
 
@@ -31,9 +33,14 @@ MODELS_TYPES = [
     ("llama3-rope", "bf16"), ("qwen2-bpe", "bf16"), ("qwen3-bpe", "f32"), ("gpt2-bpe", "f32"),
     ("gemma2-spm", "bf16"), ("gemma2-spm-f16", "f16"), ("gemma3-spm", "bf16"), ("gemma3-mm", "bf16"),
     ("phi3-spm", "f32"),
-    ("phi3-longrope", "f32"), ("bert-wordpiece", "f32"), ("mixtral-spm", "bf16"), ("granitemoe-spm", "bf16"), ("phimoe-spm", "bf16"), ("smollm3-spm", "bf16"), ("granite-spm", "bf16"),
+    ("phi3-longrope", "f32"), ("bert-wordpiece", "f32"), ("xlmr-unigram", "f32"), ("qwen3-embedding", "f32"), ("mixtral-spm", "bf16"), ("granitemoe-spm", "bf16"), ("phimoe-spm", "bf16"), ("smollm3-spm", "bf16"), ("granite-spm", "bf16"),
     ("qwen2moe-bpe", "bf16"), ("qwen3moe-bpe", "bf16"), ("olmo2-bpe", "bf16"), ("starcoder2-bpe", "bf16"), ("olmoe-bpe", "bf16"), ("cohere-bpe", "bf16"), ("stablelm-bpe", "bf16"), ("falcon-bpe", "bf16"),
+    ("deepseek2-bpe", "bf16"), ("deepseek3-bpe", "bf16"), ("deepseek3-fp8", "bf16"), ("gptoss-bpe", "bf16"), ("exaone4-bpe", "bf16"), ("glm4-bpe", "bf16"),
 ]
+
+# Converted at float types only: their experts stay MXFP4 (llama-quantize
+# refuses to requantize them, and so do we).
+FLOAT_ONLY = ["gptoss-mxfp4"]
 
 
 def run(*args, stdin=None):
@@ -60,7 +67,7 @@ def same_file(ours, ref):
 
 @check
 def f16_gguf_is_the_file_convert_hf_to_gguf_writes():
-    for model, _ in MODELS_TYPES:
+    for model in [m for m, _ in MODELS_TYPES] + FLOAT_ONLY:
         ours = TMP / f"ours-{model}-f16.gguf"
         run(MC, "convert", MODELS / model, ours, "--dtype", "F16")
         same_file(ours, reference(model, "f16"))
@@ -99,6 +106,22 @@ def llama_simple_generates_from_our_q4_k_m():
 
 
 @check
+def llama_simple_generates_from_our_mxfp4_experts():
+    """GPT-OSS as the hub ships it: the MXFP4 experts repacked, not
+    dequantized (the file type says MXFP4_MOE), and llama.cpp runs it."""
+    import gguf
+    for model in FLOAT_ONLY:
+        ours = TMP / f"ours-{model}-f16.gguf"
+        if not ours.exists():
+            run(MC, "convert", MODELS / model, ours, "--dtype", "F16")
+        r = gguf.GGUFReader(ours)
+        assert r.fields["general.file_type"].contents() == 38, r.fields["general.file_type"].contents()
+        assert any(t.tensor_type == gguf.GGMLQuantizationType.MXFP4 for t in r.tensors)
+        out = run(BIN / "llama-simple", "-m", ours, "-n", "8", "Hello my name is")
+        assert len(out.split("Hello my name is", 1)[1].strip()) > 0, f"nothing generated: {out!r}"
+
+
+@check
 def gguf_through_safetensors_and_back_is_the_same_file_and_runs():
     """GGUF -> safetensors -> GGUF: metadata types and values survive the
     string-only safetensors header; llama-simple runs on the result."""
@@ -117,20 +140,31 @@ SENTENCES = ["The cat sits on the mat.", "A quick brown fox jumps over the lazy 
              "llama.cpp runs models converted by modelconv.", "Paris is the capital of France."]
 
 
+def llama_embedding(model, text):
+    """llama-embedding's normalized embedding of `text`. It prints through
+    llama.cpp's asynchronous log, which can lose the end of the array when
+    the process exits first: such a run is repeated."""
+    for _ in range(5):
+        out = run(BIN / "llama-embedding", "-m", model, "-p", text, "--embd-normalize", "2",
+                  "--embd-output-format", "array", "--no-warmup")
+        if "[" in out and out.rstrip().endswith("]"):
+            return np.array(json.loads(out[out.index("["):out.rindex("]") + 1]), dtype=np.float64).reshape(-1)
+    raise AssertionError(f"llama-embedding printed no whole array for {text!r}: {out[-300:]!r}")
+
+
 @check
 def llama_embedding_agrees_with_sentence_transformers():
     from sentence_transformers import SentenceTransformer
-    ours = TMP / "ours-bert-wordpiece-f16.gguf"
-    if not ours.exists():
-        run(MC, "convert", MODELS / "bert-wordpiece", ours, "--dtype", "F16")
-    st = SentenceTransformer(str(MODELS / "bert-wordpiece"), device="cpu")
-    want = st.encode(SENTENCES, normalize_embeddings=True)
-    for s, w in zip(SENTENCES, want):
-        out = run(BIN / "llama-embedding", "-m", ours, "-p", s, "--embd-normalize", "2",
-                  "--embd-output-format", "array", "--no-warmup")
-        got = np.array(json.loads(out[out.index("["):out.rindex("]") + 1]), dtype=np.float64).reshape(-1)
-        cos = float(np.dot(got, w) / np.linalg.norm(got) / np.linalg.norm(w))
-        assert cos >= 0.999, f"{s!r}: cosine {cos}"
+    for model in ["bert-wordpiece", "xlmr-unigram", "qwen3-embedding"]:
+        ours = TMP / f"ours-{model}-f16.gguf"
+        if not ours.exists():
+            run(MC, "convert", MODELS / model, ours, "--dtype", "F16")
+        st = SentenceTransformer(str(MODELS / model), device="cpu")
+        want = st.encode(SENTENCES, normalize_embeddings=True)
+        for s, w in zip(SENTENCES, want):
+            got = llama_embedding(ours, s)
+            cos = float(np.dot(got, w) / np.linalg.norm(got) / np.linalg.norm(w))
+            assert cos >= 0.999, f"{model}: {s!r}: cosine {cos}"
 
 
 def vocab_tests(name):
@@ -155,6 +189,71 @@ def llama_tokenize_on_our_gguf_gives_llama_cpps_test_ids():
                       stdin=text)
             got = json.loads(out.strip().splitlines()[-1]) if out.strip() else []
             assert got == want, f"{vocab}: {text!r}: llama.cpp gives {got} on our GGUF, the test file says {want}"
+
+
+LORA_MODELS = ["llama-spm", "qwen2-bpe", "phi3-spm"]
+
+
+def peft_adapter(model):
+    """A PEFT LoRA (rank 8, alpha 16, every linear layer, B not zero) on
+    MODELS/model, and the model with it merged by peft (its folder: the
+    merged weights and the base folder's other files)."""
+    import peft
+    import shutil
+    import torch
+    import transformers
+    out, merged = TMP / f"lora-{model}", TMP / f"lora-{model}-merged"
+    if out.exists():
+        return out, merged
+    torch.manual_seed(7)
+    base = transformers.AutoModelForCausalLM.from_pretrained(MODELS / model, dtype=torch.float32)
+    config = peft.LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
+    lora = peft.get_peft_model(base, config)
+    lora.save_pretrained(out)
+    lora.merge_and_unload().save_pretrained(merged)
+    for f in (MODELS / model).iterdir():
+        if not (merged / f.name).exists() and not f.name.endswith((".safetensors", ".bin", ".json")) \
+                or f.name.startswith(("tokenizer", "special_tokens", "added_tokens")):
+            shutil.copy(f, merged)
+    return out, merged
+
+
+@check
+def lora_adapter_is_the_file_convert_lora_to_gguf_writes():
+    for model in LORA_MODELS:
+        adapter, _ = peft_adapter(model)
+        for outtype in ["f32", "f16", "bf16", "q8_0"]:
+            ref, ours = TMP / f"ref-lora-{model}-{outtype}.gguf", TMP / f"ours-lora-{model}-{outtype}.gguf"
+            run(sys.executable, SRC / "convert_lora_to_gguf.py", adapter, "--base", MODELS / model,
+                "--outtype", outtype, "--outfile", ref)
+            run(MC, "convert", adapter, ours, "--base", MODELS / model, "--dtype", outtype.upper())
+            same_file(ours, ref)
+
+
+@check
+def llama_export_lora_merges_our_adapter_as_peft_merges_it():
+    """llama.cpp loads our adapter and applies it: llama-export-lora's merge
+    into the F32 base equals peft's merge_and_unload, converted."""
+    import gguf
+    for model in LORA_MODELS:
+        adapter, merged = peft_adapter(model)
+        ours = TMP / f"ours-lora-{model}-f32.gguf"
+        if not ours.exists():
+            run(MC, "convert", adapter, ours, "--base", MODELS / model, "--dtype", "F32")
+        by_llama = TMP / f"lora-{model}-by-llama.gguf"
+        run(BIN / "llama-export-lora", "-m", reference(model, "f32"), "--lora", ours, "-o", by_llama)
+        by_peft = TMP / f"lora-{model}-by-peft.gguf"
+        run(sys.executable, SRC / "convert_hf_to_gguf.py", merged, "--outtype", "f32", "--outfile", by_peft)
+        want = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(by_peft).tensors}
+        got = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(by_llama).tensors}
+        assert set(got) == set(want), f"{model}: tensors {sorted(set(got) ^ set(want))}"
+        changed = 0
+        for name, w in want.items():
+            base = next(t for t in gguf.GGUFReader(reference(model, "f32")).tensors if t.name == name)
+            changed += not np.array_equal(np.asarray(base.data), w)
+            assert np.allclose(got[name], w, rtol=1e-4, atol=1e-5), \
+                f"{model}: {name}: llama.cpp's merge differs from peft's by {np.abs(got[name] - w).max()}"
+        assert changed >= 4, f"{model}: only {changed} tensors changed by the adapter"
 
 
 status = finish("hf-gguf")

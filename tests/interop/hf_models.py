@@ -202,10 +202,76 @@ def gpt2_bpe(folder, n_embd=256, n_layer=2, n_head=4, dtype=torch.float32):
     model.save_pretrained(folder, safe_serialization=True)
 
 
+# DeepSeek's multi-head latent attention with the widths of a real one (per
+# head: 128 + 64 for Q/K, 128 for V; a 256-wide KV latent), 8 experts.
+MLA = dict(num_attention_heads=2, num_key_value_heads=2, first_k_dense_replace=1, n_routed_experts=8,
+           n_shared_experts=1, num_experts_per_tok=2, moe_intermediate_size=256, kv_lora_rank=256,
+           qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
+
+
+def fp8_blocks(src, dst, block):
+    """dst: src's linear weights block-quantized to float8 e4m3 (block x
+    block, scale = block amax / 448, the last blocks partial) and stored
+    with weight_scale_inv, as DeepSeek-V3's checkpoints are; the config
+    gains its quantization_config. The other files are copied."""
+    from safetensors.torch import load_file, save_file
+    dst.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for k, w in load_file(src / "model.safetensors").items():
+        if w.dim() != 2 or "embed_tokens" in k or "lm_head" in k or k.endswith("mlp.gate.weight"):
+            out[k] = w
+            continue
+        rows, cols = w.shape
+        br, bc = -(-rows // block), -(-cols // block)
+        padded = torch.zeros(br * block, bc * block)
+        padded[:rows, :cols] = w.float()
+        scale = padded.reshape(br, block, bc, block).abs().amax(dim=(1, 3)).clamp(min=1e-12) / 448.0
+        full = scale.repeat_interleave(block, 0).repeat_interleave(block, 1)[:rows, :cols]
+        out[k] = (w.float() / full).to(torch.float8_e4m3fn)
+        out[k + "_scale_inv"] = scale.float()
+    save_file(out, dst / "model.safetensors", metadata={"format": "pt"})
+    for f in src.iterdir():
+        if f.name != "model.safetensors":
+            shutil.copy(f, dst / f.name)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                  "weight_block_size": [block, block]}
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def mxfp4_experts(src, dst, seed=5):
+    """dst: src (a GPT-OSS folder) with its experts as the hub ships them,
+    MXFP4: per layer `mlp.experts.{gate_up,down}_proj_blocks` (uint8
+    [experts, out rows, in / 32, 16], random codes) and `_scales` (uint8
+    E8M0 exponents, 2^-8 .. 2^-4), the biases kept, and the config's
+    quantization_config (quant_method mxfp4)."""
+    from safetensors.torch import load_file, save_file
+    dst.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, w in load_file(src / "model.safetensors").items():
+        if k.endswith(("mlp.experts.gate_up_proj", "mlp.experts.down_proj")):
+            e, n_in, n_out = w.shape  # transformers' [experts, in, out]
+            out[k + "_blocks"] = torch.randint(0, 256, (e, n_out, n_in // 32, 16), generator=g, dtype=torch.uint8)
+            out[k + "_scales"] = torch.randint(119, 124, (e, n_out, n_in // 32), generator=g, dtype=torch.uint8)
+        else:
+            out[k] = w
+    save_file(out, dst / "model.safetensors", metadata={"format": "pt"})
+    for f in src.iterdir():
+        if f.name != "model.safetensors":
+            shutil.copy(f, dst / f.name)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
 def bpe_only(folder, which, tokenizer_from):
     """Classes whose converter reads byte-level BPE only, BF16, 2 layers,
     with gpt2-bpe's tokenizer files: Qwen2-MoE (shared expert), Qwen3-MoE
-    (q/k norms; both 8 experts of which 2 are used), OLMo 2, StarCoder2, OLMoE, Command-R, StableLM and Falcon (grouped QKV)."""
+    (q/k norms; both 8 experts of which 2 are used), OLMo 2, StarCoder2, OLMoE, Command-R, StableLM, Falcon (grouped QKV),
+    DeepSeek-V2 (MLA without a Q low rank), DeepSeek-V3 (Q low rank, router bias, expert groups) and GPT-OSS
+    (sinks, biases, 8 experts in transformers' float layout), EXAONE 4 (sliding-window pattern, Llama 3.1 rope), GLM-4 (GLM's <|user|> added)."""
     folder.mkdir(parents=True, exist_ok=True)
     import transformers as tf
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
@@ -224,7 +290,24 @@ def bpe_only(folder, which, tokenizer_from):
         "falcon": (tf.FalconConfig, tf.FalconForCausalLM,
                    dict(intermediate_size=None, num_attention_heads=4, num_key_value_heads=None, num_kv_heads=2,
                         new_decoder_architecture=True, parallel_attn=True, bias=False)),
+        "glm4": (tf.Glm4Config, tf.Glm4ForCausalLM, dict(vocab_size=50258, head_dim=128)),
+        "exaone4": (tf.Exaone4Config, tf.Exaone4ForCausalLM,
+                    dict(num_hidden_layers=4, head_dim=128, sliding_window=128, sliding_window_pattern=4,
+                         rope_parameters=dict(rope_type="llama3", rope_theta=1e6, factor=16.0, low_freq_factor=1.0,
+                                              high_freq_factor=4.0, original_max_position_embeddings=512))),
+        "gptoss": (tf.GptOssConfig, tf.GptOssForCausalLM,
+                   dict(num_attention_heads=4, head_dim=64, num_local_experts=8, num_experts_per_tok=2,
+                        sliding_window=128)),
+        "deepseek2": (tf.DeepseekV2Config, tf.DeepseekV2ForCausalLM, dict(MLA, q_lora_rank=None)),
+        "deepseek3": (tf.DeepseekV3Config, tf.DeepseekV3ForCausalLM,
+                      dict(MLA, q_lora_rank=256, n_group=2, topk_group=1, scoring_func="sigmoid", norm_topk_prob=True,
+                           routed_scaling_factor=2.5)),
     }[which]
+    if which == "glm4":  # GLM's <|user|>, which its converter's special tokens need
+        tok = json.loads((folder / "tokenizer.json").read_text())
+        tok["added_tokens"].append({"id": 50257, "content": "<|user|>", "single_word": False, "lstrip": False,
+                                    "rstrip": False, "normalized": False, "special": True})
+        (folder / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
     torch.manual_seed(9)
     base = dict(vocab_size=50257, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
                 num_key_value_heads=1, max_position_embeddings=4096, bos_token_id=50256, eos_token_id=50256,
@@ -412,6 +495,30 @@ def qwen3_bpe(folder, tokenizer_from):
     model.save_pretrained(folder, safe_serialization=True)
 
 
+def qwen3_embedding(folder, tokenizer_from):
+    """A Qwen3-Embedding-shaped sentence-transformers folder: the bare
+    Qwen3Model (F32, 1 layer), last-token pooling, normalized, with
+    qwen2-bpe's tokenizer."""
+    from transformers import Qwen3Config, Qwen3Model
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    hf = folder / "hf"
+    hf.mkdir(parents=True, exist_ok=True)
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(tokenizer_from / f, hf / f)
+    torch.manual_seed(6)
+    cfg = Qwen3Config(vocab_size=151936, hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
+                      rms_norm_eps=1e-6, bos_token_id=151643, eos_token_id=151643)
+    model = Qwen3Model(cfg)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(hf, safe_serialization=True)
+    word = st_models.Transformer(str(hf), max_seq_length=512)
+    pool = st_models.Pooling(word.get_embedding_dimension(), pooling_mode="lasttoken")
+    SentenceTransformer(modules=[word, pool, st_models.Normalize()]).save(str(folder))
+    shutil.rmtree(hf)
+
+
 def bert_wordpiece(folder, hidden=256, intermediate=1024, layers=2, heads=4, dtype=torch.float32):
     folder.mkdir(parents=True, exist_ok=True)
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -448,6 +555,53 @@ def bert_wordpiece(folder, hidden=256, intermediate=1024, layers=2, heads=4, dty
     shutil.rmtree(hf)
 
 
+def unigram_corpus():
+    """Lines to train a tiny unigram model on: llama.cpp's tokenizer test
+    inputs (several scripts) and the embedding check's sentences."""
+    sep = "\n__ggml_vocab_test__\n"
+    lines = []
+    for name in ["bert-bge", "llama-spm", "phi-3", "command-r"]:
+        lines += (LLAMA_CPP / "models" / f"ggml-vocab-{name}.gguf.inp").read_text(encoding="utf-8").split(sep)
+    words = "the cat sits on the mat a quick brown fox jumps over lazy dog paris is capital of france".split()
+    random.seed(3)
+    lines += [" ".join(random.choice(words) for _ in range(12)) for _ in range(400)]
+    return [l for l in lines if l.strip()]
+
+
+def xlmr_unigram(folder, hidden=256, intermediate=1024, layers=2, heads=4, dtype=torch.float32):
+    """XLMRobertaModel as a sentence-transformers folder (mean pooling) with
+    a SentencePiece unigram model trained here (nmt_nfkc normalization, so
+    it has a precompiled charsmap) as sentencepiece.bpe.model, and
+    transformers' XLMRobertaTokenizer of it (fairseq's id offset)."""
+    import sentencepiece as spm
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizer
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    folder.mkdir(parents=True, exist_ok=True)
+    hf = folder / "hf"
+    hf.mkdir(exist_ok=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(unigram_corpus()), model_prefix=str(hf / "sp"),
+                                   vocab_size=600, hard_vocab_limit=False, model_type="unigram", character_coverage=1.0,
+                                   normalization_rule_name="nmt_nfkc", num_threads=1)
+    (hf / "sp.model").rename(hf / "sentencepiece.bpe.model")
+    (hf / "sp.vocab").unlink()
+    # transformers 5 builds the tokenizer from the model file only through from_pretrained.
+    (hf / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLMRobertaTokenizer",
+                                                          "model_max_length": 512}))
+    tok = XLMRobertaTokenizer.from_pretrained(hf)
+    tok.save_pretrained(hf)
+    torch.manual_seed(4)
+    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate,
+                           num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=514,
+                           type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    XLMRobertaModel(cfg, add_pooling_layer=True).to(dtype).save_pretrained(hf, safe_serialization=True)
+    word = st_models.Transformer(str(hf), max_seq_length=512)
+    pool = st_models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[word, pool]).save(str(folder))
+    shutil.copy(hf / "sentencepiece.bpe.model", folder)
+    shutil.rmtree(hf)
+
+
 if __name__ == "__main__":
     LLAMA_CPP, OUT = Path(sys.argv[1]), Path(sys.argv[2])
     OUT.mkdir(parents=True, exist_ok=True)
@@ -478,3 +632,12 @@ if __name__ == "__main__":
     bpe_only(OUT / "cohere-bpe", "cohere", OUT / "gpt2-bpe")
     bpe_only(OUT / "stablelm-bpe", "stablelm", OUT / "gpt2-bpe")
     bpe_only(OUT / "falcon-bpe", "falcon", OUT / "gpt2-bpe")
+    bpe_only(OUT / "deepseek2-bpe", "deepseek2", OUT / "gpt2-bpe")
+    bpe_only(OUT / "deepseek3-bpe", "deepseek3", OUT / "gpt2-bpe")
+    fp8_blocks(OUT / "deepseek3-bpe", OUT / "deepseek3-fp8", 128)
+    xlmr_unigram(OUT / "xlmr-unigram")
+    qwen3_embedding(OUT / "qwen3-embedding", OUT / "qwen2-bpe")
+    bpe_only(OUT / "gptoss-bpe", "gptoss", OUT / "gpt2-bpe")
+    bpe_only(OUT / "exaone4-bpe", "exaone4", OUT / "gpt2-bpe")
+    bpe_only(OUT / "glm4-bpe", "glm4", OUT / "gpt2-bpe")
+    mxfp4_experts(OUT / "gptoss-bpe", OUT / "gptoss-mxfp4")

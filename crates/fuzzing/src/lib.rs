@@ -304,16 +304,24 @@ pub fn onnx(data: &[u8]) {
 
 /// A Hugging Face folder's side files: the bytes as a SentencePiece
 /// `tokenizer.model`, as a model card's front matter, and as the
-/// `config.json`, `tokenizer_config.json` and `generation_config.json` of a
-/// folder whose architecture, special tokens and `general.*` keys are read.
+/// `config.json`, `tokenizer_config.json`, `generation_config.json` and
+/// `adapter_config.json` of a folder whose architecture, special tokens,
+/// `general.*` keys and adapter settings are read; and as a SentencePiece
+/// model's trainer and normalizer specs.
 pub fn hf_files(data: &[u8]) {
     let _ = modelconv_llama::spm::pieces(Path::new("fuzz"), data);
+    let _ = modelconv_llama::spm::spec(Path::new("fuzz"), data);
     let _ = modelconv_llama::card::front_matter(&String::from_utf8_lossy(data));
     let Some(input) = temp_input("config.json", data) else {
         return;
     };
     let Some(dir) = input.path.parent() else { return };
-    for name in ["tokenizer_config.json", "generation_config.json", "README.md"] {
+    for name in [
+        "tokenizer_config.json",
+        "generation_config.json",
+        "README.md",
+        "adapter_config.json",
+    ] {
         if std::fs::write(dir.join(name), data).is_err() {
             return;
         }
@@ -333,6 +341,8 @@ pub fn hf_files(data: &[u8]) {
         );
         let _ = modelconv_llama::meta::write_general(&mut md, dir, &g);
     }
+    // The same bytes as a PEFT adapter's config, the folder its own base.
+    let _ = modelconv_llama::Folder::detect_adapter(dir, Some(dir), None, None);
 }
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ pub mod arch;
 pub mod bpe;
 pub mod card;
 pub mod config;
+mod fp8;
+pub mod lora;
 pub mod meta;
+mod mxfp4;
 mod shift;
 pub mod special;
 pub mod spm;
@@ -35,6 +38,8 @@ pub struct Folder {
     pub hparams: Hparams,
     pub arch: &'static dyn Architecture,
     pub hf_arch: String,
+    /// A PEFT LoRA adapter for this model, converted instead of its weights.
+    pub adapter: Option<lora::Adapter>,
 }
 
 impl std::fmt::Debug for Folder {
@@ -99,7 +104,45 @@ impl Folder {
             hparams,
             arch,
             hf_arch,
+            adapter: None,
         }))
+    }
+
+    /// The PEFT LoRA adapter `input` is (a folder with an
+    /// `adapter_config.json`) for the base model in `base` (or the local
+    /// folder the adapter names), its config read as [`Folder::detect`]
+    /// reads a model's (`config` and `arch` override it). `Ok(None)`: not an
+    /// adapter, and no `base` given.
+    pub fn detect_adapter(
+        input: &Path,
+        base: Option<&Path>,
+        config: Option<&Path>,
+        arch: Option<&str>,
+    ) -> Result<Option<Folder>> {
+        let Some(adapter) = lora::Adapter::detect(input)? else {
+            return match base {
+                Some(_) => Err(Error::invalid(format!(
+                    "--base: {} is not a PEFT adapter folder (no adapter_config.json)",
+                    input.display()
+                ))),
+                None => Ok(None),
+            };
+        };
+        let base_dir = adapter.base_dir(base)?;
+        let config = config
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| base_dir.join("config.json"));
+        if !config.is_file() {
+            return Err(Error::invalid(format!(
+                "{}: no config.json in the base model's folder {}",
+                adapter.dir.display(),
+                base_dir.display()
+            )));
+        }
+        let mut folder = Folder::detect(&base_dir, Some(&config), arch)?
+            .ok_or_else(|| Error::invalid(format!("{}: not a Hugging Face model", base_dir.display())))?;
+        folder.adapter = Some(adapter);
+        Ok(Some(folder))
     }
 }
 
@@ -128,7 +171,7 @@ fn file_type_id(d: DType) -> u32 {
 
 /// Names `convert_hf_to_gguf.py` drops before mapping: buffers, and the
 /// vision/audio towers of multimodal checkpoints (TextModel.filter_tensors).
-fn skipped(name: &str) -> bool {
+pub(crate) fn skipped(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "mlp",
         "vit.",
@@ -223,8 +266,9 @@ pub(crate) fn trim_rows(f: &Folder, t: &mut Tensor) -> Result<()> {
 /// otherwise.
 fn tensor_type(name: &str, n_dims: usize, out: DType) -> DType {
     const F32_ALWAYS: &[&str] = &["position_embd.weight", "token_types.weight"];
+    let weight_like = [".weight", ".lora_a", ".lora_b"].iter().any(|s| name.ends_with(s));
     if modelconv_ggml::mix::stays_f32(name, n_dims)
-        || !name.ends_with(".weight")
+        || !weight_like
         || F32_ALWAYS.contains(&name)
         || name.ends_with(".ffn_gate_inp.weight")
         || name.ends_with(".ffn_gate_inp_shexp.weight")
@@ -235,15 +279,10 @@ fn tensor_type(name: &str, n_dims: usize, out: DType) -> DType {
     }
 }
 
-/// Rewrites `model` (opened from the folder's weights) into llama.cpp's
-/// conventions. Its notes say what it was read as.
-pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
-    let block_count = f
-        .hparams
-        .uint(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])?;
-    check_supported_options(f)?;
-    // convert_hf_to_gguf.py's order: files in order; in each, the order the
-    // file declares (a state dict's), else (safetensors) sorted by name.
+/// convert_hf_to_gguf.py's tensor order: files in order; in each, the
+/// order the file declares (a state dict's), else (safetensors) sorted by
+/// name (safetensors' `keys()`, which `load_file` follows too).
+pub(crate) fn sort_as_converter(model: &mut Model) {
     let mut files: Vec<Option<PathBuf>> = Vec::new();
     for t in &model.tensors {
         let file = t.location.as_ref().map(|l| l.file.clone());
@@ -262,6 +301,20 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
             .tensors
             .sort_by(|a, b| (file_index(a), &a.info.name).cmp(&(file_index(b), &b.info.name)));
     }
+}
+
+/// Rewrites `model` (opened from the folder's weights) into llama.cpp's
+/// conventions. Its notes say what it was read as.
+pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
+    if let Some(adapter) = &f.adapter {
+        return lora::apply(model, f, adapter, out);
+    }
+    let block_count = f
+        .hparams
+        .uint(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])?;
+    sort_as_converter(model);
+    // After the sort: a dequantized weight is no longer a range of its file.
+    let mxfp4 = fp8::dequantize(model, &f.hparams, f.arch.reads_mxfp4())?;
     // The output type when it follows the weights: the first 2-D float tensor's.
     let source_type = model
         .tensors
@@ -286,6 +339,7 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
         let info = TensorInfo::new(name, DType::F32, vec![values.len() as u64])?;
         tensors.push(Tensor::new(info, Arc::new(modelconv_ir::MemSource::new(bytes)))?);
     }
+    tensors.extend(f.arch.repacked(&cx, &model.tensors)?);
     let mut held = Held::default();
     for t in std::mem::take(&mut model.tensors) {
         let Some(hf) = f.arch.filter(&t.info.name) else {
@@ -310,7 +364,11 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     );
     let general = meta::General::for_folder(&f.dir, &f.hparams.map, &params);
     meta::write_general(&mut md, &f.dir, &general)?;
-    let ft = file_type_id(out_type);
+    let ft = match out_type {
+        // An MXFP4 checkpoint's float conversion is MOSTLY_MXFP4_MOE.
+        DType::F32 | DType::F16 | DType::BF16 if mxfp4 => 38,
+        _ => file_type_id(out_type),
+    };
     f.arch.set_gguf_parameters(&cx, &mut md, ft)?;
     md.set("general.quantization_version", Value::U32(2));
     vocab(f, &mut md)?;
@@ -334,7 +392,7 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
 
 /// `t` in the type `convert_hf_to_gguf.py` writes it in ([`tensor_type`]),
 /// cast or quantized lazily.
-fn typed(mut t: Tensor, out_type: DType) -> Result<Tensor> {
+pub(crate) fn typed(mut t: Tensor, out_type: DType) -> Result<Tensor> {
     let mut to = tensor_type(&t.info.name, t.info.shape.len(), out_type);
     // gguf-py's Q8_0 needs whole 32-element rows; others fall back to F16.
     if to == DType::Q8_0 && !t.info.shape.last().is_some_and(|c| c.is_multiple_of(32)) {
@@ -351,16 +409,6 @@ fn typed(mut t: Tensor, out_type: DType) -> Result<Tensor> {
     }
     t.info = TensorInfo::new(t.info.name.clone(), to, t.info.shape.clone())?;
     Ok(t)
-}
-
-/// What this build does not convert yet, refused instead of written wrong.
-fn check_supported_options(f: &Folder) -> Result<()> {
-    if f.hparams.get("quantization_config").is_some() {
-        return Err(Error::unsupported(
-            "config.json: the weights are pre-quantized (quantization_config); GGUF conversion takes float weights",
-        ));
-    }
-    Ok(())
 }
 
 /// `rope_parameters` (or `rope_scaling`) with the top-level rope keys
@@ -522,6 +570,34 @@ pub(crate) fn common_params(f: &Folder, a: &str, block_count: u64, md: &mut Meta
     if let Some(n) = h.opt_uint(&["num_experts_per_tok", "num_experts_per_token", "top_k_experts"])? {
         u(md, "expert_used_count", n)?;
     }
+    if let Some(n) = h.opt_uint(&["n_group"])? {
+        u(md, "expert_group_count", n)?;
+    }
+    if let Some(n) = h.opt_uint(&["topk_group"])? {
+        u(md, "expert_group_used_count", n)?;
+    }
+    let score_keys = [
+        "score_function",
+        "scoring_func",
+        "score_func",
+        "moe_router_activation",
+        "moe_router_activation_func",
+        "expert_selection_fn",
+    ];
+    if let Some(func) = h.find(&score_keys).filter(|v| !v.is_null()) {
+        // gguf-py's ExpertGatingFuncType.
+        let id = match func.as_str() {
+            Some("softmax") => 1,
+            Some("sigmoid") => 2,
+            Some("sqrtsoftplus") => 4,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "config.json: expert score gating function {func} (llama.cpp has softmax, sigmoid, sqrtsoftplus)"
+                )))
+            }
+        };
+        u(md, "expert_gating_func", id)?;
+    }
     if let Some(d) = h.opt_uint(&["head_dim"])? {
         u(md, "attention.key_length", d)?;
         u(md, "attention.value_length", d)?;
@@ -551,6 +627,14 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
             Vocab::Bpe => gpt2(f, md)?,
             Vocab::Phi3 => phi3_vocab(f, md)?,
             Vocab::WordPiece => wordpiece(f, md)?,
+            Vocab::XlmRobertaUnigram => xlmr_unigram(f, md)?,
+            Vocab::BpeGlm4 => glm4_vocab(f, md)?,
+            Vocab::BpeAddingSpecials => {
+                for k in ["add_bos_token", "add_eos_token", "add_sep_token"] {
+                    md.set(format!("tokenizer.ggml.{k}"), Value::Bool(true));
+                }
+                gpt2(f, md)?
+            }
         };
         if done {
             return Ok(());
@@ -567,6 +651,8 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
                 Vocab::SentencePiece | Vocab::SentencePieceNoSpacePrefix | Vocab::Phi3 => "tokenizer.model",
                 Vocab::Bpe => "tokenizer.json (BPE)",
                 Vocab::WordPiece => "tokenizer.json (WordPiece)",
+                Vocab::XlmRobertaUnigram => "sentencepiece.bpe.model",
+                Vocab::BpeAddingSpecials | Vocab::BpeGlm4 => "tokenizer.json (BPE)",
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -605,6 +691,58 @@ fn gpt2(f: &Folder, md: &mut Metadata) -> Result<bool> {
     Ok(true)
 }
 
+/// GLM-4's vocabulary (Glm4Model.set_vocab): byte-level BPE, then EOS,
+/// EOT, UNK and BOS from the added tokens (transformers'
+/// `get_added_vocab`: tokenizer.json's `added_tokens`, then the tokenizer
+/// config's `added_tokens_decoder`) where the special-token files left them
+/// unset.
+fn glm4_vocab(f: &Folder, md: &mut Metadata) -> Result<bool> {
+    let Some(v) = hf_vocab(f)? else { return Ok(false) };
+    let mut added: Vec<(String, u64)> = Vec::new();
+    if let Some(Json::Array(list)) =
+        read_json(&f.dir.join("tokenizer.json"))?.and_then(|j| j.get("added_tokens").cloned())
+    {
+        for t in list {
+            if let (Some(c), Some(id)) = (
+                t.get("content").and_then(Json::as_str),
+                t.get("id").and_then(Json::as_u64),
+            ) {
+                added.push((c.to_string(), id));
+            }
+        }
+    }
+    if let Some(Json::Object(dec)) =
+        read_json(&f.dir.join("tokenizer_config.json"))?.and_then(|j| j.get("added_tokens_decoder").cloned())
+    {
+        for (id, t) in dec {
+            if let (Some(c), Ok(id)) = (t.get("content").and_then(Json::as_str), id.parse::<u64>()) {
+                added.push((c.to_string(), id));
+            }
+        }
+    }
+    let id_of = |content: &str| {
+        added
+            .iter()
+            .rev()
+            .find(|(c, _)| c == content)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| {
+                Error::unsupported(format!(
+                    "{}: GLM-4's tokenizer has no added token {content}",
+                    f.dir.join("tokenizer.json").display()
+                ))
+            })
+    };
+    let (end, user) = (id_of("<|endoftext|>")?, id_of("<|user|>")?);
+    put_vocab(md, "gpt2", &v.pre, v.tokens.iter().collect(), None, v.types);
+    let mut sv = special::SpecialVocab::load(&f.dir, true, special::DEFAULT_TYPES, None)?;
+    for (typ, id) in [("eos", end), ("eot", user), ("unk", end), ("bos", end)] {
+        sv.set_id(typ, Some(&Json::from(id)))?;
+    }
+    sv.add_to(md);
+    Ok(true)
+}
+
 /// A WordPiece `tokenizer.json` as llama.cpp's `bert` model: word-initial
 /// tokens marked with a phantom space (U+2581), `##` continuations bare.
 fn wordpiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
@@ -627,6 +765,94 @@ fn wordpiece(f: &Folder, md: &mut Metadata) -> Result<bool> {
     let n = tokens.len();
     put_vocab(md, "bert", &v.pre, tokens, None, v.types);
     let sv = special::SpecialVocab::load(&f.dir, false, special::DEFAULT_TYPES, Some(n))?;
+    sv.add_to(md);
+    Ok(true)
+}
+
+/// The first `n` tokens of a SentencePiece vocabulary as the converter
+/// lists them: `[PAD{i}]` (score -10000, unused) past the pieces, piece
+/// types other than unknown, control, unused and byte read as normal.
+fn padded_pieces(pieces: &[spm::Piece], n: usize) -> (Vec<String>, Vec<f32>, Vec<i32>) {
+    let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
+    let mut scores = vec![-10000.0f32; n];
+    let mut types = vec![spm::UNUSED; n];
+    for (id, p) in pieces.iter().enumerate().take(n) {
+        tokens[id] = p.piece.clone();
+        scores[id] = p.score;
+        types[id] = match p.kind {
+            spm::UNKNOWN | spm::CONTROL | spm::UNUSED | spm::BYTE => p.kind,
+            _ => spm::NORMAL,
+        };
+    }
+    (tokens, scores, types)
+}
+
+/// XLM-RoBERTa's vocabulary (`_xlmroberta_set_vocab`, its
+/// `sentencepiece.bpe.model` path) as llama.cpp's `t5` model: the pieces
+/// padded to `vocab_size`, then fairseq's layout (`<s> <pad> </s> <unk>`
+/// in front of the pieces from id 3, the last entry dropped), and the
+/// model's normalizer settings. `false` when the folder has no model file.
+fn xlmr_unigram(f: &Folder, md: &mut Metadata) -> Result<bool> {
+    let path = f.dir.join("sentencepiece.bpe.model");
+    if !path.is_file() {
+        if f.dir.join("tokenizer.json").is_file() {
+            return Err(Error::unsupported(format!(
+                "{}: an XLM-RoBERTa tokenizer given by tokenizer.json alone (the converter reads it through \
+                 transformers); this build reads sentencepiece.bpe.model",
+                f.dir.display()
+            )));
+        }
+        return Ok(false);
+    }
+    let bytes = read_limited(&path, spm::MAX_MODEL)?;
+    let spec = spm::spec(&path, &bytes)?;
+    if spec.model_type != spm::UNIGRAM {
+        return Err(Error::malformed(
+            &path,
+            format!(
+                "SentencePiece model type {}, XLM-RoBERTa's is unigram (1)",
+                spec.model_type
+            ),
+        ));
+    }
+    let pieces = spm::pieces(&path, &bytes)?;
+    let n = f
+        .hparams
+        .opt_uint(&["vocab_size"])?
+        .unwrap_or(0)
+        .max(pieces.len() as u64);
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n >= 4 && n <= pieces.len().saturating_add(1 << 20))
+        .ok_or_else(|| Error::limit(&path, format!("vocab_size {n} against {} pieces", pieces.len())))?;
+    let (mut tokens, scores, types) = padded_pieces(&pieces, n);
+    let front = ["<s>", "<pad>", "</s>", "<unk>"];
+    let tokens: Vec<String> = front
+        .iter()
+        .map(|t| t.to_string())
+        .chain(tokens.drain(3..n - 1))
+        .collect();
+    let scores: Vec<f32> = [0.0; 4].into_iter().chain(scores[3..n - 1].iter().copied()).collect();
+    let front_types = [spm::CONTROL, spm::CONTROL, spm::CONTROL, spm::UNKNOWN];
+    let types: Vec<i32> = front_types.into_iter().chain(types[3..n - 1].iter().copied()).collect();
+    put_vocab(md, "t5", "default", tokens.iter().collect(), Some(scores), types);
+    md.set("tokenizer.ggml.add_space_prefix", Value::Bool(spec.add_dummy_prefix));
+    let type_count = f.hparams.opt_uint(&["type_vocab_size"])?.unwrap_or(1);
+    md.set(
+        "tokenizer.ggml.token_type_count",
+        Value::U32(u32_of("type_vocab_size", type_count)?),
+    );
+    md.set(
+        "tokenizer.ggml.remove_extra_whitespaces",
+        Value::Bool(spec.remove_extra_whitespaces),
+    );
+    if !spec.precompiled_charsmap.is_empty() {
+        md.set(
+            "tokenizer.ggml.precompiled_charsmap",
+            Value::Array(Array::U8(spec.precompiled_charsmap)),
+        );
+    }
+    let sv = special::SpecialVocab::load(&f.dir, false, special::DEFAULT_TYPES, Some(tokens.len()))?;
     sv.add_to(md);
     Ok(true)
 }
@@ -664,17 +890,7 @@ fn sentencepiece_as(f: &Folder, md: &mut Metadata, phi3: bool) -> Result<bool> {
                 format!("vocab_size {vocab_size} is far beyond the {} pieces", pieces.len()),
             )
         })?;
-    let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
-    let mut scores = vec![-10000.0f32; n];
-    let mut types = vec![spm::UNUSED; n];
-    for (id, p) in pieces.iter().enumerate().take(n) {
-        tokens[id] = p.piece.clone();
-        scores[id] = p.score;
-        types[id] = match p.kind {
-            spm::UNKNOWN | spm::CONTROL | spm::UNUSED | spm::BYTE => p.kind,
-            _ => spm::NORMAL,
-        };
-    }
+    let (mut tokens, mut scores, mut types) = padded_pieces(&pieces, n);
     if let Some(Json::Object(added)) = read_json(&f.dir.join("added_tokens.json"))? {
         for (text, id) in added {
             let Some(id) = id.as_u64().map(|i| i as usize).filter(|&i| i < n) else {

@@ -444,9 +444,34 @@ impl General {
     /// What gguf-py's heuristics give for the folder `dir`, whose tensors
     /// count `params`.
     pub fn for_folder(dir: &Path, config: &serde_json::Map<String, Json>, params: &Params) -> General {
-        let mut g = General::default();
         let total_params = params.total;
-        let total = i64::try_from(total_params).unwrap_or(i64::MAX);
+        let mut g = General::heuristics(dir, config, i64::try_from(total_params).unwrap_or(i64::MAX));
+        if g.size_label.is_none() && total_params > 0 {
+            g.size_label = Some(params.size_label());
+        }
+        g
+    }
+
+    /// What gguf-py's heuristics give for the adapter folder `dir` (its
+    /// model card, and a config.json there if any), whose parameter count
+    /// is `total` (negative: an adapter has no size label of its own); the
+    /// name falls back to the base folder's (`ModelBase.prepare_metadata`).
+    pub fn for_adapter(dir: &Path, base_dir: &Path, total: i64) -> General {
+        let config = match crate::config::read_json(&dir.join("config.json")) {
+            Ok(Some(Json::Object(m))) => m,
+            _ => serde_json::Map::new(),
+        };
+        let mut g = General::heuristics(dir, &config, total);
+        if g.name.as_deref().is_none_or(str::is_empty) {
+            g.name = base_dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        }
+        g
+    }
+
+    /// `apply_metadata_heuristic`: the model card, `_name_or_path`, then
+    /// the folder's name.
+    fn heuristics(dir: &Path, config: &serde_json::Map<String, Json>, total: i64) -> General {
+        let mut g = General::default();
         let readme = dir.join("README.md");
         if let Ok(bytes) = crate::config::read_limited(&readme, crate::config::MAX_JSON) {
             if let Ok(text) = String::from_utf8(bytes) {
@@ -463,16 +488,35 @@ impl General {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         g.fill(&dir_name, total);
-        if g.size_label.is_none() && total_params > 0 {
-            g.size_label = Some(params.size_label());
-        }
         g
+    }
+}
+
+/// `key = v`, unless `v` is empty: gguf-py's `add_string` writes nothing
+/// for an empty string (a base model named by a local path has an empty
+/// organization).
+fn set_string(md: &mut Metadata, key: &str, v: &str) {
+    if !v.is_empty() {
+        md.set(key, Value::String(v.into()));
     }
 }
 
 /// Writes `general.type`, sampling defaults, and `g`, in gguf-py's order.
 pub fn write_general(md: &mut Metadata, dir: &Path, g: &General) -> Result<()> {
-    md.set("general.type", Value::String("model".into()));
+    write_general_as(md, dir, g, [("general.type", Value::String("model".into()))])
+}
+
+/// [`write_general`] with the keys `set_type` writes in place of
+/// `general.type = model` (an adapter's `general.type` and `adapter.type`).
+pub fn write_general_as<const N: usize>(
+    md: &mut Metadata,
+    dir: &Path,
+    g: &General,
+    type_keys: [(&str, Value); N],
+) -> Result<()> {
+    for (k, v) in type_keys {
+        md.set(k, v);
+    }
     // A generation config that does not parse is ignored, as gguf-py does.
     let gen = read_json(&dir.join("generation_config.json")).ok().flatten();
     if let Some(gen) = gen.as_ref().and_then(Json::as_object) {
@@ -511,7 +555,7 @@ pub fn write_general(md: &mut Metadata, dir: &Path, g: &General) -> Result<()> {
             }
         }
     }
-    md.set("general.name", Value::String(g.name.clone().unwrap_or_default()));
+    set_string(md, "general.name", g.name.as_deref().unwrap_or_default());
     for (k, v) in [
         ("author", &g.author),
         ("version", &g.version),
@@ -529,7 +573,7 @@ pub fn write_general(md: &mut Metadata, dir: &Path, g: &General) -> Result<()> {
         ("source.repo_url", &g.source_repo_url),
     ] {
         if let Some(v) = v {
-            md.set(format!("general.{k}"), Value::String(v.clone()));
+            set_string(md, &format!("general.{k}"), v);
         }
     }
     for (what, list) in [("base_model", &g.base_models), ("dataset", &g.datasets)] {
@@ -537,7 +581,7 @@ pub fn write_general(md: &mut Metadata, dir: &Path, g: &General) -> Result<()> {
             md.set(format!("general.{what}.count"), Value::U32(list.len() as u32));
             for (i, entry) in list.iter().enumerate() {
                 for (k, v) in entry {
-                    md.set(format!("general.{what}.{i}.{k}"), Value::String(v.clone()));
+                    set_string(md, &format!("general.{what}.{i}.{k}"), v);
                 }
             }
         }
@@ -556,6 +600,20 @@ pub fn write_general(md: &mut Metadata, dir: &Path, g: &General) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_strings_are_not_written() {
+        // peft's model card names the base by its local path: "/work/x" has
+        // an empty organization, which gguf-py's add_string leaves out.
+        let card = serde_json::json!({ "base_model": "/work/x" });
+        let mut g = General::default();
+        g.read_card(card.as_object().unwrap(), -1000);
+        let mut md = Metadata::new();
+        write_general(&mut md, Path::new("/nonexistent"), &g).unwrap();
+        assert!(md.get("general.base_model.0.name").is_some());
+        assert!(md.get("general.base_model.0.organization").is_none());
+        assert!(md.get("general.base_model.0.repo_url").is_some());
+    }
 
     #[test]
     fn hub_ids_split_as_gguf_py_does() {

@@ -60,7 +60,9 @@ impl SpecialVocab {
         }
     }
 
-    fn set_id(&mut self, typ: &str, id: Option<&Json>) -> Result<()> {
+    /// `_set_special_token`: `typ`'s id unless one was found already (or
+    /// the id is past the vocabulary).
+    pub fn set_id(&mut self, typ: &str, id: Option<&Json>) -> Result<()> {
         let Some(id) = id else { return Ok(()) };
         // Python's isinstance(tid, int) also takes booleans; JSON ids are plain numbers.
         let Some(n) = id.as_i64() else { return Ok(()) };
@@ -372,6 +374,8 @@ impl SpecialVocab {
             }
         }
         match &self.chat_template {
+            // gguf-py's add_string writes nothing for an empty template.
+            Some(ChatTemplate::One(t)) if t.is_empty() => {}
             Some(ChatTemplate::One(t)) => md.set("tokenizer.chat_template", Value::String(t.clone())),
             Some(ChatTemplate::Named(list)) => {
                 let mut names = Vec::new();
@@ -384,7 +388,9 @@ impl SpecialVocab {
                     if name == "default" {
                         default = Some(t.clone());
                     } else if !name.is_empty() {
-                        md.set(format!("tokenizer.chat_template.{name}"), Value::String(t.clone()));
+                        if !t.is_empty() {
+                            md.set(format!("tokenizer.chat_template.{name}"), Value::String(t.clone()));
+                        }
                         if !names.contains(&name) {
                             names.push(name);
                         }
@@ -396,7 +402,7 @@ impl SpecialVocab {
                         Value::Array(Array::String(names.iter().collect())),
                     );
                 }
-                if let Some(t) = default {
+                if let Some(t) = default.filter(|t| !t.is_empty()) {
                     md.set("tokenizer.chat_template", Value::String(t));
                 }
             }

@@ -134,6 +134,67 @@ pub fn pieces(path: &Path, bytes: &[u8]) -> Result<Vec<Piece>> {
     Ok(out)
 }
 
+/// What a SentencePiece model says about itself beside its pieces:
+/// `trainer_spec.model_type` (field 2.3) and the normalizer
+/// (`normalizer_spec`, field 3: `precompiled_charsmap` 2,
+/// `add_dummy_prefix` 3, `remove_extra_whitespaces` 4), with the proto's
+/// defaults where a field is absent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// UNIGRAM = 1, BPE = 2, WORD = 3, CHAR = 4.
+    pub model_type: u64,
+    pub add_dummy_prefix: bool,
+    pub remove_extra_whitespaces: bool,
+    pub precompiled_charsmap: Vec<u8>,
+}
+
+pub const UNIGRAM: u64 = 1;
+
+/// The [`Spec`] of the SentencePiece model in `bytes`.
+pub fn spec(path: &Path, bytes: &[u8]) -> Result<Spec> {
+    let mut s = Spec {
+        model_type: UNIGRAM,
+        add_dummy_prefix: true,
+        remove_extra_whitespaces: true,
+        precompiled_charsmap: Vec::new(),
+    };
+    let mut r = Reader {
+        buf: bytes,
+        pos: 0,
+        path,
+    };
+    while r.pos < bytes.len() {
+        let key = r.varint()?;
+        match key {
+            // trainer_spec, normalizer_spec
+            0x12 | 0x1a => {
+                let n = r.varint()?;
+                let body = r.take(n)?;
+                let mut inner = Reader {
+                    buf: body,
+                    pos: 0,
+                    path,
+                };
+                while inner.pos < body.len() {
+                    let k = inner.varint()?;
+                    match (key, k) {
+                        (0x12, 0x18) => s.model_type = inner.varint()?,
+                        (0x1a, 0x12) => {
+                            let n = inner.varint()?;
+                            s.precompiled_charsmap = inner.take(n)?.to_vec();
+                        }
+                        (0x1a, 0x18) => s.add_dummy_prefix = inner.varint()? != 0,
+                        (0x1a, 0x20) => s.remove_extra_whitespaces = inner.varint()? != 0,
+                        (_, k) => inner.skip(k & 7)?,
+                    }
+                }
+            }
+            _ => r.skip(key & 7)?,
+        }
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +225,20 @@ mod tests {
             (got[1].piece.as_str(), got[1].score, got[1].kind),
             ("\u{2581}a", -1.5, NORMAL)
         );
+    }
+
+    #[test]
+    fn reads_the_model_type_and_the_normalizer() {
+        let mut m = field(2, 2, &[0x18, 2]); // trainer_spec { model_type: BPE }
+        let mut norm = field(2, 2, b"map");
+        norm.extend(field(3, 0, &[0]));
+        m.extend(field(3, 2, &norm));
+        let s = spec(Path::new("t.model"), &m).unwrap();
+        assert_eq!(s.model_type, 2);
+        assert!(!s.add_dummy_prefix && s.remove_extra_whitespaces);
+        assert_eq!(s.precompiled_charsmap, b"map");
+        let defaults = spec(Path::new("t.model"), &[]).unwrap();
+        assert!(defaults.model_type == UNIGRAM && defaults.add_dummy_prefix);
     }
 
     #[test]

@@ -185,10 +185,14 @@ pub fn open_with(path: &Path, sel: Selection) -> Result<Model> {
     Ok(model)
 }
 
+/// The names a Hugging Face folder's `.bin` weights have: a model's, and
+/// a PEFT adapter's (`adapter_model.bin`).
+const MODEL_STEMS: &[&str] = &["pytorch_model", "adapter_model"];
+
 /// A folder without an index: `pytorch_model.bin`, or a complete
 /// `pytorch_model-0000i-of-0000n.bin` set, as one model.
 fn open_folder(dir: &Path, sel: Selection) -> Result<Model> {
-    let picked = modelconv_ir::folder::pick(dir, "bin", &["pytorch_model"])?
+    let picked = modelconv_ir::folder::pick(dir, "bin", MODEL_STEMS)?
         .ok_or_else(|| Error::malformed(dir, "holds no pytorch_model.bin.index.json and no .bin checkpoint"))?;
     let mut model = Model {
         format: NAME,
@@ -272,7 +276,7 @@ impl Format for PyTorch {
                     rd.flatten().any(|e| {
                         let n = e.file_name();
                         let n = n.to_string_lossy();
-                        n.starts_with("pytorch_model") && n.ends_with(".bin")
+                        MODEL_STEMS.iter().any(|s| n.starts_with(s)) && n.ends_with(".bin")
                     })
                 })
             };

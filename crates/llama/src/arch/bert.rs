@@ -1,8 +1,11 @@
 //! BERT (BertModel): an encoder; TF-era `gamma`/`beta` names, the pooler
-//! and pre-training heads dropped; sentence-transformers pooling.
+//! and pre-training heads dropped; sentence-transformers pooling. And
+//! XLM-RoBERTa (XLMRobertaModel, a BertModel): `roberta.` prefix off, the
+//! position rows before `pad_token_id + 1` dropped (and the context length
+//! with them), the unigram vocabulary.
 
-use super::{pooling, text_parameters, Architecture, Ctx, Table, Vocab};
-use modelconv_ir::{Metadata, Result, Value};
+use super::{mapped, pooling, text_parameters, with_hparams, Architecture, Ctx, Held, Table, Vocab};
+use modelconv_ir::{view, Error, Metadata, Result, Tensor, TensorInfo, Value};
 
 pub struct Bert;
 
@@ -54,8 +57,134 @@ impl Architecture for Bert {
         (!dropped).then(|| n.replace("language_model.", ""))
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
-        text_parameters(cx, self.name(), md, ft)?;
-        md.set("bert.attention.causal", Value::Bool(false));
-        pooling(cx, self.name(), md)
+        bert_parameters(cx, "bert", md, ft)
+    }
+}
+
+/// BertModel.set_gguf_parameters.
+fn bert_parameters(cx: &Ctx, arch: &str, md: &mut Metadata, ft: u32) -> Result<()> {
+    text_parameters(cx, arch, md, ft)?;
+    md.set(format!("{arch}.attention.causal"), Value::Bool(false));
+    pooling(cx, arch, md)
+}
+
+pub struct XlmRoberta;
+
+impl XlmRoberta {
+    /// Where XLM-RoBERTa's positions start: after the padding id.
+    fn position_offset(cx: &Ctx) -> Result<Option<u64>> {
+        Ok(cx
+            .folder
+            .hparams
+            .opt_uint(&["pad_token_id"])?
+            .map(|p| p.saturating_add(1)))
+    }
+}
+
+impl Architecture for XlmRoberta {
+    fn hf_classes(&self) -> &'static [&'static str] {
+        &["XLMRobertaModel"]
+    }
+    fn name(&self) -> &'static str {
+        "bert"
+    }
+    fn tables(&self) -> &'static [Table] {
+        &[TENSORS]
+    }
+    fn vocab(&self) -> &'static [Vocab] {
+        &[Vocab::XlmRobertaUnigram]
+    }
+    fn filter(&self, name: &str) -> Option<String> {
+        Bert.filter(name.strip_prefix("roberta.").unwrap_or(name))
+    }
+    /// BERT's keys with the context shortened by the position offset.
+    fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        if cx.folder.hparams.get("lora_adaptations").is_some() {
+            return Err(Error::unsupported(
+                "config.json: lora_adaptations (jina-embeddings-v3's task adapters): not converted by this build",
+            ));
+        }
+        let offset = XlmRoberta::position_offset(cx)?;
+        let edit = |m: &mut serde_json::Map<String, serde_json::Value>| {
+            if let (Some(off), Some(n)) = (offset, m.get("max_position_embeddings").and_then(|v| v.as_u64())) {
+                m.insert("max_position_embeddings".into(), n.saturating_sub(off).into());
+            }
+        };
+        with_hparams(cx, edit, |cx| bert_parameters(cx, "bert", md, ft))
+    }
+    fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, _: &mut Held) -> Result<Vec<Tensor>> {
+        let mut t = mapped(cx, self, hf, t)?;
+        if hf == "embeddings.position_embeddings.weight" {
+            if let Some(off) = XlmRoberta::position_offset(cx)? {
+                let rows = t.info.shape.first().copied().unwrap_or(0);
+                if off > rows {
+                    return Err(Error::invalid(format!(
+                        "tensor '{hf}': {rows} positions, fewer than the padding offset {off}"
+                    )));
+                }
+                let es = t.info.dtype.type_size();
+                t.data = view::slice(t.data.clone(), es, &t.info.shape, 0, off, rows - off)?;
+                t.info.shape[0] = rows - off;
+                t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, t.info.shape.clone())?;
+                t.location = None;
+            }
+        }
+        Ok(vec![t])
+    }
+}
+
+/// ModernBERT (ModernBertModel, a BertModel): `model.` prefix off, fused
+/// QKV and gated FFN weights as they are, alternating local and global
+/// attention, byte-level BPE with BOS, EOS and SEP added.
+pub struct ModernBert;
+
+const MODERN: Table = &[
+    ("embeddings.tok_embeddings", "token_embd"),
+    ("embeddings.norm", "token_embd_norm"),
+    ("final_norm", "output_norm"),
+    ("layers.{bid}.attn_norm", "blk.{bid}.attn_norm"),
+    ("layers.{bid}.attn.Wqkv", "blk.{bid}.attn_qkv"),
+    ("layers.{bid}.attn.Wo", "blk.{bid}.attn_output"),
+    ("layers.{bid}.mlp_norm", "blk.{bid}.ffn_norm"),
+    ("layers.{bid}.mlp.Wi", "blk.{bid}.ffn_up"),
+    ("layers.{bid}.mlp.Wo", "blk.{bid}.ffn_down"),
+];
+
+impl Architecture for ModernBert {
+    fn hf_classes(&self) -> &'static [&'static str] {
+        &["ModernBertModel"]
+    }
+    fn name(&self) -> &'static str {
+        "modern-bert"
+    }
+    fn tables(&self) -> &'static [Table] {
+        &[MODERN]
+    }
+    fn vocab(&self) -> &'static [Vocab] {
+        &[Vocab::BpeAddingSpecials]
+    }
+    fn filter(&self, name: &str) -> Option<String> {
+        Bert.filter(name.strip_prefix("model.").unwrap_or(name))
+    }
+    /// BertModel's keys, then the local window and its pattern, no rope
+    /// scaling, the vocabulary size and the activation.
+    fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        let a = self.name();
+        bert_parameters(cx, a, md, ft)?;
+        let h = &cx.folder.hparams;
+        super::put_u32(md, a, "attention.sliding_window", h.uint(&["local_attention"])?)?;
+        if let Some(n) = h.opt_uint(&["global_attn_every_n_layers"])? {
+            super::put_u32(md, a, "attention.sliding_window_pattern", n)?;
+        }
+        md.set(format!("{a}.rope.scaling.type"), Value::String("none".into()));
+        super::put_u32(md, a, "vocab_size", h.uint(&["vocab_size"])?)?;
+        if let Some(act) = h
+            .get("hidden_activation")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+        {
+            md.set(format!("{a}.hidden_activation"), Value::String(act.into()));
+        }
+        Ok(())
     }
 }

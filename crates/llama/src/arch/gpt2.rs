@@ -35,6 +35,11 @@ impl Architecture for Gpt2 {
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
     }
+    /// Its Conv1D weights are transposed, which B's rows cannot express
+    /// (convert_lora_to_gguf.py writes pairs llama.cpp refuses to load).
+    fn lora_follows_rows(&self) -> bool {
+        false
+    }
     /// GPT2Model.set_gguf_parameters (not the text-model set).
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         let h = &cx.folder.hparams;

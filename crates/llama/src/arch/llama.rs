@@ -137,7 +137,7 @@ impl Architecture for Llama {
         Ok(())
     }
     fn extra_tensors(&self, cx: &Ctx, _: &mut Metadata) -> Result<Vec<Computed>> {
-        llama3_rope(cx)
+        llama3_rope(cx, 8.0)
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
         if let Some(expert) = BLOCK_SPARSE_EXPERTS.parse(hf) {
@@ -215,8 +215,9 @@ impl Llama {
 
 /// Llama 3.1+'s `rope_type: llama3`: per rotary frequency a scaling
 /// factor (`rope_freqs`), computed in f32 step by step as PyTorch does for
-/// LlamaModel.generate_extra_tensors (scalars rounded to f32 first).
-fn llama3_rope(cx: &Ctx) -> Result<Vec<Computed>> {
+/// LlamaModel.generate_extra_tensors (scalars rounded to f32 first);
+/// `default_factor` where the config gives none (LLaMA 8, EXAONE 4 16).
+pub(super) fn llama3_rope(cx: &Ctx, default_factor: f64) -> Result<Vec<Computed>> {
     let h = &cx.folder.hparams;
     let rope = crate::rope_parameters(h);
     let rope = rope
@@ -242,7 +243,7 @@ fn llama3_rope(cx: &Ctx) -> Result<Vec<Computed>> {
             "config.json: rotary dimension {dim} for rope_freqs"
         )));
     }
-    let factor = num("factor", 8.0);
+    let factor = num("factor", default_factor);
     let low = num("low_freq_factor", 1.0);
     let high = num("high_freq_factor", 4.0);
     let old_ctx = num("original_max_position_embeddings", 8192.0);

@@ -10,10 +10,14 @@
 
 mod bert;
 mod cohere;
+mod deepseek;
+mod exaone4;
 mod falcon;
 mod gemma2;
 mod gemma3;
+mod glm4;
 mod gpt2;
+mod gpt_oss;
 mod llama;
 mod olmo2;
 mod phi3;
@@ -40,6 +44,8 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &qwen::QWEN2,
     &qwen::QWEN3,
     &bert::Bert,
+    &bert::XlmRoberta,
+    &bert::ModernBert,
     &gpt2::Gpt2,
     &gemma2::Gemma2,
     &phi3::PHI3,
@@ -53,6 +59,10 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &cohere::CommandR,
     &stablelm::StableLm,
     &falcon::Falcon,
+    &deepseek::DeepseekV2,
+    &gpt_oss::GptOss,
+    &exaone4::Exaone4,
+    &glm4::Glm4,
 ];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,
@@ -77,6 +87,15 @@ pub enum Vocab {
     Bpe,
     /// WordPiece `tokenizer.json` → `bert` (phantom-space tokens).
     WordPiece,
+    /// XLM-RoBERTa's SentencePiece unigram `sentencepiece.bpe.model` →
+    /// `t5`, with fairseq's four specials in front.
+    XlmRobertaUnigram,
+    /// ModernBERT's: BOS, EOS and SEP added to every input, then byte-level
+    /// BPE.
+    BpeAddingSpecials,
+    /// GLM-4's: byte-level BPE, then EOS, EOT, UNK and BOS taken from the
+    /// added tokens `<|endoftext|>` and `<|user|>` where not already set.
+    BpeGlm4,
 }
 
 /// What a hook sees of the conversion: the folder and the block count.
@@ -103,12 +122,18 @@ pub trait Architecture: Sync {
     fn reads_add_prefix_space(&self) -> bool {
         false
     }
+    /// Whether a LoRA pair follows this conversion by running B through
+    /// [`Architecture::modify_tensors`] (every transform a view of the
+    /// weight's rows); not so where the conversion transposes (GPT-2).
+    fn lora_follows_rows(&self) -> bool {
+        true
+    }
 
     /// The HF name as the table spells it (prefixes and old spellings
     /// removed), or `None` for a tensor the conversion drops. Runs before
     /// the shared multimodal filter; [`Architecture::canonical`] after it.
     fn filter(&self, name: &str) -> Option<String> {
-        Some(name.replace("language_model.", ""))
+        default_filter(name)
     }
     /// The name after the shared filter (a bare base model's names gain
     /// the `model.` prefix the table is written with).
@@ -125,6 +150,20 @@ pub trait Architecture: Sync {
     fn extra_tensors(&self, _cx: &Ctx, _md: &mut Metadata) -> Result<Vec<Computed>> {
         Ok(Vec::new())
     }
+    /// Tensors made from the checkpoint's own bytes before the others are
+    /// mapped, written after [`Architecture::extra_tensors`] in the type
+    /// they come in (GPT-OSS's MXFP4 experts, which its
+    /// generate_extra_tensors adds first); their sources are dropped by
+    /// [`Architecture::modify_tensors`]. `tensors`: the model's, in order.
+    fn repacked(&self, _cx: &Ctx, _tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+        Ok(Vec::new())
+    }
+    /// Whether a `quantization_config` of method `mxfp4` is read as it is
+    /// (GPT-OSS); the other classes refuse it, as the converter's
+    /// dequant_model does.
+    fn reads_mxfp4(&self) -> bool {
+        false
+    }
     /// One HF tensor (`hf` its canonical name) to none, one or several
     /// GGUF tensors, each a lazy view of the input, named as llama.cpp
     /// names them. Several HF tensors become one by holding them in `held`
@@ -133,6 +172,16 @@ pub trait Architecture: Sync {
         let _ = held;
         Ok(vec![mapped(cx, self, hf, t)?])
     }
+}
+
+/// ModelBase.filter_tensors: DeepSeek-V3's router bias spelled as a bias,
+/// the multimodal wrapper's `language_model.` dropped.
+pub fn default_filter(name: &str) -> Option<String> {
+    let name = match name.strip_suffix("e_score_correction_bias") {
+        Some(stem) => format!("{stem}e_score_correction.bias"),
+        None => name.to_string(),
+    };
+    Some(name.replace("language_model.", ""))
 }
 
 /// The architecture covering a Hugging Face class.
@@ -286,6 +335,17 @@ pub const BLOCK_SPARSE_EXPERTS: ExpertNames = ExpertNames {
     ],
 };
 
+/// The Qwen MoE and DeepSeek
+/// `model.layers.{bid}.mlp.experts.{xid}.{gate|up|down}_proj.weight`.
+pub const MLP_EXPERTS: ExpertNames = ExpertNames {
+    infix: "mlp.experts.",
+    stems: &[
+        ("gate_proj.weight", "ffn_gate_exps"),
+        ("up_proj.weight", "ffn_up_exps"),
+        ("down_proj.weight", "ffn_down_exps"),
+    ],
+};
+
 impl ExpertNames {
     /// (bid, xid, stem) of an expert matrix, None for any other tensor.
     pub fn parse(&self, hf: &str) -> Option<(u64, usize, &'static str)> {
@@ -389,6 +449,7 @@ pub fn with_hparams<T>(
         hparams: crate::config::Hparams { map },
         arch: cx.folder.arch,
         hf_arch: cx.folder.hf_arch.clone(),
+        adapter: cx.folder.adapter.clone(),
     };
     f(&Ctx {
         folder: &folder,
@@ -476,9 +537,31 @@ pub fn norm_plus_one(hf: &str, t: &mut Tensor) -> Result<()> {
 /// `pooling_type` from a sentence-transformers `modules.json` pooling
 /// module, when there is one (`_try_set_pooling_type`).
 pub fn pooling(cx: &Ctx, arch: &str, md: &mut Metadata) -> Result<()> {
+    if let Some(ty) = sentence_pooling(cx)? {
+        md.set(format!("{arch}.pooling_type"), Value::U32(ty));
+    }
+    // The pooling before a classification head (ModernBERT's).
+    if let Some(p) = cx.folder.hparams.get("classifier_pooling").filter(|v| !v.is_null()) {
+        let ty = match p.as_str() {
+            Some("mean") => 1,
+            Some("cls") => 2,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "config.json: classifier_pooling {p} (llama.cpp has cls and mean)"
+                )))
+            }
+        };
+        md.set(format!("{arch}.classifier.pooling_type"), Value::U32(ty));
+    }
+    Ok(())
+}
+
+/// llama.cpp's pooling type (1 mean, 2 cls, 3 last) of the
+/// sentence-transformers pooling module, when the folder has one.
+fn sentence_pooling(cx: &Ctx) -> Result<Option<u32>> {
     let f = cx.folder;
     let Some(Json::Array(modules)) = read_json(&f.dir.join("modules.json"))? else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(path) = modules
         .iter()
@@ -489,12 +572,11 @@ pub fn pooling(cx: &Ctx, arch: &str, md: &mut Metadata) -> Result<()> {
         })
         .and_then(|m| m.get("path").and_then(Json::as_str))
     else {
-        return Ok(());
+        return Ok(None);
     };
     let cfg_path = f.dir.join(path).join("config.json");
     let cfg = read_json(&cfg_path)?.unwrap_or(Json::Null);
     let on = |k: &str| cfg.get(k).and_then(Json::as_bool).unwrap_or(false);
-    // llama.cpp's pooling types: 1 mean, 2 cls, 3 last.
     let ty = if on("pooling_mode_mean_tokens") {
         1
     } else if on("pooling_mode_cls_token") {
@@ -514,8 +596,7 @@ pub fn pooling(cx: &Ctx, arch: &str, md: &mut Metadata) -> Result<()> {
             }
         }
     };
-    md.set(format!("{arch}.pooling_type"), Value::U32(ty));
-    Ok(())
+    Ok(Some(ty))
 }
 
 #[cfg(test)]

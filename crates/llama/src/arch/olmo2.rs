@@ -8,8 +8,8 @@ use modelconv_ir::{Metadata, Result};
 
 pub struct Olmo2;
 
-/// The post-norms llama.cpp's olmo2 names.
-const POST_NORMS: Table = &[
+/// The post-norms llama.cpp's olmo2 (and exaone4) names.
+pub(super) const POST_NORMS: Table = &[
     (
         "model.layers.{bid}.post_attention_layernorm",
         "blk.{bid}.post_attention_norm",

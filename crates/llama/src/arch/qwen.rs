@@ -1,10 +1,11 @@
 //! Qwen2 and Qwen3 (Qwen2Model, Qwen3Model): the decoder tables as they
 //! are (no Q/K permutation), Qwen3 with Q/K norms; embedding models carry
-//! their sentence-transformers pooling. One conversion, two sets of names.
+//! their sentence-transformers pooling (Qwen3-Embedding: last token); a
+//! Qwen3 reranker is refused. One conversion, two sets of names.
 
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, QK_NORM};
 use super::{pooling, text_parameters, Architecture, Ctx, Table, Vocab};
-use modelconv_ir::{Metadata, Result};
+use modelconv_ir::{Error, Metadata, Result};
 
 pub struct Qwen {
     classes: &'static [&'static str],
@@ -45,7 +46,40 @@ impl Architecture for Qwen {
         with_model_prefix(&[self.base], hf_class, name)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
+        if self.name == "qwen3" && is_qwen3_reranker(cx)? {
+            return Err(Error::unsupported(format!(
+                "{}: a Qwen3 reranker (rank pooling and a yes/no classifier head cut from the output): \
+                 not converted by this build",
+                cx.folder.dir.display()
+            )));
+        }
         text_parameters(cx, self.name, md, ft)?;
         pooling(cx, self.name, md)
     }
+}
+
+/// Qwen3Model._is_qwen3_reranker: the model card's title, or the folder,
+/// `_name_or_path`, model type or class naming a Qwen3 reranker.
+fn is_qwen3_reranker(cx: &Ctx) -> Result<bool> {
+    const NAMES: [&str; 2] = ["qwen3-reranker", "qwen3-vl-reranker"];
+    let f = cx.folder;
+    let card = f.dir.join("README.md");
+    if card.is_file() {
+        let text =
+            String::from_utf8_lossy(&crate::config::read_limited(&card, crate::config::MAX_JSON)?).to_lowercase();
+        if NAMES.iter().any(|n| text.contains(&format!("# {n}"))) {
+            return Ok(true);
+        }
+    }
+    let dir_name = f
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = |k: &str| f.hparams.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let hints = [dir_name, text("_name_or_path"), text("model_type"), f.hf_arch.clone()];
+    Ok(hints.iter().any(|h| {
+        let h = h.to_lowercase();
+        NAMES.iter().any(|n| h.contains(n))
+    }) || f.hf_arch.to_lowercase().contains("sequenceclassification"))
 }

@@ -8,8 +8,8 @@
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD, QK_NORM};
 use super::{
-    block_of, mapped, put_u32, split_halves, stack_expert, text_parameters, Architecture, Ctx, ExpertNames, Held,
-    Table, Vocab,
+    block_of, mapped, put_u32, split_halves, stack_expert, text_parameters, Architecture, Ctx, Held, Table, Vocab,
+    MLP_EXPERTS,
 };
 use modelconv_ir::{DType, Error, Metadata, Result, Tensor, TensorInfo, Value};
 
@@ -101,7 +101,7 @@ impl Architecture for QwenMoe {
                 return Ok(fused);
             }
         }
-        match EXPERTS.parse(hf) {
+        match MLP_EXPERTS.parse(hf) {
             Some(e) => stack_expert(cx, e, &["num_local_experts", "num_experts"], t, held),
             None => Ok(vec![mapped(cx, self, hf, t)?]),
         }
@@ -144,13 +144,3 @@ fn fused_experts(cx: &Ctx, hf: &str, t: &Tensor) -> Result<Option<Vec<Tensor>>> 
     let half = shape[shape.len() - 2] / 2;
     split_halves(t, half, name("ffn_gate_exps"), name("ffn_up_exps")).map(Some)
 }
-
-/// `model.layers.{bid}.mlp.experts.{xid}.{gate|up|down}_proj.weight`.
-const EXPERTS: ExpertNames = ExpertNames {
-    infix: "mlp.experts.",
-    stems: &[
-        ("gate_proj.weight", "ffn_gate_exps"),
-        ("up_proj.weight", "ffn_up_exps"),
-        ("down_proj.weight", "ffn_down_exps"),
-    ],
-};
