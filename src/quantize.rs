@@ -228,6 +228,13 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
             args.input.display()
         );
     }
+    if hf.as_ref().is_some_and(|f| f.mmproj) {
+        bail!(
+            "{}: a vision projector is not quantized (llama-quantize takes language models); `modelconv convert \
+             --mmproj` writes it as F32, F16, BF16 or Q8_0 (--dtype)",
+            args.input.display()
+        );
+    }
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
     let source_bytes = model.data_bytes();
     let inputs = util::input_files(&model);

@@ -260,6 +260,10 @@ pub struct HfArgs {
     /// a local folder.
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,
+    /// GGUF output: a multimodal model folder's vision projector (its vision tower and projector, for
+    /// llama.cpp's mtmd / --mmproj) instead of its text model, as `convert_hf_to_gguf.py --mmproj`.
+    #[arg(long)]
+    pub mmproj: bool,
 }
 
 /// The Hugging Face model `input` is, when the output format follows
@@ -271,12 +275,20 @@ pub fn hf_model(
     out: &dyn Format,
 ) -> anyhow::Result<Option<modelconv_llama::Folder>> {
     if !out.writer().is_some_and(|w| w.llama_conventions()) {
-        if hf.config.is_some() || hf.arch.is_some() || hf.base.is_some() {
+        if hf.config.is_some() || hf.arch.is_some() || hf.base.is_some() || hf.mmproj {
             anyhow::bail!(
-                "--config, --arch and --base map a Hugging Face model to llama.cpp's conventions: GGUF output only"
+                "--config, --arch, --base and --mmproj map a Hugging Face model to llama.cpp's conventions: \
+                 GGUF output only"
             );
         }
         return Ok(None);
+    }
+    if hf.mmproj {
+        if hf.base.is_some() {
+            anyhow::bail!("--mmproj and --base: a vision projector is not a LoRA adapter");
+        }
+        let folder = modelconv_llama::Folder::detect_projector(input, hf.config.as_deref(), hf.arch.as_deref())?;
+        return Ok(Some(folder));
     }
     let adapter =
         modelconv_llama::Folder::detect_adapter(input, hf.base.as_deref(), hf.config.as_deref(), hf.arch.as_deref())?;

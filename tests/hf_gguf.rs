@@ -435,3 +435,58 @@ fn a_qwen3_reranker_is_refused() {
     assert!(msg.contains("reranker"), "{msg}");
     assert!(!out.exists());
 }
+
+/// Vision projectors (fixtures/hf/mmproj, made by transformers and
+/// `convert_hf_to_gguf.py --mmproj`: gen_mmproj.py) convert to the
+/// converter's files in every output type: Gemma 3's (BF16 weights, the
+/// +1 soft-embedding norm, the input projection forced to F16, the
+/// pooling head dropped) and SmolVLM's (F32 weights, the connector).
+#[test]
+fn vision_projectors_are_the_files_convert_hf_to_gguf_mmproj_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["gemma3", "smolvlm"] {
+        for dtype in ["F16", "F32", "BF16", "Q8_0"] {
+            let out = dir.path().join(format!("{name}.{dtype}.gguf"));
+            let folder = fixture(&format!("hf/mmproj/{name}"));
+            ok(&["-q", "convert", p(&folder), p(&out), "--mmproj", "--dtype", dtype]);
+            same(&out, &format!("hf/mmproj/{name}.{dtype}.gguf"));
+        }
+    }
+}
+
+/// What a projector conversion cannot do is refused, nothing written.
+#[test]
+fn vision_projector_conversions_refuse_what_they_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.gguf");
+    // A text-only class has no projector; the message lists those that do.
+    let msg = refused(&["convert", p(&fixture("hf/tiny-llama")), p(&out), "--mmproj"]);
+    assert!(
+        msg.contains("no vision projector") && msg.contains("SmolVLMForConditionalGeneration"),
+        "{msg}"
+    );
+    // Not GGUF output, or quantized.
+    let folder = fixture("hf/mmproj/smolvlm");
+    let st = dir.path().join("x.safetensors");
+    let msg = refused(&["convert", p(&folder), p(&st), "--mmproj"]);
+    assert!(msg.contains("GGUF output only"), "{msg}");
+    let msg = refused(&["quantize", p(&folder), "--mmproj", "--q4_k", "-o", p(&out)]);
+    assert!(msg.contains("not quantized"), "{msg}");
+    // No image normalisation.
+    let copy = dir.path().join("smolvlm");
+    std::fs::create_dir(&copy).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(folder.join(f), copy.join(f)).unwrap();
+    }
+    std::fs::write(
+        copy.join("preprocessor_config.json"),
+        r#"{"image_std": [0.5, 0.5, 0.5]}"#,
+    )
+    .unwrap();
+    let msg = refused(&["convert", p(&copy), p(&out), "--mmproj"]);
+    assert!(
+        msg.contains("image_mean") && msg.contains("preprocessor_config.json"),
+        "{msg}"
+    );
+    assert!(!out.exists() && !st.exists());
+}

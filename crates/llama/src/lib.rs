@@ -19,6 +19,7 @@ pub mod config;
 mod fp8;
 pub mod lora;
 pub mod meta;
+pub mod mmproj;
 mod mxfp4;
 mod shift;
 pub mod special;
@@ -40,6 +41,10 @@ pub struct Folder {
     pub hf_arch: String,
     /// A PEFT LoRA adapter for this model, converted instead of its weights.
     pub adapter: Option<lora::Adapter>,
+    /// Whether `arch` is a vision projector ([`arch::PROJECTORS`]): the
+    /// folder's vision tower and projector are converted, not its text
+    /// model (`convert_hf_to_gguf.py --mmproj`).
+    pub mmproj: bool,
 }
 
 impl std::fmt::Debug for Folder {
@@ -60,6 +65,23 @@ impl Folder {
     /// config's `architectures`. `Ok(None)`: not a Hugging Face model (names
     /// are kept as they are).
     pub fn detect(input: &Path, config: Option<&Path>, arch: Option<&str>) -> Result<Option<Folder>> {
+        Folder::detect_in(input, config, arch, false)
+    }
+
+    /// The vision projector of the multimodal model `input` is, found as
+    /// [`Folder::detect`] finds a model, its class looked up in
+    /// [`arch::PROJECTORS`]. Unlike [`Folder::detect`], a folder is
+    /// required: `--mmproj` on anything else is an error.
+    pub fn detect_projector(input: &Path, config: Option<&Path>, arch: Option<&str>) -> Result<Folder> {
+        Folder::detect_in(input, config, arch, true)?.ok_or_else(|| {
+            Error::invalid(format!(
+                "--mmproj: {} is not a Hugging Face model folder (no config.json)",
+                input.display()
+            ))
+        })
+    }
+
+    fn detect_in(input: &Path, config: Option<&Path>, arch: Option<&str>, mmproj: bool) -> Result<Option<Folder>> {
         let beside = if input.is_dir() {
             input.join("config.json")
         } else {
@@ -88,11 +110,21 @@ impl Folder {
                 "no \"architectures\" list naming the model class (give one with --arch)",
             )
         })?;
-        let arch = arch::find(&hf_arch).ok_or_else(|| {
+        let found = if mmproj {
+            arch::find_projector(&hf_arch)
+        } else {
+            arch::find(&hf_arch)
+        };
+        let arch = found.ok_or_else(|| {
+            let (what, supported) = if mmproj {
+                ("has no vision projector conversion", arch::supported_projectors())
+            } else {
+                ("is not supported for GGUF conversion", arch::supported())
+            };
             Error::unsupported(format!(
-                "{}: architecture {hf_arch} is not supported for GGUF conversion (supported: {})",
+                "{}: architecture {hf_arch} {what} (supported: {})",
                 config_path.display(),
-                arch::supported().join(", ")
+                supported.join(", ")
             ))
         })?;
         let dir = config_path
@@ -105,6 +137,7 @@ impl Folder {
             arch,
             hf_arch,
             adapter: None,
+            mmproj,
         }))
     }
 
@@ -160,7 +193,7 @@ pub enum OutType {
 pub const OUT_TYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::Q8_0];
 
 /// llama.cpp's file type id of an output type.
-fn file_type_id(d: DType) -> u32 {
+pub(crate) fn file_type_id(d: DType) -> u32 {
     match d {
         DType::F32 => 0,
         DType::BF16 => 32,
@@ -303,11 +336,32 @@ pub(crate) fn sort_as_converter(model: &mut Model) {
     }
 }
 
+/// The output type `out` names, or when it follows the weights the first
+/// 2-D F16/BF16 tensor's (F32 if none); types the converter cannot write
+/// are refused.
+pub(crate) fn output_type(model: &Model, out: OutType) -> Result<DType> {
+    let source_type = model
+        .tensors
+        .iter()
+        .find(|t| t.info.shape.len() >= 2 && matches!(t.info.dtype, DType::F16 | DType::BF16))
+        .map_or(DType::F32, |t| t.info.dtype);
+    match out {
+        OutType::Source => Ok(source_type),
+        OutType::Type(d) if OUT_TYPES.contains(&d) => Ok(d),
+        OutType::Type(d) => Err(Error::unsupported(format!(
+            "{d}: a Hugging Face model converts to F32, F16, BF16 or Q8_0 (other types: quantize)"
+        ))),
+    }
+}
+
 /// Rewrites `model` (opened from the folder's weights) into llama.cpp's
 /// conventions. Its notes say what it was read as.
 pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     if let Some(adapter) = &f.adapter {
         return lora::apply(model, f, adapter, out);
+    }
+    if f.mmproj {
+        return mmproj::apply(model, f, out);
     }
     let block_count = f
         .hparams
@@ -315,21 +369,7 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     sort_as_converter(model);
     // After the sort: a dequantized weight is no longer a range of its file.
     let mxfp4 = fp8::dequantize(model, &f.hparams, f.arch.reads_mxfp4())?;
-    // The output type when it follows the weights: the first 2-D float tensor's.
-    let source_type = model
-        .tensors
-        .iter()
-        .find(|t| t.info.shape.len() >= 2 && matches!(t.info.dtype, DType::F16 | DType::BF16))
-        .map_or(DType::F32, |t| t.info.dtype);
-    let out_type = match out {
-        OutType::Source => source_type,
-        OutType::Type(d) if OUT_TYPES.contains(&d) => d,
-        OutType::Type(d) => {
-            return Err(Error::unsupported(format!(
-                "{d}: a Hugging Face model converts to F32, F16, BF16 or Q8_0 (other types: quantize)"
-            )))
-        }
-    };
+    let out_type = output_type(model, out)?;
     let mut md = Metadata::new();
     md.set("general.architecture", Value::String(f.arch.name().into()));
     let cx = Ctx { folder: f, block_count };
@@ -392,8 +432,13 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
 
 /// `t` in the type `convert_hf_to_gguf.py` writes it in ([`tensor_type`]),
 /// cast or quantized lazily.
-pub(crate) fn typed(mut t: Tensor, out_type: DType) -> Result<Tensor> {
-    let mut to = tensor_type(&t.info.name, t.info.shape.len(), out_type);
+pub(crate) fn typed(t: Tensor, out_type: DType) -> Result<Tensor> {
+    let to = tensor_type(&t.info.name, t.info.shape.len(), out_type);
+    into_type(t, to)
+}
+
+/// `t` as type `to`, cast or quantized lazily.
+pub(crate) fn into_type(mut t: Tensor, mut to: DType) -> Result<Tensor> {
     // gguf-py's Q8_0 needs whole 32-element rows; others fall back to F16.
     if to == DType::Q8_0 && !t.info.shape.last().is_some_and(|c| c.is_multiple_of(32)) {
         to = DType::F16;

@@ -15,6 +15,7 @@ mod exaone4;
 mod falcon;
 mod gemma2;
 mod gemma3;
+mod gemma3_vision;
 mod glm4;
 mod gpt2;
 mod gpt_oss;
@@ -23,6 +24,7 @@ mod olmo2;
 mod phi3;
 mod qwen;
 mod qwen_moe;
+mod smolvlm;
 mod stablelm;
 mod starcoder2;
 mod tables;
@@ -64,6 +66,10 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &exaone4::Exaone4,
     &glm4::Glm4,
 ];
+
+/// Every vision projector this build converts (`--mmproj`): the
+/// reference's `MmprojModel` subclasses, each found by its HF class.
+pub static PROJECTORS: &[&dyn Architecture] = &[&gemma3_vision::Gemma3Vision, &smolvlm::SmolVlm];
 
 /// A tensor-name table: HF stem → GGUF stem; `{bid}` is the block number,
 /// `.weight`/`.bias` are carried over.
@@ -172,6 +178,13 @@ pub trait Architecture: Sync {
         let _ = held;
         Ok(vec![mapped(cx, self, hf, t)?])
     }
+    /// `tensor_force_quant`: the type GGUF tensor `gguf` (HF `hf`) is
+    /// written in whatever the output type `out`, where the class decides
+    /// it. Vision projectors only; a text model's types follow
+    /// [`tensor_type`](crate) alone.
+    fn forced_type(&self, _hf: &str, _gguf: &str, _out: DType) -> Option<DType> {
+        None
+    }
 }
 
 /// ModelBase.filter_tensors: DeepSeek-V3's router bias spelled as a bias,
@@ -192,6 +205,16 @@ pub fn find(hf: &str) -> Option<&'static dyn Architecture> {
 /// Every class name supported, for error messages.
 pub fn supported() -> Vec<&'static str> {
     ARCHES.iter().flat_map(|a| a.hf_classes().iter().copied()).collect()
+}
+
+/// The vision projector of a Hugging Face multimodal class.
+pub fn find_projector(hf: &str) -> Option<&'static dyn Architecture> {
+    PROJECTORS.iter().copied().find(|a| a.hf_classes().contains(&hf))
+}
+
+/// Every multimodal class whose projector converts, for error messages.
+pub fn supported_projectors() -> Vec<&'static str> {
+    PROJECTORS.iter().flat_map(|a| a.hf_classes().iter().copied()).collect()
 }
 
 /// The GGUF name of HF tensor `name` in `tables`, or `None` when it has no
@@ -223,14 +246,22 @@ pub fn map_name(tables: &[Table], name: &str) -> Option<String> {
 /// `t` renamed to its GGUF name (blocks past the block count have none),
 /// refusing a tensor with no place or of a type the conversion does not
 /// take: the default [`Architecture::modify_tensors`].
-pub fn mapped<A: Architecture + ?Sized>(cx: &Ctx, arch: &A, hf: &str, mut t: Tensor) -> Result<Tensor> {
+pub fn mapped<A: Architecture + ?Sized>(cx: &Ctx, arch: &A, hf: &str, t: Tensor) -> Result<Tensor> {
+    renamed(cx, arch, map_name(arch.tables(), hf), t)
+}
+
+/// `t` renamed to `name`, the GGUF name a table gave it, refusing a
+/// tensor with none, one in a block (`blk.N`, `v.blk.N`) past the block
+/// count, or one of a type the conversion does not take.
+pub fn renamed<A: Architecture + ?Sized>(cx: &Ctx, arch: &A, name: Option<String>, mut t: Tensor) -> Result<Tensor> {
     let in_range = |n: &String| {
-        n.split('.')
-            .nth(1)
+        let parts: Vec<&str> = n.split('.').collect();
+        let block = parts.iter().position(|p| *p == "blk").and_then(|i| parts.get(i + 1));
+        block
             .and_then(|b| b.parse::<u64>().ok())
-            .is_none_or(|b| !n.starts_with("blk.") || b < cx.block_count)
+            .is_none_or(|b| b < cx.block_count)
     };
-    let name = map_name(arch.tables(), hf).filter(in_range).ok_or_else(|| {
+    let name = name.filter(in_range).ok_or_else(|| {
         Error::unsupported(format!(
             "tensor '{}' has no place in llama.cpp's {} architecture",
             t.info.name,
@@ -450,6 +481,7 @@ pub fn with_hparams<T>(
         arch: cx.folder.arch,
         hf_arch: cx.folder.hf_arch.clone(),
         adapter: cx.folder.adapter.clone(),
+        mmproj: cx.folder.mmproj,
     };
     f(&Ctx {
         folder: &folder,
