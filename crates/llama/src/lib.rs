@@ -396,13 +396,7 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     held.check_empty()?;
     model.tensors = tensors;
     model.check_unique_names()?;
-    let params = meta::Params::of(
-        model
-            .tensors
-            .iter()
-            .map(|t| (t.info.name.as_str(), t.info.shape.as_slice())),
-    );
-    let general = meta::General::for_folder(&f.dir, &f.hparams.map, &params);
+    let general = general_of(f, &model.tensors);
     meta::write_general(&mut md, &f.dir, &general)?;
     let ft = match out_type {
         // An MXFP4 checkpoint's float conversion is MOSTLY_MXFP4_MOE.
@@ -428,6 +422,13 @@ pub fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     )];
     model.metadata = md;
     Ok(())
+}
+
+/// gguf-py's `general.*` heuristics for the folder, its parameters
+/// counted over the converted `tensors`.
+pub(crate) fn general_of(f: &Folder, tensors: &[Tensor]) -> meta::General {
+    let params = meta::Params::of(tensors.iter().map(|t| (t.info.name.as_str(), t.info.shape.as_slice())));
+    meta::General::for_folder(&f.dir, &f.hparams.map, &params)
 }
 
 /// `t` in the type `convert_hf_to_gguf.py` writes it in ([`tensor_type`]),

@@ -10,7 +10,7 @@
 
 use crate::arch::{default_filter, map_name, renamed, Architecture, Ctx, Held, Table};
 use crate::config::{read_json, Hparams};
-use crate::{file_type_id, into_type, meta, output_type, sort_as_converter, Folder, OutType};
+use crate::{file_type_id, general_of, into_type, meta, output_type, sort_as_converter, Folder, OutType};
 use modelconv_ir::{Array, DType, Error, Metadata, Model, Result, Tensor, Value};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
@@ -265,13 +265,7 @@ pub(crate) fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
     model.check_unique_names()?;
     let mut md = Metadata::new();
     md.set("general.architecture", Value::String(f.arch.name().into()));
-    let params = meta::Params::of(
-        model
-            .tensors
-            .iter()
-            .map(|t| (t.info.name.as_str(), t.info.shape.as_slice())),
-    );
-    let general = meta::General::for_folder(&f.dir, &f.hparams.map, &params);
+    let general = general_of(f, &model.tensors);
     meta::write_general_as(
         &mut md,
         &f.dir,
