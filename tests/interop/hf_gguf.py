@@ -6,6 +6,8 @@ sentence-transformers (BERT, XLM-RoBERTa, Qwen3 embedding), llama-tokenize gives
 ggml-vocab-*.gguf.out files). PEFT LoRA adapters (made here by peft): ours
 is the file convert_lora_to_gguf.py writes at every output type, and
 llama-export-lora merges it into the base as peft's merge_and_unload does.
+Vision projectors: ours is the file `convert_hf_to_gguf.py --mmproj` writes,
+and llama-mtmd-cli encodes an image with our Gemma 3 projector.
 
     python hf_gguf.py LLAMA_CPP_SRC LLAMA_CPP_BIN MODELS_DIR
 
@@ -254,6 +256,45 @@ def llama_export_lora_merges_our_adapter_as_peft_merges_it():
             assert np.allclose(got[name], w, rtol=1e-4, atol=1e-5), \
                 f"{model}: {name}: llama.cpp's merge differs from peft's by {np.abs(got[name] - w).max()}"
         assert changed >= 4, f"{model}: only {changed} tensors changed by the adapter"
+
+
+@check
+def mmproj_is_the_file_convert_hf_to_gguf_mmproj_writes():
+    """Vision projectors (the fixtures' tiny Gemma 3 and SmolVLM folders):
+    ours is the file `convert_hf_to_gguf.py --mmproj` writes now, at every
+    output type."""
+    for family in ["gemma3", "smolvlm"]:
+        folder = HERE.parent.parent / "fixtures" / "hf" / "mmproj" / family
+        for outtype in ["f16", "f32", "bf16", "q8_0"]:
+            ref, ours = TMP / f"ref-mmproj-{family}-{outtype}.gguf", TMP / f"ours-mmproj-{family}-{outtype}.gguf"
+            run(sys.executable, SRC / "convert_hf_to_gguf.py", folder, "--mmproj", "--outtype", outtype,
+                "--outfile", ref)
+            run(MC, "-q", "convert", folder, ours, "--mmproj", "--dtype", outtype.upper())
+            same_file(ours, ref)
+
+
+@check
+def llama_mtmd_cli_encodes_an_image_with_our_gemma3_projector():
+    """llama.cpp's multimodal CLI loads our Gemma 3 projector beside our
+    conversion of the same folder's text model (tiny-llama's 512-piece
+    SentencePiece model as its tokenizer), encodes an image through it and
+    generates."""
+    import shutil
+    fixtures = HERE.parent.parent / "fixtures" / "hf"
+    folder = TMP / "gemma3-vlm"
+    shutil.copytree(fixtures / "mmproj" / "gemma3", folder)
+    shutil.copy(fixtures / "tiny-llama" / "tokenizer.model", folder)
+    text, mmproj, image = TMP / "gemma3-vlm.gguf", TMP / "gemma3-vlm-mmproj.gguf", TMP / "noise.ppm"
+    run(MC, "-q", "convert", folder, text, "--dtype", "F32")
+    run(MC, "-q", "convert", folder, mmproj, "--mmproj", "--dtype", "F16")
+    rng = np.random.default_rng(0)
+    image.write_bytes(b"P6\n32 32\n255\n" + rng.integers(0, 256, 32 * 32 * 3, dtype=np.uint8).tobytes())
+    p = subprocess.run([str(BIN / "llama-mtmd-cli"), "-m", str(text), "--mmproj", str(mmproj), "--image", str(image),
+                        "-p", "what is this", "-n", "4", "--temp", "0", "-t", "2", "--chat-template", "gemma"],
+                       capture_output=True)
+    log = (p.stdout + p.stderr).decode("utf-8", "replace")
+    assert p.returncode == 0, f"llama-mtmd-cli: exit {p.returncode}\n{log[-3000:]}"
+    assert "batch encoding done" in log, f"no image was encoded:\n{log[-3000:]}"
 
 
 status = finish("hf-gguf")
