@@ -5,7 +5,8 @@ ours (llama-simple generates, llama-embedding agrees with
 sentence-transformers (BERT, XLM-RoBERTa, Qwen3 embedding), llama-tokenize gives the ids in llama.cpp's
 ggml-vocab-*.gguf.out files). PEFT LoRA adapters (made here by peft): ours
 is the file convert_lora_to_gguf.py writes at every output type, and
-llama-export-lora merges it into the base as peft's merge_and_unload does.
+llama-export-lora merges it into the base as peft's merge_and_unload does,
+and llama-completion with `--lora` generates what the merged model does.
 Vision projectors: ours is the file `convert_hf_to_gguf.py --mmproj` writes,
 and llama-mtmd-cli encodes an image with our Gemma 3 projector.
 
@@ -295,6 +296,27 @@ def llama_mtmd_cli_encodes_an_image_with_our_gemma3_projector():
     log = (p.stdout + p.stderr).decode("utf-8", "replace")
     assert p.returncode == 0, f"llama-mtmd-cli: exit {p.returncode}\n{log[-3000:]}"
     assert "batch encoding done" in log, f"no image was encoded:\n{log[-3000:]}"
+
+
+def completion(*args):
+    """llama-completion's greedy continuation of a fixed prompt."""
+    return run(BIN / "llama-completion", *args, "-p", "hello world", "-n", "12", "--temp", "0", "-t", "2",
+               "-no-cnv", "--no-warmup")
+
+
+@check
+def llama_completion_generates_with_our_lora_as_with_it_merged():
+    """llama.cpp runs our adapter with `--lora` (the fixtures' tiny-llama
+    and its PEFT adapter): the greedy text equals that of the base with the
+    adapter merged by llama-export-lora, and differs from the base's."""
+    fixtures = HERE.parent.parent / "fixtures" / "hf"
+    base, adapter, merged = TMP / "tl-base.gguf", TMP / "tl-lora.gguf", TMP / "tl-merged.gguf"
+    run(MC, "-q", "convert", fixtures / "tiny-llama", base, "--dtype", "F32")
+    run(MC, "-q", "convert", fixtures / "lora" / "llama", adapter, "--base", fixtures / "tiny-llama")
+    run(BIN / "llama-export-lora", "-m", base, "--lora", adapter, "-o", merged)
+    with_lora = completion("-m", base, "--lora", adapter)
+    assert with_lora == completion("-m", merged), "--lora and the merged model generate differently"
+    assert with_lora != completion("-m", base), "the adapter changed nothing"
 
 
 status = finish("hf-gguf")
