@@ -1,5 +1,6 @@
 //! Writing GGUF v3: metadata in model order, tensor infos, each tensor's data
-//! aligned to `general.alignment` (default 32) and padded after.
+//! aligned to `general.alignment` (default 32) and padded after; a file
+//! with no tensors ends where its header does, as gguf-py writes one.
 
 use crate::types::{ggml_id, value_type_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_WRITE};
@@ -126,8 +127,13 @@ impl Writer for GgufWriter {
                 .map(|o| o + padding(o, alignment))
                 .ok_or_else(|| Error::invalid("total tensor data overflows u64"))?;
         }
-        let pad = padding(h.len() as u64, alignment) as usize;
-        h.resize(h.len() + pad, 0);
+        // The data section starts aligned; a file with no tensors has none,
+        // and ends with its last tensor info as gguf-py writes it (the
+        // vocab-only files in llama.cpp's models/), so a copy is exact.
+        if !model.tensors.is_empty() {
+            let pad = padding(h.len() as u64, alignment) as usize;
+            h.resize(h.len() + pad, 0);
+        }
         // The header holds every offset, so the file is written in one pass.
         let tensors = model.tensors.clone();
         Ok(OneFilePlan::boxed(
