@@ -236,11 +236,20 @@ pub(crate) fn skipped(name: &str) -> bool {
         "patch_merge_mlp.",
         "model.connector.",
     ];
-    name.ends_with(".attention.masked_bias")
-        || name.ends_with(".attention.bias")
-        || name.ends_with(".rotary_emb.inv_freq")
-        || PREFIXES.iter().any(|p| name.starts_with(p))
-        || PARTS.iter().any(|p| name.contains(p))
+    is_buffer(name) || PREFIXES.iter().any(|p| name.starts_with(p)) || PARTS.iter().any(|p| name.contains(p))
+}
+
+/// Buffers every conversion drops (prepare_tensors: "we don't need these").
+pub(crate) fn is_buffer(name: &str) -> bool {
+    [".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// Whether `name` is a weight gguf-py may write in the output type
+/// (`.weight`, `.lora_a`, `.lora_b`); anything else is kept F32.
+pub(crate) fn weight_like(name: &str) -> bool {
+    [".weight", ".lora_a", ".lora_b"].iter().any(|s| name.ends_with(s))
 }
 
 /// The folder's SentencePiece model, when it has one: its path, its pieces,
@@ -299,9 +308,8 @@ pub(crate) fn trim_rows(f: &Folder, t: &mut Tensor) -> Result<()> {
 /// otherwise.
 fn tensor_type(name: &str, n_dims: usize, out: DType) -> DType {
     const F32_ALWAYS: &[&str] = &["position_embd.weight", "token_types.weight"];
-    let weight_like = [".weight", ".lora_a", ".lora_b"].iter().any(|s| name.ends_with(s));
     if modelconv_ggml::mix::stays_f32(name, n_dims)
-        || !weight_like
+        || !weight_like(name)
         || F32_ALWAYS.contains(&name)
         || name.ends_with(".ffn_gate_inp.weight")
         || name.ends_with(".ffn_gate_inp_shexp.weight")

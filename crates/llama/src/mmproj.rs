@@ -10,7 +10,9 @@
 
 use crate::arch::{default_filter, map_name, renamed, Architecture, Ctx, Held, Table};
 use crate::config::{read_json, Hparams};
-use crate::{file_type_id, general_of, into_type, meta, output_type, sort_as_converter, Folder, OutType};
+use crate::{
+    file_type_id, general_of, into_type, is_buffer, meta, output_type, sort_as_converter, weight_like, Folder, OutType,
+};
 use modelconv_ir::{Array, DType, Error, Metadata, Model, Result, Tensor, Value};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
@@ -87,8 +89,7 @@ fn tensor_type(arch: &dyn Architecture, hf: &str, t: &Tensor, out: DType) -> DTy
     if let Some(d) = arch.forced_type(hf, name, out) {
         return d;
     }
-    let weight_like = [".weight", ".lora_a", ".lora_b"].iter().any(|s| name.ends_with(s));
-    if name == "v.position_embd.weight" || !weight_like {
+    if name == "v.position_embd.weight" || !weight_like(name) {
         DType::F32
     } else {
         out
@@ -181,9 +182,16 @@ fn number_array(path: &Path, key: &str, v: Option<&Json>) -> Result<Value> {
 }
 
 /// MmprojModel.set_gguf_parameters for a vision encoder, reading the
-/// vision config `v`: the file type, then the `clip.vision.*` shape keys
+/// vision config `v` and the image-processor settings `pre`
+/// ([`preprocessor`]): the file type, then the `clip.vision.*` shape keys
 /// and the image normalisation, in the converter's order.
-pub fn vision_parameters(cx: &Ctx, v: &Hparams, md: &mut Metadata, file_type: u32) -> Result<()> {
+pub fn vision_parameters(
+    cx: &Ctx,
+    v: &Hparams,
+    pre: &Map<String, Json>,
+    md: &mut Metadata,
+    file_type: u32,
+) -> Result<()> {
     let f = cx.folder;
     md.set("general.file_type", Value::U32(file_type));
     md.set("clip.has_vision_encoder", Value::Bool(true));
@@ -207,7 +215,6 @@ pub fn vision_parameters(cx: &Ctx, v: &Hparams, md: &mut Metadata, file_type: u3
         "attention.head_count",
         v.uint(&["num_attention_heads", "num_heads", "heads", "vt_num_attention_heads"])?,
     )?;
-    let pre = preprocessor(&f.dir)?;
     let pre_path = f.dir.join("preprocessor_config.json");
     md.set(
         "clip.vision.image_mean",
@@ -242,10 +249,7 @@ pub(crate) fn apply(model: &mut Model, f: &Folder, out: OutType) -> Result<()> {
         let Some(hf) = f.arch.filter(&t.info.name) else {
             continue;
         };
-        if [".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq"]
-            .iter()
-            .any(|s| hf.ends_with(s))
-        {
+        if is_buffer(&hf) {
             continue;
         }
         for t in f.arch.modify_tensors(&cx, &hf, t, &mut held)? {

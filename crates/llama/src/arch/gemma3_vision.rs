@@ -50,10 +50,10 @@ impl Architecture for Gemma3Vision {
     /// test-sized model's differs from Gemma 3's 4.
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         let v = vision(cx.folder)?;
-        vision_parameters(cx, &v, md, ft)?;
+        let pre = crate::mmproj::preprocessor(&cx.folder.dir)?;
+        vision_parameters(cx, &v, &pre, md, ft)?;
         projector_keys(&v, md, "gemma3", 1e-6)?;
         md.set("clip.use_gelu", Value::Bool(true));
-        let pre = crate::mmproj::preprocessor(&cx.folder.dir)?;
         let pre_path = cx.folder.dir.join("preprocessor_config.json");
         let seq = match pre.get("image_seq_length") {
             None => Some(256),

@@ -48,12 +48,12 @@ impl Architecture for SmolVlm {
                 v.map.entry(key).or_insert(Json::from(default));
             }
         }
-        vision_parameters(cx, &v, md, ft)?;
+        let pre = crate::mmproj::preprocessor(&cx.folder.dir)?;
+        vision_parameters(cx, &v, &pre, md, ft)?;
         projector_keys(&v, md, "idefics3", 1e-5)?;
         let scale = cx.folder.hparams.opt_uint(&["scale_factor"])?.unwrap_or(2);
         crate::arch::put_u32(md, "clip.vision", "projector.scale_factor", scale)?;
         md.set("clip.use_gelu", Value::Bool(true));
-        let pre = crate::mmproj::preprocessor(&cx.folder.dir)?;
         let longest = pre
             .get("size")
             .and_then(|s| s.get("longest_edge"))
