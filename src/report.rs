@@ -131,17 +131,41 @@ pub struct FormatDetails<'a> {
 pub struct Written {
     pub path: String,
     pub bytes: u64,
+    /// SHA-256 of the file as written, lowercase hex (`null` for a stream),
+    /// so that a worker writing one shard can report what it made.
+    pub sha256: Option<String>,
 }
 
 pub fn written(paths: &[PathBuf]) -> Vec<Written> {
     paths
         .iter()
-        .map(|p| Written {
-            path: path_text(p),
-            // Streamed outputs (stdout) have no size to ask for.
-            bytes: std::fs::metadata(p).ok().filter(|m| m.is_file()).map_or(0, |m| m.len()),
+        .map(|p| {
+            // Streamed outputs (stdout, a FIFO) have no size or digest to ask for.
+            let regular = std::fs::metadata(p).ok().filter(|m| m.is_file());
+            Written {
+                path: path_text(p),
+                bytes: regular.as_ref().map_or(0, |m| m.len()),
+                sha256: regular.and_then(|_| file_sha256(p).ok()),
+            }
         })
         .collect()
+}
+
+/// SHA-256 of a file, read in 1 MiB pieces.
+fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[derive(Serialize)]

@@ -289,7 +289,7 @@ fn usage_errors_exit_2() {
             "--max-shard-size",
             "1MB",
         ],
-        &["not supported for GGUF"],
+        &["GGUF splits as llama-gguf-split does with --split-max-size"],
         dir.path(),
     );
     // An output into a new folder creates it, but a failure leaves none behind.

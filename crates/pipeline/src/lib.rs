@@ -232,11 +232,16 @@ pub fn cast_as(model: &mut Model, to: DType, llama: bool) -> Result<CastOutcome>
 }
 
 /// `general.quantization_version` and `general.file_type`, as llama.cpp's
-/// gguf_set_val writes them: an existing key is removed and appended.
+/// gguf_set_val writes them: an existing key is removed and appended; then
+/// a split input's `split.*` keys removed, as llama-quantize removes them
+/// (src/llama-quant.cpp, "Remove split metadata").
 fn set_file_type(model: &mut Model, ft: FileType) {
     for (key, value) in [("general.quantization_version", 2), ("general.file_type", ft.id)] {
         model.metadata.remove(key);
         model.metadata.set(key, Value::U32(value));
+    }
+    for key in ["split.no", "split.count", "split.tensors.count"] {
+        model.metadata.remove(key);
     }
 }
 

@@ -10,6 +10,7 @@
 //! checked against the file length before anything is allocated.
 
 mod read;
+pub mod split;
 mod types;
 mod write;
 
@@ -62,8 +63,39 @@ impl Format for Gguf {
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&GgufWriter)
     }
+    fn options(&self) -> &'static [modelconv_ir::FormatOption] {
+        split::OPTIONS
+    }
+    fn details(&self, model: &Model, _opts: &OpenOptions) -> Result<Option<modelconv_ir::Details>> {
+        Ok(model
+            .source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<read::SplitLayout>())
+            .map(split_details))
+    }
     fn scanner(&self) -> Option<&dyn modelconv_ir::scan::Scanner> {
         Some(&SCANNER)
+    }
+}
+
+/// `inspect`'s section for a split model: each shard's file, tensors and size.
+fn split_details(layout: &read::SplitLayout) -> modelconv_ir::Details {
+    let n = layout.shards.len();
+    let mut text = format!("split: {n} shards\n");
+    let mut shards = Vec::with_capacity(n);
+    for (i, (path, tensors, bytes)) in layout.shards.iter().enumerate() {
+        text.push_str(&format!(
+            "  {:>5}  {}  {tensors} tensors, {bytes} bytes\n",
+            i + 1,
+            path.display()
+        ));
+        shards.push(serde_json::json!({ "path": path.display().to_string(), "tensors": tensors, "bytes": bytes }));
+    }
+    modelconv_ir::Details {
+        key: "split",
+        json: serde_json::json!({ "count": n, "shards": shards }),
+        text,
+        replaces_table: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Reading GGUF v2/v3: header, typed metadata, tensor infos; tensor data
 //! stays in the file and is read lazily.
 
+use crate::split::{SPLIT_COUNT, SPLIT_NO, SPLIT_TENSORS_COUNT};
 use crate::types::{dtype_from_ggml, min_value_size, value_type_from_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_READ};
 use modelconv_ir::{
@@ -362,13 +363,17 @@ fn check_data_spans(tensors: &[(TensorInfo, u64)], data_start: u64, file_len: u6
     Ok(())
 }
 
-/// Metadata keys of llama.cpp's split files (`gguf-split`), which belong
-/// to the shards, not to the model.
-const SPLIT_KEYS: [&str; 3] = ["split.no", "split.count", "split.tensors.count"];
+/// The files of a split model as it was read, for `inspect`.
+#[derive(Debug, Clone)]
+pub struct SplitLayout {
+    /// Each shard: its path, tensor count and file length.
+    pub shards: Vec<(std::path::PathBuf, usize, u64)>,
+}
 
-/// Opens a GGUF model: a file; the first file of a split model
-/// (`NAME-00001-of-0000n.gguf`, with `split.count`), with the others
-/// beside it; or a folder holding one model (one file, or one split set).
+/// Opens a GGUF model: a file; any file of a split model
+/// (`NAME-0000k-of-0000n.gguf`, with `split.count` = n), with the others
+/// beside it, as one model; or a folder holding one model (one file, or one
+/// split set).
 pub fn open(path: &Path) -> Result<Model> {
     if path.is_dir() {
         let picked = modelconv_ir::folder::pick(path, "gguf", &[])?
@@ -378,24 +383,33 @@ pub fn open(path: &Path) -> Result<Model> {
         return Ok(model);
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    if let Some((stem, 1, n)) = modelconv_ir::folder::shard_parts(name, "gguf").filter(|s| s.2 > 1) {
-        let first = open_file(path)?;
-        if first.metadata.get("split.count").and_then(Value::as_u64) == Some(u64::from(n)) {
+    if let Some((stem, k, n)) = modelconv_ir::folder::shard_parts(name, "gguf").filter(|s| s.2 > 1) {
+        let named = open_file(path)?;
+        if named.metadata.get(SPLIT_COUNT).and_then(Value::as_u64) == Some(u64::from(n)) {
             let dir = path.parent().unwrap_or(Path::new(""));
             let files: Vec<_> = (1..=n)
                 .map(|i| dir.join(format!("{stem}-{i:05}-of-{n:05}.gguf")))
                 .collect();
-            let mut model = join(path, &files)?;
-            model.path = path.to_path_buf();
-            return Ok(model);
+            if let Some(missing) = files.iter().find(|f| !f.exists()) {
+                return Err(Error::malformed(
+                    path,
+                    format!(
+                        "is shard {k} of {n} of a split model, and {} is missing (all {n} are read as one model)",
+                        missing.display()
+                    ),
+                ));
+            }
+            return join(path, &files);
         }
-        return Ok(first);
+        return Ok(named);
     }
     open_file(path)
 }
 
 /// The files of a split model, in order, as one model: the first file's
-/// metadata without the split keys, every file's tensors.
+/// metadata as it is (the split keys too: a writer of one file sets
+/// `split.count` to 0 as llama-gguf-split --merge does, a quantization drops
+/// them as llama-quantize does), every file's tensors.
 fn join(path: &Path, files: &[std::path::PathBuf]) -> Result<Model> {
     let n = files.len();
     let mut model = Model {
@@ -404,11 +418,12 @@ fn join(path: &Path, files: &[std::path::PathBuf]) -> Result<Model> {
         declared_order: true,
         ..Default::default()
     };
+    let mut layout = SplitLayout { shards: Vec::new() };
     for (i, f) in files.iter().enumerate() {
         modelconv_ir::check_interrupt()?;
         let m = open_file(f)?;
-        let no = m.metadata.get("split.no").and_then(Value::as_u64);
-        let count = m.metadata.get("split.count").and_then(Value::as_u64);
+        let no = m.metadata.get(SPLIT_NO).and_then(Value::as_u64);
+        let count = m.metadata.get(SPLIT_COUNT).and_then(Value::as_u64);
         if n > 1 && (no != Some(i as u64) || count != Some(n as u64)) {
             return Err(Error::malformed(
                 f,
@@ -420,13 +435,15 @@ fn join(path: &Path, files: &[std::path::PathBuf]) -> Result<Model> {
                 ),
             ));
         }
+        let len = std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len();
+        layout.shards.push((f.clone(), m.tensors.len(), len));
         if i == 0 {
             model.metadata = m.metadata;
         }
         model.tensors.extend(m.tensors);
     }
     if n > 1 {
-        let declared = model.metadata.get("split.tensors.count").and_then(Value::as_u64);
+        let declared = model.metadata.get(SPLIT_TENSORS_COUNT).and_then(Value::as_u64);
         if declared.is_some_and(|d| d != model.tensors.len() as u64) {
             return Err(Error::malformed(
                 path,
@@ -437,10 +454,8 @@ fn join(path: &Path, files: &[std::path::PathBuf]) -> Result<Model> {
                 ),
             ));
         }
-        for k in SPLIT_KEYS {
-            model.metadata.remove(k);
-        }
         model.notes.push(format!("a split GGUF: {n} files read as one model"));
+        model.source = Some(std::sync::Arc::new(layout));
     }
     model.check_unique_names().map_err(|e| e.in_file(path))?;
     Ok(model)

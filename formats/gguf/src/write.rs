@@ -1,11 +1,16 @@
 //! Writing GGUF v3: metadata in model order, tensor infos, each tensor's data
 //! aligned to `general.alignment` (default 32) and padded after; a file
-//! with no tensors ends where its header does, as gguf-py writes one.
+//! with no tensors ends where its header does, as gguf-py writes one. Split
+//! output follows llama-gguf-split ([`crate::split`]).
 
+use crate::split::{self, Split, SPLIT_ALIGNMENT};
 use crate::types::{ggml_id, value_type_id};
 use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_WRITE};
-use modelconv_ir::{padding, Array, Error, Model, OneFilePlan, Result, Value, WriteOptions, WritePlan, Writer};
-use std::path::Path;
+use modelconv_ir::{
+    commit_all, padding, Array, Error, Metadata, Model, OneFilePlan, OutputFile, Progress, Result, Tensor, Value,
+    WriteOptions, WritePlan, Writer,
+};
+use std::path::{Path, PathBuf};
 
 pub struct GgufWriter;
 
@@ -61,95 +66,251 @@ impl Writer for GgufWriter {
 
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
         if opts.max_shard_size.is_some() {
-            return Err(Error::unsupported("--max-shard-size is not supported for GGUF output"));
+            return Err(Error::unsupported(
+                "--max-shard-size is for Hugging Face shards; GGUF splits as llama-gguf-split does with \
+                 --split-max-size N(M|G) or --split-max-tensors N",
+            ));
         }
         model.check_unique_names()?;
-        let alignment = match model.metadata.get("general.alignment") {
-            None => DEFAULT_ALIGNMENT,
-            Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-            Some(v) => {
-                return Err(Error::invalid(format!(
-                    "general.alignment is {v:?}; GGUF needs a power of two as u32"
-                )))
-            }
-        };
-        let mut h = Vec::new();
-        h.extend_from_slice(MAGIC);
-        h.extend_from_slice(&3u32.to_le_bytes());
-        h.extend_from_slice(&(model.tensors.len() as u64).to_le_bytes());
-        h.extend_from_slice(&(model.metadata.len() as u64).to_le_bytes());
-        for (k, v) in model.metadata.iter() {
-            put_str(&mut h, k);
-            h.extend_from_slice(&value_type_id(v.value_type()).to_le_bytes());
-            put_value(&mut h, v);
+        let alignment = alignment_of(&model.metadata)?;
+        check_tensors(model)?;
+        match Split::from_options(&opts.options)? {
+            None => Ok(one_file(model, dest, opts, alignment)),
+            Some(split) => split_plan(model, dest, opts, &split, alignment),
         }
-        model.refuse_types(
-            "GGUF",
-            |d| ggml_id(d).is_some(),
-            |bad| {
-                if bad.iter().any(|d| d.is_float()) {
-                    "cast floats with --dtype F16 (or F32, BF16), or leave them out with --exclude".into()
-                } else {
-                    "leave them out with --exclude".into()
-                }
-            },
-        )?;
-        let mut offset = 0u64;
-        for t in &model.tensors {
-            let info = &t.info;
-            let id = ggml_id(info.dtype).ok_or_else(|| {
-                Error::unsupported(format!("GGUF has no {} type (tensor '{}')", info.dtype, info.name))
-            })?;
-            if info.shape.len() > MAX_DIMS_WRITE {
-                return Err(Error::unsupported(format!(
-                    "tensor '{}' has {} dimensions; GGUF (ggml) holds at most {MAX_DIMS_WRITE}",
-                    info.name,
-                    info.shape.len()
+    }
+}
+
+/// `general.alignment` (a power of two as u32), or GGUF's default 32.
+fn alignment_of(metadata: &Metadata) -> Result<u64> {
+    match metadata.get("general.alignment") {
+        None => Ok(DEFAULT_ALIGNMENT),
+        Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => Ok(u64::from(*a)),
+        Some(v) => Err(Error::invalid(format!(
+            "general.alignment is {v:?}; GGUF needs a power of two as u32"
+        ))),
+    }
+}
+
+/// Every tensor has a ggml type, at most ggml's 4 dimensions, and rows
+/// that its type's blocks divide.
+fn check_tensors(model: &Model) -> Result<()> {
+    model.refuse_types(
+        "GGUF",
+        |d| ggml_id(d).is_some(),
+        |bad| {
+            if bad.iter().any(|d| d.is_float()) {
+                "cast floats with --dtype F16 (or F32, BF16), or leave them out with --exclude".into()
+            } else {
+                "leave them out with --exclude".into()
+            }
+        },
+    )?;
+    for t in &model.tensors {
+        let info = &t.info;
+        if info.shape.len() > MAX_DIMS_WRITE {
+            return Err(Error::unsupported(format!(
+                "tensor '{}' has {} dimensions; GGUF (ggml) holds at most {MAX_DIMS_WRITE}",
+                info.name,
+                info.shape.len()
+            )));
+        }
+        if let Some(&row) = info.shape.last() {
+            if row % info.dtype.block_size() != 0 {
+                return Err(Error::invalid(format!(
+                    "tensor '{}': row length {row} is not a multiple of the {} block size",
+                    info.name, info.dtype
                 )));
             }
-            if let Some(&row) = info.shape.last() {
-                if row % info.dtype.block_size() != 0 {
-                    return Err(Error::invalid(format!(
-                        "tensor '{}': row length {row} is not a multiple of the {} block size",
-                        info.name, info.dtype
-                    )));
-                }
-            }
-            put_str(&mut h, &info.name);
-            h.extend_from_slice(&(info.shape.len() as u32).to_le_bytes());
-            for d in info.shape.iter().rev() {
-                h.extend_from_slice(&d.to_le_bytes());
-            }
-            h.extend_from_slice(&id.to_le_bytes());
-            h.extend_from_slice(&offset.to_le_bytes());
-            offset = offset
-                .checked_add(info.byte_len)
-                .map(|o| o + padding(o, alignment))
-                .ok_or_else(|| Error::invalid("total tensor data overflows u64"))?;
         }
-        // The data section starts aligned; a file with no tensors has none,
-        // and ends with its last tensor info as gguf-py writes it (the
-        // vocab-only files in llama.cpp's models/), so a copy is exact.
-        if !model.tensors.is_empty() {
-            let pad = padding(h.len() as u64, alignment) as usize;
-            h.resize(h.len() + pad, 0);
+    }
+    Ok(())
+}
+
+/// How a header lays itself out: the writer it must equal.
+#[derive(Clone, Copy)]
+struct Layout {
+    alignment: u64,
+    /// Dimensions as ggml's `ggml_n_dims` counts them (trailing size-1
+    /// dimensions in ggml order dropped, at least one), as gguf.cpp writes
+    /// them; otherwise as many as the tensor has, as gguf-py writes them.
+    ggml_dims: bool,
+    /// Pad the header to the alignment even with no tensors (gguf.cpp);
+    /// gguf-py ends a tensor-less file with its header.
+    pad_empty: bool,
+}
+
+/// Magic, version 3, counts, metadata, tensor infos with their offsets in
+/// the data section (each tensor padded to the alignment), padding.
+fn header(metadata: &Metadata, tensors: &[Tensor], layout: Layout) -> Result<Vec<u8>> {
+    let mut h = Vec::new();
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&3u32.to_le_bytes());
+    h.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    h.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    for (k, v) in metadata.iter() {
+        put_str(&mut h, k);
+        h.extend_from_slice(&value_type_id(v.value_type()).to_le_bytes());
+        put_value(&mut h, v);
+    }
+    let mut offset = 0u64;
+    for t in tensors {
+        let info = &t.info;
+        let id = ggml_id(info.dtype)
+            .ok_or_else(|| Error::unsupported(format!("GGUF has no {} type (tensor '{}')", info.dtype, info.name)))?;
+        let ne = if layout.ggml_dims {
+            ggml_ne(&info.shape)
+        } else {
+            info.shape.iter().rev().copied().collect()
+        };
+        put_str(&mut h, &info.name);
+        h.extend_from_slice(&(ne.len() as u32).to_le_bytes());
+        for d in &ne {
+            h.extend_from_slice(&d.to_le_bytes());
         }
-        // The header holds every offset, so the file is written in one pass.
-        let tensors = model.tensors.clone();
-        Ok(OneFilePlan::boxed(
-            dest,
-            opts,
-            model.data_bytes(),
-            true,
-            move |out, progress| {
-                out.write_all(&h)?;
-                for t in &tensors {
-                    out.write_source(t.data.as_ref(), progress)
-                        .map_err(|e| e.for_tensor(&t.info.name))?;
-                    out.pad_to(alignment)?;
-                }
-                Ok(())
-            },
-        ))
+        h.extend_from_slice(&id.to_le_bytes());
+        h.extend_from_slice(&offset.to_le_bytes());
+        offset = offset
+            .checked_add(info.byte_len)
+            .map(|o| o + padding(o, layout.alignment))
+            .ok_or_else(|| Error::invalid("total tensor data overflows u64"))?;
+    }
+    if !tensors.is_empty() || layout.pad_empty {
+        let pad = padding(h.len() as u64, layout.alignment) as usize;
+        h.resize(h.len() + pad, 0);
+    }
+    Ok(h)
+}
+
+/// The dimensions gguf.cpp writes for a shape given outermost first:
+/// innermost first, up to the last that is not 1 (`ggml_n_dims`), at
+/// least one.
+fn ggml_ne(shape: &[u64]) -> Vec<u64> {
+    let mut ne: Vec<u64> = shape.iter().rev().copied().collect();
+    while ne.len() > 1 && ne.last() == Some(&1) {
+        ne.pop();
+    }
+    if ne.is_empty() {
+        ne.push(1);
+    }
+    ne
+}
+
+/// Writes `tensors` after `header`, each padded to the alignment.
+fn write_body(
+    out: &mut OutputFile,
+    header: &[u8],
+    tensors: &[Tensor],
+    alignment: u64,
+    progress: &dyn Progress,
+) -> Result<()> {
+    out.write_all(header)?;
+    for t in tensors {
+        out.write_source(t.data.as_ref(), progress)
+            .map_err(|e| e.for_tensor(&t.info.name))?;
+        out.pad_to(alignment)?;
+    }
+    Ok(())
+}
+
+/// One file, as gguf-py writes it. A model read from a split GGUF keeps
+/// its metadata with `split.count` set to 0 ([`split::merged_metadata`]).
+fn one_file(model: &Model, dest: &Path, opts: &WriteOptions, alignment: u64) -> Box<dyn WritePlan> {
+    let merged = split::merged_metadata(&model.metadata);
+    let layout = Layout {
+        alignment,
+        ggml_dims: false,
+        pad_empty: false,
+    };
+    let header = header(merged.as_ref().unwrap_or(&model.metadata), &model.tensors, layout);
+    // The header holds every offset, so the file is written in one pass.
+    let tensors = model.tensors.clone();
+    OneFilePlan::boxed(dest, opts, model.data_bytes(), true, move |out, progress| {
+        write_body(out, &header?, &tensors, alignment, progress)
+    })
+}
+
+/// One shard of a split: its path, header and tensors.
+struct Shard {
+    path: PathBuf,
+    header: Vec<u8>,
+    tensors: Vec<Tensor>,
+}
+
+/// The shards of a split (or the one asked for), written as llama-gguf-split
+/// writes them: gguf.cpp's header, tensors padded to 32 bytes.
+struct SplitPlan {
+    shards: Vec<Shard>,
+    opts: WriteOptions,
+}
+
+fn split_plan(
+    model: &Model,
+    dest: &Path,
+    opts: &WriteOptions,
+    split: &Split,
+    alignment: u64,
+) -> Result<Box<dyn WritePlan>> {
+    if alignment != SPLIT_ALIGNMENT {
+        return Err(Error::unsupported(format!(
+            "general.alignment is {alignment}; llama-gguf-split writes shards aligned to {SPLIT_ALIGNMENT} only"
+        )));
+    }
+    let ranges = split.shards(&model.tensors)?;
+    let n = ranges.len();
+    let wanted: Vec<usize> = match split.only {
+        None => (0..n).collect(),
+        Some(k) if k < n => vec![k],
+        Some(k) => {
+            return Err(Error::invalid(format!(
+                "--split-only {}: this split has {n} shard{}",
+                k + 1,
+                if n == 1 { "" } else { "s" }
+            )))
+        }
+    };
+    let layout = Layout {
+        alignment,
+        ggml_dims: true,
+        pad_empty: true,
+    };
+    let mut shards = Vec::with_capacity(wanted.len());
+    for i in wanted {
+        let tensors = model.tensors[ranges[i].clone()].to_vec();
+        let metadata = split::shard_metadata(&model.metadata, i, n, model.tensors.len())?;
+        shards.push(Shard {
+            path: split::shard_path(dest, i, n),
+            header: header(&metadata, &tensors, layout)?,
+            tensors,
+        });
+    }
+    Ok(Box::new(SplitPlan {
+        shards,
+        opts: opts.clone(),
+    }))
+}
+
+impl WritePlan for SplitPlan {
+    fn outputs(&self) -> Vec<PathBuf> {
+        self.shards.iter().map(|s| s.path.clone()).collect()
+    }
+
+    fn data_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .flat_map(|s| &s.tensors)
+            .map(|t| t.info.byte_len)
+            .fold(0, u64::saturating_add)
+    }
+
+    fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
+        let mut files = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            let mut out = OutputFile::create(&shard.path, &self.opts)?;
+            write_body(&mut out, &shard.header, &shard.tensors, SPLIT_ALIGNMENT, progress)?;
+            out.finish()?;
+            files.push(out);
+        }
+        commit_all(files)
     }
 }

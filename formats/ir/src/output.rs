@@ -474,6 +474,14 @@ impl OutputFile {
         Ok(true)
     }
 
+    /// Writes out what is buffered and frees the buffer: for a plan that
+    /// holds many finished files open until all are committed.
+    pub fn finish(&mut self) -> Result<()> {
+        self.flush()?;
+        self.buf = Vec::new();
+        Ok(())
+    }
+
     /// Flushes, syncs (unless asked not to) and renames the file into place.
     pub fn commit(mut self) -> Result<()> {
         self.flush()?;
