@@ -61,6 +61,9 @@ pub struct Args {
     /// (otherwise exit 2).
     #[arg(long)]
     pub(crate) allow_unchanged: bool,
+    /// Plan the output and list the files it would write (with their sizes where known), writing nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
     /// Print one JSON document on stdout (docs/json.md).
     #[arg(long)]
     pub(crate) json: bool,
@@ -144,6 +147,19 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
         for n in &notes {
             eprintln!("{}", util::printable(n));
         }
+    }
+    if args.dry_run {
+        let planned = util::dry_run(out_format, &model, &args.output, &opts)?;
+        if args.json {
+            let formats = (in_format.name(), out_format.name());
+            let mut doc = ConvertDoc::of(&given, formats, &[], &model, &notes);
+            doc.outputs = report::planned(&planned);
+            doc.dtype = dtype.map(|d| d.name().to_string());
+            report::emit(preset.command, &doc);
+        } else {
+            util::print_planned(&planned);
+        }
+        return Ok(0);
     }
     let outputs = util::write_model(out_format, &model, &args.output, &opts, &inputs, quiet)?;
     let (n, bytes) = (model.tensors.len(), model.data_bytes());
@@ -264,6 +280,11 @@ fn write_rewrite(
             "the {} rewrite keeps every tensor: --include/--exclude/--rename do not apply",
             out_format.name()
         );
+    }
+    if args.dry_run {
+        // The rewrite's report counts what the data showed while it streamed.
+        util::print_planned(&util::planned(rewrite.plan.as_ref()));
+        return Ok(0);
     }
     let written = util::write_plan(rewrite.plan, std::slice::from_ref(&args.input), quiet)?;
     let r = (rewrite.report)();

@@ -92,6 +92,9 @@ pub struct Args {
     /// Do not fsync the output before renaming it into place.
     #[arg(long)]
     no_fsync: bool,
+    /// Print the per-tensor plan (types, bytes) and the files it would write, writing nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Write the output even when no tensor is quantized (otherwise exit 2).
     #[arg(long)]
     allow_unchanged: bool,
@@ -251,12 +254,23 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         }),
         ..Default::default()
     };
-    let outcome = request.apply(&mut model)?;
+    let mut outcome = request.apply(&mut model)?;
     let mut notes = std::mem::take(&mut model.notes);
     notes.extend(util::unchanged_summary(&outcome.unchanged));
     model.format = gguf.name();
     model.path = output.clone();
-    let outputs = util::write_model(gguf, &model, &output, &wopts, &inputs, quiet)?;
+    let planned = if args.dry_run {
+        // Nothing is quantized, so no error is measured.
+        outcome.rows.iter_mut().for_each(|r| r.stats = None);
+        util::dry_run(gguf, &model, &output, &wopts)?
+    } else {
+        Vec::new()
+    };
+    let outputs = if args.dry_run {
+        Vec::new()
+    } else {
+        util::write_model(gguf, &model, &output, &wopts, &inputs, quiet)?
+    };
     let changed: Vec<ChangedTensor> = outcome
         .rows
         .iter()
@@ -267,7 +281,11 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     let (parameters, bytes_before, bytes_after, bits_per_weight) = QuantizeDoc::totals(&changed);
     let doc = QuantizeDoc {
         input: report::path_text(&given),
-        outputs: report::written(&outputs),
+        outputs: if args.dry_run {
+            report::planned(&planned)
+        } else {
+            report::written(&outputs)
+        },
         requested_type: ft.name.to_string(),
         type_label: label,
         mix: if args.pure { "pure" } else { "llama.cpp" },
@@ -278,7 +296,11 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         bytes_after,
         bits_per_weight,
         file_bytes_before: report::file_bytes(&inputs),
-        file_bytes_after: report::file_bytes(&outputs),
+        file_bytes_after: if args.dry_run {
+            planned.iter().filter_map(|(_, s)| *s).sum()
+        } else {
+            report::file_bytes(&outputs)
+        },
         details: None,
         notes: &notes,
     };
@@ -286,12 +308,15 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         report::emit("quantize", &doc);
     } else {
         print_text(&outcome.rows, source_bytes, model.data_bytes(), &doc);
+        util::print_planned(&planned);
     }
     if !quiet {
         for n in &notes {
             eprintln!("{}", util::printable(n));
         }
-        eprintln!("wrote {}", output.display());
+        for o in &outputs {
+            eprintln!("wrote {}", o.display());
+        }
     }
     Ok(0)
 }

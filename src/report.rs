@@ -151,6 +151,18 @@ pub fn written(paths: &[PathBuf]) -> Vec<Written> {
         .collect()
 }
 
+/// The files a `--dry-run` would write: planned lengths (0 where unknown), no digest.
+pub fn planned(planned: &[crate::util::Planned]) -> Vec<Written> {
+    planned
+        .iter()
+        .map(|(p, size)| Written {
+            path: path_text(p),
+            bytes: size.unwrap_or(0),
+            sha256: None,
+        })
+        .collect()
+}
+
 /// SHA-256 of a file, read in 1 MiB pieces.
 fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
     use sha2::Digest;

@@ -140,8 +140,12 @@ fn create_parents(outputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .collect();
         missing.reverse();
         for dir in missing {
-            std::fs::create_dir(dir).map_err(|e| modelconv_ir::Error::io(dir, e))?;
-            created.push(dir.to_path_buf());
+            match std::fs::create_dir(dir) {
+                Ok(()) => created.push(dir.to_path_buf()),
+                // Another process (a worker writing another shard) made it meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(modelconv_ir::Error::io(dir, e).into()),
+            }
         }
     }
     Ok(created)
@@ -168,6 +172,42 @@ pub fn write_model(
         .writer()
         .ok_or_else(|| anyhow!("format {} cannot be written", format.name()))?;
     write_plan(writer.plan(model, dest, opts)?, inputs, quiet)
+}
+
+/// Plans `model` for `format` as [`write_model`] would and writes nothing:
+/// the files it would write, with their lengths where the plan knows them
+/// (`--dry-run`; a scheduler learns the shard count from it).
+pub fn dry_run(
+    format: &dyn Format,
+    model: &Model,
+    dest: &std::path::Path,
+    opts: &WriteOptions,
+) -> Result<Vec<Planned>> {
+    let writer = format
+        .writer()
+        .ok_or_else(|| anyhow!("format {} cannot be written", format.name()))?;
+    Ok(planned(writer.plan(model, dest, opts)?.as_ref()))
+}
+
+/// A file a plan would write, and its length if known.
+pub type Planned = (PathBuf, Option<u64>);
+
+/// The files of `plan`, with their planned lengths where known.
+pub fn planned(plan: &dyn WritePlan) -> Vec<Planned> {
+    let sizes = plan.sizes();
+    plan.outputs()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, sizes.as_ref().and_then(|s| s.get(i).copied())))
+        .collect()
+}
+
+/// `--dry-run` for people: each file that would be written.
+pub fn print_planned(planned: &[Planned]) {
+    for (p, size) in planned {
+        let size = size.map_or(String::new(), |b| format!(" ({b} bytes)"));
+        println!("would write {}{size}", printable(&p.display().to_string()));
+    }
 }
 
 /// Refuses to overwrite any of `inputs`, then writes `plan` with a

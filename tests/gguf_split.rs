@@ -208,3 +208,77 @@ fn quantize_splits_its_output_as_convert_splits_a_file() {
     assert!(names.len() > 1, "{names:?}");
     assert_same_files(&direct, &from_whole, &names);
 }
+
+/// docs/scale-out/shard.sh, run as a scheduler runs it: one process per
+/// shard, all at once, the shard number from the scheduler's variable.
+fn run_array(dir: &Path, var: &str, first: usize, n: usize, args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scale-out/shard.sh");
+    let children: Vec<_> = (first..first + n)
+        .map(|index| {
+            std::process::Command::new("sh")
+                .arg(&script)
+                .args(args)
+                .env("MODELCONV", env!("CARGO_BIN_EXE_modelconv"))
+                .env("REPORT_DIR", dir.join("reports"))
+                .env(var, index.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a {var} task failed");
+    }
+}
+
+#[test]
+fn the_scale_out_script_makes_a_single_runs_shards_as_a_slurm_array_and_an_indexed_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("gguf/in-f32.gguf");
+    let single = dir.path().join("single");
+    let q = |out: &Path| {
+        vec![
+            "quantize".to_string(),
+            p(&input).to_string(),
+            "--type".into(),
+            "Q4_K_M".into(),
+            "-o".into(),
+            p(&out.join("m.gguf")).to_string(),
+            "--split-max-tensors".into(),
+            "6".into(),
+        ]
+    };
+    let args: Vec<String> = q(&single)
+        .into_iter()
+        .chain(["--dry-run".into(), "--json".into()])
+        .collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let n = json_doc(&a, 0, "quantize")["outputs"].as_array().unwrap().len();
+    assert_eq!(n, 4, "21 tensors, 6 per shard");
+    assert!(!single.exists(), "--dry-run wrote something");
+    let args = q(&single);
+    let mut a: Vec<&str> = vec!["-q"];
+    a.extend(args.iter().map(String::as_str));
+    ok(&a);
+    let names = shard_names("m", n);
+    for (var, first) in [("SLURM_ARRAY_TASK_ID", 1), ("JOB_COMPLETION_INDEX", 0)] {
+        let d = dir.path().join(var);
+        let args = q(&d);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_array(&d, var, first, n, &a);
+        for (k, name) in names.iter().enumerate() {
+            let bytes = read(&d.join(name));
+            assert!(
+                bytes == read(&single.join(name)),
+                "{var}: {name} differs from the single run's"
+            );
+            let report: serde_json::Value =
+                serde_json::from_slice(&read(&d.join(format!("reports/shard-{}.json", k + 1)))).unwrap();
+            assert_eq!(
+                report["outputs"][0]["sha256"],
+                sha256_hex(&bytes),
+                "{var}: shard {}",
+                k + 1
+            );
+        }
+    }
+}

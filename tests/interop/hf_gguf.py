@@ -1,6 +1,7 @@
 """Hugging Face folder → GGUF, checked against llama.cpp: our F16 GGUF is
 the file convert_hf_to_gguf.py writes; our Q4_K_M is convert_hf_to_gguf.py
 (outtype = the weights' own float type) + llama-quantize; llama.cpp runs
+every Q4_K_M we write (llama-simple generates, llama-embedding embeds) and
 ours (llama-simple generates, llama-embedding agrees with
 sentence-transformers (BERT, XLM-RoBERTa, Qwen3 embedding), llama-tokenize gives the ids in llama.cpp's
 ggml-vocab-*.gguf.out files). PEFT LoRA adapters (made here by peft): ours
@@ -8,7 +9,10 @@ is the file convert_lora_to_gguf.py writes at every output type, and
 llama-export-lora merges it into the base as peft's merge_and_unload does,
 and llama-completion with `--lora` generates what the merged model does.
 Vision projectors: ours is the file `convert_hf_to_gguf.py --mmproj` writes,
-and llama-mtmd-cli encodes an image with our Gemma 3 projector.
+and llama-mtmd-cli encodes an image with our Gemma 3 projector. Split GGUFs:
+ours are llama-gguf-split's (by size, by tensor count, merged; each shard
+also written alone by its own process), split conversions and
+quantizations are the reference tools chained, and llama.cpp loads them.
 
     python hf_gguf.py LLAMA_CPP_SRC LLAMA_CPP_BIN MODELS_DIR
 
@@ -98,14 +102,26 @@ def q4_k_m_is_convert_hf_to_gguf_then_llama_quantize_byte_for_byte():
         same_file(ours, q4_k_m_reference(model, outtype))
 
 
-@check
-def llama_simple_generates_from_our_q4_k_m():
-    ours = TMP / "ours-llama-spm-Q4_K_M.gguf"
+# Encoders: llama-embedding runs them (llama-simple generates from the others).
+EMBEDDING = {"bert-wordpiece", "xlmr-unigram", "qwen3-embedding"}
+
+
+def ours_q4_k_m(model):
+    ours = TMP / f"ours-{model}-Q4_K_M.gguf"
     if not ours.exists():
-        run(MC, "quantize", MODELS / "llama-spm", "--q4_k", "-o", ours)
-    out = run(BIN / "llama-simple", "-m", ours, "-n", "16", "Hello my name is")
-    assert "Hello my name is" in out, out
-    assert len(out.split("Hello my name is", 1)[1].strip()) > 0, f"nothing generated: {out!r}"
+        run(MC, "quantize", MODELS / model, "--q4_k", "-o", ours)
+    return ours
+
+
+def llama_simple(model_file, n=8, prompt="Hello my name is"):
+    """llama-simple's text and the number of tokens it says it decoded."""
+    p = subprocess.run([str(BIN / "llama-simple"), "-m", str(model_file), "-n", str(n), prompt],
+                       capture_output=True, text=True, errors="replace")
+    assert p.returncode == 0, f"llama-simple {model_file}: exit {p.returncode}\n{p.stderr[-3000:]}"
+    decoded = [int(w) for line in p.stderr.splitlines() if "decoded" in line
+               for w in line.split("decoded", 1)[1].split()[:1] if w.isdigit()]
+    assert prompt in p.stdout, p.stdout
+    return p.stdout, (decoded or [0])[0]
 
 
 @check
@@ -168,6 +184,21 @@ def llama_embedding_agrees_with_sentence_transformers():
             got = llama_embedding(ours, s)
             cos = float(np.dot(got, w) / np.linalg.norm(got) / np.linalg.norm(w))
             assert cos >= 0.999, f"{model}: {s!r}: cosine {cos}"
+
+
+@check
+def llama_cpp_runs_every_q4_k_m_we_write():
+    """Every model's Q4_K_M: llama-simple loads it and decodes the prompt and
+    new tokens (generative models), llama-embedding gives a finite unit
+    vector (encoders)."""
+    for model, _ in MODELS_TYPES:
+        ours = ours_q4_k_m(model)
+        if model in EMBEDDING:
+            v = llama_embedding(ours, SENTENCES[0])
+            assert np.isfinite(v).all() and abs(np.linalg.norm(v) - 1) < 1e-3, f"{model}: {v[:8]}"
+        else:
+            _, decoded = llama_simple(ours)
+            assert decoded > 0, f"{model}: llama-simple decoded no tokens"
 
 
 def vocab_tests(name):
@@ -317,6 +348,93 @@ def llama_completion_generates_with_our_lora_as_with_it_merged():
     with_lora = completion("-m", base, "--lora", adapter)
     assert with_lora == completion("-m", merged), "--lora and the merged model generate differently"
     assert with_lora != completion("-m", base), "the adapter changed nothing"
+
+
+
+def big_gguf():
+    """A ~300 MB GGUF written by gguf-py: 40 F16 matrices of ~7 MB, and
+    between them small tensors whose sizes are not multiples of 32 bytes,
+    one shaped (1, 37), whose leading 1 gguf.cpp's writer drops."""
+    import gguf
+    out = TMP / "big.gguf"
+    if out.exists():
+        return out
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(out, "llama")
+    w.add_block_count(40)
+    w.add_string("general.name", "split test")
+    for i in range(40):
+        w.add_tensor(f"blk.{i}.ffn_up.weight", rng.standard_normal((1024, 3584 + i), dtype=np.float32).astype(np.float16))
+        w.add_tensor(f"blk.{i}.odd", rng.standard_normal((3, 37 + i), dtype=np.float32).astype(np.float16))
+    w.add_tensor("row", rng.standard_normal((1, 37), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def same_folder(ours, ref):
+    names = sorted(p.name for p in Path(ref).iterdir())
+    assert sorted(p.name for p in Path(ours).iterdir()) == names, (sorted(os.listdir(ours)), names)
+    assert len(names) > 1, names
+    for n in names:
+        same_file(Path(ours) / n, Path(ref) / n)
+
+
+def gguf_split(*args, out_dir, stem):
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    run(BIN / "llama-gguf-split", *args, Path(out_dir) / stem)
+    return out_dir
+
+
+@check
+def gguf_split_by_size_and_by_tensors_is_llama_gguf_splits_and_merges_as_it_does():
+    """On a ~300 MB GGUF: split by size, by tensor count with a metadata-only
+    first shard; our merge of llama-gguf-split's shards and of ours is its
+    --merge; every shard written alone by a separate process (--split-only)
+    is the whole run's."""
+    big = big_gguf()
+    cases = [(["--split-max-size", "100M"], "size"), (["--split-max-tensors", "7", "--no-tensor-first-split"], "tensors")]
+    for opts, label in cases:
+        ref = gguf_split("--split", *opts, big, out_dir=TMP / f"ref-split-{label}", stem="big")
+        ours = TMP / f"ours-split-{label}"
+        run(MC, "-q", "convert", big, ours / "big.gguf", *opts)
+        same_folder(ours, ref)
+        n = len(os.listdir(ref))
+        merged_ref = TMP / f"ref-merged-{label}.gguf"
+        run(BIN / "llama-gguf-split", "--merge", Path(ref) / f"big-00001-of-{n:05}.gguf", merged_ref)
+        for shards in (ref, ours):
+            merged = TMP / f"ours-merged-{label}-{Path(shards).name}.gguf"
+            run(MC, "-q", "convert", Path(shards) / f"big-00001-of-{n:05}.gguf", merged)
+            same_file(merged, merged_ref)
+        workers = TMP / f"workers-{label}"
+        procs = [subprocess.Popen([MC, "-q", "convert", str(big), str(workers / f"w{k}" / "big.gguf"), *opts,
+                                   "--split-only", str(k)]) for k in range(1, n + 1)]
+        assert all(p.wait() == 0 for p in procs), "a --split-only worker failed"
+        for k in range(1, n + 1):
+            name = f"big-{k:05}-of-{n:05}.gguf"
+            assert os.listdir(workers / f"w{k}") == [name], os.listdir(workers / f"w{k}")
+            same_file(workers / f"w{k}" / name, Path(ref) / name)
+
+
+@check
+def split_conversion_and_quantization_are_llama_cpps_tools_chained_and_llama_cpp_loads_them():
+    """HF → GGUF F16 split = convert_hf_to_gguf.py + llama-gguf-split;
+    quantize --q4_k split = convert_hf_to_gguf.py + llama-quantize +
+    llama-gguf-split; llama-simple runs from our first shard."""
+    opts = ["--split-max-tensors", "5"]
+    ref = gguf_split("--split", *opts, reference("llama-spm", "f16"), out_dir=TMP / "ref-hf-split", stem="m")
+    ours = TMP / "ours-hf-split"
+    run(MC, "-q", "convert", MODELS / "llama-spm", ours / "m.gguf", "--dtype", "F16", *opts)
+    same_folder(ours, ref)
+    ref = gguf_split("--split", *opts, q4_k_m_reference("llama-spm", "f32"), out_dir=TMP / "ref-q-split", stem="m")
+    ours = TMP / "ours-q-split"
+    run(MC, "-q", "quantize", MODELS / "llama-spm", "--q4_k", "-o", ours / "m.gguf", *opts)
+    same_folder(ours, ref)
+    n = len(os.listdir(ours))
+    _, decoded = llama_simple(ours / f"m-00001-of-{n:05}.gguf")
+    assert decoded > 0, "llama-simple decoded no tokens from our shards"
 
 
 status = finish("hf-gguf")

@@ -18,7 +18,7 @@ gemma3-spm: Gemma3ForCausalLM (BF16, q/k norms, sliding window), the same
 SentencePiece model; gemma3-mm: Gemma3ForConditionalGeneration (its text
 model; the SigLIP tower and projector are left out).
 llama3-rope: LlamaForCausalLM (BF16, tied) with Llama 3.1's rope scaling.
-phi3-spm, phi3-longrope: Phi3ForCausalLM (F32, fused qkv and gate_up), the
+phi3-spm, phi3-longrope: Phi3ForCausalLM (F32, fused qkv and gate_up, Phi-3's two added tokens), the
 same SentencePiece model; the second with long-context rope factors.
 gpt2-bpe: GPT2LMHeadModel (F32, tied), GPT-2's byte-level BPE rebuilt from
 models/ggml-vocab-gpt-2.gguf.
@@ -446,10 +446,16 @@ def phi3_spm(folder, longrope):
         "add_bos_token": False, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
         "unk_token": "<unk>", "pad_token": "<unk>", "tokenizer_class": "LlamaTokenizer",
         "added_tokens_decoder": {"0": {"content": "<unk>", "special": True}, "1": {"content": "<s>", "special": True},
-                                 "2": {"content": "</s>", "special": False}}}, indent=2))
+                                 "2": {"content": "</s>", "special": False},
+                                 # Phi-3's own added tokens past the SentencePiece model (ids 32000, 32007
+                                 # there): llama.cpp's vocab loader looks <|endoftext|> up for any model
+                                 # named phi3 and fails without it.
+                                 "512": {"content": "<|endoftext|>", "special": True},
+                                 "513": {"content": "<|end|>", "special": True}}}, indent=2))
     torch.manual_seed(8)
     head_dim = 128
-    kw = dict(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+    # Past the 512 pieces: the two added tokens, then [PAD514]… rows, as Phi-3's 32064 pads its 32011.
+    kw = dict(vocab_size=520, hidden_size=256, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
               num_key_value_heads=2, max_position_embeddings=1024, original_max_position_embeddings=256,
               bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     if longrope:

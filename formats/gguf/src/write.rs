@@ -75,7 +75,7 @@ impl Writer for GgufWriter {
         let alignment = alignment_of(&model.metadata)?;
         check_tensors(model)?;
         match Split::from_options(&opts.options)? {
-            None => Ok(one_file(model, dest, opts, alignment)),
+            None => one_file(model, dest, opts, alignment),
             Some(split) => split_plan(model, dest, opts, &split, alignment),
         }
     }
@@ -215,18 +215,31 @@ fn write_body(
 
 /// One file, as gguf-py writes it. A model read from a split GGUF keeps
 /// its metadata with `split.count` set to 0 ([`split::merged_metadata`]).
-fn one_file(model: &Model, dest: &Path, opts: &WriteOptions, alignment: u64) -> Box<dyn WritePlan> {
+fn one_file(model: &Model, dest: &Path, opts: &WriteOptions, alignment: u64) -> Result<Box<dyn WritePlan>> {
     let merged = split::merged_metadata(&model.metadata);
     let layout = Layout {
         alignment,
         ggml_dims: false,
         pad_empty: false,
     };
-    let header = header(merged.as_ref().unwrap_or(&model.metadata), &model.tensors, layout);
+    let header = header(merged.as_ref().unwrap_or(&model.metadata), &model.tensors, layout)?;
+    let size = file_size(&header, &model.tensors, alignment);
     // The header holds every offset, so the file is written in one pass.
     let tensors = model.tensors.clone();
-    OneFilePlan::boxed(dest, opts, model.data_bytes(), true, move |out, progress| {
-        write_body(out, &header?, &tensors, alignment, progress)
+    Ok(OneFilePlan::boxed_sized(
+        dest,
+        opts,
+        (model.data_bytes(), size),
+        true,
+        move |out, progress| write_body(out, &header, &tensors, alignment, progress),
+    ))
+}
+
+/// The length of a file of `header` and `tensors`, each padded.
+fn file_size(header: &[u8], tensors: &[Tensor], alignment: u64) -> u64 {
+    tensors.iter().fold(header.len() as u64, |n, t| {
+        let end = n.saturating_add(t.info.byte_len);
+        end.saturating_add(padding(end, alignment))
     })
 }
 
@@ -301,6 +314,15 @@ impl WritePlan for SplitPlan {
             .flat_map(|s| &s.tensors)
             .map(|t| t.info.byte_len)
             .fold(0, u64::saturating_add)
+    }
+
+    fn sizes(&self) -> Option<Vec<u64>> {
+        Some(
+            self.shards
+                .iter()
+                .map(|s| file_size(&s.header, &s.tensors, SPLIT_ALIGNMENT))
+                .collect(),
+        )
     }
 
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {

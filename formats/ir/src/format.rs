@@ -216,6 +216,11 @@ pub trait WritePlan {
     }
     /// Tensor bytes to be written (for progress).
     fn data_bytes(&self) -> u64;
+    /// The length each of [`WritePlan::outputs`] will have, where the plan
+    /// knows it before writing (for `--dry-run`).
+    fn sizes(&self) -> Option<Vec<u64>> {
+        None
+    }
     /// Whether the output is one file written strictly in order, so that
     /// it can go to standard output, a FIFO or a device.
     fn streamable(&self) -> bool {

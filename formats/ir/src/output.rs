@@ -530,6 +530,8 @@ pub struct OneFilePlan {
     data_bytes: u64,
     streamable: bool,
     body: FileBody,
+    /// The file's length, when the format knows it at plan time.
+    size: Option<u64>,
 }
 
 impl OneFilePlan {
@@ -548,6 +550,25 @@ impl OneFilePlan {
             data_bytes,
             streamable,
             body: Box::new(body),
+            size: None,
+        })
+    }
+
+    /// [`OneFilePlan::boxed`], for a format that knows the file's length.
+    pub fn boxed_sized(
+        dest: &Path,
+        opts: &WriteOptions,
+        (data_bytes, size): (u64, u64),
+        streamable: bool,
+        body: impl FnOnce(&mut OutputFile, &dyn Progress) -> Result<()> + 'static,
+    ) -> Box<dyn crate::WritePlan> {
+        Box::new(OneFilePlan {
+            dest: dest.to_path_buf(),
+            opts: opts.clone(),
+            data_bytes,
+            streamable,
+            body: Box::new(body),
+            size: Some(size),
         })
     }
 }
@@ -561,6 +582,9 @@ impl crate::WritePlan for OneFilePlan {
     }
     fn streamable(&self) -> bool {
         self.streamable
+    }
+    fn sizes(&self) -> Option<Vec<u64>> {
+        self.size.map(|s| vec![s])
     }
     fn write(self: Box<Self>, progress: &dyn Progress) -> Result<()> {
         let mut out = OutputFile::create(&self.dest, &self.opts)?;
