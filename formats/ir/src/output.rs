@@ -544,14 +544,7 @@ impl OneFilePlan {
         streamable: bool,
         body: impl FnOnce(&mut OutputFile, &dyn Progress) -> Result<()> + 'static,
     ) -> Box<dyn crate::WritePlan> {
-        Box::new(OneFilePlan {
-            dest: dest.to_path_buf(),
-            opts: opts.clone(),
-            data_bytes,
-            streamable,
-            body: Box::new(body),
-            size: None,
-        })
+        Self::planned(dest, opts, (data_bytes, None), streamable, Box::new(body))
     }
 
     /// [`OneFilePlan::boxed`], for a format that knows the file's length.
@@ -562,13 +555,23 @@ impl OneFilePlan {
         streamable: bool,
         body: impl FnOnce(&mut OutputFile, &dyn Progress) -> Result<()> + 'static,
     ) -> Box<dyn crate::WritePlan> {
+        Self::planned(dest, opts, (data_bytes, Some(size)), streamable, Box::new(body))
+    }
+
+    fn planned(
+        dest: &Path,
+        opts: &WriteOptions,
+        (data_bytes, size): (u64, Option<u64>),
+        streamable: bool,
+        body: FileBody,
+    ) -> Box<dyn crate::WritePlan> {
         Box::new(OneFilePlan {
             dest: dest.to_path_buf(),
             opts: opts.clone(),
             data_bytes,
             streamable,
-            body: Box::new(body),
-            size: Some(size),
+            body,
+            size,
         })
     }
 }
