@@ -6,6 +6,7 @@ mod ckpt;
 mod convert;
 mod diff;
 mod inspect;
+mod meta;
 mod progress;
 mod quantize;
 use modelconv::registry;
@@ -83,6 +84,17 @@ enum Command {
                             modelconv ckpt-to-safetensors last.ckpt --all -o everything.safetensors"
     )]
     CkptToSafetensors(ckpt::Args),
+    /// Print or edit a file's metadata (GGUF keys, safetensors __metadata__) without touching its tensors.
+    #[command(
+        after_help = "In place when the new header ends where the old one did (only the header is\n\
+                            rewritten); otherwise a copy renamed over the file. Either way an interrupted\n\
+                            edit leaves the original as it was.\n\nExamples:\n  \
+                            modelconv meta model.gguf\n  \
+                            modelconv meta model.gguf --set general.name=Tiny --set tokenizer.ggml.eos_token_id=2\n  \
+                            modelconv meta model.gguf --chat-template-file template.jinja -o fixed.gguf\n  \
+                            modelconv meta model.safetensors --set format=pt --remove note --json"
+    )]
+    Meta(meta::Args),
     /// List the formats this build reads and writes.
     #[command(after_help = "Example:\n  modelconv formats --json")]
     Formats {
@@ -234,6 +246,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a, cli.quiet),
         Command::Diff(a) => diff::run(a, cli.quiet),
+        Command::Meta(a) => meta::run(a, cli.quiet),
         Command::Quantize(a) => quantize::run(a, cli.quiet),
         Command::CkptToSafetensors(a) => ckpt::run(a, cli.quiet),
         Command::Scan(a) => scan::run(a),

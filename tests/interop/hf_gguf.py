@@ -13,6 +13,8 @@ and llama-mtmd-cli encodes an image with our Gemma 3 projector. Split GGUFs:
 ours are llama-gguf-split's (by size, by tensor count, merged; each shard
 also written alone by its own process), split conversions and
 quantizations are the reference tools chained, and llama.cpp loads them.
+Metadata edits: byte-identical to gguf_set_metadata.py in place, read back
+by gguf-py as gguf_new_metadata.py writes them, and by safetensors.
 
     python hf_gguf.py LLAMA_CPP_SRC LLAMA_CPP_BIN MODELS_DIR
 
@@ -435,6 +437,62 @@ def split_conversion_and_quantization_are_llama_cpps_tools_chained_and_llama_cpp
     n = len(os.listdir(ours))
     _, decoded = llama_simple(ours / f"m-00001-of-{n:05}.gguf")
     assert decoded > 0, "llama-simple decoded no tokens from our shards"
+
+
+
+def gguf_fields(path):
+    """Every metadata field as gguf-py reads it: name → (types, contents)."""
+    import gguf
+    r = gguf.GGUFReader(path)
+    return {k: (f.types, f.contents()) for k, f in r.fields.items() if not k.startswith("GGUF.")}
+
+
+def tensor_bytes(path):
+    import gguf
+    return {t.name: bytes(t.data.tobytes()) for t in gguf.GGUFReader(path).tensors}
+
+
+@check
+def meta_edits_read_back_as_gguf_py_s_own_editors_write_them():
+    """gguf_set_metadata.py's in-place change of a number gives our in-place
+    edit's bytes; gguf_new_metadata.py's new name, chat template, special
+    token and removed key read back (gguf-py) as ours do, tensors equal; the
+    safetensors library reads our edited __metadata__."""
+    src = reference("llama-spm", "f32")
+    scripts = SRC / "gguf-py" / "gguf" / "scripts"
+    env = dict(os.environ, PYTHONPATH=str(SRC / "gguf-py"))
+    theirs, ours = TMP / "meta-set-ref.gguf", TMP / "meta-set-ours.gguf"
+    theirs.write_bytes(src.read_bytes())
+    ours.write_bytes(src.read_bytes())
+    subprocess.run([sys.executable, scripts / "gguf_set_metadata.py", theirs, "llama.context_length", "4096", "--force"],
+                   check=True, capture_output=True, env=env)
+    out = json.loads(run(MC, "meta", ours, "--set", "llama.context_length=4096", "--json"))
+    assert out["in_place"] is True, out["in_place"]
+    same_file(ours, theirs)
+
+    template = TMP / "template.jinja"
+    template.write_text("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}")
+    theirs, ours = TMP / "meta-new-ref.gguf", TMP / "meta-new-ours.gguf"
+    subprocess.run([sys.executable, scripts / "gguf_new_metadata.py", src, theirs, "--general-name", "Renamed model",
+                    "--chat-template-file", template, "--special-token-by-id", "eos", "3",
+                    "--remove-metadata", "tokenizer.ggml.add_bos_token", "--force"], check=True, capture_output=True, env=env)
+    run(MC, "-q", "meta", src, "-o", ours, "--set", "general.name=Renamed model", "--chat-template-file", template,
+        "--set", "tokenizer.ggml.eos_token_id=3", "--remove", "tokenizer.ggml.add_bos_token")
+    want, got = gguf_fields(theirs), gguf_fields(ours)
+    assert sorted(want) == sorted(got), (sorted(set(want) ^ set(got)))
+    for k in want:
+        assert want[k][0] == got[k][0] and want[k][1] == got[k][1], f"{k}: {want[k]} vs {got[k]}"
+    assert tensor_bytes(theirs) == tensor_bytes(ours)
+
+    from safetensors import safe_open
+    st = TMP / "meta.safetensors"
+    run(MC, "-q", "convert", MODELS / "llama-spm" / "model.safetensors", st)
+    run(MC, "-q", "meta", st, "--set", "format=pt", "--set", "note=edited by modelconv: ok")
+    with safe_open(str(st), "np") as f:
+        md = f.metadata()
+        assert md.get("format") == "pt" and md.get("note") == "edited by modelconv: ok", md
+        names = list(f.keys())
+    assert names, "no tensors"
 
 
 status = finish("hf-gguf")

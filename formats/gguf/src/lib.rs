@@ -9,6 +9,7 @@
 //! data of every type is copied as it is. Counts, lengths and offsets are
 //! checked against the file length before anything is allocated.
 
+mod edit;
 mod read;
 pub mod split;
 mod types;
@@ -65,6 +66,9 @@ impl Format for Gguf {
     }
     fn options(&self) -> &'static [modelconv_ir::FormatOption] {
         split::OPTIONS
+    }
+    fn metadata_editor(&self) -> Option<&dyn modelconv_ir::MetadataEditor> {
+        Some(&edit::GgufEditor)
     }
     fn details(&self, model: &Model, _opts: &OpenOptions) -> Result<Option<modelconv_ir::Details>> {
         Ok(model

@@ -176,6 +176,8 @@ pub struct Parsed {
     pub data_start: u64,
     /// Tensor info and offset relative to the data section.
     pub tensors: Vec<(TensorInfo, u64)>,
+    /// Where the tensor infos lie in the file (after the metadata).
+    pub infos: std::ops::Range<usize>,
 }
 
 /// Parses a whole GGUF header from `buf` (the mapped file).
@@ -184,6 +186,7 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     let (version, n_tensors, n_kv) = preamble(&mut c)?;
     let metadata = read_metadata(&mut c, n_kv)?;
     let alignment = alignment_of(&metadata, path)?;
+    let infos_start = c.pos;
     let mut tensors = Vec::with_capacity(n_tensors as usize);
     let mut names = HashSet::new();
     for i in 0..n_tensors {
@@ -202,6 +205,7 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         alignment,
         data_start,
         tensors,
+        infos: infos_start..c.pos,
     })
 }
 

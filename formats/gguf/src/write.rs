@@ -82,7 +82,7 @@ impl Writer for GgufWriter {
 }
 
 /// `general.alignment` (a power of two as u32), or GGUF's default 32.
-fn alignment_of(metadata: &Metadata) -> Result<u64> {
+pub(crate) fn alignment_of(metadata: &Metadata) -> Result<u64> {
     match metadata.get("general.alignment") {
         None => Ok(DEFAULT_ALIGNMENT),
         Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => Ok(u64::from(*a)),
@@ -143,16 +143,7 @@ struct Layout {
 /// Magic, version 3, counts, metadata, tensor infos with their offsets in
 /// the data section (each tensor padded to the alignment), padding.
 fn header(metadata: &Metadata, tensors: &[Tensor], layout: Layout) -> Result<Vec<u8>> {
-    let mut h = Vec::new();
-    h.extend_from_slice(MAGIC);
-    h.extend_from_slice(&3u32.to_le_bytes());
-    h.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    h.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-    for (k, v) in metadata.iter() {
-        put_str(&mut h, k);
-        h.extend_from_slice(&value_type_id(v.value_type()).to_le_bytes());
-        put_value(&mut h, v);
-    }
+    let mut h = preamble_and_metadata(3, tensors.len() as u64, metadata);
     let mut offset = 0u64;
     for t in tensors {
         let info = &t.info;
@@ -180,6 +171,22 @@ fn header(metadata: &Metadata, tensors: &[Tensor], layout: Layout) -> Result<Vec
         h.resize(h.len() + pad, 0);
     }
     Ok(h)
+}
+
+/// Magic, `version`, the tensor and metadata counts, and every key/value
+/// pair in order: the header up to the tensor infos.
+pub(crate) fn preamble_and_metadata(version: u32, n_tensors: u64, metadata: &Metadata) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&version.to_le_bytes());
+    h.extend_from_slice(&n_tensors.to_le_bytes());
+    h.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    for (k, v) in metadata.iter() {
+        put_str(&mut h, k);
+        h.extend_from_slice(&value_type_id(v.value_type()).to_le_bytes());
+        put_value(&mut h, v);
+    }
+    h
 }
 
 /// The dimensions gguf.cpp writes for a shape given outermost first:

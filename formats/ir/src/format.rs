@@ -178,6 +178,37 @@ pub trait Format: Sync {
     fn scanner(&self) -> Option<&dyn crate::scan::Scanner> {
         None
     }
+    /// The editor of this format's metadata (`meta`), if its files keep
+    /// metadata in a header before the tensor data.
+    fn metadata_editor(&self) -> Option<&dyn MetadataEditor> {
+        None
+    }
+}
+
+/// Rewrites a file's metadata without touching its tensor data: the edited
+/// file is [`HeaderEdit::header`] followed by the original file's bytes
+/// from [`HeaderEdit::data_start`] on (tensor offsets are relative to the
+/// data section, so they stay valid).
+pub trait MetadataEditor: Sync {
+    /// The metadata of this one file (a shard's own, not its model's).
+    fn metadata(&self, path: &Path) -> Result<crate::Metadata>;
+    /// The header of `path` with `metadata` in place of its own.
+    fn new_header(&self, path: &Path, metadata: &crate::Metadata) -> Result<HeaderEdit>;
+}
+
+/// A new header, and where the data it is followed by begins in the old file.
+#[derive(Debug, Clone)]
+pub struct HeaderEdit {
+    pub header: Vec<u8>,
+    pub data_start: u64,
+}
+
+impl HeaderEdit {
+    /// The file can be edited by writing the header over the old one: the
+    /// data section starts where it did.
+    pub fn fits_in_place(&self) -> bool {
+        self.header.len() as u64 == self.data_start
+    }
 }
 
 /// Options every writer understands, and the format's own.

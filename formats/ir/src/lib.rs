@@ -29,8 +29,9 @@ pub use cast::{can_cast, convert, decoded, f8_e4m3_to_f32, f8_e5m2_to_f32, CastS
 pub use dtype::{numel, DType, ALL_DTYPES};
 pub use error::{Error, Result};
 pub use format::{
-    ChangedTensor, Details, Format, FormatOption, KeptTensor, NoProgress, OpenOptions, OptionValue, Options, Probe,
-    Progress, Report, Rewrite, RewriteRequest, Rewriter, Stage, WriteOptions, WritePlan, Writer, HEAD_LEN,
+    ChangedTensor, Details, Format, FormatOption, HeaderEdit, KeptTensor, MetadataEditor, NoProgress, OpenOptions,
+    OptionValue, Options, Probe, Progress, Report, Rewrite, RewriteRequest, Rewriter, Stage, WriteOptions, WritePlan,
+    Writer, HEAD_LEN,
 };
 pub use metadata::{
     float_json, human_bytes, printable, Array, Metadata, Strings, Typed, TypedMetadata, Value, ValueType,

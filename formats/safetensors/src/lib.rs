@@ -15,6 +15,7 @@
 //! shard size it writes the Hugging Face layout
 //! (`model-00001-of-0000N.safetensors` + `model.safetensors.index.json`).
 
+mod edit;
 pub mod header;
 mod read;
 mod write;
@@ -62,6 +63,9 @@ impl Format for Safetensors {
     }
     fn open(&self, path: &Path, _opts: &OpenOptions) -> Result<Model> {
         open(path)
+    }
+    fn metadata_editor(&self) -> Option<&dyn modelconv_ir::MetadataEditor> {
+        Some(&edit::SafetensorsEditor)
     }
     fn writer(&self) -> Option<&dyn Writer> {
         Some(&SafetensorsWriter)

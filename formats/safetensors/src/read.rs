@@ -34,6 +34,35 @@ pub(crate) fn is_index_name(path: &Path) -> bool {
 
 /// Reads and validates one file's header; tensors are lazy ranges of it.
 pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
+    let (file, header, data_start) = read_header(path)?;
+    // Typed values written by us come back typed (Metadata::to_strings).
+    let metadata =
+        Metadata::from_strings(header.metadata).map_err(|e| Error::malformed(path, format!("__metadata__: {e}")))?;
+    let tensors = header
+        .entries
+        .into_iter()
+        .map(|e| {
+            let info = TensorInfo::new(e.name, e.dtype, e.shape).map_err(|err| err.in_file(path))?;
+            let range = FileRange {
+                file: file.clone(),
+                offset: data_start + e.begin,
+                len: e.end - e.begin,
+            };
+            let mut t = Tensor::new(info, Arc::new(range)).map_err(|err| err.in_file(path))?;
+            t.location = Some(Location {
+                file: path.to_path_buf(),
+                offset: data_start + e.begin,
+            });
+            Ok(t)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((metadata, tensors))
+}
+
+/// One file's validated header, and where its data section starts: the
+/// 8-byte length (at most [`MAX_HEADER_SIZE`], inside the file), then the
+/// JSON, whose offsets must lie inside the data section.
+pub fn read_header(path: &Path) -> Result<(Arc<SharedFile>, header::Header, u64)> {
     let file = SharedFile::open(path)?;
     if file.len < 8 {
         return Err(Error::truncated(
@@ -72,28 +101,7 @@ pub fn read_file(path: &Path) -> Result<(Metadata, Vec<Tensor>)> {
         Error::LimitExceeded { msg, .. } => Error::limit(path, msg),
         e => e.in_file(path),
     })?;
-    // Typed values written by us come back typed (Metadata::to_strings).
-    let metadata =
-        Metadata::from_strings(header.metadata).map_err(|e| Error::malformed(path, format!("__metadata__: {e}")))?;
-    let tensors = header
-        .entries
-        .into_iter()
-        .map(|e| {
-            let info = TensorInfo::new(e.name, e.dtype, e.shape).map_err(|err| err.in_file(path))?;
-            let range = FileRange {
-                file: file.clone(),
-                offset: data_start + e.begin,
-                len: e.end - e.begin,
-            };
-            let mut t = Tensor::new(info, Arc::new(range)).map_err(|err| err.in_file(path))?;
-            t.location = Some(Location {
-                file: path.to_path_buf(),
-                offset: data_start + e.begin,
-            });
-            Ok(t)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((metadata, tensors))
+    Ok((file, header, data_start))
 }
 
 /// A folder is one model: its index json if it has one, otherwise the
