@@ -2,8 +2,8 @@
 """Splitting and merging a ~1 GB GGUF, against cp and llama-gguf-split:
 modelconv's split must cost what copying the file costs (≤ 1.3× cp). The
 GGUF is written by gguf-py (64 F16 matrices of 2048×4096, seeded random),
-split into 300 MB shards and merged back; outputs are removed and `sync`
-run between runs; every job's output is checked byte-identical to
+split into 300 MB shards and merged back; jobs run round robin, outputs
+are removed and `sync` run before each run; every job's output is checked byte-identical to
 llama-gguf-split's. Prints a Markdown table: median wall time, peak RSS,
 ratio to cp and to cp + sync (modelconv fsyncs by default; --no-fsync
 compares with plain cp).
@@ -85,6 +85,7 @@ def main():
     jobs = [
         ("cp (reference)", ["cp", src, WORK / "cp.gguf"], WORK / "cp.gguf", None),
         ("cp + sync (reference, durable)", ["sh", "-c", f"cp {src} {WORK / 'cps.gguf'} && sync"], WORK / "cps.gguf", None),
+        ("modelconv convert, one file (copy) --no-fsync", [BIN, "-q", "convert", src, WORK / "one.gguf", "--no-fsync"], WORK / "one.gguf", src),
         ("llama-gguf-split --split-max-size 300M", ["sh", "-c", f"mkdir -p {ref_split} && {LLAMA_BIN / 'llama-gguf-split'} --split-max-size 300M {src} {ref_split / 'big'}"], ref_split, None),
         ("modelconv convert --split-max-size 300M", [BIN, "-q", "convert", src, WORK / "ours-split" / "big.gguf", "--split-max-size", "300M"], WORK / "ours-split", ref_split),
         ("modelconv convert --split-max-size 300M --no-fsync", [BIN, "-q", "convert", src, WORK / "ours-split-nf" / "big.gguf", "--split-max-size", "300M", "--no-fsync"], WORK / "ours-split-nf", ref_split),
@@ -93,15 +94,20 @@ def main():
         ("modelconv convert (merge) --no-fsync", [BIN, "-q", "convert", first(ref_split), WORK / "ours-merged-nf.gguf", "--no-fsync"], WORK / "ours-merged-nf.gguf", ref_merged),
     ]
     subprocess.run(["cat", src], stdout=subprocess.DEVNULL)  # warm the page cache
+    # Round robin, so that a drift of the machine's state (writeback of
+    # earlier outputs, other load) falls on every job alike.
+    walls = {label: [] for label, *_ in jobs}
+    peaks = {label: 0.0 for label, *_ in jobs}
+    for _ in range(args.runs):
+        for label, cmd, out, _ in jobs:
+            w, r = run_once(cmd, out)
+            walls[label].append(w)
+            peaks[label] = max(peaks[label], r)
     rows = []
     for label, cmd, out, ref in jobs:
-        walls, peak = [], 0.0
-        for _ in range(args.runs):
-            w, r = run_once(cmd, out)
-            walls.append(w)
-            peak = max(peak, r)
+        run_once(cmd, out)  # the outputs the comparison reads (each run removed the last)
         same = "" if ref is None else ("yes" if same_tree(out, ref) else "NO")
-        rows.append((label, statistics.median(walls), peak, same))
+        rows.append((label, statistics.median(walls[label]), peaks[label], same))
     cp, cps = rows[0][1], rows[1][1]
     print(f"{size / 1e9:.2f} GB GGUF, {args.runs} runs, median wall\n")
     print("| job | wall s | × cp | × (cp + sync) | peak RSS MiB | = llama-gguf-split |")
