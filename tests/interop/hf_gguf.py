@@ -45,26 +45,44 @@ MODELS_TYPES = [
     ("phi3-longrope", "f32"), ("bert-wordpiece", "f32"), ("xlmr-unigram", "f32"), ("qwen3-embedding", "f32"), ("mixtral-spm", "bf16"), ("granitemoe-spm", "bf16"), ("phimoe-spm", "bf16"), ("smollm3-spm", "bf16"), ("granite-spm", "bf16"),
     ("qwen2moe-bpe", "bf16"), ("qwen3moe-bpe", "bf16"), ("olmo2-bpe", "bf16"), ("starcoder2-bpe", "bf16"), ("olmoe-bpe", "bf16"), ("cohere-bpe", "bf16"), ("stablelm-bpe", "bf16"), ("falcon-bpe", "bf16"),
     ("deepseek2-bpe", "bf16"), ("deepseek3-bpe", "bf16"), ("deepseek3-fp8", "bf16"), ("gptoss-bpe", "bf16"), ("exaone4-bpe", "bf16"), ("glm4-bpe", "bf16"),
+    ("gptneox-bpe", "f16"), ("modernbert-bpe", "f32"),
 ]
+
+# INTEROP_MODELS=a,b keeps only those folders in the per-model loops (while developing).
+if os.environ.get("INTEROP_MODELS"):
+    MODELS_TYPES = [m for m in MODELS_TYPES if m[0] in os.environ["INTEROP_MODELS"].split(",")]
 
 # Converted at float types only: their experts stay MXFP4 (llama-quantize
 # refuses to requantize them, and so do we).
 FLOAT_ONLY = ["gptoss-mxfp4"]
 
 
-def run(*args, stdin=None):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=stdin is not None or None, input=stdin)
+def run(*args, stdin=None, env=None):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=stdin is not None or None, input=stdin,
+                       env=env)
     out = p.stdout if isinstance(p.stdout, str) else p.stdout.decode("utf-8", "replace")
     err = p.stderr if isinstance(p.stderr, str) else p.stderr.decode("utf-8", "replace")
     assert p.returncode == 0, f"{args}: exit {p.returncode}\n{out[-2000:]}\n{err[-4000:]}"
     return out
 
 
+# Folders the converter reads only under the transformers it pins
+# (reference-tf-requirements.txt): GPTNeoXModel needs config["rotary_pct"].
+PINNED_TRANSFORMERS = {"gptneox-bpe"}
+
+
+def reference_env(model):
+    if model not in PINNED_TRANSFORMERS:
+        return None
+    return {**os.environ, "PYTHONPATH": os.environ["REFERENCE_TF"]}
+
+
 def reference(model, outtype):
     """convert_hf_to_gguf.py's output (cached per run)."""
     out = TMP / f"ref-{model}-{outtype}.gguf"
     if not out.exists():
-        run(sys.executable, SRC / "convert_hf_to_gguf.py", MODELS / model, "--outtype", outtype, "--outfile", out)
+        run(sys.executable, SRC / "convert_hf_to_gguf.py", MODELS / model, "--outtype", outtype, "--outfile", out,
+            env=reference_env(model))
     return out
 
 
@@ -90,9 +108,38 @@ def every_outtype_matches_convert_hf_to_gguf():
         same_file(ours, reference("llama-spm-bf16", dtype.lower()))
 
 
+# Keys llama.cpp's loader needs that the converter does not write: it
+# writes ModernBERT's `norm_eps` as layer_norm_rms_epsilon, the modern-bert
+# loader requires layer_norm_epsilon. Neither its file nor ours (the same
+# bytes) loads, or quantizes, until `modelconv meta` adds the key.
+LOADER_FIXES = {"modernbert-bpe": {"modern-bert.attention.layer_norm_epsilon": "1e-05:f32"}}
+
+
+def loadable(model, path):
+    """`path` as llama.cpp loads it: itself, or a copy with LOADER_FIXES."""
+    fixes = LOADER_FIXES.get(model)
+    if not fixes:
+        return path
+    out = Path(path).with_name(Path(path).stem + "-loadable.gguf")
+    if not out.exists():
+        run(MC, "meta", path, *[a for k, v in fixes.items() for a in ("--set", f"{k}={v}")], "-o", out)
+    return out
+
+
+def without_loader_fixes(model, path):
+    """`path` with LOADER_FIXES' keys removed again (llama-quantize's output
+    of a loadable input, to compare with what the converter's chain gives)."""
+    fixes = LOADER_FIXES.get(model)
+    if not fixes:
+        return path
+    out = Path(path).with_name(Path(path).stem + "-unfixed.gguf")
+    run(MC, "meta", path, *[a for k in fixes for a in ("--remove", k)], "-o", out)
+    return out
+
+
 def q4_k_m_reference(model, outtype):
     out = TMP / f"ref-{model}-Q4_K_M.gguf"
-    run(BIN / "llama-quantize", reference(model, outtype), out, "Q4_K_M")
+    run(BIN / "llama-quantize", loadable(model, reference(model, outtype)), out, "Q4_K_M")
     return out
 
 
@@ -101,18 +148,18 @@ def q4_k_m_is_convert_hf_to_gguf_then_llama_quantize_byte_for_byte():
     for model, outtype in MODELS_TYPES:
         ours = TMP / f"ours-{model}-Q4_K_M.gguf"
         run(MC, "quantize", MODELS / model, "--q4_k", "-o", ours)
-        same_file(ours, q4_k_m_reference(model, outtype))
+        same_file(ours, without_loader_fixes(model, q4_k_m_reference(model, outtype)))
 
 
 # Encoders: llama-embedding runs them (llama-simple generates from the others).
-EMBEDDING = {"bert-wordpiece", "xlmr-unigram", "qwen3-embedding"}
+EMBEDDING = {"bert-wordpiece", "xlmr-unigram", "qwen3-embedding", "modernbert-bpe"}
 
 
 def ours_q4_k_m(model):
     ours = TMP / f"ours-{model}-Q4_K_M.gguf"
     if not ours.exists():
         run(MC, "quantize", MODELS / model, "--q4_k", "-o", ours)
-    return ours
+    return loadable(model, ours)
 
 
 def llama_simple(model_file, n=8, prompt="Hello my name is"):
@@ -176,14 +223,14 @@ def llama_embedding(model, text):
 @check
 def llama_embedding_agrees_with_sentence_transformers():
     from sentence_transformers import SentenceTransformer
-    for model in ["bert-wordpiece", "xlmr-unigram", "qwen3-embedding"]:
+    for model in ["bert-wordpiece", "xlmr-unigram", "qwen3-embedding", "modernbert-bpe"]:
         ours = TMP / f"ours-{model}-f16.gguf"
         if not ours.exists():
             run(MC, "convert", MODELS / model, ours, "--dtype", "F16")
         st = SentenceTransformer(str(MODELS / model), device="cpu")
         want = st.encode(SENTENCES, normalize_embeddings=True)
         for s, w in zip(SENTENCES, want):
-            got = llama_embedding(ours, s)
+            got = llama_embedding(loadable(model, ours), s)
             cos = float(np.dot(got, w) / np.linalg.norm(got) / np.linalg.norm(w))
             assert cos >= 0.999, f"{model}: {s!r}: cosine {cos}"
 

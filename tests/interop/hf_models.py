@@ -38,6 +38,10 @@ bert-wordpiece: BertModel (F32) as a sentence-transformers model (mean
 pooling: modules.json, 1_Pooling/), a WordPiece tokenizer.json rebuilt from
 models/ggml-vocab-bert-bge.gguf (phantom-space tokens turned back into
 WordPiece: "\u2581word" → "word", "piece" → "##piece").
+gptneox-bpe: GPTNeoXForCausalLM (F16) with GPT-NeoX's tokenizer rebuilt from
+models/ggml-vocab-gpt-neox.gguf; modernbert-bpe: ModernBertModel (F32) as a
+sentence-transformers model with ModernBERT's tokenizer rebuilt from the
+same file and its specials (its hash is the converter's `modern-bert`).
 """
 import json
 import random
@@ -608,6 +612,101 @@ def xlmr_unigram(folder, hidden=256, intermediate=1024, layers=2, heads=4, dtype
     shutil.rmtree(hf)
 
 
+def neox_tokenizer(olmo_pii=False):
+    """GPT-NeoX-20B's byte-level BPE (the Pythia tokenizer) rebuilt from
+    models/ggml-vocab-gpt-neox.gguf: its 50277 tokens (Pythia's [PAD…]
+    rows are the converter's padding, not the tokenizer's), the runs of
+    spaces as added (normalized, not special) tokens; the converter hashes
+    it as `olmo`. `olmo_pii`: OLMo's variant, whose id 0 and 50277…50278
+    are PII placeholders and <|endoftext|> 50279."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    r = vocab_gguf("gpt-neox")
+    tokens = r.fields["tokenizer.ggml.tokens"].contents()
+    types = [int(t) for t in r.fields["tokenizer.ggml.token_type"].contents()]
+    merges = [tuple(m.split(" ")) for m in r.fields["tokenizer.ggml.merges"].contents()]
+    n = 50277
+    assert tokens[n - 1] == "  " and tokens[n].startswith("[PAD"), (tokens[n - 1], tokens[n])
+    tokens, types = list(tokens[:n]), types[:n]
+    if olmo_pii:
+        tokens[0], types[0] = "|||IP_ADDRESS|||", 4
+    tk = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, byte_fallback=False))
+    tk.normalizer = normalizers.NFC()
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tk.decoder = decoders.ByteLevel()
+    tk.post_processor = processors.ByteLevel(trim_offsets=False)
+    tk.add_tokens([AddedToken(tokens[i], normalized=True, special=False) for i in range(n) if types[i] == 4])
+    tk.add_special_tokens([AddedToken(tokens[i], normalized=False, special=True) for i in range(n) if types[i] == 3])
+    if olmo_pii:
+        tk.add_tokens([AddedToken(t, normalized=True, special=False)
+                       for t in ["|||EMAIL_ADDRESS|||", "|||PHONE_NUMBER|||"]])
+        tk.add_special_tokens([AddedToken("<|endoftext|>", normalized=False, special=True)])
+    return tk
+
+
+def gptneox_bpe(folder):
+    """GPTNeoXForCausalLM (F16, as Pythia ships; parallel residual, a
+    quarter of each head rotated) with the GPT-NeoX tokenizer, vocab padded
+    to 50432 as Pythia's. config.json gains Pythia's `rotary_pct` (which
+    transformers 5 folds into rope_parameters but the converter reads)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+    folder.mkdir(parents=True, exist_ok=True)
+    tk = neox_tokenizer()
+    PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                            unk_token="<|endoftext|>", model_max_length=2048).save_pretrained(folder)
+    # Pythia's class, which the converter's pinned transformers 4 also reads.
+    tc = json.loads((folder / "tokenizer_config.json").read_text())
+    tc["tokenizer_class"] = "GPTNeoXTokenizerFast"
+    (folder / "tokenizer_config.json").write_text(json.dumps(tc, indent=2))
+    torch.manual_seed(11)
+    cfg = GPTNeoXConfig(vocab_size=50432, hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=2048, layer_norm_eps=1e-5,
+                        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
+                        rope_parameters=dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.25))
+    model = GPTNeoXForCausalLM(cfg).to(torch.float16)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(folder, safe_serialization=True)
+    c = json.loads((folder / "config.json").read_text())
+    c["rotary_pct"] = 0.25
+    (folder / "config.json").write_text(json.dumps(c, indent=2))
+
+
+def modernbert_bpe(folder):
+    """ModernBertModel (F32, 3 layers: one global, two local) as a
+    sentence-transformers folder (mean pooling) with ModernBERT's tokenizer
+    rebuilt: GPT-NeoX's BPE with OLMo's PII tokens and ModernBERT's
+    [UNK] [CLS] [SEP] [PAD] [MASK] (50280…50284) and [unusedN] up to 50368,
+    `[CLS] $A [SEP]` added; the converter hashes it as `modern-bert`."""
+    from tokenizers import AddedToken, processors
+    from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    folder.mkdir(parents=True, exist_ok=True)
+    tk = neox_tokenizer(olmo_pii=True)
+    tk.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                           for t in ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]])
+    tk.add_tokens([AddedToken(f"[unused{i}]", normalized=True, special=False) for i in range(50368 - 50285)])
+    assert tk.token_to_id("<|endoftext|>") == 50279 and tk.token_to_id("[CLS]") == 50281, tk.token_to_id("[CLS]")
+    assert tk.get_vocab_size() == 50368, tk.get_vocab_size()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 50281), ("[SEP]", 50282)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                                   pad_token="[PAD]", mask_token="[MASK]", model_max_length=1024)
+    hf = folder / "hf"
+    fast.save_pretrained(hf)
+    torch.manual_seed(12)
+    cfg = ModernBertConfig(vocab_size=50368, hidden_size=256, intermediate_size=512, num_hidden_layers=3,
+                           num_attention_heads=4, global_attn_every_n_layers=3, local_attention=128,
+                           max_position_embeddings=1024, pad_token_id=50283, bos_token_id=50281,
+                           eos_token_id=50282, cls_token_id=50281, sep_token_id=50282)
+    model = ModernBertModel(cfg)
+    norms_uniform(model, 0.5, 1.5)
+    model.save_pretrained(hf, safe_serialization=True)
+    word = st_models.Transformer(str(hf), max_seq_length=1024)
+    pool = st_models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[word, pool]).save(str(folder))
+    shutil.rmtree(hf)
+
+
 if __name__ == "__main__":
     LLAMA_CPP, OUT = Path(sys.argv[1]), Path(sys.argv[2])
     OUT.mkdir(parents=True, exist_ok=True)
@@ -647,3 +746,5 @@ if __name__ == "__main__":
     bpe_only(OUT / "exaone4-bpe", "exaone4", OUT / "gpt2-bpe")
     bpe_only(OUT / "glm4-bpe", "glm4", OUT / "gpt2-bpe")
     mxfp4_experts(OUT / "gptoss-bpe", OUT / "gptoss-mxfp4")
+    gptneox_bpe(OUT / "gptneox-bpe")
+    modernbert_bpe(OUT / "modernbert-bpe")

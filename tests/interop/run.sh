@@ -38,6 +38,15 @@ else
 fi
 # Hugging Face folders → GGUF against llama.cpp's converter and tools (built
 # once from the llama-cpp-python source package, cached under target/).
+# The transformers the converter pins, for the classes transformers 5 breaks
+# (reference-tf-requirements.txt), beside the venv rather than in it.
+reftf="$root/target/reference-tf"
+rreq="$root/tests/interop/reference-tf-requirements.txt"
+if ! cmp -s "$rreq" "$reftf/requirements.txt"; then
+  rm -rf "$reftf"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$reftf" -r "$rreq"
+  cp "$rreq" "$reftf/requirements.txt"
+fi
 llama=$(bash "$root/tests/interop/llama_cpp.sh")
 models="$root/target/hf-models"
 stamp="$(sha256sum "$root/tests/interop/hf_models.py" | cut -c1-16)"
@@ -50,6 +59,6 @@ if [ "$(cat "$models/stamp" 2>/dev/null)" != "$stamp" ]; then
   fi
   echo "$stamp" > "$models/stamp"
 fi
-MODELCONV="$root/target/debug/modelconv" "$venv/bin/python" "$root/tests/interop/hf_gguf.py" \
+MODELCONV="$root/target/debug/modelconv" REFERENCE_TF="$reftf" "$venv/bin/python" "$root/tests/interop/hf_gguf.py" \
   "$llama" "$(dirname "$llama")/../../build/bin" "$models" || status=1
 exit $status

@@ -135,7 +135,10 @@ impl Architecture for XlmRoberta {
 
 /// ModernBERT (ModernBertModel, a BertModel): `model.` prefix off, fused
 /// QKV and gated FFN weights as they are, alternating local and global
-/// attention, byte-level BPE with BOS, EOS and SEP added.
+/// attention, byte-level BPE with BOS, EOS and SEP added. `norm_eps` is
+/// written as `layer_norm_rms_epsilon`, as the reference's TextModel does,
+/// though llama.cpp's modern-bert loader reads `layer_norm_epsilon` (the
+/// reference's bytes kept; README says how to add the key).
 pub struct ModernBert;
 
 const MODERN: Table = &[

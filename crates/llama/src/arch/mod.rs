@@ -19,6 +19,7 @@ mod gemma3_vision;
 mod glm4;
 mod gpt2;
 mod gpt_oss;
+mod gptneox;
 mod llama;
 mod olmo2;
 mod phi3;
@@ -65,6 +66,7 @@ pub static ARCHES: &[&dyn Architecture] = &[
     &gpt_oss::GptOss,
     &exaone4::Exaone4,
     &glm4::Glm4,
+    &gptneox::GptNeoX,
 ];
 
 /// Every vision projector this build converts (`--mmproj`): the
