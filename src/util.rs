@@ -304,6 +304,10 @@ pub struct HfArgs {
     /// llama.cpp's mtmd / --mmproj) instead of its text model, as `convert_hf_to_gguf.py --mmproj`.
     #[arg(long)]
     pub mmproj: bool,
+    /// GGUF output: the pre-tokenizer (`tokenizer.ggml.pre`, e.g. llama-bpe, qwen2) of a tokenizer.json
+    /// whose check hash llama.cpp's converter does not know, when you know which it is.
+    #[arg(long, value_name = "NAME")]
+    pub vocab_pre: Option<String>,
 }
 
 /// The Hugging Face model `input` is, when the output format follows
@@ -315,14 +319,33 @@ pub fn hf_model(
     out: &dyn Format,
 ) -> anyhow::Result<Option<modelconv_llama::Folder>> {
     if !out.writer().is_some_and(|w| w.llama_conventions()) {
-        if hf.config.is_some() || hf.arch.is_some() || hf.base.is_some() || hf.mmproj {
+        if hf.config.is_some() || hf.arch.is_some() || hf.base.is_some() || hf.mmproj || hf.vocab_pre.is_some() {
             anyhow::bail!(
-                "--config, --arch, --base and --mmproj map a Hugging Face model to llama.cpp's conventions: \
-                 GGUF output only"
+                "--config, --arch, --base, --mmproj and --vocab-pre map a Hugging Face model to llama.cpp's \
+                 conventions: GGUF output only"
             );
         }
         return Ok(None);
     }
+    let folder = hf_folder(input, hf)?;
+    if let Some(name) = &hf.vocab_pre {
+        match &folder {
+            Some(f) if f.adapter.is_none() && !f.mmproj => {}
+            _ => anyhow::bail!(
+                "--vocab-pre {name}: {} writes no vocabulary (only a Hugging Face model folder does; not a LoRA \
+                 adapter or a vision projector)",
+                input.display()
+            ),
+        }
+    }
+    Ok(folder.map(|f| modelconv_llama::Folder {
+        vocab_pre: hf.vocab_pre.clone(),
+        ..f
+    }))
+}
+
+/// [`hf_model`]'s folder, adapter or projector, before `--vocab-pre`.
+fn hf_folder(input: &std::path::Path, hf: &HfArgs) -> anyhow::Result<Option<modelconv_llama::Folder>> {
     if hf.mmproj {
         if hf.base.is_some() {
             anyhow::bail!("--mmproj and --base: a vision projector is not a LoRA adapter");

@@ -182,6 +182,14 @@ fn unknown_architectures_are_refused_listing_the_supported_ones() {
         "{err}"
     );
     assert!(!out.exists());
+    // A class of a known family is pointed at its nearest supported one.
+    std::fs::write(
+        model.join("config.json"),
+        cfg.replace("LlamaForCausalLM", "LlamaForSequenceClassification"),
+    )
+    .unwrap();
+    let err = refused(&["convert", p(&model), p(&out)]);
+    assert!(err.contains("closest known: LlamaForCausalLM;"), "{err}");
     // Safetensors output is still a plain copy with HF names.
     let st = dir.path().join("out.safetensors");
     ok(&["-q", "convert", p(&model), p(&st)]);
@@ -316,6 +324,46 @@ fn add_prefix_space_is_written_only_where_the_converter_writes_it() {
     let out = dir.path().join("gpt2.gguf");
     ok(&["-q", "convert", p(&model), p(&out), "--dtype", "F16"]);
     same(&out, "hf/arch/gpt2.F16.gguf");
+}
+
+/// A tokenizer.json whose check hash llama.cpp's table lacks is refused
+/// naming the hash and `--vocab-pre`; `--vocab-pre NAME` writes NAME (GPT-2's
+/// tokenizer with `add_prefix_space` in its pre-tokenizer, named `gpt-2`,
+/// converts to the golden of the unedited folder), a name the table lacks
+/// and a vocabulary that is not hashed are refused.
+#[test]
+fn vocab_pre_names_a_pre_tokenizer_the_hash_table_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = arch_folder(dir.path(), "gpt2");
+    let path = model.join("tokenizer.json");
+    let mut tok: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tok["pre_tokenizer"]["add_prefix_space"] = serde_json::json!(true);
+    std::fs::write(&path, serde_json::to_vec(&tok).unwrap()).unwrap();
+    let out = dir.path().join("gpt2.gguf");
+    let err = refused(&["convert", p(&model), p(&out), "--dtype", "F16"]);
+    assert!(
+        err.contains("tokenizer.json") && err.contains("check hash") && err.contains("--vocab-pre"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    ok(&[
+        "-q",
+        "convert",
+        p(&model),
+        p(&out),
+        "--dtype",
+        "F16",
+        "--vocab-pre",
+        "gpt-2",
+    ]);
+    same(&out, "hf/arch/gpt2.F16.gguf");
+    let err = refused(&["convert", p(&model), p(&out), "--vocab-pre", "gpt-3"]);
+    assert!(err.contains("--vocab-pre gpt-3") && err.contains("llama-bpe"), "{err}");
+    let spm = copy_model(dir.path());
+    let out = dir.path().join("spm.gguf");
+    let err = refused(&["convert", p(&spm), p(&out), "--vocab-pre", "gpt-2"]);
+    assert!(err.contains("not a tokenizer.json one"), "{err}");
+    assert!(!out.exists());
 }
 
 /// llama-quantize writes ggml_n_dims dimensions: Qwen2-MoE's `[1, n_embd]`

@@ -41,10 +41,27 @@ pub fn load(path: &Path) -> Result<Tokenizer> {
     Ok(tok)
 }
 
-/// The `tokenizer.ggml.pre` name of `tok`, by the check-text hash.
-pub fn pre_name(path: &Path, tok: &Tokenizer) -> Result<String> {
+/// The `tokenizer.ggml.pre` name of `tok`: by the check-text hash, the
+/// last entry of the table with that hash winning (two hashes appear twice
+/// in the converter's if-chain, whose last match stands); or `named`, the
+/// user's choice (`--vocab-pre`), which must be a name the table has.
+pub fn pre_name(path: &Path, tok: &Tokenizer, named: Option<&str>) -> Result<String> {
     let table: serde_json::Value =
         serde_json::from_str(TABLE).map_err(|e| Error::invalid(format!("built-in BPE table: {e}")))?;
+    let entries = table["hashes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let names = || entries.iter().filter_map(|e| e[1].as_str());
+    if let Some(want) = named {
+        if names().any(|n| n == want) {
+            return Ok(want.to_string());
+        }
+        let mut known: Vec<&str> = names().collect();
+        known.sort_unstable();
+        known.dedup();
+        return Err(Error::invalid(format!(
+            "--vocab-pre {want}: not a pre-tokenizer name llama.cpp's converter knows (known: {})",
+            known.join(", ")
+        )));
+    }
     let chktxt = table["chktxt"].as_str().unwrap_or_default();
     let enc = tok
         .encode(chktxt, true)
@@ -53,16 +70,15 @@ pub fn pre_name(path: &Path, tok: &Tokenizer) -> Result<String> {
     let ids: Vec<String> = enc.get_ids().iter().map(u32::to_string).collect();
     let digest = sha2::Sha256::digest(format!("[{}]", ids.join(", ")).as_bytes());
     let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let name = table["hashes"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let name = entries
+        .iter()
         .filter(|e| e[0].as_str() == Some(hash.as_str()))
         .filter_map(|e| e[1].as_str())
         .next_back();
     name.map(str::to_string).ok_or_else(|| {
         Error::unsupported(format!(
-            "{}: this BPE pre-tokenizer is not one llama.cpp knows (check hash {hash}); convert_hf_to_gguf.py refuses it too",
+            "{}: this BPE pre-tokenizer is not one llama.cpp knows (check hash {hash}); convert_hf_to_gguf.py \
+             refuses it too; if you know which it is, name it with --vocab-pre NAME",
             path.display()
         ))
     })
@@ -77,7 +93,7 @@ pub fn looks_special(t: &str) -> bool {
 }
 
 /// Tokens and types for ids `0..vocab_size` (`get_vocab_base`).
-pub fn vocab(path: &Path, tok: &Tokenizer, vocab_size: Option<u64>) -> Result<Bpe> {
+pub fn vocab(path: &Path, tok: &Tokenizer, vocab_size: Option<u64>, pre: String) -> Result<Bpe> {
     let vocab: HashMap<String, u32> = tok.get_vocab(true);
     let max_id = vocab.values().copied().max().unwrap_or(0);
     let n = vocab_size.unwrap_or(vocab.len() as u64);
@@ -130,9 +146,5 @@ pub fn vocab(path: &Path, tok: &Tokenizer, vocab_size: Option<u64>) -> Result<Bp
         }
         tokens.push(token);
     }
-    Ok(Bpe {
-        tokens,
-        types,
-        pre: pre_name(path, tok)?,
-    })
+    Ok(Bpe { tokens, types, pre })
 }

@@ -45,6 +45,10 @@ pub struct Folder {
     /// folder's vision tower and projector are converted, not its text
     /// model (`convert_hf_to_gguf.py --mmproj`).
     pub mmproj: bool,
+    /// `tokenizer.ggml.pre` as the user names it (`--vocab-pre`), in place
+    /// of the name the check-text hash finds: for a tokenizer.json whose
+    /// hash llama.cpp's table lacks but whose pre-tokenizer the user knows.
+    pub vocab_pre: Option<String>,
 }
 
 impl std::fmt::Debug for Folder {
@@ -121,8 +125,11 @@ impl Folder {
             } else {
                 ("is not supported for GGUF conversion", arch::supported())
             };
+            let hint = arch::closest(&hf_arch, &supported)
+                .map(|c| format!("closest known: {c}; "))
+                .unwrap_or_default();
             Error::unsupported(format!(
-                "{}: architecture {hf_arch} {what} (supported: {})",
+                "{}: architecture {hf_arch} {what} ({hint}supported: {})",
                 config_path.display(),
                 supported.join(", ")
             ))
@@ -138,6 +145,7 @@ impl Folder {
             hf_arch,
             adapter: None,
             mmproj,
+            vocab_pre: None,
         }))
     }
 
@@ -691,7 +699,7 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
             }
         };
         if done {
-            return Ok(());
+            return vocab_pre_was_used(f, md);
         }
     }
     Err(Error::unsupported(format!(
@@ -713,6 +721,22 @@ fn vocab(f: &Folder, md: &mut Metadata) -> Result<()> {
     )))
 }
 
+/// `--vocab-pre` names the pre-tokenizer of a hashed (tokenizer.json)
+/// vocabulary; on another (SentencePiece: `default`) it would be ignored,
+/// which is refused rather than done silently.
+fn vocab_pre_was_used(f: &Folder, md: &Metadata) -> Result<()> {
+    let Some(want) = f.vocab_pre.as_deref() else {
+        return Ok(());
+    };
+    match md.get("tokenizer.ggml.pre") {
+        Some(Value::String(got)) if got == want => Ok(()),
+        _ => Err(Error::invalid(format!(
+            "--vocab-pre {want}: {}'s vocabulary is not a tokenizer.json one, whose pre-tokenizer is found by hash",
+            f.dir.display()
+        ))),
+    }
+}
+
 /// The tokenizer keys every vocabulary writes, in gguf-py's order.
 fn put_vocab(md: &mut Metadata, model: &str, pre: &str, tokens: Strings, scores: Option<Vec<f32>>, types: Vec<i32>) {
     md.set("tokenizer.ggml.model", Value::String(model.into()));
@@ -732,7 +756,13 @@ fn hf_vocab(f: &Folder) -> Result<Option<bpe::Bpe>> {
         return Ok(None);
     }
     let tok = bpe::load(&path)?;
-    Ok(Some(bpe::vocab(&path, &tok, f.hparams.opt_uint(&["vocab_size"])?)?))
+    let pre = bpe::pre_name(&path, &tok, f.vocab_pre.as_deref())?;
+    Ok(Some(bpe::vocab(
+        &path,
+        &tok,
+        f.hparams.opt_uint(&["vocab_size"])?,
+        pre,
+    )?))
 }
 
 /// A byte-level BPE `tokenizer.json` as llama.cpp's `gpt2` model

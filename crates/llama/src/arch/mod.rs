@@ -209,6 +209,34 @@ pub fn supported() -> Vec<&'static str> {
     ARCHES.iter().flat_map(|a| a.hf_classes().iter().copied()).collect()
 }
 
+/// The class in `known` most like `hf`, for an error's hint: the longest
+/// shared prefix, ignoring case (a family's classes share their stem:
+/// `Qwen2_5…` → `Qwen2…`), then the fewest single-character edits.
+pub fn closest(hf: &str, known: &[&'static str]) -> Option<&'static str> {
+    let hf = hf.to_ascii_lowercase();
+    known.iter().copied().min_by_key(|k| {
+        let k = k.to_ascii_lowercase();
+        let prefix = hf.bytes().zip(k.bytes()).take_while(|(a, b)| a == b).count();
+        (std::cmp::Reverse(prefix), edit_distance(&hf, &k))
+    })
+}
+
+/// Levenshtein distance over bytes (class names are ASCII), one row kept.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// The vision projector of a Hugging Face multimodal class.
 pub fn find_projector(hf: &str) -> Option<&'static dyn Architecture> {
     PROJECTORS.iter().copied().find(|a| a.hf_classes().contains(&hf))
@@ -484,6 +512,7 @@ pub fn with_hparams<T>(
         hf_arch: cx.folder.hf_arch.clone(),
         adapter: cx.folder.adapter.clone(),
         mmproj: cx.folder.mmproj,
+        vocab_pre: cx.folder.vocab_pre.clone(),
     };
     f(&Ctx {
         folder: &folder,
@@ -673,6 +702,29 @@ mod tests {
         assert!(held.stack("k", 0, 3, f32_tensor("again", &[1.0])).is_err());
         held.stack("k", 1, 3, f32_tensor("e1", &[1.0])).unwrap();
         assert!(held.stack("k", 2, 3, f32_tensor("wide", &[1.0, 2.0])).is_err());
+    }
+
+    #[test]
+    fn the_closest_class_shares_the_longest_stem_then_the_fewest_edits() {
+        let known = supported();
+        assert_eq!(
+            closest("Qwen2_5_VLForConditionalGeneration", &known),
+            Some("Qwen2ForCausalLM")
+        );
+        assert_eq!(
+            closest("LlamaForSequenceClassification", &known),
+            Some("LlamaForCausalLM")
+        );
+        assert_eq!(
+            closest("GPTNeoXJapaneseForCausalLM", &known),
+            Some("GPTNeoXForCausalLM")
+        );
+        assert_eq!(
+            closest("MistralForTokenClassification", &known),
+            Some("MistralForCausalLM")
+        );
+        assert_eq!(closest("x", &[]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
