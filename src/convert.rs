@@ -14,7 +14,8 @@ pub struct Args {
     pub(crate) input: PathBuf,
     /// Output file; its extension picks the format unless --to is given.
     pub(crate) output: PathBuf,
-    /// Output format (see `modelconv formats`).
+    /// Output format (see `modelconv formats`), or `hf`: a GGUF back to a Hugging Face model folder
+    /// (config.json, tokenizer, safetensors weights; OUTPUT is the folder).
     #[arg(long, value_name = "FORMAT")]
     pub(crate) to: Option<String>,
     /// Read the input as this format instead of detecting it.
@@ -109,7 +110,14 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
     args.input = stdin.path.clone();
     refuse_other_inputs(&args.input, preset)?;
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
-    let out_format = registry::output_format(&args.output, args.to.as_deref())?;
+    let folder = HfFolderOut::of(&args, dtype)?;
+    let (out_format, weights) = match &folder {
+        Some(f) => (f.format, f.weights.clone()),
+        None => (
+            registry::output_format(&args.output, args.to.as_deref())?,
+            args.output.clone(),
+        ),
+    };
     let in_format = registry::input_format(&args.input, args.from.as_deref())?;
     let opts = WriteOptions {
         max_shard_size: args.max_shard_size,
@@ -135,7 +143,8 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
     registry::check_options(&opts.options, out_format, &[Stage::Write], "output", &args.output)?;
     let hf = util::hf_model(&args.input, &args.hf, out_format)?;
     let llama = out_format.writer().is_some_and(|w| w.llama_conventions());
-    let request = conversion_request(&mut args, dtype, hf, llama)?;
+    let mut request = conversion_request(&mut args, dtype, hf, llama)?;
+    request.to_hf = folder.is_some();
     let mut model = registry::open_as(in_format, &args.input, &args.open.options())?;
     if preset.require_tensors && model.tensors.is_empty() {
         bail!("{}: no tensors found", args.input.display());
@@ -149,7 +158,15 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
         }
     }
     if args.dry_run {
-        let planned = util::dry_run(out_format, &model, &args.output, &opts)?;
+        let mut planned = util::dry_run(out_format, &model, &weights, &opts)?;
+        if let Some(f) = &folder {
+            planned.extend(
+                outcome
+                    .files
+                    .iter()
+                    .map(|(name, b)| (f.dir.join(name), Some(b.len() as u64))),
+            );
+        }
         if args.json {
             let formats = (in_format.name(), out_format.name());
             let mut doc = ConvertDoc::of(&given, formats, &[], &model, &notes);
@@ -161,7 +178,13 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
         }
         return Ok(0);
     }
-    let outputs = util::write_model(out_format, &model, &args.output, &opts, &inputs, quiet)?;
+    if let Some(f) = &folder {
+        f.create()?;
+    }
+    let mut outputs = util::write_model(out_format, &model, &weights, &opts, &inputs, quiet)?;
+    if let Some(f) = &folder {
+        outputs.extend(f.write_files(&outcome.files, &opts)?);
+    }
     let (n, bytes) = (model.tensors.len(), model.data_bytes());
     if args.json {
         let mut changed = outcome.cast;
@@ -185,6 +208,68 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
         );
     }
     Ok(0)
+}
+
+/// `--to hf`: the output is a Hugging Face model folder, its weights
+/// written by the format such folders hold, its config and tokenizer files
+/// (the pipeline's [`pipeline::Outcome::files`]) beside them.
+struct HfFolderOut {
+    dir: std::path::PathBuf,
+    format: &'static dyn modelconv_ir::Format,
+    weights: std::path::PathBuf,
+}
+
+impl HfFolderOut {
+    fn of(args: &Args, dtype: Option<DType>) -> Result<Option<HfFolderOut>> {
+        if args.to.as_deref() != Some(registry::HF_FOLDER) {
+            return Ok(None);
+        }
+        let dir = args.output.clone();
+        if dir.as_os_str() == modelconv_ir::STDIO {
+            bail!("--to hf writes a folder, not a stream: name one");
+        }
+        if let Some(d) = dtype.filter(|d| !matches!(d, DType::F32 | DType::F16 | DType::BF16)) {
+            bail!("--to hf: --dtype {d}: a Hugging Face folder holds F32, F16 or BF16 weights");
+        }
+        let occupied = match std::fs::read_dir(&dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => bail!("{}: {e} (--to hf needs a new or empty folder)", dir.display()),
+        };
+        if occupied || (dir.exists() && !dir.is_dir()) {
+            bail!(
+                "{}: exists and is not an empty folder; --to hf writes a new folder",
+                dir.display()
+            );
+        }
+        let (format, file) = registry::hf_folder_format()?;
+        Ok(Some(HfFolderOut {
+            weights: dir.join(file),
+            dir,
+            format,
+        }))
+    }
+
+    fn create(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| anyhow::anyhow!("{}: {e}", self.dir.display()))
+    }
+
+    /// The side files, each written whole and renamed into place.
+    fn write_files(
+        &self,
+        files: &[(String, Vec<u8>)],
+        opts: &modelconv_ir::WriteOptions,
+    ) -> Result<Vec<std::path::PathBuf>> {
+        let mut written = Vec::new();
+        for (name, bytes) in files {
+            let dest = self.dir.join(name);
+            let mut out = modelconv_ir::OutputFile::create(&dest, opts)?;
+            out.write_all(bytes)?;
+            out.commit()?;
+            written.push(dest);
+        }
+        Ok(written)
+    }
 }
 
 /// A preset that takes one kind of input (ckpt-to-safetensors: PyTorch

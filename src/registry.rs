@@ -89,6 +89,18 @@ pub fn by_name(name: &str) -> Result<&'static dyn Format> {
         .ok_or_else(|| anyhow!("unknown format '{name}' (known: {})", names()))
 }
 
+/// `--to hf`: a Hugging Face model folder rather than a format.
+pub const HF_FOLDER: &str = "hf";
+
+/// The format a Hugging Face folder's weights are written in, and the
+/// weights file's name there.
+pub fn hf_folder_format() -> Result<(&'static dyn Format, &'static str)> {
+    FORMATS
+        .iter()
+        .find_map(|f| Some((*f, f.writer()?.hf_weights_file()?)))
+        .ok_or_else(|| anyhow!("no format in this build writes Hugging Face model folders"))
+}
+
 pub fn names() -> String {
     FORMATS.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
 }

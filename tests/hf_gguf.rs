@@ -57,12 +57,6 @@ fn arch_folder_as(dir: &Path, arch: &str, name: &str) -> std::path::PathBuf {
     model
 }
 
-fn refused(args: &[&str]) -> String {
-    let (code, err) = stderr_of(args);
-    assert_eq!(code, 2, "{args:?}: {err}");
-    err
-}
-
 /// A copy of the tiny LLaMA folder to break.
 fn copy_model(dir: &Path) -> std::path::PathBuf {
     let to = dir.join("tiny-llama");
@@ -143,7 +137,7 @@ fn a_weights_file_with_config_converts_like_its_folder() {
         "F16",
     ]);
     same(&out, "hf/tiny-llama.F16.gguf");
-    let err = refused(&["convert", p(&weights), p(&out), "--arch", "NopeForCausalLM"]);
+    let err = exit_2(&["convert", p(&weights), p(&out), "--arch", "NopeForCausalLM"]);
     assert!(
         err.contains("NopeForCausalLM") && err.contains("Qwen2ForCausalLM"),
         "{err}"
@@ -158,9 +152,9 @@ fn a_weights_file_with_config_converts_like_its_folder() {
         .any(|t| t["name"] == "model.norm.weight"));
     // --config means nothing for other outputs.
     let st = dir.path().join("out.safetensors");
-    let err = refused(&["convert", p(&weights), p(&st), "--config", p(&config)]);
+    let err = exit_2(&["convert", p(&weights), p(&st), "--config", p(&config)]);
     assert!(err.contains("GGUF output only"), "{err}");
-    let err = refused(&["convert", p(&weights), p(&st), "--arch", "LlamaForCausalLM"]);
+    let err = exit_2(&["convert", p(&weights), p(&st), "--arch", "LlamaForCausalLM"]);
     assert!(err.contains("GGUF output only"), "{err}");
     assert!(!st.exists());
 }
@@ -176,7 +170,7 @@ fn unknown_architectures_are_refused_listing_the_supported_ones() {
     )
     .unwrap();
     let out = dir.path().join("out.gguf");
-    let err = refused(&["convert", p(&model), p(&out)]);
+    let err = exit_2(&["convert", p(&model), p(&out)]);
     assert!(
         err.contains("MambaForCausalLM") && err.contains("LlamaForCausalLM") && err.contains("BertModel"),
         "{err}"
@@ -188,7 +182,7 @@ fn unknown_architectures_are_refused_listing_the_supported_ones() {
         cfg.replace("LlamaForCausalLM", "LlamaForSequenceClassification"),
     )
     .unwrap();
-    let err = refused(&["convert", p(&model), p(&out)]);
+    let err = exit_2(&["convert", p(&model), p(&out)]);
     assert!(err.contains("closest known: LlamaForCausalLM;"), "{err}");
     // Safetensors output is still a plain copy with HF names.
     let st = dir.path().join("out.safetensors");
@@ -203,12 +197,12 @@ fn broken_tokenizers_are_refused_naming_the_file() {
     let out = dir.path().join("out.gguf");
     for cut in [1usize, 7, spm.len() / 2, spm.len() - 1] {
         std::fs::write(model.join("tokenizer.model"), &spm[..cut]).unwrap();
-        let err = refused(&["convert", p(&model), p(&out)]);
+        let err = exit_2(&["convert", p(&model), p(&out)]);
         assert!(err.contains("tokenizer.model"), "cut {cut}: {err}");
         assert!(!out.exists());
     }
     std::fs::remove_file(model.join("tokenizer.model")).unwrap();
-    let err = refused(&["quantize", p(&model), "--q4_k", "-o", p(&out)]);
+    let err = exit_2(&["quantize", p(&model), "--q4_k", "-o", p(&out)]);
     assert!(err.contains("tokenizer"), "{err}");
     assert!(!out.exists());
     std::fs::write(
@@ -216,7 +210,7 @@ fn broken_tokenizers_are_refused_naming_the_file() {
         b"{\"architectures\": [\"LlamaForCausalLM\"], ",
     )
     .unwrap();
-    let err = refused(&["convert", p(&model), p(&out)]);
+    let err = exit_2(&["convert", p(&model), p(&out)]);
     assert!(err.contains("config.json"), "{err}");
 }
 
@@ -340,7 +334,7 @@ fn vocab_pre_names_a_pre_tokenizer_the_hash_table_lacks() {
     tok["pre_tokenizer"]["add_prefix_space"] = serde_json::json!(true);
     std::fs::write(&path, serde_json::to_vec(&tok).unwrap()).unwrap();
     let out = dir.path().join("gpt2.gguf");
-    let err = refused(&["convert", p(&model), p(&out), "--dtype", "F16"]);
+    let err = exit_2(&["convert", p(&model), p(&out), "--dtype", "F16"]);
     assert!(
         err.contains("tokenizer.json") && err.contains("check hash") && err.contains("--vocab-pre"),
         "{err}"
@@ -357,11 +351,11 @@ fn vocab_pre_names_a_pre_tokenizer_the_hash_table_lacks() {
         "gpt-2",
     ]);
     same(&out, "hf/arch/gpt2.F16.gguf");
-    let err = refused(&["convert", p(&model), p(&out), "--vocab-pre", "gpt-3"]);
+    let err = exit_2(&["convert", p(&model), p(&out), "--vocab-pre", "gpt-3"]);
     assert!(err.contains("--vocab-pre gpt-3") && err.contains("llama-bpe"), "{err}");
     let spm = copy_model(dir.path());
     let out = dir.path().join("spm.gguf");
-    let err = refused(&["convert", p(&spm), p(&out), "--vocab-pre", "gpt-2"]);
+    let err = exit_2(&["convert", p(&spm), p(&out), "--vocab-pre", "gpt-2"]);
     assert!(err.contains("not a tokenizer.json one"), "{err}");
     assert!(!out.exists());
 }
@@ -426,10 +420,10 @@ fn lora_conversions_refuse_what_they_cannot_write() {
     let out = dir.path().join("x.gguf");
     let adapter = fixture("hf/lora/llama");
     // The adapter names a hub id, which is never fetched.
-    let msg = refused(&["convert", p(&adapter), p(&out)]);
+    let msg = exit_2(&["convert", p(&adapter), p(&out)]);
     assert!(msg.contains("modelconv/tiny-llama") && msg.contains("--base"), "{msg}");
     // --base on a model that is not an adapter.
-    let msg = refused(&[
+    let msg = exit_2(&[
         "convert",
         p(&fixture("hf/tiny-llama")),
         p(&out),
@@ -438,11 +432,11 @@ fn lora_conversions_refuse_what_they_cannot_write() {
     ]);
     assert!(msg.contains("not a PEFT adapter"), "{msg}");
     // A base whose conversion transposes (GPT-2's Conv1D weights).
-    let msg = refused(&["convert", p(&adapter), p(&out), "--base", p(&fixture("hf/arch/gpt2"))]);
+    let msg = exit_2(&["convert", p(&adapter), p(&out), "--base", p(&fixture("hf/arch/gpt2"))]);
     assert!(msg.contains("transposes"), "{msg}");
     // Adapters are converted, not quantized.
     let base = fixture("hf/tiny-llama");
-    let msg = refused(&["quantize", p(&adapter), "--base", p(&base), "--q4_k", "-o", p(&out)]);
+    let msg = exit_2(&["quantize", p(&adapter), "--base", p(&base), "--q4_k", "-o", p(&out)]);
     assert!(msg.contains("not quantized"), "{msg}");
     // Not LoRA, DoRA, or a pair missing its half.
     for (edit, want) in [(r#""peft_type": "IA3""#, "LoRA only"), (r#""use_dora": true"#, "DoRA")] {
@@ -465,7 +459,7 @@ fn lora_conversions_refuse_what_they_cannot_write() {
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(copy.join("adapter_config.json"), edited).unwrap();
-        let msg = refused(&["convert", p(&copy), p(&out), "--base", p(&base)]);
+        let msg = exit_2(&["convert", p(&copy), p(&out), "--base", p(&base)]);
         assert!(msg.contains(want), "{msg}");
     }
     assert!(!out.exists());
@@ -479,7 +473,7 @@ fn a_qwen3_reranker_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let model = arch_folder_as(dir.path(), "qwen3", "Qwen3-Reranker-0.6B");
     let out = dir.path().join("x.gguf");
-    let msg = refused(&["convert", p(&model), p(&out)]);
+    let msg = exit_2(&["convert", p(&model), p(&out)]);
     assert!(msg.contains("reranker"), "{msg}");
     assert!(!out.exists());
 }
@@ -508,7 +502,7 @@ fn vision_projector_conversions_refuse_what_they_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.gguf");
     // A text-only class has no projector; the message lists those that do.
-    let msg = refused(&["convert", p(&fixture("hf/tiny-llama")), p(&out), "--mmproj"]);
+    let msg = exit_2(&["convert", p(&fixture("hf/tiny-llama")), p(&out), "--mmproj"]);
     assert!(
         msg.contains("no vision projector") && msg.contains("SmolVLMForConditionalGeneration"),
         "{msg}"
@@ -516,9 +510,9 @@ fn vision_projector_conversions_refuse_what_they_cannot_write() {
     // Not GGUF output, or quantized.
     let folder = fixture("hf/mmproj/smolvlm");
     let st = dir.path().join("x.safetensors");
-    let msg = refused(&["convert", p(&folder), p(&st), "--mmproj"]);
+    let msg = exit_2(&["convert", p(&folder), p(&st), "--mmproj"]);
     assert!(msg.contains("GGUF output only"), "{msg}");
-    let msg = refused(&["quantize", p(&folder), "--mmproj", "--q4_k", "-o", p(&out)]);
+    let msg = exit_2(&["quantize", p(&folder), "--mmproj", "--q4_k", "-o", p(&out)]);
     assert!(msg.contains("not quantized"), "{msg}");
     // No image normalisation.
     let copy = dir.path().join("smolvlm");
@@ -531,7 +525,7 @@ fn vision_projector_conversions_refuse_what_they_cannot_write() {
         r#"{"image_std": [0.5, 0.5, 0.5]}"#,
     )
     .unwrap();
-    let msg = refused(&["convert", p(&copy), p(&out), "--mmproj"]);
+    let msg = exit_2(&["convert", p(&copy), p(&out), "--mmproj"]);
     assert!(
         msg.contains("image_mean") && msg.contains("preprocessor_config.json"),
         "{msg}"

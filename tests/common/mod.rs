@@ -272,3 +272,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Exit 2 (bad input, refused) and the message on stderr.
+pub fn exit_2(args: &[&str]) -> String {
+    let (code, err) = stderr_of(args);
+    assert_eq!(code, 2, "{args:?}: {err}");
+    err
+}

@@ -250,6 +250,72 @@ def llama_cpp_runs_every_q4_k_m_we_write():
             assert decoded > 0, f"{model}: llama-simple decoded no tokens"
 
 
+TEXTS = SENTENCES + ["  two leading spaces", "tabs\tand 12345 numbers", "Ünïcödé, emoji 🦙 and\n\nnewlines"]
+
+
+def causal_logits(ids, folder, gguf_file=None):
+    """transformers' F32 logits on token `ids`: of a Hugging Face folder,
+    or of a GGUF as transformers reads one (gguf_file)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def gguf_to_hf(gguf, *args):
+    out = TMP / (Path(gguf).stem + "-hf" + "".join(a.strip("-") for a in args))
+    if not out.exists():
+        run(MC, "convert", gguf, out, "--to", "hf", *args)
+    return out
+
+
+@check
+def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
+    """convert x.gguf OUT --to hf: transformers loads OUT; its logits equal
+    transformers' own reading of the GGUF (from_pretrained(gguf_file=…))
+    within 1e-4, at the weights' type and at Q4_K_M (dequantized), sharded
+    too; its tokenizer gives the ids the original folder's does in
+    transformers, and its tokenizer.model (sentencepiece) or tokenizer.json
+    those llama-tokenize gives on the GGUF (transformers' own GGUF
+    tokenizer differs from both on leading spaces, so it is not the
+    reference here; nor is the original folder's for llama3-rope, whose
+    trained SentencePiece model strips extra spaces, a normalizer rule a
+    GGUF does not carry and llama.cpp does not apply). Llama 3.1's rope_freqs come back as the
+    rope_parameters they were made from (transformers' GGUF reader drops
+    them), so that folder is compared with the original one instead."""
+    from transformers import AutoTokenizer
+    for model in ["llama-spm", "qwen2-bpe", "qwen3-bpe", "llama3-rope"]:
+        own = TMP / f"ours-{model}.gguf"
+        if not own.exists():
+            run(MC, "convert", MODELS / model, own)
+        for gguf, args in [(own, ()), (ours_q4_k_m(model), ("--max-shard-size", "20MB"))]:
+            out = gguf_to_hf(gguf, *args)
+            prompt = AutoTokenizer.from_pretrained(out).encode(SENTENCES[0])
+            got = causal_logits(prompt, out)
+            if model == "llama3-rope":
+                want = causal_logits(prompt, MODELS / model) if gguf == own else None
+            else:
+                want = causal_logits(prompt, str(Path(gguf).parent), Path(gguf).name)
+            if want is not None:
+                diff = float(np.abs(got - want).max())
+                assert diff <= 1e-4, f"{model} {gguf.name}: logits differ by {diff}"
+            ours_tok, original = AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(MODELS / model)
+            for text in TEXTS:
+                ids = ours_tok.encode(text)
+                if model != "llama3-rope":  # (its trained SentencePiece model's normalizer is not in a GGUF)
+                    assert ids == original.encode(text), \
+                        f"{model}: {text!r}: {ids}, the original folder's {original.encode(text)}"
+                if (MODELS / model / "tokenizer.model").exists():
+                    import sentencepiece
+                    sp = sentencepiece.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
+                    ids = [ours_tok.bos_token_id] + sp.encode(text)
+                lt = run(BIN / "llama-tokenize", "-m", gguf, "--stdin", "--no-escape", "--ids", "--log-disable",
+                         stdin=text)
+                assert ids == json.loads(lt.strip().splitlines()[-1]), f"{model}: {text!r}: {ids}, llama-tokenize {lt!r}"
+
+
 def vocab_tests(name):
     sep = "\n__ggml_vocab_test__\n"
     inp = (SRC / "models" / f"ggml-vocab-{name}.gguf.inp").read_text(encoding="utf-8").split(sep)
@@ -379,9 +445,20 @@ def llama_mtmd_cli_encodes_an_image_with_our_gemma3_projector():
 
 
 def completion(*args):
-    """llama-completion's greedy continuation of a fixed prompt."""
-    return run(BIN / "llama-completion", *args, "-p", "hello world", "-n", "12", "--temp", "0", "-t", "2",
-               "-no-cnv", "--no-warmup")
+    """llama-completion's greedy continuation of a fixed prompt. It prints
+    through llama.cpp's asynchronous log, which can lose the end of the
+    text when the process exits first (one full-suite run saw it): the
+    text two runs in a row agree on."""
+    def once():
+        return run(BIN / "llama-completion", *args, "-p", "hello world", "-n", "12", "--temp", "0", "-t", "2",
+                   "-no-cnv", "--no-warmup")
+    last = once()
+    for _ in range(5):
+        now = once()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"llama-completion {args}: no two runs printed the same text")
 
 
 @check

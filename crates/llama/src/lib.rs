@@ -16,6 +16,8 @@ pub mod arch;
 pub mod bpe;
 pub mod card;
 pub mod config;
+pub mod export;
+mod export_vocab;
 mod fp8;
 pub mod lora;
 pub mod meta;

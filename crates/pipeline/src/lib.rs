@@ -364,6 +364,11 @@ pub struct Request {
     /// its output type ([`modelconv_llama::apply`]): `convert` and
     /// `quantize` of a model folder to GGUF.
     pub hf: Option<(modelconv_llama::Folder, modelconv_llama::OutType)>,
+    /// The way back: a GGUF in llama.cpp's conventions to a Hugging Face
+    /// folder's names and layout ([`modelconv_llama::export::to_hf`]), its
+    /// block-quantized tensors dequantized to F32 unless `cast` says
+    /// otherwise; the folder's other files come back in [`Outcome::files`].
+    pub to_hf: bool,
     pub include: Vec<Regex>,
     pub exclude: Vec<Regex>,
     pub rename: Vec<(Regex, String)>,
@@ -392,6 +397,8 @@ pub struct Outcome {
     /// Tensors a cast or quantization left as they were although they are
     /// not of the requested type, with the reason.
     pub unchanged: Vec<KeptTensor>,
+    /// Files to write beside the weights (`to_hf`: config.json, tokenizer).
+    pub files: modelconv_llama::export::SideFiles,
 }
 
 impl Request {
@@ -428,6 +435,12 @@ impl Request {
         let mut out = Outcome::default();
         if let Some((folder, ty)) = &self.hf {
             modelconv_llama::apply(model, folder, *ty)?;
+        }
+        if self.to_hf {
+            out.files = modelconv_llama::export::to_hf(model, self.cast)?;
+            if self.cast.is_none() {
+                dequantize_blocks(model)?;
+            }
         }
         let had = model.tensors.len();
         select(model, &self.include, &self.exclude);
@@ -480,6 +493,18 @@ impl Request {
         }
         Ok(out)
     }
+}
+
+/// Every block-quantized tensor of `model` as F32 (what a Hugging Face
+/// folder holds of a quantized GGUF); float and integer tensors kept.
+fn dequantize_blocks(model: &mut Model) -> Result<()> {
+    for t in &mut model.tensors {
+        if t.info.dtype.is_quantized() {
+            let data = source_as(t, DType::F32, TypeOptions::default(), None)?;
+            retype(t, DType::F32, data)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `t`'s elements can be read as numbers (floats, integers, and

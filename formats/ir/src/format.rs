@@ -234,6 +234,12 @@ pub trait Writer: Sync {
     fn llama_conventions(&self) -> bool {
         false
     }
+    /// The weights file of a Hugging Face model folder, when this is the
+    /// format such folders hold (`convert x.gguf DIR --to hf` writes it
+    /// there, its shards and index beside it).
+    fn hf_weights_file(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// A fully planned output.

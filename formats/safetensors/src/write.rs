@@ -21,6 +21,9 @@ struct Plan {
 }
 
 impl Writer for SafetensorsWriter {
+    fn hf_weights_file(&self) -> Option<&'static str> {
+        Some("model.safetensors")
+    }
     fn plan(&self, model: &Model, dest: &Path, opts: &WriteOptions) -> Result<Box<dyn WritePlan>> {
         model.check_unique_names()?;
         model.refuse_types(

@@ -28,6 +28,13 @@ enum Kind {
     GraniteMoe,
 }
 
+static LLAMA_EXPORT: crate::export::Export = crate::export::Export {
+    hf_class: "LlamaForCausalLM",
+    model_type: "llama",
+    unpermute_qk: true,
+    extra: crate::export::no_extra,
+};
+
 pub static LLAMA: Llama = Llama {
     classes: &[
         "LlamaForCausalLM",
@@ -99,6 +106,11 @@ impl Architecture for Llama {
     }
     fn reads_add_prefix_space(&self) -> bool {
         true
+    }
+    fn export(&self) -> Option<&'static crate::export::Export> {
+        // LLaMA itself (Mistral is the same layout); its subclasses' extra
+        // keys and Mixtral's stacked experts have no way back yet.
+        (self.name == "llama").then_some(&LLAMA_EXPORT)
     }
     fn filter(&self, name: &str) -> Option<String> {
         Some(name.replace("language_model.", "").replace("text_model.", ""))
@@ -243,26 +255,71 @@ pub(super) fn llama3_rope(cx: &Ctx, default_factor: f64) -> Result<Vec<Computed>
             "config.json: rotary dimension {dim} for rope_freqs"
         )));
     }
-    let factor = num("factor", default_factor);
-    let low = num("low_freq_factor", 1.0);
-    let high = num("high_freq_factor", 4.0);
-    let old_ctx = num("original_max_position_embeddings", 8192.0);
-    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
-    let f32_ = |x: f64| x as f32;
-    let mut out = Vec::new();
-    for i in (0..dim).step_by(2) {
-        let e = i as f32 / dim as f32;
-        let freq = 1.0f32 / f32_(base).powf(e);
-        let wavelen = f32_(2.0 * std::f64::consts::PI) / freq;
-        let v = if wavelen < f32_(high_wavelen) {
-            1.0
-        } else if wavelen > f32_(low_wavelen) {
-            f32_(factor)
-        } else {
-            let smooth = (f32_(old_ctx) / wavelen - f32_(low)) / f32_(high - low);
-            1.0f32 / ((1.0f32 - smooth) / f32_(factor) + smooth)
-        };
-        out.push(v);
+    let scaling = Llama3Rope {
+        factor: num("factor", default_factor),
+        low: num("low_freq_factor", 1.0),
+        high: num("high_freq_factor", 4.0),
+        old_ctx: num("original_max_position_embeddings", 8192.0),
+    };
+    Ok(vec![("rope_freqs.weight".into(), scaling.factors(base, dim))])
+}
+
+/// Llama 3's rope scaling parameters (`rope_parameters` of type llama3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Llama3Rope {
+    pub factor: f64,
+    pub low: f64,
+    pub high: f64,
+    pub old_ctx: f64,
+}
+
+impl Llama3Rope {
+    /// The `rope_freqs` values for rotary dimension `dim` and base `base`.
+    pub fn factors(&self, base: f64, dim: u64) -> Vec<f32> {
+        let (low_wavelen, high_wavelen) = (self.old_ctx / self.low, self.old_ctx / self.high);
+        let f32_ = |x: f64| x as f32;
+        let mut out = Vec::new();
+        for i in (0..dim).step_by(2) {
+            let e = i as f32 / dim as f32;
+            let freq = 1.0f32 / f32_(base).powf(e);
+            let wavelen = f32_(2.0 * std::f64::consts::PI) / freq;
+            let v = if wavelen < f32_(high_wavelen) {
+                1.0
+            } else if wavelen > f32_(low_wavelen) {
+                f32_(self.factor)
+            } else {
+                let smooth = (f32_(self.old_ctx) / wavelen - f32_(self.low)) / f32_(self.high - self.low);
+                1.0f32 / ((1.0f32 - smooth) / f32_(self.factor) + smooth)
+            };
+            out.push(v);
+        }
+        out
     }
-    Ok(vec![("rope_freqs.weight".into(), out)])
+
+    /// The parameters that give `values` exactly, searched over the
+    /// values released models use (low 1, 2; high 2, 4, 8; an original
+    /// context a power of two from 256 to 1M), the factor being the
+    /// largest value: rope_freqs keeps only the factors, config.json
+    /// needs the parameters back.
+    pub fn recover(values: &[f32], base: f64, dim: u64) -> Option<Llama3Rope> {
+        let factor = f64::from(values.iter().copied().fold(f32::MIN, f32::max));
+        let lows = [1.0, 2.0, 0.5];
+        let highs = [4.0, 2.0, 8.0, 16.0];
+        for &low in &lows {
+            for &high in highs.iter().filter(|&&h| h > low) {
+                for k in 8..=20 {
+                    let p = Llama3Rope {
+                        factor,
+                        low,
+                        high,
+                        old_ctx: f64::from(1u32 << k),
+                    };
+                    if p.factors(base, dim) == values {
+                        return Some(p);
+                    }
+                }
+            }
+        }
+        None
+    }
 }

@@ -20,7 +20,7 @@ mod glm4;
 mod gpt2;
 mod gpt_oss;
 mod gptneox;
-mod llama;
+pub(crate) mod llama;
 mod olmo2;
 mod phi3;
 mod qwen;
@@ -187,6 +187,11 @@ pub trait Architecture: Sync {
     fn forced_type(&self, _hf: &str, _gguf: &str, _out: DType) -> Option<DType> {
         None
     }
+    /// The way back to a Hugging Face folder (`convert x.gguf DIR --to
+    /// hf`), where this build has it.
+    fn export(&self) -> Option<&'static crate::export::Export> {
+        None
+    }
 }
 
 /// ModelBase.filter_tensors: DeepSeek-V3's router bias spelled as a bias,
@@ -250,6 +255,17 @@ pub fn supported_projectors() -> Vec<&'static str> {
 /// The GGUF name of HF tensor `name` in `tables`, or `None` when it has no
 /// place. The first all-digit part of the name is the block number.
 pub fn map_name(tables: &[Table], name: &str) -> Option<String> {
+    translate(tables, name, false)
+}
+
+/// The Hugging Face name of GGUF tensor `name`: the tables read backwards,
+/// the first entry with that GGUF name winning (where two HF names share
+/// one, as Falcon-40B's norms do, the first is the family's usual one).
+pub fn unmap_name(tables: &[Table], name: &str) -> Option<String> {
+    translate(tables, name, true)
+}
+
+fn translate(tables: &[Table], name: &str, backwards: bool) -> Option<String> {
     let (stem, suffix) = [".weight", ".bias"]
         .iter()
         .find_map(|s| name.strip_suffix(s).map(|stem| (stem, *s)))?;
@@ -265,7 +281,11 @@ pub fn map_name(tables: &[Table], name: &str) -> Option<String> {
         }
         None => stem.to_string(),
     };
-    let (_, to) = tables.iter().flat_map(|t| t.iter()).find(|(from, _)| *from == key)?;
+    let (_, to) = tables
+        .iter()
+        .flat_map(|t| t.iter())
+        .map(|&(hf, gguf)| if backwards { (gguf, hf) } else { (hf, gguf) })
+        .find(|(from, _)| *from == key)?;
     let to = match bid {
         Some(i) => to.replace("{bid}", parts[i]),
         None => to.to_string(),

@@ -5,6 +5,7 @@
 
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, QK_NORM};
 use super::{pooling, text_parameters, Architecture, Ctx, Table, Vocab};
+use crate::export::{Export, Hparams};
 use modelconv_ir::{Error, Metadata, Result};
 
 pub struct Qwen {
@@ -13,6 +14,7 @@ pub struct Qwen {
     tables: &'static [Table],
     /// The bare base model, whose names lack `model.`.
     base: &'static str,
+    export: Export,
 }
 
 pub static QWEN2: Qwen = Qwen {
@@ -20,6 +22,12 @@ pub static QWEN2: Qwen = Qwen {
     name: "qwen2",
     tables: &[DECODER, LM_HEAD, FFN_NORM],
     base: "Qwen2Model",
+    export: Export {
+        hf_class: "Qwen2ForCausalLM",
+        model_type: "qwen2",
+        unpermute_qk: false,
+        extra: no_sliding_window,
+    },
 };
 
 pub static QWEN3: Qwen = Qwen {
@@ -27,7 +35,20 @@ pub static QWEN3: Qwen = Qwen {
     name: "qwen3",
     tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM],
     base: "Qwen3Model",
+    export: Export {
+        hf_class: "Qwen3ForCausalLM",
+        model_type: "qwen3",
+        unpermute_qk: false,
+        extra: no_sliding_window,
+    },
 };
+
+/// Qwen2/Qwen3 configs name sliding-window attention, which the
+/// conversion does not carry: off, as the released models ship it.
+fn no_sliding_window(_: &Hparams, c: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    c.insert("use_sliding_window".into(), serde_json::Value::Bool(false));
+    Ok(())
+}
 
 impl Architecture for Qwen {
     fn hf_classes(&self) -> &'static [&'static str] {
@@ -44,6 +65,13 @@ impl Architecture for Qwen {
     }
     fn canonical(&self, hf_class: &str, name: String) -> String {
         with_model_prefix(&[self.base], hf_class, name)
+    }
+    fn export(&self) -> Option<&'static Export> {
+        // (Statics only: QWEN2 and QWEN3 live for the whole program.)
+        [&QWEN2, &QWEN3]
+            .into_iter()
+            .find(|q| q.name == self.name)
+            .map(|q| &q.export)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         if self.name == "qwen3" && is_qwen3_reranker(cx)? {

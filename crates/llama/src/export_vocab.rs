@@ -1,0 +1,310 @@
+//! `tokenizer.ggml.*` back to Hugging Face tokenizer files: a `llama`
+//! (SentencePiece) vocabulary as a `tokenizer.model` protobuf, which
+//! transformers and sentencepiece both read; a `gpt2` (byte-level BPE) one
+//! as a `tokenizer.json` with the pre-tokenizer llama.cpp's name stands
+//! for; and tokenizer_config.json with the special tokens, the BOS/EOS
+//! flags and the chat template.
+
+use crate::export::{pretty, Hparams, SideFiles};
+use modelconv_ir::{Array, Error, Result, Value};
+use serde_json::{json, Map, Value as Json};
+use std::path::Path;
+
+/// GGUF token types (the numbers sentencepiece's piece types use).
+const UNKNOWN: i32 = 2;
+const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
+const BYTE: i32 = 6;
+
+/// GPT-2's byte-level split, which `pre_tokenizers.ByteLevel(use_regex)`
+/// applies itself.
+const BYTE_LEVEL: &[&str] = &["gpt-2", "olmo", "gpt2"];
+/// llama.cpp's LLAMA3 pre-tokenizer regex (llama-vocab.cpp), which
+/// Llama 3's tokenizer.json splits with.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// llama.cpp's QWEN2 pre-tokenizer regex.
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The tokenizer files and tokenizer_config.json of `h`'s vocabulary.
+pub fn tokenizer_files(h: &Hparams, path: &Path) -> Result<SideFiles> {
+    let v = Vocab::read(h, path)?;
+    let mut files = match v.model.as_str() {
+        "llama" => vec![("tokenizer.model".to_string(), sentencepiece_model(&v, h))],
+        "gpt2" => vec![("tokenizer.json".to_string(), pretty(&bpe_json(&v, h, path)?)?)],
+        other => {
+            return Err(Error::unsupported(format!(
+                "{}: tokenizer.ggml.model '{other}' is not written back to Hugging Face files by this build \
+                 (llama and gpt2 are)",
+                path.display()
+            )))
+        }
+    };
+    files.push(("tokenizer_config.json".to_string(), pretty(&tokenizer_config(&v, h))?));
+    Ok(files)
+}
+
+struct Vocab {
+    model: String,
+    tokens: Vec<String>,
+    scores: Vec<f32>,
+    types: Vec<i32>,
+}
+
+impl Vocab {
+    fn read(h: &Hparams, path: &Path) -> Result<Vocab> {
+        let model = h
+            .md
+            .get("tokenizer.ggml.model")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::malformed(path, "no tokenizer.ggml.model: a Hugging Face folder needs a tokenizer"))?
+            .to_string();
+        let tokens: Vec<String> = h
+            .strings("tokenizer.ggml.tokens")
+            .ok_or_else(|| Error::malformed(path, "no tokenizer.ggml.tokens"))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let scores = match h.md.get("tokenizer.ggml.scores") {
+            Some(Value::Array(Array::F32(s))) => s.clone(),
+            _ => vec![0.0; tokens.len()],
+        };
+        let types = match h.md.get("tokenizer.ggml.token_type") {
+            Some(Value::Array(Array::I32(t))) => t.clone(),
+            _ => vec![1; tokens.len()],
+        };
+        if scores.len() != tokens.len() || types.len() != tokens.len() {
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "{} tokens but {} scores and {} token types",
+                    tokens.len(),
+                    scores.len(),
+                    types.len()
+                ),
+            ));
+        }
+        Ok(Vocab {
+            model,
+            tokens,
+            scores,
+            types,
+        })
+    }
+
+    fn special(&self, h: &Hparams, which: &str) -> Option<&str> {
+        let id = usize::try_from(h.token_id(which)?).ok()?;
+        self.tokens.get(id).map(String::as_str)
+    }
+}
+
+/// A protobuf writer for the few message shapes sentencepiece_model.proto
+/// needs: varints, length-delimited fields, fixed32 floats.
+#[derive(Default)]
+struct Proto(Vec<u8>);
+
+impl Proto {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    fn key(&mut self, field: u64, wire: u64) {
+        self.varint(field << 3 | wire);
+    }
+    fn int(&mut self, field: u64, v: i64) {
+        self.key(field, 0);
+        // int32 fields: negative values as ten-byte two's complement.
+        self.varint(v as u64);
+    }
+    fn bytes(&mut self, field: u64, b: &[u8]) {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn float(&mut self, field: u64, f: f32) {
+        self.key(field, 5);
+        self.0.extend_from_slice(&f.to_le_bytes());
+    }
+}
+
+/// `ModelProto`: the pieces (piece = 1, score = 2, type = 3), a
+/// `TrainerSpec` (model_type = 3: BPE, which is how llama.cpp's SPM
+/// tokenizer merges; vocab_size = 4; byte_fallback = 35 when there are
+/// byte pieces; unk/bos/eos/pad ids = 40…43) and a `NormalizerSpec`
+/// (name = 1 "identity", add_dummy_prefix = 3 from add_space_prefix,
+/// remove_extra_whitespaces = 4 false, escape_whitespaces = 5 true).
+fn sentencepiece_model(v: &Vocab, h: &Hparams) -> Vec<u8> {
+    let mut m = Proto::default();
+    for ((t, s), ty) in v.tokens.iter().zip(&v.scores).zip(&v.types) {
+        let mut p = Proto::default();
+        p.bytes(1, t.as_bytes());
+        p.float(2, *s);
+        p.int(3, i64::from(*ty));
+        m.bytes(1, &p.0);
+    }
+    let id = |which: &str, default: i64| h.token_id(which).map_or(default, |i| i as i64);
+    let mut trainer = Proto::default();
+    trainer.int(3, 2);
+    trainer.int(4, v.tokens.len() as i64);
+    if v.types.contains(&BYTE) {
+        trainer.int(35, 1);
+    }
+    let unk = v.types.iter().position(|&t| t == UNKNOWN).map_or(0, |i| i as i64);
+    trainer.int(40, id("unknown", unk));
+    trainer.int(41, id("bos", -1));
+    trainer.int(42, id("eos", -1));
+    trainer.int(43, id("padding", -1));
+    m.bytes(2, &trainer.0);
+    let mut norm = Proto::default();
+    norm.bytes(1, b"identity");
+    norm.int(3, i64::from(h.flag("tokenizer.ggml.add_space_prefix").unwrap_or(true)));
+    norm.int(4, 0);
+    norm.int(5, 1);
+    m.bytes(3, &norm.0);
+    m.0
+}
+
+/// GPT-2's byte ↔ printable character table (`bytes_to_unicode`).
+fn byte_chars() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+        table[b as usize] = if printable {
+            char::from(b)
+        } else {
+            let c = char::from_u32(next).unwrap_or('\0');
+            next += 1;
+            c
+        };
+    }
+    table
+}
+
+/// The pre-tokenizer of llama.cpp's pre name: its split regex, then the
+/// byte-level mapping.
+fn pre_tokenizer(pre: &str, path: &Path) -> Result<Json> {
+    let split = match pre {
+        p if BYTE_LEVEL.contains(&p) => {
+            return Ok(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}))
+        }
+        "llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe" | "dbrx" => LLAMA3_SPLIT,
+        "qwen2" | "deepseek-r1-qwen" | "megrez" => QWEN2_SPLIT,
+        other => {
+            return Err(Error::unsupported(format!(
+                "{}: pre-tokenizer '{other}' is not written back by this build (gpt-2, olmo, llama-bpe and qwen2 are)",
+                path.display()
+            )))
+        }
+    };
+    Ok(json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+    ]}))
+}
+
+/// A byte-level BPE `tokenizer.json`: every token in the vocabulary (one
+/// outside the byte alphabet spelled in it, as tokenizers stores added
+/// tokens' pieces), the merges, control tokens as special added tokens and
+/// user-defined ones as plain added tokens, BOS prepended when
+/// `add_bos_token`.
+fn bpe_json(v: &Vocab, h: &Hparams, path: &Path) -> Result<Json> {
+    let chars = byte_chars();
+    let alphabet: std::collections::HashSet<char> = chars.iter().copied().collect();
+    let mut vocab = Map::new();
+    let mut added = Vec::new();
+    for (i, (t, ty)) in v.tokens.iter().zip(&v.types).enumerate() {
+        let piece: String = if t.chars().all(|c| alphabet.contains(&c)) {
+            t.clone()
+        } else {
+            t.bytes().map(|b| chars[b as usize]).collect()
+        };
+        vocab.insert(piece, json!(i));
+        if *ty == CONTROL || *ty == USER_DEFINED {
+            added.push(
+                json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": *ty == CONTROL}),
+            );
+        }
+    }
+    let merges: Vec<Json> = h
+        .strings("tokenizer.ggml.merges")
+        .ok_or_else(|| Error::malformed(path, "a gpt2 vocabulary with no tokenizer.ggml.merges"))?
+        .iter()
+        .map(|m| json!(m.split_once(' ').map_or([m, ""], |(a, b)| [a, b])))
+        .collect();
+    let pre =
+        h.md.get("tokenizer.ggml.pre")
+            .and_then(Value::as_str)
+            .unwrap_or("gpt-2");
+    let ignore_merges = matches!(pre, "llama-bpe" | "llama3" | "llama-v3");
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
+    let post = match (h.flag("tokenizer.ggml.add_bos_token"), v.special(h, "bos")) {
+        (Some(true), Some(bos)) => {
+            let id = h.token_id("bos").unwrap_or(0);
+            let seq = |s: &str| json!({"Sequence": {"id": s, "type_id": 0}});
+            let bos_piece = json!({"SpecialToken": {"id": bos, "type_id": 0}});
+            let mut specials = Map::new();
+            specials.insert(bos.to_string(), json!({"id": bos, "ids": [id], "tokens": [bos]}));
+            json!({"type": "TemplateProcessing",
+                "single": [bos_piece, seq("A")],
+                "pair": [bos_piece, seq("A"), bos_piece, seq("B")],
+                "special_tokens": specials})
+        }
+        _ => byte_level.clone(),
+    };
+    Ok(json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer(pre, path)?,
+        "post_processor": post,
+        "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges,
+            "vocab": vocab, "merges": merges},
+    }))
+}
+
+/// tokenizer_config.json: the class, the special tokens by text, the
+/// BOS/EOS flags and the chat template.
+fn tokenizer_config(v: &Vocab, h: &Hparams) -> Json {
+    let mut c = Map::new();
+    let class = if v.model == "llama" {
+        "LlamaTokenizer"
+    } else {
+        "PreTrainedTokenizerFast"
+    };
+    c.insert("tokenizer_class".into(), json!(class));
+    for (key, which) in [
+        ("bos_token", "bos"),
+        ("eos_token", "eos"),
+        ("unk_token", "unknown"),
+        ("pad_token", "padding"),
+    ] {
+        if let Some(t) = v.special(h, which) {
+            c.insert(key.into(), json!(t));
+        }
+    }
+    // Absent, llama.cpp adds BOS to a SentencePiece vocabulary's text
+    // (llama-vocab.cpp's default for LLAMA_VOCAB_TYPE_SPM): say so.
+    let bos = h
+        .flag("tokenizer.ggml.add_bos_token")
+        .or((v.model == "llama").then_some(true));
+    let eos = h.flag("tokenizer.ggml.add_eos_token");
+    for (key, b) in [("add_bos_token", bos), ("add_eos_token", eos)] {
+        if let Some(b) = b {
+            c.insert(key.into(), json!(b));
+        }
+    }
+    if let Some(t) = h.md.get("tokenizer.chat_template").and_then(Value::as_str) {
+        c.insert("chat_template".into(), json!(t));
+    }
+    if let Ok(n) = h.uint("context_length") {
+        c.insert("model_max_length".into(), json!(n));
+    }
+    Json::Object(c)
+}
