@@ -221,7 +221,11 @@ struct HfFolderOut {
 
 impl HfFolderOut {
     fn of(args: &Args, dtype: Option<DType>) -> Result<Option<HfFolderOut>> {
-        if args.to.as_deref() != Some(registry::HF_FOLDER) {
+        if !args
+            .to
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(registry::HF_FOLDER))
+        {
             return Ok(None);
         }
         let dir = args.output.clone();
