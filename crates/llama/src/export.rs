@@ -52,8 +52,13 @@ pub fn to_hf(model: &mut Model, cast: Option<DType>) -> Result<SideFiles> {
             supported().join(", ")
         ))
     })?;
+    // The GGUF's keys move into config.json and the tokenizer files (not
+    // copied: a vocabulary's arrays are megabytes); the weights carry what
+    // transformers' save_pretrained writes.
+    let mut kept = Metadata::new();
+    kept.set("format", Value::String("pt".into()));
     let h = Hparams {
-        md: md.clone(),
+        md: std::mem::replace(&mut model.metadata, kept),
         arch: name,
     };
     let rope = llama3_rope(model, &h)?;
@@ -71,10 +76,6 @@ pub fn to_hf(model: &mut Model, cast: Option<DType>) -> Result<SideFiles> {
     }
     let mut files = vec![("config.json".to_string(), pretty(&config)?)];
     files.extend(crate::export_vocab::tokenizer_files(&h, &model.path)?);
-    // The GGUF's keys now live in those files; the weights carry what
-    // transformers' save_pretrained writes.
-    model.metadata = Metadata::new();
-    model.metadata.set("format", Value::String("pt".into()));
     Ok(files)
 }
 

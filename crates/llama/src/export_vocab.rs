@@ -6,15 +6,11 @@
 //! flags and the chat template.
 
 use crate::export::{pretty, Hparams, SideFiles};
+// GGUF token types are sentencepiece's piece types.
+use crate::spm::{BYTE, CONTROL, UNKNOWN, USER_DEFINED};
 use modelconv_ir::{Array, Error, Result, Value};
 use serde_json::{json, Map, Value as Json};
 use std::path::Path;
-
-/// GGUF token types (the numbers sentencepiece's piece types use).
-const UNKNOWN: i32 = 2;
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
-const BYTE: i32 = 6;
 
 /// GPT-2's byte-level split, which `pre_tokenizers.ByteLevel(use_regex)`
 /// applies itself.
