@@ -4,12 +4,14 @@
 use crate::report::{self, QuantizeDoc};
 use crate::{registry, util};
 use anyhow::{anyhow, bail, Result};
+use modelconv_ggml::imatrix::Imatrix;
 use modelconv_ggml::mix::{self, FileType, MixOptions};
 use modelconv_ggml::quants::can_quantize;
 use modelconv_ir::ChangedTensor;
-use modelconv_ir::{DType, OpenOptions, RewriteRequest, Stage, WriteOptions};
+use modelconv_ir::{DType, OpenOptions, RewriteRequest, Stage, Value, WriteOptions};
 use modelconv_pipeline::{Quantization, Request, Row, TypeOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("ftype").args([
@@ -24,7 +26,7 @@ pub struct Args {
     /// Output GGUF file [default: INPUT-TYPE.gguf beside the input].
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// llama.cpp file type: Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_S/M/L, Q2_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, F16, BF16, F32 (Q3_K, Q4_K, Q5_K mean the _M mixes).
+    /// llama.cpp file type (name or llama.h id): Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_S/M/L, Q2_K, Q2_K_S, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4_MOE, Q1_0, Q2_0, F16, BF16, F32 (Q3_K, Q4_K, Q5_K mean the _M mixes).
     #[arg(long = "type", value_name = "TYPE")]
     ty: Option<String>,
     /// = --type Q4_K_M
@@ -63,6 +65,24 @@ pub struct Args {
     /// Per-tensor override REGEX=TYPE (repeatable; the first match wins), e.g. 'attn_v=Q8_0'.
     #[arg(long = "tensor-type", value_name = "REGEX=TYPE")]
     tensor_type: Vec<String>,
+    /// A file of REGEX=TYPE overrides separated by spaces or newlines (after those of --tensor-type).
+    #[arg(long = "tensor-type-file", value_name = "FILE")]
+    tensor_type_file: Option<PathBuf>,
+    /// Importance matrix made by llama-imatrix (its GGUF form or the legacy .dat).
+    #[arg(long, value_name = "FILE")]
+    imatrix: Option<PathBuf>,
+    /// Use the importance matrix only for tensors whose name contains NAME (repeatable).
+    #[arg(long = "include-weights", value_name = "NAME", conflicts_with = "exclude_weights")]
+    include_weights: Vec<String>,
+    /// Do not use the importance matrix for tensors whose name contains NAME (repeatable).
+    #[arg(long = "exclude-weights", value_name = "NAME")]
+    exclude_weights: Vec<String>,
+    /// Set a metadata key in the output, KEY=TYPE:VALUE with TYPE int (written as u32, as llama-quantize does), float, bool or str (repeatable).
+    #[arg(long = "override-kv", value_name = "KEY=TYPE:VALUE")]
+    override_kv: Vec<String>,
+    /// Drop these layers (comma-separated numbers) and renumber the rest.
+    #[arg(long = "prune-layers", value_name = "L0,L1,…")]
+    prune_layers: Option<String>,
     /// Type for output.weight.
     #[arg(long, value_name = "TYPE")]
     output_tensor_type: Option<String>,
@@ -131,7 +151,9 @@ impl Args {
 fn tensor_type(s: &str) -> Result<DType> {
     let d = DType::from_user(s).ok_or_else(|| anyhow!("unknown tensor type '{s}'"))?;
     if !(can_quantize(d) && d != DType::Q8_K || matches!(d, DType::F32 | DType::F16 | DType::BF16)) {
-        bail!("tensor type {d} cannot be produced (use Q2_K…Q6_K, Q4_0…Q8_0, F16, BF16 or F32)");
+        bail!(
+            "tensor type {d} cannot be produced (use Q2_K…Q6_K, Q4_0…Q8_0, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4, Q1_0, Q2_0, F16, BF16 or F32)"
+        );
     }
     Ok(d)
 }
@@ -238,20 +260,29 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
             args.input.display()
         );
     }
+    let types = TypeOptions {
+        allow_requantize: args.allow_requantize,
+        allow_nonfinite: args.allow_nonfinite,
+    };
+    let mut quantization = Quantization::new(ft, mix, types);
+    quantization.overrides = args
+        .override_kv
+        .iter()
+        .map(|s| parse_override(s))
+        .collect::<Result<_>>()?;
+    quantization.prune_layers = prune_list(args.prune_layers.as_deref())?;
+    if let Some(path) = &args.imatrix {
+        let (m, keys) = load_imatrix(path, &args.include_weights, &args.exclude_weights, gguf)?;
+        quantization.imatrix = m;
+        quantization.overrides.extend(keys);
+    }
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
     let source_bytes = model.data_bytes();
     let inputs = util::input_files(&model);
     let request = Request {
         hf: hf.map(|f| (f, modelconv_llama::OutType::Source)),
         allow_unchanged: args.allow_unchanged,
-        quantize: Some(Quantization {
-            file_type: ft,
-            mix,
-            types: TypeOptions {
-                allow_requantize: args.allow_requantize,
-                allow_nonfinite: args.allow_nonfinite,
-            },
-        }),
+        quantize: Some(quantization),
         ..Default::default()
     };
     let mut outcome = request.apply(&mut model)?;
@@ -346,14 +377,145 @@ fn mix_options(args: &Args) -> Result<MixOptions> {
         token_embedding_type: args.token_embedding_type.as_deref().map(tensor_type).transpose()?,
         ..Default::default()
     };
-    for spec in &args.tensor_type {
+    let mut specs: Vec<String> = args.tensor_type.clone();
+    if let Some(f) = &args.tensor_type_file {
+        let text = std::fs::read_to_string(f).map_err(|e| anyhow!("--tensor-type-file {}: {e}", f.display()))?;
+        specs.extend(text.split_whitespace().map(str::to_string));
+    }
+    for spec in &specs {
         let (re, ty) = spec
             .split_once('=')
+            .filter(|(re, ty)| !re.is_empty() && !ty.is_empty())
             .ok_or_else(|| anyhow!("--tensor-type '{spec}': expected REGEX=TYPE"))?;
-        let re = regex::Regex::new(re).map_err(|e| anyhow!("--tensor-type '{spec}': {e}"))?;
+        // llama-quantize lowercases the pattern (tensor names are lowercase).
+        let re = regex::Regex::new(&re.to_lowercase()).map_err(|e| anyhow!("--tensor-type '{spec}': {e}"))?;
         mix.overrides.push((re, tensor_type(ty)?));
     }
     Ok(mix)
+}
+
+/// `--override-kv KEY=TYPE:VALUE` as llama.cpp's string_parse_kv_override
+/// reads it, with the GGUF type llama-quantize writes: int as u32 (of the
+/// absolute value), float as f32, bool, str of at most 127 bytes.
+fn parse_override(spec: &str) -> Result<(String, Value)> {
+    let bad = |why: &str| {
+        anyhow!("--override-kv '{spec}': {why} (expected KEY=TYPE:VALUE, TYPE one of int, float, bool, str)")
+    };
+    let (key, rest) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
+    if key.is_empty() || key.len() >= 128 {
+        return Err(bad("the key must be 1 to 127 bytes"));
+    }
+    let (ty, v) = rest.split_once(':').ok_or_else(|| bad("no TYPE:"))?;
+    let value = match ty {
+        "int" => {
+            let n: i64 = v.trim().parse().map_err(|_| bad("not an integer"))?;
+            Value::U32(u32::try_from(n.unsigned_abs()).map_err(|_| bad("does not fit the u32 llama-quantize writes"))?)
+        }
+        "float" => Value::F32(v.trim().parse::<f64>().map_err(|_| bad("not a number"))? as f32),
+        "bool" => match v {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(bad("a bool is true or false")),
+        },
+        "str" if v.len() > 127 => return Err(bad("the value cannot exceed 127 bytes")),
+        "str" => Value::String(v.to_string()),
+        _ => return Err(bad("unknown TYPE")),
+    };
+    Ok((key.to_string(), value))
+}
+
+/// `--prune-layers 0,3,7`: layer numbers, sorted and without repeats.
+fn prune_list(spec: Option<&str>) -> Result<Vec<u32>> {
+    let Some(spec) = spec else { return Ok(Vec::new()) };
+    let mut v = spec
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| anyhow!("--prune-layers: invalid layer id '{s}'"))
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// A key and value to set in the output.
+type MetadataKey = (String, Value);
+
+/// The importance matrix of `--imatrix`, filtered by --include-weights /
+/// --exclude-weights, and the `quantize.imatrix.*` keys llama-quantize
+/// records (none when no entry is left, as then no matrix is used).
+fn load_imatrix(
+    path: &Path,
+    include: &[String],
+    exclude: &[String],
+    gguf: &dyn modelconv_ir::Format,
+) -> Result<(Option<Arc<Imatrix>>, Vec<MetadataKey>)> {
+    let named = |e: modelconv_ir::Error| anyhow!("--imatrix {}: {e}", path.display());
+    let bytes = read_bounded(path)?;
+    let mut m = if Imatrix::is_gguf(&bytes) {
+        drop(bytes);
+        let model = registry::open_as(gguf, path, &OpenOptions::default())?;
+        Imatrix::from_gguf(&model).map_err(named)?
+    } else {
+        Imatrix::from_legacy(&bytes).map_err(named)?
+    };
+    if let Some((name, v)) = m.first_non_finite() {
+        bail!(
+            "--imatrix {}: entry '{name}' holds the non-finite value {v}",
+            path.display()
+        );
+    }
+    m.select(include, exclude);
+    if m.entries.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let mut keys = vec![(
+        "quantize.imatrix.file".to_string(),
+        Value::String(c_field(&path.to_string_lossy())),
+    )];
+    if let Some(ds) = m.datasets.first() {
+        keys.push(("quantize.imatrix.dataset".to_string(), Value::String(c_field(ds))));
+    }
+    keys.push((
+        "quantize.imatrix.entries_count".to_string(),
+        Value::U32(m.entries.len() as u32),
+    ));
+    if m.chunk_count > 0 {
+        keys.push((
+            "quantize.imatrix.chunks_count".to_string(),
+            Value::U32(m.chunk_count as u32),
+        ));
+    }
+    Ok((Some(Arc::new(m)), keys))
+}
+
+/// A string as llama-quantize stores it in a 128-byte field: at most 127
+/// bytes (cut at a character boundary).
+fn c_field(s: &str) -> String {
+    let mut end = s.len().min(127);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// The whole imatrix file, refused past 4 GiB (a 671B model's is ~100 MB).
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    const LIMIT: u64 = 4 << 30;
+    let f = std::fs::File::open(path).map_err(|e| anyhow!("--imatrix {}: {e}", path.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > LIMIT {
+        bail!(
+            "--imatrix {}: {len} bytes is more than an importance matrix can be (4 GiB)",
+            path.display()
+        );
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, LIMIT + 1), &mut bytes)
+        .map_err(|e| anyhow!("--imatrix {}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 /// -o, or `<stem>-<TYPE>.gguf` beside the input; GGUF whatever is given.

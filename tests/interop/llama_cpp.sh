@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's tools (llama-quantize, llama-simple, llama-embedding,
+# Builds llama.cpp's tools (llama-quantize, llama-imatrix, llama-simple, llama-embedding,
 # llama-tokenize, llama-gguf-split, llama-export-lora, llama-mtmd-cli, llama-completion) from the llama.cpp vendored in the llama-cpp-python source
 # package on PyPI, and unpacks its convert_hf_to_gguf.py and gguf-py. Cached
 # under target/llama.cpp-<version>/: a rerun with the tools built skips it.
@@ -12,7 +12,7 @@ version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 base="$root/target/llama.cpp-$version"
 src="$base/llama_cpp_python-$version/vendor/llama.cpp"
 bin="$base/build/bin"
-tools=(llama-quantize llama-simple llama-embedding llama-tokenize llama-gguf-split llama-export-lora llama-mtmd-cli llama-completion)
+tools=(llama-quantize llama-imatrix llama-simple llama-embedding llama-tokenize llama-gguf-split llama-export-lora llama-mtmd-cli llama-completion)
 done_all=1
 for t in "${tools[@]}"; do [ -x "$bin/$t" ] || done_all=0; done
 if [ $done_all = 1 ] && [ -f "$src/convert_hf_to_gguf.py" ]; then

@@ -6,8 +6,10 @@
 //! - [`quants`]: quantizers byte-identical to ggml's reference quantizers
 //!   (`quantize_row_*_ref`), dequantizers identical to `dequantize_row_*`,
 //!   and lazy sources that apply them chunk by chunk while a writer pulls.
+//! - [`imatrix`]: importance matrices in both of llama-imatrix's forms.
 //! - [`mix`]: llama.cpp's quantization file types and per-tensor rules
 //!   (`llama_tensor_get_type`), tensor order and fallbacks.
 
+pub mod imatrix;
 pub mod mix;
 pub mod quants;

@@ -16,94 +16,57 @@ pub struct FileType {
     pub default: DType,
 }
 
-/// The file types this build can produce, as llama-quantize spells them.
+/// The file types this build can produce, as llama-quantize spells them
+/// (tools/quantize/quantize.cpp's QUANT_OPTIONS, ids from llama.h).
 pub const FILE_TYPES: &[FileType] = &[
-    FileType {
-        name: "F32",
-        id: 0,
-        default: DType::F32,
-    },
-    FileType {
-        name: "F16",
-        id: 1,
-        default: DType::F16,
-    },
-    FileType {
-        name: "BF16",
-        id: 32,
-        default: DType::BF16,
-    },
-    FileType {
-        name: "Q4_0",
-        id: 2,
-        default: DType::Q4_0,
-    },
-    FileType {
-        name: "Q4_1",
-        id: 3,
-        default: DType::Q4_1,
-    },
-    FileType {
-        name: "Q5_0",
-        id: 8,
-        default: DType::Q5_0,
-    },
-    FileType {
-        name: "Q5_1",
-        id: 9,
-        default: DType::Q5_1,
-    },
-    FileType {
-        name: "Q8_0",
-        id: 7,
-        default: DType::Q8_0,
-    },
-    FileType {
-        name: "Q2_K",
-        id: 10,
-        default: DType::Q2_K,
-    },
-    FileType {
-        name: "Q3_K_S",
-        id: 11,
-        default: DType::Q3_K,
-    },
-    FileType {
-        name: "Q3_K_M",
-        id: 12,
-        default: DType::Q3_K,
-    },
-    FileType {
-        name: "Q3_K_L",
-        id: 13,
-        default: DType::Q3_K,
-    },
-    FileType {
-        name: "Q4_K_S",
-        id: 14,
-        default: DType::Q4_K,
-    },
-    FileType {
-        name: "Q4_K_M",
-        id: 15,
-        default: DType::Q4_K,
-    },
-    FileType {
-        name: "Q5_K_S",
-        id: 16,
-        default: DType::Q5_K,
-    },
-    FileType {
-        name: "Q5_K_M",
-        id: 17,
-        default: DType::Q5_K,
-    },
-    FileType {
-        name: "Q6_K",
-        id: 18,
-        default: DType::Q6_K,
-    },
+    FileType::new("F32", 0, DType::F32),
+    FileType::new("F16", 1, DType::F16),
+    FileType::new("BF16", 32, DType::BF16),
+    FileType::new("Q1_0", 40, DType::Q1_0),
+    FileType::new("Q2_0", 41, DType::Q2_0),
+    FileType::new("Q4_0", 2, DType::Q4_0),
+    FileType::new("Q4_1", 3, DType::Q4_1),
+    FileType::new("MXFP4_MOE", 38, DType::MXFP4),
+    FileType::new("Q5_0", 8, DType::Q5_0),
+    FileType::new("Q5_1", 9, DType::Q5_1),
+    FileType::new("Q8_0", 7, DType::Q8_0),
+    FileType::new("TQ1_0", 36, DType::TQ1_0),
+    FileType::new("TQ2_0", 37, DType::TQ2_0),
+    FileType::new("Q2_K", 10, DType::Q2_K),
+    FileType::new("Q2_K_S", 21, DType::Q2_K),
+    FileType::new("Q3_K_S", 11, DType::Q3_K),
+    FileType::new("Q3_K_M", 12, DType::Q3_K),
+    FileType::new("Q3_K_L", 13, DType::Q3_K),
+    FileType::new("IQ4_NL", 25, DType::IQ4_NL),
+    FileType::new("IQ4_XS", 30, DType::IQ4_XS),
+    FileType::new("Q4_K_S", 14, DType::Q4_K),
+    FileType::new("Q4_K_M", 15, DType::Q4_K),
+    FileType::new("Q5_K_S", 16, DType::Q5_K),
+    FileType::new("Q5_K_M", 17, DType::Q5_K),
+    FileType::new("Q6_K", 18, DType::Q6_K),
 ];
+
+impl FileType {
+    const fn new(name: &'static str, id: u32, default: DType) -> Self {
+        FileType { name, id, default }
+    }
+}
+
+/// The file types whose every tensor must be quantized under an
+/// importance matrix (`tensor_requires_imatrix`): the Q2_K tensors of a
+/// Q2_K_S file (and the IQ1/IQ2/IQ3_XXS types, which this build does not
+/// produce).
+pub fn requires_imatrix(name: &str, to: DType, ft: FileType) -> bool {
+    if name == "token_embd.weight" || name == "per_layer_token_embd.weight" || name == "output.weight" {
+        return false;
+    }
+    use DType::*;
+    match to {
+        IQ3_XXS | IQ2_XXS | IQ2_XS | IQ2_S | IQ1_M | IQ1_S => true,
+        Q2_K => ft.name == "Q2_K_S",
+        _ => false,
+    }
+}
 
 /// Tensors llama.cpp keeps in F32 whatever the file's type: 1-D tensors
 /// (norms, biases, scales) and `*_norm.weight` (convert_hf_to_gguf.py's
@@ -113,8 +76,12 @@ pub fn stays_f32(name: &str, n_dims: usize) -> bool {
 }
 
 /// Finds a file type by name, case-insensitively, with llama-quantize's
-/// aliases (Q3_K → Q3_K_M, Q4_K → Q4_K_M, Q5_K → Q5_K_M).
+/// aliases (Q3_K → Q3_K_M, Q4_K → Q4_K_M, Q5_K → Q5_K_M), or by its id
+/// in llama.h (`15` is Q4_K_M), as llama-quantize takes either.
 pub fn file_type(name: &str) -> Option<FileType> {
+    if let Ok(id) = name.parse::<u32>() {
+        return FILE_TYPES.iter().copied().find(|f| f.id == id);
+    }
     let up = name.to_ascii_uppercase();
     let canonical = match up.as_str() {
         "Q3_K" => "Q3_K_M",
@@ -136,6 +103,8 @@ pub struct MixOptions {
     pub token_embedding_type: Option<DType>,
     /// `--leave-output-tensor`: do not quantize output.weight.
     pub leave_output_tensor: bool,
+    /// An importance matrix is given (some rules choose differently then).
+    pub has_imatrix: bool,
 }
 
 /// A tensor as the mix rules see it: name, ggml dims (innermost first), type.
@@ -379,39 +348,49 @@ pub fn choose_types(
             st.tied_embeddings = false;
         }
     }
-    tensors
-        .iter()
-        .map(|t| {
-            if !allows_quantization(&t.name, &t.ne, opts.leave_output_tensor) {
-                return Ok(t.dtype);
-            }
-            let c = category(&t.name);
-            if let (Some(ty), Category::TokenEmbd) = (opts.token_embedding_type, c) {
-                return Ok(ty);
-            }
-            if let (Some(ty), Category::Output) = (opts.output_tensor_type, c) {
-                return Ok(ty);
-            }
-            let mut ty = ft.default;
-            if !ty.is_quantized() {
-                return Ok(ty);
-            }
-            let manual = opts
-                .overrides
-                .iter()
-                .find(|(re, _)| re.is_match(&t.name))
-                .map(|(_, d)| *d);
-            if let Some(m) = manual {
-                ty = m;
-            } else if !opts.pure {
-                ty = standard_type(&mut st, &hp, ft, opts, t, c, ty);
-            }
-            fallback(t, ty)
-        })
-        .collect()
+    tensors.iter().map(|t| tensor_type(&mut st, &hp, ft, opts, t)).collect()
 }
 
-/// `llama_tensor_get_type_impl` for the file types of [`FILE_TYPES`].
+/// `llama_tensor_get_type`: eligibility, the --token-embedding-type and
+/// --output-tensor-type options, --tensor-type patterns, the mix rules,
+/// then the fallback for rows that do not divide into blocks.
+fn tensor_type(st: &mut State, hp: &Hparams, ft: FileType, opts: &MixOptions, t: &TensorDesc) -> Result<DType> {
+    if !allows_quantization(&t.name, &t.ne, opts.leave_output_tensor) {
+        return Ok(t.dtype);
+    }
+    let c = category(&t.name);
+    let manual = opts
+        .overrides
+        .iter()
+        .find(|(re, _)| re.is_match(&t.name))
+        .map(|(_, d)| *d);
+    if let (Some(ty), Category::TokenEmbd) = (opts.token_embedding_type, c) {
+        // per_layer_token_embd follows the option unless a pattern names it.
+        if t.name != "per_layer_token_embd.weight" || manual.is_none() {
+            return Ok(ty);
+        }
+    }
+    if let (Some(ty), Category::Output) = (opts.output_tensor_type, c) {
+        return Ok(ty);
+    }
+    let mut ty = ft.default;
+    if !ty.is_quantized() {
+        return Ok(ty);
+    }
+    if let Some(m) = manual {
+        ty = m;
+    } else if !opts.pure {
+        ty = standard_type(st, hp, ft, opts, t, c, ty)?;
+    }
+    fallback(t, ty)
+}
+
+/// The file types of the IQ1/IQ2 family, which share most rules.
+fn is_iq1_iq2(f: &str) -> bool {
+    matches!(f, "IQ2_XXS" | "IQ2_XS" | "IQ1_S" | "IQ2_S" | "IQ2_M" | "IQ1_M")
+}
+
+/// `llama_tensor_get_type_impl`, rule for rule, in its order.
 fn standard_type(
     st: &mut State,
     hp: &Hparams,
@@ -419,119 +398,273 @@ fn standard_type(
     opts: &MixOptions,
     t: &TensorDesc,
     c: Category,
-    mut ty: DType,
-) -> DType {
+    ty: DType,
+) -> Result<DType> {
     use DType::*;
     let f = ft.name;
-    let n_expert = hp.n_expert;
-    let layer = |counter: i64| -> (i64, i64) {
-        if n_expert > 1 {
-            (layer_of(&t.name), hp.n_layer)
-        } else {
-            (counter, hp.n_layer)
-        }
-    };
-    if c == Category::Output || (st.tied_embeddings && c == Category::TokenEmbd) {
-        if let Some(o) = opts.output_tensor_type {
-            return o;
-        }
-        let nx = t.ne.first().copied().unwrap_or(0);
-        if hp.falcon() || nx % ty.block_size() != 0 {
-            ty = Q8_0;
-        } else if ty != Q8_0 {
-            ty = Q6_K;
-        }
-    } else if c == Category::TokenEmbd {
-        if let Some(e) = opts.token_embedding_type {
-            ty = e;
-        }
-    } else if is_attn_v(c) {
-        match f {
-            "Q2_K" => ty = if hp.n_gqa() >= 4 { Q4_K } else { Q3_K },
-            "Q3_K_M" => ty = if st.i_attention_wv < 2 { Q5_K } else { Q4_K },
-            "Q3_K_L" => ty = Q5_K,
-            "Q4_K_M" | "Q5_K_M" if use_more_bits(st.i_attention_wv, st.n_attention_wv) => ty = Q6_K,
-            "Q4_K_S" if st.i_attention_wv < 4 => ty = Q5_K,
-            _ => {}
-        }
-        if hp.is_70b() && (ty == Q3_K || ty == Q4_K) {
-            ty = Q5_K;
-        }
-        if n_expert == 8 {
-            ty = Q8_0;
-        }
-        st.i_attention_wv += 1;
-    } else if c == Category::AttnK {
-        if n_expert == 8 {
-            ty = Q8_0;
-        }
-    } else if c == Category::FfnDown {
-        let (i, n) = layer(st.i_ffn_down);
-        match f {
-            "Q2_K" => ty = Q3_K,
-            "Q3_K_M" => {
-                ty = if i < n / 16 {
-                    Q5_K
-                } else if !hp.falcon() || use_more_bits(i, n) {
-                    Q4_K
-                } else {
-                    Q3_K
-                }
-            }
-            "Q3_K_L" => ty = if hp.falcon() { Q4_K } else { Q5_K },
-            "Q4_K_M" => {
-                if hp.falcon() {
-                    ty = if i < n / 16 {
-                        Q6_K
-                    } else if use_more_bits(i, n) {
-                        Q5_K
-                    } else {
-                        Q4_K
-                    };
-                } else if use_more_bits(i, n) {
-                    ty = Q6_K;
-                }
-            }
-            "Q5_K_M" if use_more_bits(i, n) => ty = Q6_K,
-            "Q4_K_S" if !hp.falcon() && i < n / 8 => ty = Q5_K,
-            _ => {}
-        }
-        st.i_ffn_down += 1;
-    } else if c == Category::AttnOutput {
-        if !hp.falcon() {
-            if n_expert == 8 {
-                if matches!(f, "Q2_K" | "Q3_K_S" | "Q3_K_M" | "Q4_K_S" | "Q4_K_M") {
-                    ty = Q5_K;
-                }
-            } else {
-                match f {
-                    "Q2_K" => ty = Q3_K,
-                    "Q3_K_M" => ty = Q4_K,
-                    "Q3_K_L" => ty = Q5_K,
-                    _ => {}
-                }
-            }
-        } else if f == "Q3_K_L" {
-            ty = Q4_K;
-        }
-    } else if c == Category::AttnQkv {
-        match f {
-            "Q3_K_M" | "Q3_K_L" => ty = Q4_K,
-            "Q4_K_M" => ty = Q5_K,
-            "Q5_K_M" => ty = Q6_K,
-            _ => {}
-        }
-    } else if c == Category::FfnGate {
-        st.i_ffn_gate += 1;
-    } else if c == Category::FfnUp {
-        st.i_ffn_up += 1;
+    if hp.arch == "glm5-next"
+        && ["attn_q_a", "attn_q_b", "nextn.eh_proj"]
+            .iter()
+            .any(|s| t.name.contains(s))
+        && !matches!(ty, F32 | BF16 | F16)
+    {
+        return Ok(Q8_0);
     }
+    Ok(
+        if c == Category::Output || (st.tied_embeddings && c == Category::TokenEmbd) {
+            output_type(hp, f, opts, t, ty)
+        } else if f == "MXFP4_MOE" {
+            let expert_role = matches!(c, Category::FfnUp | Category::FfnGate | Category::FfnDown);
+            let experts = t.ne.get(2).copied().unwrap_or(1) > 1;
+            if experts && (hp.arch != "bailingmoe3" || expert_role) {
+                MXFP4
+            } else {
+                Q8_0
+            }
+        } else if c == Category::TokenEmbd {
+            token_embd_type(f, opts, ty)
+        } else if is_iq1_iq2(f) {
+            iq1_iq2_type(st, hp, f, c, ty)
+        } else {
+            match c {
+                _ if is_attn_v(c) => attn_v_type(st, hp, f, opts, ty),
+                Category::AttnK => match f {
+                    _ if hp.n_expert == 8 => Q8_0,
+                    "IQ3_XS" => IQ3_XXS,
+                    "IQ3_XXS" => IQ2_S,
+                    _ => ty,
+                },
+                Category::AttnQ => match f {
+                    "IQ3_XS" => IQ3_XXS,
+                    "IQ3_XXS" => IQ2_S,
+                    _ => ty,
+                },
+                Category::FfnDown => ffn_down_type(st, hp, f, opts, t, ty)?,
+                Category::AttnOutput => attn_output_type(hp, f, ty),
+                Category::AttnQkv => match f {
+                    "Q3_K_M" | "Q3_K_L" | "IQ3_M" => Q4_K,
+                    "Q4_K_M" => Q5_K,
+                    "Q5_K_M" => Q6_K,
+                    _ => ty,
+                },
+                Category::FfnGate | Category::FfnUp => {
+                    let counter = if c == Category::FfnGate {
+                        &mut st.i_ffn_gate
+                    } else {
+                        &mut st.i_ffn_up
+                    };
+                    let (i, n) = layer_info(hp, *counter, &t.name)?;
+                    *counter += 1;
+                    if f == "IQ3_XS" && i >= n / 8 && i < 7 * n / 8 {
+                        IQ3_XXS
+                    } else {
+                        ty
+                    }
+                }
+                _ => ty,
+            }
+        },
+    )
+}
+
+/// The layer a rule counts with: the running counter, or for a model
+/// with experts (whose tensors are not in layer order) the name's layer.
+fn layer_info(hp: &Hparams, counter: i64, name: &str) -> Result<(i64, i64)> {
+    if hp.n_expert <= 1 {
+        return Ok((counter, hp.n_layer));
+    }
+    let i = layer_of(name);
+    if i < 0 || i >= hp.n_layer {
+        return Err(Error::invalid(format!(
+            "tensor '{name}': its layer is not in [0, {}) (llama.cpp needs blk.N. names for a model with experts)",
+            hp.n_layer
+        )));
+    }
+    Ok((i, hp.n_layer))
+}
+
+/// output.weight (and a tied token_embd.weight).
+fn output_type(hp: &Hparams, f: &str, opts: &MixOptions, t: &TensorDesc, ty: DType) -> DType {
+    use DType::*;
+    if let Some(o) = opts.output_tensor_type {
+        return o;
+    }
+    let nx = t.ne.first().copied().unwrap_or(0);
+    if f == "MXFP4_MOE" || hp.falcon() || nx % ty.block_size() != 0 {
+        Q8_0
+    } else if matches!(
+        f,
+        "IQ2_XXS" | "IQ2_XS" | "IQ3_XXS" | "IQ1_S" | "IQ2_S" | "IQ2_M" | "IQ1_M"
+    ) {
+        Q5_K
+    } else if ty != Q8_0 {
+        Q6_K
+    } else {
+        ty
+    }
+}
+
+fn token_embd_type(f: &str, opts: &MixOptions, ty: DType) -> DType {
+    use DType::*;
+    if let Some(e) = opts.token_embedding_type {
+        return e;
+    }
+    match f {
+        "IQ2_XXS" | "IQ2_XS" | "IQ1_S" | "IQ1_M" => Q2_K,
+        "IQ2_S" | "IQ2_M" | "IQ3_XXS" => IQ3_S,
+        "TQ1_0" | "TQ2_0" | "Q2_0" => Q4_K,
+        _ => ty,
+    }
+}
+
+fn iq1_iq2_type(st: &mut State, hp: &Hparams, f: &str, c: Category, ty: DType) -> DType {
+    use DType::*;
+    let iq2_s = matches!(f, "IQ2_S" | "IQ2_M");
+    if is_attn_v(c) {
+        st.i_attention_wv += 1;
+        if hp.n_gqa() >= 4 || hp.n_expert >= 4 {
+            Q4_K
+        } else if iq2_s {
+            IQ3_S
+        } else {
+            Q2_K
+        }
+    } else if hp.n_expert == 8 && c == Category::AttnK {
+        Q4_K
+    } else if c == Category::FfnDown {
+        let early = st.i_ffn_down < hp.n_layer / 8;
+        st.i_ffn_down += 1;
+        match (early, iq2_s) {
+            (true, true) => IQ3_S,
+            (true, false) => Q2_K,
+            _ => ty,
+        }
+    } else if c == Category::AttnOutput {
+        if hp.n_expert == 8 {
+            Q5_K
+        } else if matches!(f, "IQ1_S" | "IQ1_M") {
+            IQ2_XXS
+        } else if iq2_s {
+            IQ3_S
+        } else {
+            ty
+        }
+    } else {
+        ty
+    }
+}
+
+fn attn_v_type(st: &mut State, hp: &Hparams, f: &str, opts: &MixOptions, mut ty: DType) -> DType {
+    use DType::*;
+    let gqa4 = hp.n_gqa() >= 4;
+    match f {
+        "Q2_K" => ty = if gqa4 { Q4_K } else { Q3_K },
+        "Q2_K_S" if gqa4 => ty = Q4_K,
+        "IQ3_XXS" => {
+            ty = if gqa4 {
+                Q4_K
+            } else if !opts.has_imatrix {
+                IQ3_S
+            } else {
+                IQ3_XXS
+            }
+        }
+        "IQ3_XS" | "IQ3_S" if gqa4 => ty = Q4_K,
+        "IQ3_M" => ty = Q4_K,
+        "Q3_K_M" => ty = if st.i_attention_wv < 2 { Q5_K } else { Q4_K },
+        "Q3_K_L" => ty = Q5_K,
+        "IQ4_NL" | "IQ4_XS" if gqa4 => ty = Q5_K,
+        "Q4_K_M" | "Q5_K_M" if use_more_bits(st.i_attention_wv, st.n_attention_wv) => ty = Q6_K,
+        "Q4_K_S" if st.i_attention_wv < 4 => ty = Q5_K,
+        _ => {}
+    }
+    if hp.is_70b() && (ty == Q3_K || ty == Q4_K) {
+        ty = Q5_K;
+    }
+    if hp.n_expert == 8 {
+        ty = Q8_0;
+    }
+    st.i_attention_wv += 1;
     ty
 }
 
-/// A type whose block does not divide the row length falls back to one
-/// that does (Q2_K/Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0),
-/// and to F16 when even that does not fit.
+fn ffn_down_type(st: &mut State, hp: &Hparams, f: &str, opts: &MixOptions, t: &TensorDesc, ty: DType) -> Result<DType> {
+    use DType::*;
+    let (i, n) = layer_info(hp, st.i_ffn_down, &t.name)?;
+    st.i_ffn_down += 1;
+    let falcon = hp.falcon();
+    Ok(match f {
+        "Q2_K" => Q3_K,
+        "Q2_K_S" if i < n / 8 => Q4_K,
+        "IQ3_XXS" if !opts.has_imatrix => {
+            if i < n / 8 {
+                Q4_K
+            } else {
+                Q3_K
+            }
+        }
+        "Q3_K_M" => {
+            if i < n / 16 {
+                Q5_K
+            } else if !falcon || use_more_bits(i, n) {
+                Q4_K
+            } else {
+                Q3_K
+            }
+        }
+        "IQ3_M" if i < n / 8 || (hp.n_expert == 8 && use_more_bits(i, n)) => Q4_K,
+        "Q3_K_L" => {
+            if falcon {
+                Q4_K
+            } else {
+                Q5_K
+            }
+        }
+        "Q4_K_M" if falcon => {
+            if i < n / 16 {
+                Q6_K
+            } else if use_more_bits(i, n) {
+                Q5_K
+            } else {
+                Q4_K
+            }
+        }
+        "Q4_K_M" if use_more_bits(i, n) => Q6_K,
+        "IQ4_NL" | "IQ4_XS" if i < n / 8 && !opts.has_imatrix => Q5_K,
+        "Q5_K_M" if use_more_bits(i, n) => Q6_K,
+        "Q4_K_S" if !falcon && i < n / 8 => Q5_K,
+        // With an imatrix only, so that a file without one is what it was.
+        "Q4_0" if opts.has_imatrix && i < n / 8 => Q4_1,
+        "Q5_0" if opts.has_imatrix && i < n / 8 => Q5_1,
+        _ => ty,
+    })
+}
+
+fn attn_output_type(hp: &Hparams, f: &str, ty: DType) -> DType {
+    use DType::*;
+    if hp.falcon() {
+        return if f == "Q3_K_L" { Q4_K } else { ty };
+    }
+    if hp.n_expert == 8 {
+        let raised = [
+            "Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ3_S", "IQ3_M", "IQ4_XS",
+        ];
+        return if raised.contains(&f) { Q5_K } else { ty };
+    }
+    match f {
+        "Q2_K" => Q3_K,
+        "IQ3_XXS" => IQ3_S,
+        "Q3_K_M" | "IQ3_M" => Q4_K,
+        "Q3_K_L" => Q5_K,
+        _ => ty,
+    }
+}
+
+/// A type whose block does not divide the row length falls back
+/// (`tensor_type_fallback`): the 256-value IQ types to IQ4_NL, Q2_0,
+/// Q2_K, Q3_K, TQ1_0 and TQ2_0 to Q4_0, Q4_K → Q5_0, Q5_K → Q5_1,
+/// Q6_K → Q8_0, a type of ≤ 32-value blocks stays; and to F16 when even
+/// that does not fit.
 fn fallback(t: &TensorDesc, ty: DType) -> Result<DType> {
     use DType::*;
     let ncols = t.ne.first().copied().unwrap_or(0);
@@ -539,10 +672,12 @@ fn fallback(t: &TensorDesc, ty: DType) -> Result<DType> {
         return Ok(ty);
     }
     let fb = match ty {
-        Q2_K | Q3_K => Q4_0,
+        IQ1_S | IQ1_M | IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ4_XS => IQ4_NL,
+        Q2_0 | Q2_K | Q3_K | TQ1_0 | TQ2_0 => Q4_0,
         Q4_K => Q5_0,
         Q5_K => Q5_1,
         Q6_K => Q8_0,
+        other if other.block_size() <= 32 => other,
         other => {
             return Err(Error::unsupported(format!(
                 "tensor '{}': rows of {ncols} do not fit {other} blocks of {}, and llama.cpp defines no fallback for {other}",

@@ -9,6 +9,7 @@
 //! Stages only wrap lazy sources; no tensor data is read until a writer
 //! pulls it.
 
+use modelconv_ggml::imatrix::Imatrix;
 use modelconv_ggml::mix::{self, FileType, MixOptions, TensorDesc};
 use modelconv_ggml::quants::{self, DequantizeSource, ErrorStats, QuantizeSource};
 use modelconv_ir::{
@@ -107,6 +108,18 @@ pub fn source_as(
     opts: TypeOptions,
     stats: Option<Arc<ErrorStats>>,
 ) -> Result<Arc<dyn DataSource>> {
+    source_as_weighted(t, to, opts, stats, None)
+}
+
+/// [`source_as`], quantizing under an importance matrix's values for this
+/// tensor (`n_per_row` per expert matrix) when the type has such a path.
+pub fn source_as_weighted(
+    t: &Tensor,
+    to: DType,
+    opts: TypeOptions,
+    stats: Option<Arc<ErrorStats>>,
+    importance: Option<Arc<[f32]>>,
+) -> Result<Arc<dyn DataSource>> {
     let name = &t.info.name;
     let from = t.info.dtype;
     if from == to {
@@ -128,6 +141,12 @@ pub fn source_as(
         if let Some(s) = stats {
             q = q.with_stats(s);
         }
+        if let Some(values) = importance.filter(|_| quants::uses_importance(to)) {
+            let (n_per_row, rows) = matrix_dims(&t.info.shape);
+            q = q
+                .with_importance(values, n_per_row, rows)
+                .map_err(|e| e.for_tensor(name))?;
+        }
         return Ok(Arc::new(q));
     }
     if cur == to {
@@ -139,6 +158,25 @@ pub fn source_as(
         )));
     }
     Ok(Arc::new(CastSource::new(src, cur, to)?))
+}
+
+/// (ne0, ne1) of a row-major shape: the row length and the rows of one
+/// matrix (one expert's, for a stacked 3-D tensor).
+fn matrix_dims(shape: &[u64]) -> (u64, u64) {
+    let n = shape.len();
+    let ne0 = shape.last().copied().unwrap_or(1);
+    let ne1 = if n >= 2 { shape[n - 2] } else { 1 };
+    (ne0, ne1)
+}
+
+/// The matrices a tensor stacks (ggml's ne2: experts), 1 for a 2-D tensor.
+fn matrix_count(shape: &[u64]) -> u64 {
+    let n = shape.len();
+    if n >= 3 {
+        shape[n - 3]
+    } else {
+        1
+    }
 }
 
 /// The shape as llama-quantize writes it: gguf_add_tensor stores
@@ -292,6 +330,29 @@ pub struct Quantization {
     pub file_type: FileType,
     pub mix: MixOptions,
     pub types: TypeOptions,
+    /// `--imatrix` (after `--include-weights` / `--exclude-weights`; `None`
+    /// when nothing is left, as llama-quantize then uses none).
+    pub imatrix: Option<Arc<Imatrix>>,
+    /// Keys set after the file type, in order (`--override-kv`, then the
+    /// `quantize.imatrix.*` keys), each removed and appended as
+    /// llama.cpp's gguf_set_val does.
+    pub overrides: Vec<(String, Value)>,
+    /// `--prune-layers`: layers dropped, the rest renumbered.
+    pub prune_layers: Vec<u32>,
+}
+
+impl Quantization {
+    /// A quantization to `file_type` with the given rules and nothing else.
+    pub fn new(file_type: FileType, mix: MixOptions, types: TypeOptions) -> Self {
+        Quantization {
+            file_type,
+            mix,
+            types,
+            imatrix: None,
+            overrides: Vec::new(),
+            prune_layers: Vec::new(),
+        }
+    }
 }
 
 /// Quantizes `model` as llama-quantize does: tensors in llama.cpp's order,
@@ -305,11 +366,24 @@ pub fn quantize(model: &mut Model, q: &Quantization) -> Result<Vec<Row>> {
 /// [`quantize`]; with `allow_unchanged`, a request that quantizes no
 /// tensor is carried out (the file keeps its types and its file type).
 pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: bool) -> Result<Vec<Row>> {
+    let original_names = prune_layers(model, &q.prune_layers)?;
     model
         .tensors
         .sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
     let descs: Vec<TensorDesc> = model.tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
-    let types = mix::choose_types(q.file_type, &q.mix, &model.metadata, &descs)?;
+    let mut rules = q.mix.clone();
+    rules.has_imatrix = q.imatrix.is_some();
+    let types = if q.overrides.is_empty() {
+        mix::choose_types(q.file_type, &rules, &model.metadata, &descs)?
+    } else {
+        // llama.cpp reads the hyper-parameters with the overrides applied.
+        let mut seen = model.metadata.clone();
+        for (key, value) in &q.overrides {
+            seen.remove(key);
+            seen.set(key, value.clone());
+        }
+        mix::choose_types(q.file_type, &rules, &seen, &descs)?
+    };
     let wants_blocks = q.file_type.default.is_quantized();
     let none = !types.iter().zip(&model.tensors).any(|(to, t)| {
         if wants_blocks {
@@ -330,17 +404,25 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
             model.tensors.len()
         )));
     }
+    let importance = importance_per_tensor(model, &types, q, &original_names)?;
     if !none {
         set_file_type(model, q.file_type);
     }
+    for (key, value) in &q.overrides {
+        model.metadata.remove(key);
+        model.metadata.set(key, value.clone());
+    }
+    if let Some(kept) = original_names.kept_layers {
+        set_block_count(model, kept);
+    }
     let mut rows = Vec::with_capacity(model.tensors.len());
-    for (t, &to) in model.tensors.iter_mut().zip(&types) {
+    for ((t, &to), weights) in model.tensors.iter_mut().zip(&types).zip(importance) {
         modelconv_ir::check_interrupt()?;
         let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
         let from = t.info.dtype;
         let bytes_before = t.info.byte_len;
         if to != from {
-            let data = source_as(t, to, q.types, stats.clone())?;
+            let data = source_as_weighted(t, to, q.types, stats.clone(), weights)?;
             retype(t, to, data)?;
         }
         ggml_dims(t)?;
@@ -355,6 +437,139 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
         });
     }
     Ok(rows)
+}
+
+/// The importance values each tensor is quantized under, checked as
+/// llama-quantize checks them: a type that needs a matrix refuses a tensor
+/// without one (before anything is written), and a matrix whose size is
+/// not the tensor's row length × experts is an error (ignored for the
+/// token embeddings, which a matrix never fits).
+fn importance_per_tensor(
+    model: &Model,
+    types: &[DType],
+    q: &Quantization,
+    names: &PrunedNames,
+) -> Result<Vec<Option<Arc<[f32]>>>> {
+    let mut out = Vec::with_capacity(types.len());
+    for (t, &to) in model.tensors.iter().zip(types) {
+        let name = &t.info.name;
+        if to == t.info.dtype || !to.is_quantized() {
+            out.push(None);
+            continue;
+        }
+        let lookup = names.original.get(name).unwrap_or(name);
+        let mut values = q.imatrix.as_ref().and_then(|m| m.entries.get(lookup).cloned());
+        if let Some(v) = &values {
+            let (ne0, _) = matrix_dims(&t.info.shape);
+            let expected = ne0.saturating_mul(matrix_count(&t.info.shape));
+            if v.len() as u64 != expected {
+                if name != "token_embd.weight" && name != "per_layer_token_embd.weight" {
+                    return Err(Error::invalid(format!(
+                        "tensor '{name}': the importance matrix has {} values for it, the tensor's rows × experts are {expected}",
+                        v.len()
+                    )));
+                }
+                values = None;
+            }
+        }
+        if values.is_none() && mix::requires_imatrix(name, to, q.file_type) {
+            let why = if q.imatrix.is_some() {
+                "the importance matrix has no entry for it"
+            } else {
+                "give an importance matrix with --imatrix FILE (llama-imatrix makes one)"
+            };
+            return Err(Error::invalid(format!(
+                "this quantization requires an importance matrix: tensor '{name}' would be {to} ({}), and {why}",
+                q.file_type.name
+            )));
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+/// What `--prune-layers` did: the original name of every renamed tensor
+/// (the importance matrix is keyed by those), and the layers kept.
+#[derive(Default)]
+struct PrunedNames {
+    original: HashMap<String, String>,
+    kept_layers: Option<u32>,
+}
+
+/// Drops the `blk.N.` tensors of the pruned layers and renumbers the
+/// others as llama-quantize's remap_layer does: tensors visited in
+/// llama.cpp's order, layers below the first pruned one keep their number,
+/// later ones take the next free number.
+fn prune_layers(model: &mut Model, prune: &[u32]) -> Result<PrunedNames> {
+    let mut out = PrunedNames::default();
+    if prune.is_empty() {
+        return Ok(out);
+    }
+    let mut prune = prune.to_vec();
+    prune.sort_unstable();
+    prune.dedup();
+    model
+        .tensors
+        .sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
+    let mut mapped: HashMap<u32, Option<u32>> = HashMap::new();
+    let mut next_id = 0u32;
+    let mut kept = Vec::with_capacity(model.tensors.len());
+    for mut t in std::mem::take(&mut model.tensors) {
+        let Some((at, blk, len)) = layer_number(&t.info.name) else {
+            kept.push(t);
+            continue;
+        };
+        let to = *mapped.entry(blk).or_insert_with(|| {
+            if prune.binary_search(&blk).is_ok() {
+                None
+            } else if blk < prune[0] {
+                next_id = blk + 1;
+                Some(blk)
+            } else {
+                next_id += 1;
+                Some(next_id - 1)
+            }
+        });
+        let Some(to) = to else { continue };
+        let name = &t.info.name;
+        let renamed = format!("{}{to}{}", &name[..at], &name[at + len..]);
+        if renamed != t.info.name {
+            out.original.insert(renamed.clone(), t.info.name.clone());
+            t.info = TensorInfo::new(renamed, t.info.dtype, t.info.shape.clone())?;
+        }
+        kept.push(t);
+    }
+    model.tensors = kept;
+    out.kept_layers = Some(next_id);
+    Ok(out)
+}
+
+/// The first `blk.N.` in a name (llama.cpp's regex `blk\.(\d+)\.`):
+/// where N starts, N, and its length in bytes.
+fn layer_number(name: &str) -> Option<(usize, u32, usize)> {
+    let mut from = 0;
+    while let Some(i) = name[from..].find("blk.") {
+        let at = from + i + 4;
+        let digits = name[at..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && name[at + digits..].starts_with('.') {
+            return Some((at, name[at..at + digits].parse().ok()?, digits));
+        }
+        from = at;
+    }
+    None
+}
+
+/// `{arch}.block_count` after pruning, set as gguf_set_val_u32 sets it.
+fn set_block_count(model: &mut Model, n: u32) {
+    let arch = model
+        .metadata
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let key = format!("{arch}.block_count");
+    model.metadata.remove(&key);
+    model.metadata.set(&key, Value::U32(n));
 }
 
 /// What a command asks of the pipeline; stages run in this order.
@@ -411,14 +626,11 @@ impl Request {
                     "quantizing to {dtype} is not supported (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K are)"
                 ))
             })?;
-            self.quantize = Some(Quantization {
-                file_type,
-                mix: MixOptions {
-                    pure: true,
-                    ..Default::default()
-                },
-                types,
-            });
+            let mix = MixOptions {
+                pure: true,
+                ..Default::default()
+            };
+            self.quantize = Some(Quantization::new(file_type, mix, types));
         } else {
             if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
                 return Err(Error::invalid(format!(

@@ -39,6 +39,7 @@ const GGML_TYPES: &[(u32, DType)] = &[
     (39, DType::MXFP4),
     (40, DType::NVFP4),
     (41, DType::Q1_0),
+    (42, DType::Q2_0),
 ];
 
 pub fn dtype_from_ggml(id: u32) -> Option<DType> {

@@ -54,6 +54,7 @@ pub enum DType {
     MXFP4,
     NVFP4,
     Q1_0,
+    Q2_0,
 }
 
 /// Every type, in declaration order.
@@ -99,6 +100,7 @@ pub const ALL_DTYPES: &[DType] = &[
     DType::MXFP4,
     DType::NVFP4,
     DType::Q1_0,
+    DType::Q2_0,
 ];
 
 impl DType {
@@ -148,6 +150,7 @@ impl DType {
             MXFP4 => "MXFP4",
             NVFP4 => "NVFP4",
             Q1_0 => "Q1_0",
+            Q2_0 => "Q2_0",
         }
     }
 
@@ -180,7 +183,7 @@ impl DType {
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => 32,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ1_S | IQ3_S | IQ2_S | IQ4_XS
             | IQ1_M | TQ1_0 | TQ2_0 => 256,
-            NVFP4 => 64,
+            NVFP4 | Q2_0 => 64,
             Q1_0 => 128,
             _ => 1,
         }
@@ -219,7 +222,7 @@ impl DType {
             TQ2_0 => 66,
             MXFP4 => 17,
             NVFP4 => 36,
-            Q1_0 => 18,
+            Q1_0 | Q2_0 => 18,
         }
     }
 

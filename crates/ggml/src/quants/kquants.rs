@@ -38,19 +38,16 @@ fn signed_absmax(x: &[f32]) -> (f32, f32) {
 }
 
 /// Symmetric quantization of `x` to `l + nmax` with l in [-nmax, nmax-1],
-/// weights x² (ggml's rmse_type 1 without importance weights), searching
-/// 18 scales around -nmax/max for the best weighted fit. Returns the scale.
-fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], ls: &mut [i8; N]) -> f32 {
+/// fitted under weights `w` (x² without an importance matrix, ggml's
+/// rmse_type 1), searching 18 scales around -nmax/max for the best
+/// weighted fit (`make_qx_quants`). Returns the scale.
+pub(crate) fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], w: &[f32; N], ls: &mut [i8; N]) -> f32 {
     let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         *ls = [0; N];
         return 0.0;
     }
     let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1) as f32;
-    let mut w = [0f32; N];
-    for i in 0..N {
-        w[i] = x[i] * x[i];
-    }
     let nmaxf = nmax as f32;
     let mut iscale = -nmaxf / max;
     let mut lf = [0f32; N];
@@ -87,6 +84,114 @@ fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], ls: &mut [i8; N]) -> 
         }
     }
     scale
+}
+
+/// x² for every element: the weights of the searches without an importance matrix.
+fn squares<const N: usize>(x: &[f32; N]) -> [f32; N] {
+    let mut w = [0f32; N];
+    for i in 0..N {
+        w[i] = x[i] * x[i];
+    }
+    w
+}
+
+/// Quantization of non-negative values (sub-block scales or mins) to
+/// [0, nmax] under weights `qw` (`make_qp_quants`): a scale from nine
+/// candidates around nmax/max, then up to five passes moving single levels
+/// while the weighted fit improves. Levels are stored as C stores an `int`
+/// into a `uint8_t` (modulo 256). Returns the scale.
+pub(crate) fn make_qp_quants<const N: usize>(nmax: i32, x: &[f32; N], ls: &mut [u8; N], qw: &[f32; N]) -> f32 {
+    let mut max = 0.0f32;
+    for &v in x {
+        max = if max > v { max } else { v };
+    }
+    if max < GROUP_MAX_EPS {
+        *ls = [0; N];
+        return 0.0;
+    }
+    let nmaxf = nmax as f32;
+    let mut iscale = nmaxf / max;
+    for i in 0..N {
+        ls[i] = nearest_int(iscale * x[i]) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..N {
+        let diff = x[i] - scale * ls[i] as f32;
+        best_mse += qw[i] * diff * diff;
+    }
+    for is in -4..=4 {
+        if is == 0 {
+            continue;
+        }
+        let iscale_is = (0.1 * is as f32 + nmaxf) / max;
+        let scale_is = 1.0 / iscale_is;
+        let mut mse = 0.0f32;
+        for i in 0..N {
+            let l = nearest_int(iscale_is * x[i]).min(nmax);
+            let diff = x[i] - scale_is * l as f32;
+            mse += qw[i] * diff * diff;
+        }
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..N {
+        let l = nearest_int(iscale * x[i]).min(nmax);
+        ls[i] = l as u8;
+        sumlx += qw[i] * x[i] * l as f32;
+        suml2 += qw[i] * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = 0;
+        for i in 0..N {
+            let (w, li) = (qw[i], ls[i] as f32);
+            let mut slx = sumlx - w * x[i] * li;
+            let mut sl2 = suml2 - w * li * li;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != ls[i] as i32 {
+                    slx += w * x[i] * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        ls[i] = new_l as u8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        if changed == 0 {
+            break;
+        }
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// The weights of the importance-matrix searches: qw · sqrt(sigma2 + x²).
+pub(crate) fn importance<const N: usize>(x: &[f32; N], qw: &[f32], sigma2: f32) -> [f32; N] {
+    let mut w = [0f32; N];
+    for i in 0..N {
+        w[i] = qw[i] * (sigma2 + x[i] * x[i]).sqrt();
+    }
+    w
+}
+
+/// Σx² over a super-block, in ggml's order.
+fn sum_sq(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |s, v| s + v * v)
+}
+
+/// Sequential sum, in ggml's order.
+fn sum(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |s, v| s + v)
 }
 
 /// Q3_K's sub-block search: start from -nmax/max, then up to five passes
@@ -151,7 +256,7 @@ fn make_q3_quants(nmax: i32, x: &[f32], ls: &mut [i8]) -> f32 {
 /// order to give its bytes, so they stay sequential; the rest works on
 /// fixed-size arrays (no bounds checks) and keeps levels as f32.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants<const N: usize>(
+pub(crate) fn make_qkx2_quants<const N: usize>(
     nmax: i32,
     x: &[f32; N],
     weights: &[f32; N],
@@ -285,6 +390,37 @@ pub fn quantize_q2_k(x: &[f32], out: &mut [u8]) {
     } else {
         rest[66..68].copy_from_slice(&f16_bits(0.0).to_le_bytes());
     }
+    finish_q2_k(x, &mut l, out);
+}
+
+/// Q2_K under an importance matrix (`quantize_row_q2_K_impl`): sub-blocks
+/// fitted by `make_qkx3_quants` under qw·sqrt(σ² + x²), their scales and
+/// mins quantized by `make_qp_quants` weighted by each sub-block's total.
+pub fn quantize_q2_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
+    let mut l = [0u8; QK_K];
+    let sigma2 = sum_sq(x) / QK_K as f32;
+    let (mut scales, mut mins, mut sw) = ([0f32; 16], [0f32; 16], [0f32; 16]);
+    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
+    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
+        let w = importance(xs, &qw[16 * j..], sigma2);
+        sw[j] = sum(&w);
+        (scales[j], mins[j]) = make_qkx2_quants(3, xs, &w, ls, -0.9, 0.05, 36, false);
+    }
+    let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
+    let dm = make_qp_quants(15, &scales, &mut ls, &sw);
+    let mm = make_qp_quants(15, &mins, &mut lm, &sw);
+    out[80..82].copy_from_slice(&f16_bits(dm).to_le_bytes());
+    out[82..84].copy_from_slice(&f16_bits(mm).to_le_bytes());
+    for j in 0..16 {
+        out[j] = ls[j] | (lm[j] << 4);
+    }
+    finish_q2_k(x, &mut l, out);
+}
+
+/// Q2_K's last step, shared by both searches: every sub-block with a
+/// non-zero scale requantized with the stored scale and min, then packed.
+fn finish_q2_k(x: &[f32], l: &mut [u8; QK_K], out: &mut [u8]) {
+    let (sc, rest) = out.split_at_mut(16);
     let (dall, dmin) = (f16_value(rest, 64), f16_value(rest, 66));
     for j in 0..16 {
         let d = dall * (sc[j] & 0xf) as f32;
@@ -296,7 +432,7 @@ pub fn quantize_q2_k(x: &[f32], out: &mut [u8]) {
             l[16 * j + ii] = nearest_int((x[16 * j + ii] + dm) / d).clamp(0, 3) as u8;
         }
     }
-    pack2(&l, &mut rest[..64]);
+    pack2(l, &mut rest[..64]);
 }
 
 pub fn dequantize_q2_k(b: &[u8], y: &mut [f32]) {
@@ -340,24 +476,59 @@ pub fn quantize_q3_k(x: &[f32], out: &mut [u8]) {
         }
     }
     out.iter_mut().for_each(|b| *b = 0);
-    let (hmask, rest) = out.split_at_mut(32);
-    let (qs, rest) = rest.split_at_mut(64);
-    let (sc, dbytes) = rest.split_at_mut(12);
+    let sc = &mut out[96..108];
     if max_scale != 0.0 {
         let iscale = -32.0 / max_scale;
         for j in 0..16 {
             let v = (nearest_int(iscale * scales[j]) as i8 as i32).clamp(-32, 31) + 32;
-            if j < 8 {
-                sc[j] = (v & 0xf) as u8;
-            } else {
-                sc[j - 8] |= ((v & 0xf) << 4) as u8;
-            }
-            sc[j % 4 + 8] |= ((v >> 4) << (2 * (j / 4))) as u8;
+            pack_q3_scale(sc, j, v);
         }
-        dbytes.copy_from_slice(&f16_bits(1.0 / iscale).to_le_bytes());
+        out[108..110].copy_from_slice(&f16_bits(1.0 / iscale).to_le_bytes());
     } else {
-        dbytes.copy_from_slice(&f16_bits(0.0).to_le_bytes());
+        out[108..110].copy_from_slice(&f16_bits(0.0).to_le_bytes());
     }
+    finish_q3_k(x, &mut l, out);
+}
+
+/// Q3_K under an importance matrix (`quantize_row_q3_K_impl`): sub-blocks
+/// fitted by `make_qx_quants` under qw·sqrt(2σ² + x²), their scales by
+/// `make_qx_quants` weighted by each sub-block's total.
+pub fn quantize_q3_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
+    let mut l = [0i8; QK_K];
+    let sigma2 = 2.0 * sum_sq(x) / QK_K as f32;
+    let (mut scales, mut sw) = ([0f32; 16], [0f32; 16]);
+    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
+    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
+        let w = importance(xs, &qw[16 * j..], sigma2);
+        sw[j] = sum(&w);
+        scales[j] = make_qx_quants(4, xs, &w, ls);
+    }
+    out.iter_mut().for_each(|b| *b = 0);
+    let mut lsc = [0i8; 16];
+    let d_block = make_qx_quants(32, &scales, &sw, &mut lsc);
+    for (j, &v) in lsc.iter().enumerate() {
+        pack_q3_scale(&mut out[96..108], j, i32::from(v));
+    }
+    out[108..110].copy_from_slice(&f16_bits(d_block).to_le_bytes());
+    finish_q3_k(x, &mut l, out);
+}
+
+/// Stores the j-th 6-bit scale `v` (offset 32 included) into Q3_K's 12 bytes.
+fn pack_q3_scale(sc: &mut [u8], j: usize, v: i32) {
+    if j < 8 {
+        sc[j] = (v & 0xf) as u8;
+    } else {
+        sc[j - 8] |= ((v & 0xf) << 4) as u8;
+    }
+    sc[j % 4 + 8] |= ((v >> 4) << (2 * (j / 4))) as u8;
+}
+
+/// Q3_K's last step: requantize with the stored scales, then the high bits
+/// into `hmask` and the low two into `qs` (the block was zeroed first).
+fn finish_q3_k(x: &[f32], l: &mut [i8; QK_K], out: &mut [u8]) {
+    let (hmask, rest) = out.split_at_mut(32);
+    let (qs, rest) = rest.split_at_mut(64);
+    let (sc, dbytes) = rest.split_at_mut(12);
     let dall = f16_value(dbytes, 0);
     for j in 0..16 {
         let d = dall * q3_scale(sc, j) as f32;
@@ -425,9 +596,10 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// The shared part of Q4_K and Q5_K: eight 32-element sub-blocks, levels in
-/// [0, nmax]. Writes d, dmin and the packed scales into `head` (16 bytes)
-/// and returns the levels.
+/// The reference search of Q4_K and Q5_K: eight 32-element sub-blocks,
+/// levels in [0, nmax], weights mean|x| + |x|; the scales and mins
+/// quantized against their maxima. Writes d, dmin and the packed scales
+/// into `head` (16 bytes) and returns the levels.
 fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u8]) -> [u8; QK_K] {
     let mut l = [0u8; QK_K];
     let mut weights = [0f32; 32];
@@ -435,8 +607,7 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
     let (xb, lb) = (x.as_chunks::<32>().0, l.as_chunks_mut::<32>().0);
     for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
-        let sum_x2 = xs.iter().fold(0.0f32, |s, v| s + v * v);
-        let av_x = (sum_x2 / 32.0).sqrt();
+        let av_x = (sum_sq(xs) / 32.0).sqrt();
         for (w, v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
@@ -452,22 +623,64 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u
     }
     let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-    let sc = &mut head[4..16];
-    sc.iter_mut().for_each(|b| *b = 0);
+    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
     for j in 0..8 {
-        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
-        if j < 4 {
-            sc[j] = ls;
-            sc[j + 4] = lm;
-        } else {
-            sc[j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
-            sc[j - 4] |= (ls >> 4) << 6;
-            sc[j] |= (lm >> 4) << 6;
-        }
+        ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
     }
+    pack_k4_scales(&ls, &lm, &mut head[4..16]);
     head[0..2].copy_from_slice(&f16_bits(max_scale / 63.0).to_le_bytes());
     head[2..4].copy_from_slice(&f16_bits(max_min / 63.0).to_le_bytes());
+    k4_levels(x, nmax, head, &mut l);
+    l
+}
+
+/// The importance-matrix search of Q4_K and Q5_K
+/// (`quantize_row_q4_K_impl` / `quantize_row_q5_K_impl`): sub-blocks fitted
+/// by `make_qkx3_quants` under qw·sqrt(2σ² + x²), scales and mins by
+/// `make_qp_quants` weighted by each sub-block's total. Q5_K caps the
+/// 6-bit codes at 63 where Q4_K does not (`cap`).
+fn quantize_k4_levels_weighted(x: &[f32], qw: &[f32], nmax: i32, cap: bool, head: &mut [u8]) -> [u8; QK_K] {
+    let mut l = [0u8; QK_K];
+    let sigma2 = 2.0 * sum_sq(x) / QK_K as f32;
+    let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+    let (xb, lb) = (x.as_chunks::<32>().0, l.as_chunks_mut::<32>().0);
+    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
+        let w = importance(xs, &qw[32 * j..], sigma2);
+        sw[j] = sum(&w);
+        (scales[j], mins[j]) = make_qkx2_quants(nmax, xs, &w, ls, -0.9, 0.05, 36, false);
+    }
+    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+    if cap {
+        ls.iter_mut().chain(lm.iter_mut()).for_each(|v| *v = (*v).min(63));
+    }
+    pack_k4_scales(&ls, &lm, &mut head[4..16]);
+    head[0..2].copy_from_slice(&f16_bits(d_block).to_le_bytes());
+    head[2..4].copy_from_slice(&f16_bits(m_block).to_le_bytes());
+    k4_levels(x, nmax, head, &mut l);
+    l
+}
+
+/// Packs eight 6-bit scales and mins into Q4_K/Q5_K's 12 bytes.
+fn pack_k4_scales(ls: &[u8; 8], lm: &[u8; 8], sc: &mut [u8]) {
+    sc.iter_mut().for_each(|b| *b = 0);
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = ls[j];
+            sc[j + 4] = lm[j];
+        } else {
+            sc[j + 4] = (ls[j] & 0xf) | ((lm[j] & 0xf) << 4);
+            sc[j - 4] |= (ls[j] >> 4) << 6;
+            sc[j] |= (lm[j] >> 4) << 6;
+        }
+    }
+}
+
+/// Requantizes every sub-block with a non-zero scale against the stored
+/// d, dmin and 6-bit codes of `head`.
+fn k4_levels(x: &[f32], nmax: i32, head: &[u8], l: &mut [u8; QK_K]) {
     let (dall, dmin) = (f16_value(head, 0), f16_value(head, 2));
     for j in 0..8 {
         let (s, m) = scale_min_k4(j, &head[4..16]);
@@ -480,12 +693,9 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u
             l[32 * j + ii] = nearest_int((x[32 * j + ii] + dm) / d).clamp(0, nmax) as u8;
         }
     }
-    l
 }
 
-pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
-    let l = quantize_k4_levels(x, 15, -1.0, 20, &mut out[..16]);
-    let qs = &mut out[16..144];
+fn pack_q4_k(l: &[u8; QK_K], qs: &mut [u8]) {
     for (c, j) in (0..QK_K).step_by(64).enumerate() {
         for k in 0..32 {
             qs[32 * c + k] = l[j + k] | (l[j + k + 32] << 4);
@@ -493,9 +703,28 @@ pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
     }
 }
 
+pub fn quantize_q4_k(x: &[f32], out: &mut [u8]) {
+    let l = quantize_k4_levels(x, 15, -1.0, 20, &mut out[..16]);
+    pack_q4_k(&l, &mut out[16..144]);
+}
+
+pub fn quantize_q4_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
+    let l = quantize_k4_levels_weighted(x, qw, 15, false, &mut out[..16]);
+    pack_q4_k(&l, &mut out[16..144]);
+}
+
 pub fn quantize_q5_k(x: &[f32], out: &mut [u8]) {
     let l = quantize_k4_levels(x, 31, -0.5, 15, &mut out[..16]);
-    let (qh, ql) = out[16..176].split_at_mut(32);
+    pack_q5_k(&l, &mut out[16..176]);
+}
+
+pub fn quantize_q5_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
+    let l = quantize_k4_levels_weighted(x, qw, 31, true, &mut out[..16]);
+    pack_q5_k(&l, &mut out[16..176]);
+}
+
+fn pack_q5_k(l: &[u8; QK_K], out: &mut [u8]) {
+    let (qh, ql) = out.split_at_mut(32);
     qh.iter_mut().for_each(|b| *b = 0);
     let (mut m1, mut m2) = (1u8, 2u8);
     for (c, n) in (0..QK_K).step_by(64).enumerate() {
@@ -549,12 +778,30 @@ pub fn dequantize_q5_k(b: &[u8], y: &mut [f32]) {
 // ql[128] | qh[64] | scales[16] (i8) | d f16
 
 pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
+    quantize_q6_k_with(x, None, out);
+}
+
+/// Q6_K under an importance matrix (`quantize_row_q6_K_impl`): the
+/// sub-block search weighted by the matrix's values as they are.
+pub fn quantize_q6_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
+    quantize_q6_k_with(x, Some(qw), out);
+}
+
+fn quantize_q6_k_with(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
     let mut l = [0i8; QK_K];
     let mut scales = [0f32; 16];
     let (mut max_scale, mut max_abs) = (0.0f32, 0.0f32);
     let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
     for (ib, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
-        let s = make_qx_quants(32, xs, ls);
+        let w = match qw.and_then(|q| q.get(16 * ib..16 * ib + 16)) {
+            Some(q) => {
+                let mut w = [0f32; 16];
+                w.copy_from_slice(q);
+                w
+            }
+            None => squares(xs),
+        };
+        let s = make_qx_quants(32, xs, &w, ls);
         scales[ib] = s;
         if s.abs() > max_abs {
             max_abs = s.abs();

@@ -5,6 +5,7 @@
 //! that the bytes match: same f32 arithmetic in the same order, the same
 //! truncating float→int conversions, f16 scales rounded to nearest even.
 
+use super::kquants::{importance, make_qkx2_quants, make_qx_quants};
 use super::{f16_bits, f16_value};
 
 pub const QK: usize = 32;
@@ -202,6 +203,75 @@ pub fn dequantize_q8_0(b: &[u8], y: &mut [f32]) {
     for (o, &q) in y.iter_mut().zip(&b[2..34]) {
         *o = f32::from(q as i8) * d;
     }
+}
+
+// ------------------------------------------------ with an importance matrix
+// `quantize_row_q4_0_impl` … `quantize_row_q5_1_impl`: each block fitted
+// under qw·sqrt(σ² + x²), σ² the mean square of the whole row.
+
+fn block_array(x: &[f32]) -> [f32; QK] {
+    let mut a = [0f32; QK];
+    a.copy_from_slice(&x[..QK]);
+    a
+}
+
+/// Symmetric levels (`make_qx_quants`), as unsigned codes.
+fn symmetric_levels(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f32, [u8; QK]) {
+    let xb = block_array(x);
+    let mut l = [0i8; QK];
+    let d = make_qx_quants(nmax, &xb, &importance(&xb, qw, row_sigma2), &mut l);
+    (d, l.map(|v| v as u8))
+}
+
+/// Levels with a min (`make_qkx3_quants`): (scale, min, codes).
+fn affine_levels(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f32, f32, [u8; QK]) {
+    let xb = block_array(x);
+    let mut l = [0u8; QK];
+    let (d, the_min) = make_qkx2_quants(
+        nmax,
+        &xb,
+        &importance(&xb, qw, row_sigma2),
+        &mut l,
+        -0.9,
+        0.05,
+        36,
+        false,
+    );
+    (d, -the_min, l)
+}
+
+fn pack4(l: &[u8; QK], qs: &mut [u8]) {
+    for j in 0..QK / 2 {
+        qs[j] = l[j] | (l[j + QK / 2] << 4);
+    }
+}
+
+pub fn quantize_q4_0_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+    let (d, l) = symmetric_levels(x, qw, row_sigma2, 8);
+    out[0..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    pack4(&l, &mut out[2..18]);
+}
+
+pub fn quantize_q4_1_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+    let (d, m, l) = affine_levels(x, qw, row_sigma2, 15);
+    out[0..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    out[2..4].copy_from_slice(&f16_bits(m).to_le_bytes());
+    pack4(&l, &mut out[4..20]);
+}
+
+pub fn quantize_q5_0_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+    let (d, l) = symmetric_levels(x, qw, row_sigma2, 16);
+    out[0..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    let qh = pack5(&l, &mut out[6..22]);
+    out[2..6].copy_from_slice(&qh.to_le_bytes());
+}
+
+pub fn quantize_q5_1_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+    let (d, m, l) = affine_levels(x, qw, row_sigma2, 31);
+    out[0..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    out[2..4].copy_from_slice(&f16_bits(m).to_le_bytes());
+    let qh = pack5(&l, &mut out[8..24]);
+    out[4..8].copy_from_slice(&qh.to_le_bytes());
 }
 
 #[cfg(test)]

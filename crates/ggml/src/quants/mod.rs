@@ -26,18 +26,15 @@ const QUANT_CHUNK_ELEMS: u64 = 1 << 18;
 
 type QuantFn = fn(&[f32], &mut [u8]);
 type DequantFn = fn(&[u8], &mut [f32]);
+/// A block quantized under an importance matrix: the block's values, the
+/// matrix's values for its columns, and σ² of the whole row (the mean
+/// square the 32-value types weigh by; the super-block types compute
+/// their own).
+type WeightedFn = fn(&[f32], &[f32], f32, &mut [u8]);
 
 /// Dequantizers of types we read but do not produce.
-fn dequant_only(t: DType) -> Option<DequantFn> {
-    use DType::*;
-    Some(match t {
-        IQ4_NL => extra::dequantize_iq4_nl,
-        IQ4_XS => extra::dequantize_iq4_xs,
-        TQ1_0 => extra::dequantize_tq1_0,
-        TQ2_0 => extra::dequantize_tq2_0,
-        MXFP4 => extra::dequantize_mxfp4,
-        _ => return None,
-    })
+fn dequant_only(_t: DType) -> Option<DequantFn> {
+    None
 }
 
 /// Types this build can dequantize (everything it quantizes, and more).
@@ -59,8 +56,77 @@ fn codec(t: DType) -> Option<(QuantFn, DequantFn)> {
         Q5_K => (kquants::quantize_q5_k, kquants::dequantize_q5_k),
         Q6_K => (kquants::quantize_q6_k, kquants::dequantize_q6_k),
         Q8_K => (kquants::quantize_q8_k, kquants::dequantize_q8_k),
+        IQ4_NL => (extra::quantize_iq4_nl, extra::dequantize_iq4_nl),
+        IQ4_XS => (extra::quantize_iq4_xs, extra::dequantize_iq4_xs),
+        TQ1_0 => (extra::quantize_tq1_0, extra::dequantize_tq1_0),
+        TQ2_0 => (extra::quantize_tq2_0, extra::dequantize_tq2_0),
+        MXFP4 => (extra::quantize_mxfp4, extra::dequantize_mxfp4),
+        Q1_0 => (extra::quantize_q1_0, extra::dequantize_q1_0),
+        Q2_0 => (extra::quantize_q2_0, extra::dequantize_q2_0),
         _ => return None,
     })
+}
+
+/// The importance-matrix path of a type, where ggml has one
+/// (`quantize_row_*_impl`); the others (Q8_0, TQ1_0, TQ2_0, MXFP4, Q1_0,
+/// Q2_0) ignore the matrix, as `ggml_quantize_chunk` does.
+fn weighted(t: DType) -> Option<WeightedFn> {
+    use DType::*;
+    Some(match t {
+        Q4_0 => legacy::quantize_q4_0_weighted,
+        Q4_1 => legacy::quantize_q4_1_weighted,
+        Q5_0 => legacy::quantize_q5_0_weighted,
+        Q5_1 => legacy::quantize_q5_1_weighted,
+        Q2_K => kquants::quantize_q2_k_weighted,
+        Q3_K => kquants::quantize_q3_k_weighted,
+        Q4_K => kquants::quantize_q4_k_weighted,
+        Q5_K => kquants::quantize_q5_k_weighted,
+        Q6_K => kquants::quantize_q6_k_weighted,
+        IQ4_NL => extra::quantize_iq4_nl_weighted,
+        IQ4_XS => extra::quantize_iq4_xs_weighted,
+        _ => return None,
+    })
+}
+
+/// Whether quantizing to `t` reads an importance matrix at all.
+pub fn uses_importance(t: DType) -> bool {
+    weighted(t).is_some()
+}
+
+/// Quantizes whole rows of `n_per_row` values. With `weights` (the
+/// importance matrix's `n_per_row` values for this matrix) each row goes
+/// through the type's weighted path; without, or for a type that has
+/// none, this is [`quantize`].
+pub fn quantize_rows(t: DType, x: &[f32], n_per_row: usize, weights: Option<&[f32]>, out: &mut [u8]) -> Result<()> {
+    let (Some(qw), Some(q)) = (weights, weighted(t)) else {
+        return quantize(t, x, out);
+    };
+    let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
+    let row_bytes = n_per_row / bs.max(1) * ts;
+    if n_per_row == 0
+        || !n_per_row.is_multiple_of(bs)
+        || !x.len().is_multiple_of(n_per_row)
+        || qw.len() != n_per_row
+        || out.len() != x.len() / n_per_row * row_bytes
+    {
+        return Err(Error::invalid(format!(
+            "{} values in rows of {n_per_row} with {} importance values do not fill whole {t} rows",
+            x.len(),
+            qw.len()
+        )));
+    }
+    for (row, orow) in x.chunks_exact(n_per_row).zip(out.chunks_exact_mut(row_bytes)) {
+        // ggml's sum_x2/n_per_row, in its order.
+        let sigma2 = row.iter().fold(0.0f32, |s, v| s + v * v) / n_per_row as f32;
+        for ((xb, wb), ob) in row
+            .chunks_exact(bs)
+            .zip(qw.chunks_exact(bs))
+            .zip(orow.chunks_exact_mut(ts))
+        {
+            q(xb, wb, sigma2, ob);
+        }
+    }
+    Ok(())
 }
 
 /// Types this build can quantize to (and dequantize from).
@@ -104,11 +170,13 @@ pub fn dequantize(t: DType, data: &[u8], out: &mut [f32]) -> Result<()> {
 fn scale_offsets(t: DType) -> &'static [usize] {
     use DType::*;
     match t {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS | Q1_0 | Q2_0 => &[0],
         Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
         Q2_K => &[80, 82],
         Q3_K => &[108],
         Q6_K => &[208],
+        TQ1_0 => &[52],
+        TQ2_0 => &[64],
         _ => &[],
     }
 }
@@ -188,6 +256,16 @@ pub struct QuantizeSource {
     len: u64,
     allow_nonfinite: bool,
     stats: Option<Arc<ErrorStats>>,
+    importance: Option<Importance>,
+}
+
+/// An importance matrix's values for one tensor: `n_per_row` per expert
+/// matrix of `rows_per_expert` rows (one matrix for a 2-D tensor).
+#[derive(Clone)]
+struct Importance {
+    values: Arc<[f32]>,
+    n_per_row: u64,
+    rows_per_expert: u64,
 }
 
 impl QuantizeSource {
@@ -204,7 +282,41 @@ impl QuantizeSource {
             len,
             allow_nonfinite,
             stats: None,
+            importance: None,
         })
+    }
+
+    /// Quantize under an importance matrix: `values` holds `n_per_row`
+    /// values per expert matrix of `rows_per_expert` rows, as llama.cpp
+    /// slices it (`imatrix + (row / nrows_per_expert) * n_per_row`).
+    /// Reads then come in whole rows.
+    pub fn with_importance(mut self, values: Arc<[f32]>, n_per_row: u64, rows_per_expert: u64) -> Result<Self> {
+        let n = self.len / self.to.type_size() * self.to.block_size();
+        let rows = n.checked_div(n_per_row).unwrap_or(0);
+        let experts = rows.checked_div(rows_per_expert).unwrap_or(0);
+        if n_per_row == 0
+            || !n_per_row.is_multiple_of(self.to.block_size())
+            || rows * n_per_row != n
+            || experts * rows_per_expert != rows
+            || Some(values.len() as u64) != experts.checked_mul(n_per_row)
+        {
+            return Err(Error::invalid(format!(
+                "an importance matrix of {} values does not fit {experts} matrices of rows of {n_per_row}",
+                values.len()
+            )));
+        }
+        self.importance = Some(Importance {
+            values,
+            n_per_row,
+            rows_per_expert,
+        });
+        Ok(self)
+    }
+
+    /// Bytes of one output row (the read unit under an importance matrix).
+    fn row_bytes(&self) -> Option<u64> {
+        let imp = self.importance.as_ref()?;
+        Some(imp.n_per_row / self.to.block_size() * self.to.type_size())
     }
 
     /// Also measure the error against the source while quantizing.
@@ -219,16 +331,20 @@ impl DataSource for QuantizeSource {
         self.len
     }
     fn granule(&self) -> u64 {
-        self.to.type_size()
+        self.row_bytes().unwrap_or(self.to.type_size())
     }
     fn preferred_chunk(&self) -> Option<u64> {
         // 256K elements: ~1 MiB of f32 in flight per worker, and enough
         // chunks that even small tensors keep every core busy.
+        if let (Some(rb), Some(imp)) = (self.row_bytes(), &self.importance) {
+            return Some((QUANT_CHUNK_ELEMS / imp.n_per_row).max(1) * rb);
+        }
         Some(QUANT_CHUNK_ELEMS / self.to.block_size() * self.to.type_size())
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let (bs, ts) = (self.to.block_size(), self.to.type_size());
-        if !offset.is_multiple_of(ts) || !(buf.len() as u64).is_multiple_of(ts) {
+        let g = self.granule();
+        if !offset.is_multiple_of(g) || !(buf.len() as u64).is_multiple_of(g) {
             return Err(Error::internal("quantized read not aligned to blocks"));
         }
         let first = offset / ts * bs;
@@ -276,7 +392,7 @@ impl QuantizeSource {
                 )));
             }
         }
-        quantize(self.to, x, buf)?;
+        self.quantize_values(x, first, buf)?;
         if !self.allow_nonfinite {
             if let Some(b) = first_bad_block(self.to, buf) {
                 let block = offset / ts + b as u64;
@@ -291,6 +407,25 @@ impl QuantizeSource {
             dequantize(self.to, buf, &mut sc.y)?;
             let (e2, r2) = squared_error(&sc.x, &sc.y);
             stats.add(e2, r2);
+        }
+        Ok(())
+    }
+}
+
+impl QuantizeSource {
+    /// Quantizes `x` (starting at element `first`, whole rows under an
+    /// importance matrix) into `buf`, each row with its expert's values.
+    fn quantize_values(&self, x: &[f32], first: u64, buf: &mut [u8]) -> Result<()> {
+        let Some(imp) = &self.importance else {
+            return quantize(self.to, x, buf);
+        };
+        let n = imp.n_per_row as usize;
+        let rb = buf.len() / (x.len() / n).max(1);
+        let first_row = first / imp.n_per_row;
+        for (i, (row, out)) in x.chunks_exact(n).zip(buf.chunks_exact_mut(rb)).enumerate() {
+            let expert = ((first_row + i as u64) / imp.rows_per_expert) as usize;
+            let w = &imp.values[expert * n..expert * n + n];
+            quantize_rows(self.to, row, n, Some(w), out)?;
         }
         Ok(())
     }
