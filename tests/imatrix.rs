@@ -1,7 +1,8 @@
 //! `quantize --imatrix` against llama-quantize: every run recorded in
 //! fixtures/imatrix/golden.json (llama-quantize at llama.cpp 0c1e57098 on
 //! fixtures/hf/tiny-llama.F16.gguf, with the importance matrices
-//! llama-imatrix made from fixtures/imatrix/calibration.txt; see
+//! llama-imatrix made from fixtures/imatrix/calibration.txt, and on the
+//! hard cases of fixtures/gguf/in-f32.gguf under a synthetic matrix; see
 //! gen_golden.py) must come out byte for byte: every file type we produce,
 //! with the GGUF and the legacy .dat matrix, --pure, without a matrix for
 //! the types new in this build, and --include-weights / --exclude-weights.
@@ -18,10 +19,10 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// Runs modelconv in fixtures/imatrix (the golden runs name the matrix by
 /// a path relative to it, and the path is recorded in the output).
-fn quantize_in_fixture_dir(args: &[String], out: &Path) -> std::process::Output {
+fn quantize_in_fixture_dir(input: &str, args: &[String], out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_modelconv"))
         .current_dir(fixture("imatrix"))
-        .args(["quantize", "../hf/tiny-llama.F16.gguf", "-o", p(out)])
+        .args(["quantize", input, "-o", p(out)])
         .args(args)
         .output()
         .expect("run modelconv")
@@ -39,7 +40,7 @@ fn check_run(run: &serde_json::Value, dir: &Path) -> Option<String> {
             .filter_map(|a| a.as_str().map(str::to_string)),
     );
     let out = dir.join(format!("{name}.gguf"));
-    let o = quantize_in_fixture_dir(&args, &out);
+    let o = quantize_in_fixture_dir(run["input"].as_str().unwrap_or(""), &args, &out);
     if !o.status.success() {
         return Some(format!(
             "{name}: exit {:?}: {}",
@@ -78,7 +79,7 @@ fn quantize_with_an_imatrix_equals_llama_quantize_byte_for_byte() {
     let golden: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("imatrix/golden.json")).unwrap()).unwrap();
     let runs = golden["runs"].as_array().unwrap();
-    assert!(runs.len() >= 100, "{} runs", runs.len());
+    assert!(runs.len() >= 150, "{} runs", runs.len());
     let dir = tempfile::tempdir().unwrap();
     // Two workers: the runs are independent and each is short.
     let d = dir.path();
@@ -215,5 +216,28 @@ fn include_and_exclude_weights_cannot_be_combined() {
         "b",
     ]);
     assert_eq!(code, 2, "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn mxfp4_blocks_llama_cpp_would_reject_are_refused() {
+    // Blocks of values near 2^-126 get the E8M0 scale 0xFF, which
+    // llama.cpp's row validation rejects (llama-quantize fails on them).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.gguf");
+    let (code, err) = stderr_of(&[
+        "quantize",
+        p(&fixture("gguf/in-f32.gguf")),
+        "-o",
+        p(&out),
+        "--type",
+        "MXFP4_MOE",
+        "--pure",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("blk.0.ffn_gate.weight") && err.contains("block 65"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

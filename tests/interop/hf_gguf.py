@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import check, finish
+from synthetic_imatrix import synthetic_imatrix
 
 SRC, BIN, MODELS = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 MC = os.environ["MODELCONV"]
@@ -617,6 +618,116 @@ def meta_edits_read_back_as_gguf_py_s_own_editors_write_them():
         assert md.get("format") == "pt" and md.get("note") == "edited by modelconv: ok", md
         names = list(f.keys())
     assert names, "no tensors"
+
+
+# Every file type we produce (llama-quantize's names), and those that
+# quantize differently from before without an importance matrix.
+QUANT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
+               "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0"]
+NEW_TYPES = ["IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0"]
+# A dense model and two with experts (stacked 3-D experts, per-expert slices of the matrix).
+IMATRIX_MODELS = {"llama-spm": "f32", "mixtral-spm": "bf16", "qwen3moe-bpe": "bf16"}
+CALIBRATION = HERE.parent.parent / "fixtures" / "imatrix" / "calibration.txt"
+
+
+def llama_imatrix(model):
+    """llama-imatrix's matrix of the reference GGUF, in both of its forms."""
+    src = loadable(model, reference(model, IMATRIX_MODELS[model]))
+    out = {}
+    for form in ("gguf", "dat"):
+        out[form] = TMP / f"{model}.imatrix.{form}"
+        if not out[form].exists():
+            run(BIN / "llama-imatrix", "-m", src, "-f", CALIBRATION, "-c", "64", "--chunks", "6",
+                "--process-output", "--output-format", form, "-o", out[form])
+    return src, out
+
+
+def quantized_alike(src, name, ftype, *args):
+    """llama-quantize's output and ours for the same input and options."""
+    ref, ours = TMP / f"q-ref-{name}.gguf", TMP / f"q-ours-{name}.gguf"
+    run(BIN / "llama-quantize", *args, src, ref, ftype)
+    run(MC, "-q", "quantize", src, "-o", ours, "--type", ftype, *args)
+    same_file(ours, ref)
+    ref.unlink()
+    return ours
+
+
+@check
+def quantize_under_llama_imatrixs_matrices_is_llama_quantize_byte_for_byte_for_every_type():
+    for model in IMATRIX_MODELS:
+        if MODELS_TYPES and model not in [m for m, _ in MODELS_TYPES]:
+            continue
+        src, imatrix = llama_imatrix(model)
+        for form, path in imatrix.items():
+            for t in QUANT_TYPES:
+                quantized_alike(src, f"{model}-{t}-{form}", t, "--imatrix", path).unlink()
+        for t in NEW_TYPES:
+            quantized_alike(src, f"{model}-{t}", t).unlink()
+
+
+@check
+def quantize_under_a_synthetic_matrix_of_hard_cases_is_llama_quantize_byte_for_byte():
+    """fixtures/gguf/in-f32.gguf (zero, constant, tiny, huge and one-sided
+    blocks) and a MoE model under a matrix with zero columns and an expert
+    that saw no token."""
+    models = [HERE.parent.parent / "fixtures" / "gguf" / "in-f32.gguf"]
+    if not MODELS_TYPES or "qwen2moe-bpe" in [m for m, _ in MODELS_TYPES]:
+        models.append(reference("qwen2moe-bpe", "bf16"))
+    for src in models:
+        im = TMP / f"{Path(src).stem}.synthetic.imatrix.gguf"
+        synthetic_imatrix(src, im)
+        for t in QUANT_TYPES:
+            quantized_alike(src, f"{Path(src).stem}-{t}-synthetic", t, "--imatrix", im).unlink()
+        for t in NEW_TYPES:
+            quantized_alike(src, f"{Path(src).stem}-{t}", t).unlink()
+
+
+@check
+def llama_quantizes_options_mean_the_same_here():
+    """--tensor-type, --tensor-type-file, --output-tensor-type,
+    --token-embedding-type, --leave-output-tensor, --pure, --prune-layers,
+    --override-kv, --include-weights/--exclude-weights and
+    --allow-requantize, each against llama-quantize with the same options."""
+    src, imatrix = llama_imatrix("llama-spm")
+    types_file = TMP / "tensor-types.txt"
+    types_file.write_text("attn_v=q8_0 ffn_down=q6_k\nblk\\.1\\.ffn_up=iq4_nl\n")
+    im = ["--imatrix", imatrix["gguf"]]
+    cases = [
+        ("Q4_K_M", "--tensor-type", "attn_q=iq4_xs", "--tensor-type", "ffn_gate=q5_0"),
+        ("Q4_K_M", "--tensor-type-file", types_file),
+        ("Q5_K_S", "--output-tensor-type", "q8_0", "--token-embedding-type", "iq4_nl"),
+        ("Q3_K_M", "--leave-output-tensor", *im),
+        ("IQ4_XS", "--pure", *im),
+        ("Q4_K_M", "--prune-layers", "0", *im),
+        ("Q6_K", "--override-kv", "general.name=str:overridden", "--override-kv", "llama.context_length=int:-77",
+         "--override-kv", "general.flag=bool:true", "--override-kv", "general.ratio=float:0.3"),
+        ("Q4_K_S", "--include-weights", "ffn", "--include-weights", "attn_v", *im),
+        ("Q4_0", "--exclude-weights", "blk.0.", *im),
+        ("23", *im),  # a file type by its id (IQ3_XXS is not produced: refused below)
+    ]
+    for i, (ftype, *args) in enumerate(cases):
+        if ftype == "23":
+            ours = TMP / "q-ours-id.gguf"
+            p = subprocess.run([MC, "quantize", src, "-o", ours, "--type", "23", *map(str, args)], capture_output=True)
+            assert p.returncode == 2 and not ours.exists(), p.stderr
+            continue
+        quantized_alike(src, f"options-{i}", ftype, *args).unlink()
+    q8 = quantized_alike(src, "q8-input", "Q8_0")
+    quantized_alike(q8, "requantized", "Q4_K_M", "--allow-requantize").unlink()
+
+
+@check
+def llama_cpp_runs_our_iq4_xs_iq4_nl_tq2_0_and_mxfp4_files():
+    src, imatrix = llama_imatrix("llama-spm")
+    for t, args in [("IQ4_XS", ["--imatrix", imatrix["gguf"]]), ("IQ4_NL", []), ("TQ2_0", []), ("TQ1_0", [])]:
+        ours = TMP / f"run-{t}.gguf"
+        run(MC, "-q", "quantize", src, "-o", ours, "--type", t, *args)
+        text, decoded = llama_simple(ours)
+        assert decoded > 0, text
+    moe = TMP / "run-MXFP4_MOE.gguf"
+    run(MC, "-q", "quantize", reference("mixtral-spm", "bf16"), "-o", moe, "--type", "MXFP4_MOE")
+    text, decoded = llama_simple(moe)
+    assert decoded > 0, text
 
 
 status = finish("hf-gguf")

@@ -10,6 +10,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::kquants::nearest_int;
+use super::legacy::cvtt;
 use super::{f16_bits, f16_value};
 
 /// Below this magnitude a group counts as all zero.
@@ -280,9 +281,18 @@ fn abs_max(x: &[f32]) -> f32 {
     x.iter().fold(0.0f32, |a, v| if a > v.abs() { a } else { v.abs() })
 }
 
-/// A value scaled to [-1, 1] as a ternary code 0, 1, 2 (`lroundf + 1`).
+/// A value scaled to [-1, 1] as a ternary code 0, 1, 2: C's
+/// `int xi = lroundf(v * id) + 1`, where lroundf gives LONG_MIN for NaN
+/// and ±inf (a denormal block's inverse scale is infinite) and the `int`
+/// keeps the low 32 bits.
 fn ternary(v: f32, id: f32) -> u8 {
-    ((v * id).round() as i32 + 1) as u8
+    let x = v * id;
+    let l = if x.is_nan() || x.abs() >= 9.223_372e18 {
+        i64::MIN
+    } else {
+        x.round() as i64
+    };
+    (l.wrapping_add(1) as i32) as u8
 }
 
 /// Five (or four, then shifted) base-3 digits as one byte, scaled so that
@@ -384,7 +394,8 @@ pub fn quantize_q2_0(x: &[f32], out: &mut [u8]) {
     out[0..2].copy_from_slice(&f16_bits(amax).to_le_bytes());
     out[2..18].iter_mut().for_each(|b| *b = 0);
     for j in 0..64 {
-        let q = ((x[j] * id).round() as i32 + 1).clamp(0, 3) as u8;
+        // (int)roundf(…) as x86 converts: 0x80000000 for NaN and ±inf.
+        let q = cvtt((x[j] * id).round()).wrapping_add(1).clamp(0, 3) as u8;
         out[2 + j / 4] |= q << ((j % 4) * 2);
     }
 }

@@ -46,7 +46,7 @@ fn inverse(d: f32) -> f32 {
 /// C's float → int conversion as x86 performs it (`cvttss2si`): truncation
 /// toward zero, and 0x80000000 for NaN or out-of-range values (a block of
 /// denormals gives an infinite inverse scale). Rust's `as` would saturate.
-fn cvtt(v: f32) -> i32 {
+pub(crate) fn cvtt(v: f32) -> i32 {
     if v.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&v) {
         i32::MIN
     } else {
