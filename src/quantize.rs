@@ -564,13 +564,13 @@ fn type_label(model: &modelconv_ir::Model, changed: &[ChangedTensor], ft: FileTy
 fn print_text(rows: &[Row], source_bytes: u64, out_bytes: u64, doc: &QuantizeDoc) {
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).clamp(4, 48);
     println!(
-        "{:<w$}  {:<6} {:<20} {:>12}  REL.RMSE",
+        "{:<w$}  {:<7} {:<20} {:>12}  REL.RMSE",
         "NAME", "TYPE", "SHAPE", "BYTES"
     );
     for r in rows {
         let e = r.relative_rmse().map_or("-".to_string(), |v| format!("{v:.5}"));
         println!(
-            "{:<w$}  {:<6} {:<20} {:>12}  {e}",
+            "{:<w$}  {:<7} {:<20} {:>12}  {e}",
             util::printable(&r.name),
             r.to.name(),
             format!("{:?}", r.shape),

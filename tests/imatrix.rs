@@ -41,6 +41,11 @@ fn check_run(run: &serde_json::Value, dir: &Path) -> Option<String> {
     );
     let out = dir.join(format!("{name}.gguf"));
     let o = quantize_in_fixture_dir(run["input"].as_str().unwrap_or(""), &args, &out);
+    if run["fails"].as_bool() == Some(true) {
+        // llama-quantize refused (or asserted): exit 2 and no output here.
+        return (o.status.code() != Some(2) || out.exists())
+            .then(|| format!("{name}: llama-quantize refuses it; we exited {:?}", o.status.code()));
+    }
     if !o.status.success() {
         return Some(format!(
             "{name}: exit {:?}: {}",
@@ -79,7 +84,7 @@ fn quantize_with_an_imatrix_equals_llama_quantize_byte_for_byte() {
     let golden: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("imatrix/golden.json")).unwrap()).unwrap();
     let runs = golden["runs"].as_array().unwrap();
-    assert!(runs.len() >= 150, "{} runs", runs.len());
+    assert!(runs.len() >= 220, "{} runs", runs.len());
     let dir = tempfile::tempdir().unwrap();
     // Two workers: the runs are independent and each is short.
     let d = dir.path();

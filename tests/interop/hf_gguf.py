@@ -623,8 +623,9 @@ def meta_edits_read_back_as_gguf_py_s_own_editors_write_them():
 # Every file type we produce (llama-quantize's names), and those that
 # quantize differently from before without an importance matrix.
 QUANT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
-               "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0"]
-NEW_TYPES = ["IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0"]
+               "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0",
+               "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ1_S", "IQ1_M"]
+NEW_TYPES = ["IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0", "IQ3_S", "IQ3_M"]
 # A dense model and two with experts (stacked 3-D experts, per-expert slices of the matrix).
 IMATRIX_MODELS = {"llama-spm": "f32", "mixtral-spm": "bf16", "qwen3moe-bpe": "bf16"}
 CALIBRATION = HERE.parent.parent / "fixtures" / "imatrix" / "calibration.txt"
@@ -703,27 +704,39 @@ def llama_quantizes_options_mean_the_same_here():
          "--override-kv", "general.flag=bool:true", "--override-kv", "general.ratio=float:0.3"),
         ("Q4_K_S", "--include-weights", "ffn", "--include-weights", "attn_v", *im),
         ("Q4_0", "--exclude-weights", "blk.0.", *im),
-        ("23", *im),  # a file type by its id (IQ3_XXS is not produced: refused below)
+        ("23", *im),  # a file type by its llama.h id (IQ3_XXS)
+        ("IQ2_M", "--tensor-type", "ffn_down=iq1_m", *im),
     ]
     for i, (ftype, *args) in enumerate(cases):
-        if ftype == "23":
-            ours = TMP / "q-ours-id.gguf"
-            p = subprocess.run([MC, "quantize", src, "-o", ours, "--type", "23", *map(str, args)], capture_output=True)
-            assert p.returncode == 2 and not ours.exists(), p.stderr
-            continue
         quantized_alike(src, f"options-{i}", ftype, *args).unlink()
+    # A type that needs a matrix, without one: both refuse.
+    ours, ref = TMP / "q-ours-refused.gguf", TMP / "q-ref-refused.gguf"
+    p = subprocess.run([MC, "quantize", src, "-o", ours, "--type", "IQ2_XXS"], capture_output=True)
+    r = subprocess.run([BIN / "llama-quantize", src, ref, "IQ2_XXS"], capture_output=True)
+    assert p.returncode == 2 and not ours.exists() and r.returncode != 0, (p.stderr, r.returncode)
     q8 = quantized_alike(src, "q8-input", "Q8_0")
     quantized_alike(q8, "requantized", "Q4_K_M", "--allow-requantize").unlink()
 
 
 @check
-def llama_cpp_runs_our_iq4_xs_iq4_nl_tq2_0_and_mxfp4_files():
+def llama_cpp_runs_our_i_quants_and_gguf_py_dequantizes_them_as_we_do():
+    """llama-simple generates from our IQ2_XXS, IQ1_S, IQ3_XXS, IQ4_XS,
+    IQ4_NL, TQ1_0, TQ2_0 and MXFP4 files; gguf-py (of the same llama.cpp)
+    dequantizes every tensor of them to what our dequantizers give."""
     src, imatrix = llama_imatrix("llama-spm")
-    for t, args in [("IQ4_XS", ["--imatrix", imatrix["gguf"]]), ("IQ4_NL", []), ("TQ2_0", []), ("TQ1_0", [])]:
+    im = ["--imatrix", imatrix["gguf"]]
+    for t, args in [("IQ2_XXS", im), ("IQ2_XS", im), ("IQ2_S", im), ("IQ1_S", im), ("IQ1_M", im), ("IQ3_XXS", im),
+                    ("IQ3_S", []), ("IQ4_XS", im), ("IQ4_NL", []), ("TQ2_0", []), ("TQ1_0", [])]:
+        # (gguf-py has no Q1_0/Q2_0 dequantizer yet; their bytes are checked above.)
         ours = TMP / f"run-{t}.gguf"
         run(MC, "-q", "quantize", src, "-o", ours, "--type", t, *args)
-        text, decoded = llama_simple(ours)
-        assert decoded > 0, text
+        if t in ("IQ2_XXS", "IQ1_S", "IQ3_XXS", "IQ4_XS", "IQ4_NL", "TQ1_0", "TQ2_0"):
+            text, decoded = llama_simple(ours)
+            assert decoded > 0, text
+        back = TMP / f"run-{t}.safetensors"
+        run(MC, "-q", "convert", ours, back, "--dtype", "F32")
+        run(sys.executable, HERE / "dequant_compare.py", ours, back,
+            env={**os.environ, "PYTHONPATH": str(SRC / "gguf-py")})
     moe = TMP / "run-MXFP4_MOE.gguf"
     run(MC, "-q", "quantize", reference("mixtral-spm", "bf16"), "-o", moe, "--type", "MXFP4_MOE")
     text, decoded = llama_simple(moe)

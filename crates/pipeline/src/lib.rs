@@ -472,6 +472,16 @@ fn importance_per_tensor(
                 values = None;
             }
         }
+        if values.is_none() && quants::needs_importance(to) {
+            return Err(Error::invalid(format!(
+                "tensor '{name}' would be {to}, which is made only under an importance matrix, and {}",
+                if q.imatrix.is_some() {
+                    "the matrix has no entry of its size for it"
+                } else {
+                    "none was given (--imatrix FILE)"
+                }
+            )));
+        }
         if values.is_none() && mix::requires_imatrix(name, to, q.file_type) {
             let why = if q.imatrix.is_some() {
                 "the importance matrix has no entry for it"

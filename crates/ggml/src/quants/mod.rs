@@ -3,6 +3,7 @@
 //! lazy [`DataSource`]s that apply them chunk by chunk while a writer pulls.
 
 mod extra;
+mod iq;
 mod kquants;
 mod legacy;
 
@@ -32,9 +33,21 @@ type DequantFn = fn(&[u8], &mut [f32]);
 /// their own).
 type WeightedFn = fn(&[f32], &[f32], f32, &mut [u8]);
 
-/// Dequantizers of types we read but do not produce.
-fn dequant_only(_t: DType) -> Option<DequantFn> {
-    None
+/// Dequantizers of the types produced only under an importance matrix
+/// (ggml asserts one for them).
+fn dequant_only(t: DType) -> Option<DequantFn> {
+    use DType::*;
+    Some(match t {
+        IQ2_XXS => iq::dequantize_iq2_xxs,
+        IQ2_XS => iq::dequantize_iq2_xs,
+        IQ1_S => iq::dequantize_iq1_s,
+        _ => return None,
+    })
+}
+
+/// Whether `t` can be produced only under an importance matrix.
+pub fn needs_importance(t: DType) -> bool {
+    dequant_only(t).is_some() && weighted(t).is_some()
 }
 
 /// Types this build can dequantize (everything it quantizes, and more).
@@ -63,6 +76,10 @@ fn codec(t: DType) -> Option<(QuantFn, DequantFn)> {
         MXFP4 => (extra::quantize_mxfp4, extra::dequantize_mxfp4),
         Q1_0 => (extra::quantize_q1_0, extra::dequantize_q1_0),
         Q2_0 => (extra::quantize_q2_0, extra::dequantize_q2_0),
+        IQ3_XXS => (iq::quantize_iq3_xxs, iq::dequantize_iq3_xxs),
+        IQ3_S => (iq::quantize_iq3_s, iq::dequantize_iq3_s),
+        IQ2_S => (iq::quantize_iq2_s, iq::dequantize_iq2_s),
+        IQ1_M => (iq::quantize_iq1_m, iq::dequantize_iq1_m),
         _ => return None,
     })
 }
@@ -84,6 +101,13 @@ fn weighted(t: DType) -> Option<WeightedFn> {
         Q6_K => kquants::quantize_q6_k_weighted,
         IQ4_NL => extra::quantize_iq4_nl_weighted,
         IQ4_XS => extra::quantize_iq4_xs_weighted,
+        IQ2_XXS => iq::quantize_iq2_xxs_weighted,
+        IQ2_XS => iq::quantize_iq2_xs_weighted,
+        IQ3_XXS => iq::quantize_iq3_xxs_weighted,
+        IQ3_S => iq::quantize_iq3_s_weighted,
+        IQ2_S => iq::quantize_iq2_s_weighted,
+        IQ1_S => iq::quantize_iq1_s_weighted,
+        IQ1_M => iq::quantize_iq1_m_weighted,
         _ => return None,
     })
 }
@@ -129,13 +153,19 @@ pub fn quantize_rows(t: DType, x: &[f32], n_per_row: usize, weights: Option<&[f3
     Ok(())
 }
 
-/// Types this build can quantize to (and dequantize from).
+/// Types this build can quantize to (and dequantize from); those of
+/// [`needs_importance`] only under an importance matrix.
 pub fn can_quantize(t: DType) -> bool {
-    codec(t).is_some()
+    codec(t).is_some() || needs_importance(t)
 }
 
 /// Quantizes `x` (a whole number of blocks) into `out`.
 pub fn quantize(t: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
+    if needs_importance(t) {
+        return Err(Error::invalid(format!(
+            "{t} is made only under an importance matrix (ggml has no {t} quantizer without one)"
+        )));
+    }
     let (q, _) = codec(t).ok_or_else(|| Error::unsupported(format!("quantizing to {t} is not supported")))?;
     let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
     if !x.len().is_multiple_of(bs) || out.len() != x.len() / bs * ts {
@@ -170,7 +200,7 @@ pub fn dequantize(t: DType, data: &[u8], out: &mut [f32]) -> Result<()> {
 fn scale_offsets(t: DType) -> &'static [usize] {
     use DType::*;
     match t {
-        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS | Q1_0 | Q2_0 => &[0],
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS | Q1_0 | Q2_0 | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ3_S | IQ2_S | IQ1_S => &[0],
         Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
         Q2_K => &[80, 82],
         Q3_K => &[108],
