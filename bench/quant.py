@@ -5,7 +5,12 @@ thread count, same run. Prints a Markdown table (wall time, elements/s,
 peak RSS, ratio to llama-quantize) and whether the two outputs are
 byte-identical.
 
-Usage: target/interop-venv/bin/python bench/quant.py --llama-quantize PATH [--threads 2] [--layers 9]
+A type written TYPE+imatrix (IQ4_XS+imatrix) runs both tools with
+`--imatrix` on a synthetic importance matrix of the model
+(tests/interop/synthetic_imatrix.py); TYPE+scalar runs modelconv with its
+SIMD paths off (MODELCONV_SCALAR=1), the scalar reference.
+
+Usage: target/interop-venv/bin/python bench/quant.py --llama-quantize PATH [--threads 2] [--layers 9] [--types Q4_K_M,Q6_K,IQ4_XS+imatrix]
 Needs numpy + gguf (the interop venv has them), cargo and GNU time.
 BENCHMARKS.md says how the llama-quantize used there was built.
 """
@@ -20,6 +25,9 @@ import numpy as np
 from gguf import GGUFWriter
 
 import timing  # bench/timing.py
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "interop"))
+from synthetic_imatrix import synthetic_imatrix  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "bench")
@@ -66,8 +74,8 @@ def make_model(path, n_layer):
     w.close()
 
 
-def measure(cmd, out):
-    return timing.measure(cmd, out, WORK)
+def measure(cmd, out, env=None):
+    return timing.measure(cmd, out, WORK, env)
 
 
 def main():
@@ -90,20 +98,28 @@ def main():
     print(f"input: {os.path.getsize(src) / 2**20:.0f} MiB F16 GGUF, {n_elem / 1e6:.0f} M elements, {args.threads} threads, median of {args.runs} runs\n")
     print("| type | tool | wall s | M elem/s | peak RSS MiB | × llama-quantize | identical output |")
     print("|---|---|---:|---:|---:|---:|---|")
-    for t in args.types.split(","):
+    for label in args.types.split(","):
+        t, _, extra = label.partition("+")
         ref_out, our_out = os.path.join(WORK, f"ref-{t}.gguf"), os.path.join(WORK, f"ours-{t}.gguf")
-        ref_cmd = [args.llama_quantize, src, ref_out, t, str(args.threads)]
-        our_cmd = [BIN, "-q", "quantize", src, "-o", our_out, "--type", t, "--threads", str(args.threads)]
+        im, env = [], None
+        if extra == "scalar":
+            env = {**os.environ, "MODELCONV_SCALAR": "1"}
+        if extra == "imatrix":
+            im = ["--imatrix", os.path.join(WORK, f"llama-{args.layers}l.imatrix.gguf")]
+            if not os.path.exists(im[1]):
+                synthetic_imatrix(src, im[1])
+        ref_cmd = [args.llama_quantize, *im, src, ref_out, t, str(args.threads)]
+        our_cmd = [BIN, "-q", "quantize", src, "-o", our_out, "--type", t, "--threads", str(args.threads), *im]
         ref_runs, our_runs = [], []
         for _ in range(args.runs):  # interleaved, so both see the same machine
             ref_runs.append(measure(ref_cmd, ref_out))
-            our_runs.append(measure(our_cmd, our_out))
+            our_runs.append(measure(our_cmd, our_out, env))
         median = lambda runs: (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
         ref, ours = median(ref_runs), median(our_runs)
         same = "yes" if filecmp.cmp(ref_out, our_out, shallow=False) else "NO"
         for name, (wall, rss) in (("llama-quantize", ref), ("modelconv", ours)):
             ratio = wall / ref[0]
-            print(f"| {t} | {name} | {wall:.2f} | {n_elem / wall / 1e6:.0f} | {rss:.0f} | {ratio:.2f} | {same} |")
+            print(f"| {label} | {name} | {wall:.2f} | {n_elem / wall / 1e6:.0f} | {rss:.0f} | {ratio:.2f} | {same} |")
         os.remove(ref_out)
         os.remove(our_out)
 

@@ -7,7 +7,7 @@ import time
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 
 
-def measure(cmd, out, scratch):
+def measure(cmd, out, scratch, env=None):
     """Removes `out`, syncs, runs `cmd` under GNU time and returns (wall
     seconds, peak RSS MiB). GNU time measures the command itself: a child of
     this Python process would inherit Python's own peak."""
@@ -16,7 +16,8 @@ def measure(cmd, out, scratch):
     subprocess.run(["sync"])
     rss_file = os.path.join(scratch, "rss.txt")
     t0 = time.perf_counter()
-    p = subprocess.run([TIME, "-f", "%M", "-o", rss_file, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run([TIME, "-f", "%M", "-o", rss_file, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       env=env)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{p.stderr}")

@@ -273,7 +273,12 @@ fn usage_errors_exit_2() {
     );
     refused(
         &["convert", p(&src), p(&dir.path().join("x.gguf")), "--dtype", "IQ2_XXS"],
-        &["quantizing to IQ2_XXS is not supported"],
+        &["only under an importance matrix", "--imatrix"],
+        dir.path(),
+    );
+    refused(
+        &["convert", p(&src), p(&dir.path().join("x.gguf")), "--dtype", "NVFP4"],
+        &["quantizing to NVFP4 is not supported"],
         dir.path(),
     );
     refused(

@@ -60,6 +60,12 @@ impl FileType {
     const fn new(name: &'static str, id: u32, default: DType) -> Self {
         FileType { name, id, default }
     }
+
+    /// The file type whose name is `t`'s (what `--dtype T` means), or one
+    /// of that default type with no name of its own.
+    pub fn default_of(t: DType) -> FileType {
+        file_type(t.name()).unwrap_or(FileType::new("", 0, t))
+    }
 }
 
 /// The file types whose every tensor must be quantized under an

@@ -631,9 +631,14 @@ impl Request {
     /// for block types the quantization `quantize --type DTYPE --pure` does.
     pub fn to_dtype(&mut self, dtype: DType, types: TypeOptions) -> Result<()> {
         if dtype.is_quantized() {
+            if quants::needs_importance(dtype) || mix::requires_imatrix("", dtype, mix::FileType::default_of(dtype)) {
+                return Err(Error::invalid(format!(
+                    "{dtype} is made only under an importance matrix: `modelconv quantize --type {dtype} --imatrix FILE`"
+                )));
+            }
             let file_type = file_type_for(dtype).ok_or_else(|| {
                 Error::unsupported(format!(
-                    "quantizing to {dtype} is not supported (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K are)"
+                    "quantizing to {dtype} is not supported (every type llama-quantize offers is: Q4_0…Q8_0, Q2_K…Q6_K, IQ4_NL, IQ4_XS, IQ3_S, TQ1_0, TQ2_0, Q1_0, Q2_0 here; the other i-quants with quantize --imatrix)"
                 ))
             })?;
             let mix = MixOptions {

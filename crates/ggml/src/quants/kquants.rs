@@ -601,19 +601,25 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 /// quantized against their maxima. Writes d, dmin and the packed scales
 /// into `head` (16 bytes) and returns the levels.
 fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u8]) -> [u8; QK_K] {
-    let mut l = [0u8; QK_K];
-    let mut weights = [0f32; 32];
-    let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
-    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    let (xb, lb) = (x.as_chunks::<32>().0, l.as_chunks_mut::<32>().0);
-    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
+    let mut xs8 = [[0f32; 32]; 8];
+    let mut weights = [[0f32; 32]; 8];
+    for (j, xs) in x.as_chunks::<32>().0.iter().take(8).enumerate() {
+        xs8[j] = *xs;
         let av_x = (sum_sq(xs) / 32.0).sqrt();
-        for (w, v) in weights.iter_mut().zip(xs) {
+        for (w, v) in weights[j].iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        let (s, m) = make_qkx2_quants(nmax, xs, &weights, ls, rmin, 0.1, nstep, false);
-        scales[j] = s;
-        mins[j] = m;
+    }
+    // The eight sub-block searches, one per SIMD lane.
+    let mut l8 = [[0u8; 32]; 8];
+    let (scales, mins) = super::lanes::make_qkx2_quants_x8(nmax, &xs8, &weights, &mut l8, rmin, 0.1, nstep, false);
+    let mut l = [0u8; QK_K];
+    for (j, lj) in l8.iter().enumerate() {
+        l[32 * j..32 * j + 32].copy_from_slice(lj);
+    }
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        let (s, m) = (scales[j], mins[j]);
         if s > max_scale {
             max_scale = s;
         }

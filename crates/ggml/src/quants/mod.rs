@@ -1,10 +1,12 @@
-//! ggml block quantization: quantizers byte-identical to ggml's reference
-//! quantizers, dequantizers identical to ggml's `dequantize_row_*`, and
-//! lazy [`DataSource`]s that apply them chunk by chunk while a writer pulls.
+//! ggml block quantization: quantizers byte-identical to ggml's (reference
+//! paths, and the weighted paths under an importance matrix, row by row),
+//! dequantizers identical to ggml's `dequantize_row_*`, and lazy
+//! [`DataSource`]s that apply them chunk by chunk while a writer pulls.
 
 mod extra;
 mod iq;
 mod kquants;
+mod lanes;
 mod legacy;
 
 use modelconv_ir::{convert, DType, DataSource, Error, Result};
