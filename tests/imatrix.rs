@@ -111,40 +111,33 @@ fn quantize_with_an_imatrix_equals_llama_quantize_byte_for_byte() {
     );
 }
 
-#[test]
-fn imatrix_only_types_are_refused_without_one() {
+/// `quantize INPUT -o OUT ARGS…` must exit 2 and write nothing; returns stderr.
+fn refused_quantize(input: &str, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.gguf");
-    let (code, err) = stderr_of(&[
-        "quantize",
-        p(&fixture("hf/tiny-llama.F16.gguf")),
-        "-o",
-        p(&out),
-        "--type",
-        "Q2_K_S",
-    ]);
+    let mut all = vec!["quantize", input, "-o", p(&out)];
+    all.extend_from_slice(args);
+    let (code, err) = stderr_of(&all);
     assert_eq!(code, 2, "{err}");
+    assert!(!out.exists());
+    err
+}
+
+#[test]
+fn imatrix_only_types_are_refused_without_one() {
+    let model = fixture("hf/tiny-llama.F16.gguf");
+    let err = refused_quantize(p(&model), &["--type", "Q2_K_S"]);
     assert!(
         err.contains("requires an importance matrix") && err.contains("blk.0.attn_k.weight"),
         "{err}"
     );
-    assert!(!out.exists());
     // An imatrix whose entries were all excluded is no imatrix.
-    let (code, err) = stderr_of(&[
-        "quantize",
-        p(&fixture("hf/tiny-llama.F16.gguf")),
-        "-o",
-        p(&out),
-        "--type",
-        "Q2_K_S",
-        "--imatrix",
-        p(&fixture("imatrix/tiny-llama.imatrix.gguf")),
-        "--exclude-weights",
-        "blk.",
-    ]);
-    assert_eq!(code, 2, "{err}");
+    let im = fixture("imatrix/tiny-llama.imatrix.gguf");
+    let err = refused_quantize(
+        p(&model),
+        &["--type", "Q2_K_S", "--imatrix", p(&im), "--exclude-weights", "blk."],
+    );
     assert!(err.contains("requires an importance matrix"), "{err}");
-    assert!(!out.exists());
 }
 
 /// A legacy .dat with one entry for `name` of `values`.
@@ -203,46 +196,30 @@ fn bad_imatrices_are_refused_naming_the_file_and_the_entry() {
 
 #[test]
 fn include_and_exclude_weights_cannot_be_combined() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("o.gguf");
     let im = fixture("imatrix/tiny-llama.imatrix.gguf");
-    let (code, err) = stderr_of(&[
-        "quantize",
-        p(&fixture("hf/tiny-llama.F16.gguf")),
-        "-o",
-        p(&out),
-        "--type",
-        "Q4_K_M",
-        "--imatrix",
-        p(&im),
-        "--include-weights",
-        "a",
-        "--exclude-weights",
-        "b",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(!out.exists());
+    let model = fixture("hf/tiny-llama.F16.gguf");
+    refused_quantize(
+        p(&model),
+        &[
+            "--type",
+            "Q4_K_M",
+            "--imatrix",
+            p(&im),
+            "--include-weights",
+            "a",
+            "--exclude-weights",
+            "b",
+        ],
+    );
 }
 
 #[test]
 fn mxfp4_blocks_llama_cpp_would_reject_are_refused() {
     // Blocks of values near 2^-126 get the E8M0 scale 0xFF, which
     // llama.cpp's row validation rejects (llama-quantize fails on them).
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("o.gguf");
-    let (code, err) = stderr_of(&[
-        "quantize",
-        p(&fixture("gguf/in-f32.gguf")),
-        "-o",
-        p(&out),
-        "--type",
-        "MXFP4_MOE",
-        "--pure",
-    ]);
-    assert_eq!(code, 2, "{err}");
+    let err = refused_quantize(p(&fixture("gguf/in-f32.gguf")), &["--type", "MXFP4_MOE", "--pure"]);
     assert!(
         err.contains("blk.0.ffn_gate.weight") && err.contains("block 65"),
         "{err}"
     );
-    assert!(!out.exists());
 }

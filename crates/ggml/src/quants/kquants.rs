@@ -612,7 +612,14 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u
     }
     // The eight sub-block searches, one per SIMD lane.
     let mut l8 = [[0u8; 32]; 8];
-    let (scales, mins) = super::lanes::make_qkx2_quants_x8(nmax, &xs8, &weights, &mut l8, rmin, 0.1, nstep, false);
+    let search = super::lanes::Qkx2 {
+        nmax,
+        rmin,
+        rdelta: 0.1,
+        nstep,
+        use_mad: false,
+    };
+    let (scales, mins) = super::lanes::make_qkx2_quants_x8(search, &xs8, &weights, &mut l8);
     let mut l = [0u8; QK_K];
     for (j, lj) in l8.iter().enumerate() {
         l[32 * j..32 * j + 32].copy_from_slice(lj);

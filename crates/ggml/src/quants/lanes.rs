@@ -27,19 +27,33 @@ fn scalar_forced() -> bool {
     *S.get_or_init(|| std::env::var_os("MODELCONV_SCALAR").is_some_and(|v| v == "1"))
 }
 
+/// The parameters of one `make_qkx2_quants` search: levels [0, nmax],
+/// candidate inverse scales (rmin + rdelta·is + nmax)/(max - min) for is in
+/// 0..=nstep, absolute (`use_mad`) or squared error.
+#[derive(Clone, Copy)]
+pub struct Qkx2 {
+    pub nmax: i32,
+    pub rmin: f32,
+    pub rdelta: f32,
+    pub nstep: i32,
+    pub use_mad: bool,
+}
+
 /// `make_qkx2_quants` on eight sub-blocks of `N` values: returns each
 /// lane's (scale, -min) and writes its levels into `ls[lane]`.
-#[allow(clippy::too_many_arguments)]
 pub fn make_qkx2_quants_x8<const N: usize>(
-    nmax: i32,
+    q: Qkx2,
     x: &[[f32; N]; LANES],
     w: &[[f32; N]; LANES],
     ls: &mut [[u8; N]; LANES],
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-    use_mad: bool,
 ) -> (L, L) {
+    let Qkx2 {
+        nmax,
+        rmin,
+        rdelta,
+        nstep,
+        use_mad,
+    } = q;
     if scalar_forced() {
         let mut out = ([0f32; LANES], [0f32; LANES]);
         for k in 0..LANES {
@@ -51,26 +65,21 @@ pub fn make_qkx2_quants_x8<const N: usize>(
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { search_avx2(nmax, x, w, ls, rmin, rdelta, nstep, use_mad) };
+            return unsafe { search_avx2(q, x, w, ls) };
         }
     }
-    search(nmax, x, w, ls, rmin, rdelta, nstep, use_mad)
+    search(q, x, w, ls)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn search_avx2<const N: usize>(
-    nmax: i32,
+    q: Qkx2,
     x: &[[f32; N]; LANES],
     w: &[[f32; N]; LANES],
     ls: &mut [[u8; N]; LANES],
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-    use_mad: bool,
 ) -> (L, L) {
-    search(nmax, x, w, ls, rmin, rdelta, nstep, use_mad)
+    search(q, x, w, ls)
 }
 
 /// The levels clamp(nearest_int(iscale·(x - min)), 0, nmax), per lane.
@@ -90,17 +99,14 @@ fn err(d: f32, use_mad: bool) -> f32 {
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn search<const N: usize>(
-    nmax: i32,
-    x: &[[f32; N]; LANES],
-    w: &[[f32; N]; LANES],
-    ls: &mut [[u8; N]; LANES],
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-    use_mad: bool,
-) -> (L, L) {
+fn search<const N: usize>(q: Qkx2, x: &[[f32; N]; LANES], w: &[[f32; N]; LANES], ls: &mut [[u8; N]; LANES]) -> (L, L) {
+    let Qkx2 {
+        nmax,
+        rmin,
+        rdelta,
+        nstep,
+        use_mad,
+    } = q;
     // Values by position, lanes inner: xt[i][k] is lane k's x[i].
     let xt: [L; N] = std::array::from_fn(|i| std::array::from_fn(|k| x[k][i]));
     let wt: [L; N] = std::array::from_fn(|i| std::array::from_fn(|k| w[k][i]));
@@ -237,7 +243,14 @@ mod tests {
                 (15, -0.9, 0.05, 36, false),
             ] {
                 let mut ls = [[0u8; 32]; LANES];
-                let (s, m) = search(nmax, &x, &w, &mut ls, rmin, rdelta, nstep, mad);
+                let q = Qkx2 {
+                    nmax,
+                    rmin,
+                    rdelta,
+                    nstep,
+                    use_mad: mad,
+                };
+                let (s, m) = search(q, &x, &w, &mut ls);
                 for k in 0..LANES {
                     let mut l1 = [0u8; 32];
                     let (s1, m1) = make_qkx2_quants(nmax, &x[k], &w[k], &mut l1, rmin, rdelta, nstep, mad);
