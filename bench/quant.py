@@ -8,7 +8,8 @@ byte-identical.
 A type written TYPE+imatrix (IQ4_XS+imatrix) runs both tools with
 `--imatrix` on a synthetic importance matrix of the model
 (tests/interop/synthetic_imatrix.py); TYPE+scalar runs modelconv with its
-SIMD paths off (MODELCONV_SCALAR=1), the scalar reference.
+SIMD paths off (MODELCONV_SCALAR=1), the scalar reference; the two
+combine (IQ4_XS+imatrix+scalar).
 
 Usage: target/interop-venv/bin/python bench/quant.py --llama-quantize PATH [--threads 2] [--layers 9] [--types Q4_K_M,Q6_K,IQ4_XS+imatrix]
 Needs numpy + gguf (the interop venv has them), cargo and GNU time.
@@ -99,12 +100,12 @@ def main():
     print("| type | tool | wall s | M elem/s | peak RSS MiB | × llama-quantize | identical output |")
     print("|---|---|---:|---:|---:|---:|---|")
     for label in args.types.split(","):
-        t, _, extra = label.partition("+")
+        t, *extras = label.split("+")
         ref_out, our_out = os.path.join(WORK, f"ref-{t}.gguf"), os.path.join(WORK, f"ours-{t}.gguf")
         im, env = [], None
-        if extra == "scalar":
+        if "scalar" in extras:
             env = {**os.environ, "MODELCONV_SCALAR": "1"}
-        if extra == "imatrix":
+        if "imatrix" in extras:
             im = ["--imatrix", os.path.join(WORK, f"llama-{args.layers}l.imatrix.gguf")]
             if not os.path.exists(im[1]):
                 synthetic_imatrix(src, im[1])

@@ -26,7 +26,7 @@ pub struct Args {
     /// Output GGUF file [default: INPUT-TYPE.gguf beside the input].
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// llama.cpp file type (name or llama.h id): Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_S/M/L, Q2_K, Q2_K_S, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4_MOE, Q1_0, Q2_0, F16, BF16, F32 (Q3_K, Q4_K, Q5_K mean the _M mixes).
+    /// llama.cpp file type (name or llama.h id): Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_S/M/L, Q2_K, Q2_K_S, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, TQ1_0, TQ2_0, MXFP4_MOE, Q1_0, Q2_0, F16, BF16, F32, COPY (tensors copied as they are); with --imatrix also IQ3_XXS, IQ3_XS, IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ1_S, IQ1_M, Q2_K_S (Q3_K, Q4_K, Q5_K mean the _M mixes).
     #[arg(long = "type", value_name = "TYPE")]
     ty: Option<String>,
     /// = --type Q4_K_M
@@ -115,6 +115,10 @@ pub struct Args {
     /// Print the per-tensor plan (types, bytes) and the files it would write, writing nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Write the output in as many files as the input has (a split GGUF's shards, or one file named
+    /// OUT-00001-of-00001.gguf), tensors in file order, as llama-quantize --keep-split does.
+    #[arg(long)]
+    keep_split: bool,
     /// Write the output even when no tensor is quantized (otherwise exit 2).
     #[arg(long)]
     allow_unchanged: bool,
@@ -152,7 +156,7 @@ fn tensor_type(s: &str) -> Result<DType> {
     let d = DType::from_user(s).ok_or_else(|| anyhow!("unknown tensor type '{s}'"))?;
     if !(can_quantize(d) && d != DType::Q8_K || matches!(d, DType::F32 | DType::F16 | DType::BF16)) {
         bail!(
-            "tensor type {d} cannot be produced (use Q2_K…Q6_K, Q4_0…Q8_0, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4, Q1_0, Q2_0, F16, BF16 or F32)"
+            "tensor type {d} cannot be produced (use Q2_K…Q6_K, Q4_0…Q8_0, IQ1_S…IQ4_XS, TQ1_0, TQ2_0, MXFP4, Q1_0, Q2_0, F16, BF16 or F32)"
         );
     }
     Ok(d)
@@ -271,6 +275,8 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         .map(|s| parse_override(s))
         .collect::<Result<_>>()?;
     quantization.prune_layers = prune_list(args.prune_layers.as_deref())?;
+    quantization.plan_only = args.dry_run;
+    quantization.keep_split = args.keep_split;
     if let Some(path) = &args.imatrix {
         let (m, keys) = load_imatrix(path, &args.include_weights, &args.exclude_weights, gguf)?;
         quantization.imatrix = m;

@@ -394,3 +394,113 @@ fn a_tensor_flushed_to_zero_shows_its_whole_error() {
     let d: serde_json::Value = serde_json::from_str(&expect_code(&["diff", "--json", p(&src), p(&out)], 1)).unwrap();
     assert_eq!(d["tensors"][0]["cosine"], 0.0);
 }
+
+/// Makes input `name` of fixtures/gguf/layout.json in `dir` as
+/// gen_layout.py made it, checking every file against its recorded sha256;
+/// returns the path to pass to quantize.
+fn layout_input(spec: &serde_json::Value, name: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let input = &spec["inputs"][name];
+    let src = fixture(&format!("gguf/{}", input["from"].as_str().unwrap()));
+    let files: Vec<std::path::PathBuf> = input["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| dir.join(f["name"].as_str().unwrap()))
+        .collect();
+    match input["make"].as_str().unwrap() {
+        "as is" => return src,
+        "meta --remove general.file_type" => {
+            ok(&["meta", p(&src), "--remove", "general.file_type", "-o", p(&files[0])]);
+        }
+        // Our split equals llama-gguf-split's (tests/gguf_split.rs); checked again below.
+        "llama-gguf-split --split --split-max-tensors 10" => {
+            let out = dir.join("tiny-llama.gguf");
+            ok(&["-q", "convert", p(&src), p(&out), "--split-max-tensors", "10"]);
+        }
+        other => panic!("unknown input recipe {other}"),
+    }
+    for (f, want) in files.iter().zip(input["files"].as_array().unwrap()) {
+        assert_eq!(
+            sha256_hex(&std::fs::read(f).unwrap()),
+            want["sha256"].as_str().unwrap(),
+            "input {name}: {} is not the file llama-quantize was given",
+            f.display()
+        );
+    }
+    files[0].clone()
+}
+
+/// COPY (tensors as they are, the loader's file type, guessed when the
+/// input has none) and --keep-split (the input's shards, file order, one
+/// shard named -00001-of-00001) equal llama-quantize's files byte for byte.
+#[test]
+fn copy_and_keep_split_equal_llama_quantize() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("gguf/layout.json")).unwrap()).unwrap();
+    let inputs = tempfile::tempdir().unwrap();
+    for r in spec["runs"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        let input = layout_input(&spec, r["input"].as_str().unwrap(), inputs.path());
+        let out = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "-q".to_string(),
+            "quantize".into(),
+            input.display().to_string(),
+            "-o".into(),
+            out.path().join("out.gguf").display().to_string(),
+            "--type".into(),
+            r["type"].as_str().unwrap().into(),
+        ];
+        args.extend(
+            r["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_modelconv"))
+            .current_dir(fixture("gguf"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let want: Vec<(String, String)> = r["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().to_string(),
+                    f["sha256"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let got: Vec<(String, String)> = dir_names(out.path())
+            .into_iter()
+            .map(|f| {
+                let sha = sha256_hex(&std::fs::read(out.path().join(&f)).unwrap());
+                (f, sha)
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+/// A dry run of a type that needs an importance matrix, without one,
+/// succeeds with a warning, as llama-quantize's does; the run itself is
+/// refused.
+#[test]
+fn a_dry_run_without_a_needed_imatrix_warns_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.gguf");
+    let input = fixture("hf/tiny-llama.F16.gguf");
+    let (code, err) = stderr_of(&["quantize", p(&input), "-o", p(&out), "--type", "IQ2_XXS", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("dry run completed, but") && err.contains("importance matrix"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    exit_2(&["quantize", p(&input), "-o", p(&out), "--type", "IQ2_XXS"]);
+    assert!(!out.exists());
+}

@@ -691,8 +691,9 @@ def quantize_under_a_synthetic_matrix_of_hard_cases_is_llama_quantize_byte_for_b
 def llama_quantizes_options_mean_the_same_here():
     """--tensor-type, --tensor-type-file, --output-tensor-type,
     --token-embedding-type, --leave-output-tensor, --pure, --prune-layers,
-    --override-kv, --include-weights/--exclude-weights and
-    --allow-requantize, each against llama-quantize with the same options."""
+    --override-kv, --include-weights/--exclude-weights, --allow-requantize,
+    COPY, --keep-split and --dry-run, each against llama-quantize with the
+    same options."""
     src, imatrix = llama_imatrix("llama-spm")
     types_file = TMP / "tensor-types.txt"
     types_file.write_text("attn_v=q8_0 ffn_down=q6_k\nblk\\.1\\.ffn_up=iq4_nl\n")
@@ -718,8 +719,27 @@ def llama_quantizes_options_mean_the_same_here():
     p = subprocess.run([MC, "quantize", src, "-o", ours, "--type", "IQ2_XXS"], capture_output=True)
     r = subprocess.run([BIN / "llama-quantize", src, ref, "IQ2_XXS"], capture_output=True)
     assert p.returncode == 2 and not ours.exists() and r.returncode != 0, (p.stderr, r.returncode)
+    # A dry run of it: both succeed, write nothing and warn.
+    p = subprocess.run([MC, "quantize", src, "-o", ours, "--type", "IQ2_XXS", "--dry-run"], capture_output=True)
+    r = subprocess.run([BIN / "llama-quantize", "--dry-run", src, "IQ2_XXS"], capture_output=True)
+    assert p.returncode == 0 == r.returncode and not ours.exists(), (p.stderr, r.returncode)
+    assert b"importance matrix" in p.stderr and b"require an imatrix" in r.stderr, (p.stderr, r.stderr)
     q8 = quantized_alike(src, "q8-input", "Q8_0")
     quantized_alike(q8, "requantized", "Q4_K_M", "--allow-requantize").unlink()
+    quantized_alike(q8, "copied", "COPY").unlink()
+    # --keep-split of a split made by llama-gguf-split: the same shards.
+    shards = TMP / "keep-split-in"
+    shards.mkdir(exist_ok=True)
+    run(BIN / "llama-gguf-split", "--split", "--split-max-tensors", "7", src, shards / "in")
+    first = sorted(shards.glob("in-*.gguf"))[0]
+    for tool in ("ours", "ref"):
+        (shards / tool).mkdir(exist_ok=True)
+    run(MC, "-q", "quantize", first, "-o", shards / "ours" / "out.gguf", "--type", "Q4_K_M", "--keep-split", *im)
+    run(BIN / "llama-quantize", "--keep-split", *im, first, shards / "ref" / "out.gguf", "Q4_K_M")
+    names = sorted(f.name for f in (shards / "ref").iterdir())
+    assert len(names) > 1 and names == sorted(f.name for f in (shards / "ours").iterdir()), names
+    for n in names:
+        same_file(shards / "ours" / n, shards / "ref" / n)
 
 
 @check

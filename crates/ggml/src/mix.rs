@@ -54,11 +54,26 @@ pub const FILE_TYPES: &[FileType] = &[
     FileType::new("Q5_K_S", 16, DType::Q5_K),
     FileType::new("Q5_K_M", 17, DType::Q5_K),
     FileType::new("Q6_K", 18, DType::Q6_K),
+    // After F32 so that id 0 finds F32, as llama-quantize's table has it.
+    COPY,
 ];
+
+/// `COPY`: every tensor copied as it is, only the metadata rewritten, and
+/// `general.file_type` the input's (llama-quantize's `only_copy`).
+pub const COPY: FileType = FileType::new("COPY", 0, DType::F32);
+
+/// llama.h's LLAMA_FTYPE_GUESSED: marks a file type the loader inferred
+/// from the tensors' types, no `general.file_type` being present.
+const FTYPE_GUESSED: u32 = 1024;
 
 impl FileType {
     const fn new(name: &'static str, id: u32, default: DType) -> Self {
         FileType { name, id, default }
+    }
+
+    /// Whether this is `COPY` (no tensor changes type).
+    pub fn is_copy(&self) -> bool {
+        *self == COPY
     }
 
     /// The file type whose name is `t`'s (what `--dtype T` means), or one
@@ -68,10 +83,48 @@ impl FileType {
     }
 }
 
+/// The file type llama.cpp's model loader gives a file: its
+/// `general.file_type` when present, else the file type of the most common
+/// tensor type (counted in llama.cpp's tensor order, the first to reach the
+/// maximum winning; llama_model_loader's switch, ALL_F32 for a type it
+/// does not list) marked LLAMA_FTYPE_GUESSED. What `COPY` writes.
+pub fn loader_file_type(metadata: &Metadata, tensors: &[TensorDesc]) -> u32 {
+    if let Some(id) = metadata.get("general.file_type").and_then(Value::as_u64) {
+        return id as u32;
+    }
+    let mut counts: Vec<(DType, u32)> = Vec::new();
+    let mut most = (DType::F32, 0u32);
+    for t in tensors {
+        let n = match counts.iter_mut().find(|(d, _)| *d == t.dtype) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                counts.push((t.dtype, 1));
+                1
+            }
+        };
+        if n > most.1 {
+            most = (t.dtype, n);
+        }
+    }
+    let id = match most.0 {
+        DType::Q3_K => 12, // Q3_K_M
+        DType::Q4_K => 15, // Q4_K_M
+        DType::Q5_K => 17, // Q5_K_M
+        DType::NVFP4 => 39,
+        // MXFP4 is not in the loader's switch: ALL_F32.
+        DType::MXFP4 => 0,
+        t => FILE_TYPES.iter().find(|f| f.name == t.name()).map_or(0, |f| f.id),
+    };
+    id | FTYPE_GUESSED
+}
+
 /// The file types whose every tensor must be quantized under an
-/// importance matrix (`tensor_requires_imatrix`): the Q2_K tensors of a
-/// Q2_K_S file (and the IQ1/IQ2/IQ3_XXS types, which this build does not
-/// produce).
+/// importance matrix (`tensor_requires_imatrix`): the IQ1/IQ2/IQ3_XXS
+/// tensors and the Q2_K tensors of a Q2_K_S file, except the token
+/// embeddings and the output.
 pub fn requires_imatrix(name: &str, to: DType, ft: FileType) -> bool {
     if name == "token_embd.weight" || name == "per_layer_token_embd.weight" || name == "output.weight" {
         return false;
@@ -371,7 +424,8 @@ pub fn choose_types(
 /// --output-tensor-type options, --tensor-type patterns, the mix rules,
 /// then the fallback for rows that do not divide into blocks.
 fn tensor_type(st: &mut State, hp: &Hparams, ft: FileType, opts: &MixOptions, t: &TensorDesc) -> Result<DType> {
-    if !allows_quantization(&t.name, &t.ne, opts.leave_output_tensor) {
+    // tensor_allows_quantization: nothing is, for COPY.
+    if ft.is_copy() || !allows_quantization(&t.name, &t.ne, opts.leave_output_tensor) {
         return Ok(t.dtype);
     }
     let c = category(&t.name);

@@ -339,6 +339,12 @@ pub struct Quantization {
     pub overrides: Vec<(String, Value)>,
     /// `--prune-layers`: layers dropped, the rest renumbered.
     pub prune_layers: Vec<u32>,
+    /// `--keep-split`: tensors in file order and written back into as
+    /// many files as the input had ([`Model::output_shards`]).
+    pub keep_split: bool,
+    /// `--dry-run`: nothing will be read, so a missing or ill-fitting
+    /// importance matrix is noted instead of refused.
+    pub plan_only: bool,
 }
 
 impl Quantization {
@@ -351,6 +357,8 @@ impl Quantization {
             imatrix: None,
             overrides: Vec::new(),
             prune_layers: Vec::new(),
+            keep_split: false,
+            plan_only: false,
         }
     }
 }
@@ -366,10 +374,21 @@ pub fn quantize(model: &mut Model, q: &Quantization) -> Result<Vec<Row>> {
 /// [`quantize`]; with `allow_unchanged`, a request that quantizes no
 /// tensor is carried out (the file keeps its types and its file type).
 pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: bool) -> Result<Vec<Row>> {
+    // COPY keeps the file type the loader sees in the input, before pruning.
+    let copied_file_type = q.file_type.is_copy().then(|| {
+        let mut descs: Vec<TensorDesc> = model.tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
+        descs.sort_by(|a, b| mix::llama_order(&a.name, &b.name));
+        mix::loader_file_type(&model.metadata, &descs)
+    });
+    let shard_of = q.keep_split.then(|| shard_index(model)).transpose()?;
     let original_names = prune_layers(model, &q.prune_layers)?;
-    model
-        .tensors
-        .sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
+    // llama-quantize walks (and writes) tensors in its loader's order, or
+    // with --keep-split in file order, shard by shard.
+    if shard_of.is_none() {
+        model
+            .tensors
+            .sort_by(|a, b| mix::llama_order(&a.info.name, &b.info.name));
+    }
     let descs: Vec<TensorDesc> = model.tensors.iter().map(|t| TensorDesc::of(&t.info)).collect();
     let mut rules = q.mix.clone();
     rules.has_imatrix = q.imatrix.is_some();
@@ -392,7 +411,7 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
             *to != t.info.dtype
         }
     });
-    if none && !allow_unchanged {
+    if none && !allow_unchanged && !q.file_type.is_copy() {
         let rule = if wants_blocks {
             "llama.cpp quantizes 2-D '*.weight' tensors (not norms or position embeddings) whose rows fill whole blocks"
         } else {
@@ -404,8 +423,20 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
             model.tensors.len()
         )));
     }
-    let importance = importance_per_tensor(model, &types, q, &original_names)?;
-    if !none {
+    let importance = match importance_per_tensor(model, &types, q, &original_names) {
+        Ok(v) => v,
+        // llama-quantize's dry run checks no matrix: it warns at the end.
+        Err(e) if q.plan_only => {
+            model.notes.push(format!(
+                "dry run completed, but the quantization itself would fail: {e}"
+            ));
+            vec![None; types.len()]
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(id) = copied_file_type {
+        set_file_type(model, FileType { id, ..q.file_type });
+    } else if !none {
         set_file_type(model, q.file_type);
     }
     for (key, value) in &q.overrides {
@@ -414,6 +445,9 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
     }
     if let Some(kept) = original_names.kept_layers {
         set_block_count(model, kept);
+    }
+    if let Some(shard_of) = shard_of {
+        model.output_shards = Some(kept_shards(model, &shard_of, &original_names)?);
     }
     let mut rows = Vec::with_capacity(model.tensors.len());
     for ((t, &to), weights) in model.tensors.iter_mut().zip(&types).zip(importance) {
@@ -437,6 +471,45 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
         });
     }
     Ok(rows)
+}
+
+/// The input file (0-based) of every tensor, by name: the model's shards,
+/// or one file when it was read from one.
+fn shard_index(model: &Model) -> Result<HashMap<String, usize>> {
+    let counts = if model.input_shards.is_empty() {
+        vec![model.tensors.len()]
+    } else {
+        model.input_shards.clone()
+    };
+    if counts.iter().sum::<usize>() != model.tensors.len() {
+        return Err(Error::invalid(format!(
+            "--keep-split: the input's files held {} tensors, the model to quantize has {}",
+            counts.iter().sum::<usize>(),
+            model.tensors.len()
+        )));
+    }
+    let shards = counts.iter().enumerate().flat_map(|(i, &c)| std::iter::repeat_n(i, c));
+    Ok(model.tensors.iter().map(|t| t.info.name.clone()).zip(shards).collect())
+}
+
+/// How many tensors of each input file are left (after --prune-layers),
+/// for writing them as files of their own; a file left empty is an error.
+fn kept_shards(model: &Model, shard_of: &HashMap<String, usize>, names: &PrunedNames) -> Result<Vec<usize>> {
+    let n = shard_of.values().max().map_or(1, |m| m + 1);
+    let mut counts = vec![0usize; n];
+    for t in &model.tensors {
+        let name = names.original.get(&t.info.name).unwrap_or(&t.info.name);
+        if let Some(&i) = shard_of.get(name) {
+            counts[i] += 1;
+        }
+    }
+    if let Some(empty) = counts.iter().position(|&c| c == 0) {
+        return Err(Error::invalid(format!(
+            "--keep-split: shard {} of {n} would hold no tensors once --prune-layers has removed its layers",
+            empty + 1
+        )));
+    }
+    Ok(counts)
 }
 
 /// The importance values each tensor is quantized under, checked as

@@ -459,6 +459,7 @@ fn join(path: &Path, files: &[std::path::PathBuf]) -> Result<Model> {
             ));
         }
         model.notes.push(format!("a split GGUF: {n} files read as one model"));
+        model.input_shards = layout.shards.iter().map(|s| s.1).collect();
         model.source = Some(std::sync::Arc::new(layout));
     }
     model.check_unique_names().map_err(|e| e.in_file(path))?;

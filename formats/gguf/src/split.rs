@@ -209,17 +209,39 @@ fn set_last(md: &mut Metadata, key: &str, value: Value) {
 /// `split.tensors.count`, and sets `split.count` again once the count is
 /// known, so it ends last), only the three keys for the others.
 pub fn shard_metadata(model: &Metadata, i: usize, n: usize, total_tensors: usize) -> Result<Metadata> {
+    let (no, count, total) = split_values(i, n, total_tensors)?;
+    let mut md = if i == 0 { model.clone() } else { Metadata::new() };
+    set_last(&mut md, SPLIT_NO, no);
+    set_last(&mut md, SPLIT_COUNT, Value::U16(0));
+    set_last(&mut md, SPLIT_TENSORS_COUNT, total);
+    set_last(&mut md, SPLIT_COUNT, count);
+    Ok(md)
+}
+
+/// The metadata of shard `i` of `n` as llama-quantize --keep-split writes
+/// it: the model's in the first shard and nothing in the others, then
+/// `split.no`, `split.count`, `split.tensors.count` in that order; with
+/// one shard, no split keys at all.
+pub fn kept_shard_metadata(model: &Metadata, i: usize, n: usize, total_tensors: usize) -> Result<Metadata> {
+    let mut md = if i == 0 { model.clone() } else { Metadata::new() };
+    if n > 1 {
+        let (no, count, total) = split_values(i, n, total_tensors)?;
+        set_last(&mut md, SPLIT_NO, no);
+        set_last(&mut md, SPLIT_COUNT, count);
+        set_last(&mut md, SPLIT_TENSORS_COUNT, total);
+    }
+    Ok(md)
+}
+
+/// split.no, split.count and split.tensors.count as GGUF types them
+/// (u16, u16, i32), or why they do not fit.
+fn split_values(i: usize, n: usize, total_tensors: usize) -> Result<(Value, Value, Value)> {
     let no = u16::try_from(i).map_err(|_| Error::invalid(format!("{n} shards: split.no is a u16")))?;
     let count =
         u16::try_from(n).map_err(|_| Error::invalid(format!("{n} shards: split.count is a u16 (at most 65535)")))?;
     let total = i32::try_from(total_tensors)
         .map_err(|_| Error::invalid(format!("{total_tensors} tensors: split.tensors.count is an i32")))?;
-    let mut md = if i == 0 { model.clone() } else { Metadata::new() };
-    set_last(&mut md, SPLIT_NO, Value::U16(no));
-    set_last(&mut md, SPLIT_COUNT, Value::U16(0));
-    set_last(&mut md, SPLIT_TENSORS_COUNT, Value::I32(total));
-    set_last(&mut md, SPLIT_COUNT, Value::U16(count));
-    Ok(md)
+    Ok((Value::U16(no), Value::U16(count), Value::I32(total)))
 }
 
 /// The metadata of one file made of a split model: `split.count` set to 0

@@ -74,9 +74,13 @@ impl Writer for GgufWriter {
         model.check_unique_names()?;
         let alignment = alignment_of(&model.metadata)?;
         check_tensors(model)?;
-        match Split::from_options(&opts.options)? {
-            None => one_file(model, dest, opts, alignment),
-            Some(split) => split_plan(model, dest, opts, &split, alignment),
+        match (Split::from_options(&opts.options)?, &model.output_shards) {
+            (None, None) => one_file(model, dest, opts, alignment),
+            (Some(split), None) => split_plan(model, dest, opts, &split, alignment),
+            (None, Some(counts)) => kept_split_plan(model, dest, opts, counts, alignment),
+            (Some(_), Some(_)) => Err(Error::invalid(
+                "--keep-split keeps the input's shards; it does not combine with --split-max-size/--split-max-tensors",
+            )),
         }
     }
 }
@@ -278,6 +282,8 @@ fn split_plan(
     }
     let ranges = split.shards(&model.tensors)?;
     let n = ranges.len();
+    let total = model.tensors.len();
+    let metadata = |i: usize| split::shard_metadata(&model.metadata, i, n, total);
     let wanted: Vec<usize> = match split.only {
         None => (0..n).collect(),
         Some(k) if k < n => vec![k],
@@ -289,18 +295,67 @@ fn split_plan(
             )))
         }
     };
+    shards_plan(model, dest, opts, &ranges, &wanted, metadata, alignment)
+}
+
+/// `quantize --keep-split`: the input's shards, as llama-quantize writes
+/// them (src/llama-quant.cpp, keep_split): `DEST-0000k-of-0000N.gguf` even
+/// for one, the split keys after the rest in shard 0 and alone in the
+/// others, and none when there is one shard.
+fn kept_split_plan(
+    model: &Model,
+    dest: &Path,
+    opts: &WriteOptions,
+    counts: &[usize],
+    alignment: u64,
+) -> Result<Box<dyn WritePlan>> {
+    if alignment != SPLIT_ALIGNMENT {
+        return Err(Error::unsupported(format!(
+            "general.alignment is {alignment}; --keep-split writes shards aligned to {SPLIT_ALIGNMENT} only"
+        )));
+    }
+    let mut ranges = Vec::with_capacity(counts.len());
+    let mut start = 0usize;
+    for &c in counts {
+        let end = start.saturating_add(c);
+        ranges.push(start..end);
+        start = end;
+    }
+    if start != model.tensors.len() || counts.contains(&0) {
+        return Err(Error::invalid(format!(
+            "--keep-split: the shards hold {start} tensors ({counts:?} each), the model {}; every shard must keep at least one",
+            model.tensors.len()
+        )));
+    }
+    let (n, total) = (counts.len(), model.tensors.len());
+    let metadata = |i: usize| split::kept_shard_metadata(&model.metadata, i, n, total);
+    let wanted: Vec<usize> = (0..n).collect();
+    shards_plan(model, dest, opts, &ranges, &wanted, metadata, alignment)
+}
+
+/// The shards `wanted` of a split into `ranges`, each with the metadata
+/// `metadata(i)` and gguf.cpp's header.
+fn shards_plan(
+    model: &Model,
+    dest: &Path,
+    opts: &WriteOptions,
+    ranges: &[std::ops::Range<usize>],
+    wanted: &[usize],
+    metadata: impl Fn(usize) -> Result<Metadata>,
+    alignment: u64,
+) -> Result<Box<dyn WritePlan>> {
     let layout = Layout {
         alignment,
         ggml_dims: true,
         pad_empty: true,
     };
+    let n = ranges.len();
     let mut shards = Vec::with_capacity(wanted.len());
-    for i in wanted {
+    for &i in wanted {
         let tensors = model.tensors[ranges[i].clone()].to_vec();
-        let metadata = split::shard_metadata(&model.metadata, i, n, model.tensors.len())?;
         shards.push(Shard {
             path: split::shard_path(dest, i, n),
-            header: header(&metadata, &tensors, layout)?,
+            header: header(&metadata(i)?, &tensors, layout)?,
             tensors,
         });
     }

@@ -23,6 +23,12 @@ pub struct Model {
     /// safetensors header is a JSON map). Conversions that order tensors as
     /// a reference tool does (HF → GGUF sorts safetensors names) keep it.
     pub declared_order: bool,
+    /// How many tensors each file held, in order, when the model was read
+    /// from several files (a split GGUF); empty for one file.
+    pub input_shards: Vec<usize>,
+    /// The files the output must be written as, by tensor count in tensor
+    /// order (`quantize --keep-split`), when a stage asks for it.
+    pub output_shards: Option<Vec<usize>>,
 }
 
 impl Model {

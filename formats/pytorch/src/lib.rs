@@ -245,6 +245,7 @@ fn open_file(path: &Path, sel: Selection) -> Result<Model> {
         notes,
         source: Some(Arc::new(Structure(structure_typed(&ckpt)?))),
         declared_order: true,
+        ..Default::default()
     };
     model.check_unique_names().map_err(|e| e.in_file(path))?;
     Ok(model)

@@ -17,7 +17,7 @@ use super::{f16_bits, f16_value};
 const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// The 16 non-linear levels of IQ4_NL and IQ4_XS.
-const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+pub(crate) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 /// E2M1 values, doubled (the scale carries the factor 1/2).
 const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
@@ -139,11 +139,11 @@ fn best_index(v: &[i8; 16], x: f32) -> usize {
 
 /// Scale search steps on either side of -max/127 (`ntry` = 7, what
 /// `quantize_iq4_nl` / `quantize_iq4_xs` pass).
-const IQ4_NTRY: i32 = 7;
+pub(crate) const IQ4_NTRY: i32 = 7;
 
 /// One 32-value sub-block of IQ4: the best scale of 15 candidates for the
 /// weighted fit to the 16 levels; 0 for an all-zero group.
-fn iq4_sub_block_scale(xb: &[f32], weight: &[f32; 32]) -> f32 {
+pub(crate) fn iq4_sub_block_scale(xb: &[f32], weight: &[f32; 32]) -> f32 {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in xb {
         if v.abs() > amax {
@@ -189,19 +189,30 @@ fn iq4_super_block<const N: usize>(x: &[f32], qw: Option<&[f32]>) -> (u16, u16, 
     }
     sigma2 *= 2.0 / N as f32;
     let nb = N / 32;
-    let mut scales = [0f32; 8];
-    let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
+    let (mut xs, mut weights) = ([[0f32; 32]; 8], [[0f32; 32]; 8]);
     for ib in 0..nb {
         let xb = &x[32 * ib..32 * ib + 32];
-        let mut weight = [0f32; 32];
+        xs[ib].copy_from_slice(xb);
         for j in 0..32 {
-            weight[j] = match qw {
+            weights[ib][j] = match qw {
                 Some(q) => q[32 * ib + j] * (sigma2 + xb[j] * xb[j]).sqrt(),
                 None => xb[j] * xb[j],
             };
         }
-        let d = iq4_sub_block_scale(xb, &weight);
-        scales[ib] = d;
+    }
+    let scales = if nb == 8 {
+        super::lanes::iq4_scales_x8(&xs, &weights)
+    } else {
+        std::array::from_fn(|ib| {
+            if ib < nb {
+                iq4_sub_block_scale(&xs[ib], &weights[ib])
+            } else {
+                0.0
+            }
+        })
+    };
+    let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
+    for &d in &scales[..nb] {
         if d.abs() > amax_scale {
             amax_scale = d.abs();
             max_scale = d;

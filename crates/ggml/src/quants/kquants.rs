@@ -11,11 +11,12 @@
 // Index loops here follow ggml's block layouts position by position.
 #![allow(clippy::needless_range_loop)]
 
+use super::lanes::{make_qkx2_quants_x8, make_qx_quants_x8, Qkx2, LANES};
 use super::{f16_bits, f16_value};
 
 pub const QK_K: usize = 256;
 /// Below this magnitude a group counts as all zero.
-const GROUP_MAX_EPS: f32 = 1e-15;
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// Round to nearest, ties to even, for |v| < 2²²: adding 1.5·2²³ leaves the
 /// rounded integer in the low mantissa bits.
@@ -93,6 +94,50 @@ fn squares<const N: usize>(x: &[f32; N]) -> [f32; N] {
         w[i] = x[i] * x[i];
     }
     w
+}
+
+/// `make_qx_quants` on a super-block's sixteen 16-element sub-blocks,
+/// eight per SIMD lane batch: the scales and the levels in block order.
+fn qx_sub_blocks(nmax: i32, xs: &[[f32; 16]; 16], w: &[[f32; 16]; 16]) -> ([f32; 16], [i8; QK_K]) {
+    let (mut scales, mut l) = ([0f32; 16], [0i8; QK_K]);
+    for batch in 0..16 / LANES {
+        let part = |a: &[[f32; 16]; 16]| -> [[f32; 16]; LANES] { std::array::from_fn(|k| a[LANES * batch + k]) };
+        let mut l8 = [[0i8; 16]; LANES];
+        let s8 = make_qx_quants_x8(nmax, &part(xs), &part(w), &mut l8);
+        for k in 0..LANES {
+            let j = LANES * batch + k;
+            scales[j] = s8[k];
+            l[16 * j..16 * j + 16].copy_from_slice(&l8[k]);
+        }
+    }
+    (scales, l)
+}
+
+/// The first super-block of `x` as `NB` sub-blocks of `N` values.
+fn sub_blocks<const N: usize, const NB: usize>(x: &[f32]) -> [[f32; N]; NB] {
+    std::array::from_fn(|j| std::array::from_fn(|i| x[N * j + i]))
+}
+
+/// `make_qkx2_quants` on a super-block's `NB` sub-blocks of `N` values,
+/// eight per SIMD lane batch: scales, mins (ggml's -min) and the levels in
+/// block order.
+fn qkx2_sub_blocks<const N: usize, const NB: usize>(
+    search: Qkx2,
+    xs: &[[f32; N]; NB],
+    w: &[[f32; N]; NB],
+) -> ([f32; NB], [f32; NB], [u8; QK_K]) {
+    let (mut scales, mut mins, mut l) = ([0f32; NB], [0f32; NB], [0u8; QK_K]);
+    for batch in 0..NB / LANES {
+        let part = |a: &[[f32; N]; NB]| -> [[f32; N]; LANES] { std::array::from_fn(|k| a[LANES * batch + k]) };
+        let mut l8 = [[0u8; N]; LANES];
+        let (s8, m8) = make_qkx2_quants_x8(search, &part(xs), &part(w), &mut l8);
+        for k in 0..LANES {
+            let j = LANES * batch + k;
+            (scales[j], mins[j]) = (s8[k], m8[k]);
+            l[N * j..N * j + N].copy_from_slice(&l8[k]);
+        }
+    }
+    (scales, mins, l)
 }
 
 /// Quantization of non-negative values (sub-block scales or mins) to
@@ -353,18 +398,11 @@ fn pack2(l: &[u8; QK_K], qs: &mut [u8]) {
 // scales[16] (low nibble scale, high nibble min) | qs[64] | d f16 | dmin f16
 
 pub fn quantize_q2_k(x: &[f32], out: &mut [u8]) {
-    let mut l = [0u8; QK_K];
-    let mut weights = [0f32; 16];
-    let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
+    let xs = sub_blocks::<16, 16>(x);
+    let weights = xs.map(|b| b.map(f32::abs));
+    let (scales, mins, mut l) = qkx2_sub_blocks(Qkx2::new(3, -0.5, 0.1, 15, true), &xs, &weights);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
-    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
-        for (w, v) in weights.iter_mut().zip(xs) {
-            *w = v.abs();
-        }
-        let (s, m) = make_qkx2_quants(3, xs, &weights, ls, -0.5, 0.1, 15, true);
-        scales[j] = s;
-        mins[j] = m;
+    for (&s, &m) in scales.iter().zip(&mins) {
         max_scale = max_scale.max(s);
         if m > max_min {
             max_min = m;
@@ -397,15 +435,11 @@ pub fn quantize_q2_k(x: &[f32], out: &mut [u8]) {
 /// fitted by `make_qkx3_quants` under qw·sqrt(σ² + x²), their scales and
 /// mins quantized by `make_qp_quants` weighted by each sub-block's total.
 pub fn quantize_q2_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
-    let mut l = [0u8; QK_K];
     let sigma2 = sum_sq(x) / QK_K as f32;
-    let (mut scales, mut mins, mut sw) = ([0f32; 16], [0f32; 16], [0f32; 16]);
-    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
-    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
-        let w = importance(xs, &qw[16 * j..], sigma2);
-        sw[j] = sum(&w);
-        (scales[j], mins[j]) = make_qkx2_quants(3, xs, &w, ls, -0.9, 0.05, 36, false);
-    }
+    let xs = sub_blocks::<16, 16>(x);
+    let w: [[f32; 16]; 16] = std::array::from_fn(|j| importance(&xs[j], &qw[16 * j..], sigma2));
+    let sw = w.map(|b| sum(&b));
+    let (scales, mins, mut l) = qkx2_sub_blocks(Qkx2::new(3, -0.9, 0.05, 36, false), &xs, &w);
     let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
     let dm = make_qp_quants(15, &scales, &mut ls, &sw);
     let mm = make_qp_quants(15, &mins, &mut lm, &sw);
@@ -494,15 +528,11 @@ pub fn quantize_q3_k(x: &[f32], out: &mut [u8]) {
 /// fitted by `make_qx_quants` under qw·sqrt(2σ² + x²), their scales by
 /// `make_qx_quants` weighted by each sub-block's total.
 pub fn quantize_q3_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
-    let mut l = [0i8; QK_K];
     let sigma2 = 2.0 * sum_sq(x) / QK_K as f32;
-    let (mut scales, mut sw) = ([0f32; 16], [0f32; 16]);
-    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
-    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
-        let w = importance(xs, &qw[16 * j..], sigma2);
-        sw[j] = sum(&w);
-        scales[j] = make_qx_quants(4, xs, &w, ls);
-    }
+    let xs = sub_blocks::<16, 16>(x);
+    let w: [[f32; 16]; 16] = std::array::from_fn(|j| importance(&xs[j], &qw[16 * j..], sigma2));
+    let sw = w.map(|b| sum(&b));
+    let (scales, mut l) = qx_sub_blocks(4, &xs, &w);
     out.iter_mut().for_each(|b| *b = 0);
     let mut lsc = [0i8; 16];
     let d_block = make_qx_quants(32, &scales, &sw, &mut lsc);
@@ -601,29 +631,12 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 /// quantized against their maxima. Writes d, dmin and the packed scales
 /// into `head` (16 bytes) and returns the levels.
 fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u8]) -> [u8; QK_K] {
-    let mut xs8 = [[0f32; 32]; 8];
-    let mut weights = [[0f32; 32]; 8];
-    for (j, xs) in x.as_chunks::<32>().0.iter().take(8).enumerate() {
-        xs8[j] = *xs;
-        let av_x = (sum_sq(xs) / 32.0).sqrt();
-        for (w, v) in weights[j].iter_mut().zip(xs) {
-            *w = av_x + v.abs();
-        }
-    }
-    // The eight sub-block searches, one per SIMD lane.
-    let mut l8 = [[0u8; 32]; 8];
-    let search = super::lanes::Qkx2 {
-        nmax,
-        rmin,
-        rdelta: 0.1,
-        nstep,
-        use_mad: false,
-    };
-    let (scales, mins) = super::lanes::make_qkx2_quants_x8(search, &xs8, &weights, &mut l8);
-    let mut l = [0u8; QK_K];
-    for (j, lj) in l8.iter().enumerate() {
-        l[32 * j..32 * j + 32].copy_from_slice(lj);
-    }
+    let xs = sub_blocks::<32, 8>(x);
+    let weights = xs.map(|b| {
+        let av_x = (sum_sq(&b) / 32.0).sqrt();
+        b.map(|v| av_x + v.abs())
+    });
+    let (scales, mins, mut l) = qkx2_sub_blocks(Qkx2::new(nmax, rmin, 0.1, nstep, false), &xs, &weights);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
     for j in 0..8 {
         let (s, m) = (scales[j], mins[j]);
@@ -654,15 +667,11 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u
 /// `make_qp_quants` weighted by each sub-block's total. Q5_K caps the
 /// 6-bit codes at 63 where Q4_K does not (`cap`).
 fn quantize_k4_levels_weighted(x: &[f32], qw: &[f32], nmax: i32, cap: bool, head: &mut [u8]) -> [u8; QK_K] {
-    let mut l = [0u8; QK_K];
     let sigma2 = 2.0 * sum_sq(x) / QK_K as f32;
-    let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
-    let (xb, lb) = (x.as_chunks::<32>().0, l.as_chunks_mut::<32>().0);
-    for (j, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
-        let w = importance(xs, &qw[32 * j..], sigma2);
-        sw[j] = sum(&w);
-        (scales[j], mins[j]) = make_qkx2_quants(nmax, xs, &w, ls, -0.9, 0.05, 36, false);
-    }
+    let xs = sub_blocks::<32, 8>(x);
+    let w: [[f32; 32]; 8] = std::array::from_fn(|j| importance(&xs[j], &qw[32 * j..], sigma2));
+    let sw = w.map(|b| sum(&b));
+    let (scales, mins, mut l) = qkx2_sub_blocks(Qkx2::new(nmax, -0.9, 0.05, 36, false), &xs, &w);
     let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
     let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
     let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
@@ -801,21 +810,14 @@ pub fn quantize_q6_k_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut
 }
 
 fn quantize_q6_k_with(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
-    let mut l = [0i8; QK_K];
-    let mut scales = [0f32; 16];
+    let xs = sub_blocks::<16, 16>(x);
+    let w = match qw {
+        Some(q) => sub_blocks::<16, 16>(q),
+        None => xs.map(|b| squares(&b)),
+    };
+    let (scales, mut l) = qx_sub_blocks(32, &xs, &w);
     let (mut max_scale, mut max_abs) = (0.0f32, 0.0f32);
-    let (xb, lb) = (x.as_chunks::<16>().0, l.as_chunks_mut::<16>().0);
-    for (ib, (xs, ls)) in xb.iter().zip(lb.iter_mut()).enumerate() {
-        let w = match qw.and_then(|q| q.get(16 * ib..16 * ib + 16)) {
-            Some(q) => {
-                let mut w = [0f32; 16];
-                w.copy_from_slice(q);
-                w
-            }
-            None => squares(xs),
-        };
-        let s = make_qx_quants(32, xs, &w, ls);
-        scales[ib] = s;
+    for &s in &scales {
         if s.abs() > max_abs {
             max_abs = s.abs();
             max_scale = s;
