@@ -254,12 +254,15 @@ def llama_cpp_runs_every_q4_k_m_we_write():
 TEXTS = SENTENCES + ["  two leading spaces", "tabs\tand 12345 numbers", "Ünïcödé, emoji 🦙 and\n\nnewlines"]
 
 
-def causal_logits(ids, folder, gguf_file=None):
+def causal_logits(ids, folder, gguf_file=None, config=None):
     """transformers' F32 logits on token `ids`: of a Hugging Face folder,
-    or of a GGUF as transformers reads one (gguf_file)."""
+    or of a GGUF as transformers reads one (gguf_file), optionally under a
+    given config (`config`: a folder whose config.json to use)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
     kw = {"gguf_file": gguf_file} if gguf_file else {}
+    if config is not None:
+        kw["config"] = AutoConfig.from_pretrained(config)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
     with torch.no_grad():
         return model(torch.tensor([ids])).logits[0].numpy()
@@ -272,22 +275,112 @@ def gguf_to_hf(gguf, *args):
     return out
 
 
+def gguf_py_dequantized(src):
+    """An F32 copy of GGUF `src` made by gguf-py alone (its reader, its
+    dequantizers, its writer): the reference for a quantized file where
+    transformers cannot read the GGUF itself."""
+    import gguf
+    dst = TMP / (Path(src).stem + "-gguf-py-f32.gguf")
+    if dst.exists():
+        return dst
+    r = gguf.GGUFReader(src)
+    arch = r.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(dst, arch)
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(name, f.contents(), f.types[0], sub)
+    for t in r.tensors:
+        x = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w.add_tensor(t.name, x.reshape(tuple(int(d) for d in reversed(t.shape))))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
+
+
+# How each model's folder is checked (see the check's docstring):
+#   "gguf": against transformers' reading of the GGUF;
+#   "gguf+config": the same under our config.json, for keys transformers'
+#     GGUF reader drops (Gemma's soft caps and query scale, the MoE widths,
+#     Phi-3's long-rope factors) — the config itself is compared with the
+#     original folder's below;
+#   "original": transformers cannot read this GGUF (a `llama` GGUF with
+#     experts; Qwen2-MoE's 3-D shared-expert gate; OLMo 2, which its GGUF
+#     reader does not know): against the original
+#     folder at the weights' type and gguf-py's dequantization at Q4_K_M.
+TO_HF = {"llama-spm": "gguf", "qwen2-bpe": "gguf", "qwen3-bpe": "gguf", "llama3-rope": "original",
+         "gpt2-bpe": "gguf", "phi3-spm": "gguf", "phi3-longrope": "gguf+config", "gemma2-spm": "gguf+config",
+         "gemma3-spm": "gguf+config", "qwen3moe-bpe": "gguf+config", "mixtral-spm": "original",
+         "qwen2moe-bpe": "original", "starcoder2-bpe": "gguf", "stablelm-bpe": "gguf", "olmo2-bpe": "original"}
+# config.json keys where the GGUF, as llama.cpp runs it, means something
+# else than the original folder said (so these folders' logits differ from
+# the original's): llama.cpp scales Gemma's queries by 1/sqrt(head_dim)
+# whatever query_pre_attn_scalar was (gemma2.cpp/gemma3.cpp), and always
+# normalizes Qwen3-MoE's top-k weights (qwen3moe.cpp), which our tiny
+# random configs set otherwise.
+LLAMA_CPP_MEANS = {"gemma2-spm": {"query_pre_attn_scalar": 128}, "gemma3-spm": {"query_pre_attn_scalar": 128},
+                   "qwen3moe-bpe": {"norm_topk_prob": True}}
+
+
+def assert_config_carries(model, out):
+    """Our config.json says what the original's does for every key both
+    have, except LLAMA_CPP_MEANS's (and keys the original leaves null,
+    such as a pad token the GGUF's tokenizer names)."""
+    ours, orig = (json.loads((d / "config.json").read_text()) for d in (out, MODELS / model))
+    skip = {"transformers_version", "dtype", "torch_dtype", "architectures", "use_cache", "initializer_range"}
+    for key in sorted(set(ours) & set(orig) - skip):
+        want = LLAMA_CPP_MEANS.get(model, {}).get(key, orig[key])
+        a, b = ours[key], want
+        if b is None:
+            continue
+        if isinstance(a, float) or isinstance(b, float):
+            assert abs(a - b) <= 1e-6 * max(1, abs(b)), f"{model}: {key} = {a}, original {b}"
+        elif key != "rope_parameters":
+            assert a == b, f"{model}: config {key} = {a!r}, original {b!r}"
+
+
+def spm_normalizes(folder):
+    """Whether the folder's trained SentencePiece model normalizes text
+    (NFKC rules that turn a tab into a space, `remove_extra_whitespaces`
+    collapsing runs of spaces): rules a GGUF does not carry and llama.cpp
+    does not apply."""
+    path = folder / "tokenizer.model"
+    if not path.exists():
+        return False
+    from sentencepiece import sentencepiece_model_pb2
+    m = sentencepiece_model_pb2.ModelProto()
+    m.ParseFromString(path.read_bytes())
+    n = m.normalizer_spec
+    return n.remove_extra_whitespaces or n.name not in ("", "identity")
+
+
 @check
 def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
-    """convert x.gguf OUT --to hf: transformers loads OUT; its logits equal
-    transformers' own reading of the GGUF (from_pretrained(gguf_file=…))
-    within 1e-4, at the weights' type and at Q4_K_M (dequantized), sharded
-    too; its tokenizer gives the ids the original folder's does in
-    transformers, and its tokenizer.model (sentencepiece) or tokenizer.json
-    those llama-tokenize gives on the GGUF (transformers' own GGUF
-    tokenizer differs from both on leading spaces, so it is not the
-    reference here; nor is the original folder's for llama3-rope, whose
-    trained SentencePiece model strips extra spaces, a normalizer rule a
-    GGUF does not carry and llama.cpp does not apply). Llama 3.1's rope_freqs come back as the
-    rope_parameters they were made from (transformers' GGUF reader drops
-    them), so that folder is compared with the original one instead."""
+    """convert x.gguf OUT --to hf for LLaMA, Mixtral, Qwen2/3, Qwen2/3-MoE,
+    Gemma 2/3, Phi-3 (with long rope), GPT-2, StarCoder2, StableLM and
+    OLMo 2: transformers loads OUT;
+    its logits equal transformers' own reading of the GGUF
+    (from_pretrained(gguf_file=…)) within 1e-4, at the weights' type and
+    at Q4_K_M (dequantized), sharded too — under our config.json where
+    transformers' GGUF reader drops keys, and against the original folder
+    and gguf-py's dequantization where it cannot read the GGUF (TO_HF);
+    config.json carries the original's keys (LLAMA_CPP_MEANS: where
+    llama.cpp runs the GGUF otherwise); where llama.cpp means what the
+    original did, the logits also equal the original folder's. Its
+    tokenizer gives the ids the original folder's does in transformers,
+    and its tokenizer.model (sentencepiece) or tokenizer.json those
+    llama-tokenize gives on the GGUF (transformers' own GGUF tokenizer
+    differs from both on leading spaces, so it is not the reference here;
+    nor is the original folder's beyond plain sentences where its trained
+    SentencePiece model normalizes text, rules a GGUF does not carry and
+    llama.cpp does not apply). Llama 3.1's rope_freqs come
+    back as the rope_parameters they were made from (transformers' GGUF
+    reader drops them)."""
     from transformers import AutoTokenizer
-    for model in ["llama-spm", "qwen2-bpe", "qwen3-bpe", "llama3-rope"]:
+    for model, how in TO_HF.items():
         own = TMP / f"ours-{model}.gguf"
         if not own.exists():
             run(MC, "convert", MODELS / model, own)
@@ -295,23 +388,31 @@ def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
             out = gguf_to_hf(gguf, *args)
             prompt = AutoTokenizer.from_pretrained(out).encode(SENTENCES[0])
             got = causal_logits(prompt, out)
-            if model == "llama3-rope":
-                want = causal_logits(prompt, MODELS / model) if gguf == own else None
+            if how == "original":
+                want = [causal_logits(prompt, MODELS / model) if gguf == own else
+                        causal_logits(prompt, gguf_to_hf(gguf_py_dequantized(gguf)))]
             else:
-                want = causal_logits(prompt, str(Path(gguf).parent), Path(gguf).name)
-            if want is not None:
-                diff = float(np.abs(got - want).max())
+                want = [causal_logits(prompt, str(Path(gguf).parent), Path(gguf).name,
+                                      config=out if how == "gguf+config" else None)]
+                if gguf == own and model not in LLAMA_CPP_MEANS:
+                    want.append(causal_logits(prompt, MODELS / model))
+            for w in want:
+                diff = float(np.abs(got - w).max())
                 assert diff <= 1e-4, f"{model} {gguf.name}: logits differ by {diff}"
+            assert_config_carries(model, out)
             ours_tok, original = AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(MODELS / model)
+            plain_only = spm_normalizes(MODELS / model)
             for text in TEXTS:
                 ids = ours_tok.encode(text)
-                if model != "llama3-rope":  # (its trained SentencePiece model's normalizer is not in a GGUF)
-                    assert ids == original.encode(text), \
-                        f"{model}: {text!r}: {ids}, the original folder's {original.encode(text)}"
+                if text in SENTENCES or not plain_only:
+                    # (Whether BOS is added is llama.cpp's rule, checked against llama-tokenize below.)
+                    a, b = (x[1:] if x[:1] == [ours_tok.bos_token_id] else x for x in (ids, original.encode(text)))
+                    assert a == b, f"{model}: {text!r}: {ids}, the original folder's {original.encode(text)}"
                 if (MODELS / model / "tokenizer.model").exists():
                     import sentencepiece
                     sp = sentencepiece.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
-                    ids = [ours_tok.bos_token_id] + sp.encode(text)
+                    bos = [ours_tok.bos_token_id] if getattr(ours_tok, "add_bos_token", True) else []
+                    ids = bos + sp.encode(text)
                 lt = run(BIN / "llama-tokenize", "-m", gguf, "--stdin", "--no-escape", "--ids", "--log-disable",
                          stdin=text)
                 assert ids == json.loads(lt.strip().splitlines()[-1]), f"{model}: {text!r}: {ids}, llama-tokenize {lt!r}"

@@ -2,15 +2,18 @@
 //! folder (`convert model.gguf OUTDIR --to hf`). The architecture is
 //! `general.architecture`, looked up among the modules that declare an
 //! [`Export`]; tensor names are the module's tables read backwards, the
-//! conversion's transforms undone as views (LLaMA's Q/K rows permuted
-//! back); `config.json` is rebuilt from the hyper-parameter keys and the
-//! tokenizer from `tokenizer.ggml.*` (a SentencePiece `tokenizer.model`
-//! for `llama` vocabularies, a `tokenizer.json` for byte-level BPE).
-//! Dequantizing and writing the weights are the pipeline's.
+//! conversion's transforms undone as views (the module's [`Export`] says
+//! which: Q/K rows permuted back, stacked experts split, norms shifted,
+//! Conv1D weights transposed); `config.json` is rebuilt from the
+//! hyper-parameter keys, the tokenizer from `tokenizer.ggml.*` (a
+//! SentencePiece `tokenizer.model` for `llama` vocabularies, a
+//! `tokenizer.json` for byte-level BPE) and the model card from
+//! `general.*`. Dequantizing and writing the weights are the pipeline's.
 
 use crate::arch::llama::Llama3Rope;
-use crate::arch::{self, permute_rows, Architecture};
+use crate::arch::{self, permute_rows, Architecture, ExpertNames};
 use modelconv_ir::view::RowGather;
+use modelconv_ir::view::SubRange;
 use modelconv_ir::{Array, DType, Error, Metadata, Model, Result, Tensor, Value};
 use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
@@ -22,8 +25,52 @@ pub struct Export {
     pub model_type: &'static str,
     /// Q/K rows were permuted to llama.cpp's rotary order (LLaMA).
     pub unpermute_qk: bool,
-    /// Keys this family's config has beyond the decoder's.
+    /// The per-expert matrices the conversion stacked into `ffn_*_exps`,
+    /// written back one tensor per expert under these names.
+    pub experts: Option<&'static ExpertNames>,
+    /// The family's mixture-of-experts sibling, used instead when the GGUF
+    /// has experts (a `llama` GGUF with experts is a Mixtral).
+    pub moe: Option<&'static Export>,
+    /// config.json's keys: the decoder's ([`decoder_config`]) or the
+    /// family's own (GPT-2's).
+    pub config: fn(&Hparams, &Facts) -> Result<Map<String, Json>>,
+    /// Keys this family's config has beyond (or instead of) those.
     pub extra: fn(&Hparams, &mut Map<String, Json>) -> Result<()>,
+    /// Tensors the conversion computed from config.json, taken out of the
+    /// model and turned back into the config keys they came from (Llama
+    /// 3.1's `rope_freqs`, Phi-3's long-context factors).
+    pub computed: fn(&mut Model, &Hparams, &mut Map<String, Json>) -> Result<()>,
+    /// A tensor's transform back, by its Hugging Face name, after the
+    /// rename (Gemma's norm shift, GPT-2's Conv1D transposes).
+    pub fix: fn(hf: &str, &mut Tensor) -> Result<()>,
+}
+
+impl Export {
+    /// A LLaMA-style decoder's way back: the decoder's config keys, no
+    /// transforms.
+    pub const fn decoder(hf_class: &'static str, model_type: &'static str) -> Export {
+        Export {
+            hf_class,
+            model_type,
+            unpermute_qk: false,
+            experts: None,
+            moe: None,
+            config: decoder_config,
+            extra: no_extra,
+            computed: no_computed,
+            fix: no_fix,
+        }
+    }
+}
+
+/// What the tensors say about the model beyond its keys.
+pub struct Facts {
+    /// No `output.weight`: the head is the embedding.
+    pub tied: bool,
+    /// The attention projections have biases.
+    pub has_bias: bool,
+    /// config.json's `dtype`.
+    pub dtype: &'static str,
 }
 
 /// The files of a Hugging Face folder besides the weights, by name.
@@ -31,8 +78,9 @@ pub type SideFiles = Vec<(String, Vec<u8>)>;
 
 /// `model` (a GGUF in llama.cpp's conventions) renamed and transformed to
 /// Hugging Face's layout in place; returns config.json, the tokenizer
-/// files and tokenizer_config.json. `cast`: the float type the weights
-/// will be written in (`None`: their own, block types as F32).
+/// files, tokenizer_config.json and README.md (the model card). `cast`:
+/// the float type the weights will be written in (`None`: their own,
+/// block types as F32).
 pub fn to_hf(model: &mut Model, cast: Option<DType>) -> Result<SideFiles> {
     let md = &model.metadata;
     let name = md
@@ -61,21 +109,46 @@ pub fn to_hf(model: &mut Model, cast: Option<DType>) -> Result<SideFiles> {
         md: std::mem::replace(&mut model.metadata, kept),
         arch: name,
     };
-    let rope = llama3_rope(model, &h)?;
-    let tied = !model.tensors.iter().any(|t| t.info.name == "output.weight");
-    let has_bias = model.tensors.iter().any(|t| t.info.name.ends_with("attn_q.bias"));
-    for t in &mut model.tensors {
-        rename_back(a, export, &h, t).map_err(|e| Error::invalid(format!("{}: {e}", model.path.display())))?;
+    let export = match export.moe {
+        Some(moe) if h.opt_uint("expert_count")?.is_some_and(|n| n > 0) => moe,
+        _ => export,
+    };
+    let mut computed = Map::new();
+    (export.computed)(model, &h, &mut computed)?;
+    let facts = Facts {
+        tied: !model.tensors.iter().any(|t| t.info.name == "output.weight"),
+        has_bias: model.tensors.iter().any(|t| t.info.name.ends_with("attn_q.bias")),
+        dtype: "float32",
+    };
+    let path = model.path.clone();
+    let at = |e: Error| Error::invalid(format!("{}: {e}", path.display()));
+    let mut back = Vec::with_capacity(model.tensors.len());
+    for t in std::mem::take(&mut model.tensors) {
+        match export
+            .experts
+            .map(|e| unstack_experts(e, &t))
+            .transpose()
+            .map_err(at)?
+            .flatten()
+        {
+            Some(experts) => back.extend(experts),
+            None => back.push(rename_back(a, export, &h, t).map_err(at)?),
+        }
     }
-    let dtype = weights_dtype(model, cast);
-    let mut config = config(export, &h, tied, has_bias, dtype)?;
-    if let (Some(p), Json::Object(c)) = (rope, &mut config) {
-        let theta = c.get("rope_theta").cloned().unwrap_or(json!(10000.0));
-        c.insert("rope_parameters".into(), json!({"rope_type": "llama3", "rope_theta": theta, "factor": p.factor,
-            "low_freq_factor": p.low, "high_freq_factor": p.high, "original_max_position_embeddings": p.old_ctx as u64}));
-    }
-    let mut files = vec![("config.json".to_string(), pretty(&config)?)];
+    model.tensors = back;
+    let facts = Facts {
+        dtype: weights_dtype(model, cast),
+        ..facts
+    };
+    let mut config = Map::new();
+    config.insert("architectures".into(), json!([export.hf_class]));
+    config.insert("model_type".into(), json!(export.model_type));
+    config.extend((export.config)(&h, &facts)?);
+    (export.extra)(&h, &mut config)?;
+    config.extend(computed);
+    let mut files = vec![("config.json".to_string(), pretty(&Json::Object(config))?)];
     files.extend(crate::export_vocab::tokenizer_files(&h, &model.path)?);
+    files.push(("README.md".into(), crate::export_card::model_card(&h, &model.path)));
     Ok(files)
 }
 
@@ -153,29 +226,38 @@ pub(crate) fn short_float(f: f32) -> Json {
     f.to_string().parse::<f64>().map(|v| json!(v)).unwrap_or(Json::Null)
 }
 
-/// Llama 3.1's `rope_freqs` (per-frequency factors the conversion
-/// computed from `rope_parameters`) taken out of `model` and turned back
-/// into the parameters that give exactly those factors; a tensor no
-/// parameters reproduce is refused rather than dropped.
-fn llama3_rope(model: &mut Model, h: &Hparams) -> Result<Option<Llama3Rope>> {
-    let Some(i) = model.tensors.iter().position(|t| t.info.name == "rope_freqs.weight") else {
+/// The F32 vector tensor `name` taken out of `model` (None where there is
+/// none): the small tensors a conversion computes from config.json.
+pub fn take_f32(model: &mut Model, name: &str) -> Result<Option<Vec<f32>>> {
+    let Some(i) = model.tensors.iter().position(|t| t.info.name == name) else {
         return Ok(None);
     };
     let t = &model.tensors[i];
-    let bytes = if t.info.dtype == DType::F32 && t.info.byte_len <= 1 << 20 {
-        t.read_all()?
-    } else {
+    if t.info.dtype != DType::F32 || t.info.byte_len > 1 << 20 {
         return Err(Error::invalid(format!(
-            "{}: rope_freqs.weight is {} of {} bytes, not a small F32 vector",
+            "{}: {name} is {} of {} bytes, not a small F32 vector",
             model.path.display(),
             t.info.dtype,
             t.info.byte_len
         )));
-    };
-    let values: Vec<f32> = bytes
+    }
+    let values = t
+        .read_all()?
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
+    model.tensors.remove(i);
+    Ok(Some(values))
+}
+
+/// Llama 3.1's `rope_freqs` (per-frequency factors the conversion
+/// computed from `rope_parameters`) taken out of `model` and turned back
+/// into the `rope_parameters` that give exactly those factors; a tensor
+/// no parameters reproduce is refused rather than dropped.
+pub fn llama3_rope(model: &mut Model, h: &Hparams, config: &mut Map<String, Json>) -> Result<()> {
+    let Some(values) = take_f32(model, "rope_freqs.weight")? else {
+        return Ok(());
+    };
     let base = match h.get("rope.freq_base") {
         Some(Value::F32(f)) => f64::from(*f),
         _ => 10000.0,
@@ -192,8 +274,57 @@ fn llama3_rope(model: &mut Model, h: &Hparams) -> Result<Option<Llama3Rope>> {
             model.path.display()
         ))
     })?;
-    model.tensors.remove(i);
-    Ok(Some(p))
+    let theta = h.float("rope.freq_base")?.unwrap_or(json!(10000.0));
+    config.insert(
+        "rope_parameters".into(),
+        json!({"rope_type": "llama3", "rope_theta": theta, "factor": p.factor,
+        "low_freq_factor": p.low, "high_freq_factor": p.high, "original_max_position_embeddings": p.old_ctx as u64}),
+    );
+    Ok(())
+}
+
+/// No computed tensors.
+pub fn no_computed(_: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
+    Ok(())
+}
+
+/// No transform beyond the rename.
+pub fn no_fix(_: &str, _: &mut Tensor) -> Result<()> {
+    Ok(())
+}
+
+/// A stacked expert tensor `blk.N.ffn_*_exps.weight` (`[experts, rows,
+/// cols]`) as one `[rows, cols]` tensor per expert under `names`, each a
+/// byte range of it (an expert's rows are whole blocks in every ggml
+/// type); None for any other tensor.
+fn unstack_experts(names: &ExpertNames, t: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    let Some((bid, stem)) = t
+        .info
+        .name
+        .strip_prefix("blk.")
+        .and_then(|r| r.strip_suffix(".weight"))
+        .and_then(|r| r.split_once('.'))
+    else {
+        return Ok(None);
+    };
+    let Some(&(suffix, _)) = names.stems.iter().find(|(_, gguf)| *gguf == stem) else {
+        return Ok(None);
+    };
+    let &[n, rows, cols] = &t.info.shape[..] else {
+        return Err(Error::invalid(format!(
+            "tensor '{}' {:?}: stacked experts are 3-D",
+            t.info.name, t.info.shape
+        )));
+    };
+    let each = t.info.byte_len / n.max(1);
+    (0..n)
+        .map(|x| {
+            let name = format!("model.layers.{bid}.{}{x}.{suffix}", names.infix);
+            let info = modelconv_ir::TensorInfo::new(name, t.info.dtype, vec![rows, cols])?;
+            Tensor::new(info, Arc::new(SubRange::new(t.data.clone(), x * each, each)?))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// config.json's `dtype`: the type the token embedding will be written
@@ -210,15 +341,14 @@ fn weights_dtype(model: &Model, cast: Option<DType>) -> &'static str {
     }
 }
 
-/// `t` under its Hugging Face name, with the conversion's row permutation
+/// `t` under its Hugging Face name, with the conversion's transforms
 /// undone. A tensor the tables do not place is refused by name (rather
 /// than a folder transformers would load with it missing or misplaced).
-fn rename_back(a: &dyn Architecture, export: &Export, h: &Hparams, t: &mut Tensor) -> Result<()> {
+fn rename_back(a: &dyn Architecture, export: &Export, h: &Hparams, mut t: Tensor) -> Result<Tensor> {
     let gguf = t.info.name.clone();
     let hf = arch::unmap_name(a.tables(), &gguf).ok_or_else(|| {
         Error::unsupported(format!(
-            "tensor '{gguf}' has no Hugging Face name in this build's {} layout (computed or stacked \
-             tensors such as rope_freqs or ffn_*_exps are not written back yet)",
+            "tensor '{gguf}' has no Hugging Face name in this build's {} layout",
             a.name()
         ))
     })?;
@@ -233,11 +363,12 @@ fn rename_back(a: &dyn Architecture, export: &Export, h: &Hparams, t: &mut Tenso
             None
         };
         if let Some(n) = n {
-            unpermute_rows(t, n)?;
+            unpermute_rows(&mut t, n)?;
         }
     }
-    t.info.name = hf;
-    Ok(())
+    t.info = modelconv_ir::TensorInfo::new(hf.clone(), t.info.dtype, t.info.shape.clone())?;
+    (export.fix)(&hf, &mut t)?;
+    Ok(t)
 }
 
 /// The inverse of [`arch::permute_qk`]'s row order: row `order[i]` of the
@@ -259,19 +390,12 @@ fn unpermute_rows(t: &mut Tensor, n_head: u64) -> Result<()> {
     Ok(())
 }
 
-/// config.json: the decoder's keys as transformers' configs name them,
-/// then the family's own.
-fn config(export: &Export, h: &Hparams, tied: bool, has_bias: bool, dtype: &str) -> Result<Json> {
+/// config.json's keys of a LLaMA-style decoder, as transformers' configs
+/// name them.
+pub fn decoder_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
     let heads = h.uint("attention.head_count")?;
     let hidden = h.uint("embedding_length")?;
-    let vocab = match h.strings("tokenizer.ggml.tokens") {
-        Some(t) => t.len() as u64,
-        None => h.uint("vocab_size")?,
-    };
-    let mut c = Map::new();
-    c.insert("architectures".into(), json!([export.hf_class]));
-    c.insert("model_type".into(), json!(export.model_type));
-    c.insert("vocab_size".into(), json!(vocab));
+    let mut c = common_config(h, facts)?;
     c.insert("hidden_size".into(), json!(hidden));
     c.insert("intermediate_size".into(), json!(h.uint("feed_forward_length")?));
     c.insert("num_hidden_layers".into(), json!(h.uint("block_count")?));
@@ -291,9 +415,21 @@ fn config(export: &Export, h: &Hparams, tied: bool, has_bias: bool, dtype: &str)
         json!({"rope_type": "default", "rope_theta": theta}),
     );
     c.insert("hidden_act".into(), json!("silu"));
-    c.insert("attention_bias".into(), json!(has_bias));
-    c.insert("tie_word_embeddings".into(), json!(tied));
-    c.insert("dtype".into(), json!(dtype));
+    c.insert("attention_bias".into(), json!(facts.has_bias));
+    Ok(c)
+}
+
+/// The keys every family's config has: the vocabulary's size and special
+/// tokens, the tied head, the weights' type.
+pub fn common_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let vocab = match h.strings("tokenizer.ggml.tokens") {
+        Some(t) => t.len() as u64,
+        None => h.uint("vocab_size")?,
+    };
+    let mut c = Map::new();
+    c.insert("vocab_size".into(), json!(vocab));
+    c.insert("tie_word_embeddings".into(), json!(facts.tied));
+    c.insert("dtype".into(), json!(facts.dtype));
     for (key, which) in [
         ("bos_token_id", "bos"),
         ("eos_token_id", "eos"),
@@ -303,8 +439,14 @@ fn config(export: &Export, h: &Hparams, tied: bool, has_bias: bool, dtype: &str)
             c.insert(key.into(), json!(id));
         }
     }
-    (export.extra)(h, &mut c)?;
-    Ok(Json::Object(c))
+    Ok(c)
+}
+
+/// The decoder's `attention_bias` under the name a family's config gives
+/// it (`qkv_bias`, `use_bias`, …).
+pub fn bias_named(c: &mut Map<String, Json>, key: &str) {
+    let bias = c.get("attention_bias").cloned().unwrap_or(Json::Bool(false));
+    c.insert(key.into(), bias);
 }
 
 /// No keys beyond the decoder's.

@@ -275,6 +275,11 @@ fn tokenizer_config(v: &Vocab, h: &Hparams) -> Json {
         "PreTrainedTokenizerFast"
     };
     c.insert("tokenizer_class".into(), json!(class));
+    // LlamaTokenizer prepends "▁" unless told not to (Gemma's vocabulary
+    // has no space prefix); it does not read tokenizer.model's flag.
+    if v.model == "llama" && h.flag("tokenizer.ggml.add_space_prefix") == Some(false) {
+        c.insert("add_prefix_space".into(), json!(false));
+    }
     for (key, which) in [
         ("bos_token", "bos"),
         ("eos_token", "eos"),

@@ -17,6 +17,7 @@ pub mod bpe;
 pub mod card;
 pub mod config;
 pub mod export;
+mod export_card;
 mod export_vocab;
 mod fp8;
 pub mod lora;

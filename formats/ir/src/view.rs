@@ -11,6 +11,8 @@
 //! - [`RowGather`]: rows picked or permuted along the first axis (Q/K row
 //!   permutation, QKV split).
 //! - [`ByteSwap`]: big-endian elements read as little-endian.
+//! - [`AnyAlignment`]: a computed source (whole blocks at a time) read at
+//!   any byte offset, for a view that gathers elements from it.
 //!
 //! Views check their geometry when built (every element they can reach lies
 //! inside their inner sources, with overflow-checked arithmetic), so a read
@@ -620,6 +622,41 @@ impl DataSource for ByteSwap {
     }
 }
 
+/// A source whose reads must cover whole granules (a dequantizer's
+/// blocks) read at any offset and length: each read pulls the granules it
+/// touches and copies out the bytes asked for.
+pub struct AnyAlignment {
+    inner: Arc<dyn DataSource>,
+}
+
+impl AnyAlignment {
+    pub fn new(inner: Arc<dyn DataSource>) -> Self {
+        AnyAlignment { inner }
+    }
+}
+
+impl DataSource for AnyAlignment {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len(), self.inner.len(), "realigned source")?;
+        let g = self.inner.granule().max(1);
+        let (lo, end) = (offset / g * g, offset + buf.len() as u64);
+        // (A source's length is whole granules, so the rounded end fits.)
+        let hi = end.div_ceil(g).saturating_mul(g).min(self.inner.len());
+        if lo == offset && hi == end {
+            return self.inner.read_at(offset, buf);
+        }
+        let span = usize::try_from(hi - lo).map_err(|_| oob("realigned source"))?;
+        let mut whole = vec![0u8; span];
+        self.inner.read_at(lo, &mut whole)?;
+        let at = (offset - lo) as usize;
+        buf.copy_from_slice(&whole[at..at + buf.len()]);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,5 +811,22 @@ mod tests {
         let t = strided(src((rows * 512) as u32), 4, 7, &[rows], &[512]).unwrap();
         let got = chunked(t.as_ref(), 50_000);
         assert!(got.iter().enumerate().all(|(i, &v)| v as u64 == i as u64 * 512 + 7));
+    }
+
+    #[test]
+    fn any_alignment_reads_inside_granules() {
+        // ByteSwap of 4-byte elements refuses unaligned reads; through
+        // AnyAlignment every byte range reads what the whole read has.
+        let swapped: Arc<dyn DataSource> = Arc::new(ByteSwap::new(src(16), 4).unwrap());
+        let mut all = vec![0u8; 64];
+        swapped.read_at(0, &mut all).unwrap();
+        assert!(swapped.read_at(1, &mut [0u8; 5]).is_err());
+        let any = AnyAlignment::new(swapped);
+        for (offset, n) in [(0usize, 64usize), (1, 5), (3, 1), (4, 4), (61, 3), (7, 50)] {
+            let mut got = vec![0u8; n];
+            any.read_at(offset as u64, &mut got).unwrap();
+            assert_eq!(got, all[offset..offset + n], "{offset}+{n}");
+        }
+        assert!(any.read_at(62, &mut [0u8; 3]).is_err());
     }
 }

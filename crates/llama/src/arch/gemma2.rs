@@ -2,10 +2,55 @@
 //! as `w - 1`, the tied `lm_head` dropped.
 
 use super::tables::{DECODER, GEMMA_NORMS};
-use super::{mapped, norm_plus_one, put_u32, Architecture, Ctx, Held, Table, Vocab};
+use super::{mapped, norm_minus_one, norm_plus_one, put_u32, Architecture, Ctx, Held, Table, Vocab};
+use crate::export::{Export, Hparams};
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use serde_json::{Map, Value as Json};
 
 pub struct Gemma2;
+
+static EXPORT: Export = Export {
+    extra: gemma2_config,
+    fix: norm_minus_one,
+    ..Export::decoder("Gemma2ForCausalLM", "gemma2")
+};
+
+/// Gemma2Config's own keys, as llama.cpp's gemma2.cpp reads the GGUF: the
+/// soft caps where the file has them, the sliding window (4096 where it
+/// has none), the query scale.
+fn gemma2_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    gemma_config(h, c, 46)?;
+    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        if let Some(cap) = h.float(key)? {
+            c.insert(key.into(), cap);
+        }
+    }
+    c.insert(
+        "sliding_window".into(),
+        Json::from(h.opt_uint("attention.sliding_window")?.unwrap_or(4096)),
+    );
+    Ok(())
+}
+
+/// The keys Gemma 2 and 3 share: the tanh GELU, and
+/// `query_pre_attn_scalar` from llama.cpp's `f_attention_scale` rule
+/// (1/sqrt(head_dim), except the 27B model, identified by its block
+/// count, which scales by 1/sqrt(hidden / heads)).
+pub fn gemma_config(h: &Hparams, c: &mut Map<String, Json>, blocks_27b: u64) -> Result<()> {
+    c.insert("hidden_activation".into(), Json::from("gelu_pytorch_tanh"));
+    c.insert("hidden_act".into(), Json::from("gelu_pytorch_tanh"));
+    let heads = h.uint("attention.head_count")?.max(1);
+    let scalar = if h.uint("block_count")? == blocks_27b {
+        h.uint("embedding_length")? / heads
+    } else {
+        match h.opt_uint("attention.key_length")? {
+            Some(k) => k,
+            None => h.uint("embedding_length")? / heads,
+        }
+    };
+    c.insert("query_pre_attn_scalar".into(), Json::from(scalar));
+    Ok(())
+}
 
 impl Architecture for Gemma2 {
     fn hf_classes(&self) -> &'static [&'static str] {
@@ -61,6 +106,9 @@ impl Architecture for Gemma2 {
         );
         u(md, "attention.sliding_window", h.uint(&["sliding_window"])?)?;
         Ok(())
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, _: &mut Held) -> Result<Vec<Tensor>> {
         let mut t = mapped(cx, self, hf, t)?;

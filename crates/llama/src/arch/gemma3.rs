@@ -3,12 +3,57 @@
 //! for what its configs leave out, embedding rows past the tokenizer's
 //! last token dropped.
 
+use super::gemma2::gemma_config;
 use super::tables::{DECODER, GEMMA_NORMS, QK_NORM};
-use super::{mapped, norm_plus_one, put_u32, text_parameters, Architecture, Ctx, Held, Table, Vocab};
+use super::{mapped, norm_minus_one, norm_plus_one, put_u32, text_parameters, Architecture, Ctx, Held, Table, Vocab};
+use crate::export::{Export, Hparams};
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
-use serde_json::Value as Json;
+use serde_json::{json, Map, Value as Json};
 
 pub struct Gemma3;
+
+static EXPORT: Export = Export {
+    extra: gemma3_config,
+    fix: norm_minus_one,
+    ..Export::decoder("Gemma3ForCausalLM", "gemma3_text")
+};
+
+/// Gemma3TextConfig's own keys, as llama.cpp's gemma3.cpp reads the GGUF:
+/// with a sliding window, every sixth layer full attention and the others
+/// sliding with their own rope base (`rope.freq_base_swa`, 10000 where
+/// absent); without one, every layer full; a linear rope scaling on the
+/// full-attention layers only; the final soft cap where the file has one.
+fn gemma3_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    gemma_config(h, c, 62)?;
+    let blocks = h.uint("block_count")?;
+    let window = h.opt_uint("attention.sliding_window")?.filter(|w| *w > 0);
+    let pattern = h.opt_uint("attention.sliding_window_pattern")?.unwrap_or(6).max(1);
+    let layers: Vec<Json> = (0..blocks)
+        .map(|i| match window {
+            Some(_) if (i + 1) % pattern != 0 => json!("sliding_attention"),
+            _ => json!("full_attention"),
+        })
+        .collect();
+    c.insert("layer_types".into(), Json::Array(layers));
+    c.insert("sliding_window".into(), window.map_or(Json::Null, Json::from));
+    let theta = h.float("rope.freq_base")?.unwrap_or(json!(1_000_000.0));
+    let mut full = json!({"rope_type": "default", "rope_theta": theta});
+    if h.get("rope.scaling.type").and_then(Value::as_str) == Some("linear") {
+        if let Some(factor) = h.float("rope.scaling.factor")? {
+            full = json!({"rope_type": "linear", "factor": factor, "rope_theta": theta});
+        }
+    }
+    let swa_theta = h.float("rope.freq_base_swa")?.unwrap_or(json!(10000.0));
+    c.insert(
+        "rope_parameters".into(),
+        json!({"full_attention": full, "sliding_attention": {"rope_type": "default", "rope_theta": swa_theta}}),
+    );
+    c.remove("rope_theta");
+    if let Some(cap) = h.float("final_logit_softcapping")? {
+        c.insert("final_logit_softcapping".into(), cap);
+    }
+    Ok(())
+}
 
 impl Architecture for Gemma3 {
     fn hf_classes(&self) -> &'static [&'static str] {
@@ -62,6 +107,9 @@ impl Architecture for Gemma3 {
             h.opt_uint(&["num_key_value_heads"])?.unwrap_or(4),
         )?;
         Ok(())
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, _: &mut Held) -> Result<Vec<Tensor>> {
         let mut t = mapped(cx, self, hf, t)?;

@@ -2,9 +2,57 @@
 //! weights stored (in, out), transposed.
 
 use super::{mapped, put_u32, transpose, Architecture, Ctx, Held, Table, Vocab};
-use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use crate::export::{common_config, Export, Facts, Hparams};
+use modelconv_ggml::quants::DequantizeSource;
+use modelconv_ir::view::AnyAlignment;
+use modelconv_ir::{DType, Error, Metadata, Result, Tensor, TensorInfo, Value};
+use serde_json::{Map, Value as Json};
+use std::sync::Arc;
 
 pub struct Gpt2;
+
+static EXPORT: Export = Export {
+    config: gpt2_config,
+    fix: conv1d_back,
+    ..Export::decoder("GPT2LMHeadModel", "gpt2")
+};
+
+/// GPT2Config from the GGUF: its own key names; `n_inner` only where the
+/// FFN is not the default four times the width.
+fn gpt2_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let mut c = common_config(h, facts)?;
+    let n_embd = h.uint("embedding_length")?;
+    let ctx = h.uint("context_length")?;
+    c.insert("n_embd".into(), Json::from(n_embd));
+    c.insert("n_layer".into(), Json::from(h.uint("block_count")?));
+    c.insert("n_head".into(), Json::from(h.uint("attention.head_count")?));
+    c.insert("n_ctx".into(), Json::from(ctx));
+    c.insert("n_positions".into(), Json::from(ctx));
+    let ff = h.uint("feed_forward_length")?;
+    let inner = (ff != n_embd.saturating_mul(4)).then_some(ff);
+    c.insert("n_inner".into(), inner.map_or(Json::Null, Json::from));
+    c.insert("activation_function".into(), Json::from("gelu_new"));
+    if let Some(eps) = h.float("attention.layer_norm_epsilon")? {
+        c.insert("layer_norm_epsilon".into(), eps);
+    }
+    Ok(c)
+}
+
+/// The Conv1D weights transposed back to (in, out); a block-quantized one
+/// dequantized first (a transpose moves single elements, which blocks
+/// cannot), so it comes back F32.
+fn conv1d_back(hf: &str, t: &mut Tensor) -> Result<()> {
+    if !CONV1D.iter().any(|s| hf.ends_with(s)) {
+        return Ok(());
+    }
+    if t.info.dtype.is_quantized() {
+        let f32s = DequantizeSource::new(t.data.clone(), t.info.dtype)?;
+        t.data = Arc::new(AnyAlignment::new(Arc::new(f32s)));
+        t.info = TensorInfo::new(t.info.name.clone(), DType::F32, t.info.shape.clone())?;
+        t.location = None;
+    }
+    transpose(t)
+}
 
 const TENSORS: Table = &[
     ("transformer.wte", "token_embd"),
@@ -39,6 +87,9 @@ impl Architecture for Gpt2 {
     /// (convert_lora_to_gguf.py writes pairs llama.cpp refuses to load).
     fn lora_follows_rows(&self) -> bool {
         false
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     /// GPT2Model.set_gguf_parameters (not the text-model set).
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {

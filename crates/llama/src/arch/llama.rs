@@ -8,8 +8,9 @@ use super::{
     Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS,
 };
 use crate::config::u32_of;
+use crate::export::{Export, Hparams};
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 /// LlamaModel, and its subclasses that rename the architecture (and for
 /// Granite add its multipliers).
@@ -28,12 +29,27 @@ enum Kind {
     GraniteMoe,
 }
 
-static LLAMA_EXPORT: crate::export::Export = crate::export::Export {
-    hf_class: "LlamaForCausalLM",
-    model_type: "llama",
+static LLAMA_EXPORT: Export = Export {
     unpermute_qk: true,
-    extra: crate::export::no_extra,
+    moe: Some(&MIXTRAL_EXPORT),
+    computed: crate::export::llama3_rope,
+    ..Export::decoder("LlamaForCausalLM", "llama")
 };
+
+/// A `llama` GGUF with experts: Mixtral's per-expert `w1`/`w2`/`w3`.
+static MIXTRAL_EXPORT: Export = Export {
+    unpermute_qk: true,
+    experts: Some(&BLOCK_SPARSE_EXPERTS),
+    extra: mixtral_config,
+    ..Export::decoder("MixtralForCausalLM", "mixtral")
+};
+
+/// MixtralConfig's expert counts.
+fn mixtral_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    c.insert("num_local_experts".into(), Json::from(h.uint("expert_count")?));
+    c.insert("num_experts_per_tok".into(), Json::from(h.uint("expert_used_count")?));
+    Ok(())
+}
 
 pub static LLAMA: Llama = Llama {
     classes: &[
@@ -107,9 +123,9 @@ impl Architecture for Llama {
     fn reads_add_prefix_space(&self) -> bool {
         true
     }
-    fn export(&self) -> Option<&'static crate::export::Export> {
-        // LLaMA itself (Mistral is the same layout); its subclasses' extra
-        // keys and Mixtral's stacked experts have no way back yet.
+    fn export(&self) -> Option<&'static Export> {
+        // LLaMA itself (Mistral is the same layout) and Mixtral; the
+        // subclasses' extra keys have no way back yet.
         (self.name == "llama").then_some(&LLAMA_EXPORT)
     }
     fn filter(&self, name: &str) -> Option<String> {

@@ -258,9 +258,12 @@ pub fn map_name(tables: &[Table], name: &str) -> Option<String> {
     translate(tables, name, false)
 }
 
-/// The Hugging Face name of GGUF tensor `name`: the tables read backwards,
-/// the first entry with that GGUF name winning (where two HF names share
-/// one, as Falcon-40B's norms do, the first is the family's usual one).
+/// The Hugging Face name of GGUF tensor `name`: the tables read backwards.
+/// A later table wins over an earlier one (a family's own fragment, listed
+/// after the shared decoder, renames what the decoder also names:
+/// StarCoder2's `c_fc` over `up_proj`); within a table the first entry
+/// wins (where two HF names share one, as Falcon-40B's norms do, the
+/// first is the family's usual one).
 pub fn unmap_name(tables: &[Table], name: &str) -> Option<String> {
     translate(tables, name, true)
 }
@@ -281,11 +284,16 @@ fn translate(tables: &[Table], name: &str, backwards: bool) -> Option<String> {
         }
         None => stem.to_string(),
     };
-    let (_, to) = tables
-        .iter()
-        .flat_map(|t| t.iter())
-        .map(|&(hf, gguf)| if backwards { (gguf, hf) } else { (hf, gguf) })
-        .find(|(from, _)| *from == key)?;
+    let find = |t: &Table| {
+        t.iter()
+            .map(|&(hf, gguf)| if backwards { (gguf, hf) } else { (hf, gguf) })
+            .find(|(from, _)| *from == key)
+    };
+    let (_, to) = if backwards {
+        tables.iter().rev().find_map(find)?
+    } else {
+        tables.iter().find_map(find)?
+    };
     let to = match bid {
         Some(i) => to.replace("{bid}", parts[i]),
         None => to.to_string(),
@@ -609,8 +617,17 @@ pub fn transpose(t: &mut Tensor) -> Result<()> {
 
 /// Gemma's norm weights, stored as `w - 1`, written as `w` (F32).
 pub fn norm_plus_one(hf: &str, t: &mut Tensor) -> Result<()> {
+    norm_shift(hf, t, 1.0)
+}
+
+/// The way back: a GGUF's Gemma norm `w` written as `w - 1` (F32).
+pub fn norm_minus_one(hf: &str, t: &mut Tensor) -> Result<()> {
+    norm_shift(hf, t, -1.0)
+}
+
+fn norm_shift(hf: &str, t: &mut Tensor, delta: f32) -> Result<()> {
     if hf.ends_with("norm.weight") {
-        t.data = Arc::new(crate::shift::PlusOne::new(t.data.clone(), t.info.dtype)?);
+        t.data = Arc::new(crate::shift::NormShift::new(t.data.clone(), t.info.dtype, delta)?);
         t.info = TensorInfo::new(t.info.name.clone(), DType::F32, t.info.shape.clone())?;
         t.location = None;
     }

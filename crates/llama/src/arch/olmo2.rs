@@ -4,9 +4,13 @@
 
 use super::tables::{DECODER, LM_HEAD, QK_NORM};
 use super::{text_parameters, Architecture, Ctx, Table, Vocab};
+use crate::export::Export;
 use modelconv_ir::{Metadata, Result};
 
 pub struct Olmo2;
+
+/// The decoder's config keys are Olmo2Config's.
+static EXPORT: Export = Export::decoder("Olmo2ForCausalLM", "olmo2");
 
 /// The post-norms llama.cpp's olmo2 (and exaone4) names.
 pub(super) const POST_NORMS: Table = &[
@@ -32,6 +36,9 @@ impl Architecture for Olmo2 {
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     /// TextModel's keys; a sliding window (OLMo 3) with its per-layer
     /// pattern is not converted yet.

@@ -6,11 +6,14 @@
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
 use super::{mapped, put_u32, stack_expert, Architecture, Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS};
+use crate::export::{short_float, take_f32, Export, Hparams};
 use crate::Folder;
-use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
-use serde_json::Value as Json;
+use modelconv_ir::{Error, Metadata, Model, Result, Tensor, Value};
+use serde_json::{Map, Value as Json};
 
 pub struct Phi3 {
+    /// The way back (Phi-3 only).
+    export: Option<Export>,
     classes: &'static [&'static str],
     name: &'static str,
     tables: &'static [Table],
@@ -18,6 +21,11 @@ pub struct Phi3 {
 }
 
 pub static PHI3: Phi3 = Phi3 {
+    export: Some(Export {
+        extra: phi3_config,
+        computed: phi3_long_rope,
+        ..Export::decoder("Phi3ForCausalLM", "phi3")
+    }),
     classes: &["Phi3ForCausalLM"],
     name: "phi3",
     tables: &[TENSORS],
@@ -27,6 +35,7 @@ pub static PHI3: Phi3 = Phi3 {
 /// PhiMoE: the converter registers the hub's `PhiMoEForCausalLM`;
 /// transformers saves the class as `PhimoeForCausalLM` (the same model).
 pub static PHIMOE: Phi3 = Phi3 {
+    export: None,
     classes: &["PhiMoEForCausalLM", "PhimoeForCausalLM"],
     name: "phimoe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, MOE_ROUTER],
@@ -68,6 +77,13 @@ impl Architecture for Phi3 {
     fn extra_tensors(&self, cx: &Ctx, md: &mut Metadata) -> Result<Vec<Computed>> {
         phi3_extra(cx.folder, self.name, md)
     }
+    fn export(&self) -> Option<&'static Export> {
+        // (Statics only, as in qwen.rs.)
+        [&PHI3, &PHIMOE]
+            .into_iter()
+            .find(|p| p.name == self.name)
+            .and_then(|p| p.export.as_ref())
+    }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
         if let Some(expert) = BLOCK_SPARSE_EXPERTS.parse(hf).filter(|_| self.moe) {
             return stack_expert(cx, expert, &["num_local_experts", "num_experts"], t, held);
@@ -87,6 +103,49 @@ const TENSORS: Table = &[
     ("model.layers.{bid}.mlp.gate_up_proj", "blk.{bid}.ffn_up"),
     ("model.layers.{bid}.mlp.down_proj", "blk.{bid}.ffn_down"),
 ];
+
+/// Phi3Config's keys from the GGUF: the original context, the rotary
+/// fraction (`rope.dimension_count` per head of the width), the sliding
+/// window (0: none).
+fn phi3_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    c.insert(
+        "original_max_position_embeddings".into(),
+        Json::from(h.uint("rope.scaling.original_context_length")?),
+    );
+    let window = h.opt_uint("attention.sliding_window")?.filter(|w| *w > 0);
+    c.insert("sliding_window".into(), window.map_or(Json::Null, Json::from));
+    if let Some(Json::Object(rope)) = c.get_mut("rope_parameters") {
+        rope.insert("partial_rotary_factor".into(), partial_rotary_factor(h)?);
+    }
+    Ok(())
+}
+
+fn partial_rotary_factor(h: &Hparams) -> Result<Json> {
+    let heads = h.uint("attention.head_count")?;
+    let hidden = h.uint("embedding_length")?.max(1);
+    let dims = h.opt_uint("rope.dimension_count")?.unwrap_or(hidden / heads.max(1));
+    Ok(Json::from(dims.saturating_mul(heads) as f64 / hidden as f64))
+}
+
+/// Phi-3's `rope_factors_long`/`_short` tensors taken back into a
+/// `longrope` `rope_parameters` (transformers recomputes the attention
+/// factor from the two context lengths, as the conversion computed it).
+fn phi3_long_rope(model: &mut Model, h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    let long = take_f32(model, "rope_factors_long.weight")?;
+    let short = take_f32(model, "rope_factors_short.weight")?;
+    let (Some(long), Some(short)) = (long, short) else {
+        return Ok(());
+    };
+    let list = |v: Vec<f32>| Json::Array(v.into_iter().map(short_float).collect());
+    let theta = h.float("rope.freq_base")?.unwrap_or(Json::from(10000.0));
+    c.insert(
+        "rope_parameters".into(),
+        serde_json::json!({"rope_type": "longrope", "rope_theta": theta,
+            "partial_rotary_factor": partial_rotary_factor(h)?,
+            "long_factor": list(long), "short_factor": list(short)}),
+    );
+    Ok(())
+}
 
 /// Phi-3's rotary dimensions: `partial_rotary_factor` of the width, per head.
 fn phi3_rope(f: &Folder) -> Result<(serde_json::Map<String, Json>, u64, u64, u64)> {

@@ -23,10 +23,8 @@ pub static QWEN2: Qwen = Qwen {
     tables: &[DECODER, LM_HEAD, FFN_NORM],
     base: "Qwen2Model",
     export: Export {
-        hf_class: "Qwen2ForCausalLM",
-        model_type: "qwen2",
-        unpermute_qk: false,
         extra: no_sliding_window,
+        ..Export::decoder("Qwen2ForCausalLM", "qwen2")
     },
 };
 
@@ -36,10 +34,8 @@ pub static QWEN3: Qwen = Qwen {
     tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM],
     base: "Qwen3Model",
     export: Export {
-        hf_class: "Qwen3ForCausalLM",
-        model_type: "qwen3",
-        unpermute_qk: false,
         extra: no_sliding_window,
+        ..Export::decoder("Qwen3ForCausalLM", "qwen3")
     },
 };
 

@@ -11,7 +11,9 @@ use super::{
     block_of, mapped, put_u32, split_halves, stack_expert, text_parameters, Architecture, Ctx, Held, Table, Vocab,
     MLP_EXPERTS,
 };
+use crate::export::{bias_named, Export, Hparams};
 use modelconv_ir::{DType, Error, Metadata, Result, Tensor, TensorInfo, Value};
+use serde_json::{Map, Value as Json};
 
 pub struct QwenMoe {
     classes: &'static [&'static str],
@@ -19,6 +21,7 @@ pub struct QwenMoe {
     tables: &'static [Table],
     /// OLMoE: no expert widths, and the RMS norm epsilon fixed at 1e-5.
     olmoe: bool,
+    export: Option<Export>,
 }
 
 /// The router and the shared expert of a Qwen MoE block.
@@ -44,6 +47,12 @@ pub static QWEN2MOE: QwenMoe = QwenMoe {
     name: "qwen2moe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, MOE],
     olmoe: false,
+    export: Some(Export {
+        experts: Some(&MLP_EXPERTS),
+        extra: qwen2moe_config,
+        fix: shared_gate_as_matrix,
+        ..Export::decoder("Qwen2MoeForCausalLM", "qwen2_moe")
+    }),
 };
 
 pub static QWEN3MOE: QwenMoe = QwenMoe {
@@ -51,6 +60,11 @@ pub static QWEN3MOE: QwenMoe = QwenMoe {
     name: "qwen3moe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM, MOE],
     olmoe: false,
+    export: Some(Export {
+        experts: Some(&MLP_EXPERTS),
+        extra: qwen3moe_config,
+        ..Export::decoder("Qwen3MoeForCausalLM", "qwen3_moe")
+    }),
 };
 
 pub static OLMOE: QwenMoe = QwenMoe {
@@ -58,7 +72,52 @@ pub static OLMOE: QwenMoe = QwenMoe {
     name: "olmoe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM, MOE],
     olmoe: true,
+    export: None,
 };
+
+/// The expert keys both Qwen MoE configs have; `norm_topk_prob` as
+/// llama.cpp's graph decides it (qwen2moe.cpp builds its experts with
+/// `norm_w = false`, qwen3moe.cpp with `true`), which the GGUF does not
+/// record.
+fn qwen_moe_config(h: &Hparams, c: &mut Map<String, Json>, norm_topk_prob: bool) -> Result<()> {
+    c.insert("num_experts".into(), Json::from(h.uint("expert_count")?));
+    c.insert("num_experts_per_tok".into(), Json::from(h.uint("expert_used_count")?));
+    c.insert(
+        "moe_intermediate_size".into(),
+        Json::from(h.uint("expert_feed_forward_length")?),
+    );
+    c.insert("norm_topk_prob".into(), Json::Bool(norm_topk_prob));
+    // Every block sparse, as llama.cpp builds every block.
+    c.insert("decoder_sparse_step".into(), Json::from(1));
+    c.insert("mlp_only_layers".into(), Json::Array(Vec::new()));
+    c.insert("use_sliding_window".into(), Json::Bool(false));
+    Ok(())
+}
+
+fn qwen2moe_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    qwen_moe_config(h, c, false)?;
+    c.insert(
+        "shared_expert_intermediate_size".into(),
+        Json::from(h.uint("expert_shared_feed_forward_length")?),
+    );
+    // Qwen2-MoE names its Q/K/V biases `qkv_bias`.
+    bias_named(c, "qkv_bias");
+    Ok(())
+}
+
+/// The shared-expert gate, a `[1, hidden]` Linear weight, which ggml
+/// writes 1-D (`ggml_n_dims` drops trailing ones, so a llama-quantize
+/// output has `[hidden]`), back as the matrix transformers expects.
+fn shared_gate_as_matrix(hf: &str, t: &mut Tensor) -> Result<()> {
+    if let (true, &[n]) = (hf.ends_with("shared_expert_gate.weight"), &t.info.shape[..]) {
+        t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, vec![1, n])?;
+    }
+    Ok(())
+}
+
+fn qwen3moe_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    qwen_moe_config(h, c, true)
+}
 
 impl Architecture for QwenMoe {
     fn hf_classes(&self) -> &'static [&'static str] {
@@ -92,6 +151,13 @@ impl Architecture for QwenMoe {
             put_u32(md, self.name, "expert_shared_feed_forward_length", n)?;
         }
         Ok(())
+    }
+    fn export(&self) -> Option<&'static Export> {
+        // (Statics only, as in qwen.rs: these live for the whole program.)
+        [&QWEN2MOE, &QWEN3MOE, &OLMOE]
+            .into_iter()
+            .find(|q| q.name == self.name)
+            .and_then(|q| q.export.as_ref())
     }
     fn modify_tensors(&self, cx: &Ctx, hf: &str, t: Tensor, held: &mut Held) -> Result<Vec<Tensor>> {
         // (OlmoeModel copies only the per-expert path: a fused OLMoE has no

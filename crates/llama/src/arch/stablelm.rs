@@ -9,9 +9,35 @@
 use super::gptneox::NeoXStyle;
 use super::tables::{DECODER, FFN_NORM, LM_HEAD};
 use super::{mapped, Architecture, Ctx, Held, Table, Vocab};
+use crate::export::{bias_named, Export, Hparams};
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use serde_json::{Map, Value as Json};
 
 pub struct StableLm;
+
+static EXPORT: Export = Export {
+    extra: stablelm_config,
+    ..Export::decoder("StableLmForCausalLM", "stablelm")
+};
+
+/// StableLmConfig's names: the LayerNorm epsilon, the rotary fraction
+/// (`rope.dimension_count` of a head), the parallel residual, the Q/K/V
+/// biases; no per-head Q/K norms (refused on the way in).
+fn stablelm_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    if let Some(eps) = h.float("attention.layer_norm_epsilon")? {
+        c.insert("layer_norm_eps".into(), eps);
+    }
+    let head = c.get("head_dim").and_then(Json::as_u64).unwrap_or(1).max(1);
+    let rotary = h.opt_uint("rope.dimension_count")?.unwrap_or(head);
+    if let Some(Json::Object(rope)) = c.get_mut("rope_parameters") {
+        rope.insert("partial_rotary_factor".into(), Json::from(rotary as f64 / head as f64));
+    }
+    let parallel = matches!(h.get("use_parallel_residual"), Some(Value::Bool(true)));
+    c.insert("use_parallel_residual".into(), Json::Bool(parallel));
+    bias_named(c, "use_qkv_bias");
+    c.insert("qk_layernorm".into(), Json::Bool(false));
+    Ok(())
+}
 
 impl Architecture for StableLm {
     fn hf_classes(&self) -> &'static [&'static str] {
@@ -25,6 +51,9 @@ impl Architecture for StableLm {
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         let h = &cx.folder.hparams;

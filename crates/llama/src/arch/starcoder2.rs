@@ -4,8 +4,29 @@
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD};
 use super::{Architecture, Table, Vocab};
+use crate::export::{bias_named, Export, Hparams};
+use modelconv_ir::Result;
+use serde_json::{Map, Value as Json};
 
 pub struct StarCoder2;
+
+static EXPORT: Export = Export {
+    extra: starcoder2_config,
+    ..Export::decoder("Starcoder2ForCausalLM", "starcoder2")
+};
+
+/// Starcoder2Config's names: `norm_epsilon` for its LayerNorms, `use_bias`
+/// for every projection's bias, the tanh GELU; no sliding window (the GGUF
+/// carries none, and llama.cpp's starcoder2 graph has none).
+fn starcoder2_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    if let Some(eps) = h.float("attention.layer_norm_epsilon")? {
+        c.insert("norm_epsilon".into(), eps);
+    }
+    bias_named(c, "use_bias");
+    c.insert("hidden_act".into(), Json::from("gelu_pytorch_tanh"));
+    c.insert("sliding_window".into(), Json::Null);
+    Ok(())
+}
 
 /// StarCoder2's MLP.
 const MLP: Table = &[
@@ -25,5 +46,8 @@ impl Architecture for StarCoder2 {
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
 }
