@@ -119,6 +119,9 @@ fn every_family_with_a_way_back_returns_its_folder() {
         "starcoder2",
         "stablelm",
         "olmo2",
+        "granite",
+        "olmoe",
+        "cohere",
     ] {
         let out = dir.path().join(family);
         let gguf = fixture(&format!("hf/arch/{family}.F16.gguf"));

@@ -308,13 +308,14 @@ def gguf_py_dequantized(src):
 #     Phi-3's long-rope factors) — the config itself is compared with the
 #     original folder's below;
 #   "original": transformers cannot read this GGUF (a `llama` GGUF with
-#     experts; Qwen2-MoE's 3-D shared-expert gate; OLMo 2, which its GGUF
-#     reader does not know): against the original
+#     experts; Qwen2-MoE's 3-D shared-expert gate; OLMo 2, Granite, OLMoE
+#     and Command-R, which its GGUF reader does not know): against the original
 #     folder at the weights' type and gguf-py's dequantization at Q4_K_M.
 TO_HF = {"llama-spm": "gguf", "qwen2-bpe": "gguf", "qwen3-bpe": "gguf", "llama3-rope": "original",
          "gpt2-bpe": "gguf", "phi3-spm": "gguf", "phi3-longrope": "gguf+config", "gemma2-spm": "gguf+config",
          "gemma3-spm": "gguf+config", "qwen3moe-bpe": "gguf+config", "mixtral-spm": "original",
-         "qwen2moe-bpe": "original", "starcoder2-bpe": "gguf", "stablelm-bpe": "gguf", "olmo2-bpe": "original"}
+         "qwen2moe-bpe": "original", "starcoder2-bpe": "gguf", "stablelm-bpe": "gguf", "olmo2-bpe": "original",
+         "granite-spm": "original", "olmoe-bpe": "original", "cohere-bpe": "original"}
 # config.json keys where the GGUF, as llama.cpp runs it, means something
 # else than the original folder said (so these folders' logits differ from
 # the original's): llama.cpp scales Gemma's queries by 1/sqrt(head_dim)
@@ -360,8 +361,8 @@ def spm_normalizes(folder):
 @check
 def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
     """convert x.gguf OUT --to hf for LLaMA, Mixtral, Qwen2/3, Qwen2/3-MoE,
-    Gemma 2/3, Phi-3 (with long rope), GPT-2, StarCoder2, StableLM and
-    OLMo 2: transformers loads OUT;
+    Gemma 2/3, Phi-3 (with long rope), GPT-2, StarCoder2, StableLM, OLMo 2,
+    Granite, OLMoE and Command-R: transformers loads OUT;
     its logits equal transformers' own reading of the GGUF
     (from_pretrained(gguf_file=…)) within 1e-4, at the weights' type and
     at Q4_K_M (dequantized), sharded too — under our config.json where

@@ -44,6 +44,29 @@ static MIXTRAL_EXPORT: Export = Export {
     ..Export::decoder("MixtralForCausalLM", "mixtral")
 };
 
+/// Granite: LLaMA's layout and its four multipliers.
+static GRANITE_EXPORT: Export = Export {
+    unpermute_qk: true,
+    extra: granite_config,
+    ..Export::decoder("GraniteForCausalLM", "granite")
+};
+
+/// GraniteConfig's multipliers, from the keys the conversion wrote them
+/// to (absent: the config's default).
+fn granite_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    for (key, hf) in [
+        ("attention.scale", "attention_multiplier"),
+        ("embedding_scale", "embedding_multiplier"),
+        ("residual_scale", "residual_multiplier"),
+        ("logit_scale", "logits_scaling"),
+    ] {
+        if let Some(v) = h.float(key)? {
+            c.insert(hf.into(), v);
+        }
+    }
+    Ok(())
+}
+
 /// MixtralConfig's expert counts.
 fn mixtral_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
     c.insert("num_local_experts".into(), Json::from(h.uint("expert_count")?));
@@ -124,9 +147,13 @@ impl Architecture for Llama {
         true
     }
     fn export(&self) -> Option<&'static Export> {
-        // LLaMA itself (Mistral is the same layout) and Mixtral; the
-        // subclasses' extra keys have no way back yet.
-        (self.name == "llama").then_some(&LLAMA_EXPORT)
+        // LLaMA itself (Mistral is the same layout), Mixtral and Granite;
+        // SmolLM3's and Granite-MoE's have no way back yet.
+        match self.name {
+            "llama" => Some(&LLAMA_EXPORT),
+            "granite" => Some(&GRANITE_EXPORT),
+            _ => None,
+        }
     }
     fn filter(&self, name: &str) -> Option<String> {
         Some(name.replace("language_model.", "").replace("text_model.", ""))

@@ -72,8 +72,23 @@ pub static OLMOE: QwenMoe = QwenMoe {
     name: "olmoe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, QK_NORM, MOE],
     olmoe: true,
-    export: None,
+    export: Some(Export {
+        experts: Some(&MLP_EXPERTS),
+        extra: olmoe_config,
+        ..Export::decoder("OlmoeForCausalLM", "olmoe")
+    }),
 };
+
+/// OlmoeConfig's expert keys (its experts are `intermediate_size` wide);
+/// llama.cpp's olmoe.cpp builds them with `norm_w = false`; no Q/K/V
+/// clipping (the GGUF carries none).
+fn olmoe_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    c.insert("num_experts".into(), Json::from(h.uint("expert_count")?));
+    c.insert("num_experts_per_tok".into(), Json::from(h.uint("expert_used_count")?));
+    c.insert("norm_topk_prob".into(), Json::Bool(false));
+    c.insert("clip_qkv".into(), Json::Null);
+    Ok(())
+}
 
 /// The expert keys both Qwen MoE configs have; `norm_topk_prob` as
 /// llama.cpp's graph decides it (qwen2moe.cpp builds its experts with
