@@ -668,18 +668,27 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
+    /// `in.bin` of `len` bytes `i * mul % modulo` in `dir`, opened.
+    fn patterned_input(dir: &Path, len: usize, mul: usize, modulo: usize) -> (Vec<u8>, Arc<SharedFile>) {
+        let input = dir.join("in.bin");
+        let data: Vec<u8> = (0..len).map(|i| (i * mul % modulo) as u8).collect();
+        std::fs::write(&input, &data).unwrap();
+        (data, SharedFile::open(&input).unwrap())
+    }
+
+    fn file_range(file: &Arc<SharedFile>, offset: usize, len: usize) -> FileRange {
+        FileRange {
+            file: file.clone(),
+            offset: offset as u64,
+            len: len as u64,
+        }
+    }
+
     #[test]
     fn adjacent_ranges_merge_and_keep_order_with_other_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("in.bin");
-        let data: Vec<u8> = (0..(5usize << 20)).map(|i| (i * 13 % 241) as u8).collect();
-        std::fs::write(&input, &data).unwrap();
-        let file = SharedFile::open(&input).unwrap();
-        let range = |o: usize, n: usize| FileRange {
-            file: file.clone(),
-            offset: o as u64,
-            len: n as u64,
-        };
+        let (data, file) = patterned_input(dir.path(), 5 << 20, 13, 241);
+        let range = |o: usize, n: usize| file_range(&file, o, n);
         let dest = dir.path().join("out.bin");
         let mut f = OutputFile::create(&dest, &WriteOptions::default()).unwrap();
         f.write_source(&range(0, 2 << 20), &NoProgress).unwrap();
@@ -702,15 +711,8 @@ mod tests {
     #[test]
     fn realigned_and_joined_copies_keep_every_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("in.bin");
-        let data: Vec<u8> = (0..(6usize << 20)).map(|i| (i * 7 % 251) as u8).collect();
-        std::fs::write(&input, &data).unwrap();
-        let file = SharedFile::open(&input).unwrap();
-        let range = |o: usize, n: usize| FileRange {
-            file: file.clone(),
-            offset: o as u64,
-            len: n as u64,
-        };
+        let (data, file) = patterned_input(dir.path(), 6 << 20, 7, 251);
+        let range = |o: usize, n: usize| file_range(&file, o, n);
         for header in [7392usize, 4096, 65536, 100] {
             let dest = dir.path().join(format!("out-{header}.bin"));
             let mut f = OutputFile::create(&dest, &WriteOptions::default()).unwrap();
