@@ -315,15 +315,20 @@ TO_HF = {"llama-spm": "gguf", "qwen2-bpe": "gguf", "qwen3-bpe": "gguf", "llama3-
          "gpt2-bpe": "gguf", "phi3-spm": "gguf", "phi3-longrope": "gguf+config", "gemma2-spm": "gguf+config",
          "gemma3-spm": "gguf+config", "qwen3moe-bpe": "gguf+config", "mixtral-spm": "original",
          "qwen2moe-bpe": "original", "starcoder2-bpe": "gguf", "stablelm-bpe": "gguf", "olmo2-bpe": "original",
-         "granite-spm": "original", "olmoe-bpe": "original", "cohere-bpe": "original"}
+         "granite-spm": "original", "olmoe-bpe": "original", "cohere-bpe": "original",
+         "smollm3-spm": "original", "phimoe-spm": "original", "falcon-bpe": "original", "gptneox-bpe": "original",
+         "glm4-bpe": "original", "exaone4-bpe": "original", "granitemoe-spm": "original"}
+if os.environ.get("INTEROP_MODELS"):
+    TO_HF = {m: how for m, how in TO_HF.items() if m in os.environ["INTEROP_MODELS"].split(",")}
 # config.json keys where the GGUF, as llama.cpp runs it, means something
 # else than the original folder said (so these folders' logits differ from
 # the original's): llama.cpp scales Gemma's queries by 1/sqrt(head_dim)
 # whatever query_pre_attn_scalar was (gemma2.cpp/gemma3.cpp), and always
 # normalizes Qwen3-MoE's top-k weights (qwen3moe.cpp), which our tiny
-# random configs set otherwise.
+# random configs set otherwise; and convert_hf_to_gguf.py writes Falcon's
+# context as 2048 whatever the config said.
 LLAMA_CPP_MEANS = {"gemma2-spm": {"query_pre_attn_scalar": 128}, "gemma3-spm": {"query_pre_attn_scalar": 128},
-                   "qwen3moe-bpe": {"norm_topk_prob": True}}
+                   "qwen3moe-bpe": {"norm_topk_prob": True}, "falcon-bpe": {"max_position_embeddings": 2048}}
 
 
 def assert_config_carries(model, out):

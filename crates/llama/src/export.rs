@@ -42,7 +42,7 @@ pub struct Export {
     pub computed: fn(&mut Model, &Hparams, &mut Map<String, Json>) -> Result<()>,
     /// A tensor's transform back, by its Hugging Face name, after the
     /// rename (Gemma's norm shift, GPT-2's Conv1D transposes).
-    pub fix: fn(hf: &str, &mut Tensor) -> Result<()>,
+    pub fix: fn(&Hparams, hf: &str, &mut Tensor) -> Result<()>,
 }
 
 impl Export {
@@ -69,6 +69,8 @@ pub struct Facts {
     pub tied: bool,
     /// The attention projections have biases.
     pub has_bias: bool,
+    /// The head has a bias (`output.bias`).
+    pub head_bias: bool,
     /// config.json's `dtype`.
     pub dtype: &'static str,
 }
@@ -108,6 +110,7 @@ pub fn to_hf(model: &mut Model, cast: Option<DType>) -> Result<SideFiles> {
     let h = Hparams {
         md: std::mem::replace(&mut model.metadata, kept),
         arch: name,
+        tensors: model.tensors.iter().map(|t| t.info.name.clone()).collect(),
     };
     let export = match export.moe {
         Some(moe) if h.opt_uint("expert_count")?.is_some_and(|n| n > 0) => moe,
@@ -117,7 +120,11 @@ pub fn to_hf(model: &mut Model, cast: Option<DType>) -> Result<SideFiles> {
     (export.computed)(model, &h, &mut computed)?;
     let facts = Facts {
         tied: !model.tensors.iter().any(|t| t.info.name == "output.weight"),
-        has_bias: model.tensors.iter().any(|t| t.info.name.ends_with("attn_q.bias")),
+        has_bias: model
+            .tensors
+            .iter()
+            .any(|t| t.info.name.ends_with("attn_q.bias") || t.info.name.ends_with("attn_qkv.bias")),
+        head_bias: model.tensors.iter().any(|t| t.info.name == "output.bias"),
         dtype: "float32",
     };
     let path = model.path.clone();
@@ -169,13 +176,19 @@ fn find(name: &str) -> Option<(&'static dyn Architecture, &'static Export)> {
 }
 
 /// A GGUF's metadata read as an architecture's hyper-parameters
-/// (`{arch}.key`) and tokenizer keys.
+/// (`{arch}.key`) and tokenizer keys, and its tensors' names (where a
+/// layout is told apart by the tensors it has, as llama.cpp tells it).
 pub struct Hparams {
     pub md: Metadata,
     pub arch: String,
+    pub tensors: Vec<String>,
 }
 
 impl Hparams {
+    /// Some tensor's GGUF name contains `fragment`.
+    pub fn has_tensor(&self, fragment: &str) -> bool {
+        self.tensors.iter().any(|n| n.contains(fragment))
+    }
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.md.get(&format!("{}.{key}", self.arch))
     }
@@ -289,7 +302,7 @@ pub fn no_computed(_: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Res
 }
 
 /// No transform beyond the rename.
-pub fn no_fix(_: &str, _: &mut Tensor) -> Result<()> {
+pub fn no_fix(_: &Hparams, _: &str, _: &mut Tensor) -> Result<()> {
     Ok(())
 }
 
@@ -367,17 +380,32 @@ fn rename_back(a: &dyn Architecture, export: &Export, h: &Hparams, mut t: Tensor
         }
     }
     t.info = modelconv_ir::TensorInfo::new(hf.clone(), t.info.dtype, t.info.shape.clone())?;
-    (export.fix)(&hf, &mut t)?;
+    (export.fix)(h, &hf, &mut t)?;
     Ok(t)
 }
 
-/// The inverse of [`arch::permute_qk`]'s row order: row `order[i]` of the
-/// Hugging Face tensor was row `i` of the GGUF one. Rows are whole blocks
-/// in every ggml type, so a quantized tensor is permuted before it is
-/// dequantized.
+/// The inverse of [`arch::permute_qk`]'s row order.
 fn unpermute_rows(t: &mut Tensor, n_head: u64) -> Result<()> {
     let rows = t.info.shape.first().copied().unwrap_or(0);
-    let order = permute_rows(rows, n_head)?;
+    ungather_rows(t, &permute_rows(rows, n_head)?)
+}
+
+/// `t`'s rows put back where a conversion's row view took them from:
+/// row `order[i]` of the Hugging Face tensor was row `i` of the GGUF one.
+/// Rows are whole blocks in every ggml type, so a quantized tensor is
+/// regrouped before it is dequantized; a 1-D tensor (a bias) has rows of
+/// one element.
+pub fn ungather_rows(t: &mut Tensor, order: &[u64]) -> Result<()> {
+    let rows = t.info.shape.first().copied().unwrap_or(0);
+    if order.len() as u64 != rows {
+        return Err(Error::invalid(format!(
+            "tensor '{}' {:?}: {} rows, the layout has {}",
+            t.info.name,
+            t.info.shape,
+            rows,
+            order.len()
+        )));
+    }
     let mut back = vec![0u64; order.len()];
     for (i, &o) in order.iter().enumerate() {
         if let Some(slot) = usize::try_from(o).ok().and_then(|o| back.get_mut(o)) {

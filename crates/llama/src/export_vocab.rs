@@ -202,9 +202,9 @@ fn pre_tokenizer(pre: &str, path: &Path) -> Result<Json> {
     ]}))
 }
 
-/// A byte-level BPE `tokenizer.json`: every token in the vocabulary (one
-/// outside the byte alphabet spelled in it, as tokenizers stores added
-/// tokens' pieces), the merges, control tokens as special added tokens and
+/// A byte-level BPE `tokenizer.json`: every token in the vocabulary (an
+/// added token as its text, as tokenizers stores added tokens' pieces; any
+/// other outside the byte alphabet spelled in it), the merges, control tokens as special added tokens and
 /// user-defined ones as plain added tokens, BOS prepended when
 /// `add_bos_token`.
 fn bpe_json(v: &Vocab, h: &Hparams, path: &Path) -> Result<Json> {
@@ -213,13 +213,16 @@ fn bpe_json(v: &Vocab, h: &Hparams, path: &Path) -> Result<Json> {
     let mut vocab = Map::new();
     let mut added = Vec::new();
     for (i, (t, ty)) in v.tokens.iter().zip(&v.types).enumerate() {
-        let piece: String = if t.chars().all(|c| alphabet.contains(&c)) {
+        // An added token's piece is its text (GPT-NeoX's runs of spaces
+        // would collide with the byte-level "ĠĠ" of ordinary tokens).
+        let is_added = *ty == CONTROL || *ty == USER_DEFINED;
+        let piece: String = if is_added || t.chars().all(|c| alphabet.contains(&c)) {
             t.clone()
         } else {
             t.bytes().map(|b| chars[b as usize]).collect()
         };
         vocab.insert(piece, json!(i));
-        if *ty == CONTROL || *ty == USER_DEFINED {
+        if is_added {
             added.push(
                 json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
                 "normalized": false, "special": *ty == CONTROL}),

@@ -6,10 +6,32 @@
 use super::olmo2::POST_NORMS;
 use super::tables::{DECODER, LM_HEAD, QK_NORM};
 use super::{put_u32, text_parameters, Architecture, Computed, Ctx, Table, Vocab};
+use crate::export::{Export, Hparams};
 use modelconv_ir::{Array, Metadata, Result, Value};
-use serde_json::Value as Json;
+use serde_json::{json, Map, Value as Json};
 
 pub struct Exaone4;
+
+static EXPORT: Export = Export {
+    extra: exaone4_config,
+    computed: crate::export::llama3_rope,
+    ..Export::decoder("Exaone4ForCausalLM", "exaone4")
+};
+
+/// Exaone4Config's sliding window and, from the per-layer bool pattern,
+/// its `layer_types`.
+fn exaone4_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    let window = h.opt_uint("attention.sliding_window")?;
+    c.insert("sliding_window".into(), window.map_or(Json::Null, Json::from));
+    if let Some(Value::Array(Array::Bool(pattern))) = h.get("attention.sliding_window_pattern") {
+        let types: Vec<&str> = pattern
+            .iter()
+            .map(|&sliding| if sliding { "sliding_attention" } else { "full_attention" })
+            .collect();
+        c.insert("layer_types".into(), json!(types));
+    }
+    Ok(())
+}
 
 impl Architecture for Exaone4 {
     fn hf_classes(&self) -> &'static [&'static str] {
@@ -23,6 +45,9 @@ impl Architecture for Exaone4 {
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         let a = self.name();

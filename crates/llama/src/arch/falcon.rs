@@ -5,11 +5,88 @@
 //! all V (a row view); byte-level BPE.
 
 use super::{mapped, put_u32, Architecture, Ctx, Held, Table, Vocab};
+use crate::export::{common_config, ungather_rows, Export, Facts, Hparams};
 use modelconv_ir::view::RowGather;
-use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use modelconv_ir::{Error, Metadata, Result, Tensor, TensorInfo, Value};
+use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
 
 pub struct Falcon;
+
+/// Falcon's layout back: the original decoder (one norm per block,
+/// Falcon-7B) or the new one (`ln_attn` and `ln_mlp`, Falcon-40B/180B),
+/// told apart as llama.cpp tells them, by `attn_norm_2`.
+static EXPORT: Export = Export {
+    config: falcon_config,
+    fix: falcon_back,
+    ..Export::decoder("FalconForCausalLM", "falcon")
+};
+
+/// FalconConfig from the GGUF. In the original decoder one KV head is
+/// `multi_query` and as many as the heads is plain attention; other
+/// counts exist only in the new decoder architecture.
+fn falcon_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let (heads, kv) = gguf_heads(h)?;
+    let new_arch = h.has_tensor(".attn_norm_2.");
+    if !new_arch && kv != 1 && kv != heads {
+        return Err(Error::invalid(format!(
+            "Falcon with one norm per block and {kv} KV heads of {heads}: the original decoder has 1 or all"
+        )));
+    }
+    let mut c = common_config(h, facts)?;
+    c.insert("hidden_size".into(), json!(h.uint("embedding_length")?));
+    c.insert("ffn_hidden_size".into(), json!(h.uint("feed_forward_length")?));
+    c.insert("num_hidden_layers".into(), json!(h.uint("block_count")?));
+    c.insert("num_attention_heads".into(), json!(heads));
+    c.insert("num_kv_heads".into(), json!(kv));
+    c.insert("multi_query".into(), json!(kv == 1 || new_arch));
+    c.insert("new_decoder_architecture".into(), json!(new_arch));
+    if new_arch {
+        c.insert("num_ln_in_parallel_attn".into(), json!(2));
+    }
+    c.insert("parallel_attn".into(), json!(true));
+    c.insert("alibi".into(), json!(false));
+    c.insert("bias".into(), json!(facts.has_bias));
+    c.insert("activation".into(), json!("gelu"));
+    c.insert("max_position_embeddings".into(), json!(h.uint("context_length")?));
+    if let Some(eps) = h.float("attention.layer_norm_epsilon")? {
+        c.insert("layer_norm_epsilon".into(), eps);
+    }
+    let theta = h.float("rope.freq_base")?.unwrap_or(json!(10000.0));
+    c.insert(
+        "rope_parameters".into(),
+        json!({"rope_type": "default", "rope_theta": theta}),
+    );
+    Ok(c)
+}
+
+fn gguf_heads(h: &Hparams) -> Result<(u64, u64)> {
+    let heads = h.uint("attention.head_count")?;
+    Ok((heads, h.opt_uint("attention.head_count_kv")?.unwrap_or(1)))
+}
+
+/// The fused QKV regrouped back ([`qkv_back`]); in the new decoder
+/// `attn_norm` is `ln_mlp`, which the table, read backwards, gives the
+/// original decoder's name.
+fn falcon_back(h: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
+    if h.has_tensor(".attn_norm_2.") {
+        if let Some((block, suffix)) = hf.split_once(".input_layernorm.") {
+            t.info = TensorInfo::new(format!("{block}.ln_mlp.{suffix}"), t.info.dtype, t.info.shape.clone())?;
+        }
+    }
+    qkv_back(h, hf, t)
+}
+
+/// The fused QKV rows (weight and bias) regrouped back from all Q, K, V
+/// to Falcon's per-KV-group `[q…, k, v]`.
+fn qkv_back(h: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
+    if !hf.contains(".query_key_value.") {
+        return Ok(());
+    }
+    let (heads, kv) = gguf_heads(h)?;
+    let rows = t.info.shape.first().copied().unwrap_or(0);
+    ungather_rows(t, &jploski_rows(rows, heads, kv).map_err(|e| e.for_tensor(hf))?)
+}
 
 const TENSORS: Table = &[
     ("transformer.word_embeddings", "token_embd"),
@@ -40,6 +117,9 @@ impl Architecture for Falcon {
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         let h = &cx.folder.hparams;

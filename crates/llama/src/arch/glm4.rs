@@ -6,10 +6,30 @@
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD};
 use super::{mapped, put_u32, text_parameters, Architecture, Ctx, Held, Table, Vocab};
+use crate::export::{Export, Hparams};
 use modelconv_ir::{Error, Metadata, Result, Tensor};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 pub struct Glm4;
+
+static EXPORT: Export = Export {
+    extra: glm4_config,
+    ..Export::decoder("Glm4ForCausalLM", "glm4")
+};
+
+/// Glm4Config's partial rotary factor: `rope.dimension_count` over the
+/// head width.
+fn glm4_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    let head = match h.opt_uint("attention.key_length")? {
+        Some(d) => d,
+        None => h.uint("embedding_length")? / h.uint("attention.head_count")?.max(1),
+    };
+    let fraction = h.uint("rope.dimension_count")? as f64 / head.max(1) as f64;
+    if let Some(Json::Object(rope)) = c.get_mut("rope_parameters") {
+        rope.insert("partial_rotary_factor".into(), Json::from(fraction));
+    }
+    Ok(())
+}
 
 const GLM: Table = &[
     ("model.layers.{bid}.mlp.gate_up_proj", "blk.{bid}.ffn_up"),
@@ -32,6 +52,9 @@ impl Architecture for Glm4 {
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::BpeGlm4]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         text_parameters(cx, self.name(), md, ft)?;

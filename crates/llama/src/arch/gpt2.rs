@@ -41,7 +41,7 @@ fn gpt2_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
 /// The Conv1D weights transposed back to (in, out); a block-quantized one
 /// dequantized first (a transpose moves single elements, which blocks
 /// cannot), so it comes back F32.
-fn conv1d_back(hf: &str, t: &mut Tensor) -> Result<()> {
+fn conv1d_back(_: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
     if !CONV1D.iter().any(|s| hf.ends_with(s)) {
         return Ok(());
     }

@@ -6,11 +6,60 @@
 //! `[q, k, v]` to all Q, all K, all V (a row view); byte-level BPE.
 
 use super::{mapped, put_u32, Architecture, Ctx, Held, Table, Vocab};
+use crate::export::{common_config, ungather_rows, Export, Facts, Hparams};
 use modelconv_ir::view::RowGather;
 use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
 
 pub struct GptNeoX;
+
+static EXPORT: Export = Export {
+    config: gptneox_config,
+    fix: qkv_back,
+    ..Export::decoder("GPTNeoXForCausalLM", "gpt_neox")
+};
+
+/// GPTNeoXConfig from the GGUF: the rotated fraction is
+/// `rope.dimension_count` over the head width (written both as
+/// transformers 5 reads it and as `rotary_pct`).
+fn gptneox_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let heads = h.uint("attention.head_count")?;
+    let hidden = h.uint("embedding_length")?;
+    let head_dim = (hidden / heads.max(1)).max(1);
+    let fraction = h.uint("rope.dimension_count")? as f64 / head_dim as f64;
+    let mut c = common_config(h, facts)?;
+    c.insert("hidden_size".into(), json!(hidden));
+    c.insert("intermediate_size".into(), json!(h.uint("feed_forward_length")?));
+    c.insert("num_hidden_layers".into(), json!(h.uint("block_count")?));
+    c.insert("num_attention_heads".into(), json!(heads));
+    c.insert("max_position_embeddings".into(), json!(h.uint("context_length")?));
+    let parallel = h.flag("gptneox.use_parallel_residual").unwrap_or(true);
+    c.insert("use_parallel_residual".into(), json!(parallel));
+    c.insert("attention_bias".into(), json!(facts.has_bias));
+    c.insert("hidden_act".into(), json!("gelu"));
+    if let Some(eps) = h.float("attention.layer_norm_epsilon")? {
+        c.insert("layer_norm_eps".into(), eps);
+    }
+    let theta = h.float("rope.freq_base")?.unwrap_or(json!(10000.0));
+    c.insert("rotary_pct".into(), json!(fraction));
+    c.insert(
+        "rope_parameters".into(),
+        json!({"rope_type": "default", "rope_theta": theta, "partial_rotary_factor": fraction}),
+    );
+    Ok(c)
+}
+
+/// The fused QKV rows (weight and bias) regrouped back to per-head
+/// `[q, k, v]`.
+fn qkv_back(h: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
+    if !hf.contains(".query_key_value.") {
+        return Ok(());
+    }
+    let rows = t.info.shape.first().copied().unwrap_or(0);
+    let heads = h.uint("attention.head_count")?;
+    ungather_rows(t, &qkv_rows(rows, heads).map_err(|e| e.for_tensor(hf))?)
+}
 
 const TENSORS: Table = &[
     ("gpt_neox.embed_in", "token_embd"),
@@ -36,6 +85,9 @@ impl Architecture for GptNeoX {
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, _file_type: u32) -> Result<()> {
         let style = NeoXStyle {

@@ -4,12 +4,12 @@
 
 use super::tables::{with_model_prefix, DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
 use super::{
-    block_of, mapped, permute_qk, put_u32, split_halves, stack_expert, text_parameters, with_hparams, Architecture,
-    Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS,
+    block_of, join_halves, mapped, permute_qk, put_u32, split_halves, stack_expert, text_parameters, with_hparams,
+    Architecture, Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS,
 };
 use crate::config::u32_of;
 use crate::export::{Export, Hparams};
-use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
+use modelconv_ir::{Error, Metadata, Model, Result, Tensor, Value};
 use serde_json::{Map, Value as Json};
 
 /// LlamaModel, and its subclasses that rename the architecture (and for
@@ -50,6 +50,85 @@ static GRANITE_EXPORT: Export = Export {
     extra: granite_config,
     ..Export::decoder("GraniteForCausalLM", "granite")
 };
+
+/// SmolLM3: LLaMA's layout; llama.cpp leaves out RoPE on every fourth
+/// layer whatever the config said, so the interval written is 4.
+static SMOLLM3_EXPORT: Export = Export {
+    unpermute_qk: true,
+    computed: crate::export::llama3_rope,
+    extra: smollm3_config,
+    ..Export::decoder("SmolLM3ForCausalLM", "smollm3")
+};
+
+fn smollm3_config(_: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    c.insert("no_rope_layer_interval".into(), Json::from(4));
+    c.insert("use_sliding_window".into(), Json::from(false));
+    Ok(())
+}
+
+/// Granite-MoE: Granite's layout with the experts' and the shared MLP's
+/// gate and up joined back into their `input_linear`; with a shared MLP it
+/// is GraniteMoeShared.
+static GRANITE_MOE_EXPORT: Export = Export {
+    unpermute_qk: true,
+    extra: granite_moe_config,
+    computed: join_granite_moe_inputs,
+    ..Export::decoder("GraniteMoeForCausalLM", "granitemoe")
+};
+
+fn granite_moe_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
+    granite_config(h, c)?;
+    mixtral_config(h, c)?;
+    if let Some(n) = h.opt_uint("expert_shared_feed_forward_length")? {
+        c.insert("shared_intermediate_size".into(), Json::from(n));
+        c.insert("model_type".into(), Json::from("granitemoeshared"));
+        c.insert(
+            "architectures".into(),
+            serde_json::json!(["GraniteMoeSharedForCausalLM"]),
+        );
+    }
+    Ok(())
+}
+
+/// The inverse of [`granite_moe_fused`]: each block's gate and up halves
+/// (`ffn_gate_exps` + `ffn_up_exps`, `ffn_gate_shexp` + `ffn_up_shexp`)
+/// joined into the `input_linear` GRANITE_MOE_TABLE names. A Granite-MoE
+/// without experts (its shared MLP as the plain FFN) is refused.
+fn join_granite_moe_inputs(model: &mut Model, h: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
+    if h.opt_uint("expert_count")?.unwrap_or(0) == 0 {
+        return Err(Error::unsupported(format!(
+            "{}: a Granite-MoE GGUF without experts has no way back in this build",
+            model.path.display()
+        )));
+    }
+    for (gate, up, joined) in [
+        ("ffn_gate_exps", "ffn_up_exps", "ffn_gate_up_exps"),
+        ("ffn_gate_shexp", "ffn_up_shexp", "ffn_gate_up_shexp"),
+    ] {
+        let blocks: Vec<String> = model
+            .tensors
+            .iter()
+            .filter_map(|t| t.info.name.strip_suffix(&format!(".{gate}.weight")).map(str::to_string))
+            .collect();
+        for block in blocks {
+            let mut take = |stem: &str| -> Result<Tensor> {
+                let name = format!("{block}.{stem}.weight");
+                let i = model.tensors.iter().position(|t| t.info.name == name).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: {name} is missing (its pair is there)",
+                        model.path.display()
+                    ))
+                })?;
+                Ok(model.tensors.remove(i))
+            };
+            let (g, u) = (take(gate)?, take(up)?);
+            model
+                .tensors
+                .push(join_halves(g, u, format!("{block}.{joined}.weight"))?);
+        }
+    }
+    Ok(())
+}
 
 /// GraniteConfig's multipliers, from the keys the conversion wrote them
 /// to (absent: the config's default).
@@ -125,6 +204,15 @@ const GRANITE_MOE_TABLE: Table = &[
         "model.layers.{bid}.shared_mlp.output_linear",
         "blk.{bid}.ffn_down_shexp",
     ),
+    // The way back only: modify_tensors splits these before any lookup.
+    (
+        "model.layers.{bid}.block_sparse_moe.input_linear",
+        "blk.{bid}.ffn_gate_up_exps",
+    ),
+    (
+        "model.layers.{bid}.shared_mlp.input_linear",
+        "blk.{bid}.ffn_gate_up_shexp",
+    ),
 ];
 
 impl Architecture for Llama {
@@ -147,11 +235,13 @@ impl Architecture for Llama {
         true
     }
     fn export(&self) -> Option<&'static Export> {
-        // LLaMA itself (Mistral is the same layout), Mixtral and Granite;
-        // SmolLM3's and Granite-MoE's have no way back yet.
+        // LLaMA itself (Mistral is the same layout), Mixtral, SmolLM3,
+        // Granite and Granite-MoE.
         match self.name {
             "llama" => Some(&LLAMA_EXPORT),
+            "smollm3" => Some(&SMOLLM3_EXPORT),
             "granite" => Some(&GRANITE_EXPORT),
+            "granitemoe" => Some(&GRANITE_MOE_EXPORT),
             _ => None,
         }
     }

@@ -448,6 +448,32 @@ impl ExpertNames {
 /// The two halves of a fused `[…, 2 × half, cols]` tensor (gate then up)
 /// along its second-to-last axis, named `first` and `second`: row views
 /// of it, no copy, as `tensor.split(half, dim=-2)` gives them.
+/// The inverse of [`split_halves`]: `first` and `second` (the same type
+/// and shape `[…, half, cols]`) joined along their second-to-last axis as
+/// whole rows (so in any ggml type) into `[…, 2 × half, cols]`.
+pub fn join_halves(first: Tensor, second: Tensor, name: String) -> Result<Tensor> {
+    let (dtype, shape) = (first.info.dtype, first.info.shape.clone());
+    let n = shape.len();
+    if n < 2 || second.info.dtype != dtype || second.info.shape != shape {
+        return Err(Error::invalid(format!(
+            "'{}' ({} {:?}) and '{}' ({} {:?}) are not two halves of one matrix",
+            first.info.name, dtype, shape, second.info.name, second.info.dtype, second.info.shape
+        )));
+    }
+    let outer: u64 = shape[..n - 2].iter().product();
+    let rows = outer.saturating_mul(shape[n - 2]).max(1);
+    let row_bytes = first.info.byte_len / rows;
+    let part = vec![outer, shape[n - 2], 1];
+    let (data, _) = Concat::new(
+        vec![(first.data.clone(), part.clone()), (second.data.clone(), part)],
+        row_bytes,
+        1,
+    )?;
+    let mut out_shape = shape;
+    out_shape[n - 2] *= 2;
+    Tensor::new(TensorInfo::new(name, dtype, out_shape)?, Arc::new(data))
+}
+
 pub fn split_halves(t: &Tensor, half: u64, first: String, second: String) -> Result<Vec<Tensor>> {
     let shape = &t.info.shape;
     let n = shape.len();
@@ -621,7 +647,7 @@ pub fn norm_plus_one(hf: &str, t: &mut Tensor) -> Result<()> {
 }
 
 /// The way back: a GGUF's Gemma norm `w` written as `w - 1` (F32).
-pub fn norm_minus_one(hf: &str, t: &mut Tensor) -> Result<()> {
+pub fn norm_minus_one(_: &crate::export::Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
     norm_shift(hf, t, -1.0)
 }
 

@@ -6,7 +6,7 @@
 
 use super::tables::{DECODER, FFN_NORM, LM_HEAD, MOE_ROUTER};
 use super::{mapped, put_u32, stack_expert, Architecture, Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS};
-use crate::export::{short_float, take_f32, Export, Hparams};
+use crate::export::{decoder_config, short_float, take_f32, Export, Facts, Hparams};
 use crate::Folder;
 use modelconv_ir::{Error, Metadata, Model, Result, Tensor, Value};
 use serde_json::{Map, Value as Json};
@@ -33,9 +33,16 @@ pub static PHI3: Phi3 = Phi3 {
 };
 
 /// PhiMoE: the converter registers the hub's `PhiMoEForCausalLM`;
-/// transformers saves the class as `PhimoeForCausalLM` (the same model).
+/// transformers names the class `PhimoeForCausalLM` (the same model, found
+/// by `model_type`); the way back writes the hub's name.
 pub static PHIMOE: Phi3 = Phi3 {
-    export: None,
+    export: Some(Export {
+        experts: Some(&BLOCK_SPARSE_EXPERTS),
+        config: phimoe_config,
+        extra: phi3_config,
+        computed: phi3_long_rope,
+        ..Export::decoder("PhiMoEForCausalLM", "phimoe")
+    }),
     classes: &["PhiMoEForCausalLM", "PhimoeForCausalLM"],
     name: "phimoe",
     tables: &[DECODER, LM_HEAD, FFN_NORM, MOE_ROUTER],
@@ -118,6 +125,17 @@ fn phi3_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
         rope.insert("partial_rotary_factor".into(), partial_rotary_factor(h)?);
     }
     Ok(())
+}
+
+/// PhimoeConfig's keys: Phi-3's, the expert counts, and the biases its
+/// LayerNorm model has on the head (`output.bias`; the attention's are
+/// the decoder's `attention_bias`).
+fn phimoe_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let mut c = decoder_config(h, facts)?;
+    c.insert("lm_head_bias".into(), Json::from(facts.head_bias));
+    c.insert("num_local_experts".into(), Json::from(h.uint("expert_count")?));
+    c.insert("num_experts_per_tok".into(), Json::from(h.uint("expert_used_count")?));
+    Ok(c)
 }
 
 fn partial_rotary_factor(h: &Hparams) -> Result<Json> {
