@@ -150,6 +150,22 @@ pub(crate) fn run_as(mut args: Args, quiet: bool, preset: &Preset) -> Result<u8>
         bail!("{}: no tensors found", args.input.display());
     }
     let inputs = util::input_files(&model);
+    if llama && request.hf.is_none() && !request.to_hf {
+        // A diffusion checkpoint to GGUF is convert.py's F16/BF16 file.
+        request.diffusion = match modelconv_diffusion::recognize(&model)? {
+            Some(modelconv_diffusion::Source::Checkpoint(a)) => {
+                if dtype.is_some() {
+                    bail!(
+                        "{}: a {} model converts to ComfyUI-GGUF's F16/BF16 GGUF; other types are `modelconv quantize --type`",
+                        args.input.display(),
+                        a.name
+                    );
+                }
+                Some(modelconv_diffusion::Source::Checkpoint(a))
+            }
+            _ => None,
+        };
+    }
     let outcome = request.apply(&mut model)?;
     let notes = conversion_notes(std::mem::take(&mut model.notes), &outcome, preset, &args.input);
     if !quiet {

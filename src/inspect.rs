@@ -107,8 +107,13 @@ fn print_text(model: &Model) {
         "  {:<name_w$}  {:<8} {:<20} {:>12}  {:>12}",
         "NAME", "DTYPE", "SHAPE", "BYTES", "OFFSET"
     );
+    let logical = modelconv_diffusion::logical_shapes(&model.metadata);
     for t in &model.tensors {
-        let shape = format!("{:?}", t.info.shape);
+        // A reshaped tensor shows the shape it stands for, then how it is stored.
+        let shape = match logical.iter().find(|(n, _)| *n == t.info.name) {
+            Some((_, s)) => format!("{s:?} as {:?}", t.info.shape),
+            None => format!("{:?}", t.info.shape),
+        };
         let off = t.location.as_ref().map_or(String::new(), |l| l.offset.to_string());
         println!(
             "  {:<name_w$}  {:<8} {:<20} {:>12}  {:>12}",

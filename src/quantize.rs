@@ -285,10 +285,21 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
     let (_, mut model) = registry::open(&args.input, args.from.as_deref(), &OpenOptions::default())?;
     let source_bytes = model.data_bytes();
     let inputs = util::input_files(&model);
+    let diffusion = match hf {
+        Some(_) => None,
+        None => modelconv_diffusion::recognize(&model)?,
+    };
+    if diffusion.is_some() && (args.pure || !quantization.mix.overrides.is_empty()) {
+        bail!(
+            "{}: an image model takes ComfyUI-GGUF's per-tensor rules; --pure and --tensor-type are for llama.cpp's",
+            args.input.display()
+        );
+    }
     let request = Request {
         hf: hf.map(|f| (f, modelconv_llama::OutType::Source)),
         allow_unchanged: args.allow_unchanged,
         quantize: Some(quantization),
+        diffusion,
         ..Default::default()
     };
     let mut outcome = request.apply(&mut model)?;
@@ -325,7 +336,13 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         },
         requested_type: ft.name.to_string(),
         type_label: label,
-        mix: if args.pure { "pure" } else { "llama.cpp" },
+        mix: if diffusion.is_some() {
+            "ComfyUI-GGUF"
+        } else if args.pure {
+            "pure"
+        } else {
+            "llama.cpp"
+        },
         tensors: changed,
         unchanged: outcome.unchanged,
         parameters,
@@ -590,7 +607,11 @@ fn print_text(rows: &[Row], source_bytes: u64, out_bytes: u64, doc: &QuantizeDoc
         "{}: {} ({}), {} → {}{bpw}",
         doc.outputs.first().map_or("", |o| o.path.as_str()),
         doc.type_label,
-        if doc.mix == "pure" { "pure" } else { "llama.cpp mix" },
+        match doc.mix {
+            "pure" => "pure",
+            "ComfyUI-GGUF" => "ComfyUI-GGUF's rules",
+            _ => "llama.cpp mix",
+        },
         util::human_bytes(source_bytes),
         util::human_bytes(out_bytes)
     );

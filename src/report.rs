@@ -84,14 +84,20 @@ pub struct TensorEntry {
     /// The file holding it (sharded or multi-file inputs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// The shape it stands for where it is stored reshaped (ComfyUI-GGUF's
+    /// `comfy.gguf.orig_shape.<name>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_shape: Option<Vec<u64>>,
 }
 
 pub fn tensors(model: &Model) -> Vec<TensorEntry> {
     let sharded = crate::util::input_files(model).len() > 1;
+    let logical = modelconv_diffusion::logical_shapes(&model.metadata);
     model
         .tensors
         .iter()
         .map(|t| TensorEntry {
+            logical_shape: logical.iter().find(|(n, _)| *n == t.info.name).map(|(_, s)| s.clone()),
             name: t.info.name.clone(),
             dtype: t.info.dtype.name(),
             shape: t.info.shape.clone(),

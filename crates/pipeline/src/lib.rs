@@ -681,6 +681,10 @@ pub struct Request {
     pub llama: bool,
     /// Quantize with llama.cpp's rules.
     pub quantize: Option<Quantization>,
+    /// A diffusion or video model to GGUF as ComfyUI-GGUF writes it
+    /// ([`diffusion_gguf`]); `quantize` then takes its patched
+    /// llama-quantize's rules instead of llama.cpp's, and `cast` is unused.
+    pub diffusion: Option<modelconv_diffusion::Source>,
 }
 
 /// What the pipeline did besides transforming the model.
@@ -754,6 +758,10 @@ impl Request {
         if self.dedupe {
             out.deduped = dedupe(model);
         }
+        if let Some(source) = self.diffusion {
+            out.rows = diffusion_gguf(model, source, self.quantize.as_ref())?;
+            return Ok(out);
+        }
         if let Some(to) = self.cast {
             let c = cast_as(model, to, self.llama)?;
             if c.changed.is_empty() && !self.allow_unchanged && !model.tensors.is_empty() {
@@ -793,6 +801,105 @@ impl Request {
         }
         Ok(out)
     }
+}
+
+/// A diffusion model as ComfyUI-GGUF's tool chain writes it: from a
+/// checkpoint, convert.py's step (prefix stripped, its F16/BF16/F32 types,
+/// SD's reshape with `comfy.gguf.orig_shape.*`, its metadata); with `q`,
+/// then its patched llama-quantize's (the file type's types by lcpp.patch's
+/// rules, tensors in the loader's order, shapes as ggml writes them); 5-D
+/// tensors F32 where fix_5d_tensors.py puts them. Rows: each tensor's
+/// source type and final type.
+pub fn diffusion_gguf(
+    model: &mut Model,
+    source: modelconv_diffusion::Source,
+    q: Option<&Quantization>,
+) -> Result<Vec<Row>> {
+    use modelconv_diffusion as d;
+    let a = source.arch();
+    if let Some(q) = q {
+        d::check_file_type(q.file_type)?;
+        if q.imatrix.is_some() || !q.prune_layers.is_empty() || q.keep_split {
+            return Err(Error::unsupported(
+                "--imatrix, --prune-layers and --keep-split are llama.cpp's, for language models; an image model is quantized without them",
+            ));
+        }
+    }
+    if let d::Source::Checkpoint(_) = source {
+        d::prepare(model, a)?;
+    }
+    if q.is_some() {
+        // llama-quantize's loader order (by name: these have no blk.N).
+        model
+            .tensors
+            .sort_by(|x, y| mix::llama_order(&x.info.name, &y.info.name));
+    }
+    let before: Vec<(DType, u64)> = model.tensors.iter().map(|t| (t.info.dtype, t.info.byte_len)).collect();
+    if let d::Source::Checkpoint(_) = source {
+        convert_py_step(model, a)?;
+    }
+    let five_d: Vec<bool> = model.tensors.iter().map(|t| t.info.shape.len() > 4).collect();
+    let mut stats = vec![None; model.tensors.len()];
+    if let Some(q) = q {
+        let mut counters = d::Counters::default();
+        for (i, t) in model.tensors.iter_mut().enumerate() {
+            modelconv_ir::check_interrupt()?;
+            if five_d[i] {
+                continue;
+            }
+            let ne: Vec<u64> = t.info.shape.iter().rev().copied().collect();
+            let to = d::quant_type(a, q.file_type, &t.info.name, &ne, t.info.dtype, &mut counters)?;
+            if to != t.info.dtype {
+                let s = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
+                let data = source_as_weighted(t, to, q.types, s.clone(), None)?;
+                retype(t, to, data)?;
+                stats[i] = s;
+            }
+            let shape = d::written_shape(a, &t.info.name, &t.info.shape);
+            t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, shape)?;
+        }
+        model.metadata.set("general.file_type", Value::U32(q.file_type.id));
+    }
+    let names: Vec<String> = model.tensors.iter().map(|t| t.info.name.clone()).collect();
+    let order = d::five_d_order(&names, &five_d);
+    let mut slots: Vec<Option<Tensor>> = std::mem::take(&mut model.tensors).into_iter().map(Some).collect();
+    let mut rows = Vec::with_capacity(order.len());
+    for i in order {
+        let Some(t) = slots[i].take() else { continue };
+        rows.push(Row {
+            name: t.info.name.clone(),
+            from: before[i].0,
+            to: t.info.dtype,
+            shape: t.info.shape.clone(),
+            bytes_before: before[i].1,
+            bytes: t.info.byte_len,
+            stats: stats[i].take(),
+        });
+        model.tensors.push(t);
+    }
+    Ok(rows)
+}
+
+/// convert.py's types, reshapes and metadata on a prepared checkpoint.
+fn convert_py_step(model: &mut Model, a: &modelconv_diffusion::Arch) -> Result<()> {
+    use modelconv_diffusion as d;
+    let sources: Vec<DType> = model.tensors.iter().map(|t| t.info.dtype).collect();
+    let mut md = d::base_metadata(a, &sources);
+    for t in &mut model.tensors {
+        let name = t.info.name.clone();
+        let base = d::base_type(a, &name, t.info.dtype, &t.info.shape)?;
+        if let Some(shape) = d::reshaped(a, &t.info.shape) {
+            md.set(format!("{}{name}", d::ORIG_SHAPE), d::orig_shape_value(&t.info.shape)?);
+            // Row-major data is the same bytes under the new shape.
+            t.info = TensorInfo::new(name.clone(), t.info.dtype, shape)?;
+        }
+        if base != t.info.dtype {
+            let data = source_as(t, base, TypeOptions::default(), None)?;
+            retype(t, base, data)?;
+        }
+    }
+    model.metadata = md;
+    Ok(())
 }
 
 /// Every block-quantized tensor of `model` as F32 (what a Hugging Face

@@ -5,7 +5,7 @@
 
 use crate::split::{self, Split, SPLIT_ALIGNMENT};
 use crate::types::{ggml_id, value_type_id};
-use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_WRITE};
+use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS_READ, MAX_DIMS_WRITE};
 use modelconv_ir::{
     commit_all, padding, Array, Error, Metadata, Model, OneFilePlan, OutputFile, Progress, Result, Tensor, Value,
     WriteOptions, WritePlan, Writer,
@@ -112,11 +112,20 @@ fn check_tensors(model: &Model) -> Result<()> {
     )?;
     for t in &model.tensors {
         let info = &t.info;
-        if info.shape.len() > MAX_DIMS_WRITE {
+        // ggml loads at most 4 dimensions; gguf-py (and ComfyUI-GGUF, whose
+        // fix_5d_tensors.py writes 5-D F32 weights) reads more, so float
+        // tensors may have up to what the reader takes.
+        let most = if info.dtype.is_quantized() {
+            MAX_DIMS_WRITE
+        } else {
+            MAX_DIMS_READ
+        };
+        if info.shape.len() > most {
             return Err(Error::unsupported(format!(
-                "tensor '{}' has {} dimensions; GGUF (ggml) holds at most {MAX_DIMS_WRITE}",
+                "tensor '{}' has {} dimensions; GGUF holds at most {most} for {} (ggml at most {MAX_DIMS_WRITE})",
                 info.name,
-                info.shape.len()
+                info.shape.len(),
+                info.dtype
             )));
         }
         if let Some(&row) = info.shape.last() {

@@ -1,0 +1,203 @@
+//! Diffusion and video checkpoints → GGUF as ComfyUI-GGUF writes them,
+//! against its own tools (fixtures/diffusion/reference.json, made by
+//! fixtures/diffusion/reference.py): tiny Flux-, SD1-, SDXL- and
+//! Wan-shaped checkpoints (fixtures/diffusion/models.json: the real key
+//! names and a fixed fill) rebuilt here; `convert` writes the very file
+//! tools/convert.py (+ fix_5d_tensors.py for Wan's 5-D weight) writes, and
+//! `quantize` gives every tensor the type lcpp.patch's rules give it.
+//! diffusers loading the result is the interop suite's.
+
+mod common;
+use common::*;
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+
+fn reference() -> Json {
+    serde_json::from_slice(&std::fs::read(fixture("diffusion/reference.json")).unwrap()).unwrap()
+}
+
+/// Element k of tensor j, as make_models.py fills it, in the model's type.
+fn element(j: u64, k: u64, dtype: &str) -> Vec<u8> {
+    let n = ((k * 7919 + j * 104729 + 13) % 255) as f32 - 127.0;
+    match dtype {
+        "BF16" => (((n / 1024.0).to_bits() >> 16) as u16).to_le_bytes().to_vec(),
+        "F16" => half::f16::from_f32(n / 1000.0).to_le_bytes().to_vec(),
+        _ => (n / 1000.0).to_le_bytes().to_vec(),
+    }
+}
+
+/// models.json's model `name` written as a safetensors file in `dir`;
+/// `extra` adds tensors (name, shape) after its own.
+fn checkpoint(dir: &Path, name: &str, extra: &[(&str, Vec<u64>)]) -> PathBuf {
+    let doc: Json = serde_json::from_slice(&std::fs::read(fixture("diffusion/models.json")).unwrap()).unwrap();
+    let m = &doc[name];
+    let dtype = m["dtype"].as_str().unwrap();
+    let mut tensors: Vec<(String, Vec<u64>)> = m["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let shape = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+            (t[0].as_str().unwrap().to_string(), shape)
+        })
+        .collect();
+    tensors.extend(extra.iter().map(|(n, s)| (n.to_string(), s.clone())));
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
+    for (j, (tname, shape)) in tensors.iter().enumerate() {
+        let start = data.len();
+        for k in 0..shape.iter().product::<u64>() {
+            data.extend(element(j as u64, k, dtype));
+        }
+        header.insert(
+            tname.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut head = serde_json::to_vec(&Json::Object(header)).unwrap();
+    while !head.len().is_multiple_of(8) {
+        head.push(b' ');
+    }
+    let path = dir.join(format!("{name}.safetensors"));
+    let mut bytes = (head.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(head);
+    bytes.extend(data);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+const MODELS: [&str; 4] = ["flux", "sd1", "sdxl", "wan"];
+
+#[test]
+fn convert_writes_the_file_convert_py_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference();
+    for m in MODELS {
+        let src = checkpoint(dir.path(), m, &[]);
+        let out = dir.path().join(format!("{m}.gguf"));
+        ok(&["-q", "convert", p(&src), p(&out)]);
+        let got = sha256_hex(&std::fs::read(&out).unwrap());
+        assert_eq!(
+            got,
+            want["convert_py"][m]["sha256"].as_str().unwrap(),
+            "{m}: not convert.py's bytes"
+        );
+    }
+}
+
+/// Names and types of a GGUF's tensors, in file order.
+fn types_of(path: &Path) -> Vec<(String, String)> {
+    inspect_json(path)["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().into(), t["dtype"].as_str().unwrap().into()))
+        .collect()
+}
+
+#[test]
+fn quantize_gives_each_tensor_the_type_the_patched_llama_quantize_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference();
+    for m in MODELS {
+        let src = checkpoint(dir.path(), m, &[]);
+        let names: Vec<String> = want["convert_py"][m]["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[0].as_str().unwrap().to_string())
+            .collect();
+        for (ft, types) in want["lcpp"][m].as_object().unwrap() {
+            let out = dir.path().join(format!("{m}-{ft}.gguf"));
+            ok(&["-q", "quantize", p(&src), "-o", p(&out), "--type", ft]);
+            let expected: Vec<(String, String)> = names
+                .iter()
+                .cloned()
+                .zip(
+                    types
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_str().unwrap().to_string()),
+                )
+                .collect();
+            assert_eq!(types_of(&out), expected, "{m} {ft}");
+        }
+    }
+}
+
+#[test]
+fn a_quantized_sd_file_keeps_its_logical_shapes_and_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = checkpoint(dir.path(), "sd1", &[]);
+    let out = dir.path().join("sd1.gguf");
+    ok(&["-q", "quantize", p(&src), "-o", p(&out), "--type", "Q4_K"]);
+    let doc = inspect_json(&out);
+    assert_eq!(doc["metadata"]["general.architecture"]["value"], "sd1");
+    assert_eq!(doc["metadata"]["general.file_type"]["value"], 15);
+    let t = doc["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "input_blocks.1.0.in_layers.2.weight")
+        .unwrap();
+    assert_eq!(t["shape"], serde_json::json!([36, 256]));
+    assert_eq!(t["logical_shape"], serde_json::json!([32, 32, 3, 3]));
+    assert!(ok(&["inspect", p(&out)]).contains("[32, 32, 3, 3] as [36, 256]"));
+    // The prefix and the VAE and text-encoder keys are gone.
+    assert!(doc["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| !t["name"].as_str().unwrap().contains("model.")));
+}
+
+#[test]
+fn what_comfyui_gguf_refuses_is_refused_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.gguf");
+    // The diffusers layout of Flux (convert.py's keys_banned).
+    let diffusers = checkpoint(
+        dir.path(),
+        "flux",
+        &[("transformer_blocks.0.attn.norm_added_k.weight", vec![128])],
+    );
+    let err = exit_2(&["quantize", p(&diffusers), "-o", p(&out), "--type", "Q8_0"]);
+    assert!(
+        err.contains("diffusers layout") && err.contains("norm_added_k"),
+        "{err}"
+    );
+    // A name past the 127 bytes ComfyUI's loader takes.
+    let long = format!("double_blocks.0.{}.weight", "x".repeat(120));
+    let src = checkpoint(dir.path(), "flux", &[(&long, vec![256, 256])]);
+    let err = exit_2(&["convert", p(&src), p(&out)]);
+    assert!(err.contains("longer than 127") && err.contains(&long), "{err}");
+    // A 5-D tensor where convert.py handles none (Flux).
+    let src = checkpoint(dir.path(), "flux", &[("img_in3d.weight", vec![4, 4, 1, 2, 2])]);
+    let err = exit_2(&["convert", p(&src), p(&out)]);
+    assert!(err.contains("img_in3d.weight") && err.contains("5 dimensions"), "{err}");
+    // The i-quants, which the patched llama-quantize refuses for image models.
+    let src = checkpoint(dir.path(), "sd1", &[]);
+    let err = exit_2(&["quantize", p(&src), "-o", p(&out), "--type", "IQ4_XS"]);
+    assert!(err.contains("IQ4_XS") && err.contains("image model"), "{err}");
+    // convert takes no other type than convert.py's.
+    let err = exit_2(&["convert", p(&src), p(&out), "--dtype", "Q8_0"]);
+    assert!(err.contains("modelconv quantize --type"), "{err}");
+    assert!(!out.exists());
+}
+
+/// A convert.py F16/BF16 GGUF quantizes as the patched llama-quantize
+/// quantizes it: the same file as quantizing the checkpoint in one step.
+#[test]
+fn quantizing_convert_py_s_gguf_equals_the_one_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = checkpoint(dir.path(), "sdxl", &[]);
+    let (f16, one, two) = (
+        dir.path().join("f16.gguf"),
+        dir.path().join("one.gguf"),
+        dir.path().join("two.gguf"),
+    );
+    ok(&["-q", "convert", p(&src), p(&f16)]);
+    ok(&["-q", "quantize", p(&src), "-o", p(&one), "--type", "Q5_K_M"]);
+    ok(&["-q", "quantize", p(&f16), "-o", p(&two), "--type", "Q5_K_M"]);
+    assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+}
