@@ -1173,6 +1173,97 @@ def every_command_prints_documents_the_schema_accepts():
     assert set(DOCUMENTS) >= {"inspect", "convert", "ckpt-to-safetensors", "quantize", "diff", "scan", "formats"}
 
 
+# --- Diffusion models (ComfyUI-GGUF's GGUFs), with diffusers as the client ---
+
+sys.path.insert(0, os.path.join(FIX, "diffusion"))
+import make_models  # noqa: E402  (fixtures/diffusion: the tiny checkpoints' keys and fill)
+
+# make_models.write_full_width_flux's model as diffusers' FluxTransformer2DModel
+# config: FLUX.1's width (diffusers' single-file conversion hard-codes 3072),
+# one double and one single block.
+FLUX_ONE_BLOCK = {"_class_name": "FluxTransformer2DModel", "patch_size": 1, "in_channels": 64, "out_channels": None,
+                  "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 128, "num_attention_heads": 24,
+                  "joint_attention_dim": 4096, "pooled_projection_dim": 768, "guidance_embeds": True,
+                  "axes_dims_rope": [16, 56, 56]}
+# Relative RMSE each type's dequantization may have against the source.
+TYPE_ERROR = {"F32": 0, "BF16": 0, "F16": 1e-3, "Q8_0": 0.01, "Q6_K": 0.03, "Q5_K": 0.05, "Q5_1": 0.05,
+              "Q5_0": 0.05, "Q4_K": 0.1, "Q4_1": 0.1, "Q4_0": 0.1, "Q3_K": 0.2, "Q2_K": 0.4}
+
+
+def tiny_checkpoints():
+    out = t("diffusion")
+    if not os.path.exists(os.path.join(out, "flux.safetensors")):
+        make_models.write(__import__("pathlib").Path(out))
+    return out
+
+
+def flux_forward(model):
+    g = torch.Generator().manual_seed(0)
+    img, txt = 16, 8
+    ids = torch.zeros(img, 3)
+    ids[:, 1], ids[:, 2] = torch.arange(img) // 4, torch.arange(img) % 4
+    with torch.no_grad():
+        return model(hidden_states=torch.randn(1, img, 64, generator=g),
+                     encoder_hidden_states=torch.randn(1, txt, 4096, generator=g),
+                     pooled_projections=torch.randn(1, 768, generator=g), timestep=torch.tensor([0.5]),
+                     img_ids=ids, txt_ids=torch.zeros(txt, 3), guidance=torch.tensor([3.5])).sample.float()
+
+
+@check
+def diffusers_loads_our_flux_gguf_and_matches_the_unquantized_model():
+    from diffusers import FluxTransformer2DModel, GGUFQuantizationConfig
+    src = t("flux-one-block.safetensors")
+    make_models.write_full_width_flux(src)
+    cfg = t("flux-config")
+    os.makedirs(cfg, exist_ok=True)
+    json.dump(FLUX_ONE_BLOCK, open(os.path.join(cfg, "config.json"), "w"))
+    ref = FluxTransformer2DModel.from_single_file(src, config=cfg, torch_dtype=torch.float32)
+    want = flux_forward(ref)
+    assert torch.isfinite(want).all()
+    for ty, least in [("Q8_0", 0.99), ("Q4_K", 0.95)]:
+        out = t(f"flux-{ty}.gguf")
+        mc("-q", "quantize", src, "-o", out, "--type", ty)
+        model = FluxTransformer2DModel.from_single_file(
+            out, config=cfg, quantization_config=GGUFQuantizationConfig(compute_dtype=torch.float32),
+            torch_dtype=torch.float32)
+        got = flux_forward(model)
+        cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0).item()
+        print(f"        flux {ty}: cosine {cos:.5f} against the unquantized model")
+        assert cos >= least, f"{ty}: cosine {cos:.4f} against the unquantized model, want >= {least}"
+        os.remove(out)
+    os.remove(src)
+
+
+@check
+def gguf_py_reads_every_diffusion_tensor_back_within_its_type_s_error():
+    """Every tensor of our quantized Flux, SD1, SDXL and Wan GGUFs, dequantized
+    by gguf-py and given its logical shape (comfy.gguf.orig_shape, as
+    ComfyUI-GGUF's loader does), is the checkpoint's tensor within the
+    type's error."""
+    from gguf.quants import dequantize
+    import gguf.gguf_reader
+    gguf.gguf_reader.GGML_MAX_DIMS = 8  # Wan's 5-D F32 weight (fix_5d_tensors.py's layout)
+    src = tiny_checkpoints()
+    prefix = "model.diffusion_model."
+    for m, ty in [("flux", "Q4_K"), ("sd1", "Q4_K_S"), ("sdxl", "Q5_K_M"), ("wan", "Q8_0"), ("sd1", "Q4_0")]:
+        out = t(f"{m}-{ty}.gguf")
+        mc("-q", "quantize", os.path.join(src, f"{m}.safetensors"), "-o", out, "--type", ty)
+        r = GGUFReader(out)
+        shapes = {k[len("comfy.gguf.orig_shape."):]: [int(x) for x in f.contents()]
+                  for k, f in r.fields.items() if k.startswith("comfy.gguf.orig_shape.")}
+        with safe_open(os.path.join(src, f"{m}.safetensors"), "pt") as f:
+            source = {k[len(prefix):] if k.startswith(prefix) else k: f.get_tensor(k).float().numpy() for k in f.keys()}
+        assert len(r.tensors) == len([k for k in source if "first_stage" not in k and "cond_stage" not in k])
+        for tensor in r.tensors:
+            x = dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+            want = source[tensor.name]
+            x = x.reshape(shapes.get(tensor.name, want.shape))
+            assert x.shape == want.shape, f"{m} {tensor.name}: {x.shape}, source {want.shape}"
+            err = float(np.sqrt(np.mean((x - want) ** 2)) / max(np.sqrt(np.mean(want ** 2)), 1e-12))
+            limit = TYPE_ERROR[tensor.tensor_type.name]
+            assert err <= limit, f"{m} {ty} {tensor.name} ({tensor.tensor_type.name}): relative RMSE {err:.4g} > {limit}"
+
+
 status = finish("interop")
 # The scratch folder holds GBs of models by the end; kept only to debug a failure.
 if status == 0:
