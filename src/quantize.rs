@@ -122,6 +122,11 @@ pub struct Args {
     /// Write the output even when no tensor is quantized (otherwise exit 2).
     #[arg(long)]
     allow_unchanged: bool,
+    /// For a diffusion or video checkpoint: the loader the GGUF is for — `comfyui` (ComfyUI-GGUF's
+    /// convert.py and patched llama-quantize) or `sd.cpp` (stable-diffusion.cpp's convert: names as
+    /// they are, no metadata, its own never-quantize rules).
+    #[arg(long, value_name = "LOADER", default_value = "comfyui")]
+    target: String,
     /// The options of a format's own quantization (declared by the formats).
     #[command(flatten)]
     format: registry::FormatFlags<{ Stage::Quantize.bit() }>,
@@ -289,6 +294,19 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         Some(_) => None,
         None => modelconv_diffusion::recognize(&model)?,
     };
+    let diffusion_target = match args.target.as_str() {
+        "comfyui" => modelconv_diffusion::Target::ComfyUi,
+        "sd.cpp" => modelconv_diffusion::Target::SdCpp,
+        other => bail!("--target {other}: expected comfyui or sd.cpp"),
+    };
+    if diffusion.is_none() && diffusion_target != modelconv_diffusion::Target::ComfyUi {
+        bail!(
+            "--target {}: {} is not a diffusion or video checkpoint this build recognizes (Flux, SD 1.x/SDXL, SD3, \
+             AuraFlow, HiDream, Cosmos, LTX-Video, HunyuanVideo, Wan, Lumina 2)",
+            args.target,
+            args.input.display()
+        );
+    }
     if diffusion.is_some() && (args.pure || !quantization.mix.overrides.is_empty()) {
         bail!(
             "{}: an image model takes ComfyUI-GGUF's per-tensor rules; --pure and --tensor-type are for llama.cpp's",
@@ -300,6 +318,7 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         allow_unchanged: args.allow_unchanged,
         quantize: Some(quantization),
         diffusion,
+        diffusion_target,
         ..Default::default()
     };
     let mut outcome = request.apply(&mut model)?;
@@ -336,7 +355,9 @@ pub fn run(mut args: Args, quiet: bool) -> Result<u8> {
         },
         requested_type: ft.name.to_string(),
         type_label: label,
-        mix: if diffusion.is_some() {
+        mix: if diffusion.is_some() && diffusion_target == modelconv_diffusion::Target::SdCpp {
+            "sd.cpp"
+        } else if diffusion.is_some() {
             "ComfyUI-GGUF"
         } else if args.pure {
             "pure"
@@ -610,6 +631,7 @@ fn print_text(rows: &[Row], source_bytes: u64, out_bytes: u64, doc: &QuantizeDoc
         match doc.mix {
             "pure" => "pure",
             "ComfyUI-GGUF" => "ComfyUI-GGUF's rules",
+            "sd.cpp" => "stable-diffusion.cpp's rules",
             _ => "llama.cpp mix",
         },
         util::human_bytes(source_bytes),

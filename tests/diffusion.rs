@@ -130,7 +130,14 @@ fn a_quantized_sd_file_keeps_its_logical_shapes_and_architecture() {
     let dir = tempfile::tempdir().unwrap();
     let src = checkpoint(dir.path(), "sd1", &[]);
     let out = dir.path().join("sd1.gguf");
-    ok(&["-q", "quantize", p(&src), "-o", p(&out), "--type", "Q4_K"]);
+    // The per-tensor report, in the documented schema.
+    let report = json_doc(&["quantize", p(&src), "-o", p(&out), "--type", "Q4_K", "--json"], 0, "quantize");
+    assert_eq!(report["mix"], "ComfyUI-GGUF");
+    assert!(report["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["to"] == "Q6_K" && t["name"].as_str().unwrap().ends_with("to_v.weight")));
     let doc = inspect_json(&out);
     assert_eq!(doc["metadata"]["general.architecture"]["value"], "sd1");
     assert_eq!(doc["metadata"]["general.file_type"]["value"], 15);
@@ -200,4 +207,44 @@ fn quantizing_convert_py_s_gguf_equals_the_one_step() {
     ok(&["-q", "quantize", p(&src), "-o", p(&one), "--type", "Q5_K_M"]);
     ok(&["-q", "quantize", p(&f16), "-o", p(&two), "--type", "Q5_K_M"]);
     assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+}
+
+/// `--target sd.cpp`: stable-diffusion.cpp's convert — names as they are
+/// (the prefix too), no metadata, biases, scales, embedders and rows that
+/// do not fill a block kept in their loaded type, a 5-D weight as 4-D.
+#[test]
+fn the_sd_cpp_target_follows_stable_diffusion_cpp_s_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let types = |m: &str| -> std::collections::HashMap<String, (String, Json)> {
+        let src = checkpoint(dir.path(), m, &[]);
+        let out = dir.path().join(format!("{m}-sdcpp.gguf"));
+        ok(&["-q", "quantize", p(&src), "-o", p(&out), "--type", "Q4_0", "--target", "sd.cpp"]);
+        let doc = inspect_json(&out);
+        assert_eq!(doc["metadata"], serde_json::json!({}), "{m}: sd.cpp writes no metadata");
+        doc["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let name = t["name"].as_str().unwrap().to_string();
+                (name, (t["dtype"].as_str().unwrap().to_string(), t["shape"].clone()))
+            })
+            .collect()
+    };
+    let wan = types("wan");
+    let q = |n: &str| wan[n].0.clone();
+    assert_eq!(q("blocks.0.self_attn.q.weight"), "Q4_0");
+    assert_eq!(q("blocks.0.self_attn.q.bias"), "BF16");
+    assert_eq!(q("blocks.0.self_attn.norm_q.weight"), "Q4_0");
+    assert_eq!(q("text_embedding.0.weight"), "BF16");
+    assert_eq!(wan["patch_embedding.weight"].1, serde_json::json!([4096, 1, 2, 2]));
+    assert_eq!(wan["patch_embedding.weight"].0, "BF16"); // rows of 2
+    assert_eq!(wan["blocks.0.modulation"].1, serde_json::json!([6, 256]));
+    let flux = types("flux");
+    assert_eq!(flux["img_in.weight"].0, "BF16");
+    assert_eq!(flux["double_blocks.0.img_attn.qkv.weight"].0, "Q4_0");
+    let sd1 = types("sd1");
+    assert!(sd1.contains_key("model.diffusion_model.input_blocks.3.0.op.weight"));
+    assert!(sd1.contains_key("first_stage_model.decoder.conv_in.weight"));
+    assert_eq!(sd1["model.diffusion_model.time_embed.0.weight"].0, "F32");
 }

@@ -389,6 +389,80 @@ pub fn five_d_order(names: &[String], five_d: &[bool]) -> Vec<usize> {
     order
 }
 
+/// Which loader the GGUF is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// ComfyUI-GGUF: convert.py, lcpp.patch, fix_5d_tensors.py.
+    #[default]
+    ComfyUi,
+    /// stable-diffusion.cpp's `sd-cli -M convert` (src/convert.cpp and
+    /// ModelLoader::tensor_should_be_converted in src/model_loader.cpp, at
+    /// stable-diffusion.cpp 97d2990): names as they are, no metadata.
+    SdCpp,
+}
+
+/// The type stable-diffusion.cpp stores a tensor of the checkpoint in:
+/// its loader's type first (FP8 as F16, F64 as F32:
+/// src/model_io/safetensors_io.cpp 326–340), then `to` unless
+/// `tensor_should_be_converted` (model_loader.cpp 1509–1545) keeps it: a
+/// row that does not fill `to`'s blocks, biases and scales, Flux's, MMDiT's
+/// and the UNet's embedders, and anything named `embedding`.
+pub fn sd_cpp_type(name: &str, ne: &[u64], from: DType, to: DType) -> Result<DType> {
+    let loaded = match from {
+        DType::F8_E4M3 | DType::F8_E5M2 | DType::F16 => DType::F16,
+        DType::F64 | DType::F32 => DType::F32,
+        DType::BF16 => DType::BF16,
+        other => {
+            return Err(Error::unsupported(format!(
+                "tensor '{name}' is {other}; a diffusion checkpoint's weights are floats"
+            )))
+        }
+    };
+    const KEPT_FRAGMENTS: &[&str] = &[
+        // Flux
+        "img_in.",
+        "txt_in.",
+        "time_in.",
+        "vector_in.",
+        "guidance_in.",
+        "final_layer.",
+        // MMDiT
+        "x_embedder.",
+        "t_embedder.",
+        "y_embedder.",
+        "pos_embed",
+        "context_embedder.",
+        // UNet
+        "time_embed.",
+        "label_emb.",
+        "embedding",
+    ];
+    let short_row = to.block_size() > 1 && ne.first().is_some_and(|&n0| !n0.is_multiple_of(to.block_size()));
+    let kept = short_row
+        || [".bias", ".scale", ".weight_scale"].iter().any(|s| name.ends_with(s))
+        || KEPT_FRAGMENTS.iter().any(|f| name.contains(f));
+    Ok(if kept { loaded } else { to })
+}
+
+/// The shape stable-diffusion.cpp writes: a 5-D tensor's two outer
+/// dimensions merged (safetensors_io.cpp 277–283), then outer dimensions of
+/// 1 dropped as ggml_n_dims drops them.
+pub fn sd_cpp_shape(shape: &[u64]) -> Vec<u64> {
+    let merged: Vec<u64> = if shape.len() == 5 {
+        std::iter::once(shape[0].saturating_mul(shape[1]))
+            .chain(shape[2..].iter().copied())
+            .collect()
+    } else {
+        shape.to_vec()
+    };
+    let n = merged.len();
+    if n == 0 {
+        return vec![1];
+    }
+    let first = merged.iter().position(|&d| d != 1).unwrap_or(n - 1);
+    merged[first.min(n - 1)..].to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +545,19 @@ mod tests {
         let down = quant_type(sd1, ft("Q4_0"), "x.ff.net.2.weight", &[256, 10], DType::F16, &mut c).unwrap();
         assert_eq!(down, DType::Q4_1);
         assert!(check_file_type(ft("IQ4_XS")).is_err());
+    }
+
+    #[test]
+    fn sd_cpp_rules() {
+        let q = |name: &str, ne: &[u64], from: DType| sd_cpp_type(name, ne, from, DType::Q4_0).unwrap();
+        assert_eq!(q("double_blocks.0.img_attn.qkv.weight", &[3072, 9216], DType::BF16), DType::Q4_0);
+        assert_eq!(q("double_blocks.0.img_attn.qkv.bias", &[9216], DType::BF16), DType::BF16);
+        assert_eq!(q("img_in.weight", &[64, 3072], DType::F32), DType::F32);
+        assert_eq!(q("x.norm.weight", &[320], DType::F8_E4M3), DType::Q4_0);
+        assert_eq!(q("x.proj.weight", &[40, 3], DType::F64), DType::F32);
+        assert_eq!(sd_cpp_shape(&[5120, 16, 1, 2, 2]), [81920, 1, 2, 2]);
+        assert_eq!(sd_cpp_shape(&[1, 6, 5120]), [6, 5120]);
+        assert_eq!(sd_cpp_shape(&[]), [1]);
     }
 
     #[test]

@@ -685,6 +685,8 @@ pub struct Request {
     /// ([`diffusion_gguf`]); `quantize` then takes its patched
     /// llama-quantize's rules instead of llama.cpp's, and `cast` is unused.
     pub diffusion: Option<modelconv_diffusion::Source>,
+    /// The loader `diffusion` is written for.
+    pub diffusion_target: modelconv_diffusion::Target,
 }
 
 /// What the pipeline did besides transforming the model.
@@ -759,7 +761,10 @@ impl Request {
             out.deduped = dedupe(model);
         }
         if let Some(source) = self.diffusion {
-            out.rows = diffusion_gguf(model, source, self.quantize.as_ref())?;
+            out.rows = match self.diffusion_target {
+                modelconv_diffusion::Target::ComfyUi => diffusion_gguf(model, source, self.quantize.as_ref())?,
+                modelconv_diffusion::Target::SdCpp => sd_cpp_gguf(model, source, self.quantize.as_ref())?,
+            };
             return Ok(out);
         }
         if let Some(to) = self.cast {
@@ -876,6 +881,56 @@ pub fn diffusion_gguf(
             stats: stats[i].take(),
         });
         model.tensors.push(t);
+    }
+    Ok(rows)
+}
+
+/// A diffusion checkpoint as stable-diffusion.cpp's `sd-cli -M convert
+/// --type T` writes it: names as they are, in name order, no metadata,
+/// each tensor `T` unless its rules keep it ([`modelconv_diffusion::sd_cpp_type`]),
+/// 5-D tensors as 4-D. Without `q`: every tensor in its loaded type.
+pub fn sd_cpp_gguf(model: &mut Model, source: modelconv_diffusion::Source, q: Option<&Quantization>) -> Result<Vec<Row>> {
+    use modelconv_diffusion as d;
+    if let d::Source::Gguf(a) = source {
+        return Err(Error::unsupported(format!(
+            "{}: a GGUF written for ComfyUI ({}); stable-diffusion.cpp's file is made from the checkpoint",
+            model.path.display(),
+            a.name
+        )));
+    }
+    if let Some(q) = q {
+        if q.imatrix.is_some() || !q.prune_layers.is_empty() || q.keep_split {
+            return Err(Error::unsupported(
+                "--imatrix, --prune-layers and --keep-split are llama.cpp's, for language models",
+            ));
+        }
+    }
+    model.tensors.sort_by(|x, y| x.info.name.cmp(&y.info.name));
+    model.metadata = modelconv_ir::Metadata::new();
+    let mut rows = Vec::with_capacity(model.tensors.len());
+    for t in &mut model.tensors {
+        modelconv_ir::check_interrupt()?;
+        let (from, bytes_before) = (t.info.dtype, t.info.byte_len);
+        let shape = d::sd_cpp_shape(&t.info.shape);
+        t.info = TensorInfo::new(t.info.name.clone(), from, shape)?;
+        let ne: Vec<u64> = t.info.shape.iter().rev().copied().collect();
+        let wanted = q.map_or(from, |q| q.file_type.default);
+        let to = d::sd_cpp_type(&t.info.name, &ne, from, wanted)?;
+        let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
+        if to != from {
+            let types = q.map_or(TypeOptions::default(), |q| q.types);
+            let data = source_as_weighted(t, to, types, stats.clone(), None)?;
+            retype(t, to, data)?;
+        }
+        rows.push(Row {
+            name: t.info.name.clone(),
+            from,
+            to,
+            shape: t.info.shape.clone(),
+            bytes_before,
+            bytes: t.info.byte_len,
+            stats,
+        });
     }
     Ok(rows)
 }
