@@ -65,7 +65,11 @@ fn checkpoint(dir: &Path, name: &str, extra: &[(&str, Vec<u64>)]) -> PathBuf {
     path
 }
 
-const MODELS: [&str; 4] = ["flux", "sd1", "sdxl", "wan"];
+/// Every architecture convert.py detects: the first four as whole tiny
+/// models, the others by the keys their rules name.
+const MODELS: [&str; 11] = [
+    "flux", "sd1", "sdxl", "wan", "sd3", "aura", "hidream", "cosmos", "ltxv", "hyvid", "lumina2",
+];
 
 #[test]
 fn convert_writes_the_file_convert_py_writes() {
@@ -84,13 +88,16 @@ fn convert_writes_the_file_convert_py_writes() {
     }
 }
 
-/// Names and types of a GGUF's tensors, in file order.
-fn types_of(path: &Path) -> Vec<(String, String)> {
+/// Names, types and stored shapes of a GGUF's tensors, in file order.
+fn types_of(path: &Path) -> Vec<(String, String, Json)> {
     inspect_json(path)["tensors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["name"].as_str().unwrap().into(), t["dtype"].as_str().unwrap().into()))
+        .map(|t| {
+            let name = t["name"].as_str().unwrap().into();
+            (name, t["dtype"].as_str().unwrap().into(), t["shape"].clone())
+        })
         .collect()
 }
 
@@ -106,19 +113,15 @@ fn quantize_gives_each_tensor_the_type_the_patched_llama_quantize_gives() {
             .iter()
             .map(|t| t[0].as_str().unwrap().to_string())
             .collect();
+        let shapes = want["lcpp_shapes"][m].as_array().unwrap();
         for (ft, types) in want["lcpp"][m].as_object().unwrap() {
             let out = dir.path().join(format!("{m}-{ft}.gguf"));
             ok(&["-q", "quantize", p(&src), "-o", p(&out), "--type", ft]);
-            let expected: Vec<(String, String)> = names
+            let expected: Vec<(String, String, Json)> = names
                 .iter()
-                .cloned()
-                .zip(
-                    types
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|t| t.as_str().unwrap().to_string()),
-                )
+                .zip(types.as_array().unwrap())
+                .zip(shapes)
+                .map(|((n, t), s)| (n.clone(), t.as_str().unwrap().to_string(), s.clone()))
                 .collect();
             assert_eq!(types_of(&out), expected, "{m} {ft}");
         }
@@ -131,7 +134,11 @@ fn a_quantized_sd_file_keeps_its_logical_shapes_and_architecture() {
     let src = checkpoint(dir.path(), "sd1", &[]);
     let out = dir.path().join("sd1.gguf");
     // The per-tensor report, in the documented schema.
-    let report = json_doc(&["quantize", p(&src), "-o", p(&out), "--type", "Q4_K", "--json"], 0, "quantize");
+    let report = json_doc(
+        &["quantize", p(&src), "-o", p(&out), "--type", "Q4_K", "--json"],
+        0,
+        "quantize",
+    );
     assert_eq!(report["mix"], "ComfyUI-GGUF");
     assert!(report["tensors"]
         .as_array()
@@ -218,7 +225,17 @@ fn the_sd_cpp_target_follows_stable_diffusion_cpp_s_convert() {
     let types = |m: &str| -> std::collections::HashMap<String, (String, Json)> {
         let src = checkpoint(dir.path(), m, &[]);
         let out = dir.path().join(format!("{m}-sdcpp.gguf"));
-        ok(&["-q", "quantize", p(&src), "-o", p(&out), "--type", "Q4_0", "--target", "sd.cpp"]);
+        ok(&[
+            "-q",
+            "quantize",
+            p(&src),
+            "-o",
+            p(&out),
+            "--type",
+            "Q4_0",
+            "--target",
+            "sd.cpp",
+        ]);
         let doc = inspect_json(&out);
         assert_eq!(doc["metadata"], serde_json::json!({}), "{m}: sd.cpp writes no metadata");
         doc["tensors"]

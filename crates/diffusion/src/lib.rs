@@ -550,8 +550,14 @@ mod tests {
     #[test]
     fn sd_cpp_rules() {
         let q = |name: &str, ne: &[u64], from: DType| sd_cpp_type(name, ne, from, DType::Q4_0).unwrap();
-        assert_eq!(q("double_blocks.0.img_attn.qkv.weight", &[3072, 9216], DType::BF16), DType::Q4_0);
-        assert_eq!(q("double_blocks.0.img_attn.qkv.bias", &[9216], DType::BF16), DType::BF16);
+        assert_eq!(
+            q("double_blocks.0.img_attn.qkv.weight", &[3072, 9216], DType::BF16),
+            DType::Q4_0
+        );
+        assert_eq!(
+            q("double_blocks.0.img_attn.qkv.bias", &[9216], DType::BF16),
+            DType::BF16
+        );
         assert_eq!(q("img_in.weight", &[64, 3072], DType::F32), DType::F32);
         assert_eq!(q("x.norm.weight", &[320], DType::F8_E4M3), DType::Q4_0);
         assert_eq!(q("x.proj.weight", &[40, 3], DType::F64), DType::F32);

@@ -889,7 +889,11 @@ pub fn diffusion_gguf(
 /// --type T` writes it: names as they are, in name order, no metadata,
 /// each tensor `T` unless its rules keep it ([`modelconv_diffusion::sd_cpp_type`]),
 /// 5-D tensors as 4-D. Without `q`: every tensor in its loaded type.
-pub fn sd_cpp_gguf(model: &mut Model, source: modelconv_diffusion::Source, q: Option<&Quantization>) -> Result<Vec<Row>> {
+pub fn sd_cpp_gguf(
+    model: &mut Model,
+    source: modelconv_diffusion::Source,
+    q: Option<&Quantization>,
+) -> Result<Vec<Row>> {
     use modelconv_diffusion as d;
     if let d::Source::Gguf(a) = source {
         return Err(Error::unsupported(format!(
