@@ -131,6 +131,7 @@ fn every_family_with_a_way_back_returns_its_folder() {
         "exaone4",
         "granitemoe",
         "granitemoeshared",
+        "deepseek2",
     ] {
         let out = dir.path().join(family);
         let gguf = fixture(&format!("hf/arch/{family}.F16.gguf"));
@@ -153,6 +154,68 @@ fn every_family_with_a_way_back_returns_its_folder() {
         for key in ["architectures", "model_type", "num_hidden_layers", "vocab_size"] {
             assert_eq!(ours[key], theirs[key], "{family}: config.json {key}");
         }
+    }
+}
+
+/// DeepSeek-V3 comes back but for its multi-token-prediction layer, which
+/// the conversion drops (llama.cpp does not run it): every other tensor
+/// within F16's rounding, `kv_b_proj` rebuilt from `attn_k_b` and
+/// `attn_v_b`, the router bias under its own name, config.json V3's.
+#[test]
+fn deepseek_v3_comes_back_without_the_layer_the_conversion_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deepseek3");
+    ok(&[
+        "-q",
+        "convert",
+        p(&fixture("hf/arch/deepseek3.F16.gguf")),
+        p(&out),
+        "--to",
+        "hf",
+    ]);
+    let original = fixture("hf/arch/deepseek3");
+    // diff exits 1 (the dropped layer is missing); its document says what differs.
+    let report = run(&[
+        "diff",
+        "--json",
+        p(&out.join("model.safetensors")),
+        p(&original.join("model.safetensors")),
+        "--atol",
+        "0.002",
+        "--rtol",
+        "0.002",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(doc["only_in_a"], serde_json::json!([]));
+    let dropped = doc["only_in_b"].as_array().unwrap();
+    assert!(
+        !dropped.is_empty()
+            && dropped
+                .iter()
+                .all(|n| n.as_str().unwrap().starts_with("model.layers.2."))
+    );
+    assert!(
+        doc["tensors"].as_array().unwrap().iter().all(|t| t["status"] == "ok"),
+        "{doc}"
+    );
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(original.join("config.json")).unwrap()).unwrap();
+    for key in [
+        "architectures",
+        "model_type",
+        "q_lora_rank",
+        "kv_lora_rank",
+        "qk_nope_head_dim",
+        "v_head_dim",
+        "n_group",
+        "topk_group",
+        "scoring_func",
+        "routed_scaling_factor",
+        "norm_topk_prob",
+        "rope_parameters",
+    ] {
+        assert_eq!(config[key], theirs[key], "config.json {key}");
     }
 }
 
@@ -224,13 +287,13 @@ fn what_cannot_go_back_is_refused_without_output() {
     // An architecture without its way back, naming those with one.
     let err = exit_2(&[
         "convert",
-        p(&fixture("hf/arch/deepseek2.F16.gguf")),
+        p(&fixture("hf/arch/gptoss.F16.gguf")),
         p(&out),
         "--to",
         "hf",
     ]);
     assert!(
-        err.contains("'deepseek2'") && err.contains("llama") && err.contains("gemma2"),
+        err.contains("'gpt-oss'") && err.contains("llama") && err.contains("gemma2"),
         "{err}"
     );
     assert!(!out.exists());

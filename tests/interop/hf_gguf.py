@@ -317,7 +317,8 @@ TO_HF = {"llama-spm": "gguf", "qwen2-bpe": "gguf", "qwen3-bpe": "gguf", "llama3-
          "qwen2moe-bpe": "original", "starcoder2-bpe": "gguf", "stablelm-bpe": "gguf", "olmo2-bpe": "original",
          "granite-spm": "original", "olmoe-bpe": "original", "cohere-bpe": "original",
          "smollm3-spm": "original", "phimoe-spm": "original", "falcon-bpe": "original", "gptneox-bpe": "original",
-         "glm4-bpe": "original", "exaone4-bpe": "original", "granitemoe-spm": "original"}
+         "glm4-bpe": "original", "exaone4-bpe": "original", "granitemoe-spm": "original",
+         "deepseek2-bpe": "original", "deepseek3-bpe": "original"}
 if os.environ.get("INTEROP_MODELS"):
     TO_HF = {m: how for m, how in TO_HF.items() if m in os.environ["INTEROP_MODELS"].split(",")}
 # config.json keys where the GGUF, as llama.cpp runs it, means something

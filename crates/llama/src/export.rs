@@ -390,6 +390,18 @@ fn unpermute_rows(t: &mut Tensor, n_head: u64) -> Result<()> {
     ungather_rows(t, &permute_rows(rows, n_head)?)
 }
 
+/// A block-quantized `t` dequantized to F32 (a transform that moves single
+/// elements, as a transpose does, cannot move blocks); others as they are.
+pub fn blocks_as_f32(t: &mut Tensor) -> Result<()> {
+    if t.info.dtype.is_quantized() {
+        let f32s = modelconv_ggml::quants::DequantizeSource::new(t.data.clone(), t.info.dtype)?;
+        t.data = Arc::new(modelconv_ir::view::AnyAlignment::new(Arc::new(f32s)));
+        t.info = modelconv_ir::TensorInfo::new(t.info.name.clone(), DType::F32, t.info.shape.clone())?;
+        t.location = None;
+    }
+    Ok(())
+}
+
 /// `t`'s rows put back where a conversion's row view took them from:
 /// row `order[i]` of the Hugging Face tensor was row `i` of the GGUF one.
 /// Rows are whole blocks in every ggml type, so a quantized tensor is

@@ -12,11 +12,196 @@ use super::{
     block_of, mapped, put_u32, stack_expert, text_parameters, with_hparams, Architecture, Ctx, Held, Table, Vocab,
     MLP_EXPERTS,
 };
-use modelconv_ir::{view, Error, Metadata, Result, Tensor, TensorInfo, Value};
-use serde_json::Value as Json;
+use crate::export::{decoder_config, short_float, Export, Facts, Hparams};
+use modelconv_ir::{view, Error, Metadata, Model, Result, Tensor, TensorInfo, Value};
+use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
 
 pub struct DeepseekV2;
+
+/// DeepSeek-V2/V3's way back: the experts split per expert, `kv_b_proj`
+/// rebuilt from `attn_k_b` and `attn_v_b`, the router bias renamed back;
+/// V3 (sigmoid gating) told apart in config.json.
+static EXPORT: Export = Export {
+    experts: Some(&MLP_EXPERTS),
+    config: deepseek_config,
+    computed: join_kv_b,
+    fix: router_bias_back,
+    ..Export::decoder("DeepseekV2ForCausalLM", "deepseek_v2")
+};
+
+/// llama.h's LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID (DeepSeek-V3's router).
+const GATING_SIGMOID: u64 = 2;
+
+/// DeepseekV2Config / DeepseekV3Config from the GGUF's MLA and MoE keys
+/// (the inverse of [`mla_parameters`]): all heads are KV heads again (the
+/// GGUF runs MLA as one), the head widths from the MLA key lengths, the
+/// router's grouping and scoring, Yarn's rope parameters.
+fn deepseek_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let mut c = decoder_config(h, facts)?;
+    let heads = h.uint("attention.head_count")?;
+    let rope = h.uint("rope.dimension_count")?;
+    let qk = h.uint("attention.key_length_mla")?;
+    let nope = qk.checked_sub(rope).ok_or_else(|| {
+        Error::invalid(format!(
+            "GGUF: MLA key length {qk} is shorter than the rotary part {rope}"
+        ))
+    })?;
+    let opt = |key: &str| -> Result<Json> { Ok(h.opt_uint(key)?.map_or(Json::Null, Json::from)) };
+    for (key, v) in [
+        ("num_key_value_heads", json!(heads)),
+        ("head_dim", json!(rope)),
+        ("qk_rope_head_dim", json!(rope)),
+        ("qk_nope_head_dim", json!(nope)),
+        ("qk_head_dim", json!(qk)),
+        ("v_head_dim", json!(h.uint("attention.value_length_mla")?)),
+        ("kv_lora_rank", json!(h.uint("attention.kv_lora_rank")?)),
+        ("q_lora_rank", opt("attention.q_lora_rank")?),
+        ("moe_intermediate_size", json!(h.uint("expert_feed_forward_length")?)),
+        ("n_routed_experts", opt("expert_count")?),
+        ("num_experts_per_tok", opt("expert_used_count")?),
+        (
+            "n_shared_experts",
+            json!(h.opt_uint("expert_shared_count")?.unwrap_or(0)),
+        ),
+        ("first_k_dense_replace", json!(h.uint("leading_dense_block_count")?)),
+        (
+            "routed_scaling_factor",
+            h.float("expert_weights_scale")?.unwrap_or(json!(1.0)),
+        ),
+        (
+            "norm_topk_prob",
+            json!(h.flag(&format!("{}.expert_weights_norm", h.arch)).unwrap_or(false)),
+        ),
+        ("n_group", opt("expert_group_count")?),
+        ("topk_group", opt("expert_group_used_count")?),
+    ] {
+        c.insert(key.into(), v);
+    }
+    let sigmoid = h.opt_uint("expert_gating_func")? == Some(GATING_SIGMOID) || h.has_tensor(".exp_probs_b.");
+    if sigmoid {
+        c.insert("architectures".into(), json!(["DeepseekV3ForCausalLM"]));
+        c.insert("model_type".into(), json!("deepseek_v3"));
+        c.insert("scoring_func".into(), json!("sigmoid"));
+        c.insert("topk_method".into(), json!("noaux_tc"));
+        c.insert("rope_interleave".into(), json!(true));
+    } else {
+        let grouped = h.opt_uint("expert_group_count")?.is_some_and(|g| g > 1);
+        c.insert(
+            "topk_method".into(),
+            json!(if grouped { "group_limited_greedy" } else { "greedy" }),
+        );
+    }
+    if let Some(yarn) = yarn_parameters(h)? {
+        c.insert("rope_parameters".into(), yarn);
+    }
+    Ok(c)
+}
+
+/// Yarn's `rope_parameters` from `rope.scaling.*`; `mscale_all_dim` is
+/// `yarn_log_multiplier` / 0.1 (the conversion's 0.1 × mscale_all_dim),
+/// `mscale` the same (as DeepSeek's configs have them).
+fn yarn_parameters(h: &Hparams) -> Result<Option<Json>> {
+    if h.get("rope.scaling.type").and_then(Value::as_str) != Some("yarn") {
+        return Ok(None);
+    }
+    let theta = h.float("rope.freq_base")?.unwrap_or(json!(10000.0));
+    let mut p = json!({"rope_type": "yarn", "rope_theta": theta});
+    for (key, hf) in [
+        ("rope.scaling.factor", "factor"),
+        ("rope.scaling.yarn_beta_fast", "beta_fast"),
+        ("rope.scaling.yarn_beta_slow", "beta_slow"),
+    ] {
+        if let Some(v) = h.float(key)? {
+            p[hf] = v;
+        }
+    }
+    if let Some(n) = h.opt_uint("rope.scaling.original_context_length")? {
+        p["original_max_position_embeddings"] = json!(n);
+    }
+    if let Some(Value::F32(m)) = h.get("rope.scaling.yarn_log_multiplier") {
+        let all = short_float(m / 0.1);
+        p["mscale_all_dim"] = all.clone();
+        p["mscale"] = all;
+    }
+    Ok(Some(p))
+}
+
+/// The inverse of [`split_kv_b`]: per block, `attn_k_b` (`[heads, rank,
+/// nope]`) transposed back per head and `attn_v_b` (`[heads, v, rank]`)
+/// joined into `attn_kv_b` (`[heads × (nope + v), rank]`), which the table
+/// names `kv_b_proj`. Block types are dequantized first (a transpose moves
+/// single elements).
+fn join_kv_b(model: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
+    let blocks: Vec<String> = model
+        .tensors
+        .iter()
+        .filter_map(|t| t.info.name.strip_suffix(".attn_k_b.weight").map(str::to_string))
+        .collect();
+    for block in blocks {
+        let mut take = |stem: &str| -> Result<Tensor> {
+            let name = format!("{block}.{stem}.weight");
+            let i = model.tensors.iter().position(|t| t.info.name == name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "{}: {name} is missing (its pair is there)",
+                    model.path.display()
+                ))
+            })?;
+            Ok(model.tensors.remove(i))
+        };
+        let (mut k, mut v) = (take("attn_k_b")?, take("attn_v_b")?);
+        if k.info.dtype != v.info.dtype || k.info.dtype.is_quantized() {
+            crate::export::blocks_as_f32(&mut k)?;
+            crate::export::blocks_as_f32(&mut v)?;
+        }
+        model.tensors.push(kv_b_of(&block, &k, &v)?);
+    }
+    Ok(())
+}
+
+fn kv_b_of(block: &str, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let (&[heads, rank, nope], &[vh, v_dim, vr]) = (&k.info.shape[..], &v.info.shape[..]) else {
+        return Err(Error::invalid(format!(
+            "'{}' {:?} and '{}' {:?}: MLA's k_b and v_b are 3-D",
+            k.info.name, k.info.shape, v.info.name, v.info.shape
+        )));
+    };
+    if vh != heads || vr != rank || k.info.dtype != v.info.dtype {
+        return Err(Error::invalid(format!(
+            "'{}' {:?} and '{}' {:?} are not one kv_b_proj's halves",
+            k.info.name, k.info.shape, v.info.name, v.info.shape
+        )));
+    }
+    let es = k.info.dtype.type_size();
+    let k_rows = view::strided(k.data.clone(), es, 0, &[heads, nope, rank], &[rank * nope, 1, nope])?;
+    let (joined, _) = view::Concat::new(
+        vec![
+            (k_rows, vec![heads, nope, rank]),
+            (v.data.clone(), vec![heads, v_dim, rank]),
+        ],
+        es,
+        1,
+    )?;
+    let info = TensorInfo::new(
+        format!("{block}.attn_kv_b.weight"),
+        k.info.dtype,
+        vec![heads * (nope + v_dim), rank],
+    )?;
+    Tensor::new(info, Arc::new(joined))
+}
+
+/// V3's router bias, which the conversion spells as a bias, back under
+/// its own name (`e_score_correction_bias`).
+fn router_bias_back(_: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
+    if let Some(stem) = hf.strip_suffix("e_score_correction.bias") {
+        t.info = TensorInfo::new(
+            format!("{stem}e_score_correction_bias"),
+            t.info.dtype,
+            t.info.shape.clone(),
+        )?;
+    }
+    Ok(())
+}
 
 /// Multi-head latent attention and the MoE block's router and shared experts.
 const MLA_MOE: Table = &[
@@ -61,6 +246,9 @@ impl Architecture for DeepseekV2 {
     }
     fn tables(&self) -> &'static [Table] {
         &[DECODER, LM_HEAD, FFN_NORM, MLA_MOE]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]

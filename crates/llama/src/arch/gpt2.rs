@@ -3,11 +3,8 @@
 
 use super::{mapped, put_u32, transpose, Architecture, Ctx, Held, Table, Vocab};
 use crate::export::{common_config, Export, Facts, Hparams};
-use modelconv_ggml::quants::DequantizeSource;
-use modelconv_ir::view::AnyAlignment;
-use modelconv_ir::{DType, Error, Metadata, Result, Tensor, TensorInfo, Value};
+use modelconv_ir::{Error, Metadata, Result, Tensor, Value};
 use serde_json::{Map, Value as Json};
-use std::sync::Arc;
 
 pub struct Gpt2;
 
@@ -45,12 +42,7 @@ fn conv1d_back(_: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
     if !CONV1D.iter().any(|s| hf.ends_with(s)) {
         return Ok(());
     }
-    if t.info.dtype.is_quantized() {
-        let f32s = DequantizeSource::new(t.data.clone(), t.info.dtype)?;
-        t.data = Arc::new(AnyAlignment::new(Arc::new(f32s)));
-        t.info = TensorInfo::new(t.info.name.clone(), DType::F32, t.info.shape.clone())?;
-        t.location = None;
-    }
+    crate::export::blocks_as_f32(t)?;
     transpose(t)
 }
 
