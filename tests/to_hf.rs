@@ -285,13 +285,7 @@ fn what_cannot_go_back_is_refused_without_output() {
     let out = dir.path().join("x");
     let gguf = fixture("hf/tiny-llama.F16.gguf");
     // An architecture without its way back, naming those with one.
-    let err = exit_2(&[
-        "convert",
-        p(&fixture("hf/arch/gptoss.F16.gguf")),
-        p(&out),
-        "--to",
-        "hf",
-    ]);
+    let err = exit_2(&["convert", p(&fixture("hf/arch/gptoss.F16.gguf")), p(&out), "--to", "hf"]);
     assert!(
         err.contains("'gpt-oss'") && err.contains("llama") && err.contains("gemma2"),
         "{err}"

@@ -390,6 +390,19 @@ fn unpermute_rows(t: &mut Tensor, n_head: u64) -> Result<()> {
     ungather_rows(t, &permute_rows(rows, n_head)?)
 }
 
+/// The tensor `name` taken out of `model`, for joining with its pair
+/// (Granite-MoE's halves, DeepSeek's k_b and v_b); missing, it is refused
+/// by name.
+pub fn take_pair_member(model: &mut Model, name: &str) -> Result<Tensor> {
+    let i = model.tensors.iter().position(|t| t.info.name == name).ok_or_else(|| {
+        Error::invalid(format!(
+            "{}: {name} is missing (its pair is there)",
+            model.path.display()
+        ))
+    })?;
+    Ok(model.tensors.remove(i))
+}
+
 /// A block-quantized `t` dequantized to F32 (a transform that moves single
 /// elements, as a transpose does, cannot move blocks); others as they are.
 pub fn blocks_as_f32(t: &mut Tensor) -> Result<()> {

@@ -12,7 +12,7 @@ use super::{
     block_of, mapped, put_u32, stack_expert, text_parameters, with_hparams, Architecture, Ctx, Held, Table, Vocab,
     MLP_EXPERTS,
 };
-use crate::export::{decoder_config, short_float, Export, Facts, Hparams};
+use crate::export::{decoder_config, short_float, take_pair_member, Export, Facts, Hparams};
 use modelconv_ir::{view, Error, Metadata, Model, Result, Tensor, TensorInfo, Value};
 use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
@@ -139,17 +139,8 @@ fn join_kv_b(model: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Resul
         .filter_map(|t| t.info.name.strip_suffix(".attn_k_b.weight").map(str::to_string))
         .collect();
     for block in blocks {
-        let mut take = |stem: &str| -> Result<Tensor> {
-            let name = format!("{block}.{stem}.weight");
-            let i = model.tensors.iter().position(|t| t.info.name == name).ok_or_else(|| {
-                Error::invalid(format!(
-                    "{}: {name} is missing (its pair is there)",
-                    model.path.display()
-                ))
-            })?;
-            Ok(model.tensors.remove(i))
-        };
-        let (mut k, mut v) = (take("attn_k_b")?, take("attn_v_b")?);
+        let mut k = take_pair_member(model, &format!("{block}.attn_k_b.weight"))?;
+        let mut v = take_pair_member(model, &format!("{block}.attn_v_b.weight"))?;
         if k.info.dtype != v.info.dtype || k.info.dtype.is_quantized() {
             crate::export::blocks_as_f32(&mut k)?;
             crate::export::blocks_as_f32(&mut v)?;

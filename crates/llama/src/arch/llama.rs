@@ -8,7 +8,7 @@ use super::{
     Architecture, Computed, Ctx, Held, Table, Vocab, BLOCK_SPARSE_EXPERTS,
 };
 use crate::config::u32_of;
-use crate::export::{Export, Hparams};
+use crate::export::{take_pair_member, Export, Hparams};
 use modelconv_ir::{Error, Metadata, Model, Result, Tensor, Value};
 use serde_json::{Map, Value as Json};
 
@@ -111,17 +111,8 @@ fn join_granite_moe_inputs(model: &mut Model, h: &Hparams, _: &mut Map<String, J
             .filter_map(|t| t.info.name.strip_suffix(&format!(".{gate}.weight")).map(str::to_string))
             .collect();
         for block in blocks {
-            let mut take = |stem: &str| -> Result<Tensor> {
-                let name = format!("{block}.{stem}.weight");
-                let i = model.tensors.iter().position(|t| t.info.name == name).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "{}: {name} is missing (its pair is there)",
-                        model.path.display()
-                    ))
-                })?;
-                Ok(model.tensors.remove(i))
-            };
-            let (g, u) = (take(gate)?, take(up)?);
+            let g = take_pair_member(model, &format!("{block}.{gate}.weight"))?;
+            let u = take_pair_member(model, &format!("{block}.{up}.weight"))?;
             model
                 .tensors
                 .push(join_halves(g, u, format!("{block}.{joined}.weight"))?);
