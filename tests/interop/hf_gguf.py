@@ -318,7 +318,8 @@ TO_HF = {"llama-spm": "gguf", "qwen2-bpe": "gguf", "qwen3-bpe": "gguf", "llama3-
          "granite-spm": "original", "olmoe-bpe": "original", "cohere-bpe": "original",
          "smollm3-spm": "original", "phimoe-spm": "original", "falcon-bpe": "original", "gptneox-bpe": "original",
          "glm4-bpe": "original", "exaone4-bpe": "original", "granitemoe-spm": "original",
-         "deepseek2-bpe": "original", "deepseek3-bpe": "original"}
+         "deepseek2-bpe": "original", "deepseek3-bpe": "original", "gptoss-bpe": "original",
+         "gptoss-mxfp4": "original"}
 if os.environ.get("INTEROP_MODELS"):
     TO_HF = {m: how for m, how in TO_HF.items() if m in os.environ["INTEROP_MODELS"].split(",")}
 # config.json keys where the GGUF, as llama.cpp runs it, means something
@@ -391,7 +392,10 @@ def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
         own = TMP / f"ours-{model}.gguf"
         if not own.exists():
             run(MC, "convert", MODELS / model, own)
-        for gguf, args in [(own, ()), (ours_q4_k_m(model), ("--max-shard-size", "20MB"))]:
+        # gptoss-mxfp4's own GGUF is the quantized case (MXFP4 experts, which
+        # llama-quantize does not quantize again).
+        quantized = [] if model == "gptoss-mxfp4" else [(ours_q4_k_m(model), ("--max-shard-size", "20MB"))]
+        for gguf, args in [(own, ())] + quantized:
             out = gguf_to_hf(gguf, *args)
             prompt = AutoTokenizer.from_pretrained(out).encode(SENTENCES[0])
             got = causal_logits(prompt, out)

@@ -296,6 +296,35 @@ pub fn llama3_rope(model: &mut Model, h: &Hparams, config: &mut Map<String, Json
     Ok(())
 }
 
+/// Yarn's `rope_parameters` from `rope.scaling.*`; `mscale_all_dim` is
+/// `yarn_log_multiplier` / 0.1 (the conversion's 0.1 × mscale_all_dim),
+/// `mscale` the same (as DeepSeek's configs have them).
+pub fn yarn_parameters(h: &Hparams) -> Result<Option<Json>> {
+    if h.get("rope.scaling.type").and_then(Value::as_str) != Some("yarn") {
+        return Ok(None);
+    }
+    let theta = h.float("rope.freq_base")?.unwrap_or(json!(10000.0));
+    let mut p = json!({"rope_type": "yarn", "rope_theta": theta});
+    for (key, hf) in [
+        ("rope.scaling.factor", "factor"),
+        ("rope.scaling.yarn_beta_fast", "beta_fast"),
+        ("rope.scaling.yarn_beta_slow", "beta_slow"),
+    ] {
+        if let Some(v) = h.float(key)? {
+            p[hf] = v;
+        }
+    }
+    if let Some(n) = h.opt_uint("rope.scaling.original_context_length")? {
+        p["original_max_position_embeddings"] = json!(n);
+    }
+    if let Some(Value::F32(m)) = h.get("rope.scaling.yarn_log_multiplier") {
+        let all = short_float(m / 0.1);
+        p["mscale_all_dim"] = all.clone();
+        p["mscale"] = all;
+    }
+    Ok(Some(p))
+}
+
 /// No computed tensors.
 pub fn no_computed(_: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
     Ok(())

@@ -12,7 +12,7 @@ use super::{
     block_of, mapped, put_u32, stack_expert, text_parameters, with_hparams, Architecture, Ctx, Held, Table, Vocab,
     MLP_EXPERTS,
 };
-use crate::export::{decoder_config, short_float, take_pair_member, Export, Facts, Hparams};
+use crate::export::{decoder_config, take_pair_member, Export, Facts, Hparams};
 use modelconv_ir::{view, Error, Metadata, Model, Result, Tensor, TensorInfo, Value};
 use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
@@ -92,39 +92,10 @@ fn deepseek_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
             json!(if grouped { "group_limited_greedy" } else { "greedy" }),
         );
     }
-    if let Some(yarn) = yarn_parameters(h)? {
+    if let Some(yarn) = crate::export::yarn_parameters(h)? {
         c.insert("rope_parameters".into(), yarn);
     }
     Ok(c)
-}
-
-/// Yarn's `rope_parameters` from `rope.scaling.*`; `mscale_all_dim` is
-/// `yarn_log_multiplier` / 0.1 (the conversion's 0.1 × mscale_all_dim),
-/// `mscale` the same (as DeepSeek's configs have them).
-fn yarn_parameters(h: &Hparams) -> Result<Option<Json>> {
-    if h.get("rope.scaling.type").and_then(Value::as_str) != Some("yarn") {
-        return Ok(None);
-    }
-    let theta = h.float("rope.freq_base")?.unwrap_or(json!(10000.0));
-    let mut p = json!({"rope_type": "yarn", "rope_theta": theta});
-    for (key, hf) in [
-        ("rope.scaling.factor", "factor"),
-        ("rope.scaling.yarn_beta_fast", "beta_fast"),
-        ("rope.scaling.yarn_beta_slow", "beta_slow"),
-    ] {
-        if let Some(v) = h.float(key)? {
-            p[hf] = v;
-        }
-    }
-    if let Some(n) = h.opt_uint("rope.scaling.original_context_length")? {
-        p["original_max_position_embeddings"] = json!(n);
-    }
-    if let Some(Value::F32(m)) = h.get("rope.scaling.yarn_log_multiplier") {
-        let all = short_float(m / 0.1);
-        p["mscale_all_dim"] = all.clone();
-        p["mscale"] = all;
-    }
-    Ok(Some(p))
 }
 
 /// The inverse of [`split_kv_b`]: per block, `attn_k_b` (`[heads, rank,

@@ -10,9 +10,11 @@
 
 use super::tables::LM_HEAD;
 use super::{mapped, put_u32, text_parameters, Architecture, Ctx, Held, Table, Vocab};
+use crate::export::{blocks_as_f32, decoder_config, take_pair_member, Export, Facts, Hparams};
 use crate::mxfp4;
-use modelconv_ir::view::{strided, RowGather};
-use modelconv_ir::{DType, Error, Metadata, Result, Tensor, TensorInfo};
+use modelconv_ir::view::{strided, Concat, RowGather};
+use modelconv_ir::{DType, Error, Metadata, Model, Result, Tensor, TensorInfo};
+use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
 
 pub struct GptOss;
@@ -35,6 +37,153 @@ const TENSORS: Table = &[
 
 const EXPERTS: &str = ".mlp.experts.";
 
+/// The way back only: the experts joined back under transformers' names
+/// ([`join_experts`] makes these GGUF-side names; modify_tensors handles
+/// the experts before any lookup on the way in).
+const EXPERTS_BACK: Table = &[
+    (
+        "model.layers.{bid}.mlp.experts.gate_up_proj",
+        "blk.{bid}.ffn_gate_up_exps",
+    ),
+    ("model.layers.{bid}.mlp.experts.down_proj", "blk.{bid}.ffn_down_exps"),
+];
+
+/// GPT-OSS's way back, as transformers saves it: float experts `[experts,
+/// in, out]` with gate and up interleaved, the sinks as parameters.
+static EXPORT: Export = Export {
+    config: gpt_oss_config,
+    computed: join_experts,
+    fix: parameter_names,
+    ..Export::decoder("GptOssForCausalLM", "gpt_oss")
+};
+
+/// GptOssConfig from the GGUF: the decoder's keys, the experts, the
+/// sliding window on every other layer (llama.cpp's pattern of 2: even
+/// layers slide), Yarn's rope parameters.
+fn gpt_oss_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let mut c = decoder_config(h, facts)?;
+    let layers = h.uint("block_count")?;
+    c.insert("intermediate_size".into(), json!(h.uint("expert_feed_forward_length")?));
+    c.insert("num_local_experts".into(), json!(h.uint("expert_count")?));
+    c.insert("num_experts_per_tok".into(), json!(h.uint("expert_used_count")?));
+    c.insert("sliding_window".into(), json!(h.uint("attention.sliding_window")?));
+    let types: Vec<&str> = (0..layers)
+        .map(|i| {
+            if i % 2 == 0 {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    c.insert("layer_types".into(), json!(types));
+    c.insert("attention_bias".into(), json!(true));
+    c.insert("swiglu_limit".into(), json!(7.0));
+    if let Some(yarn) = crate::export::yarn_parameters(h)? {
+        c.insert("rope_parameters".into(), yarn);
+    }
+    Ok(c)
+}
+
+/// Per block, the inverse of modify_tensors' expert views: `ffn_gate_exps`
+/// and `ffn_up_exps` (`[e, f, in]`) transposed and interleaved into
+/// `gate_up_proj` (`[e, in, 2f]`), their biases interleaved into
+/// `gate_up_proj_bias`, `ffn_down_exps` (`[e, out, f]`) transposed back.
+/// Block types (MXFP4, K-quants) are dequantized first: these views move
+/// single elements.
+fn join_experts(model: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
+    let blocks: Vec<String> = model
+        .tensors
+        .iter()
+        .filter_map(|t| t.info.name.strip_suffix(".ffn_gate_exps.weight").map(str::to_string))
+        .collect();
+    for block in blocks {
+        let mut take = |stem: &str| -> Result<Tensor> {
+            let mut t = take_pair_member(model, &format!("{block}.{stem}"))?;
+            blocks_as_f32(&mut t)?;
+            Ok(t)
+        };
+        let (gate, up) = (take("ffn_gate_exps.weight")?, take("ffn_up_exps.weight")?);
+        let (gate_b, up_b) = (take("ffn_gate_exps.bias")?, take("ffn_up_exps.bias")?);
+        let down = take("ffn_down_exps.weight")?;
+        model.tensors.push(interleaved_transposed(
+            &gate,
+            &up,
+            format!("{block}.ffn_gate_up_exps.weight"),
+        )?);
+        model.tensors.push(interleaved_bias(
+            &gate_b,
+            &up_b,
+            format!("{block}.ffn_gate_up_exps.bias"),
+        )?);
+        let [e, out, f] = dims3(&down)?;
+        model.tensors.push(float_view(
+            &down,
+            format!("{block}.ffn_down_exps.weight"),
+            vec![e, f, out],
+            0,
+            &[out * f, 1, f],
+        )?);
+    }
+    Ok(())
+}
+
+/// Same-type halves `[e, f, in]` as `[e, in, 2f]` with element `(x, i,
+/// 2j + k)` from half `k`'s `(x, j, i)`.
+fn interleaved_transposed(gate: &Tensor, up: &Tensor, name: String) -> Result<Tensor> {
+    let [e, f, h] = dims3(gate)?;
+    same_halves(gate, up)?;
+    let es = gate.info.dtype.type_size();
+    let column = |t: &Tensor| strided(t.data.clone(), es, 0, &[e, h, f, 1], &[f * h, 1, h, 1]);
+    let parts = vec![(column(gate)?, vec![e, h, f, 1]), (column(up)?, vec![e, h, f, 1])];
+    let (data, _) = Concat::new(parts, es, 3)?;
+    Tensor::new(
+        TensorInfo::new(name, gate.info.dtype, vec![e, h, 2 * f])?,
+        Arc::new(data),
+    )
+}
+
+/// Same-type biases `[e, f]` as `[e, 2f]`, gate's at even places.
+fn interleaved_bias(gate: &Tensor, up: &Tensor, name: String) -> Result<Tensor> {
+    same_halves(gate, up)?;
+    let &[e, f] = gate.info.shape.as_slice() else {
+        return Err(Error::invalid(format!(
+            "tensor '{}' {:?}: expected [experts, ff]",
+            gate.info.name, gate.info.shape
+        )));
+    };
+    let es = gate.info.dtype.type_size();
+    let parts = vec![(gate.data.clone(), vec![e, f, 1]), (up.data.clone(), vec![e, f, 1])];
+    let (data, _) = Concat::new(parts, es, 2)?;
+    Tensor::new(TensorInfo::new(name, gate.info.dtype, vec![e, 2 * f])?, Arc::new(data))
+}
+
+fn same_halves(a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.info.dtype != b.info.dtype || a.info.shape != b.info.shape {
+        return Err(Error::invalid(format!(
+            "'{}' ({} {:?}) and '{}' ({} {:?}) are not gate and up of one block",
+            a.info.name, a.info.dtype, a.info.shape, b.info.name, b.info.dtype, b.info.shape
+        )));
+    }
+    Ok(())
+}
+
+/// transformers' parameter names, which have no `.weight`: the sinks,
+/// the experts' matrices and their `_bias`es.
+fn parameter_names(_: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
+    let name = if let Some(stem) = hf.strip_suffix(".sinks.weight") {
+        format!("{stem}.sinks")
+    } else if let Some(stem) = hf.strip_suffix("_proj.weight").filter(|_| hf.contains(EXPERTS)) {
+        format!("{stem}_proj")
+    } else if let Some(stem) = hf.strip_suffix("_proj.bias").filter(|_| hf.contains(EXPERTS)) {
+        format!("{stem}_proj_bias")
+    } else {
+        return Ok(());
+    };
+    t.info = TensorInfo::new(name, t.info.dtype, t.info.shape.clone())?;
+    Ok(())
+}
+
 impl Architecture for GptOss {
     fn hf_classes(&self) -> &'static [&'static str] {
         &["GptOssForCausalLM"]
@@ -43,7 +192,10 @@ impl Architecture for GptOss {
         "gpt-oss"
     }
     fn tables(&self) -> &'static [Table] {
-        &[TENSORS, LM_HEAD]
+        &[TENSORS, LM_HEAD, EXPERTS_BACK]
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
     fn vocab(&self) -> &'static [Vocab] {
         &[Vocab::Bpe]
