@@ -265,3 +265,32 @@ fn the_sd_cpp_target_follows_stable_diffusion_cpp_s_convert() {
     assert!(sd1.contains_key("first_stage_model.decoder.conv_in.weight"));
     assert_eq!(sd1["model.diffusion_model.time_embed.0.weight"].0, "F32");
 }
+
+/// The same checkpoint sharded (an index and its files) or as a PyTorch
+/// file quantizes to the same GGUF as the single safetensors file.
+#[test]
+fn sharded_and_pytorch_checkpoints_quantize_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = checkpoint(dir.path(), "sd1", &[]);
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    ok(&[
+        "-q",
+        "convert",
+        p(&src),
+        p(&shards.join("model.safetensors")),
+        "--max-shard-size",
+        "1MB",
+    ]);
+    assert!(shards.join("model.safetensors.index.json").exists());
+    let pt = dir.path().join("sd1.pt");
+    ok(&["-q", "convert", p(&src), p(&pt)]);
+    let quantized = |input: &Path, name: &str| {
+        let out = dir.path().join(name);
+        ok(&["-q", "quantize", p(input), "-o", p(&out), "--type", "Q6_K"]);
+        std::fs::read(out).unwrap()
+    };
+    let one = quantized(&src, "one.gguf");
+    assert_eq!(quantized(&shards, "sharded.gguf"), one);
+    assert_eq!(quantized(&pt, "pt.gguf"), one);
+}
