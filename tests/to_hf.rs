@@ -97,12 +97,58 @@ fn a_gguf_goes_back_to_the_folder_it_was_converted_from() {
     ok(&["-q", "diff", p(&again), p(&gguf)]);
 }
 
-/// Each family's golden (llama.cpp's converter on fixtures/hf/arch/NAME,
-/// written F16) goes back to the folder it was made from: every tensor
-/// under its transformers name and shape, within F16's rounding of the
-/// original — Gemma's norms shifted back, GPT-2's Conv1D weights
-/// transposed back, stacked experts split per expert — and config.json
-/// names the original's class and model type.
+/// `family`'s golden (llama.cpp's converter on fixtures/hf/arch/NAME,
+/// written F16) back as a folder in `dir`, checked against the folder it
+/// was made from: every tensor under its transformers name and shape
+/// within F16's rounding, none missing but those the conversion drops
+/// (`dropped`, by name prefix), and config.json naming the original's
+/// class, model type, depth and vocabulary.
+fn assert_comes_back(dir: &std::path::Path, family: &str, dropped: &[&str]) -> std::path::PathBuf {
+    let out = dir.join(family);
+    let gguf = fixture(&format!("hf/arch/{family}.F16.gguf"));
+    ok(&["-q", "convert", p(&gguf), p(&out), "--to", "hf"]);
+    let original = fixture(&format!("hf/arch/{family}"));
+    // diff exits 1 where tensors are missing; its document says which.
+    let report = run(&[
+        "diff",
+        "--json",
+        p(&out.join("model.safetensors")),
+        p(&original.join("model.safetensors")),
+        "--atol",
+        "0.002",
+        "--rtol",
+        "0.002",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(doc["only_in_a"], serde_json::json!([]), "{family}");
+    for name in doc["only_in_b"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        assert!(
+            dropped.iter().any(|d| name.starts_with(d)),
+            "{family}: {name} did not come back"
+        );
+    }
+    let bad: Vec<&serde_json::Value> = doc["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] != "ok")
+        .collect();
+    assert!(bad.is_empty(), "{family}: {bad:?}");
+    let read = |d: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap()
+    };
+    let (ours, theirs) = (read(&out), read(&original));
+    for key in ["architectures", "model_type", "num_hidden_layers", "vocab_size"] {
+        assert_eq!(ours[key], theirs[key], "{family}: config.json {key}");
+    }
+    out
+}
+
+/// Every family with a way back: Gemma's norms shifted back, GPT-2's
+/// Conv1D weights transposed back, stacked experts split per expert,
+/// fused QKV rows regrouped, halves joined — BERT without the pooler the
+/// conversion drops.
 #[test]
 fn every_family_with_a_way_back_returns_its_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,77 +180,26 @@ fn every_family_with_a_way_back_returns_its_folder() {
         "deepseek2",
         "gptoss",
     ] {
-        let out = dir.path().join(family);
-        let gguf = fixture(&format!("hf/arch/{family}.F16.gguf"));
-        ok(&["-q", "convert", p(&gguf), p(&out), "--to", "hf"]);
-        let original = fixture(&format!("hf/arch/{family}"));
-        ok(&[
-            "-q",
-            "diff",
-            p(&out.join("model.safetensors")),
-            p(&original.join("model.safetensors")),
-            "--atol",
-            "0.002",
-            "--rtol",
-            "0.002",
-        ]);
-        let read = |d: &std::path::Path| -> serde_json::Value {
-            serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap()
-        };
-        let (ours, theirs) = (read(&out), read(&original));
-        for key in ["architectures", "model_type", "num_hidden_layers", "vocab_size"] {
-            assert_eq!(ours[key], theirs[key], "{family}: config.json {key}");
-        }
+        assert_comes_back(dir.path(), family, &[]);
     }
+    let bert = assert_comes_back(dir.path(), "bert", &["pooler."]);
+    let names = dir_names(&bert);
+    assert!(names.contains(&"tokenizer.json".to_string()), "{names:?}");
 }
 
 /// DeepSeek-V3 comes back but for its multi-token-prediction layer, which
-/// the conversion drops (llama.cpp does not run it): every other tensor
-/// within F16's rounding, `kv_b_proj` rebuilt from `attn_k_b` and
-/// `attn_v_b`, the router bias under its own name, config.json V3's.
+/// the conversion drops (llama.cpp does not run it): `kv_b_proj` rebuilt
+/// from `attn_k_b` and `attn_v_b`, the router bias under its own name,
+/// config.json V3's.
 #[test]
 fn deepseek_v3_comes_back_without_the_layer_the_conversion_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("deepseek3");
-    ok(&[
-        "-q",
-        "convert",
-        p(&fixture("hf/arch/deepseek3.F16.gguf")),
-        p(&out),
-        "--to",
-        "hf",
-    ]);
+    let out = assert_comes_back(dir.path(), "deepseek3", &["model.layers.2."]);
     let original = fixture("hf/arch/deepseek3");
-    // diff exits 1 (the dropped layer is missing); its document says what differs.
-    let report = run(&[
-        "diff",
-        "--json",
-        p(&out.join("model.safetensors")),
-        p(&original.join("model.safetensors")),
-        "--atol",
-        "0.002",
-        "--rtol",
-        "0.002",
-    ]);
-    let doc: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    assert_eq!(doc["only_in_a"], serde_json::json!([]));
-    let dropped = doc["only_in_b"].as_array().unwrap();
-    assert!(
-        !dropped.is_empty()
-            && dropped
-                .iter()
-                .all(|n| n.as_str().unwrap().starts_with("model.layers.2."))
-    );
-    assert!(
-        doc["tensors"].as_array().unwrap().iter().all(|t| t["status"] == "ok"),
-        "{doc}"
-    );
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     let theirs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(original.join("config.json")).unwrap()).unwrap();
     for key in [
-        "architectures",
-        "model_type",
         "q_lora_rank",
         "kv_lora_rank",
         "qk_nope_head_dim",
@@ -286,9 +281,15 @@ fn what_cannot_go_back_is_refused_without_output() {
     let out = dir.path().join("x");
     let gguf = fixture("hf/tiny-llama.F16.gguf");
     // An architecture without its way back, naming those with one.
-    let err = exit_2(&["convert", p(&fixture("hf/arch/bert.F16.gguf")), p(&out), "--to", "hf"]);
+    let err = exit_2(&[
+        "convert",
+        p(&fixture("hf/arch/modernbert.F16.gguf")),
+        p(&out),
+        "--to",
+        "hf",
+    ]);
     assert!(
-        err.contains("'bert'") && err.contains("llama") && err.contains("gemma2"),
+        err.contains("'modern-bert'") && err.contains("llama") && err.contains("gemma2"),
         "{err}"
     );
     assert!(!out.exists());

@@ -429,6 +429,43 @@ def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
                 assert ids == json.loads(lt.strip().splitlines()[-1]), f"{model}: {text!r}: {ids}, llama-tokenize {lt!r}"
 
 
+@check
+def an_encoder_gguf_back_to_a_folder_is_the_original_encoder():
+    """BERT (bert-wordpiece): our GGUF, and its Q4_K_M, back to a folder
+    whose BertModel gives the original folder's hidden states (within F16's
+    rounding; Q4_K_M within its error) and whose WordPiece tokenizer gives
+    the original's ids and llama-tokenize's."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    model = "bert-wordpiece"
+    if os.environ.get("INTEROP_MODELS") and model not in os.environ["INTEROP_MODELS"].split(","):
+        return
+    own = TMP / f"ours-{model}.gguf"
+    if not own.exists():
+        run(MC, "convert", MODELS / model, own)
+    original = AutoTokenizer.from_pretrained(MODELS / model)
+    x = original(SENTENCES[1], return_tensors="pt")
+
+    def hidden(folder):
+        m = AutoModel.from_pretrained(folder, dtype=torch.float32)
+        with torch.no_grad():
+            return m(**x).last_hidden_state[0].numpy()
+    want = hidden(MODELS / model)
+    for gguf, limit in [(own, 2e-2), (ours_q4_k_m(model), 0.25)]:
+        out = gguf_to_hf(gguf)
+        diff = float(np.abs(hidden(out) - want).max())
+        print(f"        {model} {gguf.name}: hidden states within {diff:.2e} of the original's")
+        assert diff <= limit, f"{model} {gguf.name}: hidden states differ by {diff}"
+        assert_config_carries(model, out)
+        ours_tok = AutoTokenizer.from_pretrained(out)
+        for text in TEXTS:
+            ids = ours_tok.encode(text)
+            assert ids == original.encode(text), f"{model}: {text!r}: {ids}, the original's {original.encode(text)}"
+            lt = run(BIN / "llama-tokenize", "-m", gguf, "--stdin", "--no-escape", "--ids", "--log-disable",
+                     stdin=text)
+            assert ids == json.loads(lt.strip().splitlines()[-1]), f"{model}: {text!r}: {ids}, llama-tokenize {lt!r}"
+
+
 def vocab_tests(name):
     sep = "\n__ggml_vocab_test__\n"
     inp = (SRC / "models" / f"ggml-vocab-{name}.gguf.inp").read_text(encoding="utf-8").split(sep)

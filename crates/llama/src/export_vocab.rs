@@ -28,10 +28,11 @@ pub fn tokenizer_files(h: &Hparams, path: &Path) -> Result<SideFiles> {
     let mut files = match v.model.as_str() {
         "llama" => vec![("tokenizer.model".to_string(), sentencepiece_model(&v, h))],
         "gpt2" => vec![("tokenizer.json".to_string(), pretty(&bpe_json(&v, h, path)?)?)],
+        "bert" => vec![("tokenizer.json".to_string(), pretty(&wordpiece_json(&v, h))?)],
         other => {
             return Err(Error::unsupported(format!(
                 "{}: tokenizer.ggml.model '{other}' is not written back to Hugging Face files by this build \
-                 (llama and gpt2 are)",
+                 (llama, gpt2 and bert are)",
                 path.display()
             )))
         }
@@ -272,12 +273,16 @@ fn bpe_json(v: &Vocab, h: &Hparams, path: &Path) -> Result<Json> {
 /// BOS/EOS flags and the chat template.
 fn tokenizer_config(v: &Vocab, h: &Hparams) -> Json {
     let mut c = Map::new();
-    let class = if v.model == "llama" {
-        "LlamaTokenizer"
-    } else {
-        "PreTrainedTokenizerFast"
+    let class = match v.model.as_str() {
+        "llama" => "LlamaTokenizer",
+        "bert" => "BertTokenizer",
+        _ => "PreTrainedTokenizerFast",
     };
     c.insert("tokenizer_class".into(), json!(class));
+    if v.model == "bert" {
+        bert_tokens(v, h, &mut c);
+        return Json::Object(c);
+    }
     // LlamaTokenizer prepends "▁" unless told not to (Gemma's vocabulary
     // has no space prefix); it does not read tokenizer.model's flag.
     if v.model == "llama" && h.flag("tokenizer.ggml.add_space_prefix") == Some(false) {
@@ -311,4 +316,86 @@ fn tokenizer_config(v: &Vocab, h: &Hparams) -> Json {
         c.insert("model_max_length".into(), json!(n));
     }
     Json::Object(c)
+}
+
+/// A WordPiece vocabulary's token text as BERT's vocab.txt has it: the
+/// conversion marked word-initial tokens with a phantom space (U+2581)
+/// and stripped `##` from continuations; control tokens are as they were.
+fn wordpiece_token(t: &str, ty: i32) -> String {
+    if ty == CONTROL {
+        return t.to_string();
+    }
+    match t.strip_prefix('\u{2581}') {
+        Some(word) => word.to_string(),
+        None => format!("##{t}"),
+    }
+}
+
+/// BERT's `tokenizer.json`: a WordPiece model over the vocabulary, the
+/// BERT normalizer (lowercasing as `tokenizer.ggml.normalizer.lowercase`
+/// says, llama.cpp's WPM tokenizer lowercasing by default) and
+/// pre-tokenizer, `[CLS] A [SEP]` (`B [SEP]` for pairs) around the text,
+/// control tokens as special added tokens.
+fn wordpiece_json(v: &Vocab, h: &Hparams) -> Json {
+    let mut vocab = Map::new();
+    let mut added = Vec::new();
+    for (i, (t, &ty)) in v.tokens.iter().zip(&v.types).enumerate() {
+        let piece = wordpiece_token(t, ty);
+        if ty == CONTROL {
+            added.push(json!({"id": i, "content": piece, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true}));
+        }
+        vocab.insert(piece, json!(i));
+    }
+    let lower = h.flag("tokenizer.ggml.normalizer.lowercase").unwrap_or(true);
+    let token = |which: &str, default: &str| v.special(h, which).unwrap_or(default).to_string();
+    let (cls, sep, unk) = (
+        token("bos", "[CLS]"),
+        token("seperator", "[SEP]"),
+        token("unknown", "[UNK]"),
+    );
+    let id = |which: &str| h.token_id(which).unwrap_or(0);
+    let special = |s: &str, t: u64| json!({"SpecialToken": {"id": s, "type_id": t}});
+    let seq = |s: &str, t: u64| json!({"Sequence": {"id": s, "type_id": t}});
+    let mut specials = Map::new();
+    specials.insert(cls.clone(), json!({"id": cls, "ids": [id("bos")], "tokens": [cls]}));
+    specials.insert(
+        sep.clone(),
+        json!({"id": sep, "ids": [id("seperator")], "tokens": [sep]}),
+    );
+    json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+            "strip_accents": null, "lowercase": lower},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [special(&cls, 0), seq("A", 0), special(&sep, 0)],
+            "pair": [special(&cls, 0), seq("A", 0), special(&sep, 0), seq("B", 1), special(&sep, 1)],
+            "special_tokens": specials},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": unk, "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100, "vocab": vocab},
+    })
+}
+
+/// BertTokenizer's keys in tokenizer_config.json: its five special tokens
+/// by the GGUF's ids, the lowercasing, the context.
+fn bert_tokens(v: &Vocab, h: &Hparams, c: &mut Map<String, Json>) {
+    for (key, which) in [
+        ("cls_token", "bos"),
+        ("sep_token", "seperator"),
+        ("unk_token", "unknown"),
+        ("pad_token", "padding"),
+        ("mask_token", "mask"),
+    ] {
+        if let Some(t) = v.special(h, which) {
+            c.insert(key.into(), json!(t));
+        }
+    }
+    let lower = h.flag("tokenizer.ggml.normalizer.lowercase").unwrap_or(true);
+    c.insert("do_lower_case".into(), json!(lower));
+    if let Ok(n) = h.uint("context_length") {
+        c.insert("model_max_length".into(), json!(n));
+    }
 }

@@ -5,9 +5,62 @@
 //! with them), the unigram vocabulary.
 
 use super::{mapped, pooling, text_parameters, with_hparams, Architecture, Ctx, Held, Table, Vocab};
-use modelconv_ir::{view, Error, Metadata, Result, Tensor, TensorInfo, Value};
+use crate::export::{common_config, Export, Facts, Hparams};
+use modelconv_ir::{view, Error, Metadata, Model, Result, Tensor, TensorInfo, Value};
+use serde_json::{json, Map, Value as Json};
 
 pub struct Bert;
+
+/// BERT's way back (BertModel: the encoder and embeddings; the pooler the
+/// conversion dropped is not there). XLM-RoBERTa's GGUFs share the
+/// architecture name and are refused by their vocabulary.
+static EXPORT: Export = Export {
+    config: bert_config,
+    computed: refuse_other_encoders,
+    ..Export::decoder("BertModel", "bert")
+};
+
+/// BertConfig from the GGUF's keys.
+fn bert_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let mut c = common_config(h, facts)?;
+    for (key, v) in [
+        ("hidden_size", h.uint("embedding_length")?),
+        ("intermediate_size", h.uint("feed_forward_length")?),
+        ("num_hidden_layers", h.uint("block_count")?),
+        ("num_attention_heads", h.uint("attention.head_count")?),
+        ("max_position_embeddings", h.uint("context_length")?),
+    ] {
+        c.insert(key.into(), json!(v));
+    }
+    let types =
+        h.md.get("tokenizer.ggml.token_type_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(2);
+    c.insert("type_vocab_size".into(), json!(types));
+    if let Some(eps) = h.float("attention.layer_norm_epsilon")? {
+        c.insert("layer_norm_eps".into(), eps);
+    }
+    c.insert("hidden_act".into(), json!("gelu"));
+    c.insert("position_embedding_type".into(), json!("absolute"));
+    // The GGUF names no BOS/EOS of its own: those keys are its CLS and SEP.
+    c.remove("bos_token_id");
+    c.remove("eos_token_id");
+    Ok(c)
+}
+
+/// An XLM-RoBERTa GGUF (`bert` with a unigram `t5` vocabulary and its
+/// position rows shifted) has no way back in this build.
+fn refuse_other_encoders(model: &mut Model, h: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
+    match h.md.get("tokenizer.ggml.model").and_then(Value::as_str) {
+        Some("bert") => Ok(()),
+        other => Err(Error::unsupported(format!(
+            "{}: a bert GGUF with a '{}' vocabulary (XLM-RoBERTa's unigram is 't5') has no way back in this build; BERT's \
+             WordPiece one has",
+            model.path.display(),
+            other.unwrap_or("missing")
+        ))),
+    }
+}
 
 const TENSORS: Table = &[
     ("embeddings.word_embeddings", "token_embd"),
@@ -58,6 +111,9 @@ impl Architecture for Bert {
     }
     fn set_gguf_parameters(&self, cx: &Ctx, md: &mut Metadata, ft: u32) -> Result<()> {
         bert_parameters(cx, "bert", md, ft)
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&EXPORT)
     }
 }
 
