@@ -283,6 +283,10 @@ impl HfFolderOut {
         let mut written = Vec::new();
         for (name, bytes) in files {
             let dest = self.dir.join(name);
+            // Names are ours (`1_Pooling/config.json`), never a file's.
+            if let Some(parent) = dest.parent().filter(|p| *p != self.dir) {
+                std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("{}: {e}", parent.display()))?;
+            }
             let mut out = modelconv_ir::OutputFile::create(&dest, opts)?;
             out.write_all(bytes)?;
             out.commit()?;

@@ -184,7 +184,15 @@ fn every_family_with_a_way_back_returns_its_folder() {
     }
     let bert = assert_comes_back(dir.path(), "bert", &["pooler."]);
     let names = dir_names(&bert);
-    assert!(names.contains(&"tokenizer.json".to_string()), "{names:?}");
+    for name in ["tokenizer.json", "modules.json", "1_Pooling"] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
+    // The GGUF's mean pooling as sentence-transformers' module config.
+    let pooling: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bert.join("1_Pooling/config.json")).unwrap()).unwrap();
+    assert_eq!(pooling["pooling_mode_mean_tokens"], true);
+    assert_eq!(pooling["pooling_mode_cls_token"], false);
+    assert_eq!(pooling["word_embedding_dimension"], 16);
 }
 
 /// DeepSeek-V3 comes back but for its multi-token-prediction layer, which

@@ -433,8 +433,9 @@ def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
 def an_encoder_gguf_back_to_a_folder_is_the_original_encoder():
     """BERT (bert-wordpiece): our GGUF, and its Q4_K_M, back to a folder
     whose BertModel gives the original folder's hidden states (within F16's
-    rounding; Q4_K_M within its error) and whose WordPiece tokenizer gives
-    the original's ids and llama-tokenize's."""
+    rounding; Q4_K_M within its error), whose sentence-transformers files
+    give its sentence embeddings, and whose WordPiece tokenizer gives the
+    original's ids and llama-tokenize's."""
     import torch
     from transformers import AutoModel, AutoTokenizer
     model = "bert-wordpiece"
@@ -457,6 +458,12 @@ def an_encoder_gguf_back_to_a_folder_is_the_original_encoder():
         print(f"        {model} {gguf.name}: hidden states within {diff:.2e} of the original's")
         assert diff <= limit, f"{model} {gguf.name}: hidden states differ by {diff}"
         assert_config_carries(model, out)
+        # The pooling the GGUF names comes back as sentence-transformers' files.
+        from sentence_transformers import SentenceTransformer
+        kw = {"device": "cpu", "model_kwargs": {"dtype": torch.float32}}
+        got, exp = (SentenceTransformer(str(f), **kw).encode(SENTENCES) for f in (out, MODELS / model))
+        diff = float(np.abs(got - exp).max())
+        assert diff <= limit, f"{model} {gguf.name}: sentence embeddings differ by {diff}"
         ours_tok = AutoTokenizer.from_pretrained(out)
         for text in TEXTS:
             ids = ours_tok.encode(text)

@@ -156,7 +156,43 @@ pub fn to_hf(model: &mut Model, cast: Option<DType>) -> Result<SideFiles> {
     let mut files = vec![("config.json".to_string(), pretty(&Json::Object(config))?)];
     files.extend(crate::export_vocab::tokenizer_files(&h, &model.path)?);
     files.push(("README.md".into(), crate::export_card::model_card(&h, &model.path)));
+    files.extend(sentence_transformers_files(&h)?);
     Ok(files)
+}
+
+/// An embedding model's sentence-transformers files, from `{arch}.pooling_type`
+/// (llama.h's LLAMA_POOLING_TYPE: 1 mean, 2 CLS, 3 last token; none
+/// without a key or for 0): modules.json (the transformer, then pooling)
+/// and 1_Pooling/config.json, in the layout sentence-transformers has
+/// read since its first versions.
+fn sentence_transformers_files(h: &Hparams) -> Result<SideFiles> {
+    let mode = match h.opt_uint("pooling_type")? {
+        Some(1) => "pooling_mode_mean_tokens",
+        Some(2) => "pooling_mode_cls_token",
+        Some(3) => "pooling_mode_lasttoken",
+        _ => return Ok(Vec::new()),
+    };
+    let modules = json!([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]);
+    let mut pooling = Map::new();
+    pooling.insert("word_embedding_dimension".into(), json!(h.uint("embedding_length")?));
+    for m in [
+        "pooling_mode_cls_token",
+        "pooling_mode_mean_tokens",
+        "pooling_mode_max_tokens",
+        "pooling_mode_mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens",
+        "pooling_mode_lasttoken",
+    ] {
+        pooling.insert(m.into(), json!(m == mode));
+    }
+    pooling.insert("include_prompt".into(), json!(true));
+    Ok(vec![
+        ("modules.json".into(), pretty(&modules)?),
+        ("1_Pooling/config.json".into(), pretty(&Json::Object(pooling))?),
+    ])
 }
 
 /// The GGUF architecture names this build writes back.
