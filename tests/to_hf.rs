@@ -179,6 +179,7 @@ fn every_family_with_a_way_back_returns_its_folder() {
         "granitemoeshared",
         "deepseek2",
         "gptoss",
+        "modernbert",
     ] {
         assert_comes_back(dir.path(), family, &[]);
     }
@@ -193,6 +194,15 @@ fn every_family_with_a_way_back_returns_its_folder() {
     assert_eq!(pooling["pooling_mode_mean_tokens"], true);
     assert_eq!(pooling["pooling_mode_cls_token"], false);
     assert_eq!(pooling["word_embedding_dimension"], 16);
+    // XLM-RoBERTa shares BERT's architecture name; its vocabulary has no way back.
+    let err = exit_2(&[
+        "convert",
+        p(&fixture("hf/arch/xlmr.F16.gguf")),
+        p(&dir.path().join("xlmr")),
+        "--to",
+        "hf",
+    ]);
+    assert!(err.contains("'t5'") && err.contains("XLM-RoBERTa"), "{err}");
 }
 
 /// DeepSeek-V3 comes back but for its multi-token-prediction layer, which
@@ -291,13 +301,13 @@ fn what_cannot_go_back_is_refused_without_output() {
     // An architecture without its way back, naming those with one.
     let err = exit_2(&[
         "convert",
-        p(&fixture("hf/arch/modernbert.F16.gguf")),
+        p(&fixture("hf/mmproj/gemma3.F16.gguf")),
         p(&out),
         "--to",
         "hf",
     ]);
     assert!(
-        err.contains("'modern-bert'") && err.contains("llama") && err.contains("gemma2"),
+        err.contains("'clip'") && err.contains("llama") && err.contains("gemma2"),
         "{err}"
     );
     assert!(!out.exists());

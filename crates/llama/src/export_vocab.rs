@@ -13,8 +13,22 @@ use serde_json::{json, Map, Value as Json};
 use std::path::Path;
 
 /// GPT-2's byte-level split, which `pre_tokenizers.ByteLevel(use_regex)`
-/// applies itself.
-const BYTE_LEVEL: &[&str] = &["gpt-2", "olmo", "gpt2"];
+/// applies itself: the names llama-vocab.cpp reads as
+/// LLAMA_VOCAB_PRE_TYPE_GPT2, and OLMo's.
+const BYTE_LEVEL: &[&str] = &[
+    "gpt-2",
+    "gpt2",
+    "olmo",
+    "phi-2",
+    "jina-es",
+    "jina-de",
+    "gigachat",
+    "jina-v2-es",
+    "jina-v2-de",
+    "a.x-4.0",
+    "mellum",
+    "modern-bert",
+];
 /// llama.cpp's LLAMA3 pre-tokenizer regex (llama-vocab.cpp), which
 /// Llama 3's tokenizer.json splits with.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -242,20 +256,7 @@ fn bpe_json(v: &Vocab, h: &Hparams, path: &Path) -> Result<Json> {
             .unwrap_or("gpt-2");
     let ignore_merges = matches!(pre, "llama-bpe" | "llama3" | "llama-v3");
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
-    let post = match (h.flag("tokenizer.ggml.add_bos_token"), v.special(h, "bos")) {
-        (Some(true), Some(bos)) => {
-            let id = h.token_id("bos").unwrap_or(0);
-            let seq = |s: &str| json!({"Sequence": {"id": s, "type_id": 0}});
-            let bos_piece = json!({"SpecialToken": {"id": bos, "type_id": 0}});
-            let mut specials = Map::new();
-            specials.insert(bos.to_string(), json!({"id": bos, "ids": [id], "tokens": [bos]}));
-            json!({"type": "TemplateProcessing",
-                "single": [bos_piece, seq("A")],
-                "pair": [bos_piece, seq("A"), bos_piece, seq("B")],
-                "special_tokens": specials})
-        }
-        _ => byte_level.clone(),
-    };
+    let post = special_template(v, h).unwrap_or_else(|| byte_level.clone());
     Ok(json!({
         "version": "1.0", "truncation": null, "padding": null,
         "added_tokens": added,
@@ -398,4 +399,40 @@ fn bert_tokens(v: &Vocab, h: &Hparams, c: &mut Map<String, Json>) {
     if let Ok(n) = h.uint("context_length") {
         c.insert("model_max_length".into(), json!(n));
     }
+}
+
+/// The special tokens llama.cpp adds around a BPE text, as a
+/// TemplateProcessing: BOS before when `add_bos_token`, EOS then SEP after
+/// when `add_eos_token` / `add_sep_token` (llama-vocab.cpp's order); None
+/// when it adds none.
+fn special_template(v: &Vocab, h: &Hparams) -> Option<Json> {
+    let wanted = |flag: &str, which: &str| -> Option<(String, u64)> {
+        if h.flag(&format!("tokenizer.ggml.{flag}")) != Some(true) {
+            return None;
+        }
+        Some((v.special(h, which)?.to_string(), h.token_id(which)?))
+    };
+    let front: Vec<(String, u64)> = wanted("add_bos_token", "bos").into_iter().collect();
+    let back: Vec<(String, u64)> = [wanted("add_eos_token", "eos"), wanted("add_sep_token", "seperator")]
+        .into_iter()
+        .flatten()
+        .collect();
+    if front.is_empty() && back.is_empty() {
+        return None;
+    }
+    let piece = |t: &str| json!({"SpecialToken": {"id": t, "type_id": 0}});
+    let seq = |s: &str| json!({"Sequence": {"id": s, "type_id": 0}});
+    let one = |s: &str| -> Vec<Json> {
+        let mut out: Vec<Json> = front.iter().map(|(t, _)| piece(t)).collect();
+        out.push(seq(s));
+        out.extend(back.iter().map(|(t, _)| piece(t)));
+        out
+    };
+    let mut specials = Map::new();
+    for (t, id) in front.iter().chain(&back) {
+        specials.insert(t.clone(), json!({"id": t, "ids": [id], "tokens": [t]}));
+    }
+    let mut pair = one("A");
+    pair.extend(one("B"));
+    Some(json!({"type": "TemplateProcessing", "single": one("A"), "pair": pair, "special_tokens": specials}))
 }

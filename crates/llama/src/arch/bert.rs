@@ -197,6 +197,71 @@ impl Architecture for XlmRoberta {
 /// reference's bytes kept; README says how to add the key).
 pub struct ModernBert;
 
+/// ModernBERT's way back (ModernBertModel; its first layer has no
+/// attention norm, as the original has none).
+static MODERN_EXPORT: Export = Export {
+    config: modern_bert_config,
+    ..Export::decoder("ModernBertModel", "modernbert")
+};
+
+/// ModernBertConfig from the GGUF: the window and its every-n-th global
+/// layer (`layer_types`), the two rope bases, the pooling as
+/// `classifier_pooling`, the vocabulary size as the conversion wrote it.
+fn modern_bert_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
+    let mut c = common_config(h, facts)?;
+    let layers = h.uint("block_count")?;
+    for (key, v) in [
+        ("vocab_size", h.uint("vocab_size")?),
+        ("hidden_size", h.uint("embedding_length")?),
+        ("intermediate_size", h.uint("feed_forward_length")?),
+        ("num_hidden_layers", layers),
+        ("num_attention_heads", h.uint("attention.head_count")?),
+        ("max_position_embeddings", h.uint("context_length")?),
+        ("local_attention", h.uint("attention.sliding_window")?),
+    ] {
+        c.insert(key.into(), json!(v));
+    }
+    let every = h.opt_uint("attention.sliding_window_pattern")?.unwrap_or(1).max(1);
+    c.insert("global_attn_every_n_layers".into(), json!(every));
+    let types: Vec<&str> = (0..layers)
+        .map(|i| {
+            if i % every == 0 {
+                "full_attention"
+            } else {
+                "sliding_attention"
+            }
+        })
+        .collect();
+    c.insert("layer_types".into(), json!(types));
+    let theta = |key: &str, default: f64| -> Result<Json> { Ok(h.float(key)?.unwrap_or(json!(default))) };
+    c.insert(
+        "rope_parameters".into(),
+        json!({"full_attention": {"rope_type": "default", "rope_theta": theta("rope.freq_base", 160000.0)?},
+               "sliding_attention": {"rope_type": "default", "rope_theta": theta("rope.freq_base_swa", 10000.0)?}}),
+    );
+    if let Some(eps) = h.float("attention.layer_norm_rms_epsilon")? {
+        c.insert("norm_eps".into(), eps);
+    }
+    if let Some(act) = h.get("hidden_activation").and_then(Value::as_str) {
+        c.insert("hidden_activation".into(), json!(act));
+    }
+    let pooling = match h.opt_uint("classifier.pooling_type")?.or(h.opt_uint("pooling_type")?) {
+        Some(1) => Some("mean"),
+        Some(2) => Some("cls"),
+        _ => None,
+    };
+    if let Some(p) = pooling {
+        c.insert("classifier_pooling".into(), json!(p));
+    }
+    if let Some(sep) = h.token_id("seperator") {
+        c.insert("sep_token_id".into(), json!(sep));
+    }
+    for key in ["attention_bias", "mlp_bias", "norm_bias"] {
+        c.insert(key.into(), json!(facts.has_bias));
+    }
+    Ok(c)
+}
+
 const MODERN: Table = &[
     ("embeddings.tok_embeddings", "token_embd"),
     ("embeddings.norm", "token_embd_norm"),
@@ -224,6 +289,9 @@ impl Architecture for ModernBert {
     }
     fn filter(&self, name: &str) -> Option<String> {
         Bert.filter(name.strip_prefix("model.").unwrap_or(name))
+    }
+    fn export(&self) -> Option<&'static Export> {
+        Some(&MODERN_EXPORT)
     }
     /// BertModel's keys, then the local window and its pattern, no rope
     /// scaling, the vocabulary size and the activation.
