@@ -433,12 +433,12 @@ def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
 # original folder's (ModernBERT's zoo folder carries GPT-2's tokenizer files,
 # which add no separator; its GGUF says llama.cpp adds one, as the real
 # ModernBERT tokenizer does, so only llama-tokenize is its reference).
-ENCODERS_BACK = {"bert-wordpiece": True, "modernbert-bpe": False}
+ENCODERS_BACK = {"bert-wordpiece": True, "modernbert-bpe": False, "xlmr-unigram": True}
 
 
 @check
 def an_encoder_gguf_back_to_a_folder_is_the_original_encoder():
-    """BERT and ModernBERT: our GGUF, and its Q4_K_M, back to a folder whose
+    """BERT, ModernBERT and XLM-RoBERTa: our GGUF, and its Q4_K_M, back to a folder whose
     model gives the original folder's hidden states on the same ids (within
     F16's rounding; Q4_K_M within its error), whose sentence-transformers
     files give its sentence embeddings, and whose tokenizer gives

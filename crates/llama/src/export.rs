@@ -408,10 +408,18 @@ fn unstack_experts(names: &ExpertNames, t: &Tensor) -> Result<Option<Vec<Tensor>
 /// config.json's `dtype`: the type the token embedding will be written
 /// in, as save_pretrained records the model's.
 fn weights_dtype(model: &Model, cast: Option<DType>) -> &'static str {
-    let embd = model
-        .tensors
+    // The token embedding under each family's name.
+    let embd = model.tensors.iter().find(|t| {
+        [
+            "embed_tokens.weight",
+            "word_embeddings.weight",
+            "tok_embeddings.weight",
+            ".wte.weight",
+            "embed_in.weight",
+        ]
         .iter()
-        .find(|t| t.info.name.ends_with("embed_tokens.weight"));
+        .any(|n| t.info.name.ends_with(n))
+    });
     match cast.or(embd.map(|t| t.info.dtype)) {
         Some(DType::F16) => "float16",
         Some(DType::BF16) => "bfloat16",
@@ -466,6 +474,16 @@ pub fn take_pair_member(model: &mut Model, name: &str) -> Result<Tensor> {
         ))
     })?;
     Ok(model.tensors.remove(i))
+}
+
+/// A one-row matrix that ggml writes 1-D (`ggml_n_dims` drops the outer 1,
+/// so llama-quantize's output has `[n]`) back as the `[1, n]` transformers
+/// expects, where `hf` ends with `suffix`.
+pub fn one_row_as_matrix(hf: &str, suffix: &str, t: &mut Tensor) -> Result<()> {
+    if let (true, &[n]) = (hf.ends_with(suffix), &t.info.shape[..]) {
+        t.info = modelconv_ir::TensorInfo::new(t.info.name.clone(), t.info.dtype, vec![1, n])?;
+    }
+    Ok(())
 }
 
 /// A block-quantized `t` dequantized to F32 (a transform that moves single

@@ -43,10 +43,11 @@ pub fn tokenizer_files(h: &Hparams, path: &Path) -> Result<SideFiles> {
         "llama" => vec![("tokenizer.model".to_string(), sentencepiece_model(&v, h))],
         "gpt2" => vec![("tokenizer.json".to_string(), pretty(&bpe_json(&v, h, path)?)?)],
         "bert" => vec![("tokenizer.json".to_string(), pretty(&wordpiece_json(&v, h))?)],
+        "t5" => vec![("tokenizer.json".to_string(), pretty(&unigram_json(&v, h))?)],
         other => {
             return Err(Error::unsupported(format!(
                 "{}: tokenizer.ggml.model '{other}' is not written back to Hugging Face files by this build \
-                 (llama, gpt2 and bert are)",
+                 (llama, gpt2, bert and t5 are)",
                 path.display()
             )))
         }
@@ -277,10 +278,11 @@ fn tokenizer_config(v: &Vocab, h: &Hparams) -> Json {
     let class = match v.model.as_str() {
         "llama" => "LlamaTokenizer",
         "bert" => "BertTokenizer",
+        "t5" => "XLMRobertaTokenizer",
         _ => "PreTrainedTokenizerFast",
     };
     c.insert("tokenizer_class".into(), json!(class));
-    if v.model == "bert" {
+    if v.model == "bert" || v.model == "t5" {
         bert_tokens(v, h, &mut c);
         return Json::Object(c);
     }
@@ -380,9 +382,17 @@ fn wordpiece_json(v: &Vocab, h: &Hparams) -> Json {
     })
 }
 
-/// BertTokenizer's keys in tokenizer_config.json: its five special tokens
-/// by the GGUF's ids, the lowercasing, the context.
+/// An encoder tokenizer's keys in tokenizer_config.json: its special
+/// tokens by the GGUF's ids (BOS is the CLS), the lowercasing (BERT's),
+/// the context.
 fn bert_tokens(v: &Vocab, h: &Hparams, c: &mut Map<String, Json>) {
+    if v.model == "t5" {
+        for (key, which) in [("bos_token", "bos"), ("eos_token", "eos")] {
+            if let Some(t) = v.special(h, which) {
+                c.insert(key.into(), json!(t));
+            }
+        }
+    }
     for (key, which) in [
         ("cls_token", "bos"),
         ("sep_token", "seperator"),
@@ -394,14 +404,16 @@ fn bert_tokens(v: &Vocab, h: &Hparams, c: &mut Map<String, Json>) {
             c.insert(key.into(), json!(t));
         }
     }
-    let lower = h.flag("tokenizer.ggml.normalizer.lowercase").unwrap_or(true);
-    c.insert("do_lower_case".into(), json!(lower));
+    if v.model == "bert" {
+        let lower = h.flag("tokenizer.ggml.normalizer.lowercase").unwrap_or(true);
+        c.insert("do_lower_case".into(), json!(lower));
+    }
     if let Ok(n) = h.uint("context_length") {
         c.insert("model_max_length".into(), json!(n));
     }
 }
 
-/// The special tokens llama.cpp adds around a BPE text, as a
+/// The special tokens llama.cpp adds around a BPE or UGM text, as a
 /// TemplateProcessing: BOS before when `add_bos_token`, EOS then SEP after
 /// when `add_eos_token` / `add_sep_token` (llama-vocab.cpp's order); None
 /// when it adds none.
@@ -413,10 +425,13 @@ fn special_template(v: &Vocab, h: &Hparams) -> Option<Json> {
         Some((v.special(h, which)?.to_string(), h.token_id(which)?))
     };
     let front: Vec<(String, u64)> = wanted("add_bos_token", "bos").into_iter().collect();
-    let back: Vec<(String, u64)> = [wanted("add_eos_token", "eos"), wanted("add_sep_token", "seperator")]
-        .into_iter()
-        .flatten()
-        .collect();
+    // llama-vocab.cpp's UGM tokenizer appends EOS only, its BPE one SEP too.
+    let sep = if v.model == "t5" {
+        None
+    } else {
+        wanted("add_sep_token", "seperator")
+    };
+    let back: Vec<(String, u64)> = [wanted("add_eos_token", "eos"), sep].into_iter().flatten().collect();
     if front.is_empty() && back.is_empty() {
         return None;
     }
@@ -435,4 +450,83 @@ fn special_template(v: &Vocab, h: &Hparams) -> Option<Json> {
     let mut pair = one("A");
     pair.extend(one("B"));
     Some(json!({"type": "TemplateProcessing", "single": one("A"), "pair": pair, "special_tokens": specials}))
+}
+
+/// A `t5` (SentencePiece unigram, llama.cpp's UGM) vocabulary's
+/// `tokenizer.json`: a Unigram model over the pieces and their scores,
+/// the precompiled character map as the normalizer, whitespace runs split
+/// away (`remove_extra_whitespaces`) and a Metaspace prefix
+/// (`add_space_prefix`), the BOS/EOS llama.cpp adds around a text, control
+/// and user-defined tokens as added tokens.
+fn unigram_json(v: &Vocab, h: &Hparams) -> Json {
+    let vocab: Vec<Json> = v.tokens.iter().zip(&v.scores).map(|(t, s)| json!([t, s])).collect();
+    let added: Vec<Json> = v
+        .tokens
+        .iter()
+        .zip(&v.types)
+        .enumerate()
+        .filter(|(_, (_, ty))| **ty == CONTROL || **ty == USER_DEFINED)
+        .map(|(i, (t, ty))| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+            "normalized": false, "special": *ty == CONTROL})
+        })
+        .collect();
+    let normalizer = match h.md.get("tokenizer.ggml.precompiled_charsmap") {
+        Some(Value::Array(Array::U8(map))) if !map.is_empty() => {
+            json!({"type": "Precompiled", "precompiled_charsmap": base64(map)})
+        }
+        _ => Json::Null,
+    };
+    let prepend = if h.flag("tokenizer.ggml.add_space_prefix") == Some(false) {
+        "never"
+    } else {
+        "always"
+    };
+    let metaspace = json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend, "split": true});
+    let pre = if h.flag("tokenizer.ggml.remove_extra_whitespaces") == Some(false) {
+        metaspace.clone()
+    } else {
+        json!({"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace]})
+    };
+    json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre,
+        "post_processor": special_template(v, h),
+        "decoder": metaspace,
+        "model": {"type": "Unigram", "unk_id": h.token_id("unknown"), "vocab": vocab, "byte_fallback": false},
+    })
+}
+
+/// Standard base64 with padding (RFC 4648), as tokenizers stores the
+/// precompiled character map.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_is_rfc_4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
 }

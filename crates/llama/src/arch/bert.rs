@@ -16,9 +16,15 @@ pub struct Bert;
 /// architecture name and are refused by their vocabulary.
 static EXPORT: Export = Export {
     config: bert_config,
-    computed: refuse_other_encoders,
+    computed: xlmr_positions,
+    fix: one_type_as_matrix,
     ..Export::decoder("BertModel", "bert")
 };
+
+/// A single token-type row (XLM-RoBERTa's) back as a matrix.
+fn one_type_as_matrix(_: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
+    crate::export::one_row_as_matrix(hf, "token_type_embeddings.weight", t)
+}
 
 /// BertConfig from the GGUF's keys.
 fn bert_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
@@ -42,24 +48,71 @@ fn bert_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
     }
     c.insert("hidden_act".into(), json!("gelu"));
     c.insert("position_embedding_type".into(), json!("absolute"));
-    // The GGUF names no BOS/EOS of its own: those keys are its CLS and SEP.
-    c.remove("bos_token_id");
-    c.remove("eos_token_id");
+    if h.md.get("tokenizer.ggml.model").and_then(Value::as_str) == Some("t5") {
+        // XLM-RoBERTa: its positions start after the padding id.
+        c.insert("architectures".into(), json!(["XLMRobertaModel"]));
+        c.insert("model_type".into(), json!("xlm-roberta"));
+        c.insert(
+            "max_position_embeddings".into(),
+            json!(h.uint("context_length")? + xlmr_offset(h)),
+        );
+    } else {
+        // BERT's GGUF names no BOS/EOS of its own: those keys are its CLS and SEP.
+        c.remove("bos_token_id");
+        c.remove("eos_token_id");
+    }
     Ok(c)
 }
 
-/// An XLM-RoBERTa GGUF (`bert` with a unigram `t5` vocabulary and its
-/// position rows shifted) has no way back in this build.
-fn refuse_other_encoders(model: &mut Model, h: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
+/// XLM-RoBERTa's GGUF (`bert` with a unigram `t5` vocabulary): the
+/// position rows the conversion dropped (those before `pad_token_id + 1`,
+/// which its position ids never reach) put back as zeros. Any other
+/// vocabulary than BERT's WordPiece or this is refused.
+fn xlmr_positions(model: &mut Model, h: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
     match h.md.get("tokenizer.ggml.model").and_then(Value::as_str) {
-        Some("bert") => Ok(()),
-        other => Err(Error::unsupported(format!(
-            "{}: a bert GGUF with a '{}' vocabulary (XLM-RoBERTa's unigram is 't5') has no way back in this build; BERT's \
-             WordPiece one has",
-            model.path.display(),
-            other.unwrap_or("missing")
-        ))),
+        Some("bert") => return Ok(()),
+        Some("t5") => {}
+        other => {
+            return Err(Error::unsupported(format!(
+                "{}: a bert GGUF with a '{}' vocabulary has no way back in this build (BERT's WordPiece and \
+                 XLM-RoBERTa's unigram have)",
+                model.path.display(),
+                other.unwrap_or("missing")
+            )))
+        }
     }
+    let offset = xlmr_offset(h);
+    let Some(t) = model.tensors.iter_mut().find(|t| t.info.name == "position_embd.weight") else {
+        return Ok(());
+    };
+    let &[rows, width] = t.info.shape.as_slice() else {
+        return Err(Error::invalid(format!(
+            "position_embd.weight {:?}: expected 2-D",
+            t.info.shape
+        )));
+    };
+    let es = t.info.dtype.type_size();
+    let zeros: std::sync::Arc<dyn modelconv_ir::DataSource> = std::sync::Arc::new(modelconv_ir::MemSource::new(vec![
+            0u8;
+            usize::try_from(offset * width * es)
+                .map_err(|_| Error::invalid(
+                "position rows too large"
+            ))?
+        ]));
+    let (data, shape) = view::Concat::new(
+        vec![(zeros, vec![offset, width]), (t.data.clone(), vec![rows, width])],
+        es,
+        0,
+    )?;
+    t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, shape)?;
+    t.data = std::sync::Arc::new(data);
+    t.location = None;
+    Ok(())
+}
+
+/// The position rows XLM-RoBERTa's conversion dropped: `pad_token_id + 1`.
+fn xlmr_offset(h: &Hparams) -> u64 {
+    h.token_id("padding").unwrap_or(1) + 1
 }
 
 const TENSORS: Table = &[

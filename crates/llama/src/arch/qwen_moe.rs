@@ -124,10 +124,7 @@ fn qwen2moe_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
 /// writes 1-D (`ggml_n_dims` drops trailing ones, so a llama-quantize
 /// output has `[hidden]`), back as the matrix transformers expects.
 fn shared_gate_as_matrix(_: &Hparams, hf: &str, t: &mut Tensor) -> Result<()> {
-    if let (true, &[n]) = (hf.ends_with("shared_expert_gate.weight"), &t.info.shape[..]) {
-        t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, vec![1, n])?;
-    }
-    Ok(())
+    crate::export::one_row_as_matrix(hf, "shared_expert_gate.weight", t)
 }
 
 fn qwen3moe_config(h: &Hparams, c: &mut Map<String, Json>) -> Result<()> {
