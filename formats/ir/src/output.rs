@@ -425,9 +425,70 @@ impl OutputFile {
         } else {
             0
         };
+        // Out of phase, copy_file_range costs 1.33x cp (measured on ext4);
+        // writing from a prefaulted mapping of the source costs what cp does.
+        if skew != base % COPY_ALIGN && p.len > COPY_ALIGN * 16 {
+            return self.mapped_copy(&p.source, p.offset, base, p.len);
+        }
         self.buffered_copy(&p.source, p.offset, head)?;
         let done = head + self.kernel_copy(&p.source, p.offset + head, base + head, p.len - head)?;
         self.buffered_copy(&p.source, p.offset + done, p.len - done)
+    }
+
+    /// `len` bytes of `source` from `offset` written from read-only
+    /// mappings of it, one window at a time (each prefaulted in one call,
+    /// unmapped before the next, so memory stays bounded), to output
+    /// offset `base`. A range past the file's end is refused before any
+    /// mapping (a mapping past it would fault).
+    fn mapped_copy(&mut self, source: &SharedFile, offset: u64, base: u64, len: u64) -> Result<()> {
+        const WINDOW: u64 = 32 << 20;
+        let page = COPY_ALIGN;
+        let end = offset.checked_add(len).filter(|&e| e <= source.len).ok_or_else(|| {
+            Error::malformed(
+                &source.path,
+                format!("cannot read {len} bytes at offset {offset}: the file ended early"),
+            )
+        })?;
+        let mut at = offset;
+        while at < end {
+            check_interrupt()?;
+            let n = (end - at).min(WINDOW);
+            // The length now, not at open: a file cut short since would
+            // fault where mapped, so it is refused by name instead.
+            let now = source.file.metadata().map_err(|e| Error::io(&source.path, e))?.len();
+            if now < at + n {
+                return Err(Error::malformed(
+                    &source.path,
+                    format!("cannot read {} bytes at offset {at}: the file ended early", end - at),
+                ));
+            }
+            let start = at / page * page;
+            let lead = (at - start) as usize;
+            // SAFETY: a read-only private view of a regular file we hold
+            // open, within its length as checked above; the slice lives
+            // only for this write.
+            let map = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(start)
+                    .len(lead + n as usize)
+                    .populate()
+                    .map(&source.file)
+            };
+            let map = match map {
+                Ok(m) => m,
+                // Where the system will not map it, the kernel copies.
+                Err(_) => {
+                    let copied = self.kernel_copy(source, at, base + (at - offset), end - at)?;
+                    return self.buffered_copy(source, at + copied, end - at - copied);
+                }
+            };
+            self.file()
+                .write_all(&map[lead..lead + n as usize])
+                .map_err(|e| Error::io(&self.dest, e))?;
+            at += n;
+            self.start_writeback(base + (at - offset));
+        }
+        Ok(())
     }
 
     /// `len` bytes of `source` from `offset` written through a buffer.
@@ -725,6 +786,37 @@ mod tests {
             f.commit().unwrap();
             assert!(std::fs::read(&dest).unwrap() == data, "header {header}");
         }
+    }
+
+    /// Ranges whose source and destination offsets differ in phase (a
+    /// split's shard headers) are written from mappings of the source; a
+    /// source cut short meanwhile is named, not faulted on.
+    #[test]
+    fn out_of_phase_copies_keep_every_byte_and_name_a_short_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, file) = patterned_input(dir.path(), 6 << 20, 5, 239);
+        let dest = dir.path().join("out.bin");
+        let mut f = OutputFile::create(&dest, &WriteOptions::default()).unwrap();
+        let header = b"a header of 36 bytes, not 7392 ones";
+        f.write_all(header).unwrap();
+        f.write_source(&file_range(&file, 7392, (5 << 20) + 11), &NoProgress)
+            .unwrap();
+        f.commit().unwrap();
+        let out = std::fs::read(&dest).unwrap();
+        assert!(out[header.len()..] == data[7392..7392 + (5 << 20) + 11], "bytes differ");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file.path)
+            .unwrap()
+            .set_len(3 << 20)
+            .unwrap();
+        let mut f = OutputFile::create(&dir.path().join("short.bin"), &WriteOptions::default()).unwrap();
+        f.write_all(b"x").unwrap();
+        let err = f
+            .write_source(&file_range(&file, 7392, 5 << 20), &NoProgress)
+            .and_then(|_| f.flush())
+            .unwrap_err();
+        assert!(err.to_string().contains("ended early"), "{err}");
     }
 
     #[test]
