@@ -463,6 +463,16 @@ fn unpermute_rows(t: &mut Tensor, n_head: u64) -> Result<()> {
     ungather_rows(t, &permute_rows(rows, n_head)?)
 }
 
+/// The block prefixes (`blk.N`) of `model`'s tensors named
+/// `blk.N{suffix}`: the blocks a join works through.
+pub fn blocks_having(model: &Model, suffix: &str) -> Vec<String> {
+    model
+        .tensors
+        .iter()
+        .filter_map(|t| t.info.name.strip_suffix(suffix).map(str::to_string))
+        .collect()
+}
+
 /// The tensor `name` taken out of `model`, for joining with its pair
 /// (Granite-MoE's halves, DeepSeek's k_b and v_b); missing, it is refused
 /// by name.

@@ -452,13 +452,8 @@ pub fn quantize_allowing(model: &mut Model, q: &Quantization, allow_unchanged: b
     let mut rows = Vec::with_capacity(model.tensors.len());
     for ((t, &to), weights) in model.tensors.iter_mut().zip(&types).zip(importance) {
         modelconv_ir::check_interrupt()?;
-        let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
-        let from = t.info.dtype;
-        let bytes_before = t.info.byte_len;
-        if to != from {
-            let data = source_as_weighted(t, to, q.types, stats.clone(), weights)?;
-            retype(t, to, data)?;
-        }
+        let (from, bytes_before) = (t.info.dtype, t.info.byte_len);
+        let stats = convert_to(t, to, q.types, weights)?;
         ggml_dims(t)?;
         rows.push(Row {
             name: t.info.name.clone(),
@@ -824,12 +819,8 @@ pub fn diffusion_gguf(
     let a = source.arch();
     if let Some(q) = q {
         d::check_file_type(q.file_type)?;
-        if q.imatrix.is_some() || !q.prune_layers.is_empty() || q.keep_split {
-            return Err(Error::unsupported(
-                "--imatrix, --prune-layers and --keep-split are llama.cpp's, for language models; an image model is quantized without them",
-            ));
-        }
     }
+    refuse_language_model_options(q)?;
     if let d::Source::Checkpoint(_) = source {
         d::prepare(model, a)?;
     }
@@ -855,10 +846,7 @@ pub fn diffusion_gguf(
             let ne: Vec<u64> = t.info.shape.iter().rev().copied().collect();
             let to = d::quant_type(a, q.file_type, &t.info.name, &ne, t.info.dtype, &mut counters)?;
             if to != t.info.dtype {
-                let s = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
-                let data = source_as_weighted(t, to, q.types, s.clone(), None)?;
-                retype(t, to, data)?;
-                stats[i] = s;
+                stats[i] = convert_to(t, to, q.types, None)?;
             }
             let shape = d::written_shape(a, &t.info.name, &t.info.shape);
             t.info = TensorInfo::new(t.info.name.clone(), t.info.dtype, shape)?;
@@ -902,13 +890,7 @@ pub fn sd_cpp_gguf(
             a.name
         )));
     }
-    if let Some(q) = q {
-        if q.imatrix.is_some() || !q.prune_layers.is_empty() || q.keep_split {
-            return Err(Error::unsupported(
-                "--imatrix, --prune-layers and --keep-split are llama.cpp's, for language models",
-            ));
-        }
-    }
+    refuse_language_model_options(q)?;
     model.tensors.sort_by(|x, y| x.info.name.cmp(&y.info.name));
     model.metadata = modelconv_ir::Metadata::new();
     let mut rows = Vec::with_capacity(model.tensors.len());
@@ -920,12 +902,7 @@ pub fn sd_cpp_gguf(
         let ne: Vec<u64> = t.info.shape.iter().rev().copied().collect();
         let wanted = q.map_or(from, |q| q.file_type.default);
         let to = d::sd_cpp_type(&t.info.name, &ne, from, wanted)?;
-        let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
-        if to != from {
-            let types = q.map_or(TypeOptions::default(), |q| q.types);
-            let data = source_as_weighted(t, to, types, stats.clone(), None)?;
-            retype(t, to, data)?;
-        }
+        let stats = convert_to(t, to, q.map_or(TypeOptions::default(), |q| q.types), None)?;
         rows.push(Row {
             name: t.info.name.clone(),
             from,
@@ -937,6 +914,34 @@ pub fn sd_cpp_gguf(
         });
     }
     Ok(rows)
+}
+
+/// `t` turned into `to` (a cast, a quantization, or nothing when it is
+/// already `to`), under `importance` where given; the error statistics a
+/// quantization to `to` gathers.
+fn convert_to(
+    t: &mut Tensor,
+    to: DType,
+    types: TypeOptions,
+    importance: Option<Arc<[f32]>>,
+) -> Result<Option<Arc<ErrorStats>>> {
+    let stats = to.is_quantized().then(|| Arc::new(ErrorStats::default()));
+    if to != t.info.dtype {
+        let data = source_as_weighted(t, to, types, stats.clone(), importance)?;
+        retype(t, to, data)?;
+    }
+    Ok(stats)
+}
+
+/// A diffusion model is quantized without llama.cpp's language-model
+/// options.
+fn refuse_language_model_options(q: Option<&Quantization>) -> Result<()> {
+    match q {
+        Some(q) if q.imatrix.is_some() || !q.prune_layers.is_empty() || q.keep_split => Err(Error::unsupported(
+            "--imatrix, --prune-layers and --keep-split are llama.cpp's, for language models; an image model is quantized without them",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// convert.py's types, reshapes and metadata on a prepared checkpoint.

@@ -104,12 +104,7 @@ fn deepseek_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
 /// names `kv_b_proj`. Block types are dequantized first (a transpose moves
 /// single elements).
 fn join_kv_b(model: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
-    let blocks: Vec<String> = model
-        .tensors
-        .iter()
-        .filter_map(|t| t.info.name.strip_suffix(".attn_k_b.weight").map(str::to_string))
-        .collect();
-    for block in blocks {
+    for block in crate::export::blocks_having(model, ".attn_k_b.weight") {
         let mut k = take_pair_member(model, &format!("{block}.attn_k_b.weight"))?;
         let mut v = take_pair_member(model, &format!("{block}.attn_v_b.weight"))?;
         if k.info.dtype != v.info.dtype || k.info.dtype.is_quantized() {

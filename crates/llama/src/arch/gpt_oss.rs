@@ -92,12 +92,7 @@ fn gpt_oss_config(h: &Hparams, facts: &Facts) -> Result<Map<String, Json>> {
 /// Block types (MXFP4, K-quants) are dequantized first: these views move
 /// single elements.
 fn join_experts(model: &mut Model, _: &Hparams, _: &mut Map<String, Json>) -> Result<()> {
-    let blocks: Vec<String> = model
-        .tensors
-        .iter()
-        .filter_map(|t| t.info.name.strip_suffix(".ffn_gate_exps.weight").map(str::to_string))
-        .collect();
-    for block in blocks {
+    for block in crate::export::blocks_having(model, ".ffn_gate_exps.weight") {
         let mut take = |stem: &str| -> Result<Tensor> {
             let mut t = take_pair_member(model, &format!("{block}.{stem}"))?;
             blocks_as_f32(&mut t)?;

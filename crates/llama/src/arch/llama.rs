@@ -105,12 +105,7 @@ fn join_granite_moe_inputs(model: &mut Model, h: &Hparams, _: &mut Map<String, J
         ("ffn_gate_exps", "ffn_up_exps", "ffn_gate_up_exps"),
         ("ffn_gate_shexp", "ffn_up_shexp", "ffn_gate_up_shexp"),
     ] {
-        let blocks: Vec<String> = model
-            .tensors
-            .iter()
-            .filter_map(|t| t.info.name.strip_suffix(&format!(".{gate}.weight")).map(str::to_string))
-            .collect();
-        for block in blocks {
+        for block in crate::export::blocks_having(model, &format!(".{gate}.weight")) {
             let g = take_pair_member(model, &format!("{block}.{gate}.weight"))?;
             let u = take_pair_member(model, &format!("{block}.{up}.weight"))?;
             model
