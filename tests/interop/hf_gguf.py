@@ -23,6 +23,8 @@ and 'hf-gguf: N passed, M failed'; exits 1 if anything failed.
 """
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+import harness
 from harness import check, finish
 from synthetic_imatrix import synthetic_imatrix
 
@@ -76,6 +79,37 @@ def reference_env(model):
     if model not in PINNED_TRANSFORMERS:
         return None
     return {**os.environ, "PYTHONPATH": os.environ["REFERENCE_TF"]}
+
+
+# What outlives a check in TMP: convert_hf_to_gguf.py's and llama-imatrix's
+# outputs (slow to redo). Everything else is modelconv's or cheap, made again
+# where a later check asks: together the checks write tens of GBs, more than
+# a CI machine's disk has free.
+KEEP = re.compile(r"ref-.+-(f32|f16|bf16)\.gguf|.+\.imatrix\.(gguf|dat)")
+
+
+def remove(path):
+    if Path(path).is_dir():
+        shutil.rmtree(path)
+    else:
+        Path(path).unlink()
+
+
+def prune_scratch():
+    for p in TMP.iterdir():
+        if not KEEP.fullmatch(p.name):
+            remove(p)
+
+
+harness.after_each.append(prune_scratch)
+
+
+def each_pruned(items):
+    """The items, with the scratch pruned after each: for the loops whose
+    every model writes folders of its own."""
+    for item in items:
+        yield item
+        prune_scratch()
 
 
 def reference(model, outtype):
@@ -388,7 +422,7 @@ def gguf_back_to_a_hugging_face_folder_is_what_transformers_reads_of_the_gguf():
     back as the rope_parameters they were made from (transformers' GGUF
     reader drops them)."""
     from transformers import AutoTokenizer
-    for model, how in TO_HF.items():
+    for model, how in each_pruned(TO_HF.items()):
         own = TMP / f"ours-{model}.gguf"
         if not own.exists():
             run(MC, "convert", MODELS / model, own)
@@ -447,7 +481,7 @@ def an_encoder_gguf_back_to_a_folder_is_the_original_encoder():
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
     wanted = os.environ.get("INTEROP_MODELS", "").split(",")
-    for model, same_ids in ENCODERS_BACK.items():
+    for model, same_ids in each_pruned(ENCODERS_BACK.items()):
         if wanted != [""] and model not in wanted:
             continue
         own = TMP / f"ours-{model}.gguf"
@@ -708,6 +742,9 @@ def gguf_split_by_size_and_by_tensors_is_llama_gguf_splits_and_merges_as_it_does
             name = f"big-{k:05}-of-{n:05}.gguf"
             assert os.listdir(workers / f"w{k}") == [name], os.listdir(workers / f"w{k}")
             same_file(workers / f"w{k}" / name, Path(ref) / name)
+        # Each case writes the model six times over.
+        for p in (ref, ours, workers, merged_ref, *TMP.glob(f"ours-merged-{label}-*")):
+            remove(p)
 
 
 @check
@@ -933,8 +970,5 @@ def llama_cpp_runs_our_i_quants_and_gguf_py_dequantizes_them_as_we_do():
 
 
 status = finish("hf-gguf")
-# The scratch folder holds GBs of models by the end; kept only to debug a failure.
-if status == 0:
-    import shutil
-    shutil.rmtree(TMP, ignore_errors=True)
+harness.remove_scratch(TMP)
 sys.exit(status)

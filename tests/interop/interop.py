@@ -14,6 +14,7 @@ from gguf import GGUFReader, GGUFWriter, GGUFValueType, GGMLQuantizationType
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+import harness
 from harness import check, finish
 
 MC = os.environ["MODELCONV"]
@@ -1265,8 +1266,5 @@ def gguf_py_reads_every_diffusion_tensor_back_within_its_type_s_error():
 
 
 status = finish("interop")
-# The scratch folder holds GBs of models by the end; kept only to debug a failure.
-if status == 0:
-    import shutil
-    shutil.rmtree(TMP, ignore_errors=True)
+harness.remove_scratch(TMP)
 sys.exit(status)
