@@ -82,10 +82,11 @@ def reference_env(model):
 
 
 # What outlives a check in TMP: convert_hf_to_gguf.py's and llama-imatrix's
-# outputs (slow to redo). Everything else is modelconv's or cheap, made again
-# where a later check asks: together the checks write tens of GBs, more than
-# a CI machine's disk has free.
-KEEP = re.compile(r"ref-.+-(f32|f16|bf16)\.gguf|.+\.imatrix\.(gguf|dat)")
+# outputs (slow to redo) and our Q4_K_M of each model (small; four checks
+# run them). Everything else is made again where a later check asks:
+# together the checks write tens of GBs, more than a CI machine's disk has
+# free.
+KEEP = re.compile(r"ref-.+-(f32|f16|bf16)\.gguf|.+\.imatrix\.(gguf|dat)|ours-.+-Q4_K_M\.gguf")
 
 
 def remove(path):
@@ -827,6 +828,7 @@ def meta_edits_read_back_as_gguf_py_s_own_editors_write_them():
 QUANT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
                "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0",
                "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ1_S", "IQ1_M"]
+DAT_TYPES = ["Q4_0", "Q3_K_M", "IQ4_XS", "IQ2_XXS", "IQ1_M"]
 NEW_TYPES = ["IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "Q1_0", "Q2_0", "IQ3_S", "IQ3_M"]
 # A dense model and two with experts (stacked 3-D experts, per-expert slices of the matrix).
 IMATRIX_MODELS = {"llama-spm": "f32", "mixtral-spm": "bf16", "qwen3moe-bpe": "bf16"}
@@ -861,13 +863,13 @@ def quantize_under_llama_imatrixs_matrices_is_llama_quantize_byte_for_byte_for_e
         if MODELS_TYPES and model not in [m for m, _ in MODELS_TYPES]:
             continue
         src, imatrix = llama_imatrix(model)
-        # Both file forms on the dense model; the GGUF one on the MoE models
-        # (each llama-quantize IQ1 run spends ~12 s building its tables).
-        for form, path in imatrix.items():
-            if form == "dat" and model != "llama-spm":
-                continue
-            for t in QUANT_TYPES:
-                quantized_alike(src, f"{model}-{t}-{form}", t, "--imatrix", path).unlink()
+        # Every type under the GGUF form; the legacy .dat form, which only
+        # changes how the matrix is read, on the dense model under one type
+        # of each family that weighs by it.
+        passes = [("gguf", QUANT_TYPES)] + ([("dat", DAT_TYPES)] if model == "llama-spm" else [])
+        for form, types in passes:
+            for t in types:
+                quantized_alike(src, f"{model}-{t}-{form}", t, "--imatrix", imatrix[form]).unlink()
         for t in NEW_TYPES:
             quantized_alike(src, f"{model}-{t}", t).unlink()
 
